@@ -1,0 +1,123 @@
+"""Settings shared by every role, read from flags and ``SEAMWATCH_*`` environment variables.
+
+A flag given on the command line wins over the environment, which wins over the defaults
+named below. Values are validated with pydantic; a bad one stops the command with a message
+that names the setting, quotes the value and says what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".seamwatch")
+DEFAULT_DATABASE = "seamwatch"
+DEFAULT_OTLP_HTTP_PORT = 4318
+DEFAULT_DASHBOARD_PORT = 8501
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the OTLP/HTTP limit most collectors use
+DEFAULT_BATCH_MAX_SPANS = 20_000
+DEFAULT_BATCH_FLUSH_INTERVAL_MILLIS = 200
+DEFAULT_MAX_QUEUE_SPANS = 400_000
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message says which and why."""
+
+
+class Settings(BaseSettings):
+    """Every tunable of Seamwatch. Environment variables carry the ``SEAMWATCH_`` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="SEAMWATCH_", extra="ignore")
+
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR, description="Directory of the embedded ClickHouse store (chDB)."
+    )
+    clickhouse_url: str | None = Field(
+        None,
+        description="ClickHouse server URL, e.g. http://default:@127.0.0.1:8123/seamwatch. "
+        "When set, the server is used instead of the embedded store.",
+    )
+    database: str = Field(DEFAULT_DATABASE, description="Database that holds the tables.")
+    otlp_http_host: str = Field("127.0.0.1", description="Address the OTLP/HTTP receiver binds.")
+    otlp_http_port: int = Field(DEFAULT_OTLP_HTTP_PORT, ge=0, le=65535)
+    dashboard_host: str = Field("127.0.0.1", description="Address the dashboard binds.")
+    dashboard_port: int = Field(DEFAULT_DASHBOARD_PORT, ge=0, le=65535)
+    max_request_bytes: int = Field(
+        DEFAULT_MAX_REQUEST_BYTES, gt=0, description="Largest request body after decompression."
+    )
+    batch_max_spans: int = Field(DEFAULT_BATCH_MAX_SPANS, gt=0)
+    batch_flush_interval_millis: int = Field(DEFAULT_BATCH_FLUSH_INTERVAL_MILLIS, gt=0)
+    max_queue_spans: int = Field(
+        DEFAULT_MAX_QUEUE_SPANS,
+        gt=0,
+        description="Spans waiting for the store before new requests get 503 with Retry-After.",
+    )
+    retention_days: int | None = Field(
+        None, gt=0, description="Drop spans older than this many days (ClickHouse TTL)."
+    )
+
+    @field_validator("database")
+    @classmethod
+    def _database_is_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("must be letters, digits and underscores, starting with a letter")
+        return value
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _url_is_http(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must look like http://user:password@host:8123/database")
+        return value
+
+    @property
+    def uses_server(self) -> bool:
+        """True when a ClickHouse server, not the embedded engine, holds the data."""
+        return self.clickhouse_url is not None
+
+    def server_database(self) -> str:
+        """The database named in the server URL's path, or the ``database`` setting."""
+        path = urlsplit(self.clickhouse_url or "").path.strip("/")
+        if path and not _IDENTIFIER.match(path):
+            raise SettingsError(
+                f"SEAMWATCH_CLICKHOUSE_URL names database {path!r}; use letters, digits and _."
+            )
+        return path or self.database
+
+    def __repr__(self) -> str:
+        shown = self.model_dump()
+        if self.clickhouse_url:
+            parts = urlsplit(self.clickhouse_url)
+            if parts.password:
+                shown["clickhouse_url"] = self.clickhouse_url.replace(parts.password, "***", 1)
+        return f"Settings({shown})"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment plus explicit overrides (flags; None means unset).
+
+    Raises SettingsError with one line per bad setting.
+    """
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        env = f"SEAMWATCH_{name.upper()}"
+        lines.append(f"{name} ({env}) = {error.get('input')!r}: {error['msg']}")
+    return "Invalid settings:\n  " + "\n  ".join(lines)

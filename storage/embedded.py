@@ -1,0 +1,157 @@
+"""The embedded store: ClickHouse running inside this process through chDB.
+
+chDB opens one data directory per process, and the engine itself locks it against other
+processes with an unhelpful message. A lock file of our own, taken first, lets a second
+process say plainly which process holds the directory and what to do instead.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from storage.errors import QueryError, StoreError, StoreLocked
+
+logger = logging.getLogger(__name__)
+
+_LOCK_FILE_NAME = "seamwatch.lock"
+_ENGINE_DIR_NAME = "clickhouse"
+
+# One engine per process: chDB refuses a second data directory in the same process.
+_engine_guard = threading.Lock()
+_engine: _Engine | None = None
+
+
+class _Engine:
+    """The process-wide chDB session and the lock file that guards its directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.users = 0
+        self.query_lock = threading.Lock()
+        self._lock_file = _take_directory_lock(data_dir)
+        from chdb import session
+
+        try:
+            self.session = session.Session(str(data_dir / _ENGINE_DIR_NAME))
+        except Exception as exc:  # chDB raises RuntimeError for any start-up failure
+            self._release_lock()
+            raise StoreError(f"Cannot start the embedded ClickHouse in {data_dir}: {exc}") from exc
+
+    def close(self) -> None:
+        self.session.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        self._lock_file.close()
+
+
+def _take_directory_lock(data_dir: Path) -> Any:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock_file = open(data_dir / _LOCK_FILE_NAME, "a+")  # noqa: SIM115 - held while open
+    except OSError as exc:
+        raise StoreError(
+            f"Cannot use data directory {str(data_dir)!r}: {exc.strerror}. "
+            "Set SEAMWATCH_DATA_DIR (or --data-dir) to a writable directory."
+        ) from exc
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.seek(0)
+        holder = lock_file.read().strip() or "unknown"
+        lock_file.close()
+        raise StoreLocked(
+            f"The data directory {str(data_dir)!r} is in use by another Seamwatch process "
+            f"(pid {holder}). The embedded store can be opened by one process at a time. "
+            "Stop that process, or give this one its own directory with --data-dir / "
+            "SEAMWATCH_DATA_DIR, or point every process at a ClickHouse server with "
+            "SEAMWATCH_CLICKHOUSE_URL."
+        ) from None
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(str(os.getpid()))
+    lock_file.flush()
+    return lock_file
+
+
+class EmbeddedStore:
+    """A database inside the process-wide chDB engine. Safe to share between threads."""
+
+    backend = "embedded"
+
+    def __init__(self, data_dir: Path, database: str) -> None:
+        global _engine
+        data_dir = Path(data_dir).resolve()
+        with _engine_guard:
+            if _engine is None:
+                _engine = _Engine(data_dir)
+            elif _engine.data_dir != data_dir:
+                raise StoreError(
+                    f"This process already uses the embedded store in {str(_engine.data_dir)!r}; "
+                    f"it cannot open {str(data_dir)!r} as well."
+                )
+            _engine.users += 1
+            self._engine = _engine
+        self.database = database
+        self.data_dir = data_dir
+        self._closed = False
+        self.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+
+    def table(self, name: str) -> str:
+        return f"`{self.database}`.`{name}`"
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        self._run(sql, "CSV", parameters)
+
+    def query_df(self, sql: str, parameters: dict[str, Any] | None = None) -> pd.DataFrame:
+        return self._run(sql, "DataFrame", parameters)
+
+    def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+        frame = self.query_df(sql, parameters)
+        return list(frame.itertuples(index=False, name=None))
+
+    def insert_arrow(self, table: str, data: pa.Table) -> int:
+        if data.num_rows == 0:
+            return 0
+        columns = ", ".join(f"`{name}`" for name in data.column_names)
+        # chDB's Python() table function reads the local variable named in the statement.
+        arrow_rows = data  # noqa: F841 - read by name inside the SQL below
+        sql = (
+            f"INSERT INTO {self.table(table)} ({columns}) "
+            f"SELECT {columns} FROM Python(arrow_rows)"
+        )
+        with self._engine.query_lock:
+            try:
+                self._engine.session.query(sql, "CSV")
+            except Exception as exc:
+                raise QueryError(f"Insert into {table} failed: {exc}") from exc
+        return data.num_rows
+
+    def close(self) -> None:
+        global _engine
+        if self._closed:
+            return
+        self._closed = True
+        with _engine_guard:
+            self._engine.users -= 1
+            if self._engine.users == 0:
+                self._engine.close()
+                _engine = None
+
+    def _run(self, sql: str, fmt: str, parameters: dict[str, Any] | None) -> Any:
+        if self._closed:
+            raise StoreError("The embedded store was closed.")
+        with self._engine.query_lock:
+            try:
+                return self._engine.session.query(sql, fmt, params=parameters or None)
+            except Exception as exc:  # chDB raises one error type for every refusal
+                raise QueryError(str(exc)) from exc

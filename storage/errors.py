@@ -1,0 +1,23 @@
+"""Errors raised by the store, by meaning rather than by backend.
+
+    StoreError
+    ├── StoreUnavailable   the store cannot be reached now; worth retrying later
+    ├── StoreLocked        another process holds the embedded data directory
+    └── QueryError         the statement or its data was refused; retrying will not help
+"""
+
+
+class StoreError(Exception):
+    """Base class of everything the store raises."""
+
+
+class StoreUnavailable(StoreError):
+    """The store is down, unreachable or overloaded; the same call may succeed later."""
+
+
+class StoreLocked(StoreError):
+    """The embedded data directory is opened by another process."""
+
+
+class QueryError(StoreError):
+    """ClickHouse refused the statement or the data; a bug or bad input, not an outage."""

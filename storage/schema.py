@@ -1,0 +1,176 @@
+"""Tables and their versions.
+
+``otel_traces``, ``otel_traces_trace_id_ts`` and its materialized view have the columns, types,
+partitioning and ordering that the OpenTelemetry Collector contrib ClickHouse exporter creates,
+so either writer can fill them and every reader works on both. Seamwatch's own tables follow as
+later versions. Each migration runs once, in order; ``seamwatch_schema`` records which ran.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from storage.base import Store
+
+logger = logging.getLogger(__name__)
+
+TRACES_TABLE = "otel_traces"
+TRACE_ID_TS_TABLE = "otel_traces_trace_id_ts"
+TRACE_ID_TS_VIEW = "otel_traces_trace_id_ts_mv"
+SCHEMA_TABLE = "seamwatch_schema"
+
+TRACE_COLUMNS = (
+    "Timestamp",
+    "TraceId",
+    "SpanId",
+    "ParentSpanId",
+    "TraceState",
+    "SpanName",
+    "SpanKind",
+    "ServiceName",
+    "ResourceAttributes",
+    "ScopeName",
+    "ScopeVersion",
+    "SpanAttributes",
+    "Duration",
+    "StatusCode",
+    "StatusMessage",
+    "Events.Timestamp",
+    "Events.Name",
+    "Events.Attributes",
+    "Links.TraceId",
+    "Links.SpanId",
+    "Links.TraceState",
+    "Links.Attributes",
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One forward step of the schema; ``statements`` builds its SQL for a store."""
+
+    version: int
+    description: str
+    statements: Callable[[Store, int | None], list[str]]
+
+
+def _ttl(column: str, retention_days: int | None) -> str:
+    if retention_days is None:
+        return ""
+    return f"TTL toDateTime({column}) + toIntervalDay({int(retention_days)})"
+
+
+def _exporter_tables(store: Store, retention_days: int | None) -> list[str]:
+    traces = store.table(TRACES_TABLE)
+    lookup = store.table(TRACE_ID_TS_TABLE)
+    view = store.table(TRACE_ID_TS_VIEW)
+    return [
+        f"""
+        CREATE TABLE IF NOT EXISTS {traces} (
+            Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+            TraceId String CODEC(ZSTD(1)),
+            SpanId String CODEC(ZSTD(1)),
+            ParentSpanId String CODEC(ZSTD(1)),
+            TraceState String CODEC(ZSTD(1)),
+            SpanName LowCardinality(String) CODEC(ZSTD(1)),
+            SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+            ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+            ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+            ScopeName String CODEC(ZSTD(1)),
+            ScopeVersion String CODEC(ZSTD(1)),
+            SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+            Duration UInt64 CODEC(T64, ZSTD(1)),
+            StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+            StatusMessage String CODEC(ZSTD(1)),
+            Events Nested (
+                Timestamp DateTime64(9),
+                Name LowCardinality(String),
+                Attributes Map(LowCardinality(String), String)
+            ) CODEC(ZSTD(1)),
+            Links Nested (
+                TraceId String,
+                SpanId String,
+                TraceState String,
+                Attributes Map(LowCardinality(String), String)
+            ) CODEC(ZSTD(1)),
+            INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+            INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+            INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+            INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+            INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+            INDEX idx_duration Duration TYPE minmax GRANULARITY 1
+        ) ENGINE = MergeTree
+        PARTITION BY toDate(Timestamp)
+        PRIMARY KEY (ServiceName, SpanName, toDateTime(Timestamp))
+        ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)
+        {_ttl("Timestamp", retention_days)}
+        SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
+        """,
+        f"""
+        CREATE TABLE IF NOT EXISTS {lookup} (
+            TraceId String CODEC(ZSTD(1)),
+            Start SimpleAggregateFunction(min, DateTime) CODEC(ZSTD(1)),
+            End SimpleAggregateFunction(max, DateTime) CODEC(ZSTD(1))
+        ) ENGINE = AggregatingMergeTree
+        PARTITION BY toStartOfWeek(Start)
+        ORDER BY (TraceId)
+        {_ttl("Start", retention_days)}
+        SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
+        """,
+        f"""
+        CREATE MATERIALIZED VIEW IF NOT EXISTS {view} TO {lookup}
+        AS SELECT
+            TraceId,
+            min(Timestamp) AS Start,
+            max(Timestamp) AS End
+        FROM {traces}
+        WHERE TraceId != ''
+        GROUP BY TraceId
+        """,
+    ]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "OpenTelemetry exporter trace tables", _exporter_tables),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(store: Store) -> int:
+    """The highest schema version applied to the store's database (0 for a new one)."""
+    store.command(
+        f"CREATE TABLE IF NOT EXISTS {store.table(SCHEMA_TABLE)} ("
+        " version UInt32, description String, applied_at DateTime DEFAULT now()"
+        ") ENGINE = MergeTree ORDER BY version"
+    )
+    rows = store.query_rows(f"SELECT max(version) FROM {store.table(SCHEMA_TABLE)}")
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+def migrate(store: Store, retention_days: int | None = None) -> int:
+    """Apply every migration newer than the store's version; return the version reached."""
+    version = current_version(store)
+    if version > LATEST_VERSION:
+        logger.warning(
+            "Database %s has schema version %d, newer than this Seamwatch knows (%d).",
+            store.database,
+            version,
+            LATEST_VERSION,
+        )
+        return version
+    for migration in MIGRATIONS:
+        if migration.version <= version:
+            continue
+        for statement in migration.statements(store, retention_days):
+            store.command(statement)
+        store.command(
+            f"INSERT INTO {store.table(SCHEMA_TABLE)} (version, description) "
+            "VALUES ({version:UInt32}, {description:String})",
+            {"version": migration.version, "description": migration.description},
+        )
+        logger.info("Schema of %s migrated to version %d", store.database, migration.version)
+        version = migration.version
+    return version

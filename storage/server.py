@@ -1,0 +1,65 @@
+"""The server store: a ClickHouse server or cluster reached with clickhouse-connect."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from storage.errors import QueryError, StoreError, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+class ServerStore:
+    """A database on a ClickHouse server. clickhouse-connect pools its HTTP connections."""
+
+    backend = "server"
+
+    def __init__(self, url: str, database: str) -> None:
+        import clickhouse_connect
+        from clickhouse_connect.driver import exceptions as ch_errors
+
+        self._errors = ch_errors
+        self.database = database
+        try:
+            admin = clickhouse_connect.get_client(dsn=url, database="default")
+            admin.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+            admin.close()
+            self._client = clickhouse_connect.get_client(dsn=url, database=database)
+        except ch_errors.OperationalError as exc:
+            raise StoreUnavailable(f"Cannot reach the ClickHouse server: {exc}") from exc
+        except ch_errors.Error as exc:
+            raise StoreError(f"The ClickHouse server refused the connection: {exc}") from exc
+
+    def table(self, name: str) -> str:
+        return f"`{self.database}`.`{name}`"
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        self._call(self._client.command, sql, parameters=parameters)
+
+    def query_df(self, sql: str, parameters: dict[str, Any] | None = None) -> pd.DataFrame:
+        return self._call(self._client.query_df, sql, parameters=parameters)
+
+    def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+        result = self._call(self._client.query, sql, parameters=parameters)
+        return [tuple(row) for row in result.result_rows]
+
+    def insert_arrow(self, table: str, data: pa.Table) -> int:
+        if data.num_rows == 0:
+            return 0
+        self._call(self._client.insert_arrow, table, data, database=self.database)
+        return data.num_rows
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except self._errors.OperationalError as exc:
+            raise StoreUnavailable(f"ClickHouse server unavailable: {exc}") from exc
+        except self._errors.Error as exc:
+            raise QueryError(str(exc)) from exc
