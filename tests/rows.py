@@ -1,0 +1,119 @@
+"""Spans as rows of ``otel_traces``, in the layout the OpenTelemetry ClickHouse exporter writes.
+
+``make_span_rows`` turns short span descriptions into a pyarrow table that
+``Store.insert_arrow("otel_traces", ...)`` accepts. A description names only what a test
+cares about; every other column gets the exporter's value for an ordinary span.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from storage import TRACE_COLUMNS
+
+_ATTRIBUTES = pa.map_(pa.string(), pa.string())
+
+TRACE_SCHEMA = pa.schema(
+    [
+        ("Timestamp", pa.timestamp("ns")),
+        ("TraceId", pa.string()),
+        ("SpanId", pa.string()),
+        ("ParentSpanId", pa.string()),
+        ("TraceState", pa.string()),
+        ("SpanName", pa.string()),
+        ("SpanKind", pa.string()),
+        ("ServiceName", pa.string()),
+        ("ResourceAttributes", _ATTRIBUTES),
+        ("ScopeName", pa.string()),
+        ("ScopeVersion", pa.string()),
+        ("SpanAttributes", _ATTRIBUTES),
+        ("Duration", pa.uint64()),
+        ("StatusCode", pa.string()),
+        ("StatusMessage", pa.string()),
+        ("Events.Timestamp", pa.list_(pa.timestamp("ns"))),
+        ("Events.Name", pa.list_(pa.string())),
+        ("Events.Attributes", pa.list_(_ATTRIBUTES)),
+        ("Links.TraceId", pa.list_(pa.string())),
+        ("Links.SpanId", pa.list_(pa.string())),
+        ("Links.TraceState", pa.list_(pa.string())),
+        ("Links.Attributes", pa.list_(_ATTRIBUTES)),
+    ]
+)
+assert tuple(TRACE_SCHEMA.names) == TRACE_COLUMNS, "TRACE_SCHEMA is out of step with storage"
+
+# Ids are unique across every call in a test run, so rows from two calls never look like
+# duplicates of each other unless a test copies them on purpose.
+_next_id = itertools.count(1)
+
+_SHORTHANDS = {
+    "service": "ServiceName",
+    "name": "SpanName",
+    "kind": "SpanKind",
+    "status": "StatusCode",
+    "attributes": "SpanAttributes",
+    "timestamp": "Timestamp",
+}
+
+
+def make_span_rows(spans: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """A table of one row per description in ``spans``.
+
+    A description maps exporter column names (``"ServiceName"``, ``"SpanAttributes"``, ...)
+    or the shorthands ``service``, ``name``, ``kind``, ``status``, ``attributes``,
+    ``timestamp`` to values, plus ``duration_ms`` for ``Duration`` in milliseconds.
+    Timestamps are datetimes (naive ones are UTC); maps are dicts. Missing columns get
+    defaults: now, fresh trace and span ids, a root ``Server`` span of service ``svc``
+    named ``span``, 1 ms long, status ``Unset``, no events or links.
+    """
+    rows = [_complete(span) for span in spans]
+    columns = {name: [row[name] for row in rows] for name in TRACE_COLUMNS}
+    return pa.table(columns, schema=TRACE_SCHEMA)
+
+
+def _complete(span: Mapping[str, Any]) -> dict[str, Any]:
+    given = {_SHORTHANDS.get(key, key): value for key, value in span.items()}
+    if "duration_ms" in given:
+        given["Duration"] = round(given.pop("duration_ms") * 1_000_000)
+    unknown = set(given) - set(TRACE_COLUMNS)
+    if unknown:
+        raise ValueError(f"make_span_rows got unknown columns {sorted(unknown)!r}.")
+
+    number = next(_next_id)
+    row: dict[str, Any] = {
+        "Timestamp": datetime.now(UTC),
+        "TraceId": f"{number:032x}",
+        "SpanId": f"{number:016x}",
+        "ParentSpanId": "",
+        "TraceState": "",
+        "SpanName": "span",
+        "SpanKind": "Server",
+        "ServiceName": "svc",
+        "ResourceAttributes": {},
+        "ScopeName": "tests",
+        "ScopeVersion": "",
+        "SpanAttributes": {},
+        "Duration": 1_000_000,
+        "StatusCode": "Unset",
+        "StatusMessage": "",
+    }
+    row.update({name: [] for name in TRACE_COLUMNS if "." in name})
+    row.update(given)
+    row["Timestamp"] = _utc_naive(row["Timestamp"])
+    row["Events.Timestamp"] = [_utc_naive(moment) for moment in row["Events.Timestamp"]]
+    for name in ("ResourceAttributes", "SpanAttributes"):
+        row[name] = list(row[name].items())
+    for name in ("Events.Attributes", "Links.Attributes"):
+        row[name] = [list(attributes.items()) for attributes in row[name]]
+    return row
+
+
+def _utc_naive(moment: datetime) -> datetime:
+    # The column has no time zone; the exporter writes nanoseconds since the epoch.
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
