@@ -126,8 +126,7 @@ class EmbeddedStore:
         # chDB's Python() table function reads the local variable named in the statement.
         arrow_rows = data  # noqa: F841 - read by name inside the SQL below
         sql = (
-            f"INSERT INTO {self.table(table)} ({columns}) "
-            f"SELECT {columns} FROM Python(arrow_rows)"
+            f"INSERT INTO {self.table(table)} ({columns}) SELECT {columns} FROM Python(arrow_rows)"
         )
         with self._engine.query_lock:
             try:

@@ -1,9 +1,9 @@
 """Errors raised by the store, by meaning rather than by backend.
 
-    StoreError
-    ├── StoreUnavailable   the store cannot be reached now; worth retrying later
-    ├── StoreLocked        another process holds the embedded data directory
-    └── QueryError         the statement or its data was refused; retrying will not help
+StoreError
+├── StoreUnavailable   the store cannot be reached now; worth retrying later
+├── StoreLocked        another process holds the embedded data directory
+└── QueryError         the statement or its data was refused; retrying will not help
 """
 
 

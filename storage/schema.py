@@ -96,10 +96,14 @@ def _exporter_tables(store: Store, retention_days: int | None) -> list[str]:
                 Attributes Map(LowCardinality(String), String)
             ) CODEC(ZSTD(1)),
             INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
-            INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-            INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-            INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-            INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+            INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01)
+                GRANULARITY 1,
+            INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01)
+                GRANULARITY 1,
+            INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01)
+                GRANULARITY 1,
+            INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01)
+                GRANULARITY 1,
             INDEX idx_duration Duration TYPE minmax GRANULARITY 1
         ) ENGINE = MergeTree
         PARTITION BY toDate(Timestamp)

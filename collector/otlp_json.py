@@ -1,0 +1,132 @@
+"""OTLP/JSON trace requests decoded into the protobuf message.
+
+OTLP/JSON differs from the generic protobuf JSON mapping in ways that ``json_format`` alone gets
+wrong: trace and span ids are hex strings (the generic mapping would read them as base64 and
+quietly yield ids of the wrong length), and an unknown enum name would be dropped silently
+instead of refused. This module rewrites ids to the generic form and checks enum names first,
+then lets ``json_format`` do the rest: lowerCamelCase or snake_case keys, 64-bit integers as
+strings or numbers, enums as names or numbers, unknown fields ignored.
+
+See https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+
+class InvalidRequest(ValueError):
+    """The request body cannot be decoded; the message names the field and the value."""
+
+
+_TRACE_ID_BYTES = 16
+_SPAN_ID_BYTES = 8
+
+_SPAN_KIND_NAMES = frozenset(trace_pb2.Span.SpanKind.keys())
+_STATUS_CODE_NAMES = frozenset(trace_pb2.Status.StatusCode.keys())
+
+
+def decode_json_request(body: bytes) -> ExportTraceServiceRequest:
+    """Decode an OTLP/JSON ``ExportTraceServiceRequest``; raise InvalidRequest if malformed.
+
+    Bytes that are not valid UTF-8 are replaced with U+FFFD, as the JSON encoding allows no
+    other repair and the rest of the span is still worth keeping.
+    """
+    text = body.decode("utf-8", errors="replace")
+    try:
+        document = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"Body is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    if not isinstance(document, dict):
+        raise InvalidRequest("Body must be a JSON object with a 'resourceSpans' array.")
+    for path, span in _spans(document):
+        _rewrite_span(path, span)
+    try:
+        return json_format.ParseDict(
+            document, ExportTraceServiceRequest(), ignore_unknown_fields=True
+        )
+    except json_format.ParseError as exc:
+        raise InvalidRequest(f"Body is not an OTLP trace request: {exc}") from exc
+
+
+def _get(mapping: dict[str, Any], camel: str, snake: str) -> tuple[str | None, Any]:
+    """The key present (camelCase preferred) and its value, or (None, None)."""
+    if camel in mapping:
+        return camel, mapping[camel]
+    if snake in mapping:
+        return snake, mapping[snake]
+    return None, None
+
+
+def _items(mapping: Any, camel: str, snake: str, path: str) -> Iterator[tuple[str, Any]]:
+    if not isinstance(mapping, dict):
+        return
+    key, value = _get(mapping, camel, snake)
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise InvalidRequest(f"{path}.{key} must be an array, not {type(value).__name__}.")
+    for index, item in enumerate(value):
+        yield f"{path}.{key}[{index}]", item
+
+
+def _spans(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for rs_path, resource_spans in _items(document, "resourceSpans", "resource_spans", "$"):
+        for ss_path, scope_spans in _items(resource_spans, "scopeSpans", "scope_spans", rs_path):
+            for path, span in _items(scope_spans, "spans", "spans", ss_path):
+                if not isinstance(span, dict):
+                    raise InvalidRequest(f"{path} must be an object.")
+                yield path, span
+
+
+def _rewrite_span(path: str, span: dict[str, Any]) -> None:
+    _rewrite_id(span, "traceId", "trace_id", _TRACE_ID_BYTES, path)
+    _rewrite_id(span, "spanId", "span_id", _SPAN_ID_BYTES, path)
+    _rewrite_id(span, "parentSpanId", "parent_span_id", _SPAN_ID_BYTES, path)
+    _check_enum(span, "kind", "kind", _SPAN_KIND_NAMES, path)
+    status = span.get("status")
+    if isinstance(status, dict):
+        _check_enum(status, "code", "code", _STATUS_CODE_NAMES, f"{path}.status")
+    for link_path, link in _items(span, "links", "links", path):
+        if not isinstance(link, dict):
+            raise InvalidRequest(f"{link_path} must be an object.")
+        _rewrite_id(link, "traceId", "trace_id", _TRACE_ID_BYTES, link_path)
+        _rewrite_id(link, "spanId", "span_id", _SPAN_ID_BYTES, link_path)
+
+
+def _rewrite_id(owner: dict[str, Any], camel: str, snake: str, size: int, path: str) -> None:
+    """Replace a hex id by the base64 form ``json_format`` expects for ``bytes`` fields."""
+    key, value = _get(owner, camel, snake)
+    if key is None or value is None or value == "":
+        return
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{path}.{key} must be a hex string, not {value!r}.")
+    try:
+        raw = binascii.unhexlify(value)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(
+            f"{path}.{key} = {value!r} is not hex; OTLP/JSON ids are {size * 2} hex digits."
+        ) from None
+    if len(raw) != size:
+        raise InvalidRequest(
+            f"{path}.{key} = {value!r} is {len(raw)} bytes; it must be {size} bytes "
+            f"({size * 2} hex digits)."
+        )
+    owner[key] = base64.b64encode(raw).decode("ascii")
+
+
+def _check_enum(
+    owner: dict[str, Any], camel: str, snake: str, names: frozenset[str], path: str
+) -> None:
+    key, value = _get(owner, camel, snake)
+    if isinstance(value, str) and value not in names:
+        allowed = ", ".join(sorted(names))
+        raise InvalidRequest(f"{path}.{key} = {value!r} is not one of {allowed} or a number.")

@@ -1,0 +1,188 @@
+"""The ``seamwatch`` command: one entry point for every role and tool."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import typer
+
+from seamwatch.settings import SettingsError, load_settings
+from storage import StoreError
+
+app = typer.Typer(
+    name="seamwatch",
+    help=(
+        "Integration-health observability for SaaS-to-ERP stacks: an OTLP receiver writing to "
+        "ClickHouse, drift detectors and a dashboard.\n\n"
+        "Every option below can also be set with a SEAMWATCH_* environment variable "
+        "(for example SEAMWATCH_DATA_DIR, SEAMWATCH_CLICKHOUSE_URL, SEAMWATCH_OTLP_HTTP_PORT); "
+        "a flag wins over the environment."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_DEFAULT_DEMO_SEED = 7
+_DEFAULT_BACKFILL = "7d"
+
+DataDirOption = typer.Option(
+    None, "--data-dir", help="Embedded store directory [env SEAMWATCH_DATA_DIR; default .seamwatch]"
+)
+ClickHouseOption = typer.Option(
+    None,
+    "--clickhouse-url",
+    help="Use a ClickHouse server instead of the embedded store, e.g. "
+    "http://default:@127.0.0.1:8123/seamwatch [env SEAMWATCH_CLICKHOUSE_URL]",
+)
+OtlpPortOption = typer.Option(
+    None, "--otlp-http-port", help="OTLP/HTTP port [env SEAMWATCH_OTLP_HTTP_PORT; default 4318]"
+)
+OtlpHostOption = typer.Option(
+    None, "--otlp-http-host", help="OTLP/HTTP bind address [env SEAMWATCH_OTLP_HTTP_HOST]"
+)
+DashboardPortOption = typer.Option(
+    None, "--dashboard-port", help="Dashboard port [env SEAMWATCH_DASHBOARD_PORT; default 8501]"
+)
+DashboardHostOption = typer.Option(
+    None, "--dashboard-host", help="Dashboard bind address [env SEAMWATCH_DASHBOARD_HOST]"
+)
+LogLevelOption = typer.Option("info", "--log-level", help="debug, info, warning or error")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _configure_logging(level: str) -> None:
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        _fail(f"--log-level {level!r} is not one of debug, info, warning, error.")
+    logging.basicConfig(
+        level=numeric,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def _settings(**flags: object):  # noqa: ANN202 - returns Settings; imported lazily above
+    try:
+        return load_settings(**flags)
+    except SettingsError as exc:
+        _fail(str(exc))
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration such as ``90s``, ``30m``, ``6h``, ``7d`` or ``2w``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = text.strip().lower()
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.replace(".", "", 1).isdigit():
+        raise typer.BadParameter(
+            f"{text!r} is not a duration; write a number and a unit, e.g. 30m, 6h, 7d."
+        )
+    return timedelta(seconds=float(number) * units[unit])
+
+
+@app.command()
+def up(
+    demo: bool = typer.Option(False, "--demo", help="Feed the stack from the simulator."),
+    seed: int = typer.Option(_DEFAULT_DEMO_SEED, help="Simulator seed (with --demo)."),
+    backfill: str = typer.Option(
+        _DEFAULT_BACKFILL, help="Simulated history to backfill first (with --demo), e.g. 1d, 7d."
+    ),
+    labels: Path | None = typer.Option(
+        None, help="Where the simulator writes its incident labels [default DATA_DIR/labels.jsonl]"
+    ),
+    no_dashboard: bool = typer.Option(False, "--no-dashboard", help="Run without the dashboard."),
+    data_dir: Path | None = DataDirOption,
+    clickhouse_url: str | None = ClickHouseOption,
+    otlp_http_host: str | None = OtlpHostOption,
+    otlp_http_port: int | None = OtlpPortOption,
+    dashboard_host: str | None = DashboardHostOption,
+    dashboard_port: int | None = DashboardPortOption,
+    log_level: str = LogLevelOption,
+) -> None:
+    """Run everything in one process: OTLP receiver, store and dashboard (Ctrl-C stops)."""
+    from seamwatch.stack import DemoOptions, run_up
+
+    _configure_logging(log_level)
+    settings = _settings(
+        data_dir=data_dir,
+        clickhouse_url=clickhouse_url,
+        otlp_http_host=otlp_http_host,
+        otlp_http_port=otlp_http_port,
+        dashboard_host=dashboard_host,
+        dashboard_port=dashboard_port,
+    )
+    demo_options = None
+    if demo:
+        demo_options = DemoOptions(
+            seed=seed,
+            backfill=parse_duration(backfill),
+            labels_path=labels or settings.data_dir / "labels.jsonl",
+        )
+    _run(run_up, settings, demo_options, with_dashboard=not no_dashboard)
+
+
+@app.command()
+def collector(
+    data_dir: Path | None = DataDirOption,
+    clickhouse_url: str | None = ClickHouseOption,
+    otlp_http_host: str | None = OtlpHostOption,
+    otlp_http_port: int | None = OtlpPortOption,
+    log_level: str = LogLevelOption,
+) -> None:
+    """Run the OTLP receiver alone, writing to the store."""
+    from seamwatch.stack import run_collector
+
+    _configure_logging(log_level)
+    settings = _settings(
+        data_dir=data_dir,
+        clickhouse_url=clickhouse_url,
+        otlp_http_host=otlp_http_host,
+        otlp_http_port=otlp_http_port,
+    )
+    _run(run_collector, settings)
+
+
+@app.command()
+def dashboard(
+    data_dir: Path | None = DataDirOption,
+    clickhouse_url: str | None = ClickHouseOption,
+    dashboard_host: str | None = DashboardHostOption,
+    dashboard_port: int | None = DashboardPortOption,
+    log_level: str = LogLevelOption,
+) -> None:
+    """Run the dashboard alone, reading the store."""
+    from seamwatch.stack import run_dashboard_alone
+
+    _configure_logging(log_level)
+    settings = _settings(
+        data_dir=data_dir,
+        clickhouse_url=clickhouse_url,
+        dashboard_host=dashboard_host,
+        dashboard_port=dashboard_port,
+    )
+    _run(run_dashboard_alone, settings)
+
+
+def _run(role, *args: object, **kwargs: object) -> None:  # noqa: ANN001 - any role function
+    from collector.service import ReceiverStartError
+
+    try:
+        role(*args, **kwargs)
+    except (StoreError, ReceiverStartError) as exc:
+        _fail(str(exc), code=1)
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,191 @@
+"""Running the roles: all in one process over one store, or each on its own.
+
+``run_up`` is the all-in-one mode: the OTLP receiver and the dashboard share one store (the
+embedded chDB engine opens its data directory from one process only), and with ``demo`` the
+simulator feeds the receiver. Streamlit must own the main thread (it installs the SIGINT and
+SIGTERM handlers and returns from its run call when either arrives), so the other roles run in
+threads beside it and are stopped in dependency order once it returns: first the simulator,
+which flushes its last spans into the receiver, then the receiver, which stores everything it
+acknowledged, then the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from collector.service import Collector
+from seamwatch import runtime
+from seamwatch.settings import Settings
+from storage import open_store
+
+logger = logging.getLogger(__name__)
+
+_SIMULATOR_STOP_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """How the simulator feeds the all-in-one stack."""
+
+    seed: int
+    backfill: timedelta
+    labels_path: Path
+
+
+def dashboard_url(settings: Settings) -> str:
+    """The address a person opens to see the dashboard."""
+    host = settings.dashboard_host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{shown}:{settings.dashboard_port}"
+
+
+def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool = True) -> None:
+    """Run receiver, dashboard and optionally the simulator until SIGINT or SIGTERM."""
+    store = open_store(settings)
+    runtime.share_store(store)
+    collector = Collector(store, settings)
+    simulator: _SimulatorThread | None = None
+    try:
+        collector.start()
+        if demo is not None:
+            simulator = _SimulatorThread(collector.endpoint, demo)
+            simulator.start()
+        _print_banner(settings, collector.endpoint, demo, with_dashboard)
+        if with_dashboard:
+            run_dashboard(settings)
+        else:
+            _wait_for_signal()
+    finally:
+        logger.info("Shutting down")
+        if simulator is not None:
+            simulator.stop()
+        collector.stop()
+        runtime.share_store(None)
+        store.close()
+        logger.info("Stopped; every acknowledged span is stored")
+
+
+def run_collector(settings: Settings) -> None:
+    """Run the OTLP receiver alone until SIGINT or SIGTERM."""
+    store = open_store(settings)
+    collector = Collector(store, settings)
+    try:
+        collector.start()
+        print(f"OTLP/HTTP receiver: {collector.endpoint}/v1/traces", flush=True)
+        _wait_for_signal()
+    finally:
+        collector.stop()
+        store.close()
+
+
+def run_dashboard_alone(settings: Settings) -> None:
+    """Run the dashboard alone over its own store until SIGINT or SIGTERM."""
+    store = open_store(settings)
+    runtime.share_store(store)
+    try:
+        print(f"Dashboard: {dashboard_url(settings)}", flush=True)
+        run_dashboard(settings)
+    finally:
+        runtime.share_store(None)
+        store.close()
+
+
+def run_dashboard(settings: Settings) -> None:
+    """Serve the Streamlit dashboard from this process; returns on SIGINT or SIGTERM."""
+    from streamlit.web import bootstrap
+
+    import dashboard
+
+    flag_options: dict[str, Any] = {
+        "server_address": settings.dashboard_host,
+        "server_port": settings.dashboard_port,
+        "server_headless": True,
+        "server_fileWatcherType": "none",
+        "server_runOnSave": False,
+        "browser_gatherUsageStats": False,
+        "global_developmentMode": False,
+        "logger_level": "warning",
+        "client_toolbarMode": "minimal",
+    }
+    bootstrap.load_config_options(flag_options=flag_options)
+    bootstrap.run(str(dashboard.APP_PATH), False, [], flag_options)
+
+
+def _wait_for_signal() -> None:
+    stopped = threading.Event()
+
+    def on_signal(signal_number: int, frame: object) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stopped.wait(1.0):
+        pass
+
+
+def _print_banner(
+    settings: Settings, endpoint: str, demo: DemoOptions | None, with_dashboard: bool
+) -> None:
+    store_text = (
+        settings.clickhouse_url and "ClickHouse server" or f"embedded ({settings.data_dir})"
+    )
+    lines = ["", "Seamwatch is running.", f"  OTLP/HTTP endpoint: {endpoint}  (POST /v1/traces)"]
+    if with_dashboard:
+        lines.append(f"  Dashboard:          {dashboard_url(settings)}")
+    lines.append(f"  Store:              {store_text}")
+    if demo is not None:
+        lines.append(
+            f"  Demo:               simulator seed {demo.seed}, backfilling "
+            f"{_describe_timedelta(demo.backfill)} of history, labels in {demo.labels_path}"
+        )
+    lines.append("Press Ctrl-C to stop.")
+    print("\n".join(lines) + "\n", flush=True)
+
+
+def _describe_timedelta(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours / 24:g} days" if hours >= 24 else f"{hours:g} hours"
+
+
+class _SimulatorThread:
+    """The simulator feeding the receiver: a backfill of history, then real time."""
+
+    def __init__(self, endpoint: str, demo: DemoOptions) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(endpoint, demo), name="seamwatch-simulator", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(_SIMULATOR_STOP_TIMEOUT_SECONDS)
+        if self._thread.is_alive():
+            logger.warning("Simulator did not stop within %.0fs", _SIMULATOR_STOP_TIMEOUT_SECONDS)
+
+    def _run(self, endpoint: str, demo: DemoOptions) -> None:
+        from sample_data import simulator
+
+        try:
+            simulator.run_demo(
+                endpoint,
+                demo.seed,
+                demo.backfill,
+                self._stop,
+                demo.labels_path,
+                progress=_log_progress,
+            )
+        except Exception:  # noqa: BLE001 - a thread boundary: log it, keep the stack running
+            logger.exception("The simulator stopped with an error; the stack keeps running")
+
+
+def _log_progress(progress: object) -> None:
+    logger.info("Simulator: %s", progress)
