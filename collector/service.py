@@ -30,6 +30,7 @@ class Collector:
             batch_max_spans=settings.batch_max_spans,
             flush_interval_millis=settings.batch_flush_interval_millis,
             max_queue_spans=settings.max_queue_spans,
+            retry_after_seconds=settings.retry_after_seconds,
         )
         self.app = create_app(self.writer, max_request_bytes=settings.max_request_bytes)
         config = uvicorn.Config(

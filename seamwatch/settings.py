@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         gt=0,
         description="Spans waiting for the store before new requests get 503 with Retry-After.",
     )
+    retry_after_seconds: int = Field(
+        5, ge=1, le=3600, description="Retry-After given to clients when the store cannot keep up."
+    )
     retention_days: int | None = Field(
         None, gt=0, description="Drop spans older than this many days (ClickHouse TTL)."
     )

@@ -1,0 +1,5 @@
+"""``python -m seamwatch`` runs the command line."""
+
+from seamwatch.cli import main
+
+main()

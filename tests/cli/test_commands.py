@@ -1,0 +1,81 @@
+"""The command line: clear messages for user mistakes, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from seamwatch.cli import app
+
+runner = CliRunner()
+
+
+def test_bad_port_setting_names_the_variable(monkeypatch):
+    monkeypatch.setenv("SEAMWATCH_OTLP_HTTP_PORT", "99999")
+    result = runner.invoke(app, ["collector"])
+    assert result.exit_code == 2
+    assert "SEAMWATCH_OTLP_HTTP_PORT" in result.output
+    assert "99999" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_clickhouse_url_says_what_it_should_look_like():
+    result = runner.invoke(app, ["collector", "--clickhouse-url", "localhost:8123"])
+    assert result.exit_code == 2
+    assert "http://user:password@host:8123/database" in result.output
+
+
+def test_bad_backfill_duration_is_refused():
+    result = runner.invoke(app, ["up", "--demo", "--backfill", "a week"])
+    assert result.exit_code == 2
+    assert "not a duration" in result.output
+
+
+def test_help_lists_the_roles():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("up", "collector", "dashboard"):
+        assert command in result.output
+
+
+def test_second_process_on_the_same_data_directory_gets_a_clear_message(tmp_path: Path):
+    env = {**os.environ, "SEAMWATCH_DATA_DIR": str(tmp_path / "data")}
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "seamwatch", "collector", "--otlp-http-port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert "OTLP/HTTP receiver" in _read_until(holder, "OTLP/HTTP receiver")
+        second = subprocess.run(
+            [sys.executable, "-m", "seamwatch", "collector", "--otlp-http-port", "0"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        holder.terminate()
+        holder.wait(30)
+    assert second.returncode == 1
+    assert "in use by another Seamwatch process" in second.stderr
+    assert f"pid {holder.pid}" in second.stderr
+    assert "Traceback" not in second.stderr
+
+
+def _read_until(process: subprocess.Popen, marker: str, timeout_seconds: float = 60) -> str:
+    seen = ""
+    deadline = time.monotonic() + timeout_seconds
+    while marker not in seen and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen += line
+    return seen
