@@ -1,0 +1,97 @@
+"""The one detector configuration per signal kind that the product runs.
+
+Durations, not row counts, carry the configuration, so per-minute flows in the product and
+hourly or five-minute labelled series get the same behaviour: a two-day rolling level, a
+daily season looked up over the last week, and a number of calm hours before an open alert
+may close.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+
+from detectors.alarm import HysteresisAlarm
+from detectors.base import SeriesDetector
+from detectors.error_rate import ErrorRateDriftDetector
+from detectors.robust_zscore import RobustSeasonalZScore
+from detectors.volume import VolumeCollapseDetector
+
+PRODUCT_INTERVAL = timedelta(minutes=1)
+SEASON = timedelta(days=1)
+LEVEL_HISTORY = timedelta(days=2)
+MIN_HISTORY_POINTS = 48
+GRACE_PERIOD_POINTS = 12
+
+
+@dataclass(frozen=True)
+class KindConfig:
+    """Alarm settings of one signal kind."""
+
+    threshold: float
+    release: float
+    settle: timedelta
+
+
+KIND_CONFIGS: dict[str, KindConfig] = {
+    # latency moves both ways when a dependency changes; spikes must clear a high bar
+    "latency": KindConfig(threshold=5.5, release=2.75, settle=timedelta(hours=4)),
+    # exception rates only matter upwards, and incidents recur within hours
+    "error_rate": KindConfig(threshold=5.0, release=1.7, settle=timedelta(hours=2)),
+    "volume": KindConfig(threshold=5.0, release=2.0, settle=timedelta(hours=1)),
+}
+KINDS = tuple(KIND_CONFIGS)
+
+
+def points_in(duration: timedelta, interval: timedelta) -> int:
+    """How many samples of ``interval`` fit in ``duration`` (at least 1)."""
+    return max(1, round(duration / interval))
+
+
+def build_detector(kind: str, interval: timedelta = PRODUCT_INTERVAL) -> SeriesDetector:
+    """The scorer the product uses for ``kind`` on series sampled every ``interval``."""
+    season = points_in(SEASON, interval)
+    history = max(MIN_HISTORY_POINTS, points_in(LEVEL_HISTORY, interval))
+    if kind == "latency":
+        return RobustSeasonalZScore(
+            season, history, direction="both", grace_period=GRACE_PERIOD_POINTS
+        )
+    if kind == "error_rate":
+        return ErrorRateDriftDetector(season, history, grace_period=GRACE_PERIOD_POINTS)
+    if kind == "volume":
+        return VolumeCollapseDetector(season, history, grace_period=GRACE_PERIOD_POINTS)
+    raise ValueError(f"unknown detector kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def build_alarm(kind: str, interval: timedelta = PRODUCT_INTERVAL) -> HysteresisAlarm:
+    """The scorer for ``kind`` wrapped in the product's alert thresholds."""
+    detector = build_detector(kind, interval)
+    config = KIND_CONFIGS[kind]
+    settle = max(2, points_in(config.settle, interval))
+    return HysteresisAlarm(detector, config.threshold, config.release, settle)
+
+
+def sampling_interval(timestamps: np.ndarray) -> timedelta:
+    """Typical spacing of ``datetime64`` timestamps (the product's minute if unknown)."""
+    if len(timestamps) < 2:
+        return PRODUCT_INTERVAL
+    steps = np.diff(timestamps).astype("timedelta64[s]").astype(float)
+    steps = steps[steps > 0]
+    if steps.size == 0:
+        return PRODUCT_INTERVAL
+    return timedelta(seconds=float(np.median(steps)))
+
+
+def run_series(
+    kind: str, timestamps: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the product's alarm for ``kind`` over one series: (scores, onset flags)."""
+    alarm = build_alarm(kind, sampling_interval(timestamps))
+    scores = np.zeros(len(values))
+    flags = np.zeros(len(values), dtype=np.int8)
+    for i, x in enumerate(values):
+        flags[i] = alarm.update(float(x))
+        scores[i] = alarm.score
+    return scores, flags

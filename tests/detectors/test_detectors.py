@@ -1,0 +1,107 @@
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from detectors.alarm import HysteresisAlarm
+from detectors.base import NEUTRAL_SCORE
+from detectors.error_rate import ErrorRateDriftDetector
+from detectors.product import build_alarm, build_detector
+from detectors.robust_zscore import RobustSeasonalZScore
+from detectors.volume import VolumeCollapseDetector
+from tests.detectors.helpers import detection_indices
+
+HOURLY = timedelta(hours=1)
+
+
+def seasonal_latency(seed: int, days: int = 14) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(24 * days)
+    return 100 + 30 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 2, t.size)
+
+
+def test_daily_cycle_alone_raises_no_alert():
+    assert detection_indices(build_alarm("latency", HOURLY), seasonal_latency(1)) == []
+
+
+def test_level_shift_alerts_once_then_settles():
+    stream = seasonal_latency(42)
+    stream[250:] += 200
+    assert detection_indices(build_alarm("latency", HOURLY), stream) == [250]
+
+
+def test_separate_bursts_alert_separately():
+    stream = seasonal_latency(42)
+    stream[200], stream[260] = 400, 420
+    assert detection_indices(build_alarm("latency", HOURLY), stream) == [200, 260]
+
+
+def test_gap_is_neutral_and_time_moves_on():
+    rng = np.random.default_rng(42)
+    stream = 100 + rng.normal(0, 2, 200)
+    stream[50:80] = np.nan
+    stream[120] = 200
+    detector = build_detector("latency", HOURLY)
+    scores = [detector.update(x) for x in stream]
+    assert all(s == NEUTRAL_SCORE for s in scores[50:80])
+    assert detection_indices(build_alarm("latency", HOURLY), stream) == [120]
+
+
+def test_warm_up_gives_neutral_scores():
+    detector = RobustSeasonalZScore(season=24, history=48, grace_period=12)
+    scores = [detector.update(x) for x in [1.0, 500.0, 3.0, 1e6] * 3]
+    assert scores == [NEUTRAL_SCORE] * 12
+
+
+def test_zero_variance_stays_finite_and_quiet():
+    stream = np.full(200, 5.0)
+    stream[150] = 5.1  # 2 % off a flat line is within the relative floor
+    detector = build_detector("latency", HOURLY)
+    scores = [detector.update(x) for x in stream]
+    assert all(np.isfinite(scores)) and max(scores) < 1
+    assert detection_indices(build_alarm("latency", HOURLY), stream) == []
+
+
+def test_empty_and_all_gap_streams():
+    assert detection_indices(build_alarm("latency", HOURLY), []) == []
+    detector = build_detector("error_rate", HOURLY)
+    assert [detector.update(np.nan) for _ in range(30)] == [NEUTRAL_SCORE] * 30
+
+
+def test_error_rate_value_path_only_rises_count():
+    rng = np.random.default_rng(8)
+    rates = rng.binomial(500, 0.02, 300) / 500
+    rates[200] = 0.2
+    rates[250] = 0.0
+    assert detection_indices(build_alarm("error_rate", HOURLY), rates) == [200]
+
+
+def test_low_volume_failure_is_not_an_outage():
+    rng = np.random.default_rng(42)
+    detector = ErrorRateDriftDetector(season=24, history=48)
+    for _ in range(100):
+        detector.update_counts(rng.binomial(1000, 0.001), 1000)
+    assert detector.score_one(1 / 20) > 30  # the rate alone looks alarming
+    assert detector.score_counts(1, 20) < 2.5  # one in twenty calls is weak evidence
+    assert detector.score_counts(50, 1000) > 10
+    assert detector.score_counts(0, 0) == NEUTRAL_SCORE
+
+
+def test_volume_collapse_alerts_once():
+    rng = np.random.default_rng(5)
+    calls = rng.poisson(120, 300).astype(float)
+    calls[200:] = 0
+    alarm = HysteresisAlarm(
+        VolumeCollapseDetector(season=60, history=120), threshold=5, release=2, settle=5
+    )
+    assert detection_indices(alarm, calls) == [200]
+
+
+def test_release_must_be_below_threshold():
+    with pytest.raises(ValueError):
+        HysteresisAlarm(RobustSeasonalZScore(24, 48), threshold=3, release=3, settle=2)
+
+
+def test_unknown_kind_is_rejected():
+    with pytest.raises(ValueError, match="unknown detector kind"):
+        build_detector("throughput")
