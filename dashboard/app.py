@@ -1,0 +1,29 @@
+"""Entry script of the Seamwatch dashboard: page set-up and navigation between pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+PAGES_DIR = Path(__file__).parent / "pages"
+
+
+def main() -> None:
+    """Set up the page and run the one the visitor chose."""
+    st.set_page_config(page_title="Seamwatch", page_icon=":material/hub:", layout="wide")
+    st.title("Seamwatch")
+    pages = {
+        "Monitor": [
+            st.Page(
+                PAGES_DIR / "01_live_health.py",
+                title="Live health",
+                icon=":material/monitor_heart:",
+                default=True,
+            ),
+        ],
+    }
+    st.navigation(pages).run()
+
+
+main()

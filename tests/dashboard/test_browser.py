@@ -1,0 +1,259 @@
+"""The dashboard as a browser sees it: a real Streamlit server and headless Chromium.
+
+The server runs in a subprocess with a data directory of its own, since chDB lets one process
+hold a directory; a second subprocess fills that directory with spans before the server starts.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from websockets.sync.client import ClientConnection, connect
+
+from dashboard import APP_PATH
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVER_START_TIMEOUT_SECONDS = 30
+BROWSER_TIMEOUT_SECONDS = 60
+WINDOW_SIZE = (1400, 1000)
+
+DEMO_FLOWS = (
+    # flow attributes, typical latency in ms, share of failed spans
+    ({"integration.flow": "order-to-cash.order-submit"}, 180.0, 0.02),
+    ({"integration.flow": "billing.invoice-post"}, 420.0, 0.06),
+    ({"messaging.destination.name": "usage.posted"}, 35.0, 0.0),
+    ({"http.route": "/customers/{id}"}, 90.0, 0.01),
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"
+    ),
+]
+
+
+def seed_store(minutes: int = 60, spans_per_minute: int = 12) -> None:
+    """Fill the store the environment names with an hour of spans of a few flows."""
+    from seamwatch.settings import load_settings
+    from storage import open_store
+    from tests.rows import make_span_rows
+
+    rng = random.Random(12345)
+    end = datetime.now(UTC)
+    spans = []
+    for minute in range(minutes):
+        at = end - timedelta(minutes=minute)
+        for attributes, latency_ms, failure_share in DEMO_FLOWS:
+            for _ in range(spans_per_minute):
+                spans.append(
+                    {
+                        "service": "crm" if "http.route" in attributes else "middleware",
+                        "kind": "Consumer",
+                        "attributes": attributes,
+                        "timestamp": at - timedelta(seconds=rng.uniform(0, 60)),
+                        "duration_ms": rng.lognormvariate(0, 0.4) * latency_ms,
+                        "status": "Error" if rng.random() < failure_share else "Unset",
+                    }
+                )
+    store = open_store(load_settings())
+    try:
+        store.insert_arrow("otel_traces", make_span_rows(spans))
+    finally:
+        store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def dashboard_url(tmp_path):
+    """A dashboard server on loopback over a freshly seeded store of its own."""
+    env = {**os.environ, "SEAMWATCH_DATA_DIR": str(tmp_path / "server_store")}
+    env.pop("SEAMWATCH_CLICKHOUSE_URL", None)  # the embedded store, whatever the shell says
+    subprocess.run(
+        [sys.executable, "-c", "from tests.dashboard.test_browser import seed_store; seed_store()"],
+        cwd=REPO_ROOT,
+        env=env,
+        check=True,
+        timeout=SERVER_START_TIMEOUT_SECONDS,
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP_PATH),
+            "--server.address=127.0.0.1",
+            f"--server.port={port}",
+            "--server.headless=true",
+            "--server.fileWatcherType=none",
+            "--browser.gatherUsageStats=false",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_healthy(url, server)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=SERVER_START_TIMEOUT_SECONDS)
+
+
+def wait_until_healthy(url: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"streamlit exited with code {server.returncode} before serving {url}")
+        try:
+            if httpx.get(f"{url}_stcore/health", timeout=1, trust_env=False).text == "ok":
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"streamlit did not serve {url} within {SERVER_START_TIMEOUT_SECONDS} s")
+
+
+def start_chromium(profile_dir: Path) -> subprocess.Popen:
+    """Headless Chromium with its DevTools endpoint on a free loopback port."""
+    return subprocess.Popen(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile_dir}",
+            f"--window-size={WINDOW_SIZE[0]},{WINDOW_SIZE[1]}",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def page_websocket_url(process: subprocess.Popen, profile_dir: Path) -> str:
+    """The DevTools websocket of the browser's first tab, once the browser is listening."""
+    port_file = profile_dir / "DevToolsActivePort"
+    deadline = time.monotonic() + BROWSER_TIMEOUT_SECONDS
+    while not (port_file.exists() and port_file.read_text().strip()):
+        if process.poll() is not None:
+            pytest.fail(f"chromium exited with code {process.returncode}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"chromium opened no DevTools port within {BROWSER_TIMEOUT_SECONDS} s")
+        time.sleep(0.1)
+    port = int(port_file.read_text().split()[0])
+    targets = httpx.get(f"http://127.0.0.1:{port}/json/list", trust_env=False).json()
+    return next(target["webSocketDebuggerUrl"] for target in targets if target["type"] == "page")
+
+
+class Browser:
+    """One tab of headless Chromium, driven over the DevTools protocol.
+
+    ``--screenshot`` with ``--virtual-time-budget`` fires on a virtual clock while the page
+    waits for real websocket messages from the server, so it often caught the page half
+    drawn. Polling the live DOM until the charts are drawn does not depend on timing.
+    """
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+        self._next_id = itertools.count(1)
+
+    def call(self, method: str, **params: object) -> dict:
+        """Send one DevTools command and return its result, skipping events in between."""
+        call_id = next(self._next_id)
+        self.socket.send(json.dumps({"id": call_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv(timeout=BROWSER_TIMEOUT_SECONDS))
+            if message.get("id") != call_id:
+                continue
+            if "error" in message:
+                raise RuntimeError(f"{method} failed: {message['error']}")
+            return message["result"]
+
+    def evaluate(self, expression: str) -> object:
+        """The value of a JavaScript expression in the page."""
+        reply = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return reply["result"].get("value")
+
+    def wait_for(self, expression: str) -> None:
+        """Poll until ``expression`` is true in the page."""
+        deadline = time.monotonic() + BROWSER_TIMEOUT_SECONDS
+        while not self.evaluate(expression):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the page never satisfied {expression!r}")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    profile_dir = tmp_path / "chromium_profile"
+    process = start_chromium(profile_dir)
+    try:
+        url = page_websocket_url(process, profile_dir)
+        with connect(url, proxy=None, max_size=None) as socket:
+            tab = Browser(socket)
+            width, height = WINDOW_SIZE
+            tab.call(
+                "Emulation.setDeviceMetricsOverride",
+                width=width,
+                height=height,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+            yield tab
+    finally:
+        process.terminate()
+        process.wait(timeout=BROWSER_TIMEOUT_SECONDS)
+
+
+def test_live_health_page_renders_flows_and_charts(dashboard_url, browser, tmp_path):
+    browser.call("Page.navigate", url=dashboard_url)
+    # Three charts drawn and no script run in progress: the page is complete.
+    browser.wait_for(
+        "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3"
+        " && !document.querySelector('[data-testid=\"stSkeleton\"]')"
+    )
+    screenshot = tmp_path / "live_health.png"
+    screenshot.write_bytes(base64.b64decode(browser.call("Page.captureScreenshot")["data"]))
+    dom = browser.evaluate("document.documentElement.outerHTML")
+
+    assert "Seamwatch" in dom
+    assert "Live health" in dom
+    for flow in ("order-to-cash.order-submit", "middleware:usage.posted", "crm:/customers/{id}"):
+        assert flow in dom
+    assert "Cannot read spans" not in dom
+    with Image.open(screenshot) as image:
+        assert image.size == WINDOW_SIZE
+        colours = image.convert("RGB").getcolors(maxcolors=1_000_000)
+    assert len(colours) > 50, "the screenshot is blank"
