@@ -1,13 +1,18 @@
-"""The collector role: the OTLP/HTTP receiver and its span writer, started and stopped together."""
+"""The collector role: OTLP/HTTP and OTLP/gRPC receivers over one span writer."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import uvicorn
 
+from collector.grpc_receiver import GrpcBindError, create_grpc_server
 from collector.http_receiver import create_app
+from collector.metrics import CollectorMetrics
+from collector.pipeline import IngestPipeline
+from collector.redaction import RedactionPolicy
 from collector.writer import SpanWriter
 from seamwatch.settings import Settings
 from storage import Store
@@ -15,24 +20,32 @@ from storage import Store
 logger = logging.getLogger(__name__)
 
 _START_TIMEOUT_SECONDS = 15.0
+_GRPC_GRACE_SECONDS = 10.0
 
 
 class ReceiverStartError(RuntimeError):
-    """The receiver could not listen (port taken, address not available)."""
+    """A receiver could not listen (port taken, address not available)."""
 
 
 class Collector:
-    """Receives OTLP over HTTP and writes the spans to ``store``, in background threads."""
+    """Receives OTLP over HTTP and gRPC and writes the spans to ``store``, in background threads."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
+        self.metrics = CollectorMetrics()
         self.writer = SpanWriter(
             store,
             batch_max_spans=settings.batch_max_spans,
             flush_interval_millis=settings.batch_flush_interval_millis,
             max_queue_spans=settings.max_queue_spans,
             retry_after_seconds=settings.retry_after_seconds,
+            metrics=self.metrics,
         )
-        self.app = create_app(self.writer, max_request_bytes=settings.max_request_bytes)
+        token = settings.auth_token.get_secret_value() if settings.auth_token else None
+        self.pipeline = IngestPipeline(
+            self.writer, self.metrics, RedactionPolicy.from_settings(settings), token
+        )
+        self._settings = settings
+        self.app = create_app(self.pipeline, max_request_bytes=settings.max_request_bytes)
         config = uvicorn.Config(
             self.app,
             host=settings.otlp_http_host,
@@ -41,45 +54,81 @@ class Collector:
             lifespan="off",
             access_log=False,
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, name="seamwatch-otlp-http", daemon=True
+        self._http = uvicorn.Server(config)
+        self._http_thread = threading.Thread(
+            target=self._http.run, name="seamwatch-otlp-http", daemon=True
         )
-        self._host = settings.otlp_http_host
+        self._grpc = None
+        self.grpc_port: int | None = None
 
     @property
     def port(self) -> int:
-        """The port the receiver listens on (useful when the setting was 0)."""
-        sockets = self._server.servers[0].sockets
-        return sockets[0].getsockname()[1]
+        """The port the HTTP receiver listens on (useful when the setting was 0)."""
+        return self._http.servers[0].sockets[0].getsockname()[1]
 
     @property
     def endpoint(self) -> str:
         """Base URL of the OTLP/HTTP receiver; traces go to ``endpoint + '/v1/traces'``."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        return f"http://{_host_for_url(self._settings.otlp_http_host)}:{self.port}"
+
+    @property
+    def grpc_endpoint(self) -> str | None:
+        """Address of the OTLP/gRPC receiver, or None when it is off."""
+        if self.grpc_port is None:
+            return None
+        return f"http://{_host_for_url(self._settings.otlp_grpc_host)}:{self.grpc_port}"
 
     def start(self) -> None:
-        """Start listening; raise ReceiverStartError if the address cannot be bound."""
-        self._thread.start()
-        waited = 0.0
-        while not self._server.started:
-            if not self._thread.is_alive():
-                self.writer.shutdown()
-                raise ReceiverStartError(
-                    f"The OTLP/HTTP receiver could not listen on {self._host}:"
-                    f"{self._server.config.port}; is another process using the port? "
-                    "Choose another with --otlp-http-port or SEAMWATCH_OTLP_HTTP_PORT."
-                )
-            threading.Event().wait(0.05)
-            waited += 0.05
-            if waited > _START_TIMEOUT_SECONDS:
-                raise ReceiverStartError("The OTLP/HTTP receiver did not start in time.")
+        """Start listening on both protocols; raise ReceiverStartError if one cannot bind."""
+        try:
+            self._start_grpc()
+            self._start_http()
+        except ReceiverStartError:
+            self.stop()
+            raise
         logger.info("OTLP/HTTP receiver listening on %s/v1/traces", self.endpoint)
+        if self.grpc_endpoint:
+            logger.info("OTLP/gRPC receiver listening on %s", self.grpc_endpoint)
 
     def stop(self) -> None:
         """Stop taking requests, finish those in flight, then store everything queued."""
-        self._server.should_exit = True
-        self._thread.join(_START_TIMEOUT_SECONDS)
+        if self._grpc is not None:
+            self._grpc.stop(_GRPC_GRACE_SECONDS).wait()
+        self._http.should_exit = True
+        if self._http_thread.is_alive():
+            self._http_thread.join(_START_TIMEOUT_SECONDS)
         self.writer.shutdown()
         logger.info("Collector stopped after storing %d spans", self.writer.stats.inserted_spans)
+
+    def _start_grpc(self) -> None:
+        if self._settings.otlp_grpc_port < 0:
+            return
+        try:
+            self._grpc, self.grpc_port = create_grpc_server(
+                self.pipeline,
+                host=self._settings.otlp_grpc_host,
+                port=self._settings.otlp_grpc_port,
+                max_request_bytes=self._settings.max_request_bytes,
+            )
+        except GrpcBindError as exc:
+            raise ReceiverStartError(str(exc)) from exc
+        self._grpc.start()
+
+    def _start_http(self) -> None:
+        self._http_thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while not self._http.started:
+            if not self._http_thread.is_alive():
+                raise ReceiverStartError(
+                    f"The OTLP/HTTP receiver could not listen on {self._settings.otlp_http_host}:"
+                    f"{self._settings.otlp_http_port}; is another process using the port? "
+                    "Choose another with --otlp-http-port or SEAMWATCH_OTLP_HTTP_PORT."
+                )
+            if time.monotonic() > deadline:
+                raise ReceiverStartError("The OTLP/HTTP receiver did not start in time.")
+            time.sleep(0.02)
+
+
+def _host_for_url(host: str) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return f"[{shown}]" if ":" in shown else shown

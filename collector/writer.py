@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from collector.metrics import CollectorMetrics
 from storage import TRACES_TABLE, QueryError, Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class SpanWriter:
         flush_interval_millis: int,
         max_queue_spans: int,
         retry_after_seconds: int = _DEFAULT_RETRY_AFTER_SECONDS,
+        metrics: CollectorMetrics | None = None,
     ) -> None:
         if batch_max_spans <= 0:
             raise ValueError(f"batch_max_spans must be positive, not {batch_max_spans!r}")
@@ -82,6 +84,7 @@ class SpanWriter:
                 f"batch_max_spans ({batch_max_spans})"
             )
         self._store = store
+        self._metrics = metrics or CollectorMetrics()
         self._batch_max_spans = batch_max_spans
         self._flush_interval_seconds = flush_interval_millis / 1000
         self._max_queue_spans = max_queue_spans
@@ -113,6 +116,7 @@ class SpanWriter:
             self._queue.append(pending)
             self._queued_spans += rows.num_rows
             self.stats.queued_spans = self._queued_spans
+            self._metrics.queued_spans.set(self._queued_spans)
             self._condition.notify()
         return pending.done
 
@@ -170,6 +174,7 @@ class SpanWriter:
                 taken += batch[-1].rows.num_rows
             self._queued_spans -= taken
             self.stats.queued_spans = self._queued_spans
+            self._metrics.queued_spans.set(self._queued_spans)
             self._oldest_enqueued_at = time.monotonic()
             return batch
 
@@ -193,6 +198,8 @@ class SpanWriter:
         self.stats.inserted_spans += rows.num_rows
         self.stats.inserted_batches += 1
         self.stats.last_insert_seconds = elapsed
+        self._metrics.insert_seconds.observe(elapsed)
+        self._metrics.inserted_spans.inc(rows.num_rows)
         logger.debug("Inserted %d spans into %s in %.3fs", rows.num_rows, TRACES_TABLE, elapsed)
         for pending in batch:
             pending.done.set_result(pending.rows.num_rows)

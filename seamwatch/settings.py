@@ -11,17 +11,29 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".seamwatch")
 DEFAULT_DATABASE = "seamwatch"
 DEFAULT_OTLP_HTTP_PORT = 4318
+DEFAULT_OTLP_GRPC_PORT = 4317
 DEFAULT_DASHBOARD_PORT = 8501
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the OTLP/HTTP limit most collectors use
 DEFAULT_BATCH_MAX_SPANS = 20_000
 DEFAULT_BATCH_FLUSH_INTERVAL_MILLIS = 200
 DEFAULT_MAX_QUEUE_SPANS = 400_000
+
+# The default masked keys live with the redaction code; repeated here to keep settings light.
+DEFAULT_MASKED_KEYS = (
+    "http.request.header.authorization",
+    "http.request.header.cookie",
+    "http.request.header.x-api-key",
+    "password",
+    "db.password",
+    "api_key",
+    "secret",
+)
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -46,6 +58,24 @@ class Settings(BaseSettings):
     database: str = Field(DEFAULT_DATABASE, description="Database that holds the tables.")
     otlp_http_host: str = Field("127.0.0.1", description="Address the OTLP/HTTP receiver binds.")
     otlp_http_port: int = Field(DEFAULT_OTLP_HTTP_PORT, ge=0, le=65535)
+    otlp_grpc_host: str = Field("127.0.0.1", description="Address the OTLP/gRPC receiver binds.")
+    otlp_grpc_port: int = Field(
+        DEFAULT_OTLP_GRPC_PORT, ge=-1, le=65535, description="OTLP/gRPC port; -1 turns it off."
+    )
+    auth_token: SecretStr | None = Field(
+        None, description="When set, OTLP clients must send 'Authorization: Bearer <token>'."
+    )
+    redact_patterns: bool = Field(
+        True, description="Redact e-mails, card numbers, IBANs, phone numbers and bearer tokens."
+    )
+    redact_keys: str = Field(
+        ",".join(DEFAULT_MASKED_KEYS),
+        description="Comma-separated attribute keys whose values are replaced by [REDACTED].",
+    )
+    hash_keys: str = Field(
+        "", description="Comma-separated attribute keys whose values are stored as a keyed hash."
+    )
+    hash_salt: SecretStr = Field(SecretStr(""), description="Key of the hash for hash_keys.")
     dashboard_host: str = Field("127.0.0.1", description="Address the dashboard binds.")
     dashboard_port: int = Field(DEFAULT_DASHBOARD_PORT, ge=0, le=65535)
     max_request_bytes: int = Field(
@@ -81,6 +111,11 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must look like http://user:password@host:8123/database")
         return value
+
+    @staticmethod
+    def key_set(text: str) -> frozenset[str]:
+        """The keys of a comma-separated setting such as ``redact_keys``."""
+        return frozenset(key.strip() for key in text.split(",") if key.strip())
 
     @property
     def uses_server(self) -> bool:

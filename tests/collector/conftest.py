@@ -21,6 +21,7 @@ def collector_settings(chdb_data_dir: Path) -> Settings:
         data_dir=chdb_data_dir,
         otlp_http_host="127.0.0.1",
         otlp_http_port=0,
+        otlp_grpc_port=0,
         batch_flush_interval_millis=20,
     )
 
