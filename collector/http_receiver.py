@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from collector.pipeline import IngestError, IngestPipeline, Refusal
 from collector.spans import SpanBatch
@@ -46,8 +46,13 @@ _HTTP_STATUS = {
 }
 
 
-def create_app(pipeline: IngestPipeline, *, max_request_bytes: int) -> Starlette:
-    """The ASGI application of the receiver."""
+def create_app(
+    pipeline: IngestPipeline,
+    *,
+    max_request_bytes: int,
+    extra_routes: Sequence[BaseRoute] = (),
+) -> Starlette:
+    """The ASGI application of the receiver, plus ``extra_routes`` (the JSON API)."""
 
     async def traces(request: Request) -> Response:
         encoding = JSON
@@ -77,6 +82,7 @@ def create_app(pipeline: IngestPipeline, *, max_request_bytes: int) -> Starlette
             Route("/v1/traces", traces, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            *extra_routes,
         ]
     )
 

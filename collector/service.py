@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 
 import uvicorn
+from starlette.routing import BaseRoute
 
 from collector.grpc_receiver import GrpcBindError, create_grpc_server
 from collector.http_receiver import create_app
@@ -30,7 +32,9 @@ class ReceiverStartError(RuntimeError):
 class Collector:
     """Receives OTLP over HTTP and gRPC and writes the spans to ``store``, in background threads."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, extra_routes: Sequence[BaseRoute] = ()
+    ) -> None:
         self.metrics = CollectorMetrics()
         self.writer = SpanWriter(
             store,
@@ -45,7 +49,9 @@ class Collector:
             self.writer, self.metrics, RedactionPolicy.from_settings(settings), token
         )
         self._settings = settings
-        self.app = create_app(self.pipeline, max_request_bytes=settings.max_request_bytes)
+        self.app = create_app(
+            self.pipeline, max_request_bytes=settings.max_request_bytes, extra_routes=extra_routes
+        )
         config = uvicorn.Config(
             self.app,
             host=settings.otlp_http_host,

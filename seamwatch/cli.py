@@ -44,6 +44,11 @@ OtlpPortOption = typer.Option(
 OtlpHostOption = typer.Option(
     None, "--otlp-http-host", help="OTLP/HTTP bind address [env SEAMWATCH_OTLP_HTTP_HOST]"
 )
+GrpcPortOption = typer.Option(
+    None,
+    "--otlp-grpc-port",
+    help="OTLP/gRPC port, -1 to turn it off [env SEAMWATCH_OTLP_GRPC_PORT; default 4317]",
+)
 DashboardPortOption = typer.Option(
     None, "--dashboard-port", help="Dashboard port [env SEAMWATCH_DASHBOARD_PORT; default 8501]"
 )
@@ -104,6 +109,7 @@ def up(
     clickhouse_url: str | None = ClickHouseOption,
     otlp_http_host: str | None = OtlpHostOption,
     otlp_http_port: int | None = OtlpPortOption,
+    otlp_grpc_port: int | None = GrpcPortOption,
     dashboard_host: str | None = DashboardHostOption,
     dashboard_port: int | None = DashboardPortOption,
     log_level: str = LogLevelOption,
@@ -117,6 +123,7 @@ def up(
         clickhouse_url=clickhouse_url,
         otlp_http_host=otlp_http_host,
         otlp_http_port=otlp_http_port,
+        otlp_grpc_port=otlp_grpc_port,
         dashboard_host=dashboard_host,
         dashboard_port=dashboard_port,
     )
@@ -136,9 +143,10 @@ def collector(
     clickhouse_url: str | None = ClickHouseOption,
     otlp_http_host: str | None = OtlpHostOption,
     otlp_http_port: int | None = OtlpPortOption,
+    otlp_grpc_port: int | None = GrpcPortOption,
     log_level: str = LogLevelOption,
 ) -> None:
-    """Run the OTLP receiver alone, writing to the store."""
+    """Run the OTLP receivers (HTTP and gRPC) alone, writing to the store."""
     from seamwatch.stack import run_collector
 
     _configure_logging(log_level)
@@ -147,6 +155,7 @@ def collector(
         clickhouse_url=clickhouse_url,
         otlp_http_host=otlp_http_host,
         otlp_http_port=otlp_http_port,
+        otlp_grpc_port=otlp_grpc_port,
     )
     _run(run_collector, settings)
 
@@ -181,6 +190,20 @@ def _run(role, *args: object, **kwargs: object) -> None:  # noqa: ANN001 - any r
         _fail(str(exc), code=1)
     except KeyboardInterrupt:
         pass
+
+
+def _register_feature_commands() -> None:
+    """Commands that live with their feature; registered here so one entry point has them all."""
+    from detectors.cli import bench_detect_command, detect_series_command, evaluate_command
+
+    app.command("detect-series")(detect_series_command)
+    app.command("evaluate")(evaluate_command)
+    bench.command("detect")(bench_detect_command)
+
+
+bench = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
+app.add_typer(bench, name="bench")
+_register_feature_commands()
 
 
 def main() -> None:

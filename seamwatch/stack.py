@@ -21,6 +21,7 @@ from typing import Any
 
 from collector.service import Collector
 from seamwatch import runtime
+from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
 from seamwatch.settings import Settings
 from storage import open_store
 
@@ -49,14 +50,16 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
     """Run receiver, dashboard and optionally the simulator until SIGINT or SIGTERM."""
     store = open_store(settings)
     runtime.share_store(store)
-    collector = Collector(store, settings)
+    collector = Collector(store, settings, extra_routes=api_routes(store))
     simulator: _SimulatorThread | None = None
     try:
         collector.start()
+        if not settings.uses_server:
+            publish_endpoint(settings.data_dir, collector.endpoint)
         if demo is not None:
             simulator = _SimulatorThread(collector.endpoint, demo)
             simulator.start()
-        _print_banner(settings, collector.endpoint, demo, with_dashboard)
+        _print_banner(settings, collector, demo, with_dashboard)
         if with_dashboard:
             run_dashboard(settings)
         else:
@@ -67,6 +70,8 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
             simulator.stop()
         collector.stop()
         runtime.share_store(None)
+        if not settings.uses_server:
+            withdraw_endpoint(settings.data_dir)
         store.close()
         logger.info("Stopped; every acknowledged span is stored")
 
@@ -74,13 +79,19 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
 def run_collector(settings: Settings) -> None:
     """Run the OTLP receiver alone until SIGINT or SIGTERM."""
     store = open_store(settings)
-    collector = Collector(store, settings)
+    collector = Collector(store, settings, extra_routes=api_routes(store))
     try:
         collector.start()
+        if not settings.uses_server:
+            publish_endpoint(settings.data_dir, collector.endpoint)
         print(f"OTLP/HTTP receiver: {collector.endpoint}/v1/traces", flush=True)
+        if collector.grpc_endpoint:
+            print(f"OTLP/gRPC receiver: {collector.grpc_endpoint}", flush=True)
         _wait_for_signal()
     finally:
         collector.stop()
+        if not settings.uses_server:
+            withdraw_endpoint(settings.data_dir)
         store.close()
 
 

@@ -46,7 +46,16 @@ def test_help_lists_the_roles():
 def test_second_process_on_the_same_data_directory_gets_a_clear_message(tmp_path: Path):
     env = {**os.environ, "SEAMWATCH_DATA_DIR": str(tmp_path / "data")}
     holder = subprocess.Popen(
-        [sys.executable, "-m", "seamwatch", "collector", "--otlp-http-port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "seamwatch",
+            "collector",
+            "--otlp-http-port",
+            "0",
+            "--otlp-grpc-port",
+            "0",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -55,7 +64,16 @@ def test_second_process_on_the_same_data_directory_gets_a_clear_message(tmp_path
     try:
         assert "OTLP/HTTP receiver" in _read_until(holder, "OTLP/HTTP receiver")
         second = subprocess.run(
-            [sys.executable, "-m", "seamwatch", "collector", "--otlp-http-port", "0"],
+            [
+                sys.executable,
+                "-m",
+                "seamwatch",
+                "collector",
+                "--otlp-http-port",
+                "0",
+                "--otlp-grpc-port",
+                "0",
+            ],
             env=env,
             capture_output=True,
             text=True,

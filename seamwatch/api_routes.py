@@ -1,0 +1,1 @@
+"""The features whose routes make up the API; importing this module registers them."""
