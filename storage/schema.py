@@ -136,37 +136,41 @@ def _exporter_tables(store: Store, retention_days: int | None) -> list[str]:
     ]
 
 
-MIGRATIONS: tuple[Migration, ...] = (
+# Version ranges: 1-9 trace tables, 10-19 flow rollups and lineage, 20-29 alerts.
+MIGRATIONS: list[Migration] = [
     Migration(1, "OpenTelemetry exporter trace tables", _exporter_tables),
-)
+]
 
-LATEST_VERSION = MIGRATIONS[-1].version
+LATEST_VERSION = max(migration.version for migration in MIGRATIONS)
 
 
-def current_version(store: Store) -> int:
-    """The highest schema version applied to the store's database (0 for a new one)."""
+def applied_versions(store: Store) -> set[int]:
+    """The schema versions already applied to the store's database."""
     store.command(
         f"CREATE TABLE IF NOT EXISTS {store.table(SCHEMA_TABLE)} ("
         " version UInt32, description String, applied_at DateTime DEFAULT now()"
         ") ENGINE = MergeTree ORDER BY version"
     )
-    rows = store.query_rows(f"SELECT max(version) FROM {store.table(SCHEMA_TABLE)}")
-    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+    rows = store.query_rows(f"SELECT DISTINCT version FROM {store.table(SCHEMA_TABLE)}")
+    return {int(row[0]) for row in rows}
 
 
 def migrate(store: Store, retention_days: int | None = None) -> int:
-    """Apply every migration newer than the store's version; return the version reached."""
-    version = current_version(store)
-    if version > LATEST_VERSION:
+    """Apply every migration not yet applied, in version order; return the highest version.
+
+    Versions are recorded one by one rather than as a high-water mark, so features may number
+    their migrations in ranges of their own without one range hiding another.
+    """
+    applied = applied_versions(store)
+    unknown = applied - {migration.version for migration in MIGRATIONS}
+    if unknown:
         logger.warning(
-            "Database %s has schema version %d, newer than this Seamwatch knows (%d).",
+            "Database %s has schema versions %s that this Seamwatch does not know.",
             store.database,
-            version,
-            LATEST_VERSION,
+            sorted(unknown),
         )
-        return version
-    for migration in MIGRATIONS:
-        if migration.version <= version:
+    for migration in sorted(MIGRATIONS, key=lambda m: m.version):
+        if migration.version in applied:
             continue
         for statement in migration.statements(store, retention_days):
             store.command(statement)
@@ -176,5 +180,5 @@ def migrate(store: Store, retention_days: int | None = None) -> int:
             {"version": migration.version, "description": migration.description},
         )
         logger.info("Schema of %s migrated to version %d", store.database, migration.version)
-        version = migration.version
-    return version
+        applied.add(migration.version)
+    return max(applied)
