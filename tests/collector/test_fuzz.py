@@ -1,0 +1,181 @@
+"""Fuzzing the decoders through the HTTP app: whatever a client sends, never a 5xx."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from collector.http_receiver import create_app
+from collector.metrics import CollectorMetrics
+from collector.pipeline import IngestPipeline
+from collector.redaction import RedactionPolicy
+from collector.writer import SpanWriter
+
+
+class RecordingStore:
+    """An in-memory stand-in for the store: keeps what would be inserted."""
+
+    database = "fuzz"
+    backend = "memory"
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def insert_arrow(self, table: str, data: pa.Table) -> int:
+        self.rows += data.num_rows
+        return data.num_rows
+
+
+@pytest.fixture(scope="module")
+def client():
+    metrics = CollectorMetrics()
+    writer = SpanWriter(
+        RecordingStore(),
+        batch_max_spans=1000,
+        flush_interval_millis=1,
+        max_queue_spans=100_000,
+        metrics=metrics,
+    )
+    app = create_app(
+        IngestPipeline(writer, metrics, RedactionPolicy()), max_request_bytes=1024 * 1024
+    )
+    with TestClient(app) as test_client:
+        yield test_client
+    writer.shutdown()
+
+
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+hex_ids = st.one_of(
+    st.text("0123456789abcdefABCDEF", min_size=0, max_size=34),
+    st.text(max_size=5),
+    st.integers(),
+    st.none(),
+)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20))
+any_values = st.recursive(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "stringValue": scalars,
+            "intValue": st.one_of(st.integers(), st.text("0123456789-", max_size=25)),
+            "doubleValue": st.one_of(st.floats(), st.text(max_size=5)),
+            "boolValue": scalars,
+            "bytesValue": st.text(max_size=12),
+        },
+    ),
+    lambda inner: st.one_of(
+        st.fixed_dictionaries({"arrayValue": st.fixed_dictionaries({"values": st.lists(inner)})}),
+        st.fixed_dictionaries(
+            {
+                "kvlistValue": st.fixed_dictionaries(
+                    {"values": st.lists(st.fixed_dictionaries({"key": st.text(), "value": inner}))}
+                )
+            }
+        ),
+    ),
+    max_leaves=6,
+)
+attributes = st.lists(
+    st.fixed_dictionaries({"key": st.one_of(st.text(max_size=10), scalars), "value": any_values}),
+    max_size=4,
+)
+spans = st.fixed_dictionaries(
+    {},
+    optional={
+        "traceId": hex_ids,
+        "spanId": hex_ids,
+        "parentSpanId": hex_ids,
+        "name": scalars,
+        "kind": st.one_of(st.integers(-3, 9), st.sampled_from(["SPAN_KIND_SERVER", "BOGUS"])),
+        "startTimeUnixNano": st.one_of(st.integers(), st.text("0123456789", max_size=22)),
+        "endTimeUnixNano": st.one_of(
+            st.integers(min_value=0, max_value=2**64), st.text(max_size=4)
+        ),
+        "attributes": st.one_of(attributes, scalars),
+        "events": st.lists(st.fixed_dictionaries({"name": scalars, "attributes": attributes})),
+        "links": st.lists(st.fixed_dictionaries({"traceId": hex_ids, "spanId": hex_ids})),
+        "status": st.one_of(
+            scalars,
+            st.fixed_dictionaries(
+                {"code": st.one_of(st.integers(-1, 5), st.text(max_size=18)), "message": scalars}
+            ),
+        ),
+    },
+)
+requests = st.fixed_dictionaries(
+    {
+        "resourceSpans": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "resource": st.fixed_dictionaries({"attributes": attributes}),
+                    "scopeSpans": st.lists(
+                        st.fixed_dictionaries({"spans": st.lists(spans, max_size=3)}), max_size=2
+                    ),
+                }
+            ),
+            max_size=2,
+        )
+    }
+)
+
+
+def assert_client_error_or_success(response) -> None:
+    assert response.status_code in (200, 400, 413), response.text
+    document = response.json()
+    if response.status_code != 200:
+        assert document["message"]
+
+
+@FUZZ
+@given(document=requests)
+def test_otlp_shaped_json_never_gives_a_server_error(client, document):
+    body = json.dumps(document, allow_nan=True).encode()
+    response = client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
+    assert_client_error_or_success(response)
+
+
+@FUZZ
+@given(body=st.binary(max_size=400))
+def test_random_bytes_as_json_never_give_a_server_error(client, body):
+    response = client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
+    assert_client_error_or_success(response)
+
+
+@FUZZ
+@given(body=st.binary(max_size=400))
+def test_random_bytes_as_protobuf_never_give_a_server_error(client, body):
+    response = client.post(
+        "/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"}
+    )
+    assert response.status_code in (200, 400), response.status_code
+
+
+def test_invalid_utf8_in_json_is_replaced(client):
+    body = (
+        b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c",'
+        b'"spanId":"eee19b7ec3c1b174","name":"caf\xff\xfe"}]}]}]}'
+    )
+    response = client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200
+
+
+def test_invalid_utf8_in_protobuf_is_400(client):
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.add(
+        trace_id=bytes(range(1, 17)), span_id=bytes(range(1, 9)), name="NAME"
+    )
+    body = request.SerializeToString().replace(b"NAME", b"N\xff\xfeE")
+    response = client.post(
+        "/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"}
+    )
+    assert response.status_code == 400
