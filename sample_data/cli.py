@@ -1,0 +1,201 @@
+"""``seamwatch simulate``: play the simulated SaaS-to-ERP stack into an OTLP/HTTP endpoint."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from sample_data.simulator import DEFAULT_ENDPOINT, SimProgress, SimSummary, SimulationConfig, run
+
+logger = logging.getLogger(__name__)
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
+_DURATION_FULL = re.compile(r"^(\s*\d+(?:\.\d+)?\s*[wdhms])+\s*$")
+_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+_ENDLESS = ("forever", "inf", "none")
+_FASTEST = ("max", "inf", "0")
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """``30m``, ``6h``, ``1d``, ``7d``, ``1h30m`` and so on; ``forever`` means None.
+
+    Raises ValueError with a message that shows the accepted forms.
+    """
+    value = text.strip().lower()
+    if value in _ENDLESS:
+        return None
+    if not _DURATION_FULL.match(value):
+        raise ValueError(
+            f"{text!r} is not a duration; use a number with a unit, e.g. 30m, 6h, 1d, 7d "
+            "or 1h30m (units w, d, h, m, s), or 'forever'"
+        )
+    seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is empty; a duration must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def parse_speed(text: str) -> float:
+    """Simulated seconds per wall-clock second: a positive number (``300`` or ``300x``), or
+    ``max`` for as fast as possible.
+    """
+    value = text.strip().lower()
+    if value in _FASTEST:
+        return math.inf
+    value = value.removesuffix("x")
+    try:
+        speed = float(value)
+    except ValueError:
+        speed = math.nan
+    if not speed > 0:
+        raise ValueError(f"{text!r} is not a speed; use a positive number such as 300, or 'max'")
+    return speed
+
+
+def parse_start(text: str) -> datetime:
+    """An ISO-8601 moment; without a zone it is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not an ISO-8601 time such as 2025-03-03T00:00:00Z") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def simulate_command(
+    endpoint: Annotated[
+        str, typer.Option(help="OTLP/HTTP base URL; spans go to its /v1/traces.")
+    ] = DEFAULT_ENDPOINT,
+    seed: Annotated[int, typer.Option(help="Same seed and start, same spans and ids.")] = 42,
+    duration: Annotated[
+        str, typer.Option(help="Simulated time to cover: 30m, 6h, 1d, 7d, ... or 'forever'.")
+    ] = "1d",
+    speed: Annotated[
+        str, typer.Option(help="Simulated seconds per wall second (e.g. 300), or 'max'.")
+    ] = "max",
+    labels: Annotated[
+        Path | None, typer.Option(help="Append injected incidents here, one JSON line each.")
+    ] = None,
+    no_incidents: Annotated[
+        bool, typer.Option("--no-incidents", help="Simulate a healthy stack.")
+    ] = False,
+    start: Annotated[
+        str | None,
+        typer.Option(help="First simulated moment (ISO-8601 UTC); default: now minus duration."),
+    ] = None,
+) -> None:
+    """Simulate a SaaS-to-ERP stack (CRM, CPQ, billing, payments, catalog, support, middleware,
+    ERP) and send its OpenTelemetry spans to an OTLP/HTTP endpoint.
+    """
+    config = _config(endpoint, seed, duration, speed, labels, no_incidents, start)
+    console = Console(stderr=True)
+    summary = _run_with_progress(config, console)
+    _print_summary(console, summary, config)
+    if summary.spans_failed:
+        raise typer.Exit(code=1)
+
+
+def _config(
+    endpoint: str,
+    seed: int,
+    duration: str,
+    speed: str,
+    labels: Path | None,
+    no_incidents: bool,
+    start: str | None,
+) -> SimulationConfig:
+    try:
+        span = parse_duration(duration)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--duration'") from exc
+    try:
+        pace = parse_speed(speed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--speed'") from exc
+    if span is None and math.isinf(pace):
+        raise typer.BadParameter(
+            "an endless run needs a finite speed (e.g. --speed 1 for real time)",
+            param_hint="'--speed'",
+        )
+    try:
+        first = parse_start(start) if start else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--start'") from exc
+    try:
+        return SimulationConfig(
+            endpoint=endpoint,
+            seed=seed,
+            start=first,
+            duration=span,
+            speed=pace,
+            labels_path=labels,
+            incidents=not no_incidents,
+        )
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise typer.BadParameter(str(exc), param_hint="'--endpoint'") from exc
+
+
+def _run_with_progress(config: SimulationConfig, console: Console) -> SimSummary:
+    """Run on a worker thread so Ctrl-C stops the run cleanly and still flushes the spans."""
+    stop = threading.Event()
+    outcome: dict[str, SimSummary | BaseException] = {}
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    if config.duration is not None:
+        columns += [BarColumn(), TextColumn("{task.percentage:>3.0f}%")]
+    columns.append(TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("starting", total=1.0 if config.duration is not None else None)
+
+        def report(state: SimProgress) -> None:
+            bar.update(task, completed=state.fraction or 0.0, description=_describe(state))
+
+        def work() -> None:
+            try:
+                outcome["summary"] = run(config, stop, report)
+            except BaseException as exc:  # handed to the main thread, which re-raises it
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, name="simulator", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.2)
+        except KeyboardInterrupt:
+            console.print("Stopping: flushing the spans generated so far...")
+            stop.set()
+            worker.join()
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["summary"]  # type: ignore[return-value]
+
+
+def _describe(state: SimProgress) -> str:
+    when = state.sim_time.strftime("%Y-%m-%d %H:%M")
+    rate = state.spans_emitted / state.wall_seconds if state.wall_seconds else 0.0
+    failed = f", [red]{state.spans_failed:,} failed[/red]" if state.spans_failed else ""
+    return (
+        f"{when} UTC  {state.spans_emitted:,} spans ({rate:,.0f}/s){failed}  "
+        f"{state.transactions:,} transactions  {state.incidents} incidents"
+    )
+
+
+def _print_summary(console: Console, summary: SimSummary, config: SimulationConfig) -> None:
+    console.print(
+        f"Simulated {summary.sim_start:%Y-%m-%d %H:%M} to {summary.sim_end:%Y-%m-%d %H:%M} UTC: "
+        f"{summary.spans_emitted:,} spans ({summary.spans_exported:,} exported, "
+        f"{summary.spans_failed:,} failed) from {summary.transactions:,} transactions, "
+        f"{len(summary.incidents)} incidents, in {summary.wall_seconds:.1f}s "
+        f"({summary.spans_per_second:,.0f} spans/s)."
+    )
+    if summary.spans_failed:
+        console.print(f"[red]Some spans could not be exported to {config.traces_url()}.[/red]")
+    if config.labels_path is not None and summary.incidents:
+        console.print(f"Incident labels appended to {config.labels_path}.")

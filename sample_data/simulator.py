@@ -1,0 +1,428 @@
+"""Run the simulated SaaS-to-ERP stack: backfill history fast, or play it in real time.
+
+The simulation is a discrete-event loop over simulated time. A tick every simulated minute
+draws that minute's arrivals (seasonal Poisson per traffic profile); each arrival writes the
+first hop's trace and schedules the next hops. The loop advances in chunks: as fast as possible
+(``speed`` infinite), ``speed`` times faster than the wall clock, or in ``live`` mode first as
+fast as possible up to now and then in step with the wall clock.
+
+Everything random comes from generators seeded by the run's seed, and the loop is single
+threaded, so a seed and start time always yield the same spans with the same ids, whatever the
+speed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from sample_data import incidents as inc
+from sample_data.flows import NS_PER_HOUR, NS_PER_MINUTE, IncidentBook, Scheduler, Stack
+from sample_data.seasonality import PROFILES, poisson
+from sample_data.telemetry import ReleasingBatchProcessor, ServiceTracers
+from sample_data.world import World
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
+TRACES_PATH = "/v1/traces"
+EXPORT_TIMEOUT_SECONDS = 30.0
+CHUNK_NS = 60 * 1_000_000_000
+NS_PER_DAY = 24 * NS_PER_HOUR
+RECONCILIATION_HOUR = 2
+PROGRESS_INTERVAL_SECONDS = 0.5
+IDLE_WAIT_SECONDS = 0.2
+
+
+class SimulationConfig(BaseModel):
+    """What to simulate and where to send it.
+
+    ``start`` defaults to now minus ``duration`` (a backfill ending now), or now for an endless
+    run; ``duration`` None runs until stopped. ``speed`` is simulated seconds per wall second,
+    ``math.inf`` (or 0) as fast as possible. ``live`` makes simulated time follow the wall
+    clock: history before now is generated as fast as possible, then time runs in step with
+    the wall clock and ``speed`` is ignored. ``incident_plan`` replaces the seeded incident
+    schedule with explicit incidents.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    endpoint: str = DEFAULT_ENDPOINT
+    seed: int = 42
+    start: datetime | None = None
+    duration: timedelta | None = timedelta(days=1)
+    speed: float = math.inf
+    labels_path: Path | None = None
+    incidents: bool = True
+    incident_plan: list[inc.PlannedIncident] | None = None
+    live: bool = False
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_http(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as http://127.0.0.1:4318")
+        return value
+
+    @field_validator("speed")
+    @classmethod
+    def _speed_is_positive(cls, value: float) -> float:
+        if value == 0:
+            return math.inf
+        if value < 0 or math.isnan(value):
+            raise ValueError("must be a positive number, or 0 / inf for as fast as possible")
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _duration_is_positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be positive (or None to run until stopped)")
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _start_is_utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    def resolved_start(self, now: datetime | None = None) -> datetime:
+        """The first simulated moment: ``start``, or now minus the duration, or now."""
+        if self.start is not None:
+            return self.start.astimezone(UTC)
+        now = now or datetime.now(UTC)
+        return now - self.duration if self.duration is not None else now
+
+    def traces_url(self) -> str:
+        """The OTLP/HTTP traces URL for ``endpoint`` (a base URL gets ``/v1/traces``)."""
+        base = self.endpoint.rstrip("/")
+        return base if base.endswith(TRACES_PATH) else base + TRACES_PATH
+
+
+@dataclass(frozen=True)
+class SimProgress:
+    """Where a run is: simulated time reached and what has been emitted so far."""
+
+    sim_time: datetime
+    sim_start: datetime
+    sim_end: datetime | None
+    spans_emitted: int
+    spans_exported: int
+    spans_failed: int
+    transactions: int
+    incidents: int
+    wall_seconds: float
+
+    @property
+    def fraction(self) -> float | None:
+        """Share of the simulated duration covered, or None for an endless run."""
+        if self.sim_end is None:
+            return None
+        total = (self.sim_end - self.sim_start).total_seconds()
+        return min(1.0, (self.sim_time - self.sim_start).total_seconds() / total)
+
+
+@dataclass
+class SimSummary:
+    """What a finished run produced."""
+
+    sim_start: datetime
+    sim_end: datetime
+    spans_emitted: int
+    spans_exported: int
+    spans_failed: int
+    transactions: int
+    transactions_by_flow: dict[str, int]
+    incidents: list[dict[str, object]] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    @property
+    def spans_per_second(self) -> float:
+        """Spans emitted per wall-clock second."""
+        return self.spans_emitted / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+class EventLoop(Scheduler):
+    """A heap of scheduled hops ordered by simulated time, ties broken by scheduling order."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, Callable[..., None], tuple[object, ...]]] = []
+        self._order = itertools.count()
+
+    def schedule(self, at_ns: int, action: Callable[..., None], *args: object) -> None:
+        """Run ``action(at_ns, *args)`` when simulated time reaches ``at_ns``."""
+        heapq.heappush(self._heap, (at_ns, next(self._order), action, args))
+
+    def run_until(self, until_ns: int) -> None:
+        """Run every hop scheduled before ``until_ns``, in time order."""
+        heap = self._heap
+        while heap and heap[0][0] < until_ns:
+            at_ns, _, action, args = heapq.heappop(heap)
+            action(at_ns, *args)
+
+
+class Simulation:
+    """The stack, its traffic and its incidents over one run's simulated time."""
+
+    def __init__(
+        self, config: SimulationConfig, tracers: ServiceTracers, start_ns: int, end_ns: int | None
+    ) -> None:
+        self.config = config
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.loop = EventLoop()
+        self.book = IncidentBook()
+        self.labels = inc.LabelWriter(config.labels_path)
+        self.labelled: list[dict[str, object]] = []
+        self._arrivals_rng = random.Random(f"{config.seed}:arrivals")
+        behaviour = random.Random(f"{config.seed}:behaviour")
+        self.stack = Stack(tracers.tracers, behaviour, World(behaviour), self.loop, self.book)
+        self._schedule_routines()
+        self._schedule_incidents()
+
+    def _schedule_routines(self) -> None:
+        start = self.start_ns
+        self.loop.schedule(start, self._minute_tick)
+        next_hour = start - start % NS_PER_HOUR + NS_PER_HOUR
+        self.loop.schedule(next_hour + 5 * NS_PER_MINUTE, self.stack.close_usage_window)
+        reconcile_at = start - start % NS_PER_DAY + RECONCILIATION_HOUR * NS_PER_HOUR
+        if reconcile_at <= start:
+            reconcile_at += NS_PER_DAY
+        self.loop.schedule(reconcile_at, self.stack.reconcile)
+
+    def _schedule_incidents(self) -> None:
+        if not self.config.incidents:
+            return
+        if self.config.incident_plan is not None:
+            for planned in self.config.incident_plan:
+                self._schedule_incident(inc.from_plan(planned))
+            return
+        self.loop.schedule(self.start_ns, self._plan_day, 0)
+
+    def _plan_day(self, at_ns: int, day: int) -> None:
+        for incident in inc.schedule_day(self.config.seed, self.start_ns, day, self.end_ns):
+            self._schedule_incident(incident)
+        self.loop.schedule(at_ns + NS_PER_DAY, self._plan_day, day + 1)
+
+    def _schedule_incident(self, incident: inc.Incident) -> None:
+        self.loop.schedule(incident.start_ns, self._start_incident, incident)
+        self.loop.schedule(incident.end_ns, self._end_incident, incident)
+
+    def _start_incident(self, at_ns: int, incident: inc.Incident) -> None:
+        logger.info(
+            "Incident %s on %s begins at %s", incident.kind, incident.flow, inc.iso_utc(at_ns)
+        )
+        self.book.start(incident)
+
+    def _end_incident(self, at_ns: int, incident: inc.Incident) -> None:
+        for recover in self.book.finish(incident):
+            recover(at_ns)
+        self._label(incident, incident.end_ns)
+
+    def _label(self, incident: inc.Incident, end_ns: int) -> None:
+        if not incident.affected_keys:
+            # Too little traffic in the window to hit anything: no anomaly to label.
+            logger.info(
+                "Incident %s on %s affected nothing; not labelled", incident.kind, incident.flow
+            )
+            return
+        record = incident.label(end_ns)
+        self.labels.write(record)
+        self.labelled.append(record)
+
+    def _minute_tick(self, at_ns: int) -> None:
+        """Draw the coming minute's arrivals per traffic profile."""
+        moment = datetime.fromtimestamp(at_ns / 1e9, tz=UTC)
+        rng = self._arrivals_rng
+        for name, profile in PROFILES.items():
+            handler = self.stack.arrival(name)
+            for _ in range(poisson(rng, profile.rate_per_minute(moment))):
+                self.loop.schedule(at_ns + int(rng.random() * NS_PER_MINUTE), handler)
+        self.loop.schedule(at_ns + NS_PER_MINUTE, self._minute_tick)
+
+    def close(self, reached_ns: int) -> None:
+        """Label incidents cut short by the end of the run at the time reached."""
+        for incident in list(self.book.active_incidents):
+            self.book.finish(incident)
+            self._label(incident, min(incident.end_ns, reached_ns))
+
+    @property
+    def transactions(self) -> int:
+        """Business transactions started so far."""
+        return sum(self.stack.transactions.values())
+
+
+class _Pace:
+    """How far simulated time may run ahead at a given moment of the wall clock."""
+
+    def __init__(self, config: SimulationConfig, start_ns: int) -> None:
+        self._live = config.live
+        self._speed = config.speed
+        self._start_ns = start_ns
+        self._wall_start = time.monotonic()
+
+    def allowed_ns(self) -> float:
+        if self._live:
+            return float(time.time_ns())
+        if math.isinf(self._speed):
+            return math.inf
+        return self._start_ns + (time.monotonic() - self._wall_start) * self._speed * 1e9
+
+
+def run(
+    config: SimulationConfig,
+    stop_event: threading.Event | None = None,
+    progress: Callable[[SimProgress], None] | None = None,
+    *,
+    exporter: SpanExporter | None = None,
+) -> SimSummary:
+    """Simulate until ``config.duration`` is covered or ``stop_event`` is set.
+
+    Spans go to ``config.endpoint`` over OTLP/HTTP protobuf, or to ``exporter`` when given
+    (tests pass an in-memory one). ``progress`` is called about twice a second and once at
+    the end. On return every span generated has been handed to the exporter and flushed.
+    """
+    stop_event = stop_event or threading.Event()
+    start = config.resolved_start()
+    start_ns = inc.to_ns(start)
+    end_ns = start_ns + _ns(config.duration) if config.duration is not None else None
+    destination = config.traces_url() if exporter is None else type(exporter).__name__
+    exporter = exporter or OTLPSpanExporter(
+        endpoint=config.traces_url(), timeout=EXPORT_TIMEOUT_SECONDS
+    )
+    processor = ReleasingBatchProcessor(exporter)
+    simulation = Simulation(config, ServiceTracers(config.seed, processor), start_ns, end_ns)
+    logger.info(
+        "Simulating from %s for %s at speed %s to %s",
+        start.isoformat(),
+        config.duration or "ever",
+        "live" if config.live else config.speed,
+        destination,
+    )
+    wall_start = time.monotonic()
+    reached = _advance(simulation, processor, _Pace(config, start_ns), stop_event, progress)
+    simulation.close(reached)
+    processor.shutdown()
+    summary = SimSummary(
+        sim_start=start,
+        sim_end=_datetime(reached),
+        spans_emitted=processor.stats.emitted,
+        spans_exported=processor.stats.exported,
+        spans_failed=processor.stats.failed,
+        transactions=simulation.transactions,
+        transactions_by_flow=dict(sorted(simulation.stack.transactions.items())),
+        incidents=simulation.labelled,
+        wall_seconds=time.monotonic() - wall_start,
+    )
+    if progress is not None:
+        progress(_progress(simulation, processor, reached, summary.wall_seconds))
+    logger.info(
+        "Simulated %s: %d spans (%d exported, %d failed), %d transactions, %d incidents in %.1fs",
+        summary.sim_end - summary.sim_start,
+        summary.spans_emitted,
+        summary.spans_exported,
+        summary.spans_failed,
+        summary.transactions,
+        len(summary.incidents),
+        summary.wall_seconds,
+    )
+    return summary
+
+
+def _advance(
+    simulation: Simulation,
+    processor: ReleasingBatchProcessor,
+    pace: _Pace,
+    stop_event: threading.Event,
+    progress: Callable[[SimProgress], None] | None,
+) -> int:
+    """Move simulated time forward chunk by chunk; returns the simulated time reached."""
+    cursor = simulation.start_ns
+    end_ns = simulation.end_ns
+    wall_start = time.monotonic()
+    last_report = wall_start
+    while not stop_event.is_set() and (end_ns is None or cursor < end_ns):
+        target = min(cursor + CHUNK_NS, pace.allowed_ns())
+        if end_ns is not None:
+            target = min(target, end_ns)
+        target = int(target)
+        if target <= cursor:
+            stop_event.wait(IDLE_WAIT_SECONDS)
+            continue
+        simulation.loop.run_until(target)
+        processor.release(target)
+        cursor = target
+        now = time.monotonic()
+        if progress is not None and now - last_report >= PROGRESS_INTERVAL_SECONDS:
+            last_report = now
+            progress(_progress(simulation, processor, cursor, now - wall_start))
+    return cursor
+
+
+def _progress(
+    simulation: Simulation, processor: ReleasingBatchProcessor, reached_ns: int, wall: float
+) -> SimProgress:
+    stats = processor.stats
+    return SimProgress(
+        sim_time=_datetime(reached_ns),
+        sim_start=_datetime(simulation.start_ns),
+        sim_end=_datetime(simulation.end_ns) if simulation.end_ns is not None else None,
+        spans_emitted=stats.emitted,
+        spans_exported=stats.exported,
+        spans_failed=stats.failed,
+        transactions=simulation.transactions,
+        incidents=len(simulation.labelled) + len(simulation.book.active_incidents),
+        wall_seconds=wall,
+    )
+
+
+def run_demo(
+    endpoint: str,
+    seed: int,
+    backfill: timedelta,
+    stop_event: threading.Event,
+    labels_path: Path | None,
+    progress: Callable[[SimProgress], None] | None = None,
+) -> SimSummary:
+    """Backfill ``backfill`` of history as fast as possible, then run in real time until stopped.
+
+    Simulated time equals the wall clock once the backfill has caught up. Setting
+    ``stop_event`` ends the run; everything generated by then is flushed to ``endpoint``.
+    """
+    config = SimulationConfig(
+        endpoint=endpoint,
+        seed=seed,
+        start=datetime.now(UTC) - backfill,
+        duration=None,
+        speed=1.0,
+        labels_path=labels_path,
+        incidents=True,
+        live=True,
+    )
+    return run(config, stop_event, progress)
+
+
+def _ns(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _datetime(at_ns: int) -> datetime:
+    return datetime.fromtimestamp(at_ns // 1_000_000_000, tz=UTC) + timedelta(
+        microseconds=(at_ns % 1_000_000_000) // 1000
+    )

@@ -1,0 +1,95 @@
+"""``seamwatch simulate`` argument handling and a short run against a local receiver."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from sample_data.cli import parse_duration, parse_speed, simulate_command
+
+from .receiver import RecordingReceiver
+
+app = typer.Typer()
+app.command("simulate")(simulate_command)
+app.command("noop")(lambda: None)  # two commands, so "simulate" is a subcommand as in seamwatch
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30m", timedelta(minutes=30)),
+        ("6h", timedelta(hours=6)),
+        ("1d", timedelta(days=1)),
+        ("7d", timedelta(days=7)),
+        ("1h30m", timedelta(minutes=90)),
+        ("90s", timedelta(seconds=90)),
+        ("forever", None),
+    ],
+)
+def test_durations(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "abc", "10", "5y", "0m", "-1h"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_speeds():
+    assert parse_speed("max") == math.inf
+    assert parse_speed("0") == math.inf
+    assert parse_speed("300") == 300.0
+    assert parse_speed("300x") == 300.0
+    for bad in ("fast", "-2", "nan"):
+        with pytest.raises(ValueError, match="speed"):
+            parse_speed(bad)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--duration", "soon"], "--duration"),
+        (["--speed", "fast"], "--speed"),
+        (["--duration", "forever", "--speed", "max"], "endless"),
+        (["--start", "yesterday"], "--start"),
+        (["--endpoint", "ftp://x"], "--endpoint"),
+    ],
+)
+def test_bad_values_are_usage_errors_not_tracebacks(args, message):
+    result = CliRunner().invoke(app, ["simulate", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_short_run_sends_spans_and_writes_labels(tmp_path):
+    labels = tmp_path / "labels.jsonl"
+    with RecordingReceiver(keep_requests=False) as receiver:
+        result = CliRunner().invoke(
+            app,
+            [
+                "simulate",
+                "--endpoint",
+                receiver.endpoint,
+                "--seed",
+                "4",
+                "--duration",
+                "15m",
+                "--speed",
+                "max",
+                "--labels",
+                str(labels),
+                "--start",
+                "2025-03-03T10:00:00Z",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert receiver.span_count > 100
+    assert "spans" in result.output
+    # 15 simulated minutes are inside the quiet start of a run: no incidents, so no labels.
+    assert not labels.exists() or not labels.read_text().strip()

@@ -1,0 +1,228 @@
+"""Injected incidents: labels written, effects visible in the spans, seeded schedule."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+
+import pytest
+from opentelemetry.trace import SpanKind, StatusCode
+
+from sample_data import incidents as inc
+from sample_data.incidents import PlannedIncident
+
+from .conftest import MONDAY, simulate_in_memory
+
+START = MONDAY.replace(hour=9)
+PLAN = [
+    PlannedIncident(
+        "erp_latency_drift",
+        "order-to-cash.order-submit",
+        START + timedelta(minutes=20),
+        START + timedelta(minutes=80),
+        40.0,
+    ),
+    PlannedIncident(
+        "mapping_error_burst",
+        "billing.invoice-post",
+        START + timedelta(minutes=20),
+        START + timedelta(minutes=80),
+        0.08,
+    ),
+    PlannedIncident(
+        "dropped_events",
+        "payments.payment-apply",
+        START + timedelta(minutes=30),
+        START + timedelta(minutes=90),
+        0.4,
+    ),
+    PlannedIncident(
+        "duplicate_postings",
+        "billing.invoice-post",
+        START + timedelta(minutes=100),
+        START + timedelta(minutes=140),
+        0.3,
+    ),
+    PlannedIncident(
+        "missing_master_data",
+        "order-to-cash.order-submit",
+        START + timedelta(minutes=90),
+        START + timedelta(minutes=150),
+        0.3,
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def incident_run(tmp_path_factory):
+    labels = tmp_path_factory.mktemp("labels") / "labels.jsonl"
+    summary, spans = simulate_in_memory(
+        start=START,
+        duration=timedelta(hours=3, minutes=30),
+        incidents=True,
+        incident_plan=PLAN,
+        labels_path=labels,
+    )
+    records = [json.loads(line) for line in labels.read_text().splitlines()]
+    return summary, spans, {record["kind"]: record for record in records}
+
+
+def erp_posts(spans, flow):
+    """ERP server spans of ``flow`` that created the document (HTTP 201)."""
+    return [
+        s
+        for s in spans
+        if s.resource.attributes["service.name"] == "erp"
+        and s.kind is SpanKind.SERVER
+        and s.attributes["integration.flow"] == flow
+        and s.attributes.get("http.response.status_code") == 201
+    ]
+
+
+def test_every_incident_is_labelled(incident_run):
+    summary, _, labels = incident_run
+    assert set(labels) == set(inc.KINDS)
+    assert len(summary.incidents) == len(PLAN)
+    for planned in PLAN:
+        record = labels[planned.kind]
+        assert set(record) == {
+            "kind",
+            "flow",
+            "target",
+            "start",
+            "end",
+            "affected_keys",
+            "description",
+        }
+        assert record["flow"] == planned.flow and record["target"] == "erp"
+        assert datetime.fromisoformat(record["start"].replace("Z", "+00:00")) == planned.start
+        assert record["end"].endswith("Z")
+        assert record["affected_keys"], planned.kind
+        assert record["description"]
+
+
+def test_duplicate_postings_post_the_same_key_twice(incident_run):
+    _, spans, labels = incident_run
+    posts = Counter(s.attributes["business.key"] for s in erp_posts(spans, "billing.invoice-post"))
+    affected = labels["duplicate_postings"]["affected_keys"]
+    assert len(affected) >= 5
+    assert all(posts[key] == 2 for key in affected)
+    assert sum(1 for count in posts.values() if count > 1) == len(affected)
+
+
+def test_dropped_events_are_published_but_never_consumed(incident_run):
+    _, spans, labels = incident_run
+    affected = set(labels["dropped_events"]["affected_keys"])
+    assert len(affected) >= 5
+    kinds_by_key = defaultdict(set)
+    for span in spans:
+        if span.attributes["business.key"] in affected:
+            kinds_by_key[span.attributes["business.key"]].add(span.kind)
+    for key in affected:
+        assert SpanKind.PRODUCER in kinds_by_key[key]
+        assert SpanKind.CONSUMER not in kinds_by_key[key]
+    assert (
+        not {s.attributes["business.key"] for s in erp_posts(spans, "payments.payment-apply")}
+        & affected
+    )
+
+
+def test_mapping_burst_rejects_a_few_percent_of_the_flow(incident_run):
+    _, spans, labels = incident_run
+    record = labels["mapping_error_burst"]
+    start, end = (PLAN[1].start.timestamp() * 1e9, PLAN[1].end.timestamp() * 1e9)
+    in_window = [
+        s
+        for s in spans
+        if s.name == "mapping.v1.CanonicalMapper/MapInvoice"
+        and s.kind is SpanKind.SERVER
+        and start <= s.start_time < end
+        and not s.attributes.get("integration.replay")
+    ]
+    rejected = [s for s in in_window if s.status.status_code is StatusCode.ERROR]
+    assert all(s.attributes["integration.exception.category"] == "mapping" for s in rejected)
+    assert 0.02 <= len(rejected) / len(in_window) <= 0.16
+    assert {s.attributes["business.key"] for s in rejected} >= set(record["affected_keys"]) - {
+        s.attributes["business.key"] for s in spans if s.attributes.get("integration.replay")
+    }
+    replayed = {
+        s.attributes["business.key"] for s in spans if s.attributes.get("integration.replay")
+    }
+    assert set(record["affected_keys"]) <= replayed  # parked, then replayed after the fix
+
+
+def test_missing_master_data_fails_then_recovers(incident_run):
+    _, spans, labels = incident_run
+    affected = set(labels["missing_master_data"]["affected_keys"])
+    assert len(affected) >= 3
+    failed = {
+        s.attributes["business.key"]
+        for s in spans
+        if s.attributes.get("integration.exception.category") == "master_data_missing"
+    }
+    assert affected == failed
+    recovered = {
+        s.attributes["business.key"]
+        for s in erp_posts(spans, "order-to-cash.order-submit")
+        if s.attributes.get("integration.replay")
+    }
+    assert affected <= recovered
+
+
+def test_latency_drift_ramps_up_until_timeouts(incident_run):
+    _, spans, labels = incident_run
+    plan = PLAN[0]
+    start, end = plan.start.timestamp() * 1e9, plan.end.timestamp() * 1e9
+    posts = [
+        s
+        for s in spans
+        if s.resource.attributes["service.name"] == "erp"
+        and s.kind is SpanKind.SERVER
+        and s.attributes["integration.flow"] == plan.flow
+    ]
+    before = sorted(s.end_time - s.start_time for s in posts if s.start_time < start)
+    late = [s for s in posts if start + 0.75 * (end - start) <= s.start_time < end]
+    late_durations = sorted(s.end_time - s.start_time for s in late)
+    assert late_durations[len(late_durations) // 2] > 10 * before[len(before) // 2]
+    timeouts = [
+        s
+        for s in spans
+        if s.kind is SpanKind.CLIENT
+        and s.attributes["integration.flow"] == plan.flow
+        and s.attributes.get("integration.exception.category") == "timeout"
+    ]
+    assert len(timeouts) >= 3
+    assert all(s.status.status_code is StatusCode.ERROR for s in timeouts)
+    assert labels["erp_latency_drift"]["affected_keys"]
+
+
+def test_seeded_schedule_is_deterministic_and_quiet_at_first():
+    start_ns = int(START.timestamp()) * 1_000_000_000
+    days = [inc.schedule_day(11, start_ns, day, None) for day in range(7)]
+    again = [inc.schedule_day(11, start_ns, day, None) for day in range(7)]
+    assert [[i.label() for i in day] for day in days] == [[i.label() for i in day] for day in again]
+    assert all(1 <= len(day) <= 4 for day in days)
+    quiet_until = start_ns + int(inc.QUIET_START.total_seconds() * 1e9)
+    assert all(i.start_ns >= quiet_until for day in days for i in day)
+    kinds = {i.kind for day in days for i in day}
+    assert kinds == set(inc.KINDS)
+    for day in days:
+        for incident in day:
+            assert incident.flow in inc.ELIGIBLE_FLOWS[incident.kind]
+
+
+def test_disabled_incidents_write_no_labels(tmp_path):
+    labels = tmp_path / "labels.jsonl"
+    summary, _ = simulate_in_memory(
+        incidents=False, incident_plan=PLAN, labels_path=labels, start=START + timedelta(minutes=20)
+    )
+    assert summary.incidents == []
+    assert not labels.exists() or labels.read_text() == ""
+
+
+def test_planned_incident_is_validated():
+    with pytest.raises(ValueError, match="cannot hit"):
+        PlannedIncident("duplicate_postings", "catalog.item-sync", START, START + timedelta(1))
+    with pytest.raises(ValueError, match="unknown incident kind"):
+        PlannedIncident("meteor", "billing.invoice-post", START, START + timedelta(1))

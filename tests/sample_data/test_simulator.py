@@ -1,0 +1,231 @@
+"""The simulator's spans: determinism, attributes, async links, seasonality, pacing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+
+from opentelemetry.trace import SpanKind, StatusCode
+
+from sample_data.seasonality import load_factor
+from sample_data.simulator import SimProgress, SimulationConfig, run_demo
+
+from .conftest import MONDAY, simulate_in_memory
+from .receiver import RecordingReceiver
+
+REQUIRED = (
+    "integration.flow",
+    "integration.pattern",
+    "integration.stage",
+    "integration.source",
+    "integration.target",
+    "business.object",
+    "business.key",
+    "correlation.id",
+)
+PATTERNS = {"api", "event", "batch", "canonical"}
+STAGES = {"receive", "validate", "transform", "enrich", "route", "post", "publish", "reconcile"}
+CATEGORIES = {
+    "mapping",
+    "validation",
+    "duplicate",
+    "timeout",
+    "rate_limit",
+    "auth",
+    "master_data_missing",
+}
+
+
+def fingerprint(span):
+    return (
+        span.context.trace_id,
+        span.context.span_id,
+        span.parent.span_id if span.parent else None,
+        span.name,
+        span.kind,
+        span.start_time,
+        span.end_time,
+        span.resource.attributes["service.name"],
+        tuple(sorted(span.attributes.items())),
+        tuple((link.context.trace_id, link.context.span_id) for link in span.links),
+        span.status.status_code,
+    )
+
+
+def test_same_seed_gives_same_spans_and_ids():
+    _, first = simulate_in_memory(duration=timedelta(minutes=20))
+    _, second = simulate_in_memory(duration=timedelta(minutes=20))
+    assert len(first) > 500
+    assert [fingerprint(s) for s in first] == [fingerprint(s) for s in second]
+
+
+def test_another_seed_gives_other_spans():
+    _, first = simulate_in_memory(duration=timedelta(minutes=10))
+    _, other = simulate_in_memory(duration=timedelta(minutes=10), seed=8)
+    assert {s.context.trace_id for s in first}.isdisjoint({s.context.trace_id for s in other})
+
+
+def test_every_span_carries_integration_attributes(business_hour):
+    _, spans = business_hour
+    for span in spans:
+        missing = [key for key in REQUIRED if key not in span.attributes]
+        assert not missing, (span.name, missing)
+        assert span.attributes["integration.pattern"] in PATTERNS
+        assert span.attributes["integration.stage"] in STAGES
+    flows = Counter(span.attributes["integration.flow"] for span in spans)
+    for flow in (
+        "customer.onboarding",
+        "order-to-cash.order-submit",
+        "billing.subscription-activate",
+        "billing.invoice-post",
+        "usage.usage-post",
+        "payments.payment-apply",
+        "support.health-signal",
+    ):
+        assert flows[flow] > 0, flow
+    money = [s for s in spans if s.attributes["integration.flow"] == "billing.invoice-post"]
+    assert all(s.attributes["business.amount"] > 0 for s in money)
+    assert all(s.attributes["business.currency"] in ("USD", "EUR", "GBP") for s in money)
+
+
+def test_resources_and_standard_attributes(business_hour):
+    _, spans = business_hour
+    services = {s.resource.attributes["service.name"] for s in spans}
+    assert {
+        "crm",
+        "cpq",
+        "billing",
+        "payments",
+        "support",
+        "integration-api",
+        "event-router",
+        "canonical-mapper",
+        "erp",
+    } <= services
+    for span in spans:
+        resource = span.resource.attributes
+        assert resource["deployment.environment"] == "production"
+        assert resource["service.namespace"] in ("saas", "middleware", "erp")
+        attrs = span.attributes
+        if span.kind is SpanKind.SERVER and "rpc.system" not in attrs:
+            assert "http.route" in attrs and "http.request.method" in attrs, span.name
+            assert "http.response.status_code" in attrs, span.name
+        if span.kind is SpanKind.CLIENT:
+            assert "server.address" in attrs and "peer.service" in attrs, span.name
+        if span.kind in (SpanKind.PRODUCER, SpanKind.CONSUMER):
+            assert attrs["messaging.system"] == "kafka"
+            assert "messaging.destination.name" in attrs
+            assert attrs["messaging.operation.type"] in ("send", "process")
+    assert any(s.attributes.get("rpc.system") == "grpc" for s in spans)
+
+
+def test_failures_have_status_category_and_exception_event(business_hour):
+    _, spans = business_hour
+    failed = [s for s in spans if s.status.status_code is StatusCode.ERROR]
+    assert failed, "a busy hour has some background failures"
+    for span in failed:
+        assert span.status.description
+        assert span.attributes["integration.exception.category"] in CATEGORIES
+        assert any(event.name == "exception" for event in span.events)
+
+
+def test_async_hops_link_producer_spans_and_share_correlation(business_hour):
+    _, spans = business_hour
+    by_id = {s.context.span_id: s for s in spans}
+    consumers = [s for s in spans if s.kind is SpanKind.CONSUMER]
+    assert len(consumers) > 100
+    for consumer in consumers:
+        assert len(consumer.links) == 1, consumer.name
+        producer = by_id.get(consumer.links[0].context.span_id)
+        if producer is None:  # produced before the window began
+            continue
+        assert producer.kind is SpanKind.PRODUCER
+        assert producer.context.trace_id != consumer.context.trace_id
+        assert producer.attributes["correlation.id"] == consumer.attributes["correlation.id"]
+        assert producer.end_time <= consumer.start_time
+
+
+def test_one_transaction_spans_several_traces(business_hour):
+    _, spans = business_hour
+    traces: dict[str, set[int]] = {}
+    for span in spans:
+        if span.attributes["integration.flow"] == "payments.payment-apply":
+            key = span.attributes["business.key"]
+            traces.setdefault(key, set()).add(span.context.trace_id)
+    assert max(len(ids) for ids in traces.values()) >= 2
+
+
+def test_order_submission_answers_accepted_rejected_or_pending(business_hour):
+    _, spans = business_hour
+    answers = Counter(
+        s.attributes["integration.outcome"]
+        for s in spans
+        if s.name == "POST /v1/sales-orders" and s.kind is SpanKind.SERVER
+    )
+    assert answers["accepted"] > 50
+    assert set(answers) <= {"accepted", "rejected", "pending"}
+
+
+def test_span_kinds_and_timestamps_follow_simulated_time(business_hour):
+    summary, spans = business_hour
+    kinds = {s.kind for s in spans}
+    assert kinds == set(SpanKind)
+    start_ns = int(summary.sim_start.timestamp() * 1e9)
+    assert min(s.start_time for s in spans) >= start_ns
+    assert all(s.end_time >= s.start_time for s in spans)
+
+
+def test_business_hours_are_busier_than_night_and_weekend():
+    weekday_peak = load_factor(MONDAY.replace(hour=14), 0.05, 0.2)
+    night = load_factor(MONDAY.replace(hour=3), 0.05, 0.2)
+    sunday_peak = load_factor(MONDAY.replace(day=9, hour=14), 0.05, 0.2)
+    assert weekday_peak > 5 * night
+    assert weekday_peak > 3 * sunday_peak
+    peak, _ = simulate_in_memory(start=MONDAY.replace(hour=14), duration=timedelta(minutes=30))
+    quiet, _ = simulate_in_memory(start=MONDAY.replace(hour=3), duration=timedelta(minutes=30))
+    assert peak.transactions > 2 * quiet.transactions
+    assert peak.spans_emitted > 2 * quiet.spans_emitted
+
+
+def test_fast_backfill_to_a_receiver_drops_nothing():
+    with RecordingReceiver(reject_first=2) as receiver:
+        config = SimulationConfig(
+            endpoint=receiver.endpoint,
+            seed=3,
+            start=MONDAY.replace(hour=10),
+            duration=timedelta(hours=1),
+            incidents=False,
+        )
+        from sample_data.simulator import run
+
+        summary = run(config)
+        assert receiver.rejected == 2  # answered 503 twice; the exporter retried
+        assert summary.spans_failed == 0
+        assert summary.spans_exported == summary.spans_emitted == receiver.span_count
+        ids = [span.span_id for _, span in receiver.spans()]
+        assert len(ids) == len(set(ids)) == summary.spans_emitted
+
+
+def test_speed_paces_simulated_time():
+    began = time.monotonic()
+    simulate_in_memory(duration=timedelta(minutes=5), speed=600.0)
+    assert time.monotonic() - began >= 0.45  # 300 simulated seconds at 600x
+
+
+def test_demo_backfills_then_follows_the_wall_clock_and_flushes_on_stop():
+    stop = threading.Event()
+    seen: list[SimProgress] = []
+
+    def progress(state: SimProgress) -> None:
+        seen.append(state)
+
+    timer = threading.Timer(2.0, stop.set)
+    with RecordingReceiver(keep_requests=False) as receiver:
+        timer.start()
+        summary = run_demo(receiver.endpoint, 5, timedelta(minutes=20), stop, None, progress)
+        timer.cancel()
+        assert summary.spans_emitted > 100
+        assert receiver.span_count == summary.spans_exported == summary.spans_emitted
+    assert abs(summary.sim_end.timestamp() - time.time()) < 5
