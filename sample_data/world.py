@@ -27,6 +27,9 @@ ENTITIES: tuple[tuple[str, str, float], ...] = (
 INITIAL_CUSTOMERS = 400
 INITIAL_ITEMS = 80
 USAGE_ADDON_SHARE = 0.6
+# New subscriptions replace churned ones, so the base (and the hourly usage accruals it drives)
+# stays level over a long run instead of growing into a trend the detectors would flag.
+MAX_SUBSCRIPTIONS = 480
 
 
 @dataclass
@@ -143,10 +146,21 @@ class World:
             self.rng.random() < USAGE_ADDON_SHARE,
             round(self.rng.choice((0.002, 0.01, 0.05, 0.25, 1.5)), 4),
         )
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            self._churn()
         self.subscriptions.append(subscription)
         if subscription.has_usage:
             self.usage_subscriptions.append(subscription)
         return subscription
+
+    def _churn(self) -> None:
+        """End a random subscription to make room for a new one."""
+        index = self.rng.randrange(len(self.subscriptions))
+        ended = self.subscriptions[index]
+        self.subscriptions[index] = self.subscriptions[-1]
+        self.subscriptions.pop()
+        if ended.has_usage:
+            self.usage_subscriptions.remove(ended)
 
     def erp_customer(self) -> Customer:
         """A customer already in the ERP (existing customers buy again)."""
