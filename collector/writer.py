@@ -27,6 +27,10 @@ from storage import TRACES_TABLE, QueryError, Store, StoreUnavailable
 logger = logging.getLogger(__name__)
 
 _DEFAULT_RETRY_AFTER_SECONDS = 5
+# Below this many spans the worker waits up to the flush interval for more; at or above it, it
+# inserts as soon as it is free. Under load, requests that arrive during one insert form the
+# next batch, so batches grow with the load without adding latency when the store is idle.
+_DEFAULT_BATCH_MIN_SPANS = 1000
 _SHUTDOWN_TIMEOUT_SECONDS = 30.0
 
 
@@ -68,6 +72,7 @@ class SpanWriter:
         *,
         batch_max_spans: int,
         flush_interval_millis: int,
+        batch_min_spans: int = _DEFAULT_BATCH_MIN_SPANS,
         max_queue_spans: int,
         retry_after_seconds: int = _DEFAULT_RETRY_AFTER_SECONDS,
         metrics: CollectorMetrics | None = None,
@@ -86,6 +91,7 @@ class SpanWriter:
         self._store = store
         self._metrics = metrics or CollectorMetrics()
         self._batch_max_spans = batch_max_spans
+        self._batch_min_spans = min(batch_min_spans, batch_max_spans)
         self._flush_interval_seconds = flush_interval_millis / 1000
         self._max_queue_spans = max_queue_spans
         self._retry_after_seconds = retry_after_seconds
@@ -161,7 +167,7 @@ class SpanWriter:
                 if self._closing:
                     return None
                 self._condition.wait()
-            while self._queued_spans < self._batch_max_spans and not self._closing:
+            while self._queued_spans < self._batch_min_spans and not self._closing:
                 remaining = self._oldest_enqueued_at + self._flush_interval_seconds
                 remaining -= time.monotonic()
                 if remaining <= 0:

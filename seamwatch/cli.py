@@ -94,6 +94,10 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(number) * units[unit])
 
 
+bench = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
+app.add_typer(bench, name="bench")
+
+
 @app.command()
 def up(
     demo: bool = typer.Option(False, "--demo", help="Feed the stack from the simulator."),
@@ -192,17 +196,40 @@ def _run(role, *args: object, **kwargs: object) -> None:  # noqa: ANN001 - any r
         pass
 
 
+@bench.command("ingest")
+def bench_ingest(
+    spans: int = typer.Option(1_000_000, min=1000, help="Spans to send end to end."),
+    senders: int = typer.Option(4, min=1, max=64, help="Concurrent HTTP senders."),
+) -> None:
+    """Spans/s through a running receiver into the embedded store, against the raw insert rate."""
+    from rich.console import Console
+
+    from collector.bench import run_ingest_benchmark
+
+    _configure_logging("warning")
+    console = Console(stderr=True)
+    try:
+        figures = run_ingest_benchmark(spans, senders, console)
+    except RuntimeError as exc:
+        _fail(str(exc), code=1)
+    print(f"spans sent end to end:        {figures.spans:,}")
+    print(f"end to end (HTTP protobuf):   {figures.end_to_end_spans_per_second:,.0f} spans/s")
+    print(f"ceiling (prepared inserts):   {figures.ceiling_rows_per_second:,.0f} rows/s")
+    print(f"ratio end to end / ceiling:   {figures.ratio:.2f}")
+    print(f"receiver peak RSS:            {figures.receiver_peak_rss_bytes / 2**20:,.0f} MiB")
+
+
 def _register_feature_commands() -> None:
     """Commands that live with their feature; registered here so one entry point has them all."""
     from detectors.cli import bench_detect_command, detect_series_command, evaluate_command
+    from sample_data.cli import simulate_command
 
+    app.command("simulate")(simulate_command)
     app.command("detect-series")(detect_series_command)
     app.command("evaluate")(evaluate_command)
     bench.command("detect")(bench_detect_command)
 
 
-bench = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
-app.add_typer(bench, name="bench")
 _register_feature_commands()
 
 

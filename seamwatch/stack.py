@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector.service import Collector
 from seamwatch import runtime
@@ -25,9 +26,13 @@ from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
 from seamwatch.settings import Settings
 from storage import open_store
 
+if TYPE_CHECKING:
+    from sample_data.simulator import SimProgress
+
 logger = logging.getLogger(__name__)
 
 _SIMULATOR_STOP_TIMEOUT_SECONDS = 60.0
+_LIVE_LAG = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -141,12 +146,17 @@ def _wait_for_signal() -> None:
 
 
 def _print_banner(
-    settings: Settings, endpoint: str, demo: DemoOptions | None, with_dashboard: bool
+    settings: Settings, collector: Collector, demo: DemoOptions | None, with_dashboard: bool
 ) -> None:
-    store_text = (
-        settings.clickhouse_url and "ClickHouse server" or f"embedded ({settings.data_dir})"
-    )
-    lines = ["", "Seamwatch is running.", f"  OTLP/HTTP endpoint: {endpoint}  (POST /v1/traces)"]
+    store_text = "ClickHouse server" if settings.uses_server else f"embedded ({settings.data_dir})"
+    lines = [
+        "",
+        "Seamwatch is running.",
+        f"  OTLP/HTTP endpoint: {collector.endpoint}  (POST /v1/traces)",
+    ]
+    if collector.grpc_endpoint:
+        lines.append(f"  OTLP/gRPC endpoint: {collector.grpc_endpoint}")
+    lines.append(f"  JSON API:           {collector.endpoint}/api/v1")
     if with_dashboard:
         lines.append(f"  Dashboard:          {dashboard_url(settings)}")
     lines.append(f"  Store:              {store_text}")
@@ -192,11 +202,38 @@ class _SimulatorThread:
                 demo.backfill,
                 self._stop,
                 demo.labels_path,
-                progress=_log_progress,
+                progress=_ProgressLog(),
             )
         except Exception:  # noqa: BLE001 - a thread boundary: log it, keep the stack running
             logger.exception("The simulator stopped with an error; the stack keeps running")
 
 
-def _log_progress(progress: object) -> None:
-    logger.info("Simulator: %s", progress)
+class _ProgressLog:
+    """One log line every few seconds: how far the backfill is, then that it runs live."""
+
+    def __init__(self, interval_seconds: float = 5.0) -> None:
+        self._interval_seconds = interval_seconds
+        self._last = 0.0
+        self._live = False
+
+    def __call__(self, progress: SimProgress) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval_seconds:
+            return
+        self._last = now
+        behind = datetime.now(UTC) - progress.sim_time
+        if behind > _LIVE_LAG:
+            covered = (progress.sim_time - progress.sim_start).total_seconds()
+            total = covered + behind.total_seconds()
+            logger.info(
+                "Backfill %.0f%%: simulated %s reached, %d spans sent",
+                100 * covered / total,
+                progress.sim_time.strftime("%Y-%m-%d %H:%M UTC"),
+                progress.spans_exported,
+            )
+        elif not self._live:
+            self._live = True
+            logger.info(
+                "Backfill done: %d spans sent; the simulator now runs in real time",
+                progress.spans_exported,
+            )

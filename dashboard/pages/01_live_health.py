@@ -48,8 +48,9 @@ def main() -> None:
 @st.fragment(run_every=REFRESH_INTERVAL_SECONDS)
 def live_health(time_range_key: str) -> None:
     """Per-flow totals and charts over the chosen range; reruns every refresh interval."""
-    time_range = TIME_RANGES[time_range_key]
     try:
+        time_range_key = widest_needed(time_range_key)
+        time_range = TIME_RANGES[time_range_key]
         summary = data.flow_summary(time_range_key)
         if summary.empty:
             show_empty_state(time_range, data.has_spans())
@@ -66,6 +67,25 @@ def live_health(time_range_key: str) -> None:
         f"Updated {datetime.now(UTC):%H:%M:%S} UTC, every {REFRESH_INTERVAL_SECONDS} s. "
         "Counts each span once, even when a client sent it twice."
     )
+
+
+def widest_needed(chosen_key: str) -> str:
+    """The chosen range, or the next longer one that has spans when the chosen one is empty.
+
+    Right after start the demo is still backfilling last week, so the last hour is empty for a
+    few minutes while older hours fill; showing those beats an empty page.
+    """
+    keys = list(TIME_RANGES)
+    for key in keys[keys.index(chosen_key) :]:
+        if not data.flow_summary(key).empty:
+            if key != chosen_key:
+                st.info(
+                    f"No spans in the {TIME_RANGES[chosen_key].label.lower()} yet; "
+                    f"showing the {TIME_RANGES[key].label.lower()}.",
+                    icon=":material/schedule:",
+                )
+            return key
+    return chosen_key
 
 
 def show_empty_state(time_range: TimeRange, store_has_spans: bool) -> None:
