@@ -21,6 +21,7 @@ def main() -> None:
                 icon=":material/monitor_heart:",
                 default=True,
             ),
+            st.Page(PAGES_DIR / "05_alerts.py", title="Alerts", icon=":material/notifications:"),
         ],
     }
     st.navigation(pages).run()

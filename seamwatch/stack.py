@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.service import Collector
+from detectors.runner import RunnerThread
 from seamwatch import runtime
 from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
 from seamwatch.settings import Settings
@@ -57,8 +58,10 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
     runtime.share_store(store)
     collector = Collector(store, settings, extra_routes=api_routes(store))
     simulator: _SimulatorThread | None = None
+    detectors = RunnerThread(store)
     try:
         collector.start()
+        detectors.start()
         if not settings.uses_server:
             publish_endpoint(settings.data_dir, collector.endpoint)
         if demo is not None:
@@ -73,6 +76,7 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
         logger.info("Shutting down")
         if simulator is not None:
             simulator.stop()
+        detectors.stop()
         collector.stop()
         runtime.share_store(None)
         if not settings.uses_server:

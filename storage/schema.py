@@ -136,9 +136,92 @@ def _exporter_tables(store: Store, retention_days: int | None) -> list[str]:
     ]
 
 
+def _alert_tables(store: Store, retention_days: int | None) -> list[str]:
+    """Alerts (one row per version, newest wins), their events, silences and acks."""
+    return [
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("alerts")} (
+            alert_id String,
+            flow LowCardinality(String),
+            target LowCardinality(String),
+            business_object LowCardinality(String),
+            kind LowCardinality(String),
+            kinds Array(LowCardinality(String)),
+            state LowCardinality(String),
+            opened_at DateTime64(3, 'UTC'),
+            updated_at DateTime64(3, 'UTC'),
+            resolved_at Nullable(DateTime64(3, 'UTC')),
+            signal LowCardinality(String),
+            score Float64,
+            peak_score Float64,
+            baseline Float64,
+            observed Float64,
+            affected UInt64,
+            failed UInt64,
+            money_at_risk Float64,
+            top_error String,
+            version UInt64
+        ) ENGINE = ReplacingMergeTree(version)
+        ORDER BY alert_id
+        """,
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("alert_events")} (
+            alert_id String,
+            at DateTime64(3, 'UTC'),
+            event LowCardinality(String),
+            kind LowCardinality(String),
+            score Float64,
+            detail String
+        ) ENGINE = ReplacingMergeTree
+        ORDER BY (alert_id, at, event, kind)
+        """,
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("alert_silences")} (
+            silence_id String,
+            flow String,
+            target String,
+            kind String,
+            reason String,
+            created_by String,
+            created_at DateTime64(3, 'UTC'),
+            expires_at DateTime64(3, 'UTC'),
+            cancelled UInt8,
+            version UInt64
+        ) ENGINE = ReplacingMergeTree(version)
+        ORDER BY silence_id
+        """,
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("alert_acks")} (
+            alert_id String,
+            acknowledged_by String,
+            acknowledged_at DateTime64(3, 'UTC'),
+            note String
+        ) ENGINE = ReplacingMergeTree(acknowledged_at)
+        ORDER BY alert_id
+        """,
+    ]
+
+
+def _detector_state_table(store: Store, retention_days: int | None) -> list[str]:
+    """How far each detector runner has evaluated, so a restart resumes where it stopped."""
+    return [
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("detector_state")} (
+            runner String,
+            evaluated_until DateTime64(3, 'UTC'),
+            updated_at DateTime64(3, 'UTC'),
+            version UInt64
+        ) ENGINE = ReplacingMergeTree(version)
+        ORDER BY runner
+        """
+    ]
+
+
 # Version ranges: 1-9 trace tables, 10-19 flow rollups and lineage, 20-29 alerts.
 MIGRATIONS: list[Migration] = [
     Migration(1, "OpenTelemetry exporter trace tables", _exporter_tables),
+    Migration(20, "Alerts, alert events, silences and acknowledgements", _alert_tables),
+    Migration(21, "Detector runner state", _detector_state_table),
 ]
 
 LATEST_VERSION = max(migration.version for migration in MIGRATIONS)

@@ -1,0 +1,100 @@
+"""Alerts: what is open now, what happened before, and which silences are in force."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from detectors.alert_actions import active_silences, list_alerts
+from detectors.severity import SeverityFileError, load_severity
+from storage import StoreError
+
+REFRESH_INTERVAL_SECONDS = 15
+HISTORY_LIMIT = 200
+
+_ALERT_COLUMNS = {
+    "priority": st.column_config.NumberColumn("Priority", format="%.1f"),
+    "priority_label": st.column_config.TextColumn("P"),
+    "flow": st.column_config.TextColumn("Flow", width="medium"),
+    "target": st.column_config.TextColumn("Target"),
+    "business_object": st.column_config.TextColumn("Object"),
+    "kinds": st.column_config.ListColumn("Kinds"),
+    "tier": st.column_config.TextColumn("Tier"),
+    "change": st.column_config.TextColumn("What changed", width="medium"),
+    "affected": st.column_config.NumberColumn("Transactions", format="localized"),
+    "money_at_risk": st.column_config.NumberColumn("Money at risk", format="localized"),
+    "top_error": st.column_config.TextColumn("Top error", width="medium"),
+    "opened_at": st.column_config.DatetimeColumn("Opened (UTC)", format="YYYY-MM-DD HH:mm"),
+    "resolved_at": st.column_config.DatetimeColumn("Resolved (UTC)", format="YYYY-MM-DD HH:mm"),
+    "acknowledged_by": st.column_config.TextColumn("Acknowledged by"),
+    "silenced_by": st.column_config.TextColumn("Silence"),
+    "alert_id": st.column_config.TextColumn("Id"),
+}
+
+
+def main() -> None:
+    """Draw the page; the tables refresh on their own."""
+    st.header("Alerts")
+    alerts_view()
+
+
+@st.fragment(run_every=REFRESH_INTERVAL_SECONDS)
+def alerts_view() -> None:
+    """Open alerts, history and silences, read fresh on every refresh."""
+    try:
+        store = data.get_store()
+        severity = load_severity()
+        open_alerts = list_alerts(store, severity, "open")
+        history = list_alerts(store, severity, "resolved", limit=HISTORY_LIMIT)
+        silences = active_silences(store)
+    except (StoreError, SeverityFileError) as exc:
+        st.error(f"Cannot read alerts: {exc}", icon=":material/error:")
+        return
+    open_tab, history_tab, silences_tab = st.tabs(
+        [f"Open ({len(open_alerts)})", "History", f"Silences ({len(silences)})"]
+    )
+    with open_tab:
+        show_alerts(open_alerts, "No open alerts.")
+    with history_tab:
+        show_alerts(history, "No resolved alerts yet.")
+    with silences_tab:
+        show_silences(silences)
+
+
+def show_alerts(alerts: list[dict], empty_text: str) -> None:
+    """A table of alerts, highest priority first."""
+    if not alerts:
+        st.caption(empty_text)
+        return
+    frame = pd.DataFrame(alerts)
+    frame["change"] = [_change(alert) for alert in alerts]
+    for column in ("opened_at", "resolved_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    st.dataframe(
+        frame[list(_ALERT_COLUMNS)],
+        column_config=_ALERT_COLUMNS,
+        hide_index=True,
+        use_container_width=True,
+    )
+
+
+def show_silences(silences: list[dict]) -> None:
+    """The silences in force; create and end them with 'seamwatch alerts silence'."""
+    if not silences:
+        st.caption("No silences in force. Add one with: seamwatch alerts silence --for 2h ...")
+        return
+    st.dataframe(pd.DataFrame(silences), hide_index=True, use_container_width=True)
+
+
+def _change(alert: dict) -> str:
+    baseline, observed = alert.get("baseline"), alert.get("observed")
+    if baseline is None or observed is None:
+        return alert["signal"]
+    if alert["signal"] == "error_rate":
+        return f"error rate {baseline:.2%} → {observed:.2%}"
+    unit = " ms" if alert["signal"].startswith("latency") else " tx/min"
+    return f"{alert['signal']} {baseline:,.0f}{unit} → {observed:,.0f}{unit}"
+
+
+main()

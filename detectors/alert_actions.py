@@ -1,0 +1,222 @@
+"""Reading alerts with their tier and priority, silencing and acknowledging them.
+
+Tier and priority are computed here, when alerts are read, from the severity rules in force:
+a changed severity file re-ranks every alert at once. A silence matches alerts by flow, target
+and kind (shell-style globs) until it expires; a silenced alert is still recorded and shown,
+marked silenced, so that nothing is lost while notifications stay quiet.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from detectors.lifecycle import ALERTS_TABLE, OPEN, RESOLVED
+from detectors.priority import priority, priority_label
+from detectors.severity import Severity
+from storage import Store
+
+STATES = ("open", "resolved", "all")
+SILENCES_TABLE = "alert_silences"
+ACKS_TABLE = "alert_acks"
+DEFAULT_LIST_LIMIT = 500
+
+_TIME = pa.timestamp("ms", tz="UTC")
+_SILENCE_SCHEMA = pa.schema(
+    [
+        ("silence_id", pa.string()),
+        ("flow", pa.string()),
+        ("target", pa.string()),
+        ("kind", pa.string()),
+        ("reason", pa.string()),
+        ("created_by", pa.string()),
+        ("created_at", _TIME),
+        ("expires_at", _TIME),
+        ("cancelled", pa.uint8()),
+        ("version", pa.uint64()),
+    ]
+)
+_ACK_SCHEMA = pa.schema(
+    [
+        ("alert_id", pa.string()),
+        ("acknowledged_by", pa.string()),
+        ("acknowledged_at", _TIME),
+        ("note", pa.string()),
+    ]
+)
+
+
+class AlertActionError(ValueError):
+    """A request about alerts cannot be carried out; the message says why."""
+
+
+def list_alerts(
+    store: Store,
+    severity: Severity,
+    state: str = "open",
+    now: datetime | None = None,
+    limit: int = DEFAULT_LIST_LIMIT,
+) -> list[dict[str, Any]]:
+    """Alerts in ``state`` (open, resolved or all), highest priority first, as plain data."""
+    if state not in STATES:
+        raise AlertActionError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    now = now or datetime.now(UTC)
+    frame = store.query_df(
+        f"SELECT a.* EXCEPT version, k.acknowledged_by, k.acknowledged_at "
+        f"FROM {store.table(ALERTS_TABLE)} AS a FINAL "
+        f"LEFT JOIN (SELECT * FROM {store.table(ACKS_TABLE)} FINAL) AS k "
+        "ON a.alert_id = k.alert_id "
+        "WHERE {state:String} = 'all' OR a.state = {state:String} "
+        "ORDER BY a.opened_at DESC LIMIT {limit:UInt32}",
+        {"state": state, "limit": limit},
+    )
+    silences = active_silences(store, now)
+    alerts = [_describe(row, severity, silences) for row in frame.to_dict("records")]
+    alerts.sort(key=lambda alert: (alert["state"] != OPEN, -alert["priority"]))
+    return alerts
+
+
+def _describe(
+    row: dict[str, Any], severity: Severity, silences: list[dict[str, Any]]
+) -> dict[str, Any]:
+    tier = severity.tier_for(row["flow"], row["business_object"], row["target"])
+    value = priority(row["peak_score"], tier.weight, row["affected"], row["money_at_risk"])
+    acknowledged_by = row.pop("acknowledged_by") or None
+    acknowledged_at = row.pop("acknowledged_at")
+    silence = next((s for s in silences if _silence_matches(s, row)), None)
+    return {
+        **{name: _plain(value) for name, value in row.items()},
+        "kinds": list(row["kinds"]),
+        "tier": tier.name,
+        "priority": value,
+        "priority_label": priority_label(value),
+        "acknowledged_by": acknowledged_by,
+        "acknowledged_at": _plain(acknowledged_at) if acknowledged_by else None,
+        "silenced_by": silence["silence_id"] if silence else None,
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp | datetime):
+        return None if pd.isna(value) else pd.Timestamp(value).isoformat()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, list | tuple) or getattr(value, "ndim", 0) > 0:
+        return [_plain(item) for item in value]
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _silence_matches(silence: dict[str, Any], alert: dict[str, Any]) -> bool:
+    kinds = list(alert["kinds"]) or [alert["kind"]]
+    return (
+        fnmatch.fnmatchcase(alert["flow"], silence["flow"])
+        and fnmatch.fnmatchcase(alert["target"], silence["target"])
+        and any(fnmatch.fnmatchcase(kind, silence["kind"]) for kind in kinds)
+    )
+
+
+def add_silence(
+    store: Store,
+    duration: timedelta,
+    flow: str = "*",
+    target: str = "*",
+    kind: str = "*",
+    reason: str = "",
+    created_by: str = "",
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Silence alerts that match ``flow``, ``target`` and ``kind`` for ``duration``."""
+    if duration <= timedelta(0):
+        raise AlertActionError(f"a silence must last a positive time, got {duration}")
+    now = now or datetime.now(UTC)
+    silence = {
+        "silence_id": uuid.uuid4().hex[:12],
+        "flow": flow or "*",
+        "target": target or "*",
+        "kind": kind or "*",
+        "reason": reason,
+        "created_by": created_by,
+        "created_at": now,
+        "expires_at": now + duration,
+        "cancelled": 0,
+        "version": int(now.timestamp() * 1000),
+    }
+    store.insert_arrow(SILENCES_TABLE, pa.Table.from_pylist([silence], _SILENCE_SCHEMA))
+    return {
+        **silence,
+        "created_at": now.isoformat(),
+        "expires_at": silence["expires_at"].isoformat(),
+    }
+
+
+def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -> None:
+    """End a silence before it expires."""
+    rows = store.query_df(
+        f"SELECT * FROM {store.table(SILENCES_TABLE)} FINAL WHERE silence_id = {{id:String}}",
+        {"id": silence_id},
+    )
+    if rows.empty:
+        raise AlertActionError(f"no silence with id {silence_id!r}")
+    now = now or datetime.now(UTC)
+    silence = rows.to_dict("records")[0]
+    silence.update(cancelled=1, version=max(int(silence["version"]) + 1, _millis(now)))
+    silence["created_at"] = silence["created_at"].to_pydatetime()
+    silence["expires_at"] = silence["expires_at"].to_pydatetime()
+    store.insert_arrow(SILENCES_TABLE, pa.Table.from_pylist([silence], _SILENCE_SCHEMA))
+
+
+def active_silences(store: Store, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Silences in force at ``now``, soonest to expire first."""
+    frame = store.query_df(
+        f"SELECT * EXCEPT version FROM {store.table(SILENCES_TABLE)} FINAL "
+        "WHERE cancelled = 0 AND expires_at > {now:DateTime64(3, 'UTC')} ORDER BY expires_at",
+        {"now": _sql_time(now or datetime.now(UTC))},
+    )
+    return [
+        {name: _plain(value) for name, value in row.items()} for row in frame.to_dict("records")
+    ]
+
+
+def acknowledge(
+    store: Store, alert_id: str, by: str, note: str = "", now: datetime | None = None
+) -> dict[str, Any]:
+    """Record that ``by`` is looking at alert ``alert_id``."""
+    found = store.query_rows(
+        f"SELECT state FROM {store.table(ALERTS_TABLE)} FINAL WHERE alert_id = {{id:String}}",
+        {"id": alert_id},
+    )
+    if not found:
+        raise AlertActionError(f"no alert with id {alert_id!r}; list them with 'seamwatch alerts'")
+    now = now or datetime.now(UTC)
+    ack = {"alert_id": alert_id, "acknowledged_by": by, "acknowledged_at": now, "note": note}
+    store.insert_arrow(ACKS_TABLE, pa.Table.from_pylist([ack], _ACK_SCHEMA))
+    return {**ack, "acknowledged_at": now.isoformat(), "state": found[0][0]}
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _sql_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+__all__ = [
+    "AlertActionError",
+    "OPEN",
+    "RESOLVED",
+    "STATES",
+    "acknowledge",
+    "active_silences",
+    "add_silence",
+    "cancel_silence",
+    "list_alerts",
+]

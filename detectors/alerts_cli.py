@@ -1,0 +1,312 @@
+"""Command functions for the detector runner and the alerts; the application registers them.
+
+``seamwatch detectors`` runs the runner in the foreground (the distributed mode).
+``seamwatch alerts`` lists alerts and, with its sub-commands, acknowledges and silences them.
+When ``seamwatch up`` holds the embedded store, the alert commands ask that process through
+its JSON API and print the same answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+
+from detectors.alert_actions import (
+    STATES,
+    AlertActionError,
+    acknowledge,
+    active_silences,
+    add_silence,
+    cancel_silence,
+    list_alerts,
+)
+from detectors.runner import DEFAULT_DELAY, EVALUATE_INTERVAL_SECONDS, DetectorRunner
+from detectors.runner import run_periodically as _run_periodically
+from detectors.severity import SEVERITY_FILE_ENV, SeverityFileError, load_severity
+from seamwatch.access import answer
+from seamwatch.api import API_PREFIX, ApiError, running_endpoint
+from seamwatch.settings import Settings, SettingsError, load_settings
+from storage import Store, StoreError, StoreLocked, open_store
+
+logger = logging.getLogger(__name__)
+
+BAD_INPUT_EXIT = 2
+STORE_EXIT = 1
+_POST_TIMEOUT_SECONDS = 30.0
+
+DataDirOption = typer.Option(None, "--data-dir", help="Embedded store directory.")
+ClickHouseOption = typer.Option(None, "--clickhouse-url", help="ClickHouse server URL.")
+SeverityOption = typer.Option(
+    None, "--severity", help=f"Severity file [env {SEVERITY_FILE_ENV}; default: the built-in one]"
+)
+
+
+def _fail(message: str, code: int = BAD_INPUT_EXIT) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings(data_dir: Path | None, clickhouse_url: str | None) -> Settings:
+    try:
+        return load_settings(data_dir=data_dir, clickhouse_url=clickhouse_url)
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _guarded(action: Callable[[], Any]) -> Any:
+    """Run ``action``, turning every expected failure into a one-line error and exit code."""
+    try:
+        return action()
+    except (AlertActionError, SeverityFileError) as exc:
+        raise _fail(str(exc)) from None
+    except (StoreError, ApiError) as exc:
+        raise _fail(str(exc), STORE_EXIT) from None
+
+
+def detectors_command(
+    once: bool = typer.Option(False, "--once", help="Catch up to now, then exit."),
+    data_dir: Path | None = DataDirOption,
+    clickhouse_url: str | None = ClickHouseOption,
+) -> None:
+    """Run the detectors alone: evaluate every minute into alerts (Ctrl-C stops)."""
+    settings = _settings(data_dir, clickhouse_url)
+
+    def run() -> None:
+        store = open_store(settings)
+        try:
+            runner = DetectorRunner(store)
+            if once:
+                report = runner.catch_up(datetime.now(UTC) - DEFAULT_DELAY)
+                typer.echo(
+                    f"Evaluated {report.minutes} minute(s) of {report.series} series: "
+                    f"{report.opened} opened, {report.resolved} resolved, "
+                    f"{len(report.open_alerts)} open."
+                )
+                return
+            typer.echo("Detectors running; evaluating every minute. Press Ctrl-C to stop.")
+            _run_periodically(runner, _stop_on_signal(), DEFAULT_DELAY, EVALUATE_INTERVAL_SECONDS)
+        finally:
+            store.close()
+
+    _guarded(run)
+
+
+def _stop_on_signal() -> threading.Event:
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    return stop
+
+
+def alerts_command(
+    ctx: typer.Context,
+    state: str = typer.Option("open", "--state", help="open, resolved or all."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    severity_file: Path | None = SeverityOption,
+    data_dir: Path | None = DataDirOption,
+    clickhouse_url: str | None = ClickHouseOption,
+) -> None:
+    """List alerts: flow, target, kind, tier, priority, opened and resolved times."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if state not in STATES:
+        raise _fail(f"--state {state!r} is not one of {', '.join(STATES)}.")
+    settings = _settings(data_dir, clickhouse_url)
+
+    def fetch() -> list[dict[str, Any]]:
+        severity = load_severity(severity_file)
+        document = answer(
+            settings,
+            lambda store: {"alerts": list_alerts(store, severity, state)},
+            "/alerts",
+            {"state": state},
+        )
+        return document["alerts"]
+
+    alerts = _guarded(fetch)
+    if as_json:
+        typer.echo(json.dumps(alerts, indent=2))
+        return
+    typer.echo(format_alerts(alerts))
+
+
+def format_alerts(alerts: list[dict[str, Any]]) -> str:
+    """A fixed-width table of alerts, or a line saying there are none."""
+    if not alerts:
+        return "No alerts."
+    header = (
+        f"{'id':<17}{'state':<9}{'flow':<32}{'target':<10}{'kind':<22}{'tier':<9}"
+        f"{'priority':>9}  {'opened (UTC)':<17}  {'resolved (UTC)':<17}  notes"
+    )
+    lines = [header]
+    for alert in alerts:
+        notes = []
+        if alert.get("acknowledged_by"):
+            notes.append(f"ack {alert['acknowledged_by']}")
+        if alert.get("silenced_by"):
+            notes.append(f"silenced {alert['silenced_by']}")
+        kinds = "+".join(alert["kinds"]) or alert["kind"]
+        lines.append(
+            f"{alert['alert_id']:<17}{alert['state']:<9}{alert['flow'][:31]:<32}"
+            f"{alert['target'][:9]:<10}{kinds[:21]:<22}{alert['tier']:<9}"
+            f"{alert['priority']:>6.1f} {alert['priority_label']}  "
+            f"{_short_time(alert['opened_at']):<17}  {_short_time(alert['resolved_at']):<17}  "
+            + ", ".join(notes)
+        )
+    return "\n".join(lines)
+
+
+def _short_time(text: str | None) -> str:
+    return "-" if not text else text[:16].replace("T", " ")
+
+
+def ack_command(
+    alert_id: str = typer.Argument(..., help="The alert's id, as listed by 'seamwatch alerts'."),
+    by: str = typer.Option(os.environ.get("USER", "someone"), "--by", help="Who acknowledges."),
+    note: str = typer.Option("", "--note", help="What is being done."),
+    data_dir: Path | None = DataDirOption,
+    clickhouse_url: str | None = ClickHouseOption,
+) -> None:
+    """Acknowledge an alert: someone is on it."""
+    settings = _settings(data_dir, clickhouse_url)
+    body = {"by": by, "note": note}
+    result = _guarded(
+        lambda: _act(
+            settings,
+            lambda store: acknowledge(store, alert_id, by, note),
+            f"/alerts/{alert_id}/ack",
+            body,
+        )
+    )
+    typer.echo(f"Alert {result['alert_id']} acknowledged by {result['acknowledged_by']}.")
+
+
+def silence_command(
+    duration: str = typer.Option(..., "--for", help="How long, e.g. 30m, 2h, 1d."),
+    flow: str = typer.Option("*", "--flow", help="Flow name or glob."),
+    target: str = typer.Option("*", "--target", help="Target system or glob."),
+    kind: str = typer.Option("*", "--kind", help="latency, error_rate, volume or a glob."),
+    reason: str = typer.Option("", "--reason", help="Why, for the people who see it."),
+    by: str = typer.Option(os.environ.get("USER", "someone"), "--by", help="Who silences."),
+    data_dir: Path | None = DataDirOption,
+    clickhouse_url: str | None = ClickHouseOption,
+) -> None:
+    """Silence matching alerts until the silence expires (they are still recorded)."""
+    length = parse_duration(duration)
+    settings = _settings(data_dir, clickhouse_url)
+    body = {
+        "seconds": length.total_seconds(),
+        "flow": flow,
+        "target": target,
+        "kind": kind,
+        "reason": reason,
+        "by": by,
+    }
+    result = _guarded(
+        lambda: _act(
+            settings,
+            lambda store: add_silence(store, length, flow, target, kind, reason, by),
+            "/silences",
+            body,
+        )
+    )
+    typer.echo(f"Silence {result['silence_id']} in force until {result['expires_at']}.")
+
+
+def unsilence_command(
+    silence_id: str = typer.Argument(..., help="The silence's id."),
+    data_dir: Path | None = DataDirOption,
+    clickhouse_url: str | None = ClickHouseOption,
+) -> None:
+    """End a silence before it expires."""
+    settings = _settings(data_dir, clickhouse_url)
+
+    def local(store: Store) -> dict[str, str]:
+        cancel_silence(store, silence_id)
+        return {"silence_id": silence_id}
+
+    _guarded(lambda: _act(settings, local, f"/silences/{silence_id}/cancel", {}))
+    typer.echo(f"Silence {silence_id} ended.")
+
+
+def silences_command(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of lines."),
+    data_dir: Path | None = DataDirOption,
+    clickhouse_url: str | None = ClickHouseOption,
+) -> None:
+    """List the silences in force."""
+    settings = _settings(data_dir, clickhouse_url)
+    document = _guarded(
+        lambda: answer(settings, lambda store: {"silences": active_silences(store)}, "/silences")
+    )
+    silences = document["silences"]
+    if as_json:
+        typer.echo(json.dumps(silences, indent=2))
+        return
+    if not silences:
+        typer.echo("No silences in force.")
+    for item in silences:
+        typer.echo(
+            f"{item['silence_id']}  flow={item['flow']} target={item['target']} "
+            f"kind={item['kind']}  until {item['expires_at']}  {item['reason']}"
+        )
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration such as ``90s``, ``30m``, ``6h``, ``7d`` or ``2w``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    cleaned = text.strip().lower()
+    number, unit = cleaned[:-1], cleaned[-1:]
+    if unit not in units or not number.replace(".", "", 1).isdigit() or float(number) <= 0:
+        raise _fail(f"--for {text!r} is not a duration; write a number and a unit, e.g. 30m, 2h.")
+    return timedelta(seconds=float(number) * units[unit])
+
+
+def _act(
+    settings: Settings, local: Callable[[Store], Any], api_path: str, body: dict[str, Any]
+) -> Any:
+    """``local(store)``, or the same change through the running process holding the store."""
+    try:
+        store = open_store(settings)
+    except StoreLocked:
+        endpoint = running_endpoint(settings.data_dir)
+        if endpoint is None:
+            raise
+        return _post_json(endpoint, api_path, body)
+    try:
+        return local(store)
+    finally:
+        store.close()
+
+
+def _post_json(endpoint: str, path: str, body: dict[str, Any]) -> Any:
+    url = f"{endpoint}{API_PREFIX}{path}"
+    try:
+        response = httpx.post(url, json=body, timeout=_POST_TIMEOUT_SECONDS)
+        document = response.json()
+    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        raise ApiError(f"The running Seamwatch at {endpoint} did not answer: {exc}") from exc
+    if response.status_code != 200:
+        raise AlertActionError(document.get("error") or f"{url} answered {response.status_code}")
+    return document
+
+
+def alerts_app() -> typer.Typer:
+    """The ``alerts`` command group: list (no sub-command), ack, silence, unsilence, silences."""
+    group = typer.Typer(help="List, acknowledge and silence alerts.", no_args_is_help=False)
+    group.callback(invoke_without_command=True)(alerts_command)
+    group.command("ack")(ack_command)
+    group.command("silence")(silence_command)
+    group.command("unsilence")(unsilence_command)
+    group.command("silences")(silences_command)
+    return group

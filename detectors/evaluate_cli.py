@@ -1,0 +1,62 @@
+"""``seamwatch evaluate``: the labelled public series, or with ``--simulator`` the simulator.
+
+Without ``--simulator`` this is :func:`detectors.cli.evaluate_command` unchanged. With it, the
+simulator plays ``--days`` of traffic with injected incidents, and the detector runner is judged
+on them (:mod:`detectors.simulator_judge`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+
+from detectors.cli import evaluate_command as evaluate_labelled_series
+from detectors.corpus import DATA_DIR_ENV
+from detectors.severity import SEVERITY_FILE_ENV, SeverityFileError, load_severity
+from detectors.simulator_judge import format_judgement, simulate_and_judge
+from storage import StoreError
+
+BAD_INPUT_EXIT = 2
+MAX_SIMULATED_DAYS = 28.0
+
+
+def evaluate_command(
+    data_dir: str | None = typer.Option(
+        None,
+        "--data-dir",
+        help=f"Labelled data folder (default: ${DATA_DIR_ENV} or ../shared/data).",
+    ),
+    profile: str | None = typer.Option(None, "--profile", help="Only this NAB profile."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    simulator: bool = typer.Option(
+        False, "--simulator", help="Judge the detector runner on the simulator's incidents."
+    ),
+    days: float = typer.Option(7.0, "--days", help="Simulated days (with --simulator)."),
+    seed: int = typer.Option(42, "--seed", help="Simulator seed (with --simulator)."),
+    severity_file: Path | None = typer.Option(
+        None, "--severity", help=f"Severity file [env {SEVERITY_FILE_ENV}]."
+    ),
+) -> None:
+    """Score the detectors on labelled series, or on the simulator's incidents."""
+    if not simulator:
+        evaluate_labelled_series(data_dir=data_dir, profile=profile, as_json=as_json)
+        return
+    if not 0 < days <= MAX_SIMULATED_DAYS:
+        typer.echo(f"Error: --days must be above 0 and at most {MAX_SIMULATED_DAYS:g}.", err=True)
+        raise typer.Exit(BAD_INPUT_EXIT)
+    logging.getLogger("sample_data").setLevel(logging.WARNING)
+    try:
+        judgement = simulate_and_judge(load_severity(severity_file), days, seed)
+    except SeverityFileError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(BAD_INPUT_EXIT) from None
+    except StoreError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(judgement.as_dict(), indent=2))
+        return
+    typer.echo(format_judgement(judgement))

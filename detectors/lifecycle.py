@@ -1,0 +1,279 @@
+"""The alert lifecycle, stored in ClickHouse: open, update, escalate, resolve.
+
+There is at most one open alert per flow and target system: signals of several kinds (latency,
+error rate, volume) that fire on the same flow join the open alert instead of opening new ones,
+which groups and deduplicates them. An alert's id is derived from its flow, target and opening
+minute, and events are keyed by alert, time and type, so evaluating the same minutes twice
+(a restart between writing alerts and recording progress) writes the same rows again instead of
+new ones.
+
+Tables (migrations 20 and 21): ``alerts`` keeps every version of an alert and the newest wins
+(ReplacingMergeTree on ``version``); ``alert_events`` records openings, escalations, peaks and
+resolutions for the notification outbox; silences and acknowledgements live in
+:mod:`detectors.alert_actions`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+
+from storage import Store
+
+logger = logging.getLogger(__name__)
+
+ALERTS_TABLE = "alerts"
+EVENTS_TABLE = "alert_events"
+OPEN = "open"
+RESOLVED = "resolved"
+# A new peak is recorded as an event when the score has grown by this factor since the last one.
+PEAK_EVENT_GROWTH = 1.5
+
+_TIME = pa.timestamp("ms", tz="UTC")
+_ALERT_SCHEMA = pa.schema(
+    [
+        ("alert_id", pa.string()),
+        ("flow", pa.string()),
+        ("target", pa.string()),
+        ("business_object", pa.string()),
+        ("kind", pa.string()),
+        ("kinds", pa.list_(pa.string())),
+        ("state", pa.string()),
+        ("opened_at", _TIME),
+        ("updated_at", _TIME),
+        ("resolved_at", _TIME),
+        ("signal", pa.string()),
+        ("score", pa.float64()),
+        ("peak_score", pa.float64()),
+        ("baseline", pa.float64()),
+        ("observed", pa.float64()),
+        ("affected", pa.uint64()),
+        ("failed", pa.uint64()),
+        ("money_at_risk", pa.float64()),
+        ("top_error", pa.string()),
+        ("version", pa.uint64()),
+    ]
+)
+_EVENT_SCHEMA = pa.schema(
+    [
+        ("alert_id", pa.string()),
+        ("at", _TIME),
+        ("event", pa.string()),
+        ("kind", pa.string()),
+        ("score", pa.float64()),
+        ("detail", pa.string()),
+    ]
+)
+
+
+@dataclass
+class Alert:
+    """One alert of a flow and target; ``kinds`` lists every signal kind that joined it."""
+
+    alert_id: str
+    flow: str
+    target: str
+    business_object: str
+    kind: str
+    kinds: list[str]
+    state: str
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    signal: str
+    score: float
+    peak_score: float
+    baseline: float
+    observed: float
+    affected: int = 0
+    failed: int = 0
+    money_at_risk: float = 0.0
+    top_error: str = ""
+    _last_peak_event: float = field(default=0.0, repr=False)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What a detector saw on one minute: the kind, the signal, its score and values."""
+
+    kind: str
+    signal: str
+    score: float
+    baseline: float
+    observed: float
+
+
+def alert_id_for(flow: str, target: str, opened_at: datetime) -> str:
+    """The stable id of the alert of ``flow`` and ``target`` opened at ``opened_at``."""
+    text = f"{flow}\x1f{target}\x1f{opened_at.isoformat()}"
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+class AlertBook:
+    """Open alerts of a detector runner, with their changes buffered until ``flush``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.open_alerts: dict[tuple[str, str], Alert] = {}
+        self._changed: dict[str, Alert] = {}
+        self._events: list[dict[str, object]] = []
+        self.opened = 0
+        self.resolved = 0
+
+    def load_open(self) -> dict[tuple[str, str], Alert]:
+        """Read the alerts that are open in the store (after a restart)."""
+        rows = self.store.query_df(
+            f"SELECT * EXCEPT version FROM {self.store.table(ALERTS_TABLE)} FINAL "
+            "WHERE state = {state:String}",
+            {"state": OPEN},
+        )
+        self.open_alerts = {}
+        for row in rows.to_dict("records"):
+            row["kinds"] = list(row["kinds"])
+            row["resolved_at"] = None
+            for name in ("opened_at", "updated_at"):
+                row[name] = row[name].to_pydatetime()
+            alert = Alert(**row)
+            alert._last_peak_event = alert.peak_score
+            self.open_alerts[(alert.flow, alert.target)] = alert
+        return self.open_alerts
+
+    def open(
+        self, flow: str, target: str, business_object: str, at: datetime, signal: Signal
+    ) -> Alert:
+        """Open the alert of ``flow`` and ``target`` on ``signal``'s onset."""
+        alert = Alert(
+            alert_id=alert_id_for(flow, target, at),
+            flow=flow,
+            target=target,
+            business_object=business_object,
+            kind=signal.kind,
+            kinds=[signal.kind],
+            state=OPEN,
+            opened_at=at,
+            updated_at=at,
+            resolved_at=None,
+            signal=signal.signal,
+            score=signal.score,
+            peak_score=signal.score,
+            baseline=signal.baseline,
+            observed=signal.observed,
+            _last_peak_event=signal.score,
+        )
+        self.open_alerts[(flow, target)] = alert
+        self.opened += 1
+        self._event(alert, at, "opened", signal, _change_text(signal))
+        self._changed[alert.alert_id] = alert
+        return alert
+
+    def escalate(self, alert: Alert, at: datetime, signal: Signal) -> None:
+        """A signal of another kind fired on the flow of an open alert: it joins the alert."""
+        if signal.kind in alert.kinds:
+            return
+        alert.kinds.append(signal.kind)
+        alert.updated_at = at
+        self._event(alert, at, "escalated", signal, _change_text(signal))
+        self._peak(alert, at, signal)
+        self._changed[alert.alert_id] = alert
+
+    def observe(
+        self,
+        alert: Alert,
+        at: datetime,
+        strongest: Signal,
+        affected: int,
+        failed: int,
+        money_at_risk: float,
+        top_error: str,
+    ) -> None:
+        """Add one minute of an open alert: its strongest signal, traffic and money."""
+        alert.updated_at = at
+        alert.score = strongest.score
+        alert.affected += int(affected)
+        alert.failed += int(failed)
+        alert.money_at_risk += float(money_at_risk)
+        if top_error:
+            alert.top_error = top_error
+        self._peak(alert, at, strongest)
+        self._changed[alert.alert_id] = alert
+
+    def resolve(self, alert: Alert, at: datetime) -> None:
+        """Every signal of the alert has settled: close it."""
+        alert.state = RESOLVED
+        alert.resolved_at = at
+        alert.updated_at = at
+        self.open_alerts.pop((alert.flow, alert.target), None)
+        self.resolved += 1
+        self._events.append(
+            {
+                "alert_id": alert.alert_id,
+                "at": at,
+                "event": "resolved",
+                "kind": alert.kind,
+                "score": alert.score,
+                "detail": f"settled after peak score {alert.peak_score:.1f}",
+            }
+        )
+        self._changed[alert.alert_id] = alert
+
+    def flush(self) -> int:
+        """Write the buffered alert versions and events; return how many alerts changed."""
+        changed = list(self._changed.values())
+        if changed:
+            self.store.insert_arrow(ALERTS_TABLE, _alert_table(changed))
+        if self._events:
+            self.store.insert_arrow(EVENTS_TABLE, pa.Table.from_pylist(self._events, _EVENT_SCHEMA))
+        self._changed.clear()
+        self._events.clear()
+        return len(changed)
+
+    def _peak(self, alert: Alert, at: datetime, signal: Signal) -> None:
+        if signal.score <= alert.peak_score:
+            return
+        alert.peak_score = signal.score
+        alert.signal = signal.signal
+        alert.observed = signal.observed
+        alert.baseline = signal.baseline
+        if signal.score >= PEAK_EVENT_GROWTH * alert._last_peak_event:
+            alert._last_peak_event = signal.score
+            self._event(alert, at, "peaked", signal, _change_text(signal))
+
+    def _event(self, alert: Alert, at: datetime, event: str, signal: Signal, detail: str) -> None:
+        self._events.append(
+            {
+                "alert_id": alert.alert_id,
+                "at": at,
+                "event": event,
+                "kind": signal.kind,
+                "score": signal.score,
+                "detail": detail,
+            }
+        )
+
+
+def _change_text(signal: Signal) -> str:
+    if signal.kind == "error_rate":
+        return f"{signal.signal} from {signal.baseline:.2%} to {signal.observed:.2%}"
+    unit = " ms" if signal.kind == "latency" else ""
+    return f"{signal.signal} from {signal.baseline:.4g}{unit} to {signal.observed:.4g}{unit}"
+
+
+def _alert_table(alerts: list[Alert]) -> pa.Table:
+    rows = []
+    for alert in alerts:
+        row = asdict(alert)
+        row.pop("_last_peak_event")
+        row["kinds"] = list(alert.kinds)
+        row["version"] = _version(alert)
+        rows.append(row)
+    return pa.Table.from_pylist(rows, _ALERT_SCHEMA)
+
+
+def _version(alert: Alert) -> int:
+    # Later minutes win; at the same minute a resolved version wins over an open one.
+    millis = int(alert.updated_at.timestamp() * 1000)
+    return millis * 10 + (1 if alert.state == RESOLVED else 0)

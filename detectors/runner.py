@@ -1,0 +1,414 @@
+"""The detector runner: every minute, every flow and target, every signal, into alerts.
+
+Per (flow, target) series the runner keeps four alarms of the product configuration
+(:mod:`detectors.product`): latency p95 and p50 (kind ``latency``), the error rate of
+transactions judged on counts (``error_rate``) and the transaction volume (``volume``). Each
+evaluated minute feeds them one value; an onset opens the flow's alert or joins it, and the
+alert resolves once every alarm of the series has settled (:mod:`detectors.lifecycle`).
+
+How far the runner got is stored in ``detector_state``. After a restart it learns the week
+before that point from the store (without alerting), marks the alarms of open alerts as open,
+and evaluates every minute since, so downtime delays alerts but neither loses nor repeats them.
+A minute is evaluated once it is ``delay`` old, giving late spans time to arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from detectors.alarm import HysteresisAlarm
+from detectors.error_rate import ErrorRateDriftDetector
+from detectors.flow_series import data_bounds, read_minutes
+from detectors.lifecycle import Alert, AlertBook, Signal
+from detectors.product import build_alarm
+from storage import Store
+
+logger = logging.getLogger(__name__)
+
+STATE_TABLE = "detector_state"
+DEFAULT_RUNNER = "default"
+MINUTE = timedelta(minutes=1)
+DEFAULT_DELAY = timedelta(minutes=1)
+DEFAULT_CHUNK = timedelta(hours=6)
+WARMUP = timedelta(days=7)
+FIRST_START_LOOKBACK = timedelta(days=7)
+BASELINE_MINUTES = 60
+EVALUATE_INTERVAL_SECONDS = 60.0
+
+# (signal, alert kind, series column); the error rate reads failed and transactions.
+SIGNALS: tuple[tuple[str, str, str], ...] = (
+    ("latency_p95", "latency", "p95_ms"),
+    ("latency_p50", "latency", "p50_ms"),
+    ("error_rate", "error_rate", "failed"),
+    ("volume", "volume", "transactions"),
+)
+_STATE_SCHEMA = pa.schema(
+    [
+        ("runner", pa.string()),
+        ("evaluated_until", pa.timestamp("ms", tz="UTC")),
+        ("updated_at", pa.timestamp("ms", tz="UTC")),
+        ("version", pa.uint64()),
+    ]
+)
+
+
+@dataclass
+class Minute:
+    """One minute of one series (zeros and NaN latencies when it saw no spans)."""
+
+    calls: float = 0.0
+    transactions: float = 0.0
+    failed: float = 0.0
+    p50_ms: float = math.nan
+    p95_ms: float = math.nan
+    money_at_risk: float = 0.0
+    top_error: str = ""
+
+
+class SeriesState:
+    """The alarms of one (flow, target) series and the last hour of each signal."""
+
+    def __init__(self, flow: str, target: str, business_object: str = "") -> None:
+        self.flow = flow
+        self.target = target
+        self.business_object = business_object
+        self.alarms: dict[str, HysteresisAlarm] = {
+            signal: build_alarm(kind) for signal, kind, _ in SIGNALS
+        }
+        self.recent: dict[str, deque[float]] = {
+            signal: deque(maxlen=BASELINE_MINUTES) for signal, _, _ in SIGNALS
+        }
+
+    def learn(self, minutes: pd.DataFrame) -> None:
+        """Learn a dense block of past minutes without scoring them (warm-up)."""
+        transactions = minutes["transactions"].to_numpy(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates = np.where(
+                transactions > 0, minutes["failed"].to_numpy(float) / transactions, np.nan
+            )
+        values = {
+            "latency_p95": minutes["p95_ms"].to_numpy(float),
+            "latency_p50": minutes["p50_ms"].to_numpy(float),
+            "error_rate": rates,
+            "volume": transactions,
+        }
+        for signal, series in values.items():
+            self.alarms[signal].detector.learn_many(series)
+            self.recent[signal].extend(series[-BASELINE_MINUTES:])
+
+    def step(self, minute: Minute) -> tuple[list[Signal], list[Signal]]:
+        """Feed one minute to every alarm; return (onsets, signals of open alarms)."""
+        onsets, active = [], []
+        for signal, kind, _ in SIGNALS:
+            alarm = self.alarms[signal]
+            value = self._value(signal, minute)
+            baseline = _median(self.recent[signal])
+            if signal == "error_rate":
+                detector = alarm.detector
+                assert isinstance(detector, ErrorRateDriftDetector)
+                alarm.score = detector.update_counts(minute.failed, minute.transactions)
+                onset = alarm.step(alarm.score)
+            else:
+                onset = alarm.update(value)
+            self.recent[signal].append(value)
+            seen = Signal(kind, signal, float(alarm.score), baseline, value)
+            if onset:
+                onsets.append(seen)
+            if alarm.is_open:
+                active.append(seen)
+        return onsets, active
+
+    def mark_open(self, kinds: list[str]) -> None:
+        """An alert of these kinds is open in the store: open the matching alarms."""
+        for signal, kind, _ in SIGNALS:
+            if kind in kinds:
+                self.alarms[signal].is_open = True
+
+    @staticmethod
+    def _value(signal: str, minute: Minute) -> float:
+        if signal == "latency_p95":
+            return minute.p95_ms
+        if signal == "latency_p50":
+            return minute.p50_ms
+        if signal == "error_rate":
+            return minute.failed / minute.transactions if minute.transactions > 0 else math.nan
+        return minute.transactions
+
+
+@dataclass
+class RunReport:
+    """What one catch-up evaluated and changed."""
+
+    minutes: int = 0
+    series: int = 0
+    opened: int = 0
+    resolved: int = 0
+    query_seconds: float = 0.0
+    detect_seconds: float = 0.0
+    evaluated_until: datetime | None = None
+    open_alerts: list[Alert] = field(default_factory=list)
+
+
+class DetectorRunner:
+    """Evaluates stored minutes into alerts, resuming from the stored position."""
+
+    def __init__(
+        self,
+        store: Store,
+        name: str = DEFAULT_RUNNER,
+        chunk: timedelta = DEFAULT_CHUNK,
+        warmup: timedelta = WARMUP,
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.chunk = chunk
+        self.warmup = warmup
+        self.book = AlertBook(store)
+        self.series: dict[tuple[str, str], SeriesState] = {}
+        self.cursor: datetime | None = None
+        self._started = False
+
+    def catch_up(self, until: datetime) -> RunReport:
+        """Evaluate every whole minute before ``until`` that was not evaluated yet."""
+        until = _floor_minute(until)
+        report = RunReport()
+        opened, resolved = self.book.opened, self.book.resolved
+        if not self._started and not self._start(until):
+            return report
+        assert self.cursor is not None
+        for chunk_start, chunk_end in _chunks(self.cursor, until, self.chunk):
+            self._evaluate_chunk(chunk_start, chunk_end, report)
+            self.book.flush()
+            self._save_cursor(chunk_end)
+        report.series = len(self.series)
+        report.opened = self.book.opened - opened
+        report.resolved = self.book.resolved - resolved
+        report.evaluated_until = self.cursor
+        report.open_alerts = list(self.book.open_alerts.values())
+        return report
+
+    def _start(self, until: datetime) -> bool:
+        """Find where to begin, learn the week before it and restore open alerts."""
+        self.cursor = self._load_cursor()
+        if self.cursor is None:
+            bounds = data_bounds(self.store)
+            if bounds is None:
+                return False
+            first = _floor_minute(bounds[0].replace(tzinfo=UTC))
+            self.cursor = max(first, until - FIRST_START_LOOKBACK)
+        self._warm_up(self.cursor - self.warmup, self.cursor)
+        for (flow, target), alert in self.book.load_open().items():
+            self._series(flow, target, alert.business_object).mark_open(alert.kinds)
+        self._started = True
+        logger.info(
+            "Detector runner %r starts at %s with %d series and %d open alerts",
+            self.name,
+            self.cursor.isoformat(),
+            len(self.series),
+            len(self.book.open_alerts),
+        )
+        return True
+
+    def _warm_up(self, start: datetime, end: datetime) -> None:
+        for chunk_start, chunk_end in _chunks(start, end, timedelta(days=1)):
+            frame = read_minutes(self.store, chunk_start, chunk_end)
+            index = pd.date_range(
+                _naive(chunk_start), _naive(chunk_end), freq="1min", inclusive="left"
+            )
+            for (flow, target), rows in frame.groupby(["flow", "target"], sort=False):
+                state = self._series(flow, target, str(rows["business_object"].iloc[-1]))
+                dense = rows.set_index("minute").reindex(index)
+                dense[["transactions", "failed", "calls"]] = dense[
+                    ["transactions", "failed", "calls"]
+                ].fillna(0.0)
+                state.learn(dense)
+
+    def _evaluate_chunk(self, start: datetime, end: datetime, report: RunReport) -> None:
+        began = time.perf_counter()
+        frame = read_minutes(self.store, start, end)
+        queried = time.perf_counter()
+        by_minute: dict[pd.Timestamp, list[dict]] = {}
+        for row in frame.to_dict("records"):
+            by_minute.setdefault(row["minute"], []).append(row)
+        minute = start
+        while minute < end:
+            rows = by_minute.get(pd.Timestamp(_naive(minute)), [])
+            self._evaluate_minute(minute, rows)
+            minute += MINUTE
+            report.minutes += 1
+        report.query_seconds += queried - began
+        report.detect_seconds += time.perf_counter() - queried
+
+    def _evaluate_minute(self, minute: datetime, rows: list[dict]) -> None:
+        seen: dict[tuple[str, str], Minute] = {}
+        for row in rows:
+            self._series(row["flow"], row["target"], row["business_object"])
+            seen[(row["flow"], row["target"])] = Minute(
+                calls=float(row["calls"]),
+                transactions=float(row["transactions"]),
+                failed=float(row["failed"]),
+                p50_ms=float(row["p50_ms"]),
+                p95_ms=float(row["p95_ms"]),
+                money_at_risk=float(row["money_at_risk"]),
+                top_error=str(row["top_error"]),
+            )
+        for key, state in self.series.items():
+            values = seen.get(key) or Minute()
+            onsets, active = state.step(values)
+            self._apply(state, minute, values, onsets, active)
+
+    def _apply(
+        self,
+        state: SeriesState,
+        minute: datetime,
+        values: Minute,
+        onsets: list[Signal],
+        active: list[Signal],
+    ) -> None:
+        key = (state.flow, state.target)
+        alert = self.book.open_alerts.get(key)
+        if alert is None and onsets:
+            first = max(onsets, key=lambda s: s.score)
+            alert = self.book.open(state.flow, state.target, state.business_object, minute, first)
+        if alert is None:
+            return
+        for signal in onsets:
+            self.book.escalate(alert, minute, signal)
+        if not active:
+            self.book.resolve(alert, minute)
+            return
+        strongest = max(active, key=lambda s: s.score)
+        kinds = {signal.kind for signal in active}
+        affected = values.failed
+        if "latency" in kinds:
+            affected = max(affected, values.transactions)
+        if "volume" in kinds:
+            volume = next(s for s in active if s.kind == "volume")
+            affected = max(affected, max(0.0, volume.baseline - values.transactions))
+        self.book.observe(
+            alert,
+            minute,
+            strongest,
+            round(affected),
+            round(values.failed),
+            values.money_at_risk,
+            values.top_error,
+        )
+
+    def _series(self, flow: str, target: str, business_object: str) -> SeriesState:
+        key = (flow, target)
+        state = self.series.get(key)
+        if state is None:
+            state = self.series[key] = SeriesState(flow, target, business_object)
+        elif business_object and not state.business_object:
+            state.business_object = business_object
+        return state
+
+    def _load_cursor(self) -> datetime | None:
+        rows = self.store.query_rows(
+            f"SELECT evaluated_until FROM {self.store.table(STATE_TABLE)} FINAL "
+            "WHERE runner = {runner:String}",
+            {"runner": self.name},
+        )
+        if not rows:
+            return None
+        return pd.Timestamp(rows[0][0]).tz_convert(UTC).to_pydatetime()
+
+    def _save_cursor(self, until: datetime) -> None:
+        now = datetime.now(UTC)
+        row = {
+            "runner": self.name,
+            "evaluated_until": until,
+            "updated_at": now,
+            "version": int(until.timestamp() * 1000),
+        }
+        self.store.insert_arrow(STATE_TABLE, pa.Table.from_pylist([row], _STATE_SCHEMA))
+        self.cursor = until
+
+
+class RunnerThread:
+    """The runner in a background thread, evaluating every minute until stopped."""
+
+    def __init__(
+        self,
+        store: Store,
+        delay: timedelta = DEFAULT_DELAY,
+        interval_seconds: float = EVALUATE_INTERVAL_SECONDS,
+    ) -> None:
+        self.runner = DetectorRunner(store)
+        self.delay = delay
+        self.interval_seconds = interval_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="seamwatch-detectors", daemon=True)
+
+    def start(self) -> None:
+        """Start evaluating in the background."""
+        self._thread.start()
+
+    def stop(self, timeout_seconds: float = 30.0) -> None:
+        """Stop after the evaluation in progress, if any, has been written."""
+        self._stop.set()
+        if self._thread.ident is None:
+            return
+        self._thread.join(timeout_seconds)
+        if self._thread.is_alive():
+            logger.warning("Detector runner did not stop within %.0fs", timeout_seconds)
+
+    def _run(self) -> None:
+        run_periodically(self.runner, self._stop, self.delay, self.interval_seconds)
+
+
+def run_periodically(
+    runner: DetectorRunner, stop: threading.Event, delay: timedelta, interval_seconds: float
+) -> None:
+    """Catch up, then evaluate each new minute, until ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            report = runner.catch_up(datetime.now(UTC) - delay)
+            if report.minutes:
+                logger.info(
+                    "Evaluated %d minute(s) of %d series in %.2fs: %d opened, %d resolved, %d open",
+                    report.minutes,
+                    report.series,
+                    report.query_seconds + report.detect_seconds,
+                    report.opened,
+                    report.resolved,
+                    len(report.open_alerts),
+                )
+        except Exception:  # noqa: BLE001 - a thread boundary: log it and try again next minute
+            logger.exception("Detector evaluation failed; retrying in %.0fs", interval_seconds)
+        stop.wait(interval_seconds)
+
+
+def _chunks(start: datetime, end: datetime, size: timedelta) -> Iterator[tuple[datetime, datetime]]:
+    cursor = start
+    while cursor < end:
+        upper = min(cursor + size, end)
+        yield cursor, upper
+        cursor = upper
+
+
+def _floor_minute(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _median(values: deque[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.median(finite)) if finite else math.nan

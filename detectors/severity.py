@@ -1,0 +1,189 @@
+"""Business severity: which tier a flow's alerts belong to, read from a validated YAML file.
+
+The file names tiers (critical, high, medium, low), each with a weight and, where set, a latency
+objective and an error budget, and an ordered list of rules that map flows, business objects and
+target systems to tiers. The first matching rule wins; a flow that no rule matches gets the
+default tier. Tiers are resolved when alerts are read, so a changed file re-ranks every alert
+without re-ingesting spans.
+
+The default file ships with the package (``severity_default.yaml``); ``--severity FILE`` or
+``SEAMWATCH_SEVERITY_FILE`` names another one. A bad file raises :class:`SeverityFileError`
+whose message names the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SEVERITY_FILE_ENV = "SEAMWATCH_SEVERITY_FILE"
+DEFAULT_SEVERITY_FILE = Path(__file__).with_name("severity_default.yaml")
+
+TierName = Literal["critical", "high", "medium", "low"]
+TIER_NAMES: tuple[str, ...] = ("critical", "high", "medium", "low")
+
+
+class SeverityFileError(ValueError):
+    """The severity file cannot be read or does not validate; the message says where."""
+
+
+class TierModel(BaseModel):
+    """One tier: its weight in the priority and its objectives."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: float = Field(gt=0, le=1)
+    latency_objective_ms: float | None = Field(None, gt=0)
+    error_budget: float | None = Field(None, ge=0, le=1)
+
+
+class RuleModel(BaseModel):
+    """Flows, business objects and targets (shell-style globs) that belong to ``tier``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flow: str | None = None
+    business_object: str | None = None
+    target: str | None = None
+    tier: TierName
+
+    @model_validator(mode="after")
+    def _has_a_pattern(self) -> RuleModel:
+        if self.flow is None and self.business_object is None and self.target is None:
+            raise ValueError("a rule needs at least one of flow, business_object or target")
+        return self
+
+
+class SeverityModel(BaseModel):
+    """The whole severity file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tiers: dict[TierName, TierModel]
+    default_tier: TierName = "medium"
+    rules: list[RuleModel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _tiers_are_defined(self) -> SeverityModel:
+        used = {self.default_tier, *(rule.tier for rule in self.rules)}
+        missing = sorted(used - set(self.tiers))
+        if missing:
+            raise ValueError(f"tier(s) {', '.join(missing)} are used but not defined under tiers")
+        return self
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A resolved tier of one flow."""
+
+    name: str
+    weight: float
+    latency_objective_ms: float | None
+    error_budget: float | None
+
+
+class Severity:
+    """Validated severity rules, answering "which tier is this flow in"."""
+
+    def __init__(self, model: SeverityModel, source: str) -> None:
+        self.model = model
+        self.source = source
+
+    def tier(self, name: str) -> Tier:
+        """The tier called ``name``."""
+        spec = self.model.tiers[name]  # type: ignore[index]
+        return Tier(name, spec.weight, spec.latency_objective_ms, spec.error_budget)
+
+    def tier_for(self, flow: str, business_object: str = "", target: str = "") -> Tier:
+        """The tier of the first rule that matches, else the default tier."""
+        for rule in self.model.rules:
+            if (
+                _matches(rule.flow, flow)
+                and _matches(rule.business_object, business_object)
+                and _matches(rule.target, target)
+            ):
+                return self.tier(rule.tier)
+        return self.tier(self.model.default_tier)
+
+
+def _matches(pattern: str | None, value: str) -> bool:
+    return pattern is None or fnmatch.fnmatchcase(value, pattern)
+
+
+def parse_severity(text: str, source: str = "<severity>") -> Severity:
+    """Validate the YAML ``text``; errors name ``source``, the line and the field."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}, line {mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SeverityFileError(f"{where}: not valid YAML: {problem}") from None
+    if node is None:
+        raise SeverityFileError(f"{source}: the file is empty; it needs at least 'tiers'.")
+    lines: dict[tuple[Any, ...], int] = {}
+    data = _to_python(node, (), lines)
+    try:
+        model = SeverityModel.model_validate(data)
+    except ValidationError as exc:
+        raise SeverityFileError(_describe(exc, source, lines)) from None
+    return Severity(model, source)
+
+
+def load_severity(path: Path | str | None = None) -> Severity:
+    """Read the severity file at ``path``, ``$SEAMWATCH_SEVERITY_FILE`` or the default one."""
+    chosen = Path(path or os.environ.get(SEVERITY_FILE_ENV) or DEFAULT_SEVERITY_FILE)
+    return _load_cached(chosen.resolve())
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: Path) -> Severity:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SeverityFileError(
+            f"Cannot read severity file {str(path)!r}: {exc.strerror}. "
+            f"Pass --severity FILE or set {SEVERITY_FILE_ENV} to a readable file."
+        ) from None
+    return parse_severity(text, str(path))
+
+
+def _to_python(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Any:
+    """Build plain data from a composed YAML node, noting each path's line (1-based)."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            result[key] = _to_python(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
+    return yaml.SafeLoader.construct_object(yaml.SafeLoader(""), node, deep=True)
+
+
+def _describe(exc: ValidationError, source: str, lines: dict[tuple[Any, ...], int]) -> str:
+    messages = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if not str(part).startswith("function-after"))
+        field = ".".join(str(part) for part in loc) or "file"
+        line = _line_of(loc, lines)
+        value = error.get("input")
+        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+        messages.append(f"{source}, line {line}, field {field}: {error['msg']}{shown}")
+    return "Invalid severity file:\n  " + "\n  ".join(messages)
+
+
+def _line_of(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1

@@ -1,0 +1,153 @@
+"""The detector runner over stored spans: alert lifecycle, catch-up, silences, API and CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from detectors.alert_actions import (
+    AlertActionError,
+    acknowledge,
+    add_silence,
+    cancel_silence,
+    list_alerts,
+)
+from detectors.alerts_api import routes
+from detectors.runner import DetectorRunner
+from detectors.severity import load_severity
+from seamwatch.cli import app
+from tests.rows import make_span_rows
+
+START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+FLOW = "billing.invoice-post"
+CLEAN_MINUTES = 60
+BURST_MINUTES = 5
+
+
+def _spans(minute: int, count: int, failed: int) -> list[dict]:
+    spans = []
+    for i in range(count):
+        spans.append(
+            {
+                "timestamp": START + timedelta(minutes=minute, seconds=i),
+                "status": "Error" if i < failed else "Unset",
+                "StatusMessage": "unmapped tax code" if i < failed else "",
+                "duration_ms": 200 + 10 * (i % 3),
+                "attributes": {
+                    "integration.flow": FLOW,
+                    "integration.target": "erp",
+                    "integration.stage": "post",
+                    "business.object": "Invoice",
+                    "business.key": f"INV-{minute}-{i}",
+                    "business.amount": "100.50",
+                },
+            }
+        )
+    return spans
+
+
+@pytest.fixture
+def burst_store(store):
+    """An hour of clean invoice postings, then five minutes where half of them fail."""
+    spans = []
+    for minute in range(CLEAN_MINUTES):
+        spans += _spans(minute, 6, 0)
+    for minute in range(CLEAN_MINUTES, CLEAN_MINUTES + BURST_MINUTES):
+        spans += _spans(minute, 6, 3)
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+    return store
+
+
+def _events(store) -> list[tuple]:
+    return store.query_rows(
+        f"SELECT event, kind FROM {store.table('alert_events')} FINAL ORDER BY at, event"
+    )
+
+
+def test_error_burst_opens_one_alert_at_its_first_minute(burst_store):
+    end = START + timedelta(minutes=CLEAN_MINUTES + BURST_MINUTES)
+    report = DetectorRunner(burst_store).catch_up(end)
+
+    assert report.minutes == CLEAN_MINUTES + BURST_MINUTES
+    assert report.opened == 1
+    [alert] = list_alerts(burst_store, load_severity(), "open")
+    assert alert["flow"] == FLOW
+    assert alert["kind"] == "error_rate"
+    assert alert["tier"] == "critical"
+    assert alert["opened_at"] == (START + timedelta(minutes=CLEAN_MINUTES)).isoformat()
+    assert alert["failed"] == 3 * BURST_MINUTES
+    assert alert["money_at_risk"] == pytest.approx(100.5 * 3 * BURST_MINUTES)
+    assert alert["top_error"] == "unmapped tax code"
+    assert alert["baseline"] == 0.0 and alert["observed"] == 0.5
+    assert ("opened", "error_rate") in _events(burst_store)
+
+
+def test_catch_up_after_restart_does_not_alert_twice(burst_store):
+    end = START + timedelta(minutes=CLEAN_MINUTES + BURST_MINUTES)
+    DetectorRunner(burst_store).catch_up(end - timedelta(minutes=3))
+    restarted = DetectorRunner(burst_store)
+    report = restarted.catch_up(end)
+
+    assert report.minutes == 3
+    assert report.opened == 0
+    assert len(list_alerts(burst_store, load_severity(), "all")) == 1
+    assert [e for e in _events(burst_store) if e[0] == "opened"] == [("opened", "error_rate")]
+    assert restarted.catch_up(end).minutes == 0
+
+
+def test_silence_and_acknowledgement_show_on_the_alert(burst_store):
+    DetectorRunner(burst_store).catch_up(START + timedelta(minutes=CLEAN_MINUTES + 2))
+    [alert] = list_alerts(burst_store, load_severity(), "open")
+    silence = add_silence(burst_store, timedelta(hours=1), flow="billing.*", reason="deploy")
+    acknowledge(burst_store, alert["alert_id"], "ana", "looking")
+
+    [seen] = list_alerts(burst_store, load_severity(), "open")
+    assert seen["silenced_by"] == silence["silence_id"]
+    assert seen["acknowledged_by"] == "ana"
+
+    cancel_silence(burst_store, silence["silence_id"])
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert list_alerts(burst_store, load_severity(), "open")[0]["silenced_by"] is None
+    assert list_alerts(burst_store, load_severity(), "open", now=later)[0]["silenced_by"] is None
+
+
+def test_bad_requests_raise_clear_errors(store):
+    with pytest.raises(AlertActionError, match="state must be one of open, resolved, all"):
+        list_alerts(store, load_severity(), "closed")
+    with pytest.raises(AlertActionError, match="no alert with id 'nope'"):
+        acknowledge(store, "nope", "ana")
+    with pytest.raises(AlertActionError, match="positive time"):
+        add_silence(store, timedelta(0))
+
+
+def test_api_serves_alerts_and_takes_acknowledgements(burst_store):
+    DetectorRunner(burst_store).catch_up(START + timedelta(minutes=CLEAN_MINUTES + 2))
+    client = TestClient(Starlette(routes=routes(burst_store)))
+
+    listed = client.get("/api/v1/alerts", params={"state": "all"}).json()["alerts"]
+    assert [a["flow"] for a in listed] == [FLOW]
+    ack = client.post(f"/api/v1/alerts/{listed[0]['alert_id']}/ack", json={"by": "bo"})
+    assert ack.status_code == 200 and ack.json()["acknowledged_by"] == "bo"
+    assert client.get("/api/v1/alerts", params={"state": "x"}).status_code == 400
+    assert client.post("/api/v1/alerts/missing/ack", json={}).status_code == 400
+    assert client.post("/api/v1/silences", json={"seconds": "soon"}).status_code == 400
+
+
+def test_cli_lists_alerts_as_json_and_refuses_bad_state(burst_store, chdb_data_dir, monkeypatch):
+    DetectorRunner(burst_store).catch_up(START + timedelta(minutes=CLEAN_MINUTES + 2))
+    monkeypatch.setenv("SEAMWATCH_DATABASE", burst_store.database)
+    cli = CliRunner()
+
+    listed = cli.invoke(app, ["alerts", "--json", "--data-dir", str(chdb_data_dir)])
+    assert listed.exit_code == 0, listed.output
+    assert [a["flow"] for a in json.loads(listed.output)] == [FLOW]
+
+    bad = cli.invoke(app, ["alerts", "--state", "closed", "--data-dir", str(chdb_data_dir)])
+    assert bad.exit_code == 2
+    assert "Error: --state 'closed' is not one of open, resolved, all." in bad.output
+    assert "Traceback" not in bad.output
