@@ -235,6 +235,12 @@ def _register_feature_commands() -> None:
     app.command("detectors")(detectors_command)
     app.add_typer(alerts_app(), name="alerts")
 
+    from lineage.cli import bench_lineage_command, lineage_command, reconcile_command
+
+    app.command("lineage")(lineage_command)
+    app.command("reconcile")(reconcile_command)
+    bench.command("lineage")(bench_lineage_command)
+
 
 _register_feature_commands()
 

@@ -224,6 +224,15 @@ MIGRATIONS: list[Migration] = [
     Migration(21, "Detector runner state", _detector_state_table),
 ]
 
+# Lineage, flow rollups and reconciliation (versions 10-19) live with their feature.
+from lineage import schema as _lineage  # noqa: E402 - needs Migration, defined above
+
+MIGRATIONS += [
+    Migration(10, "Lineage index, correlation map and span links", _lineage.lineage_tables),
+    Migration(11, "Per-minute flow rollups", _lineage.flow_rollups),
+    Migration(13, "Reconciliation exceptions", _lineage.exceptions_table),
+]
+
 LATEST_VERSION = max(migration.version for migration in MIGRATIONS)
 
 

@@ -1,0 +1,188 @@
+"""Read-only JSON routes of lineage, flow health, the flow map, reconciliation and KPIs.
+
+Registered in seamwatch.api_routes; docs/api.md documents every route and its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from lineage.flows import flow_health, flow_map
+from lineage.kpis import kpis
+from lineage.lookup import LineageQuery, LineageQueryError, lineage
+from lineage.reconcile import (
+    DEFAULT_TARGET,
+    KINDS,
+    ReconcileError,
+    Window,
+    reconcile,
+    recorded_exceptions,
+)
+from seamwatch.api import API_PREFIX, bad_request
+from storage import Store
+
+DEFAULT_HEALTH_WINDOW = timedelta(hours=1)
+MAX_EXCEPTIONS = 5000
+
+
+class _BadQuery(ValueError):
+    """A query parameter cannot be used; answered with 400."""
+
+
+def routes(store: Store) -> list[BaseRoute]:
+    """The routes of this feature over ``store``."""
+
+    def get(path: str, handler: Callable[[Store, Request], Any]) -> Route:
+        async def endpoint(request: Request) -> Response:
+            try:
+                document = await asyncio.to_thread(handler, store, request)
+            except (_BadQuery, LineageQueryError, ReconcileError) as exc:
+                return bad_request(str(exc))
+            return JSONResponse(document)
+
+        return Route(f"{API_PREFIX}{path}", endpoint, methods=["GET"])
+
+    return [
+        get("/lineage", _lineage),
+        get("/flows", _flows),
+        get("/flow-map", _flow_map),
+        get("/reconciliation", _reconciliation),
+        get("/exceptions", _exceptions),
+        get("/kpis", _kpis),
+    ]
+
+
+def _lineage(store: Store, request: Request) -> dict[str, Any]:
+    params = request.query_params
+    _only(params, {"key", "correlation_id", "trace_id"})
+    query = LineageQuery(
+        key=params.get("key"),
+        correlation_id=params.get("correlation_id"),
+        trace_id=params.get("trace_id"),
+    )
+    return lineage(store, query)
+
+
+def _flows(store: Store, request: Request) -> dict[str, Any]:
+    _only(request.query_params, {"since", "until"})
+    start, end = _health_window(request)
+    frame = flow_health(store, start, end)
+    return {"since": _iso(start), "until": _iso(end), "flows": _records(frame)}
+
+
+def _flow_map(store: Store, request: Request) -> dict[str, Any]:
+    _only(request.query_params, {"since", "until", "flow"})
+    start, end = _health_window(request)
+    frame = flow_map(store, start, end, request.query_params.get("flow"))
+    return {"since": _iso(start), "until": _iso(end), "edges": _records(frame)}
+
+
+def _reconciliation(store: Store, request: Request) -> dict[str, Any]:
+    params = request.query_params
+    _only(params, {"since", "until", "target"})
+    return reconcile(
+        store,
+        _time(params.get("since"), "since"),
+        _time(params.get("until"), "until"),
+        params.get("target", DEFAULT_TARGET),
+    )
+
+
+def _exceptions(store: Store, request: Request) -> dict[str, Any]:
+    params = request.query_params
+    _only(params, {"kind", "limit"})
+    kind = params.get("kind")
+    if kind is not None and kind not in KINDS:
+        raise _BadQuery(f"kind {kind!r} is not one of {', '.join(KINDS)}.")
+    limit = _integer(params.get("limit", "1000"), "limit", 1, MAX_EXCEPTIONS)
+    frame = recorded_exceptions(store, kind, limit)
+    return {"exceptions": _records(frame)}
+
+
+def _kpis(store: Store, request: Request) -> dict[str, Any]:
+    params = request.query_params
+    _only(params, {"since", "until", "target"})
+    return kpis(
+        store,
+        _time(params.get("since"), "since"),
+        _time(params.get("until"), "until"),
+        params.get("target", DEFAULT_TARGET),
+    )
+
+
+def _only(params: Any, allowed: set[str]) -> None:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise _BadQuery(
+            f"Unknown query parameter {unknown[0]!r}; this route takes "
+            f"{', '.join(sorted(allowed))}."
+        )
+
+
+def _time(text: str | None, name: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _BadQuery(
+            f"{name} {text!r} is not an ISO-8601 time, e.g. 2025-03-10T12:00:00Z."
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _health_window(request: Request) -> tuple[datetime, datetime]:
+    params = request.query_params
+    try:
+        window = Window.ending(
+            _time(params.get("since"), "since"), _time(params.get("until"), "until")
+        )
+    except ReconcileError as exc:
+        raise _BadQuery(str(exc)) from None
+    if "since" not in params:
+        return window.until - DEFAULT_HEALTH_WINDOW, window.until
+    return window.since, window.until
+
+
+def _integer(text: str, name: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise _BadQuery(f"{name} {text!r} is not a whole number.") from None
+    if not low <= value <= high:
+        raise _BadQuery(f"{name} must be between {low} and {high}; got {value}.")
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready records: times as ISO-8601 UTC, missing values as null."""
+    records = []
+    for row in frame.to_dict("records"):
+        records.append({name: _plain(value) for name, value in row.items()})
+    return records
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp | datetime):
+        return _iso(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, float) and pd.isna(value):
+        return None
+    if value is pd.NaT or value is None:
+        return None
+    return value
+
+
+def _iso(moment: Any) -> str:
+    stamp = pd.Timestamp(moment)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")

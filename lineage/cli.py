@@ -1,0 +1,147 @@
+"""Command functions of lineage and reconciliation; seamwatch.cli registers them by name.
+
+``seamwatch lineage`` and ``seamwatch reconcile`` answer from the store, or from the running
+``seamwatch up`` through its API when that process holds the embedded store, and print the
+same answer the API and the dashboard pages give.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from lineage import report
+
+BAD_INPUT_EXIT = 2
+STORE_EXIT = 1
+
+
+def _fail(message: str, code: int = BAD_INPUT_EXIT) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def parse_time(text: str | None, option: str) -> datetime | None:
+    """An ISO-8601 time (naive means UTC), or a duration before now such as ``6h``."""
+    if text is None:
+        return None
+    from seamwatch.cli import parse_duration
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return datetime.now(UTC) - parse_duration(text)
+        except typer.BadParameter:
+            raise _fail(
+                f"{option} {text!r} is neither a time (2025-03-10T12:00:00Z) nor a duration "
+                "before now (30m, 6h, 7d)."
+            ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _answer(local: Any, api_path: str, params: dict[str, Any], data_dir: Path | None) -> Any:
+    from seamwatch.access import answer
+    from seamwatch.api import ApiError
+    from seamwatch.settings import SettingsError, load_settings
+    from storage import StoreError
+
+    try:
+        settings = load_settings(data_dir=data_dir)
+        return answer(settings, local, api_path, params)
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+    except (StoreError, ApiError) as exc:
+        raise _fail(str(exc), STORE_EXIT) from None
+
+
+def lineage_command(
+    key: str | None = typer.Option(None, "--key", help="Business key, e.g. INV-2000123."),
+    correlation_id: str | None = typer.Option(None, "--correlation-id", help="Correlation id."),
+    trace_id: str | None = typer.Option(None, "--trace-id", help="Trace id (32 hex digits)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the API's JSON."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Embedded store directory."),
+) -> None:
+    """Every hop of one business transaction across its traces, with where it failed."""
+    from lineage.lookup import LineageQuery, LineageQueryError, lineage
+
+    try:
+        query = LineageQuery(key=key, correlation_id=correlation_id, trace_id=trace_id)
+    except LineageQueryError as exc:
+        raise _fail(str(exc)) from None
+    document = _answer(lambda store: lineage(store, query), "/lineage", query.as_dict(), data_dir)
+    _print(document, as_json, report.lineage_text)
+
+
+def reconcile_command(
+    since: str | None = typer.Option(
+        None, "--since", help="Start of the window: a time or a duration before now [1 day]."
+    ),
+    until: str | None = typer.Option(None, "--until", help="End of the window [now]."),
+    target: str = typer.Option("erp", "--target", help="System of record to reconcile with."),
+    as_json: bool = typer.Option(False, "--json", help="Print the API's JSON."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Embedded store directory."),
+) -> None:
+    """Dropped events, duplicate postings, missing master data and failures, by business key."""
+    from lineage.reconcile import ReconcileError, Window, reconcile
+
+    start = parse_time(since, "--since")
+    end = parse_time(until, "--until")
+    try:
+        window = Window.ending(start, end)
+    except ReconcileError as exc:
+        raise _fail(str(exc)) from None
+    params = {"since": window.since.isoformat(), "until": window.until.isoformat()}
+    params["target"] = target
+    document = _answer(
+        lambda store: reconcile(store, window.since, window.until, target),
+        "/reconciliation",
+        params,
+        data_dir,
+    )
+    _print(document, as_json, report.reconciliation_text)
+
+
+def bench_lineage_command(
+    spans: str = typer.Option(
+        "2000000,20000000", "--spans", help="Comma-separated sizes to load and measure at."
+    ),
+    directory: Path | None = typer.Option(
+        None, "--tmp-dir", help="Where the temporary store goes [system temp directory]."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Lineage lookup and flow health: derived tables against raw spans, at growing sizes."""
+    from lineage.bench import SPANS_PER_TRANSACTION, run_bench
+
+    try:
+        sizes = tuple(sorted({int(part.replace("_", "")) for part in spans.split(",")}))
+    except ValueError:
+        raise _fail(f"--spans {spans!r} must be whole numbers separated by commas.") from None
+    if not sizes or sizes[0] < SPANS_PER_TRANSACTION * 10:
+        raise _fail(f"--spans sizes must be at least {SPANS_PER_TRANSACTION * 10}.")
+
+    def progress(done: int, total: int, seconds: float) -> None:
+        rate = done / seconds if seconds else 0.0
+        typer.echo(f"\r  loaded {done:>12,} / {total:,} spans  ({rate:,.0f}/s)", err=True, nl=False)
+        if done >= total:
+            typer.echo("", err=True)
+
+    results = run_bench(sizes, progress=progress, directory=directory)
+    if as_json:
+        typer.echo(json.dumps([vars(result) for result in results], indent=2))
+        return
+    typer.echo(report.bench_text(results))
+
+
+def _print(document: Any, as_json: bool, text: Any) -> None:
+    if as_json:
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    typer.echo(text(document))
