@@ -14,7 +14,13 @@ logger = logging.getLogger(__name__)
 
 
 class ServerStore:
-    """A database on a ClickHouse server. clickhouse-connect pools its HTTP connections."""
+    """A database on a ClickHouse server. Safe to share between threads.
+
+    clickhouse-connect pools its HTTP connections. The client opens no HTTP session, because a
+    ClickHouse session takes one query at a time and the store is shared by threads. Columns
+    with a time zone come back time-zone aware, and an empty result keeps its columns, as they
+    do from the embedded store.
+    """
 
     backend = "server"
 
@@ -24,11 +30,12 @@ class ServerStore:
 
         self._errors = ch_errors
         self.database = database
+        options = {"autogenerate_session_id": False, "tz_mode": "schema"}
         try:
-            admin = clickhouse_connect.get_client(dsn=url, database="default")
+            admin = clickhouse_connect.get_client(dsn=url, database="default", **options)
             admin.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
             admin.close()
-            self._client = clickhouse_connect.get_client(dsn=url, database=database)
+            self._client = clickhouse_connect.get_client(dsn=url, database=database, **options)
         except ch_errors.OperationalError as exc:
             raise StoreUnavailable(f"Cannot reach the ClickHouse server: {exc}") from exc
         except ch_errors.Error as exc:
@@ -41,7 +48,10 @@ class ServerStore:
         self._call(self._client.command, sql, parameters=parameters)
 
     def query_df(self, sql: str, parameters: dict[str, Any] | None = None) -> pd.DataFrame:
-        return self._call(self._client.query_df, sql, parameters=parameters)
+        frame = self._call(self._client.query_df, sql, parameters=parameters)
+        if len(frame.columns) == 0:
+            frame = self._empty_frame(sql, parameters)
+        return frame
 
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
         result = self._call(self._client.query, sql, parameters=parameters)
@@ -55,6 +65,16 @@ class ServerStore:
 
     def close(self) -> None:
         self._client.close()
+
+    def _empty_frame(self, sql: str, parameters: dict[str, Any] | None) -> pd.DataFrame:
+        # ClickHouse answers an empty result in the Native format with no bytes at all, so not
+        # even the column names arrive; a LIMIT 0 query over the statement names them.
+        probe = f"SELECT * FROM ({sql}) LIMIT 0"
+        try:
+            columns = self._call(self._client.query, probe, parameters=parameters).column_names
+        except QueryError:  # not a SELECT (SHOW, EXPLAIN...): the result has no known columns
+            return pd.DataFrame()
+        return pd.DataFrame(columns=list(columns))
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -1,0 +1,393 @@
+"""The server store against a real ClickHouse engine behind ClickHouse's HTTP interface.
+
+No ClickHouse server can be installed for the suite, so ``clickhouse_http`` serves the HTTP
+interface over chDB in a child process, and ``ServerStore`` talks to it with an unchanged
+clickhouse-connect client: connection start-up, bound parameters, Arrow inserts, errors.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from collector.service import Collector
+from seamwatch.settings import Settings
+from storage import QueryError, Store, StoreError, StoreUnavailable, open_store
+from storage.schema import MIGRATIONS, SCHEMA_TABLE, TRACE_ID_TS_TABLE, TRACES_TABLE
+from storage.server import ServerStore
+from tests.rows import make_span_rows
+from tests.storage.clickhouse_http import serve
+
+DATABASE = "swtest"
+
+
+@pytest.fixture(scope="module")
+def server_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The port of a ClickHouse HTTP interface over chDB, running for this module."""
+    with serve(tmp_path_factory.mktemp("clickhouse-http")) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def server_url(server_port: int) -> str:
+    return f"http://default:@127.0.0.1:{server_port}/{DATABASE}"
+
+
+@pytest.fixture(scope="module")
+def server_store(server_url: str) -> Iterator[Store]:
+    """The store ``open_store`` opens for a server URL, migrated."""
+    store = open_store(Settings(clickhouse_url=server_url))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def schema_of(store: Store) -> tuple[set[tuple[str, str]], set[tuple[str, str, str]]]:
+    """The tables (name, engine) and columns (table, name, type) of the store's database."""
+    where = "WHERE database = {d:String}"
+    tables = store.query_rows(
+        f"SELECT name, engine FROM system.tables {where}", {"d": store.database}
+    )
+    columns = store.query_rows(
+        f"SELECT table, name, type FROM system.columns {where}", {"d": store.database}
+    )
+    return {tuple(row) for row in tables}, {tuple(row) for row in columns}
+
+
+def test_open_store_creates_the_database_and_applies_every_migration(server_store):
+    assert isinstance(server_store, ServerStore)
+    assert server_store.backend == "server"
+    assert server_store.database == DATABASE
+    versions = server_store.query_rows(f"SELECT version FROM {server_store.table(SCHEMA_TABLE)}")
+    assert sorted(int(version) for (version,) in versions) == sorted(m.version for m in MIGRATIONS)
+    tables = dict(schema_of(server_store)[0])
+    assert tables[TRACES_TABLE] == "MergeTree"
+    assert tables[TRACE_ID_TS_TABLE] == "AggregatingMergeTree"
+    assert tables["otel_traces_trace_id_ts_mv"] == "MaterializedView"
+
+
+def test_the_server_schema_is_the_embedded_schema(server_store, store):
+    assert schema_of(server_store) == schema_of(store)
+
+
+def test_opening_again_migrates_nothing(server_store, server_url):
+    again = open_store(Settings(clickhouse_url=server_url))
+    try:
+        rows = again.query_rows(f"SELECT count() FROM {again.table(SCHEMA_TABLE)}")
+        assert rows == [(len(MIGRATIONS),)]
+    finally:
+        again.close()
+
+
+def test_inserted_exporter_rows_read_back_unchanged(server_store):
+    started = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    rows = make_span_rows(
+        [
+            {
+                "service": "billing",
+                "name": "POST /invoice",
+                "timestamp": started,
+                "duration_ms": 12.5,
+                "status": "Error",
+                "StatusMessage": 'it\'s "broken"\tbadly',
+                "attributes": {"http.route": "/invoice", "erp.doc": "Ä-42"},
+                "ResourceAttributes": {"service.name": "billing"},
+                "Events.Timestamp": [started + timedelta(milliseconds=3)],
+                "Events.Name": ["retry"],
+                "Events.Attributes": [{"attempt": "2"}],
+                "Links.TraceId": ["ab" * 16],
+                "Links.SpanId": ["cd" * 8],
+                "Links.TraceState": [""],
+                "Links.Attributes": [{}],
+            }
+        ]
+    )
+    trace_id = rows["TraceId"][0].as_py()
+    assert server_store.insert_arrow(TRACES_TABLE, rows) == 1
+    assert server_store.insert_arrow(TRACES_TABLE, rows.slice(0, 0)) == 0
+
+    frame = server_store.query_df(
+        f"SELECT * FROM {server_store.table(TRACES_TABLE)} WHERE TraceId = {{t:String}}",
+        {"t": trace_id},
+    )
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert row["ServiceName"] == "billing"
+    assert row["SpanName"] == "POST /invoice"
+    assert row["Timestamp"].to_pydatetime() == started.replace(tzinfo=None)
+    assert row["Duration"] == 12_500_000
+    assert row["StatusCode"] == "Error"
+    assert row["StatusMessage"] == 'it\'s "broken"\tbadly'
+    assert row["SpanAttributes"] == {"http.route": "/invoice", "erp.doc": "Ä-42"}
+    assert list(row["Events.Name"]) == ["retry"]
+    assert list(row["Events.Attributes"]) == [{"attempt": "2"}]
+    assert list(row["Links.TraceId"]) == ["ab" * 16]
+
+
+def test_bound_parameters_of_several_types(server_store):
+    since = datetime(2024, 6, 1, 12, 0, 0, 250000, tzinfo=UTC)
+    rows = make_span_rows(
+        [
+            {"service": "bind-test", "name": "early", "timestamp": since - timedelta(seconds=1)},
+            {"service": "bind-test", "name": "late", "timestamp": since, "duration_ms": 40},
+            {"service": "bind-test", "name": "later", "timestamp": since + timedelta(hours=1)},
+        ]
+    )
+    server_store.insert_arrow(TRACES_TABLE, rows)
+    sql = (
+        f"SELECT SpanName FROM {server_store.table(TRACES_TABLE)} "
+        "WHERE ServiceName = {service:String} AND Timestamp >= {since:DateTime64(9)} "
+        "AND Duration >= {min_duration:UInt64} ORDER BY Timestamp"
+    )
+    found = server_store.query_rows(
+        sql, {"service": "bind-test", "since": since, "min_duration": 1_000_000}
+    )
+    assert found == [("late",), ("later",)]
+    found = server_store.query_rows(
+        sql, {"service": "bind-test", "since": since, "min_duration": 40_000_000}
+    )
+    assert found == [("late",)]
+
+    text = "quote ' backslash \\ tab \t newline \n unicode ✓"
+    echoed = server_store.query_df(
+        "SELECT {s:String} AS s, {n:UInt64} AS n, {t:DateTime64(9)} AS t, "
+        "{names:Array(String)} AS names",
+        {"s": text, "n": 2**64 - 1, "t": since, "names": ["a", "b'c"]},
+    )
+    assert echoed["s"][0] == text
+    assert int(echoed["n"][0]) == 2**64 - 1
+    assert echoed["t"][0].to_pydatetime() == since.replace(tzinfo=None)
+    assert list(echoed["names"][0]) == ["a", "b'c"]
+
+
+def test_command_runs_ddl_and_inserts_with_parameters(server_store):
+    table = server_store.table("notes")
+    server_store.command(
+        f"CREATE TABLE IF NOT EXISTS {table} (id UInt64, body String, at DateTime64(3, 'UTC')) "
+        "ENGINE = MergeTree ORDER BY id"
+    )
+    at = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    server_store.command(
+        f"INSERT INTO {table} VALUES ({{id:UInt64}}, {{body:String}}, {{at:DateTime64(3, 'UTC')}})",
+        {"id": 7, "body": "hello; DROP TABLE x", "at": at},
+    )
+    assert server_store.query_rows(f"SELECT id, body, at FROM {table}") == [
+        (7, "hello; DROP TABLE x", at)
+    ]
+    server_store.command(f"DROP TABLE {table}")
+    assert server_store.query_rows(
+        "SELECT count() FROM system.tables WHERE database = {d:String} AND name = 'notes'",
+        {"d": DATABASE},
+    ) == [(0,)]
+
+
+def test_the_trace_id_lookup_view_fills(server_store):
+    first = datetime(2024, 7, 1, 10, 0, 0, tzinfo=UTC)
+    trace = "0123456789abcdef0123456789abcdef"
+    rows = make_span_rows(
+        [
+            {"TraceId": trace, "timestamp": first},
+            {"TraceId": trace, "timestamp": first + timedelta(seconds=90)},
+        ]
+    )
+    server_store.insert_arrow(TRACES_TABLE, rows)
+    found = server_store.query_rows(
+        f"SELECT min(Start), max(End) FROM {server_store.table(TRACE_ID_TS_TABLE)} "
+        "WHERE TraceId = {t:String}",
+        {"t": trace},
+    )
+    naive = first.replace(tzinfo=None)
+    assert found == [(naive, naive + timedelta(seconds=90))]
+
+
+def test_a_refused_statement_raises_query_error(server_store):
+    with pytest.raises(QueryError, match="UNKNOWN_TABLE"):
+        server_store.query_rows(f"SELECT * FROM {server_store.table('no_such_table')}")
+    with pytest.raises(QueryError, match="SYNTAX_ERROR"):
+        server_store.command("CREATE TABLEX nothing")
+    with pytest.raises(QueryError):
+        server_store.query_df("SELECT {n:UInt8}", {"n": "not a number"})
+    rows = make_span_rows([{}])
+    wrong = rows.rename_columns(["NoSuchColumn", *rows.column_names[1:]])
+    with pytest.raises(QueryError, match="NoSuchColumn"):
+        server_store.insert_arrow(TRACES_TABLE, wrong)
+    # The store still works after each refusal.
+    assert server_store.query_rows("SELECT 1") == [(1,)]
+
+
+def test_an_unreachable_server_raises_store_unavailable():
+    url = f"http://default:@127.0.0.1:{closed_port()}/{DATABASE}"
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="Cannot reach the ClickHouse server") as caught:
+        open_store(Settings(clickhouse_url=url))
+    assert "127.0.0.1" in str(caught.value)
+    assert time.monotonic() - started < 10
+
+
+def test_a_server_that_goes_away_raises_store_unavailable(tmp_path):
+    with serve(tmp_path / "short-lived") as port:
+        store = ServerStore(f"http://default:@127.0.0.1:{port}", "gone")
+        assert store.query_rows("SELECT 1") == [(1,)]
+    try:
+        with pytest.raises(StoreUnavailable, match="unavailable"):
+            store.query_rows("SELECT 1")
+        with pytest.raises(StoreUnavailable):
+            store.insert_arrow("t", make_span_rows([{}]))
+    finally:
+        store.close()
+
+
+def test_one_store_serves_many_threads_at_once(server_store):
+    errors: list[BaseException] = []
+    results: list[list[tuple]] = []
+    start = threading.Barrier(8)
+
+    def work(number: int) -> None:
+        start.wait()
+        try:
+            for _ in range(5):
+                results.append(
+                    server_store.query_rows(
+                        "SELECT {n:UInt32} + sum(number) FROM numbers(100000)", {"n": number}
+                    )
+                )
+        except BaseException as exc:  # collected, asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(results) == 40
+
+
+def test_the_collector_stores_otlp_json_through_the_server(server_store, server_url):
+    settings = Settings(
+        clickhouse_url=server_url,
+        otlp_http_host="127.0.0.1",
+        otlp_http_port=0,
+        otlp_grpc_port=-1,
+        batch_flush_interval_millis=20,
+    )
+    trace_id = "5b8efff798038103d269b633813fc6aa"
+    start_ns = 1_697_982_593_201_336_123
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "erp-sync"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "case.lib", "version": "1.0.0"},
+                        "spans": [
+                            {
+                                "traceId": trace_id.upper(),
+                                "spanId": "EEE19B7EC3C1B174",
+                                "name": "POST /orders",
+                                "kind": 2,
+                                "startTimeUnixNano": str(start_ns),
+                                "endTimeUnixNano": str(start_ns + 2_500_000),
+                                "attributes": [
+                                    {"key": "order.id", "value": {"stringValue": "SO-1001"}},
+                                    {"key": "retries", "value": {"intValue": "2"}},
+                                ],
+                                "status": {"code": 2, "message": "ERP rejected"},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    collector = Collector(server_store, settings)
+    collector.start()
+    try:
+        response = httpx.post(f"{collector.endpoint}/v1/traces", json=body, timeout=10)
+    finally:
+        collector.stop()
+    assert response.status_code == 200, response.text
+
+    frame = server_store.query_df(
+        "SELECT ServiceName, SpanName, SpanKind, ScopeName, Duration, StatusCode, "
+        "StatusMessage, SpanAttributes, toUnixTimestamp64Nano(Timestamp) AS ns "
+        f"FROM {server_store.table(TRACES_TABLE)} WHERE TraceId = {{t:String}}",
+        {"t": trace_id},
+    )
+    assert len(frame) == 1
+    row = frame.iloc[0].to_dict()
+    assert row["ServiceName"] == "erp-sync"
+    assert row["SpanName"] == "POST /orders"
+    assert row["SpanKind"] == "Server"
+    assert row["ScopeName"] == "case.lib"
+    assert row["Duration"] == 2_500_000
+    assert row["StatusCode"] == "Error"
+    assert row["StatusMessage"] == "ERP rejected"
+    assert row["SpanAttributes"] == {"order.id": "SO-1001", "retries": "2"}
+    assert row["ns"] == start_ns
+
+
+def test_the_http_interface_answers_errors_as_clickhouse_does(server_port):
+    base = f"http://127.0.0.1:{server_port}"
+    assert httpx.get(f"{base}/ping").text == "Ok.\n"
+    refused = httpx.post(f"{base}/", content=b"SELECT * FROM missing_table")
+    assert refused.status_code == 404
+    assert refused.headers["X-ClickHouse-Exception-Code"] == "60"
+    assert refused.text.startswith("Code: 60. DB::Exception: ")
+    denied = httpx.post(f"{base}/", content=b"SELECT 1", auth=("default", "wrong"))
+    assert denied.status_code == 403
+    assert denied.headers["X-ClickHouse-Exception-Code"] == "516"
+    answered = httpx.post(f"{base}/?param_x=41", content=b"SELECT {x:UInt8} + 1")
+    assert answered.text == "42\n"
+    assert answered.headers["X-ClickHouse-Format"] == "TabSeparated"
+    created = httpx.post(f"{base}/", content=b"CREATE DATABASE IF NOT EXISTS probe")
+    assert created.status_code == 200 and created.text == ""
+    assert "X-ClickHouse-Format" not in created.headers
+
+
+def test_a_wrong_password_is_refused_not_unavailable(server_port):
+    url = f"http://default:wrong@127.0.0.1:{server_port}/{DATABASE}"
+    with pytest.raises(StoreError, match="AUTHENTICATION_FAILED") as caught:
+        open_store(Settings(clickhouse_url=url))
+    assert not isinstance(caught.value, StoreUnavailable)
+
+
+def test_an_empty_result_keeps_its_columns_as_on_the_embedded_store(server_store, store):
+    sql = "SELECT TraceId, SpanName, Duration FROM {table} WHERE ServiceName = {service:String}"
+    for backend in (server_store, store):
+        frame = backend.query_df(
+            sql.replace("{table}", backend.table(TRACES_TABLE)), {"service": "nobody"}
+        )
+        assert frame.empty
+        assert list(frame.columns) == ["TraceId", "SpanName", "Duration"], backend.backend
+    assert server_store.query_df("SHOW TABLES LIKE 'nothing%'").empty
+
+
+def test_time_zone_columns_come_back_as_on_the_embedded_store(server_store, store):
+    sql = (
+        "SELECT toDateTime64('2024-01-02 03:04:05.678', 3, 'UTC') AS zoned, "
+        "toDateTime64('2024-01-02 03:04:05.678', 9) AS plain"
+    )
+    expected = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    for backend in (server_store, store):
+        row = backend.query_df(sql).iloc[0]
+        assert row["zoned"].to_pydatetime() == expected, backend.backend
+        assert row["plain"].to_pydatetime() == expected.replace(tzinfo=None), backend.backend
+        (zoned, plain), *_ = backend.query_rows(sql)
+        assert zoned == expected and plain == expected.replace(tzinfo=None), backend.backend
