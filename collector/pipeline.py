@@ -13,8 +13,8 @@ import logging
 from concurrent.futures import Future
 
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from collector.fast_decode import decode_protobuf_batch
 from collector.metrics import CollectorMetrics
 from collector.otlp_json import InvalidRequest, decode_json_request
 from collector.redaction import RedactionPolicy, redact_rows
@@ -30,7 +30,7 @@ def _decode_json(body: bytes) -> SpanBatch:
 
 
 def _decode_protobuf(body: bytes) -> SpanBatch:
-    return request_to_batch(ExportTraceServiceRequest.FromString(body))
+    return decode_protobuf_batch(body)
 
 
 class Refusal(enum.Enum):

@@ -35,6 +35,7 @@ _SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consu
 _STATUS_CODES = ("Unset", "Ok", "Error")
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
+_LATEST_TIME_NS = 2**63 - 1  # nanoseconds; DateTime64(9) and Arrow stop here
 
 _STRING_MAP = pa.map_(pa.string(), pa.string())
 TRACES_ARROW_SCHEMA = pa.schema(
@@ -214,6 +215,10 @@ def _invalid_ids(span: Any) -> str:
         return "spans with an empty or all-zero trace id were rejected"
     if not span.span_id or span.span_id == _ZERO_SPAN_ID:
         return "spans with an empty or all-zero span id were rejected"
+    if span.start_time_unix_nano > _LATEST_TIME_NS or any(
+        event.time_unix_nano > _LATEST_TIME_NS for event in span.events
+    ):
+        return "spans with times past 2262-04-11 (the end of DateTime64(9)) were rejected"
     return ""
 
 

@@ -52,3 +52,23 @@ def test_nested_values_are_compact_json_with_sorted_keys():
 def test_empty_value_is_empty_string():
     assert any_value_to_string(AnyValue()) == ""
     assert any_value_to_string(AnyValue(bool_value=True)) == "true"
+
+
+def test_times_past_the_datetime64_range_reject_the_span_not_the_request():
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from collector.fast_decode import decode_protobuf_batch
+
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    spans.add(trace_id=b"\x01" * 16, span_id=b"\x01" * 8, start_time_unix_nano=2**63, name="late")
+    late_event = spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="late event")
+    late_event.events.add(time_unix_nano=2**64 - 1)
+    spans.add(trace_id=b"\x01" * 16, span_id=b"\x03" * 8, start_time_unix_nano=5, name="ok")
+
+    batch = decode_protobuf_batch(request.SerializeToString())
+    assert batch.rejected_spans == 2
+    assert "2262" in batch.rejection_reason
+    assert batch.rows.column("SpanName").to_pylist() == ["ok"]
