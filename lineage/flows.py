@@ -98,7 +98,7 @@ def flow_map(store: Store, start: datetime, end: datetime, flow: str | None = No
         if(span_kind = 'Consumer', peer, service) AS caller,
         if(span_kind = 'Consumer', service, peer) AS callee,
         business_object,
-        any(flow) AS flow,
+        any(flow) AS edge_flow,
         uniqCombined64Merge(spans) AS spans,
         uniqCombined64Merge(errors) AS errors,
         quantilesTDigestMerge({_LEVELS})(latency) AS latency_ns
@@ -115,6 +115,7 @@ def flow_map(store: Store, start: datetime, end: datetime, flow: str | None = No
     if frame.empty:
         return pd.DataFrame(columns=EDGE_COLUMNS)
     frame["p95_ms"] = frame["latency_ns"].map(lambda levels: list(levels)[1] / _NANOS_PER_MILLI)
+    frame = frame.rename(columns={"edge_flow": "flow"})
     return _with_error_rate(frame)[EDGE_COLUMNS]
 
 

@@ -290,7 +290,8 @@ def _transaction(group: pd.DataFrame) -> dict[str, Any]:
     postings = group[is_posting(group)]
     failed_traces = set(postings.loc[is_failed(postings), "TraceId"])
     good = postings[~postings["TraceId"].isin(failed_traces)]
-    posted_at = _end(good).min() if not good.empty else None
+    # A posting is complete when the last of its spans ends (the caller has the answer).
+    posted_at = _end(good).groupby(good["TraceId"]).max().min() if not good.empty else None
     failures = group[is_failed(group)]
     amounts = group["amount"].dropna()
     return {

@@ -1,0 +1,136 @@
+"""The JSON API and the command line give the same answers, and refuse bad input clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from lineage.api import routes
+from seamwatch.cli import app
+from tests.lineage.spans import START, posted, published
+from tests.rows import make_span_rows
+
+runner = CliRunner()
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def client(store):
+    store.insert_arrow("otel_traces", make_span_rows(published("INV-1") + posted("INV-1")))
+    return TestClient(Starlette(routes=routes(store)))
+
+
+def test_lineage_route_answers_with_hops(client):
+    response = client.get("/api/v1/lineage", params={"key": "INV-1"})
+
+    assert response.status_code == 200
+    assert response.json()["transactions"][0]["status"] == "posted"
+    assert len(response.json()["hops"]) == 5
+
+
+def test_reconciliation_and_kpi_routes_take_a_window(client):
+    window = {"since": "2025-03-10T08:00:00Z", "until": "2025-03-10T10:00:00Z"}
+
+    reconciliation = client.get("/api/v1/reconciliation", params=window).json()
+    kpis = client.get("/api/v1/kpis", params=window).json()
+
+    assert reconciliation["transactions"] == 1
+    assert reconciliation["findings"] == []
+    assert kpis["kpis"][0]["flow"] == "billing.invoice-post"
+
+
+def test_flow_routes_read_the_rollups(client):
+    window = {"since": START.isoformat(), "until": "2025-03-10T09:10:00Z"}
+
+    flows = client.get("/api/v1/flows", params=window).json()["flows"]
+    edges = client.get("/api/v1/flow-map", params=window).json()["edges"]
+
+    assert [(flow["flow"], flow["spans"]) for flow in flows] == [("billing.invoice-post", 5)]
+    assert len(edges) == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "message"),
+    [
+        ("/lineage", {}, "Give exactly one of key, correlation_id or trace_id (got none)."),
+        ("/lineage", {"trace_id": "zz"}, "trace_id 'zz' is not a trace id"),
+        ("/lineage", {"sku": "1"}, "Unknown query parameter 'sku'"),
+        ("/reconciliation", {"since": "yesterday"}, "since 'yesterday' is not an ISO-8601 time"),
+        ("/exceptions", {"kind": "lost"}, "kind 'lost' is not one of dropped"),
+        ("/exceptions", {"limit": "0"}, "limit must be between 1 and 5000; got 0."),
+    ],
+)
+def test_bad_queries_get_400_with_the_reason(client, path, params, message):
+    response = client.get(f"/api/v1{path}", params=params)
+
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["lineage"], "Give exactly one of key, correlation_id or trace_id"),
+        (["lineage", "--trace-id", "abc"], "is not a trace id"),
+        (["reconcile", "--since", "last tuesday"], "--since 'last tuesday' is neither a time"),
+        (["reconcile", "--since", "1h", "--until", "2h"], "must be before until"),
+        (["bench", "lineage", "--spans", "many"], "--spans 'many' must be whole numbers"),
+    ],
+)
+def test_cli_refuses_bad_input_with_exit_2(args, message):
+    result = runner.invoke(app, args)
+
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def run_cli(*args, data_dir):
+    env = {**os.environ, "SEAMWATCH_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "seamwatch", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_cli_prints_the_same_json_as_the_api(tmp_path, client):
+    seed = (
+        "from seamwatch.settings import load_settings; from storage import open_store; "
+        "from tests.rows import make_span_rows; from tests.lineage.spans import *; "
+        "s = open_store(load_settings()); "
+        "s.insert_arrow('otel_traces', make_span_rows(published('INV-1') + posted('INV-1')))"
+    )
+    env = {**os.environ, "SEAMWATCH_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)}
+    subprocess.run([sys.executable, "-c", seed], env=env, cwd=REPO_ROOT, check=True)
+
+    result = run_cli("lineage", "--key", "INV-1", "--json", data_dir=tmp_path)
+    text = run_cli("lineage", "--key", "INV-1", data_dir=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == client.get("/api/v1/lineage?key=INV-1").json()
+    assert "billing.invoice-post INV-1 (Invoice) billing -> erp: posted" in text.stdout
+
+
+@pytest.mark.slow
+def test_bench_runs_tiny(tmp_path):
+    result = run_cli("bench", "lineage", "--spans", "800,1600", "--json", data_dir=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert [figure["spans"] for figure in figures] == [800, 1600]
+    assert all(figure["lookup_index_ms"] > 0 for figure in figures)
+    assert "loaded" in result.stderr

@@ -1,0 +1,124 @@
+"""Lineage of one transaction: every hop across its traces, in order, from index or raw spans."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from lineage.lookup import LineageQuery, LineageQueryError, lineage
+from tests.lineage.spans import START, posted, published, span_id, trace_id
+from tests.rows import make_span_rows
+
+
+def insert(store, spans):
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+
+
+@pytest.fixture
+def failed_then_replayed(store):
+    """INV-7: published, the first posting fails on master data, a replay posts it."""
+    insert(
+        store,
+        published("INV-7")
+        + posted("INV-7", failure=("master_data_missing", "Item SKU-9 not in the ERP"))
+        + posted("INV-7", attempt=2, at=START + timedelta(minutes=20), replay=True),
+    )
+    return store
+
+
+@pytest.mark.parametrize("source", ["index", "raw"])
+def test_every_hop_in_time_order_with_waits(failed_then_replayed, source):
+    answer = lineage(failed_then_replayed, LineageQuery(key="INV-7"), source)
+
+    hops = answer["hops"]
+    assert [(hop["service"], hop["kind"]) for hop in hops] == [
+        ("billing", "Internal"),
+        ("billing", "Producer"),
+        ("integration-api", "Consumer"),
+        ("integration-api", "Client"),
+        ("erp", "Server"),
+        ("integration-api", "Consumer"),
+        ("integration-api", "Client"),
+        ("erp", "Server"),
+    ]
+    # The consumer starts 1.94 s after the source trace ends; the replay 20 min after the start,
+    # 2.4 s after the first attempt ended.
+    assert hops[2]["wait_ms"] == 1940.0
+    assert hops[5]["wait_ms"] == 20 * 60_000 - 2400
+    assert hops[3]["status"] == "failed"
+    assert hops[3]["error"] == "Item SKU-9 not in the ERP"
+    assert answer["traces"] == sorted(trace_id("INV-7", n) for n in range(3))
+
+
+def test_transaction_says_where_it_failed_and_its_sync_latency(failed_then_replayed):
+    [txn] = lineage(failed_then_replayed, LineageQuery(key="INV-7"))["transactions"]
+
+    assert txn["status"] == "posted"
+    assert (txn["postings"], txn["failed_postings"], txn["replays"]) == (1, 1, 1)
+    assert txn["failed_at"]["service"] == "erp"
+    assert txn["failed_at"]["exception_category"] == "master_data_missing"
+    # From the first source span to the end of the successful posting's client call.
+    assert txn["sync_latency_ms"] == 20 * 60_000 + 10 + 350
+    assert txn["amount"] == 1250.5
+    assert (txn["source"], txn["target"], txn["business_object"]) == ("billing", "erp", "Invoice")
+
+
+def test_a_trace_id_finds_the_whole_transaction(failed_then_replayed):
+    by_trace = lineage(failed_then_replayed, LineageQuery(trace_id=trace_id("INV-7", 2)))
+    by_key = lineage(failed_then_replayed, LineageQuery(key="INV-7"))
+
+    assert by_trace["hops"] == by_key["hops"]
+
+
+def test_a_correlation_id_finds_its_transactions(store):
+    insert(store, published("INV-1") + published("INV-2", **{"correlation.id": "corr-INV-1"}))
+
+    answer = lineage(store, LineageQuery(correlation_id="corr-INV-1"))
+
+    assert [txn["business_key"] for txn in answer["transactions"]] == ["INV-1", "INV-2"]
+    assert answer["transactions"][0]["status"] == "not posted"
+    assert answer["transactions"][0]["stalled_after"]["kind"] == "Producer"
+
+
+def test_linked_traces_without_business_attributes_are_followed(store):
+    consumer = {
+        "TraceId": "f" * 32,
+        "SpanId": "e" * 16,
+        "service": "legacy-bridge",
+        "name": "process billing.invoices",
+        "kind": "Consumer",
+        "timestamp": START + timedelta(seconds=1),
+        "Links.TraceId": [trace_id("INV-3", 0)],
+        "Links.SpanId": [span_id("INV-3", 0, 1)],
+        "Links.TraceState": [""],
+        "Links.Attributes": [{}],
+    }
+    insert(store, [*published("INV-3"), consumer])
+
+    answer = lineage(store, LineageQuery(key="INV-3"))
+
+    assert answer["hops"][-1]["service"] == "legacy-bridge"
+    assert answer["hops"][-1]["via_link"]
+    assert answer["hops"][-1]["derived"] == ["flow", "source", "target"]
+    assert answer["hops"][-1]["flow"] == "legacy-bridge:process billing.invoices"
+
+
+def test_an_unknown_key_finds_nothing(store):
+    answer = lineage(store, LineageQuery(key="INV-404"))
+
+    assert not answer["found"]
+    assert answer["hops"] == [] and answer["transactions"] == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({}, "Give exactly one of key, correlation_id or trace_id (got none)."),
+        ({"key": "A", "trace_id": "b" * 32}, "(got key, trace_id)"),
+        ({"trace_id": "xyz"}, "trace_id 'xyz' is not a trace id"),
+    ],
+)
+def test_bad_queries_say_what_to_give(fields, message):
+    with pytest.raises(LineageQueryError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        LineageQuery(**fields)

@@ -1,0 +1,151 @@
+"""Reconciliation finds each kind of loss by business key, and nothing in healthy traffic."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from lineage.kpis import kpis
+from lineage.reconcile import ReconcileError, reconcile, recorded_exceptions
+from tests.lineage.spans import START, posted, published
+from tests.rows import make_span_rows
+
+LATER = START + timedelta(hours=3)
+WINDOW = {"since": START - timedelta(minutes=1), "until": START + timedelta(hours=4)}
+
+
+def insert(store, spans):
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+
+
+@pytest.fixture
+def traffic(store):
+    """One transaction of each story; the newest span is at LATER, so all but one are due."""
+    md = ("master_data_missing", "Item SKU-9 not found or inactive in the ERP item master")
+    insert(
+        store,
+        published("INV-OK")
+        + posted("INV-OK")
+        + published("INV-DROP")
+        + published("INV-DUP")
+        + posted("INV-DUP")
+        + posted("INV-DUP", attempt=2, at=START + timedelta(minutes=3))
+        + published("INV-MD")
+        + posted("INV-MD", failure=md)
+        + posted("INV-MD", attempt=2, at=START + timedelta(minutes=50), replay=True)
+        + published("INV-FAIL")
+        + posted("INV-FAIL", failure=("mapping", "no ERP tax code for DE-RC-B2B"))
+        + published("INV-STUCK")
+        + posted("INV-STUCK")[:1]
+        + published("INV-REPLAYED")
+        + posted("INV-REPLAYED", at=LATER - timedelta(minutes=5), consumer=False, replay=True)
+        + published("INV-FRESH", at=LATER - timedelta(minutes=1))
+        + published("INV-LAST", at=LATER)
+        + posted("INV-LAST", at=LATER),
+    )
+    return store
+
+
+def by_key(document):
+    return {(f["business_key"], f["kind"]): f for f in document["findings"]}
+
+
+def test_each_kind_of_finding_names_its_business_key(traffic):
+    document = reconcile(traffic, **WINDOW)
+
+    assert sorted(by_key(document)) == [
+        ("INV-DROP", "dropped"),
+        ("INV-DUP", "duplicate"),
+        ("INV-FAIL", "failed"),
+        ("INV-MD", "master_data_missing"),
+        ("INV-REPLAYED", "dropped"),
+        ("INV-STUCK", "stuck"),
+    ]
+    assert document["counts"] == {
+        "dropped": 2,
+        "duplicate": 1,
+        "master_data_missing": 1,
+        "failed": 1,
+        "stuck": 1,
+    }
+    assert document["transactions"] == 9
+    assert document["as_of"] == "2025-03-10T12:00:00.050Z"
+
+
+def test_findings_carry_flow_systems_amount_and_a_diagnosis(traffic):
+    found = by_key(reconcile(traffic, **WINDOW))
+
+    dropped = found[("INV-DROP", "dropped")]
+    assert (dropped["flow"], dropped["source"], dropped["target"]) == (
+        "billing.invoice-post",
+        "billing",
+        "erp",
+    )
+    assert (dropped["amount"], dropped["currency"]) == (1250.5, "EUR")
+    assert dropped["diagnosis"] == (
+        "billing published the event but no consumer received it; not posted to erp within 30 min."
+    )
+    assert found[("INV-DUP", "duplicate")]["postings"] == 2
+    assert found[("INV-DUP", "duplicate")]["diagnosis"] == "Posted to erp 2 times; expected once."
+    master = found[("INV-MD", "master_data_missing")]
+    assert master["recovered"]
+    assert master["recovery_seconds"] == pytest.approx(50 * 60 + 0.01 + 0.35 - 2.01)
+    assert master["diagnosis"].startswith("Arrived before its master data (Item SKU-9 not found")
+    assert found[("INV-FAIL", "failed")]["diagnosis"] == (
+        "Failed at erp (mapping): no ERP tax code for DE-RC-B2B. Not posted to erp within 30 min."
+    )
+    assert (
+        "last seen at integration-api (process erp.invoices)"
+        in (found[("INV-STUCK", "stuck")]["diagnosis"])
+    )
+    assert found[("INV-REPLAYED", "dropped")]["recovered"]
+
+
+def test_findings_are_recorded_once_however_often_reconciliation_runs(traffic):
+    reconcile(traffic, **WINDOW)
+    reconcile(traffic, **WINDOW)
+
+    recorded = recorded_exceptions(traffic)
+
+    assert len(recorded) == 6
+    assert sorted(recorded.loc[recorded["kind"] == "dropped", "business_key"]) == [
+        "INV-DROP",
+        "INV-REPLAYED",
+    ]
+
+
+def test_healthy_traffic_has_no_findings(store):
+    spans = []
+    for number in range(20):
+        key = f"INV-{number}"
+        at = START + timedelta(minutes=number)
+        spans += published(key, at=at) + posted(key, at=at + timedelta(seconds=2))
+    insert(store, spans)
+
+    document = reconcile(store, **WINDOW)
+
+    assert document["transactions"] == 20
+    assert document["findings"] == []
+
+
+def test_kpis_per_flow_and_day(traffic):
+    [row] = kpis(traffic, **WINDOW)["kpis"]
+
+    assert (row["period"], row["flow"], row["transactions"]) == (
+        "2025-03-10",
+        "billing.invoice-post",
+        9,
+    )
+    assert row["exception_rate"] == pytest.approx(2 / 9)
+    # Judged: everything but INV-FRESH; posted exactly once: OK, MD, REPLAYED, LAST.
+    assert row["invoice_reconciliation_accuracy"] == pytest.approx(4 / 8)
+    assert row["order_acceptance_accuracy"] is None
+    # At risk: DROP, FAIL and STUCK unposted, plus one extra posting of DUP.
+    assert row["revenue_at_risk"] == pytest.approx(4 * 1250.5)
+    assert row["sync_latency_p50_ms"] == pytest.approx(2360.0)
+
+
+def test_a_window_that_ends_before_it_starts_is_refused(store):
+    with pytest.raises(ReconcileError, match="since .* must be before until"):
+        reconcile(store, since=START, until=START - timedelta(hours=1))
