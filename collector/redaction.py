@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -33,12 +33,11 @@ _EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 _CARD = r"\b\d(?:[ -]?\d){12,18}\b"
 _IBAN = r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"
 _PHONE = r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}\d"
-_BEARER = r"(?i)\bbearer\s+[A-Za-z0-9._~+/-]+=*"
+_BEARER = r"\b(?i:bearer)\s+[A-Za-z0-9._~+/-]+=*"
 
-# One RE2 pattern that finds candidates fast; Python then checks and rewrites them.
-_CANDIDATE = "(?i)" + "|".join(
-    f"(?:{pattern})" for pattern in (_EMAIL, _CARD, _IBAN, _PHONE, _BEARER.removeprefix("(?i)"))
-)
+# One RE2 pattern that finds candidates fast; Python then checks and rewrites them. Only the
+# word "bearer" ignores case: a case-blind IBAN shape would match every hex id.
+_CANDIDATE = "|".join(f"(?:{pattern})" for pattern in (_EMAIL, _CARD, _IBAN, _PHONE, _BEARER))
 
 
 def _luhn_valid(digits: str) -> bool:
@@ -175,9 +174,12 @@ def _redact_strings(values: pa.Array) -> pa.Array:
 
 
 def _rewrite_where(values: pa.Array, hit: pa.Array, rewrite: Callable[[int, str], str]) -> pa.Array:
-    positions: Iterable[int] = pc.indices_nonzero(pc.fill_null(hit, False)).to_pylist()
-    python_values = values.to_pylist()
-    for index in positions:
-        if python_values[index] is not None:
-            python_values[index] = rewrite(index, python_values[index])
-    return pa.array(python_values, pa.string())
+    """``values`` with the entries where ``hit`` is true passed through ``rewrite``."""
+    mask = pc.fill_null(hit, False)
+    positions = pc.indices_nonzero(mask).to_pylist()
+    originals = pc.take(values, pa.array(positions, pa.int64())).to_pylist()
+    replacements = [
+        None if value is None else rewrite(index, value)
+        for index, value in zip(positions, originals, strict=True)
+    ]
+    return pc.replace_with_mask(values, mask, pa.array(replacements, values.type))
