@@ -23,6 +23,17 @@ def main() -> None:
             ),
             st.Page(PAGES_DIR / "05_alerts.py", title="Alerts", icon=":material/notifications:"),
         ],
+        "Investigate": [
+            st.Page(PAGES_DIR / "02_lineage.py", title="Lineage", icon=":material/account_tree:"),
+            st.Page(PAGES_DIR / "03_exceptions.py", title="Exceptions", icon=":material/report:"),
+        ],
+        "Business": [
+            st.Page(
+                PAGES_DIR / "04_executive.py",
+                title="Executive trends",
+                icon=":material/trending_up:",
+            ),
+        ],
     }
     st.navigation(pages).run()
 

@@ -1,0 +1,157 @@
+"""Lineage: one business transaction hop by hop across its traces, and the system flow map."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import data
+from lineage.flows import flow_map
+from lineage.lookup import LineageQuery, LineageQueryError, lineage
+from storage import StoreError
+
+QUERY_TTL_SECONDS = 5
+SEARCH_KINDS = {"Business key": "key", "Correlation id": "correlation_id", "Trace id": "trace_id"}
+MAP_WINDOWS = {"Last 1 hour": timedelta(hours=1), "Last 24 hours": timedelta(days=1)}
+_DERIVED_NOTE = (
+    "Values marked derived were not on the span: the flow came from the service and route or "
+    "destination, the target from peer.service or server.address (docs/integration-attributes.md)."
+)
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def find(field: str, value: str) -> dict:
+    """The lineage answer for one search."""
+    return lineage(data.get_store(), LineageQuery(**{field: value}))
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def edges(window_label: str) -> pd.DataFrame:
+    """Flow-map edges over the named window, from the rollups."""
+    end = datetime.now(UTC)
+    return flow_map(data.get_store(), end - MAP_WINDOWS[window_label], end)
+
+
+def main() -> None:
+    """Draw the search, the answer and the flow map."""
+    st.header("Lineage")
+    search, flows = st.tabs(["Transaction", "Flow map"])
+    with search:
+        show_search()
+    with flows:
+        show_flow_map()
+
+
+def show_search() -> None:
+    """Search by key, correlation id or trace id and show the transaction's hops."""
+    left, right = st.columns([1, 3])
+    kind = left.selectbox("Search by", list(SEARCH_KINDS), key="lineage_search_kind")
+    value = right.text_input("Value", key="lineage_search_value", placeholder="e.g. INV-2000123")
+    if not value.strip():
+        st.caption("Enter a business key, correlation id or trace id.")
+        return
+    try:
+        answer = find(SEARCH_KINDS[kind], value.strip())
+    except LineageQueryError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    except StoreError as exc:
+        st.error(f"Cannot read the lineage index: {exc}", icon=":material/error:")
+        return
+    if not answer["found"]:
+        st.caption("No data found.")
+        return
+    show_transactions(answer["transactions"])
+    show_hops(answer["hops"])
+
+
+def show_transactions(transactions: list[dict]) -> None:
+    """One line per transaction: status, sync latency, and where it failed or stalled."""
+    for txn in transactions:
+        title = f"{txn['flow']} · {txn['business_key']} · {txn['status']}"
+        with st.container(border=True):
+            st.markdown(f"**{title}**")
+            status, latency, amount, traces = st.columns(4)
+            status.metric("Source → target", f"{txn['source'] or '?'} → {txn['target'] or '?'}")
+            latency.metric("Sync latency", _ms(txn["sync_latency_ms"]))
+            money = f"{txn['amount']:,.2f} {txn['currency']}" if txn["amount"] else "—"
+            amount.metric("Amount", money)
+            traces.metric("Traces", txn["traces"])
+            if txn["failed_at"]:
+                failed = txn["failed_at"]
+                st.error(
+                    f"Failed at {failed['service']} ({failed['span_name']}): "
+                    f"{failed['exception_category'] or failed['status_code']} — {failed['error']}"
+                )
+            if txn["stalled_after"]:
+                stalled = txn["stalled_after"]
+                st.warning(f"Stalled after {stalled['service']} ({stalled['span_name']}).")
+
+
+def show_hops(hops: list[dict]) -> None:
+    """Every hop in time order, with the wait before it."""
+    frame = pd.DataFrame(hops)
+    frame["derived"] = frame["derived"].map(", ".join)
+    columns = [
+        "time", "wait_ms", "service", "kind", "stage", "status", "exception_category",
+        "error", "duration_ms", "flow", "target", "replay", "via_link", "derived", "trace_id",
+    ]  # fmt: skip
+    st.dataframe(frame[columns], hide_index=True, width="stretch")
+    st.caption(_DERIVED_NOTE)
+
+
+def show_flow_map() -> None:
+    """System-to-system edges with volume, error rate and p95, as a table and a Sankey."""
+    label = st.segmented_control(
+        "Window", list(MAP_WINDOWS), default="Last 1 hour", required=True, key="flow_map_window"
+    )
+    try:
+        frame = edges(label)
+    except StoreError as exc:
+        st.error(f"Cannot read the flow rollups: {exc}", icon=":material/error:")
+        return
+    if frame.empty:
+        st.caption("No data found.")
+        return
+    st.plotly_chart(sankey(frame), width="stretch")
+    st.dataframe(frame, hide_index=True, width="stretch")
+
+
+def sankey(frame: pd.DataFrame) -> go.Figure:
+    """Edges as a Sankey diagram; link width is volume, hover shows errors and p95."""
+    totals = frame.groupby(["caller", "callee"], as_index=False).agg(
+        spans=("spans", "sum"), errors=("errors", "sum"), p95_ms=("p95_ms", "max")
+    )
+    nodes = sorted(set(totals["caller"]) | set(totals["callee"]))
+    index = {node: number for number, node in enumerate(nodes)}
+    hover = [
+        f"{row.caller} → {row.callee}<br>{row.spans:,} spans, {row.errors / row.spans:.1%} "
+        f"errors, p95 {row.p95_ms:,.0f} ms"
+        for row in totals.itertuples()
+    ]
+    figure = go.Figure(
+        go.Sankey(
+            node={"label": nodes, "pad": 18},
+            link={
+                "source": totals["caller"].map(index),
+                "target": totals["callee"].map(index),
+                "value": totals["spans"],
+                "customdata": hover,
+                "hovertemplate": "%{customdata}<extra></extra>",
+            },
+        )
+    )
+    figure.update_layout(height=480, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return figure
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value / 1000:,.1f} s" if value >= 1000 else f"{value:,.0f} ms"
+
+
+main()

@@ -1,0 +1,68 @@
+"""Exceptions in business words: failures grouped by category and flow, with sample keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from lineage.flows import window_parameters
+from lineage.schema import LINEAGE_TABLE
+from storage import Store
+
+SAMPLE_KEYS = 5
+CATEGORY_WORDS: dict[str, str] = {
+    "mapping": "Data could not be translated between the systems' models",
+    "validation": "The receiving system rejected a field as invalid",
+    "duplicate": "The receiving system already had this document",
+    "timeout": "The receiving system did not answer in time",
+    "rate_limit": "The receiving system refused: too many requests",
+    "auth": "The integration's credentials were refused",
+    "master_data_missing": "The customer or item was not in the receiving system yet",
+}
+COLUMNS = [
+    "flow",
+    "exception_category",
+    "meaning",
+    "transactions",
+    "amount",
+    "sample_keys",
+    "example_error",
+]
+
+
+def describe_category(category: str) -> str:
+    """What an exception category means to the business; unknown ones are shown as they are."""
+    return CATEGORY_WORDS.get(category, category or "Failed without a category")
+
+
+def exception_summary(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
+    """Per flow and category: failed transactions, their amount, sample keys and one error."""
+    sql = f"""
+    SELECT
+        flow,
+        exception_category,
+        uniqExact(business_key) AS transactions,
+        sum(amount) AS amount,
+        groupUniqArray({SAMPLE_KEYS})(business_key) AS sample_keys,
+        anyIf(status_message, status_message != '') AS example_error
+    FROM (
+        SELECT flow, exception_category, business_key, any(amount) AS amount,
+               any(status_message) AS status_message
+        FROM {store.table(LINEAGE_TABLE)}
+        WHERE Timestamp >= fromUnixTimestamp64Nano({{start_ns:Int64}})
+          AND Timestamp < fromUnixTimestamp64Nano({{end_ns:Int64}})
+          AND (exception_category != '' OR status_code = 'Error')
+          AND business_key != ''
+        GROUP BY flow, exception_category, business_key
+    )
+    GROUP BY flow, exception_category
+    ORDER BY transactions DESC, flow, exception_category
+    """
+    frame = store.query_df(sql, window_parameters(start, end))
+    if frame.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    frame["meaning"] = frame["exception_category"].map(describe_category)
+    frame["sample_keys"] = frame["sample_keys"].map(lambda keys: ", ".join(sorted(keys)))
+    frame["transactions"] = frame["transactions"].astype("int64")
+    return frame[COLUMNS]

@@ -1,0 +1,83 @@
+"""The lineage, exceptions and executive pages, run headless with Streamlit's AppTest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboard import APP_PATH
+from seamwatch.runtime import share_store
+from tests.lineage.spans import posted, published
+from tests.rows import make_span_rows
+
+PAGES = APP_PATH.parent / "pages"
+RUN_TIMEOUT_SECONDS = 30
+
+
+@pytest.fixture
+def shared(store):
+    """The test store, holding one posted and one dropped invoice of an hour ago."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    share_store(store)
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    spans = (
+        published("INV-1", at=hour_ago)
+        + posted("INV-1", at=hour_ago + timedelta(seconds=2))
+        + published("INV-2", at=hour_ago)
+        + published("INV-3", at=datetime.now(UTC) - timedelta(minutes=1))
+    )
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+    yield store
+    share_store(None)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def run(name: str) -> AppTest:
+    return AppTest.from_file(str(PAGES / name), default_timeout=RUN_TIMEOUT_SECONDS).run()
+
+
+def test_lineage_page_shows_the_hops_of_a_key(shared):
+    app = run("02_lineage.py")
+    app.text_input(key="lineage_search_value").set_value("INV-1").run()
+
+    assert not app.exception
+    hops = app.dataframe[0].value
+    assert hops["service"].tolist() == [
+        "billing",
+        "billing",
+        "integration-api",
+        "integration-api",
+        "erp",
+    ]
+    assert "Flow map" in [tab.label for tab in app.tabs]
+
+
+def test_lineage_page_explains_a_bad_trace_id(shared):
+    app = run("02_lineage.py")
+    app.selectbox(key="lineage_search_kind").set_value("Trace id")
+    app.text_input(key="lineage_search_value").set_value("nope").run()
+
+    assert not app.exception
+    assert "is not a trace id" in app.error[0].value
+
+
+def test_exceptions_page_lists_the_dropped_invoice(shared):
+    app = run("03_exceptions.py")
+
+    assert not app.exception
+    findings = app.dataframe[0].value
+    assert findings["business_key"].tolist() == ["INV-2"]
+    assert findings["kind"].tolist() == ["Event never reached its consumer"]
+
+
+def test_executive_page_draws_the_kpis(shared):
+    app = run("04_executive.py")
+
+    assert not app.exception
+    assert app.header[0].value == "Executive trends"
+    assert len(app.get("plotly_chart")) == 1
