@@ -221,24 +221,20 @@ def bench_ingest(
 
 def _register_feature_commands() -> None:
     """Commands that live with their feature; registered here so one entry point has them all."""
+    from detectors.alerts_cli import alerts_app, detectors_command
     from detectors.cli import bench_detect_command, detect_series_command
     from detectors.evaluate_cli import evaluate_command
+    from lineage.cli import bench_lineage_command, lineage_command, reconcile_command
     from sample_data.cli import simulate_command
 
     app.command("simulate")(simulate_command)
+    app.command("detectors")(detectors_command)
+    app.add_typer(alerts_app(), name="alerts")
+    app.command("lineage")(lineage_command)
+    app.command("reconcile")(reconcile_command)
     app.command("detect-series")(detect_series_command)
     app.command("evaluate")(evaluate_command)
     bench.command("detect")(bench_detect_command)
-
-    from detectors.alerts_cli import alerts_app, detectors_command
-
-    app.command("detectors")(detectors_command)
-    app.add_typer(alerts_app(), name="alerts")
-
-    from lineage.cli import bench_lineage_command, lineage_command, reconcile_command
-
-    app.command("lineage")(lineage_command)
-    app.command("reconcile")(reconcile_command)
     bench.command("lineage")(bench_lineage_command)
 
 
