@@ -22,6 +22,7 @@ def main() -> None:
                 default=True,
             ),
             st.Page(PAGES_DIR / "05_alerts.py", title="Alerts", icon=":material/notifications:"),
+            st.Page(PAGES_DIR / "06_collector.py", title="Collector", icon=":material/input:"),
         ],
         "Investigate": [
             st.Page(PAGES_DIR / "02_lineage.py", title="Lineage", icon=":material/account_tree:"),

@@ -10,8 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import queries
-from seamwatch.runtime import shared_store
-from seamwatch.settings import load_settings
+from seamwatch.runtime import shared_settings, shared_store
+from seamwatch.settings import Settings, load_settings
 from storage import Store, open_store
 
 # Shorter than the page's refresh interval, so that every refresh reads fresh rows while
@@ -29,7 +29,12 @@ def get_store() -> Store:
     the dashboard must use that one: chDB lets a single process open the data directory.
     Run on its own, the dashboard opens the store the settings name.
     """
-    return shared_store() or open_store(load_settings())
+    return shared_store() or open_store(current_settings())
+
+
+def current_settings() -> Settings:
+    """The settings of the process serving the dashboard, flags included when it has them."""
+    return shared_settings() or load_settings()
 
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
@@ -52,8 +57,15 @@ def has_spans() -> bool:
 
 def otlp_traces_url() -> str:
     """Where an OpenTelemetry exporter on this machine should send traces."""
-    settings = load_settings()
+    return collector_url() + "/v1/traces"
+
+
+def collector_url() -> str:
+    """Base URL of this installation's OTLP/HTTP receiver (which also serves /metrics)."""
+    settings = current_settings()
+    if settings.collector_url:
+        return settings.collector_url.rstrip("/")
     host = _LOOPBACK_FOR_WILDCARD.get(settings.otlp_http_host, settings.otlp_http_host)
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings.otlp_http_port}/v1/traces"
+    return f"http://{host}:{settings.otlp_http_port}"

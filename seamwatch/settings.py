@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         "", description="Comma-separated attribute keys whose values are stored as a keyed hash."
     )
     hash_salt: SecretStr = Field(SecretStr(""), description="Key of the hash for hash_keys.")
+    collector_url: str | None = Field(
+        None,
+        description="Where the dashboard reads the collector's /metrics, e.g. http://collector:4318"
+        " (default: this machine's OTLP/HTTP address).",
+    )
     dashboard_host: str = Field("127.0.0.1", description="Address the dashboard binds.")
     dashboard_port: int = Field(DEFAULT_DASHBOARD_PORT, ge=0, le=65535)
     max_request_bytes: int = Field(

@@ -56,6 +56,7 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
     """Run receiver, dashboard and optionally the simulator until SIGINT or SIGTERM."""
     store = open_store(settings)
     runtime.share_store(store)
+    runtime.share_settings(settings)
     collector = Collector(store, settings, extra_routes=api_routes(store))
     simulator: _SimulatorThread | None = None
     detectors = RunnerThread(store)
@@ -108,6 +109,7 @@ def run_dashboard_alone(settings: Settings) -> None:
     """Run the dashboard alone over its own store until SIGINT or SIGTERM."""
     store = open_store(settings)
     runtime.share_store(store)
+    runtime.share_settings(settings)
     try:
         print(f"Dashboard: {dashboard_url(settings)}", flush=True)
         run_dashboard(settings)

@@ -44,14 +44,15 @@ def test_empty_store_shows_how_to_send_spans(shared):
     assert "seamwatch up --demo" in empty_state.value
 
 
-def test_old_spans_only_suggest_a_longer_range(shared):
+def test_old_spans_only_widen_the_range_to_the_first_one_with_spans(shared):
     old = datetime.now(UTC) - timedelta(hours=3)
     shared.insert_arrow("otel_traces", make_span_rows([{"timestamp": old}]))
 
     app = run(PAGE_PATH)
 
     assert not app.exception
-    assert "No spans in the last 1 hour" in app.info[0].value
+    assert app.info[0].value == "No spans in the last 1 hour yet; showing the last 6 hours."
+    assert app.dataframe[0].value["flow"].tolist() == ["svc:span"]
     app.segmented_control(key="live_health_time_range").set_value("6h").run()
     assert not app.info
     assert app.dataframe[0].value["flow"].tolist() == ["svc:span"]
