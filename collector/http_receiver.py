@@ -33,6 +33,8 @@ from collector.spans import SpanBatch
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _MEDIA_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JSON}
+DEFAULT_MAX_CONCURRENT_REQUESTS = 16
+_BUSY_RETRY_AFTER_SECONDS = 1
 
 _HTTP_STATUS = {
     Refusal.MALFORMED: (400, code_pb2.INVALID_ARGUMENT),
@@ -50,11 +52,33 @@ def create_app(
     pipeline: IngestPipeline,
     *,
     max_request_bytes: int,
+    max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
     extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """The ASGI application of the receiver, plus ``extra_routes`` (the JSON API)."""
+    """The ASGI application of the receiver, plus ``extra_routes`` (the JSON API).
+
+    At most ``max_concurrent_requests`` trace requests are read and decoded at once; more get
+    429 with Retry-After before their bodies are read, which bounds the memory requests take
+    to about that many times ``max_request_bytes``.
+    """
+    in_flight = 0
 
     async def traces(request: Request) -> Response:
+        nonlocal in_flight
+        if in_flight >= max_concurrent_requests:
+            error = pipeline.refuse(
+                Refusal.OVERLOADED,
+                f"{in_flight} requests are being processed (limit {max_concurrent_requests}).",
+                _BUSY_RETRY_AFTER_SECONDS,
+            )
+            return _error_response(error, _response_encoding(request))
+        in_flight += 1
+        try:
+            return await _export(request)
+        finally:
+            in_flight -= 1
+
+    async def _export(request: Request) -> Response:
         encoding = JSON
         try:
             if request.method != "POST":
@@ -85,6 +109,12 @@ def create_app(
             *extra_routes,
         ]
     )
+
+
+def _response_encoding(request: Request) -> str:
+    """The encoding to answer in, read leniently (for answers given before validation)."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return _MEDIA_TYPES.get(media_type, JSON)
 
 
 def _media_type(request: Request, pipeline: IngestPipeline) -> str:

@@ -50,7 +50,10 @@ class Collector:
         )
         self._settings = settings
         self.app = create_app(
-            self.pipeline, max_request_bytes=settings.max_request_bytes, extra_routes=extra_routes
+            self.pipeline,
+            max_request_bytes=settings.max_request_bytes,
+            max_concurrent_requests=settings.max_concurrent_requests,
+            extra_routes=extra_routes,
         )
         config = uvicorn.Config(
             self.app,

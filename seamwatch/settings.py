@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         DEFAULT_MAX_REQUEST_BYTES, gt=0, description="Largest request body after decompression."
     )
+    max_concurrent_requests: int = Field(
+        16, gt=0, description="Trace requests decoded at once before new ones get 429."
+    )
     batch_max_spans: int = Field(DEFAULT_BATCH_MAX_SPANS, gt=0)
     batch_flush_interval_millis: int = Field(DEFAULT_BATCH_FLUSH_INTERVAL_MILLIS, gt=0)
     max_queue_spans: int = Field(
