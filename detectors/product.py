@@ -16,12 +16,14 @@ import numpy as np
 from detectors.alarm import HysteresisAlarm
 from detectors.base import SeriesDetector
 from detectors.error_rate import ErrorRateDriftDetector
-from detectors.robust_zscore import RobustSeasonalZScore
+from detectors.residual_tail import ResidualTailScore
 from detectors.volume import VolumeCollapseDetector
 
 PRODUCT_INTERVAL = timedelta(minutes=1)
 SEASON = timedelta(days=1)
 LEVEL_HISTORY = timedelta(days=2)
+TAIL_HISTORY = timedelta(days=14)
+BURST_WINDOW = timedelta(hours=1)
 MIN_HISTORY_POINTS = 48
 GRACE_PERIOD_POINTS = 12
 
@@ -36,8 +38,9 @@ class KindConfig:
 
 
 KIND_CONFIGS: dict[str, KindConfig] = {
-    # latency moves both ways when a dependency changes; spikes must clear a high bar
-    "latency": KindConfig(threshold=5.5, release=2.75, settle=timedelta(hours=4)),
+    # latency moves both ways when a dependency changes; its score is in units of the
+    # residuals' usual extremes, so 1.4 is "40 % beyond the worst of a normal fortnight"
+    "latency": KindConfig(threshold=1.4, release=0.9, settle=timedelta(hours=4)),
     # exception rates only matter upwards, and incidents recur within hours
     "error_rate": KindConfig(threshold=5.0, release=1.7, settle=timedelta(hours=2)),
     "volume": KindConfig(threshold=5.0, release=2.0, settle=timedelta(hours=1)),
@@ -55,9 +58,9 @@ def build_detector(kind: str, interval: timedelta = PRODUCT_INTERVAL) -> SeriesD
     season = points_in(SEASON, interval)
     history = max(MIN_HISTORY_POINTS, points_in(LEVEL_HISTORY, interval))
     if kind == "latency":
-        return RobustSeasonalZScore(
-            season, history, direction="both", grace_period=GRACE_PERIOD_POINTS
-        )
+        tail = max(history, points_in(TAIL_HISTORY, interval))
+        window = points_in(BURST_WINDOW, interval)
+        return ResidualTailScore(season, history, tail, window, grace_period=GRACE_PERIOD_POINTS)
     if kind == "error_rate":
         return ErrorRateDriftDetector(season, history, grace_period=GRACE_PERIOD_POINTS)
     if kind == "volume":

@@ -107,15 +107,28 @@ class RobustSeasonalZScore(SeriesDetector):
         recent = recent[~np.isnan(recent)]
         if recent.size < self.grace_period:
             return None
-        baseline, scale = robust_level_scale(recent, self.relative_floor)
-        if self._values.seen >= MIN_SEASONAL_VALUES * self.season:
-            same_time = self._values.lagged(self.season, SEASONAL_DAYS)
-            same_time = same_time[~np.isnan(same_time)]
-            if same_time.size >= MIN_SEASONAL_VALUES:
-                seasonal = float(np.median(same_time))
-                if abs(x - seasonal) < abs(x - baseline):
-                    baseline = seasonal
-        return baseline, scale
+        level, scale = robust_level_scale(recent, self.relative_floor)
+        return self._closer_baseline(x, level), scale
+
+    def baseline(self, x: float) -> float | None:
+        """The rolling or seasonal median, whichever is closer to ``x``; None in warm-up."""
+        if is_gap(x) or not math.isfinite(x) or self.n_learned < self.grace_period:
+            return None
+        recent = self._values.latest(self.history)
+        recent = recent[~np.isnan(recent)]
+        if recent.size < self.grace_period:
+            return None
+        return self._closer_baseline(x, float(np.median(recent)))
+
+    def _closer_baseline(self, x: float, level: float) -> float:
+        if self._values.seen < MIN_SEASONAL_VALUES * self.season:
+            return level
+        same_time = self._values.lagged(self.season, SEASONAL_DAYS)
+        same_time = same_time[~np.isnan(same_time)]
+        if same_time.size < MIN_SEASONAL_VALUES:
+            return level
+        seasonal = float(np.median(same_time))
+        return seasonal if abs(x - seasonal) < abs(x - level) else level
 
     def signed_score(self, x: float) -> float:
         """Signed robust z of ``x`` (positive above the baseline), 0 during warm-up."""

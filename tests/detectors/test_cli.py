@@ -79,7 +79,9 @@ def test_bench_prints_seconds_and_core_share():
     assert "20 flows" in result.stdout and "% of one core" in result.stdout
 
 
-@pytest.mark.parametrize("module", ["alarm", "robust_zscore", "error_rate", "volume"])
+@pytest.mark.parametrize(
+    "module", ["alarm", "robust_zscore", "residual_tail", "error_rate", "volume"]
+)
 def test_docstring_examples(module):
     failures, _ = doctest.testmod(importlib.import_module(f"detectors.{module}"))
     assert failures == 0

@@ -7,6 +7,7 @@ from detectors.alarm import HysteresisAlarm
 from detectors.base import NEUTRAL_SCORE
 from detectors.error_rate import ErrorRateDriftDetector
 from detectors.product import build_alarm, build_detector
+from detectors.residual_tail import ResidualTailScore
 from detectors.robust_zscore import RobustSeasonalZScore
 from detectors.volume import VolumeCollapseDetector
 from tests.detectors.helpers import detection_indices
@@ -105,3 +106,33 @@ def test_release_must_be_below_threshold():
 def test_unknown_kind_is_rejected():
     with pytest.raises(ValueError, match="unknown detector kind"):
         build_detector("throughput")
+
+
+def tail_alarm() -> HysteresisAlarm:
+    detector = ResidualTailScore(season=24, history=48, tail_history=300, window=6)
+    return HysteresisAlarm(detector, threshold=1.4, release=0.9, settle=4)
+
+
+def test_ordinary_spikes_are_quiet_once_learned_and_a_larger_one_alerts():
+    rng = np.random.default_rng(3)
+    stream = 100 + rng.normal(0, 2, 600)
+    stream[rng.choice(np.arange(50, 600), 30, replace=False)] += 25
+    stream[450] += 80
+    assert [i for i in detection_indices(tail_alarm(), stream) if i >= 300] == [450]
+
+
+def test_tail_score_zero_variance_gaps_and_warm_up():
+    flat = np.full(300, 5.0)
+    flat[200] = 5.1  # within the relative floor
+    detector = ResidualTailScore(season=24, history=48, tail_history=300, window=6)
+    assert max(detector.update(x) for x in flat) < 1
+    detector = ResidualTailScore(season=24, history=48, tail_history=300, window=6)
+    assert [detector.update(np.nan) for _ in range(30)] == [NEUTRAL_SCORE] * 30
+    assert [detector.update(x) for x in [1.0, 900.0] * 6] == [NEUTRAL_SCORE] * 12
+
+
+def test_tail_score_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="quantile"):
+        ResidualTailScore(24, 48, 300, quantile=1.0)
+    with pytest.raises(ValueError, match="direction"):
+        ResidualTailScore(24, 48, 300, direction="sideways")

@@ -1,0 +1,161 @@
+"""Seasonal residuals judged against their own recent tail, at one and at several values."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Self
+
+import numpy as np
+
+from detectors.base import NEUTRAL_SCORE, SeriesDetector, is_gap
+from detectors.history import SeasonalHistory
+from detectors.robust_zscore import RobustSeasonalZScore
+
+TINY_SCALE = 1e-9
+
+
+class ResidualTailScore(SeriesDetector):
+    """Residual from a seasonal baseline, in units of the residuals' recent extreme quantile.
+
+    The baseline ``b`` is the rolling or the same-time-of-day median, whichever is closer
+    to ``x`` (:class:`~detectors.robust_zscore.RobustSeasonalZScore`), so a daily swing
+    does not widen the scale. The scale ``s`` is the ``q`` quantile of the past residuals'
+    absolute deviations from their median ``m`` over ``R`` values: a score of 1 is as far
+    out as the usual extremes, so a spiky series must spike beyond its usual spikes while a
+    calm one alarms on a small shift. A second score does the same for the mean of the
+    last ``k`` residuals against the past ``k``-means, which catches a burst of many
+    ordinary spikes and a small sustained shift. A residual is learned clipped to
+    ``m +/- c s``, so an anomaly raises the tail only slowly and a recurring one is still
+    seen, while a pattern that keeps coming back becomes the new normal.
+
+    Formula: ``score = max(|x - b| / s, |mean_k(r) - m_k| / s_k)`` with
+    ``s = Q_q(|r - m|)`` over the last ``R`` residuals ``r``.
+
+    Parameters
+    ----------
+    season
+        Values per seasonal period (``P``).
+    history
+        Values in the rolling level window (``W``).
+    tail_history
+        Residuals the tail quantiles are taken over (``R``).
+    window
+        Residuals averaged by the second score (``k``; 1 turns it off).
+    quantile
+        Tail quantile that sets the unit (``q``).
+    clip
+        Learned residuals are clipped to ``c`` scales around their median (``c``).
+    relative_floor
+        Smallest scale as a fraction of the baseline (``f``), for flat series.
+    direction
+        ``"up"``, ``"down"`` or ``"both"``.
+    grace_period
+        Values to learn before scoring (``n_min``), for the level and the residuals.
+
+    References
+    ----------
+    Siffer, A., Fouque, P.-A., Termier, A. and Largouet, C. (2017). Anomaly detection in
+    streams with extreme value theory. KDD '17, 1067-1075 (thresholds from the tail).
+    Hochenbaum, J., Vallis, O. S. and Kejariwal, A. (2017). Automatic anomaly detection in
+    the cloud via statistical learning. arXiv:1704.07706 (seasonal median residuals).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(7)
+    >>> stream = 100 + rng.normal(0, 2, 400)
+    >>> stream[rng.choice(400, 20, replace=False)] += 25  # ordinary spikes
+    >>> stream[300:] += 60  # a level shift
+    >>> detector = ResidualTailScore(season=48, history=96, tail_history=200, window=4)
+    >>> scores = [detector.update(x) for x in stream]
+    >>> [i for i, s in enumerate(scores) if s > 1.4 and i >= 200]  # spikes at 225, 251, ...
+    [300, 301, 302, 303, 304]
+    """
+
+    def __init__(
+        self,
+        season: int,
+        history: int,
+        tail_history: int,
+        window: int = 1,
+        quantile: float = 0.995,
+        clip: float = 1.5,
+        relative_floor: float = 0.05,
+        direction: str = "both",
+        grace_period: int = 12,
+    ) -> None:
+        if direction not in ("up", "down", "both"):
+            raise ValueError(f"direction must be up, down or both, got {direction!r}")
+        if not 0.5 <= quantile < 1.0:
+            raise ValueError(f"quantile must be in [0.5, 1), got {quantile!r}")
+        self.season, self.history = season, history
+        self.tail_history, self.window = max(2, int(tail_history)), max(1, int(window))
+        self.quantile, self.clip = quantile, clip
+        self.relative_floor, self.direction = relative_floor, direction
+        super().__init__(grace_period)
+
+    def _reset(self) -> None:
+        self._level = RobustSeasonalZScore(
+            self.season, self.history, self.direction, self.relative_floor, self.grace_period
+        )
+        self._residuals = SeasonalHistory(self.tail_history)
+
+    def _evaluate(self, x: float) -> tuple[float, float]:
+        """Score of ``x`` and the residual to learn (NaN when there is none)."""
+        baseline = self._level.baseline(x)
+        if baseline is None:
+            return NEUTRAL_SCORE, math.nan
+        residual = x - baseline
+        past = self._residuals.latest(self.tail_history)
+        past = past[~np.isnan(past)]
+        if past.size < self.grace_period:
+            return NEUTRAL_SCORE, residual
+        floor = abs(baseline) * self.relative_floor
+        centre, scale = self._tail(past, floor)
+        scores = [residual / scale]
+        if self.window > 1 and past.size >= 4 * self.window:
+            sums = np.cumsum(np.concatenate(([0.0], past)))
+            means = (sums[self.window :] - sums[: -self.window]) / self.window
+            latest = (past[1 - self.window :].sum() + residual) / self.window
+            mean_centre, mean_scale = self._tail(means, floor / math.sqrt(self.window))
+            scores.append((latest - mean_centre) / mean_scale)
+        learned = min(max(residual, centre - self.clip * scale), centre + self.clip * scale)
+        if self.direction == "up":
+            return max(max(scores), 0.0), learned
+        if self.direction == "down":
+            return max(-min(scores), 0.0), learned
+        return max(abs(s) for s in scores), learned
+
+    def _tail(self, values: np.ndarray, floor: float) -> tuple[float, float]:
+        centre = float(np.median(values))
+        spread = float(np.quantile(np.abs(values - centre), self.quantile))
+        return centre, max(spread, floor, TINY_SCALE)
+
+    def score_one(self, x: float) -> float:
+        if is_gap(x) or not math.isfinite(x):
+            return NEUTRAL_SCORE
+        return self._evaluate(x)[0]
+
+    def learn_one(self, x: float) -> Self:
+        learned = math.nan if is_gap(x) or not math.isfinite(x) else self._evaluate(x)[1]
+        self._level.learn_one(x)
+        self._residuals.append(learned)
+        return self
+
+    def update(self, x: float) -> float:
+        """Score ``x``, then learn it (one baseline look-up for both)."""
+        gap = is_gap(x) or not math.isfinite(x)
+        score, learned = (NEUTRAL_SCORE, math.nan) if gap else self._evaluate(x)
+        self._level.learn_one(x)
+        self._residuals.append(learned)
+        return score
+
+    def learn_many(self, values: Iterable[float]) -> Self:
+        """Learn a block at once (warm start); residuals are taken from the block's median."""
+        values = np.asarray(list(values), dtype=float)
+        values = np.where(np.isfinite(values), values, np.nan)
+        self._level.learn_many(values)
+        if np.isfinite(values).any():
+            self._residuals.extend(values - np.nanmedian(values))
+        return self
