@@ -2,8 +2,9 @@
 
 Durations, not row counts, carry the configuration, so per-minute flows in the product and
 hourly or five-minute labelled series get the same behaviour: a two-day rolling level, a
-daily season looked up over the last week, and a number of calm hours before an open alert
-may close.
+daily season looked up over the last week, latency residuals scaled by their tail over the
+last fortnight and averaged over an hour for bursts, and a number of calm hours before an
+open alert may close.
 """
 
 from __future__ import annotations

@@ -18,16 +18,13 @@ TINY_SCALE = 1e-9
 class ResidualTailScore(SeriesDetector):
     """Residual from a seasonal baseline, in units of the residuals' recent extreme quantile.
 
-    The baseline ``b`` is the rolling or the same-time-of-day median, whichever is closer
-    to ``x`` (:class:`~detectors.robust_zscore.RobustSeasonalZScore`), so a daily swing
-    does not widen the scale. The scale ``s`` is the ``q`` quantile of the past residuals'
-    absolute deviations from their median ``m`` over ``R`` values: a score of 1 is as far
-    out as the usual extremes, so a spiky series must spike beyond its usual spikes while a
-    calm one alarms on a small shift. A second score does the same for the mean of the
-    last ``k`` residuals against the past ``k``-means, which catches a burst of many
-    ordinary spikes and a small sustained shift. A residual is learned clipped to
-    ``m +/- c s``, so an anomaly raises the tail only slowly and a recurring one is still
-    seen, while a pattern that keeps coming back becomes the new normal.
+    The baseline ``b`` is the rolling or same-time-of-day median, whichever is closer to
+    ``x``, so a daily swing does not widen the scale. The unit ``s`` is the ``q`` quantile
+    of the past residuals' absolute deviations from their median ``m``: a spiky series must
+    spike beyond its usual spikes, a calm one alarms on a small shift. The mean of the last
+    ``k`` residuals is judged the same way against past ``k``-means, which catches a burst
+    of ordinary spikes or a small sustained shift. Residuals are learned clipped to
+    ``m +/- c s``: a recurring anomaly is still seen, a pattern that persists becomes normal.
 
     Formula: ``score = max(|x - b| / s, |mean_k(r) - m_k| / s_k)`` with
     ``s = Q_q(|r - m|)`` over the last ``R`` residuals ``r``.
@@ -89,10 +86,9 @@ class ResidualTailScore(SeriesDetector):
             raise ValueError(f"direction must be up, down or both, got {direction!r}")
         if not 0.5 <= quantile < 1.0:
             raise ValueError(f"quantile must be in [0.5, 1), got {quantile!r}")
-        self.season, self.history = season, history
+        self.season, self.history, self.direction = season, history, direction
         self.tail_history, self.window = max(2, int(tail_history)), max(1, int(window))
-        self.quantile, self.clip = quantile, clip
-        self.relative_floor, self.direction = relative_floor, direction
+        self.quantile, self.clip, self.relative_floor = quantile, clip, relative_floor
         super().__init__(grace_period)
 
     def _reset(self) -> None:
@@ -132,24 +128,24 @@ class ResidualTailScore(SeriesDetector):
         spread = float(np.quantile(np.abs(values - centre), self.quantile))
         return centre, max(spread, floor, TINY_SCALE)
 
+    def _step(self, x: float, learn: bool) -> float:
+        gap = is_gap(x) or not math.isfinite(x)
+        score, learned = (NEUTRAL_SCORE, math.nan) if gap else self._evaluate(x)
+        if learn:
+            self._level.learn_one(x)
+            self._residuals.append(learned)
+        return score
+
     def score_one(self, x: float) -> float:
-        if is_gap(x) or not math.isfinite(x):
-            return NEUTRAL_SCORE
-        return self._evaluate(x)[0]
+        return self._step(x, learn=False)
 
     def learn_one(self, x: float) -> Self:
-        learned = math.nan if is_gap(x) or not math.isfinite(x) else self._evaluate(x)[1]
-        self._level.learn_one(x)
-        self._residuals.append(learned)
+        self._step(x, learn=True)
         return self
 
     def update(self, x: float) -> float:
         """Score ``x``, then learn it (one baseline look-up for both)."""
-        gap = is_gap(x) or not math.isfinite(x)
-        score, learned = (NEUTRAL_SCORE, math.nan) if gap else self._evaluate(x)
-        self._level.learn_one(x)
-        self._residuals.append(learned)
-        return score
+        return self._step(x, learn=True)
 
     def learn_many(self, values: Iterable[float]) -> Self:
         """Learn a block at once (warm start); residuals are taken from the block's median."""
