@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import typer
 
 from detectors.alert_actions import (
@@ -33,10 +32,11 @@ from detectors.alert_actions import (
 from detectors.runner import DEFAULT_DELAY, EVALUATE_INTERVAL_SECONDS, DetectorRunner
 from detectors.runner import run_periodically as _run_periodically
 from detectors.severity import SEVERITY_FILE_ENV, SeverityFileError, load_severity
-from seamwatch.access import answer
-from seamwatch.api import API_PREFIX, ApiError, running_endpoint
+from seamwatch.access import act, answer
+from seamwatch.api import ApiError, ApiRefused
+from seamwatch.durations import parse_duration
 from seamwatch.settings import Settings, SettingsError, load_settings
-from storage import Store, StoreError, StoreLocked, open_store
+from storage import Store, StoreError, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _guarded(action: Callable[[], Any]) -> Any:
     """Run ``action``, turning every expected failure into a one-line error and exit code."""
     try:
         return action()
-    except (AlertActionError, SeverityFileError) as exc:
+    except (AlertActionError, SeverityFileError, ApiRefused) as exc:
         raise _fail(str(exc)) from None
     except (StoreError, ApiError) as exc:
         raise _fail(str(exc), STORE_EXIT) from None
@@ -181,7 +181,7 @@ def ack_command(
     settings = _settings(data_dir, clickhouse_url)
     body = {"by": by, "note": note}
     result = _guarded(
-        lambda: _act(
+        lambda: act(
             settings,
             lambda store: acknowledge(store, alert_id, by, note),
             f"/alerts/{alert_id}/ack",
@@ -202,7 +202,7 @@ def silence_command(
     clickhouse_url: str | None = ClickHouseOption,
 ) -> None:
     """Silence matching alerts until the silence expires (they are still recorded)."""
-    length = parse_duration(duration)
+    length = _silence_length(duration)
     settings = _settings(data_dir, clickhouse_url)
     body = {
         "seconds": length.total_seconds(),
@@ -213,7 +213,7 @@ def silence_command(
         "by": by,
     }
     result = _guarded(
-        lambda: _act(
+        lambda: act(
             settings,
             lambda store: add_silence(store, length, flow, target, kind, reason, by),
             "/silences",
@@ -235,7 +235,7 @@ def unsilence_command(
         cancel_silence(store, silence_id)
         return {"silence_id": silence_id}
 
-    _guarded(lambda: _act(settings, local, f"/silences/{silence_id}/cancel", {}))
+    _guarded(lambda: act(settings, local, f"/silences/{silence_id}/cancel", {}))
     typer.echo(f"Silence {silence_id} ended.")
 
 
@@ -262,43 +262,11 @@ def silences_command(
         )
 
 
-def parse_duration(text: str) -> timedelta:
-    """A duration such as ``90s``, ``30m``, ``6h``, ``7d`` or ``2w``."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    cleaned = text.strip().lower()
-    number, unit = cleaned[:-1], cleaned[-1:]
-    if unit not in units or not number.replace(".", "", 1).isdigit() or float(number) <= 0:
-        raise _fail(f"--for {text!r} is not a duration; write a number and a unit, e.g. 30m, 2h.")
-    return timedelta(seconds=float(number) * units[unit])
-
-
-def _act(
-    settings: Settings, local: Callable[[Store], Any], api_path: str, body: dict[str, Any]
-) -> Any:
-    """``local(store)``, or the same change through the running process holding the store."""
+def _silence_length(text: str) -> timedelta:
     try:
-        store = open_store(settings)
-    except StoreLocked:
-        endpoint = running_endpoint(settings.data_dir)
-        if endpoint is None:
-            raise
-        return _post_json(endpoint, api_path, body)
-    try:
-        return local(store)
-    finally:
-        store.close()
-
-
-def _post_json(endpoint: str, path: str, body: dict[str, Any]) -> Any:
-    url = f"{endpoint}{API_PREFIX}{path}"
-    try:
-        response = httpx.post(url, json=body, timeout=_POST_TIMEOUT_SECONDS)
-        document = response.json()
-    except (httpx.HTTPError, json.JSONDecodeError) as exc:
-        raise ApiError(f"The running Seamwatch at {endpoint} did not answer: {exc}") from exc
-    if response.status_code != 200:
-        raise AlertActionError(document.get("error") or f"{url} answered {response.status_code}")
-    return document
+        return parse_duration(text)
+    except ValueError as exc:
+        raise _fail(f"--for {exc}") from None
 
 
 def alerts_app() -> typer.Typer:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,13 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from sample_data.simulator import DEFAULT_ENDPOINT, SimProgress, SimSummary, SimulationConfig, run
+from seamwatch.durations import parse_duration as parse_any_duration
 
 logger = logging.getLogger(__name__)
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
-_DURATION_FULL = re.compile(r"^(\s*\d+(?:\.\d+)?\s*[wdhms])+\s*$")
-_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
-_ENDLESS = ("forever", "inf", "none")
 _FASTEST = ("max", "inf", "0")
 
 
@@ -30,18 +26,7 @@ def parse_duration(text: str) -> timedelta | None:
 
     Raises ValueError with a message that shows the accepted forms.
     """
-    value = text.strip().lower()
-    if value in _ENDLESS:
-        return None
-    if not _DURATION_FULL.match(value):
-        raise ValueError(
-            f"{text!r} is not a duration; use a number with a unit, e.g. 30m, 6h, 1d, 7d "
-            "or 1h30m (units w, d, h, m, s), or 'forever'"
-        )
-    seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
-    if seconds <= 0:
-        raise ValueError(f"{text!r} is empty; a duration must be longer than zero")
-    return timedelta(seconds=seconds)
+    return parse_any_duration(text, allow_forever=True)
 
 
 def parse_speed(text: str) -> float:

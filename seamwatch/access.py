@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from seamwatch.api import get_json, running_endpoint
+from seamwatch.api import get_json, post_json, running_endpoint
 from seamwatch.settings import Settings
 from storage import Store, StoreLocked, open_store
 
@@ -27,13 +27,26 @@ def answer(
     The JSON of the API and the value of ``local`` must hold the same content, so that callers
     print both the same way (``local`` should return plain JSON-ready data).
     """
+    return _here_or_there(settings, local, lambda endpoint: get_json(endpoint, api_path, params))
+
+
+def act(
+    settings: Settings, local: Callable[[Store], T], api_path: str, body: dict[str, Any]
+) -> T | Any:
+    """``local(store)`` when the store can be opened; else the same change POSTed to the API."""
+    return _here_or_there(settings, local, lambda endpoint: post_json(endpoint, api_path, body))
+
+
+def _here_or_there(
+    settings: Settings, local: Callable[[Store], T], remote: Callable[[str], Any]
+) -> T | Any:
     try:
         store = open_store(settings)
     except StoreLocked:
         endpoint = running_endpoint(settings.data_dir)
         if endpoint is None:
             raise
-        return get_json(endpoint, api_path, params)
+        return remote(endpoint)
     try:
         return local(store)
     finally:

@@ -37,6 +37,10 @@ class ApiError(Exception):
     """A request to the running process failed; the message says why."""
 
 
+class ApiRefused(ApiError):
+    """The running process answered and refused the request (bad input, unknown id)."""
+
+
 def api_routes(store: Store) -> list[BaseRoute]:
     """Every route of the API, over ``store``."""
     import seamwatch.api_routes  # noqa: F401 - registers the features' factories
@@ -79,10 +83,19 @@ def running_endpoint(data_dir: Path) -> str | None:
 
 def get_json(endpoint: str, path: str, params: dict[str, Any] | None = None) -> Any:
     """GET ``API_PREFIX + path`` from a running process and return the decoded JSON."""
-    url = f"{endpoint}{API_PREFIX}{path}"
     query = {key: value for key, value in (params or {}).items() if value is not None}
+    return _call(endpoint, "GET", path, params=query)
+
+
+def post_json(endpoint: str, path: str, body: dict[str, Any]) -> Any:
+    """POST ``body`` as JSON to ``API_PREFIX + path`` of a running process; return its JSON."""
+    return _call(endpoint, "POST", path, json=body)
+
+
+def _call(endpoint: str, method: str, path: str, **request: Any) -> Any:
+    url = f"{endpoint}{API_PREFIX}{path}"
     try:
-        response = httpx.get(url, params=query, timeout=_CLIENT_TIMEOUT_SECONDS)
+        response = httpx.request(method, url, timeout=_CLIENT_TIMEOUT_SECONDS, **request)
     except httpx.HTTPError as exc:
         raise ApiError(f"The running Seamwatch at {endpoint} did not answer: {exc}") from exc
     try:
@@ -90,5 +103,6 @@ def get_json(endpoint: str, path: str, params: dict[str, Any] | None = None) -> 
     except json.JSONDecodeError as exc:
         raise ApiError(f"{url} answered {response.status_code} without JSON.") from exc
     if response.status_code != 200:
-        raise ApiError(document.get("error") or f"{url} answered {response.status_code}")
+        message = document.get("error") if isinstance(document, dict) else None
+        raise ApiRefused(message or f"{url} answered {response.status_code}")
     return document

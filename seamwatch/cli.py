@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from seamwatch.durations import parse_duration
 from seamwatch.settings import SettingsError, load_settings
 from storage import StoreError
 
@@ -82,16 +83,11 @@ def _settings(**flags: object):  # noqa: ANN202 - returns Settings; imported laz
         _fail(str(exc))
 
 
-def parse_duration(text: str) -> timedelta:
-    """A duration such as ``90s``, ``30m``, ``6h``, ``7d`` or ``2w``."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    text = text.strip().lower()
-    number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.replace(".", "", 1).isdigit():
-        raise typer.BadParameter(
-            f"{text!r} is not a duration; write a number and a unit, e.g. 30m, 6h, 7d."
-        )
-    return timedelta(seconds=float(number) * units[unit])
+def _duration_option(text: str, flag: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
 
 
 bench = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
@@ -135,7 +131,7 @@ def up(
     if demo:
         demo_options = DemoOptions(
             seed=seed,
-            backfill=parse_duration(backfill),
+            backfill=_duration_option(backfill, "--backfill"),
             labels_path=labels or settings.data_dir / "labels.jsonl",
         )
     _run(run_up, settings, demo_options, with_dashboard=not no_dashboard)

@@ -1,0 +1,31 @@
+"""Durations as people type them on the command line: ``90s``, ``30m``, ``7d``, ``1h30m``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
+_WHOLE = re.compile(r"^(\s*\d+(?:\.\d+)?\s*[wdhms])+\s*$")
+_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+ENDLESS = ("forever", "inf", "none")
+
+
+def parse_duration(text: str, *, allow_forever: bool = False) -> timedelta | None:
+    """The duration ``text`` names; ``forever`` gives None when ``allow_forever``.
+
+    Raises ValueError with a message that shows the accepted forms.
+    """
+    value = text.strip().lower()
+    if allow_forever and value in ENDLESS:
+        return None
+    if not _WHOLE.match(value):
+        forever = ", or 'forever'" if allow_forever else ""
+        raise ValueError(
+            f"{text!r} is not a duration; use a number with a unit, e.g. 30m, 6h, 1d, 7d "
+            f"or 1h30m (units w, d, h, m, s){forever}"
+        )
+    seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is empty; a duration must be longer than zero")
+    return timedelta(seconds=seconds)
