@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 BAD_INPUT_EXIT = 2
 STORE_EXIT = 1
-_POST_TIMEOUT_SECONDS = 30.0
 
 DataDirOption = typer.Option(None, "--data-dir", help="Embedded store directory.")
 ClickHouseOption = typer.Option(None, "--clickhouse-url", help="ClickHouse server URL.")
