@@ -21,7 +21,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -102,7 +102,6 @@ class BenchResult:
     health_raw_ms: float
     lineage_rows: int = 0
     rollup_rows: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def lookup_speedup(self) -> float:
