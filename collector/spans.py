@@ -24,7 +24,7 @@ import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from storage.schema import TRACE_COLUMNS
+from storage.schema import TRACE_COLUMNS, TRACES_ARROW_SCHEMA
 
 
 class InvalidSpans(ValueError):
@@ -36,35 +36,6 @@ _STATUS_CODES = ("Unset", "Ok", "Error")
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 _LATEST_TIME_NS = 2**63 - 1  # nanoseconds; DateTime64(9) and Arrow stop here
-
-_STRING_MAP = pa.map_(pa.string(), pa.string())
-TRACES_ARROW_SCHEMA = pa.schema(
-    [
-        ("Timestamp", pa.timestamp("ns")),
-        ("TraceId", pa.string()),
-        ("SpanId", pa.string()),
-        ("ParentSpanId", pa.string()),
-        ("TraceState", pa.string()),
-        ("SpanName", pa.string()),
-        ("SpanKind", pa.string()),
-        ("ServiceName", pa.string()),
-        ("ResourceAttributes", _STRING_MAP),
-        ("ScopeName", pa.string()),
-        ("ScopeVersion", pa.string()),
-        ("SpanAttributes", _STRING_MAP),
-        ("Duration", pa.uint64()),
-        ("StatusCode", pa.string()),
-        ("StatusMessage", pa.string()),
-        ("Events.Timestamp", pa.list_(pa.timestamp("ns"))),
-        ("Events.Name", pa.list_(pa.string())),
-        ("Events.Attributes", pa.list_(_STRING_MAP)),
-        ("Links.TraceId", pa.list_(pa.string())),
-        ("Links.SpanId", pa.list_(pa.string())),
-        ("Links.TraceState", pa.list_(pa.string())),
-        ("Links.Attributes", pa.list_(_STRING_MAP)),
-    ]
-)
-assert tuple(TRACES_ARROW_SCHEMA.names) == TRACE_COLUMNS
 
 
 @dataclass(frozen=True)

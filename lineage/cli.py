@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from lineage import report
+from seamwatch.durations import parse_duration
 
 BAD_INPUT_EXIT = 2
 STORE_EXIT = 1
@@ -30,14 +31,12 @@ def parse_time(text: str | None, option: str) -> datetime | None:
     """An ISO-8601 time (naive means UTC), or a duration before now such as ``6h``."""
     if text is None:
         return None
-    from seamwatch.cli import parse_duration
-
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         try:
             return datetime.now(UTC) - parse_duration(text)
-        except typer.BadParameter:
+        except ValueError:
             raise _fail(
                 f"{option} {text!r} is neither a time (2025-03-10T12:00:00Z) nor a duration "
                 "before now (30m, 6h, 7d)."

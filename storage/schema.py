@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from storage.base import Store
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,37 @@ TRACE_COLUMNS = (
     "Links.TraceState",
     "Links.Attributes",
 )
+
+_STRING_MAP = pa.map_(pa.string(), pa.string())
+
+# The Arrow form of those columns: what writers hand to ``Store.insert_arrow``.
+TRACES_ARROW_SCHEMA = pa.schema(
+    [
+        ("Timestamp", pa.timestamp("ns")),
+        ("TraceId", pa.string()),
+        ("SpanId", pa.string()),
+        ("ParentSpanId", pa.string()),
+        ("TraceState", pa.string()),
+        ("SpanName", pa.string()),
+        ("SpanKind", pa.string()),
+        ("ServiceName", pa.string()),
+        ("ResourceAttributes", _STRING_MAP),
+        ("ScopeName", pa.string()),
+        ("ScopeVersion", pa.string()),
+        ("SpanAttributes", _STRING_MAP),
+        ("Duration", pa.uint64()),
+        ("StatusCode", pa.string()),
+        ("StatusMessage", pa.string()),
+        ("Events.Timestamp", pa.list_(pa.timestamp("ns"))),
+        ("Events.Name", pa.list_(pa.string())),
+        ("Events.Attributes", pa.list_(_STRING_MAP)),
+        ("Links.TraceId", pa.list_(pa.string())),
+        ("Links.SpanId", pa.list_(pa.string())),
+        ("Links.TraceState", pa.list_(pa.string())),
+        ("Links.Attributes", pa.list_(_STRING_MAP)),
+    ]
+)
+assert tuple(TRACES_ARROW_SCHEMA.names) == TRACE_COLUMNS
 
 
 @dataclass(frozen=True)

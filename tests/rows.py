@@ -14,37 +14,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from storage import TRACE_COLUMNS
+from storage.schema import TRACE_COLUMNS, TRACES_ARROW_SCHEMA
 
-_ATTRIBUTES = pa.map_(pa.string(), pa.string())
-
-TRACE_SCHEMA = pa.schema(
-    [
-        ("Timestamp", pa.timestamp("ns")),
-        ("TraceId", pa.string()),
-        ("SpanId", pa.string()),
-        ("ParentSpanId", pa.string()),
-        ("TraceState", pa.string()),
-        ("SpanName", pa.string()),
-        ("SpanKind", pa.string()),
-        ("ServiceName", pa.string()),
-        ("ResourceAttributes", _ATTRIBUTES),
-        ("ScopeName", pa.string()),
-        ("ScopeVersion", pa.string()),
-        ("SpanAttributes", _ATTRIBUTES),
-        ("Duration", pa.uint64()),
-        ("StatusCode", pa.string()),
-        ("StatusMessage", pa.string()),
-        ("Events.Timestamp", pa.list_(pa.timestamp("ns"))),
-        ("Events.Name", pa.list_(pa.string())),
-        ("Events.Attributes", pa.list_(_ATTRIBUTES)),
-        ("Links.TraceId", pa.list_(pa.string())),
-        ("Links.SpanId", pa.list_(pa.string())),
-        ("Links.TraceState", pa.list_(pa.string())),
-        ("Links.Attributes", pa.list_(_ATTRIBUTES)),
-    ]
-)
-assert tuple(TRACE_SCHEMA.names) == TRACE_COLUMNS, "TRACE_SCHEMA is out of step with storage"
+TRACE_SCHEMA = TRACES_ARROW_SCHEMA
 
 # Ids are unique across every call in a test run, so rows from two calls never look like
 # duplicates of each other unless a test copies them on purpose.
