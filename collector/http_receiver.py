@@ -16,6 +16,7 @@ import asyncio
 import json
 import zlib
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future
 
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
@@ -88,8 +89,7 @@ def create_app(
             body = await _read_body(request, max_request_bytes, pipeline)
             batch = await run_in_threadpool(pipeline.decode, body, json=encoding == JSON)
             stored = pipeline.submit(batch)
-            # wait() does not raise; outcome() turns a failed write into the client's answer.
-            await asyncio.wait([asyncio.wrap_future(stored)])
+            await _settled(stored)
             pipeline.outcome(stored, batch, "http")
         except IngestError as error:
             return _error_response(error, encoding)
@@ -109,6 +109,13 @@ def create_app(
             *extra_routes,
         ]
     )
+
+
+async def _settled(stored: Future) -> None:
+    """Wait until the write finished, well or not; ``IngestPipeline.outcome`` reads which."""
+    waiting = asyncio.wrap_future(stored)
+    await asyncio.wait([waiting])
+    waiting.exception()  # marks a failure as seen, so asyncio does not log it as lost
 
 
 def _response_encoding(request: Request) -> str:
