@@ -66,3 +66,15 @@ def robust_level_scale(values: np.ndarray, relative_floor: float) -> tuple[float
         1e-9,
     )
     return level, scale
+
+
+def clip_widened(x: float, low: float, high: float, values: np.ndarray, k: int) -> float:
+    """Clip ``x`` to ``[low, high]`` widened to the ``k``-th smallest and largest of ``values``.
+
+    ``values`` may hold NaN (gaps); with fewer than ``k`` of them the bounds stay as given.
+    """
+    values = values[~np.isnan(values)]
+    if values.size >= k >= 1:
+        ordered = np.partition(values, (k - 1, values.size - k))
+        low, high = min(low, float(ordered[k - 1])), max(high, float(ordered[values.size - k]))
+    return min(max(x, low), high)

@@ -9,7 +9,7 @@ from typing import Self
 import numpy as np
 
 from detectors.base import NEUTRAL_SCORE, SeriesDetector, is_gap
-from detectors.history import SeasonalHistory
+from detectors.history import SeasonalHistory, clip_widened
 from detectors.robust_zscore import RobustSeasonalZScore
 
 TINY_SCALE = 1e-9
@@ -24,10 +24,13 @@ class ResidualTailScore(SeriesDetector):
     spike beyond its usual spikes, a calm one alarms on a small shift. The mean of the last
     ``k`` residuals is judged the same way against past ``k``-means, which catches a burst
     of ordinary spikes or a small sustained shift. Residuals are learned clipped to
-    ``m +/- c s``: a recurring anomaly is still seen, a pattern that persists becomes normal.
+    ``m +/- c s``, widened to the ``k``-th largest (smallest) unclipped residual of the tail
+    history: a rare anomaly is still seen after it has passed, one that has recurred ``k``
+    times (a series that spikes every few hours) is learned in full and becomes normal.
 
     Formula: ``score = max(|x - b| / s, |mean_k(r) - m_k| / s_k)`` with
-    ``s = Q_q(|r - m|)`` over the last ``R`` residuals ``r``.
+    ``s = Q_q(|r - m|)`` over the last ``R`` residuals ``r``; learned
+    ``clip(r, min(m - c s, r_(k)), max(m + c s, r_(R-k+1)))``.
 
     Parameters
     ----------
@@ -43,6 +46,8 @@ class ResidualTailScore(SeriesDetector):
         Tail quantile that sets the unit (``q``).
     clip
         Learned residuals are clipped to ``c`` scales around their median (``c``).
+    recurrence
+        Unclipped residuals beyond the clip needed before that size is learned (``k``).
     relative_floor
         Smallest scale as a fraction of the baseline (``f``), for flat series.
     direction
@@ -78,6 +83,7 @@ class ResidualTailScore(SeriesDetector):
         window: int = 1,
         quantile: float = 0.995,
         clip: float = 1.5,
+        recurrence: int = 5,
         relative_floor: float = 0.05,
         direction: str = "both",
         grace_period: int = 12,
@@ -89,6 +95,7 @@ class ResidualTailScore(SeriesDetector):
         self.season, self.history, self.direction = season, history, direction
         self.tail_history, self.window = max(2, int(tail_history)), max(1, int(window))
         self.quantile, self.clip, self.relative_floor = quantile, clip, relative_floor
+        self.recurrence = max(1, int(recurrence))
         super().__init__(grace_period)
 
     def _reset(self) -> None:
@@ -96,17 +103,18 @@ class ResidualTailScore(SeriesDetector):
             self.season, self.history, self.direction, self.relative_floor, self.grace_period
         )
         self._residuals = SeasonalHistory(self.tail_history)
+        self._raw = SeasonalHistory(self.tail_history)
 
-    def _evaluate(self, x: float) -> tuple[float, float]:
-        """Score of ``x`` and the residual to learn (NaN when there is none)."""
+    def _evaluate(self, x: float) -> tuple[float, float, float]:
+        """Score of ``x``, its residual and the residual to learn (NaN when there is none)."""
         baseline = self._level.baseline(x)
         if baseline is None:
-            return NEUTRAL_SCORE, math.nan
+            return NEUTRAL_SCORE, math.nan, math.nan
         residual = x - baseline
         past = self._residuals.latest(self.tail_history)
         past = past[~np.isnan(past)]
         if past.size < self.grace_period:
-            return NEUTRAL_SCORE, residual
+            return NEUTRAL_SCORE, residual, residual
         floor = abs(baseline) * self.relative_floor
         centre, scale = self._tail(past, floor)
         scores = [residual / scale]
@@ -116,12 +124,15 @@ class ResidualTailScore(SeriesDetector):
             latest = (past[1 - self.window :].sum() + residual) / self.window
             mean_centre, mean_scale = self._tail(means, floor / math.sqrt(self.window))
             scores.append((latest - mean_centre) / mean_scale)
-        learned = min(max(residual, centre - self.clip * scale), centre + self.clip * scale)
-        if self.direction == "up":
-            return max(max(scores), 0.0), learned
-        if self.direction == "down":
-            return max(-min(scores), 0.0), learned
-        return max(abs(s) for s in scores), learned
+        low, high = centre - self.clip * scale, centre + self.clip * scale
+        learned = residual
+        if not low <= residual <= high:
+            learned = clip_widened(
+                residual, low, high, self._raw.latest(self.tail_history), self.recurrence
+            )
+        signed = {"up": max(scores), "down": -min(scores)}.get(self.direction)
+        score = max(abs(s) for s in scores) if signed is None else max(signed, 0.0)
+        return score, residual, learned
 
     def _tail(self, values: np.ndarray, floor: float) -> tuple[float, float]:
         centre = float(np.median(values))
@@ -130,10 +141,11 @@ class ResidualTailScore(SeriesDetector):
 
     def _step(self, x: float, learn: bool) -> float:
         gap = is_gap(x) or not math.isfinite(x)
-        score, learned = (NEUTRAL_SCORE, math.nan) if gap else self._evaluate(x)
+        score, residual, learned = (NEUTRAL_SCORE, math.nan, math.nan) if gap else self._evaluate(x)
         if learn:
             self._level.learn_one(x)
             self._residuals.append(learned)
+            self._raw.append(residual)
         return score
 
     def score_one(self, x: float) -> float:
@@ -154,4 +166,5 @@ class ResidualTailScore(SeriesDetector):
         self._level.learn_many(values)
         if np.isfinite(values).any():
             self._residuals.extend(values - np.nanmedian(values))
+            self._raw.extend(values - np.nanmedian(values))
         return self

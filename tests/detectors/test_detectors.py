@@ -6,6 +6,7 @@ import pytest
 from detectors.alarm import HysteresisAlarm
 from detectors.base import NEUTRAL_SCORE
 from detectors.error_rate import ErrorRateDriftDetector
+from detectors.history import clip_widened
 from detectors.product import build_alarm, build_detector
 from detectors.residual_tail import ResidualTailScore
 from detectors.robust_zscore import RobustSeasonalZScore
@@ -119,6 +120,23 @@ def test_ordinary_spikes_are_quiet_once_learned_and_a_larger_one_alerts():
     stream[rng.choice(np.arange(50, 600), 30, replace=False)] += 25
     stream[450] += 80
     assert [i for i in detection_indices(tail_alarm(), stream) if i >= 300] == [450]
+
+
+def test_a_spike_that_keeps_recurring_is_learned_after_recurrence_times():
+    rng = np.random.default_rng(5)
+    stream = 100 + rng.normal(0, 2, 600)
+    stream[np.arange(100, 600, 40)] += 60
+    learned = HysteresisAlarm(ResidualTailScore(24, 48, 300, 6, recurrence=5), 1.4, 0.9, 4)
+    never = HysteresisAlarm(ResidualTailScore(24, 48, 300, 6, recurrence=10**6), 1.4, 0.9, 4)
+    assert detection_indices(learned, stream) == list(range(100, 381, 40))
+    assert detection_indices(never, stream) == list(range(100, 541, 40))
+
+
+def test_clip_widened_to_order_statistics_and_unchanged_with_few_values():
+    values = np.array([0.0, 1.0, np.nan, 9.0, 10.0, -8.0])
+    assert clip_widened(50.0, -1.0, 1.0, values, 2) == 9.0
+    assert clip_widened(-50.0, -1.0, 1.0, values, 1) == -8.0
+    assert clip_widened(50.0, -1.0, 1.0, values[:1], 2) == 1.0
 
 
 def test_tail_score_zero_variance_gaps_and_warm_up():
