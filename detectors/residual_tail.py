@@ -24,13 +24,13 @@ class ResidualTailScore(SeriesDetector):
     spike beyond its usual spikes, a calm one alarms on a small shift. The mean of the last
     ``k`` residuals is judged the same way against past ``k``-means, which catches a burst
     of ordinary spikes or a small sustained shift. Residuals are learned clipped to
-    ``m +/- c s``, widened to the ``k``-th largest (smallest) unclipped residual of the tail
-    history: a rare anomaly is still seen after it has passed, one that has recurred ``k``
+    ``m +/- c s``, widened to the ``j``-th largest (smallest) unclipped residual of the tail
+    history: a rare anomaly is still seen after it has passed, one that has recurred ``j``
     times (a series that spikes every few hours) is learned in full and becomes normal.
 
     Formula: ``score = max(|x - b| / s, |mean_k(r) - m_k| / s_k)`` with
     ``s = Q_q(|r - m|)`` over the last ``R`` residuals ``r``; learned
-    ``clip(r, min(m - c s, r_(k)), max(m + c s, r_(R-k+1)))``.
+    ``clip(r, min(m - c s, r_(j)), max(m + c s, r_(R-j+1)))``.
 
     Parameters
     ----------
@@ -47,7 +47,7 @@ class ResidualTailScore(SeriesDetector):
     clip
         Learned residuals are clipped to ``c`` scales around their median (``c``).
     recurrence
-        Unclipped residuals beyond the clip needed before that size is learned (``k``).
+        Unclipped residuals beyond the clip needed before that size is learned (``j``).
     relative_floor
         Smallest scale as a fraction of the baseline (``f``), for flat series.
     direction
