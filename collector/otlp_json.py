@@ -40,7 +40,13 @@ def decode_json_request(body: bytes) -> ExportTraceServiceRequest:
     Bytes that are not valid UTF-8 are replaced with U+FFFD, as the JSON encoding allows no
     other repair and the rest of the span is still worth keeping.
     """
-    text = body.decode("utf-8", errors="replace")
+    try:
+        return _decode(body.decode("utf-8", errors="replace"))
+    except RecursionError:
+        raise InvalidRequest("Body is nested too deeply to be an OTLP trace request.") from None
+
+
+def _decode(text: str) -> ExportTraceServiceRequest:
     try:
         document = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:

@@ -179,3 +179,28 @@ def test_invalid_utf8_in_protobuf_is_400(client):
         "/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"}
     )
     assert response.status_code == 400
+
+
+def test_deeply_nested_json_is_400_not_500(client):
+    for body in (
+        b"[" * 100_000,
+        b'{"resourceSpans":[{"resource":{"attributes":[{"key":"k","value":'
+        + b'{"arrayValue":{"values":[' * 3000,
+    ):
+        response = client.post(
+            "/v1/traces", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 400
+        assert response.json()["code"] == 3
+
+
+def test_deep_but_complete_attribute_value_is_400_or_stored(client):
+    depth = 3000
+    value = '{"arrayValue":{"values":[' * depth + '{"intValue":"1"}' + "]}}" * depth
+    body = (
+        '{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c",'
+        f'"spanId":"eee19b7ec3c1b174","name":"deep","attributes":[{{"key":"k","value":{value}}}]'
+        "}]}]}]}"
+    ).encode()
+    response = client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code in (200, 400)
