@@ -270,7 +270,9 @@ def _silence_length(text: str) -> timedelta:
 
 def alerts_app() -> typer.Typer:
     """The ``alerts`` command group: list (no sub-command), ack, silence, unsilence, silences."""
-    group = typer.Typer(help="List, acknowledge and silence alerts.", no_args_is_help=False)
+    group = typer.Typer(
+        help="List, acknowledge and silence alerts.", no_args_is_help=False, rich_markup_mode=None
+    )
     group.callback(invoke_without_command=True)(alerts_command)
     group.command("ack")(ack_command)
     group.command("silence")(silence_command)

@@ -25,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts show [env ...] hints literally
 )
 
 _DEFAULT_DEMO_SEED = 7
@@ -90,7 +91,9 @@ def _duration_option(text: str, flag: str) -> timedelta:
         raise typer.BadParameter(str(exc), param_hint=flag) from None
 
 
-bench = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
+bench = typer.Typer(
+    help="Benchmarks that print their figures.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(bench, name="bench")
 
 

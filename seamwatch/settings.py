@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must look like http://user:password@host:8123/database")
+        database = parts.path.strip("/")
+        if database and not _IDENTIFIER.match(database):
+            raise ValueError(
+                f"names database {database!r}; a database name is letters, digits and _"
+            )
         return value
 
     @staticmethod
@@ -132,12 +137,7 @@ class Settings(BaseSettings):
 
     def server_database(self) -> str:
         """The database named in the server URL's path, or the ``database`` setting."""
-        path = urlsplit(self.clickhouse_url or "").path.strip("/")
-        if path and not _IDENTIFIER.match(path):
-            raise SettingsError(
-                f"SEAMWATCH_CLICKHOUSE_URL names database {path!r}; use letters, digits and _."
-            )
-        return path or self.database
+        return urlsplit(self.clickhouse_url or "").path.strip("/") or self.database
 
     def __repr__(self) -> str:
         shown = self.model_dump()

@@ -97,3 +97,17 @@ def _read_until(process: subprocess.Popen, marker: str, timeout_seconds: float =
             break
         seen += line
     return seen
+
+
+def test_bad_database_in_the_server_url_is_a_settings_error():
+    result = runner.invoke(app, ["collector", "--clickhouse-url", "http://127.0.0.1:1/bad-db"])
+    assert result.exit_code == 2
+    assert "bad-db" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_help_shows_the_environment_variable_of_each_option():
+    result = runner.invoke(app, ["up", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for variable in ("SEAMWATCH_DATA_DIR", "SEAMWATCH_OTLP_HTTP_PORT", "SEAMWATCH_DASHBOARD_PORT"):
+        assert variable in result.output
