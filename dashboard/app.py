@@ -6,7 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-PAGES_DIR = Path(__file__).parent / "pages"
+# Not "pages/": Streamlit would list that folder on its own before the navigation runs.
+PAGES_DIR = Path(__file__).parent / "views"
 
 
 def main() -> None:

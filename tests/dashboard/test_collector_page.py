@@ -13,7 +13,7 @@ from dashboard.collector_health import parse_metrics
 from seamwatch.runtime import share_settings
 from seamwatch.settings import Settings
 
-PAGE_PATH = APP_PATH.parent / "pages" / "06_collector.py"
+PAGE_PATH = APP_PATH.parent / "views" / "06_collector.py"
 
 
 def test_parse_metrics_reads_every_figure():

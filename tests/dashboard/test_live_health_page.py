@@ -12,7 +12,7 @@ from dashboard import APP_PATH
 from seamwatch.runtime import share_store
 from tests.rows import make_span_rows
 
-PAGE_PATH = APP_PATH.parent / "pages" / "01_live_health.py"
+PAGE_PATH = APP_PATH.parent / "views" / "01_live_health.py"
 RUN_TIMEOUT_SECONDS = 30
 
 

@@ -13,7 +13,7 @@ from seamwatch.runtime import share_store
 from tests.lineage.spans import posted, published
 from tests.rows import make_span_rows
 
-PAGES = APP_PATH.parent / "pages"
+PAGES = APP_PATH.parent / "views"
 RUN_TIMEOUT_SECONDS = 30
 
 

@@ -75,7 +75,7 @@ def show_alerts(alerts: list[dict], empty_text: str) -> None:
         frame[list(_ALERT_COLUMNS)],
         column_config=_ALERT_COLUMNS,
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
 
 
@@ -84,7 +84,7 @@ def show_silences(silences: list[dict]) -> None:
     if not silences:
         st.caption("No silences in force. Add one with: seamwatch alerts silence --for 2h ...")
         return
-    st.dataframe(pd.DataFrame(silences), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(silences), hide_index=True, width="stretch")
 
 
 def _change(alert: dict) -> str:
