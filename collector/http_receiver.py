@@ -7,7 +7,8 @@ body over the limit after decompression; 415 for an unsupported media type or co
 encoding; 405 for another method; 429 or 503 with Retry-After when the store cannot take the
 spans now. Every error body is a ``google.rpc.Status`` in the request's encoding.
 
-Also served: ``GET /health`` and ``GET /metrics`` (Prometheus text format).
+Also served: ``GET /health``, ``GET /metrics`` (Prometheus text format) and the JSON API under
+``/api/``, which asks for the same bearer token as the receiver when one is configured.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from collector.pipeline import IngestError, IngestPipeline, Refusal
 from collector.spans import SpanBatch
@@ -35,6 +38,7 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _MEDIA_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JSON}
 DEFAULT_MAX_CONCURRENT_REQUESTS = 16
+_API_PATH_PREFIX = "/api/"
 _BUSY_RETRY_AFTER_SECONDS = 1
 
 _HTTP_STATUS = {
@@ -102,13 +106,36 @@ def create_app(
         return Response(pipeline.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(
+        middleware=[Middleware(_ApiTokenGuard, pipeline=pipeline)],
         routes=[
             Route("/v1/traces", traces, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             *extra_routes,
-        ]
+        ],
     )
+
+
+class _ApiTokenGuard:
+    """Asks the JSON API's callers for the same bearer token as OTLP clients, when one is set."""
+
+    def __init__(self, app: ASGIApp, pipeline: IngestPipeline) -> None:
+        self._app = app
+        self._pipeline = pipeline
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(_API_PATH_PREFIX):
+            headers = dict(scope["headers"])
+            authorization = headers.get(b"authorization", b"").decode("latin-1")
+            try:
+                self._pipeline.authenticate(authorization)
+            except IngestError as error:
+                response = JSONResponse(
+                    {"error": error.message}, 401, headers={"WWW-Authenticate": "Bearer"}
+                )
+                await response(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
 
 
 async def _settled(stored: Future) -> None:

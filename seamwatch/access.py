@@ -27,14 +27,20 @@ def answer(
     The JSON of the API and the value of ``local`` must hold the same content, so that callers
     print both the same way (``local`` should return plain JSON-ready data).
     """
-    return _here_or_there(settings, local, lambda endpoint: get_json(endpoint, api_path, params))
+    token = _token(settings)
+    return _here_or_there(
+        settings, local, lambda endpoint: get_json(endpoint, api_path, params, token)
+    )
 
 
 def act(
     settings: Settings, local: Callable[[Store], T], api_path: str, body: dict[str, Any]
 ) -> T | Any:
     """``local(store)`` when the store can be opened; else the same change POSTed to the API."""
-    return _here_or_there(settings, local, lambda endpoint: post_json(endpoint, api_path, body))
+    token = _token(settings)
+    return _here_or_there(
+        settings, local, lambda endpoint: post_json(endpoint, api_path, body, token)
+    )
 
 
 def _here_or_there(
@@ -51,3 +57,7 @@ def _here_or_there(
         return local(store)
     finally:
         store.close()
+
+
+def _token(settings: Settings) -> str | None:
+    return settings.auth_token.get_secret_value() if settings.auth_token else None

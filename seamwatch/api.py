@@ -81,21 +81,26 @@ def running_endpoint(data_dir: Path) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def get_json(endpoint: str, path: str, params: dict[str, Any] | None = None) -> Any:
+def get_json(
+    endpoint: str, path: str, params: dict[str, Any] | None = None, token: str | None = None
+) -> Any:
     """GET ``API_PREFIX + path`` from a running process and return the decoded JSON."""
     query = {key: value for key, value in (params or {}).items() if value is not None}
-    return _call(endpoint, "GET", path, params=query)
+    return _call(endpoint, "GET", path, token, params=query)
 
 
-def post_json(endpoint: str, path: str, body: dict[str, Any]) -> Any:
+def post_json(endpoint: str, path: str, body: dict[str, Any], token: str | None = None) -> Any:
     """POST ``body`` as JSON to ``API_PREFIX + path`` of a running process; return its JSON."""
-    return _call(endpoint, "POST", path, json=body)
+    return _call(endpoint, "POST", path, token, json=body)
 
 
-def _call(endpoint: str, method: str, path: str, **request: Any) -> Any:
+def _call(endpoint: str, method: str, path: str, token: str | None, **request: Any) -> Any:
     url = f"{endpoint}{API_PREFIX}{path}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.request(method, url, timeout=_CLIENT_TIMEOUT_SECONDS, **request)
+        response = httpx.request(
+            method, url, headers=headers, timeout=_CLIENT_TIMEOUT_SECONDS, **request
+        )
     except httpx.HTTPError as exc:
         raise ApiError(f"The running Seamwatch at {endpoint} did not answer: {exc}") from exc
     try:

@@ -76,3 +76,23 @@ def test_metrics_count_accepted_rejected_and_refused(running_collector, store):
     assert 'seamwatch_collector_refused_requests_total{reason="malformed"} 1.0' in text
     assert "seamwatch_collector_queued_spans 0.0" in text
     assert "seamwatch_collector_insert_seconds_count 2.0" in text
+
+
+def test_json_api_asks_for_the_token_too(store, collector_settings):
+    from seamwatch.api import api_routes
+
+    collector_settings.auth_token = SecretStr(TOKEN)
+    service = Collector(store, collector_settings, extra_routes=api_routes(store))
+    service.start()
+    try:
+        url = f"{service.endpoint}/api/v1/alerts"
+        refused = httpx.get(url)
+        refused_post = httpx.post(f"{service.endpoint}/api/v1/silences", json={"flow": "*"})
+        allowed = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        health = httpx.get(f"{service.endpoint}/health")
+    finally:
+        service.stop()
+    assert (refused.status_code, refused_post.status_code) == (401, 401)
+    assert "bearer token" in refused.json()["error"]
+    assert allowed.status_code == 200
+    assert health.status_code == 200
