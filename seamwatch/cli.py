@@ -186,10 +186,11 @@ def dashboard(
 
 def _run(role, *args: object, **kwargs: object) -> None:  # noqa: ANN001 - any role function
     from collector.service import ReceiverStartError
+    from seamwatch.stack import PortInUse
 
     try:
         role(*args, **kwargs)
-    except (StoreError, ReceiverStartError) as exc:
+    except (StoreError, ReceiverStartError, PortInUse) as exc:
         _fail(str(exc), code=1)
     except KeyboardInterrupt:
         pass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -45,6 +46,25 @@ class DemoOptions:
     labels_path: Path
 
 
+class PortInUse(RuntimeError):
+    """A port this process needs is taken; the message names the setting that moves it."""
+
+
+def ensure_dashboard_port_free(settings: Settings) -> None:
+    """Fail early, before anything starts, when the dashboard's port is taken."""
+    family = socket.AF_INET6 if ":" in settings.dashboard_host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.dashboard_host, settings.dashboard_port))
+        except OSError as exc:
+            raise PortInUse(
+                f"The dashboard cannot listen on {settings.dashboard_host}:"
+                f"{settings.dashboard_port} ({exc.strerror}); is another process using the "
+                "port? Choose another with --dashboard-port or SEAMWATCH_DASHBOARD_PORT."
+            ) from exc
+
+
 def dashboard_url(settings: Settings) -> str:
     """The address a person opens to see the dashboard."""
     host = settings.dashboard_host
@@ -54,6 +74,8 @@ def dashboard_url(settings: Settings) -> str:
 
 def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool = True) -> None:
     """Run receiver, dashboard and optionally the simulator until SIGINT or SIGTERM."""
+    if with_dashboard:
+        ensure_dashboard_port_free(settings)
     store = open_store(settings)
     runtime.share_store(store)
     runtime.share_settings(settings)
@@ -107,6 +129,7 @@ def run_collector(settings: Settings) -> None:
 
 def run_dashboard_alone(settings: Settings) -> None:
     """Run the dashboard alone over its own store until SIGINT or SIGTERM."""
+    ensure_dashboard_port_free(settings)
     store = open_store(settings)
     runtime.share_store(store)
     runtime.share_settings(settings)

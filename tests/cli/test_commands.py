@@ -111,3 +111,20 @@ def test_help_shows_the_environment_variable_of_each_option():
     assert result.exit_code == 0
     for variable in ("SEAMWATCH_DATA_DIR", "SEAMWATCH_OTLP_HTTP_PORT", "SEAMWATCH_DASHBOARD_PORT"):
         assert variable in result.output
+
+
+def test_taken_dashboard_port_is_reported_before_anything_starts(tmp_path: Path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(
+            app,
+            ["up", "--data-dir", str(tmp_path / "d"), "--dashboard-port", str(port)],
+        )
+    assert result.exit_code == 1
+    assert "SEAMWATCH_DASHBOARD_PORT" in result.output
+    assert "Seamwatch is running" not in result.output
+    assert not (tmp_path / "d").exists()
