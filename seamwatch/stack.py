@@ -26,7 +26,7 @@ from detectors.runner import RunnerThread
 from seamwatch import runtime
 from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
 from seamwatch.settings import Settings
-from storage import open_store
+from storage import Store, open_store
 
 if TYPE_CHECKING:
     from sample_data.simulator import SimProgress
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 _SIMULATOR_STOP_TIMEOUT_SECONDS = 60.0
 _LIVE_LAG = timedelta(minutes=2)
+_DEMO_RUNS_FILE_NAME = "demo-runs"
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
         if not settings.uses_server:
             publish_endpoint(settings.data_dir, collector.endpoint)
         if demo is not None:
-            simulator = _SimulatorThread(collector.endpoint, demo)
+            simulator = _SimulatorThread(collector.endpoint, demo, plan_demo_resume(store, settings))
             simulator.start()
         _print_banner(settings, collector, demo, with_dashboard)
         if with_dashboard:
@@ -203,13 +204,49 @@ def _describe_timedelta(span: timedelta) -> str:
     return f"{hours / 24:g} days" if hours >= 24 else f"{hours:g} hours"
 
 
+@dataclass(frozen=True)
+class DemoResume:
+    """Where an earlier demo left the store, so a restart continues instead of replaying."""
+
+    history_end: datetime | None
+    key_space: int
+
+
+def plan_demo_resume(store: Store, settings: Settings) -> DemoResume:
+    """Continue after the simulated history already stored, with business keys of its own.
+
+    A restart that replayed the week would store every transaction twice over; and a new run
+    numbering its keys from the start again would look like duplicate postings.
+    """
+    from sample_data.simulator import latest_simulated_time
+
+    history_end = latest_simulated_time(store)
+    runs_file = Path(settings.data_dir) / _DEMO_RUNS_FILE_NAME
+    earlier_runs = int(runs_file.read_text()) if runs_file.exists() else 0
+    if history_end is None:
+        return DemoResume(None, 0)
+    key_space = earlier_runs + 1
+    runs_file.parent.mkdir(parents=True, exist_ok=True)
+    runs_file.write_text(str(key_space))
+    logger.info(
+        "The store already holds simulated history up to %s; the demo continues from there "
+        "(business keys of this run are numbered R%d)",
+        history_end.strftime("%Y-%m-%d %H:%M UTC"),
+        key_space,
+    )
+    return DemoResume(history_end, key_space)
+
+
 class _SimulatorThread:
     """The simulator feeding the receiver: a backfill of history, then real time."""
 
-    def __init__(self, endpoint: str, demo: DemoOptions) -> None:
+    def __init__(self, endpoint: str, demo: DemoOptions, resume: DemoResume) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(endpoint, demo), name="seamwatch-simulator", daemon=True
+            target=self._run,
+            args=(endpoint, demo, resume),
+            name="seamwatch-simulator",
+            daemon=True,
         )
 
     def start(self) -> None:
@@ -221,7 +258,7 @@ class _SimulatorThread:
         if self._thread.is_alive():
             logger.warning("Simulator did not stop within %.0fs", _SIMULATOR_STOP_TIMEOUT_SECONDS)
 
-    def _run(self, endpoint: str, demo: DemoOptions) -> None:
+    def _run(self, endpoint: str, demo: DemoOptions, resume: DemoResume) -> None:
         from sample_data import simulator
 
         try:
@@ -232,6 +269,8 @@ class _SimulatorThread:
                 self._stop,
                 demo.labels_path,
                 progress=_ProgressLog(),
+                resume_from=resume.history_end,
+                key_space=resume.key_space,
             )
         except Exception:  # noqa: BLE001 - a thread boundary: log it, keep the stack running
             logger.exception("The simulator stopped with an error; the stack keeps running")

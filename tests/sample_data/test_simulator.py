@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -229,3 +230,30 @@ def test_demo_backfills_then_follows_the_wall_clock_and_flushes_on_stop():
         assert summary.spans_emitted > 100
         assert receiver.span_count == summary.spans_exported == summary.spans_emitted
     assert abs(summary.sim_end.timestamp() - time.time()) < 5
+
+
+def test_demo_resumes_after_stored_history_with_keys_of_its_own():
+    stop = threading.Event()
+    resume_from = datetime.now(UTC) - timedelta(minutes=30)
+    timer = threading.Timer(2.0, stop.set)
+    with RecordingReceiver(keep_requests=False) as receiver:
+        timer.start()
+        summary = run_demo(
+            receiver.endpoint,
+            5,
+            timedelta(days=7),
+            stop,
+            None,
+            resume_from=resume_from,
+            key_space=3,
+        )
+        timer.cancel()
+    assert abs((summary.sim_start - resume_from).total_seconds()) < 1
+    assert summary.spans_emitted > 0
+
+
+def test_key_spaces_keep_runs_apart():
+    from sample_data.world import World
+
+    assert World(random.Random(1)).next_key("SO", 100001) == "SO-100001"
+    assert World(random.Random(1), key_space=2).next_key("SO", 100001) == "SO-R2-100001"
