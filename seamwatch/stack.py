@@ -89,7 +89,8 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
         if not settings.uses_server:
             publish_endpoint(settings.data_dir, collector.endpoint)
         if demo is not None:
-            simulator = _SimulatorThread(collector.endpoint, demo, plan_demo_resume(store, settings))
+            resume = plan_demo_resume(store, settings)
+            simulator = _SimulatorThread(collector.endpoint, demo, resume)
             simulator.start()
         _print_banner(settings, collector, demo, with_dashboard)
         if with_dashboard:
