@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from sample_data.incidents import check_labels_path
 from sample_data.simulator import DEFAULT_ENDPOINT, SimProgress, SimSummary, SimulationConfig, run
 from seamwatch.durations import parse_duration as parse_any_duration
 
@@ -114,6 +116,11 @@ def _config(
         first = parse_start(start) if start else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--start'") from exc
+    if labels is not None:
+        try:
+            check_labels_path(labels)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--labels'") from None
     try:
         return SimulationConfig(
             endpoint=endpoint,
@@ -124,8 +131,9 @@ def _config(
             labels_path=labels,
             incidents=not no_incidents,
         )
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise typer.BadParameter(str(exc), param_hint="'--endpoint'") from exc
+    except ValidationError as exc:
+        problems = "; ".join(error["msg"] for error in exc.errors())
+        raise typer.BadParameter(f"{endpoint!r}: {problems}", param_hint="'--endpoint'") from None
 
 
 def _run_with_progress(config: SimulationConfig, console: Console) -> SimSummary:

@@ -219,6 +219,19 @@ def from_plan(planned: PlannedIncident) -> Incident:
     return Incident(planned.kind, planned.flow, to_ns(planned.start), to_ns(planned.end), intensity)
 
 
+def check_labels_path(path: Path) -> None:
+    """Make sure labels can be appended to ``path``; raise ValueError saying why not."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"Cannot write incident labels to {str(path)!r}: {exc.strerror}. "
+            "Choose a writable file with --labels."
+        ) from None
+
+
 class LabelWriter:
     """Appends incident labels, one JSON object a line, flushing each so readers see it."""
 
@@ -226,7 +239,7 @@ class LabelWriter:
         self._path = path
         self._lock = threading.Lock()
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            check_labels_path(path)
 
     def write(self, record: dict[str, object]) -> None:
         """Append one label line (a no-op without a labels file)."""

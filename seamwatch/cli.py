@@ -84,6 +84,15 @@ def _settings(**flags: object):  # noqa: ANN202 - returns Settings; imported laz
         _fail(str(exc))
 
 
+def _check_labels(path: Path) -> None:
+    from sample_data.incidents import check_labels_path
+
+    try:
+        check_labels_path(path)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
 def _duration_option(text: str, flag: str) -> timedelta:
     try:
         return parse_duration(text)
@@ -137,6 +146,7 @@ def up(
             backfill=_duration_option(backfill, "--backfill"),
             labels_path=labels or settings.data_dir / "labels.jsonl",
         )
+        _check_labels(demo_options.labels_path)
     _run(run_up, settings, demo_options, with_dashboard=not no_dashboard)
 
 

@@ -128,3 +128,21 @@ def test_taken_dashboard_port_is_reported_before_anything_starts(tmp_path: Path)
     assert "SEAMWATCH_DASHBOARD_PORT" in result.output
     assert "Seamwatch is running" not in result.output
     assert not (tmp_path / "d").exists()
+
+
+def test_unwritable_labels_file_is_refused_before_the_demo_starts(tmp_path: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = runner.invoke(
+        app, ["up", "--demo", "--data-dir", str(tmp_path / "d"), "--labels", str(blocker / "x")]
+    )
+    assert result.exit_code == 2
+    assert "Cannot write incident labels" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_simulate_names_a_bad_endpoint_without_pydantic_noise():
+    result = runner.invoke(app, ["simulate", "--endpoint", "notaurl", "--duration", "1h"])
+    assert result.exit_code == 2
+    assert "http(s) URL" in result.output
+    assert "errors.pydantic.dev" not in result.output
