@@ -92,7 +92,7 @@ class IngestPipeline:
         except (InvalidRequest, InvalidSpans) as exc:
             raise self.refuse(Refusal.MALFORMED, str(exc)) from exc
         if batch.rejected_spans:
-            self.metrics.rejected_spans.labels("invalid_id").inc(batch.rejected_spans)
+            self.metrics.rejected_spans.labels("invalid_span").inc(batch.rejected_spans)
         rows = redact_rows(batch.rows, self.redaction)
         return SpanBatch(rows, batch.rejected_spans, batch.rejection_reason)
 

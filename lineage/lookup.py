@@ -83,10 +83,13 @@ class LineageQuery:
                 "Give exactly one of key, correlation_id or trace_id "
                 f"(got {', '.join(given) or 'none'})."
             )
-        if self.trace_id and not _is_hex(self.trace_id, 32):
-            raise LineageQueryError(
-                f"trace_id {self.trace_id!r} is not a trace id; write 32 lowercase hex digits."
-            )
+        if self.trace_id:
+            # Stored ids are lowercase; a trace id copied from elsewhere may not be.
+            object.__setattr__(self, "trace_id", self.trace_id.strip().lower())
+            if not _is_hex(self.trace_id, 32):
+                raise LineageQueryError(
+                    f"trace_id {self.trace_id!r} is not a trace id; write 32 hex digits."
+                )
 
     def as_dict(self) -> dict[str, str]:
         """The one field that is set, by name."""

@@ -55,6 +55,11 @@ class _Engine:
 
 
 def _take_directory_lock(data_dir: Path) -> Any:
+    if data_dir.exists() and not data_dir.is_dir():
+        raise StoreError(
+            f"Data directory {str(data_dir)!r} is a file, not a directory. "
+            "Set SEAMWATCH_DATA_DIR (or --data-dir) to a directory."
+        )
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         lock_file = open(data_dir / _LOCK_FILE_NAME, "a+")  # noqa: SIM115 - held while open

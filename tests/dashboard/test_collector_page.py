@@ -20,7 +20,7 @@ def test_parse_metrics_reads_every_figure():
     metrics = CollectorMetrics()
     metrics.accepted_spans.labels("http").inc(40)
     metrics.accepted_spans.labels("grpc").inc(2)
-    metrics.rejected_spans.labels("invalid_id").inc(3)
+    metrics.rejected_spans.labels("invalid_span").inc(3)
     metrics.refused_requests.labels("malformed").inc()
     metrics.queued_spans.set(17)
     metrics.insert_seconds.observe(0.5)
@@ -29,7 +29,7 @@ def test_parse_metrics_reads_every_figure():
     health = parse_metrics(metrics.exposition().decode())
 
     assert health.accepted_spans == {"http": 40.0, "grpc": 2.0}
-    assert health.rejected_spans == {"invalid_id": 3.0}
+    assert health.rejected_spans == {"invalid_span": 3.0}
     assert health.refused_requests == {"malformed": 1.0}
     assert health.queued_spans == 17.0
     assert health.mean_insert_seconds == pytest.approx(0.375)

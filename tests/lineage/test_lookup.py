@@ -122,3 +122,10 @@ def test_an_unknown_key_finds_nothing(store):
 def test_bad_queries_say_what_to_give(fields, message):
     with pytest.raises(LineageQueryError, match=message.replace("(", r"\(").replace(")", r"\)")):
         LineageQuery(**fields)
+
+
+def test_trace_id_is_read_without_regard_to_case():
+    from lineage.lookup import LineageQuery
+
+    query = LineageQuery(trace_id="5B8EFFF798038103D269B633813FC60C")
+    assert query.trace_id == "5b8efff798038103d269b633813fc60c"
