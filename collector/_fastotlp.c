@@ -12,6 +12,15 @@
  *
  * Errors unwind with longjmp to the entry point; every allocation lives in the decode context,
  * so the entry point frees everything on any path.
+ *
+ * The parse runs without the GIL, so that other threads of the receiver (HTTP, redaction, the
+ * store's inserts) run while a body is decoded. Nothing the parse touches belongs to Python: it
+ * reads an immutable bytes body and writes malloc'd buffers. The one exception is the text of
+ * array and map values, which the reference's Python formatter makes. A body with such values
+ * is therefore parsed twice: the first pass records their bytes (in the order it meets them)
+ * and writes empty placeholders; then, with the GIL, each is formatted; the second pass, again
+ * without the GIL, writes the texts in the same order. Both passes read the same bytes the same
+ * way, so they meet the same values in the same order.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -36,7 +45,6 @@ enum {
     ERR_MALFORMED, /* wire format corrupt: DecodeError */
     ERR_UTF8,      /* a string field is not UTF-8: DecodeError */
     ERR_NOMEM,
-    ERR_PYTHON,   /* a Python exception is already set */
     ERR_FALLBACK, /* valid so far, but only the reference decoder can answer it exactly */
 };
 
@@ -134,7 +142,17 @@ typedef struct {
     jmp_buf unwind;
     int err;
     Buf b[N_BUF];
-    PyObject *formatter; /* formats array/kvlist AnyValue bytes, as the reference does */
+    /* Array and map values met by the first pass: value k is made of the byte ranges
+     * deferred[deferred_end[k - 1] .. deferred_end[k]) (several when the field repeats). */
+    Slice *deferred;
+    size_t n_deferred, cap_deferred;
+    size_t *deferred_end;
+    size_t n_deferred_values, cap_deferred_end;
+    /* Their texts for the second pass, one after another; text k ends at text_end[k]. */
+    int have_texts;
+    char *texts;
+    size_t *text_end;
+    size_t next_text;
     /* Every occurrence of the current attribute's value field; protobuf merges them. */
     Slice *values;
     size_t n_values, cap_values;
@@ -423,7 +441,8 @@ static void validate_key_value_list(Ctx *c, Reader r, int level) {
 }
 
 /* Parses (or, for a second occurrence, merges) an AnyValue into ``st``. Arrays and maps are
- * only validated here; their text is made from their bytes by the Python formatter. */
+ * only validated here; their text is made from their bytes by the Python formatter (see the
+ * comment at the top of this file). */
 static void parse_any_value(Ctx *c, Reader r, int level, AnyState *st) {
     while (r.p < r.end) {
         uint32_t field;
@@ -616,47 +635,27 @@ static void push_base64(Ctx *c, int col, Slice s) {
     end_string(c, col);
 }
 
-/* Arrays and maps: the merged AnyValue bytes go to the Python formatter. */
-static void push_formatted_by_python(Ctx *c, int col) {
-    size_t total = 0;
-    for (size_t i = 0; i < c->n_values; i++) total += c->values[i].n;
-    PyObject *raw = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
-    if (!raw) fail(c, ERR_PYTHON);
-    char *w = PyBytes_AS_STRING(raw);
-    for (size_t i = 0; i < c->n_values; i++) {
-        memcpy(w, c->values[i].p, c->values[i].n);
-        w += c->values[i].n;
+/*
+ * Arrays and maps. The first pass keeps the (merged) AnyValue's byte ranges for the Python
+ * formatter and writes an empty placeholder; the second writes the formatted text.
+ */
+static void push_formatted(Ctx *c, int col) {
+    if (!c->have_texts) {
+        c->deferred = grow(c, c->deferred, &c->cap_deferred, c->n_deferred + c->n_values,
+                           sizeof(Slice));
+        memcpy(c->deferred + c->n_deferred, c->values, c->n_values * sizeof(Slice));
+        c->n_deferred += c->n_values;
+        c->deferred_end = grow(c, c->deferred_end, &c->cap_deferred_end,
+                               c->n_deferred_values + 1, sizeof(size_t));
+        c->deferred_end[c->n_deferred_values++] = c->n_deferred;
+        push_string(c, col, "", 0);
+        return;
     }
-    PyObject *text = PyObject_CallOneArg(c->formatter, raw);
-    Py_DECREF(raw);
-    if (!text) fail(c, ERR_PYTHON);
-    if (!PyUnicode_Check(text)) {
-        Py_DECREF(text);
-        PyErr_SetString(PyExc_TypeError, "the value formatter must return str");
-        fail(c, ERR_PYTHON);
-    }
-    Py_ssize_t n;
-    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n);
-    if (!utf8) {
-        Py_DECREF(text);
-        fail(c, ERR_PYTHON);
-    }
-    /* ``text`` must be released before anything can unwind. */
-    Buf *b = &c->b[STR_DATA(col)];
-    if (b->cap - b->len < (size_t)n) {
-        size_t cap = b->cap;
-        void *p = b->len + (size_t)n < b->len ? NULL : grow_or_null(b->p, &cap, b->len + (size_t)n);
-        if (!p) {
-            Py_DECREF(text);
-            fail(c, ERR_NOMEM);
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, utf8, (size_t)n);
-    b->len += (size_t)n;
-    Py_DECREF(text);
-    end_string(c, col);
+    /* Both passes meet the same values; anything else is a bug, answered by the reference. */
+    if (c->next_text >= c->n_deferred_values) fail(c, ERR_FALLBACK);
+    size_t k = c->next_text++;
+    size_t start = k ? c->text_end[k - 1] : 0;
+    push_string(c, col, c->texts + start, c->text_end[k] - start);
 }
 
 /* The value's string form, as any_value_to_string gives it. */
@@ -700,7 +699,7 @@ static void push_value(Ctx *c, int col, const AnyState *v) {
         push_cstring(c, col, "null");
         return;
     default: /* AV_ARRAY, AV_KVLIST */
-        push_formatted_by_python(c, col);
+        push_formatted(c, col);
         return;
     }
 }
@@ -1212,6 +1211,10 @@ static void free_ctx(Ctx *c) {
     free(c->values);
     free(c->index);
     free(c->bytes);
+    free(c->deferred);
+    free(c->deferred_end);
+    free(c->texts);
+    free(c->text_end);
     free(c);
 }
 
@@ -1243,6 +1246,79 @@ PyDoc_STRVAR(decode_doc,
              "protobuf would refuse and invalid_spans for an id of the wrong length. "
              "format_value(bytes) -> str formats array and map attribute values.");
 
+/*
+ * One parse of the body into the buffers; returns the error code (ERR_NONE on success). Runs
+ * without the GIL: it must not touch any Python object, and it keeps no state outside ``c``.
+ */
+static int parse_pass(Ctx *c, const uint8_t *body, size_t len) {
+    /* Everything a previous pass left, except the buffers' memory and the deferred texts. */
+    c->err = ERR_NONE;
+    c->invalid = 0;
+    c->rejected = 0;
+    c->reasons = 0;
+    c->next_text = 0;
+    c->n_values = 0;
+    for (int i = 0; i < N_BUF; i++) c->b[i].len = 0;
+    if (setjmp(c->unwind) == 0) {
+        /* Room for a typical request up front; buffers double as needed. */
+        size_t guess = len / 4 + 64;
+        for (int i = 0; i < N_BUF; i++) {
+            reserve(c, i, guess);
+            if (starts_with_offset[i]) push_offset(c, i, 0);
+        }
+        Reader r = {body, body + len};
+        parse_request(c, r);
+    }
+    return c->err;
+}
+
+/* Formats the values the first pass deferred, in order, into c->texts. Needs the GIL; returns
+ * -1 with a Python exception set on failure. */
+static int format_deferred(Ctx *c, PyObject *formatter) {
+    c->text_end = malloc(c->n_deferred_values * sizeof(size_t));
+    if (!c->text_end) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t cap = 0, used = 0, part = 0;
+    for (size_t k = 0; k < c->n_deferred_values; k++) {
+        size_t total = 0;
+        for (size_t i = part; i < c->deferred_end[k]; i++) total += c->deferred[i].n;
+        PyObject *raw = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+        if (!raw) return -1;
+        char *w = PyBytes_AS_STRING(raw);
+        for (; part < c->deferred_end[k]; part++) {
+            memcpy(w, c->deferred[part].p, c->deferred[part].n);
+            w += c->deferred[part].n;
+        }
+        PyObject *text = PyObject_CallOneArg(formatter, raw);
+        Py_DECREF(raw);
+        if (!text) return -1;
+        if (!PyUnicode_Check(text)) {
+            Py_DECREF(text);
+            PyErr_SetString(PyExc_TypeError, "the value formatter must return str");
+            return -1;
+        }
+        Py_ssize_t n;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n);
+        char *grown = NULL;
+        if (utf8 && used + (size_t)n >= used)
+            grown = grow_or_null(c->texts, &cap, used + (size_t)n + 1);
+        if (!grown) {
+            if (utf8) PyErr_NoMemory();
+            Py_DECREF(text);
+            return -1;
+        }
+        c->texts = grown;
+        memcpy(c->texts + used, utf8, (size_t)n);
+        used += (size_t)n;
+        c->text_end[k] = used;
+        Py_DECREF(text);
+    }
+    c->have_texts = 1;
+    return 0;
+}
+
 static PyObject *decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs != 4) {
@@ -1257,19 +1333,24 @@ static PyObject *decode(PyObject *module, PyObject *const *args, Py_ssize_t narg
         PyBuffer_Release(&view);
         return PyErr_NoMemory();
     }
-    c->formatter = formatter;
+    const uint8_t *body = (const uint8_t *)view.buf;
+    size_t len = (size_t)view.len;
+    /* Only bytes cannot change while the GIL is released (another thread could write into a
+     * bytearray, and the two passes must read the same body); anything else keeps the GIL. */
+    int release = PyBytes_Check(args[0]);
+    int err;
+    PyThreadState *saved = release ? PyEval_SaveThread() : NULL;
+    err = parse_pass(c, body, len);
+    if (saved) PyEval_RestoreThread(saved);
+
     PyObject *result = NULL;
-    if (setjmp(c->unwind) == 0) {
-        /* Room for a typical request up front; buffers double as needed. */
-        size_t guess = (size_t)view.len / 4 + 64;
-        for (int i = 0; i < N_BUF; i++) {
-            reserve(c, i, guess);
-            if (starts_with_offset[i]) push_offset(c, i, 0);
-        }
-        Reader r = {(const uint8_t *)view.buf, (const uint8_t *)view.buf + view.len};
-        parse_request(c, r);
+    if (err == ERR_NONE && !c->invalid && c->n_deferred_values) {
+        if (format_deferred(c, formatter) < 0) goto done;
+        saved = release ? PyEval_SaveThread() : NULL;
+        err = parse_pass(c, body, len);
+        if (saved) PyEval_RestoreThread(saved);
     }
-    switch (c->err) {
+    switch (err) {
     case ERR_NONE:
         if (c->invalid) {
             PyObject *name = PyUnicode_DecodeUTF8((const char *)c->invalid_name.p,
@@ -1299,12 +1380,11 @@ static PyObject *decode(PyObject *module, PyObject *const *args, Py_ssize_t narg
     case ERR_NOMEM:
         PyErr_NoMemory();
         break;
-    case ERR_PYTHON:
-        break; /* already set */
     case ERR_FALLBACK:
         result = Py_NewRef(Py_None);
         break;
     }
+done:
     free_ctx(c);
     PyBuffer_Release(&view);
     return result;

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import random
 import struct
+import sys
+import threading
+import time
 
 import pyarrow as pa
 import pytest
@@ -363,6 +366,95 @@ def test_repeated_and_split_fields_merge_as_protobuf_does():
     resource_spans = ld(2, scope_spans) + ld(1, *resource_part) + ld(1, ld(1, kv("r", sv("2"))))
     body = ld(1, resource_spans) + ld(1, ld(2, ld(2, span)))
     assert_same(body)
+
+
+def _array_bytes(*items: bytes) -> bytes:
+    return ld(5, *(ld(1, item) for item in items))
+
+
+def _map_bytes(*members: bytes) -> bytes:
+    return ld(6, *(ld(1, member) for member in members))
+
+
+@needs_extension
+def test_array_and_map_values_in_every_place_and_order():
+    """Array and map texts are made apart from the parse; they must land where they belong."""
+    array = _array_bytes(sv("a"), vi(3, 1))
+    mapping = _map_bytes(kv("k", sv("v")), kv("n", _array_bytes(sv("deep"))))
+    resource = ld(1, kv("service.name", _array_bytes(sv("svc")))) + ld(1, kv("r.map", mapping))
+    attributes = [
+        kv("first", array),
+        kv("plain", sv("x")),
+        kv("first", mapping),  # repeated key: first position, last value
+        kv("second", mapping, _array_bytes(sv("merged"))),
+    ]
+    span = span_bytes(
+        *(ld(9, a) for a in attributes),
+        ld(11, *(ld(3, a) for a in attributes)),
+        ld(13, ld(4, kv("link.array", _array_bytes(vi(2, 1))))),
+    )
+    rejected = span_bytes(ld(9, kv("gone", array)), ids=False)
+    bad_id = ld(1, b"\x01" * 3) + ld(2, SPAN) + ld(9, kv("gone", mapping))
+    assert_same(request_bytes(span, rejected, span, resource=resource))
+    assert_same(request_bytes(rejected, span, resource=resource))
+    assert_same(request_bytes(span, bad_id, resource=resource))
+    assert_same(request_bytes(span, resource=resource) + b"\x0f")  # malformed after values
+    many = [kv(f"k{i}", _array_bytes(sv(str(i)))) for i in range(300)]
+    assert_same(request_bytes(span_bytes(*(ld(9, a) for a in many))))
+
+
+@needs_extension
+def test_concurrent_decodes_give_the_sequential_results():
+    """The parse runs without the GIL; threads decoding at once must not disturb each other."""
+    bodies = [realistic_request(spans=200, seed=seed) for seed in range(4)]
+    bodies.append(_full_request().SerializeToString())
+    expected = [decode_protobuf_batch(body).rows for body in bodies]
+    failures: list[str] = []
+
+    def work(offset: int) -> None:
+        for round_ in range(20):
+            index = (offset + round_) % len(bodies)
+            if not decode_protobuf_batch(bodies[index]).rows.equals(expected[index]):
+                failures.append(f"body {index} in round {round_}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+
+
+@needs_extension
+def test_other_threads_run_while_a_body_is_decoded():
+    """With a long switch interval, another thread only runs if the decoder lets go of the GIL."""
+    body = b"".join(realistic_request(spans=1000, seed=seed) for seed in range(8))
+    extension = fast_decode._fastotlp  # the parse alone: Arrow may let go of the GIL itself
+    stop = threading.Event()
+    steps = [0]
+
+    def count() -> None:
+        while not stop.is_set():
+            steps[0] += 1
+            time.sleep(0)
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    counter = threading.Thread(target=count)
+    try:
+        counter.start()
+        progressed = False
+        for _ in range(5):
+            before = steps[0]
+            extension.decode(body, fast_decode._format_any_value, DecodeError, InvalidSpans)
+            if steps[0] != before:
+                progressed = True
+                break
+    finally:
+        stop.set()
+        sys.setswitchinterval(previous)
+        counter.join()
+    assert progressed
 
 
 @needs_extension
