@@ -11,6 +11,12 @@ at night is not a drift. Clients resend batches, so each (TraceId, SpanId) is
 counted once. Transactions are distinct ``business.key`` values (the trace id where a span
 carries none); the money at risk of a minute is the ``business.amount`` of each failed
 transaction, counted once however many of its spans failed.
+
+Two columns feed the count-aware detectors: ``post_durations_ms``, the duration of every posting
+call of the minute (the caller's client span of the posting stage; every posting span of flows
+without stages), and ``failed_categories``, the distinct (exception category, transaction)
+pairs of the minute's failed spans, each as ``category + "\\x1f" + transaction`` (an array of
+tuples does not convert to a data frame reliably).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from storage import Store
 
 # Fewer posting spans than this in a minute say too little about its latency: a gap.
 MIN_LATENCY_SPANS = 3
+# Separates the category from the transaction in ``failed_categories`` (ASCII unit separator).
+CATEGORY_SEPARATOR = "\x1f"
 
 SERIES_COLUMNS = (
     "minute",
@@ -38,6 +46,8 @@ SERIES_COLUMNS = (
     "failed",
     "money_at_risk",
     "top_error",
+    "post_durations_ms",
+    "failed_categories",
 )
 
 _MINUTES_SQL = """
@@ -54,7 +64,10 @@ SELECT
     uniqExact(transaction) AS transactions,
     uniqExactIf(transaction, is_error) AS failed,
     arraySum(pair -> pair.2, groupUniqArrayIf((transaction, amount), is_error)) AS money_at_risk,
-    arrayStringConcat(topKIf(1)(StatusMessage, is_error), '') AS top_error
+    arrayStringConcat(topKIf(1)(StatusMessage, is_error), '') AS top_error,
+    groupArrayIf(Duration / 1e6, is_posting_call) AS post_durations_ms,
+    groupUniqArrayIf(concat(category, char(31), transaction), category != '')
+        AS failed_categories
 FROM (
     SELECT
         Timestamp,
@@ -67,6 +80,9 @@ FROM (
             AS transaction,
         StatusCode = 'Error' AS is_error,
         SpanAttributes['integration.stage'] IN ('post', '') AS is_posting,
+        is_posting AND (SpanKind = 'Client' OR SpanAttributes['integration.stage'] = '')
+            AS is_posting_call,
+        SpanAttributes['integration.exception.category'] AS category,
         toFloat64OrZero(SpanAttributes['business.amount']) AS amount
     FROM {traces}
     WHERE Timestamp >= {start:DateTime64(9)}

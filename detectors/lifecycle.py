@@ -105,6 +105,7 @@ class Signal:
     score: float
     baseline: float
     observed: float
+    detail: str = ""
 
 
 def alert_id_for(flow: str, target: str, opened_at: datetime) -> str:
@@ -256,6 +257,8 @@ class AlertBook:
 
 
 def _change_text(signal: Signal) -> str:
+    if signal.detail:
+        return signal.detail
     if signal.kind == "error_rate":
         return f"{signal.signal} from {signal.baseline:.2%} to {signal.observed:.2%}"
     unit = " ms" if signal.kind == "latency" else ""

@@ -1,10 +1,18 @@
 """The detector runner: every minute, every flow and target, every signal, into alerts.
 
-Per (flow, target) series the runner keeps four alarms of the product configuration
-(:mod:`detectors.product`): latency p95 and p50 (kind ``latency``), the error rate of
-transactions judged on counts (``error_rate``) and the transaction volume (``volume``). Each
-evaluated minute feeds them one value; an onset opens the flow's alert or joins it, and the
-alert resolves once every alarm of the series has settled (:mod:`detectors.lifecycle`).
+Per (flow, target) series the runner judges, each evaluated minute:
+
+* ``latency``: the posting calls of the last five minutes against the flow's usual calls
+  (:mod:`detectors.latency_shift`, count-aware; no verdict with fewer than three calls);
+* ``error_rate``: the transaction error rate judged on counts, and ``volume``: the transaction
+  volume (the product configuration of :mod:`detectors.product`);
+* ``exception_category``: failures of a category the flow rarely shows
+  (:mod:`detectors.category_drift`), e.g. ``mapping`` or ``master_data_missing``;
+* ``duplicate_posting`` and ``dropped``: a business key posted twice, a published event that no
+  consumer picked up in time, read from the lineage index (:mod:`detectors.posting_watch`).
+
+An onset opens the flow's alert or joins it, and the alert resolves once every alarm of the
+series has settled (:mod:`detectors.lifecycle`).
 
 How far the runner got is stored in ``detector_state``. After a restart it learns the week
 before that point from the store (without alerting), marks the alarms of open alerts as open,
@@ -22,15 +30,25 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from detectors.alarm import HysteresisAlarm
+from detectors.category_drift import CategoryDrift
 from detectors.error_rate import ErrorRateDriftDetector
-from detectors.flow_series import data_bounds, read_minutes
+from detectors.flow_series import CATEGORY_SEPARATOR, data_bounds, read_minutes
+from detectors.latency_shift import LatencyShiftTest
 from detectors.lifecycle import Alert, AlertBook, Signal
+from detectors.posting_watch import (
+    CONSUME_WITHIN,
+    DROPPED,
+    DUPLICATE_POSTING,
+    Finding,
+    watch_chunk,
+)
 from detectors.product import build_alarm
 from storage import Store
 
@@ -46,13 +64,37 @@ FIRST_START_LOOKBACK = timedelta(days=7)
 BASELINE_MINUTES = 60
 EVALUATE_INTERVAL_SECONDS = 60.0
 
-# (signal, alert kind, series column); the error rate reads failed and transactions.
-SIGNALS: tuple[tuple[str, str, str], ...] = (
-    ("latency_p95", "latency", "p95_ms"),
-    ("latency_p50", "latency", "p50_ms"),
-    ("error_rate", "error_rate", "failed"),
-    ("volume", "volume", "transactions"),
+# (signal, alert kind) of the product's series alarms; the error rate reads failed and
+# transactions, the volume transactions.
+SIGNALS: tuple[tuple[str, str], ...] = (
+    ("error_rate", "error_rate"),
+    ("volume", "volume"),
 )
+LATENCY = "latency"
+LATENCY_SIGNAL = "latency_shift"
+EXCEPTION_CATEGORY = "exception_category"
+FINDING_KINDS = (DUPLICATE_POSTING, DROPPED)
+
+
+@dataclass(frozen=True)
+class LatchConfig:
+    """Open at ``threshold``; close after ``settle`` minutes in a row under ``release``."""
+
+    threshold: float
+    release: float
+    settle: int
+
+
+# Latency: pooled z of the last five minutes' calls (about 3e-6 one-sided at 4.5).
+LATENCY_LATCH = LatchConfig(threshold=4.5, release=2.0, settle=30)
+# Category drift: -log10 of the Poisson tail; one chance in 10,000 per window, since a flow
+# sees about ten thousand windows a week.
+CATEGORY_LATCH = LatchConfig(threshold=4.0, release=1.3, settle=60)
+# Findings are certain: one opens; 30 minutes without a new one settle.
+FINDING_LATCH = LatchConfig(threshold=1.0, release=0.5, settle=30)
+FINDING_BASE_SCORE = 10.0
+SHOWN_KEYS = 5
+
 _STATE_SCHEMA = pa.schema(
     [
         ("runner", pa.string()),
@@ -74,20 +116,54 @@ class Minute:
     p95_ms: float = math.nan
     money_at_risk: float = 0.0
     top_error: str = ""
+    post_durations_ms: list[float] = field(default_factory=list)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Latch:
+    """Open/settle state of a signal that is already scored (hysteresis on a score)."""
+
+    def __init__(self, config: LatchConfig) -> None:
+        self.config = config
+        self.is_open = False
+        self.score = 0.0
+        self._calm = 0
+
+    def step(self, score: float) -> bool:
+        """Feed one minute's score; True on an onset."""
+        self.score = score
+        if not self.is_open:
+            if score >= self.config.threshold:
+                self.is_open = True
+                self._calm = 0
+                return True
+            return False
+        self._calm = self._calm + 1 if score < self.config.release else 0
+        if self._calm >= self.config.settle:
+            self.is_open = False
+        return False
 
 
 class SeriesState:
-    """The alarms of one (flow, target) series and the last hour of each signal."""
+    """The alarms of one (flow, target) series and the last hour of each product signal."""
 
     def __init__(self, flow: str, target: str, business_object: str = "") -> None:
         self.flow = flow
         self.target = target
         self.business_object = business_object
         self.alarms: dict[str, HysteresisAlarm] = {
-            signal: build_alarm(kind) for signal, kind, _ in SIGNALS
+            signal: build_alarm(kind) for signal, kind in SIGNALS
         }
         self.recent: dict[str, deque[float]] = {
-            signal: deque(maxlen=BASELINE_MINUTES) for signal, _, _ in SIGNALS
+            signal: deque(maxlen=BASELINE_MINUTES) for signal, _ in SIGNALS
+        }
+        self.latency = LatencyShiftTest()
+        self.categories = CategoryDrift()
+        # latches of scored signals, by signal name: latency, one per category, findings
+        self.latches: dict[str, tuple[str, Latch]] = {
+            LATENCY_SIGNAL: (LATENCY, Latch(LATENCY_LATCH)),
+            DUPLICATE_POSTING: (DUPLICATE_POSTING, Latch(FINDING_LATCH)),
+            DROPPED: (DROPPED, Latch(FINDING_LATCH)),
         }
 
     def learn(self, minutes: pd.DataFrame) -> None:
@@ -97,20 +173,24 @@ class SeriesState:
             rates = np.where(
                 transactions > 0, minutes["failed"].to_numpy(float) / transactions, np.nan
             )
-        values = {
-            "latency_p95": minutes["p95_ms"].to_numpy(float),
-            "latency_p50": minutes["p50_ms"].to_numpy(float),
-            "error_rate": rates,
-            "volume": transactions,
-        }
+        values = {"error_rate": rates, "volume": transactions}
         for signal, series in values.items():
             self.alarms[signal].detector.learn_many(series)
             self.recent[signal].extend(series[-BASELINE_MINUTES:])
+        for count, durations, pairs in zip(
+            transactions, minutes["post_durations_ms"], minutes["failed_categories"], strict=True
+        ):
+            if isinstance(durations, list | np.ndarray) and len(durations):
+                self.latency.learn(durations)
+            self.categories.learn(count, category_counts(pairs))
 
-    def step(self, minute: Minute) -> tuple[list[Signal], list[Signal]]:
+    def step(
+        self, minute: Minute, findings: dict[str, Finding] | None = None
+    ) -> tuple[list[Signal], list[Signal]]:
         """Feed one minute to every alarm; return (onsets, signals of open alarms)."""
-        onsets, active = [], []
-        for signal, kind, _ in SIGNALS:
+        onsets: list[Signal] = []
+        active: list[Signal] = []
+        for signal, kind in SIGNALS:
             alarm = self.alarms[signal]
             value = self._value(signal, minute)
             baseline = _median(self.recent[signal])
@@ -127,23 +207,121 @@ class SeriesState:
                 onsets.append(seen)
             if alarm.is_open:
                 active.append(seen)
+        for seen in self._scored_signals(minute, findings or {}):
+            _, latch = self._latch(seen.signal, seen.kind)
+            if latch.step(seen.score):
+                onsets.append(seen)
+            if latch.is_open:
+                active.append(seen)
         return onsets, active
+
+    def _scored_signals(self, minute: Minute, findings: dict[str, Finding]) -> list[Signal]:
+        latency_open = self.latches[LATENCY_SIGNAL][1].is_open
+        score = self.latency.step(
+            minute.post_durations_ms, LATENCY_LATCH.release if not latency_open else -1.0
+        )
+        signals = [
+            Signal(
+                LATENCY,
+                LATENCY_SIGNAL,
+                score,
+                self.latency.baseline_ms,
+                self.latency.observed_ms,
+                _latency_text(self.latency, score),
+            )
+        ]
+        in_alarm = frozenset(
+            name.split(":", 1)[1]
+            for name, (kind, latch) in self.latches.items()
+            if kind == EXCEPTION_CATEGORY and latch.is_open
+        )
+        volume = max(minute.transactions, float(len(minute.post_durations_ms)))
+        scored = {
+            found.category: found
+            for found in self.categories.step(volume, minute.categories, in_alarm)
+        }
+        for name, (kind, _) in self.latches.items():
+            if kind == EXCEPTION_CATEGORY and name.split(":", 1)[1] not in scored:
+                signals.append(Signal(kind, name, 0.0, math.nan, math.nan))
+        for category, found in scored.items():
+            signals.append(
+                Signal(
+                    EXCEPTION_CATEGORY,
+                    f"category:{category}",
+                    found.score,
+                    found.baseline_rate,
+                    found.failures / max(found.transactions, 1),
+                    f"{category} failures: {found.failures} of {found.transactions} "
+                    f"transactions in 15 min (usual rate {found.baseline_rate:.3%})",
+                )
+            )
+        for kind in FINDING_KINDS:
+            finding = findings.get(kind)
+            count = len(finding.keys) if finding else 0
+            score = FINDING_BASE_SCORE + count if count else 0.0
+            signals.append(
+                Signal(
+                    kind, kind, score, 0.0, float(count), finding_text(finding) if finding else ""
+                )
+            )
+        return signals
+
+    def _latch(self, name: str, kind: str) -> tuple[str, Latch]:
+        entry = self.latches.get(name)
+        if entry is None:
+            config = CATEGORY_LATCH if kind == EXCEPTION_CATEGORY else FINDING_LATCH
+            entry = self.latches[name] = (kind, Latch(config))
+        return entry
 
     def mark_open(self, kinds: list[str]) -> None:
         """An alert of these kinds is open in the store: open the matching alarms."""
-        for signal, kind, _ in SIGNALS:
+        for signal, kind in SIGNALS:
             if kind in kinds:
                 self.alarms[signal].is_open = True
+        if EXCEPTION_CATEGORY in kinds:
+            self._latch(f"category:{EXCEPTION_CATEGORY}", EXCEPTION_CATEGORY)
+        for kind, latch in self.latches.values():
+            if kind in kinds:
+                latch.is_open = True
 
     @staticmethod
     def _value(signal: str, minute: Minute) -> float:
-        if signal == "latency_p95":
-            return minute.p95_ms
-        if signal == "latency_p50":
-            return minute.p50_ms
         if signal == "error_rate":
             return minute.failed / minute.transactions if minute.transactions > 0 else math.nan
         return minute.transactions
+
+
+def category_counts(pairs: Any) -> dict[str, list[str]]:
+    """Failed transactions per exception category from ``category\\x1ftransaction`` items."""
+    if not isinstance(pairs, list | np.ndarray) or not len(pairs):
+        return {}
+    failed: dict[str, list[str]] = {}
+    for pair in pairs:
+        category, _, transaction = str(pair).partition(CATEGORY_SEPARATOR)
+        failed.setdefault(category, []).append(transaction)
+    return failed
+
+
+def finding_text(finding: Finding) -> str:
+    """What a finding says to on-call: what happened, to which business keys, how much money."""
+    keys = ", ".join(finding.keys[:SHOWN_KEYS])
+    more = f" (+{len(finding.keys) - SHOWN_KEYS} more)" if len(finding.keys) > SHOWN_KEYS else ""
+    amount = f"; amount {finding.amount:,.2f}" if finding.amount else ""
+    if finding.kind == DUPLICATE_POSTING:
+        what = f"posted twice to {finding.target}"
+    else:
+        minutes = int(CONSUME_WITHIN.total_seconds() // 60)
+        what = (
+            f"published by {finding.source or 'the source'} but not consumed within {minutes} min"
+        )
+    return f"{len(finding.keys)} {finding.flow} transaction(s) {what}: {keys}{more}{amount}"
+
+
+def _latency_text(test: LatencyShiftTest, score: float) -> str:
+    return (
+        f"posting calls of the last {test.window} min: median {test.observed_ms:.4g} ms against "
+        f"a usual {test.baseline_ms:.4g} ms (pooled z {score:.1f})"
+    )
 
 
 @dataclass
@@ -155,6 +333,7 @@ class RunReport:
     opened: int = 0
     resolved: int = 0
     query_seconds: float = 0.0
+    watch_seconds: float = 0.0
     detect_seconds: float = 0.0
     evaluated_until: datetime | None = None
     open_alerts: list[Alert] = field(default_factory=list)
@@ -237,20 +416,31 @@ class DetectorRunner:
     def _evaluate_chunk(self, start: datetime, end: datetime, report: RunReport) -> None:
         began = time.perf_counter()
         frame = read_minutes(self.store, start, end)
+        read = time.perf_counter()
+        found = watch_chunk(self.store, start, end)
         queried = time.perf_counter()
         by_minute: dict[pd.Timestamp, list[dict]] = {}
         for row in frame.to_dict("records"):
             by_minute.setdefault(row["minute"], []).append(row)
         minute = start
         while minute < end:
-            rows = by_minute.get(pd.Timestamp(_naive(minute)), [])
-            self._evaluate_minute(minute, rows)
+            stamp = pd.Timestamp(_naive(minute))
+            self._evaluate_minute(minute, by_minute.get(stamp, []), found.get(stamp, {}))
             minute += MINUTE
             report.minutes += 1
-        report.query_seconds += queried - began
+        report.query_seconds += read - began
+        report.watch_seconds += queried - read
         report.detect_seconds += time.perf_counter() - queried
 
-    def _evaluate_minute(self, minute: datetime, rows: list[dict]) -> None:
+    def _evaluate_minute(
+        self,
+        minute: datetime,
+        rows: list[dict],
+        found: dict[tuple[str, str], dict[str, Finding]] | None = None,
+    ) -> None:
+        found = found or {}
+        for flow, target in found:
+            self._series(flow, target, "")
         seen: dict[tuple[str, str], Minute] = {}
         for row in rows:
             self._series(row["flow"], row["target"], row["business_object"])
@@ -262,11 +452,14 @@ class DetectorRunner:
                 p95_ms=float(row["p95_ms"]),
                 money_at_risk=float(row["money_at_risk"]),
                 top_error=str(row["top_error"]),
+                post_durations_ms=list(row["post_durations_ms"]),
+                categories=category_counts(row["failed_categories"]),
             )
         for key, state in self.series.items():
             values = seen.get(key) or Minute()
-            onsets, active = state.step(values)
-            self._apply(state, minute, values, onsets, active)
+            findings = found.get(key, {})
+            onsets, active = state.step(values, findings)
+            self._apply(state, minute, values, onsets, active, findings)
 
     def _apply(
         self,
@@ -275,6 +468,7 @@ class DetectorRunner:
         values: Minute,
         onsets: list[Signal],
         active: list[Signal],
+        findings: dict[str, Finding] | None = None,
     ) -> None:
         key = (state.flow, state.target)
         alert = self.book.open_alerts.get(key)
@@ -296,14 +490,15 @@ class DetectorRunner:
         if "volume" in kinds:
             volume = next(s for s in active if s.kind == "volume")
             affected = max(affected, max(0.0, volume.baseline - values.transactions))
+        money = values.money_at_risk
+        top_error = values.top_error
+        for finding in (findings or {}).values():
+            # postings made twice and events never consumed are affected money, not failures
+            affected += len(finding.keys)
+            money += finding.amount
+            top_error = top_error or finding_text(finding)
         self.book.observe(
-            alert,
-            minute,
-            strongest,
-            round(affected),
-            round(values.failed),
-            values.money_at_risk,
-            values.top_error,
+            alert, minute, strongest, round(affected), round(values.failed), money, top_error
         )
 
     def _series(self, flow: str, target: str, business_object: str) -> SeriesState:
@@ -381,7 +576,7 @@ def run_periodically(
                     "Evaluated %d minute(s) of %d series in %.2fs: %d opened, %d resolved, %d open",
                     report.minutes,
                     report.series,
-                    report.query_seconds + report.detect_seconds,
+                    report.query_seconds + report.watch_seconds + report.detect_seconds,
                     report.opened,
                     report.resolved,
                     len(report.open_alerts),

@@ -1,0 +1,137 @@
+"""Exception-category drift: a failure category that a flow rarely or never shows.
+
+A mapping change or missing master data shows first as failures of a *category* the flow seldom
+has, long before the flow's total error rate moves at one or two transactions a minute. Per
+category, the failed transactions of the last ``window`` minutes are compared with the flow's
+rate of that category over the last week (hourly buckets), by a Poisson upper tail::
+
+    p_hat = (K + prior) / (N + 1)              K, N: the category's failures and all
+                                               transactions of the past week
+    lambda = max(n, 1) * p_hat                 n: transactions in the window
+    score = -log10 P(Poisson(lambda) >= k)     k: the category's failures in the window
+
+So two failures of a category the flow never had in a week of thousands of transactions are
+strong evidence (one alone never alerts: ``min_failures``), a category that shows up daily
+needs several failures at once, and a quiet night (small ``n``) makes the same count more
+surprising, as it should. ``n`` counts the larger of transactions and posting calls, so a
+batch of postings (hourly accruals) brings its own exposure with it. Before the flow has
+``min_history`` transactions of history, nothing scores (warm-up).
+
+Reference: Poisson approximation of a binomial count, e.g. Johnson, N. L., Kemp, A. W. and
+Kotz, S. (2005). Univariate Discrete Distributions, 3rd ed., ch. 4.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from scipy import stats
+
+HOURS_OF_HISTORY = 7 * 24
+MAX_SCORE = 40.0
+
+
+@dataclass(frozen=True)
+class CategoryScore:
+    """The evidence about one category in the current window."""
+
+    category: str
+    score: float
+    baseline_rate: float
+    failures: int
+    transactions: int
+
+
+class CategoryDrift:
+    """Per-category failure counts of one flow against its past week.
+
+    Examples
+    --------
+    >>> drift = CategoryDrift(min_history=100)
+    >>> for _ in range(600):
+    ...     _ = drift.step(5, {})
+    >>> drift.step(5, {"master_data_missing": ["SO-1"]})  # one failure is never enough
+    []
+    >>> drift.step(5, {"master_data_missing": ["SO-1"]})  # nor the same one failing again
+    []
+    >>> [round(s.score, 1) for s in drift.step(5, {"master_data_missing": ["SO-2"]})]
+    [4.1]
+    """
+
+    def __init__(
+        self, window: int = 15, min_history: int = 200, prior: float = 0.5, min_failures: int = 2
+    ) -> None:
+        self.window = window
+        self.min_failures = min_failures
+        self.min_history = min_history
+        self.prior = prior
+        self._hours: deque[tuple[float, Counter[str]]] = deque()
+        self._week_transactions = 0.0
+        self._week_failures: Counter[str] = Counter()
+        self._hour_transactions = 0.0
+        self._hour_failures: Counter[str] = Counter()
+        self._minutes_in_hour = 0
+        self._recent: deque[tuple[float, Mapping[str, Collection[str]]]] = deque(maxlen=window)
+
+    def learn(self, transactions: float, failures: Mapping[str, Collection[str]]) -> None:
+        """Add one minute to the history without scoring it (warm-up).
+
+        ``failures`` maps each category to the minute's failed transactions of it."""
+        self._recent.append((transactions, failures))
+        self._add_to_history(transactions, failures)
+
+    def step(
+        self,
+        transactions: float,
+        failures: Mapping[str, Collection[str]],
+        unlearned: frozenset[str] = frozenset(),
+    ) -> list[CategoryScore]:
+        """Score the window ending with this minute, then learn the minute, leaving out the
+        failures of the ``unlearned`` categories (those in alarm), so an incident does not
+        teach itself as the usual rate."""
+        self._recent.append((transactions, failures))
+        scores = self._score()
+        kept = {c: keys for c, keys in failures.items() if c not in unlearned}
+        self._add_to_history(transactions, kept)
+        return scores
+
+    def _score(self) -> list[CategoryScore]:
+        if self._week_transactions < self.min_history:
+            return []
+        n = sum(minute[0] for minute in self._recent)
+        # a transaction that fails again on a replay inside the window counts once
+        failed: dict[str, set[str]] = {}
+        for _, failures in self._recent:
+            for category, keys in failures.items():
+                failed.setdefault(category, set()).update(keys)
+        scores = []
+        for category, keys in failed.items():
+            k = len(keys)
+            if k < self.min_failures:
+                continue
+            rate = (self._week_failures[category] + self.prior) / (self._week_transactions + 1.0)
+            expected = max(n, 1.0) * rate
+            tail = float(stats.poisson.sf(k - 1, expected))
+            score = MAX_SCORE if tail <= 0 else min(MAX_SCORE, -math.log10(tail))
+            scores.append(CategoryScore(category, score, rate, int(k), int(n)))
+        return scores
+
+    def _add_to_history(self, transactions: float, failures: Mapping[str, Collection[str]]) -> None:
+        self._hour_transactions += transactions
+        self._hour_failures.update({c: len(keys) for c, keys in failures.items() if keys})
+        self._minutes_in_hour += 1
+        if self._minutes_in_hour < 60:
+            return
+        self._hours.append((self._hour_transactions, self._hour_failures))
+        self._week_transactions += self._hour_transactions
+        self._week_failures.update(self._hour_failures)
+        if len(self._hours) > HOURS_OF_HISTORY:
+            old_transactions, old_failures = self._hours.popleft()
+            self._week_transactions -= old_transactions
+            self._week_failures.subtract(old_failures)
+        self._hour_transactions = 0.0
+        self._hour_failures = Counter()
+        self._minutes_in_hour = 0

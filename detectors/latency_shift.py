@@ -1,0 +1,131 @@
+"""Count-aware latency drift: are the last minutes' posting calls slower than the flow's usual?
+
+A per-minute p50 or p95 of one or two calls is one draw of a heavy-tailed distribution, so a
+quiet flow's percentiles jump all the time. This test judges the calls themselves instead: each
+posting call of the last ``window`` minutes gets a robust z-score of its log duration against
+the flow's recent calls (median and MAD of the log durations), clipped to ``[-clip, clip]`` so
+one outlier cannot decide alone, and the scores are pooled as Stouffer's statistic::
+
+    z_i = clip((ln d_i - median(ln D)) / (1.4826 MAD(ln D)), -clip, clip)
+    Z   = sum(z_i) / sqrt(n)          (n calls in the window, at least ``min_calls``)
+
+Under the usual behaviour ``Z`` is roughly standard normal whatever the traffic, so a threshold
+means the same at 3 am with three calls as at noon with three hundred; with fewer than
+``min_calls`` calls in the window there is no verdict (a gap). Only slowdowns score.
+
+References
+----------
+Stouffer, S. A. et al. (1949). The American Soldier, Vol. 1 (combining z-scores).
+Rousseeuw, P. J. and Croux, C. (1993). Alternatives to the median absolute deviation.
+JASA 88(424), 1273-1283.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+
+import numpy as np
+
+MAD_TO_SD = 1.4826
+# a floor under the scale, so a flow whose calls all take the same time is not infinitely touchy
+MIN_LOG_SCALE = 0.05
+
+
+class LatencyShiftTest:
+    """Pooled robust z-score of the log durations of the last ``window`` minutes' calls.
+
+    Parameters
+    ----------
+    window
+        Minutes pooled into one verdict.
+    history
+        Most recent calls kept as the baseline.
+    min_calls
+        Fewest calls in the window for a verdict.
+    min_history
+        Fewest baseline calls before scoring (warm-up).
+    clip
+        Bound on each call's z-score.
+    refresh
+        Calls learned between two recomputations of the baseline.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(5)
+    >>> test = LatencyShiftTest()
+    >>> test.learn(300 * np.exp(rng.normal(0, 0.5, 2000)))
+    >>> round(test.step([310.0, 280.0]), 1)  # two calls: no verdict
+    0.0
+    >>> test.step(list(300 * 4 * np.exp(rng.normal(0, 0.5, 6)))) > 4.5  # four times slower
+    True
+    """
+
+    def __init__(
+        self,
+        window: int = 5,
+        history: int = 5000,
+        min_calls: int = 3,
+        min_history: int = 100,
+        clip: float = 4.0,
+        refresh: int = 200,
+    ) -> None:
+        self.window = window
+        self.min_calls = min_calls
+        self.min_history = min_history
+        self.clip = clip
+        self.refresh = refresh
+        self._history: deque[float] = deque(maxlen=history)
+        self._recent: deque[np.ndarray] = deque(maxlen=window)
+        self._since_refresh = refresh
+        self._center = math.nan
+        self._scale = math.nan
+        self.baseline_ms = math.nan
+        self.observed_ms = math.nan
+
+    def learn(self, durations_ms: Iterable[float]) -> None:
+        """Add calls to the baseline without scoring them."""
+        logs = _logs(durations_ms)
+        self._history.extend(logs.tolist())
+        self._since_refresh += len(logs)
+
+    def step(self, durations_ms: Iterable[float], learn_below: float = math.inf) -> float:
+        """Score the window ending with this minute's calls; learn them if the score stays
+        under ``learn_below`` (so a drift does not teach itself as normal)."""
+        logs = _logs(durations_ms)
+        self._recent.append(logs)
+        score = self._score()
+        if score < learn_below and len(logs):
+            self._history.extend(logs.tolist())
+            self._since_refresh += len(logs)
+        return score
+
+    def _score(self) -> float:
+        self.observed_ms = math.nan
+        if len(self._history) < self.min_history:
+            return 0.0
+        if self._since_refresh >= self.refresh:
+            self._refresh()
+        pooled = np.concatenate(list(self._recent)) if self._recent else np.empty(0)
+        if pooled.size == 0:
+            return 0.0
+        self.observed_ms = float(math.exp(np.median(pooled)))
+        if pooled.size < self.min_calls:
+            return 0.0
+        z = np.clip((pooled - self._center) / self._scale, -self.clip, self.clip)
+        return max(0.0, float(z.sum() / math.sqrt(pooled.size)))
+
+    def _refresh(self) -> None:
+        values = np.fromiter(self._history, float, len(self._history))
+        self._center = float(np.median(values))
+        mad = float(np.median(np.abs(values - self._center)))
+        self._scale = max(MAD_TO_SD * mad, MIN_LOG_SCALE)
+        self.baseline_ms = math.exp(self._center)
+        self._since_refresh = 0
+
+
+def _logs(durations_ms: Iterable[float]) -> np.ndarray:
+    values = np.asarray(list(durations_ms), dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    return np.log(values)
