@@ -85,8 +85,8 @@ class LatchConfig:
     settle: int
 
 
-# Latency: pooled z of the last five minutes' calls (about 3e-6 one-sided at 4.5).
-LATENCY_LATCH = LatchConfig(threshold=4.5, release=2.0, settle=30)
+# Latency: pooled z of the last five minutes' calls (about 3e-5 one-sided at 4).
+LATENCY_LATCH = LatchConfig(threshold=4.0, release=2.0, settle=30)
 # Category drift: -log10 of the Poisson tail; one chance in 10,000 per window, since a flow
 # sees about ten thousand windows a week.
 CATEGORY_LATCH = LatchConfig(threshold=4.0, release=1.3, settle=60)
