@@ -292,9 +292,11 @@ def simulate_and_judge(
     seed: int,
     start: datetime = DEFAULT_START,
     work_dir: Path | None = None,
+    incident_plan: list[Any] | None = None,
 ) -> Judgement:
     """Simulate ``days`` into a fresh embedded store in ``work_dir`` (a temporary one by default),
-    then judge the detectors on it."""
+    then judge the detectors on it. ``incident_plan`` (``PlannedIncident`` items) replaces the
+    seeded incident schedule."""
     from collector.service import Collector
     from sample_data.simulator import SimulationConfig, run
     from seamwatch.settings import Settings
@@ -320,6 +322,7 @@ def simulate_and_judge(
                         duration=timedelta(days=days),
                         speed=math.inf,
                         labels_path=labels_path,
+                        incident_plan=incident_plan,
                     )
                 )
             finally:

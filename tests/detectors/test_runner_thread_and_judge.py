@@ -1,0 +1,136 @@
+"""The runner thread beside the receiver, the lineage checks, and the simulator's judgement."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from collector.service import Collector
+from detectors.runner import DetectorRunner, RunnerThread
+from detectors.severity import load_severity
+from detectors.simulator_judge import simulate_and_judge
+from sample_data.incidents import PlannedIncident
+from seamwatch.settings import Settings
+from tests.rows import make_span_rows
+
+FLOW = "billing.invoice-post"
+
+
+def _posting(at: datetime, key: str, failed: bool = False, trace: str | None = None) -> dict:
+    span = {
+        "timestamp": at,
+        "service": "erp",
+        "kind": "Server",
+        "status": "Error" if failed else "Unset",
+        "StatusMessage": "unmapped tax code" if failed else "",
+        "duration_ms": 200.0,
+        "attributes": {
+            "integration.flow": FLOW,
+            "integration.target": "erp",
+            "integration.stage": "post",
+            "business.object": "Invoice",
+            "business.key": key,
+            "business.amount": "100.50",
+            "correlation.id": f"corr-{key}",
+        },
+    }
+    if failed:
+        span["attributes"]["integration.exception.category"] = "mapping"
+    if trace:
+        span["TraceId"] = trace
+    return span
+
+
+def _clean_then_burst(end: datetime, clean: int = 60, burst: int = 5) -> list[dict]:
+    """An hour of clean postings ending ``burst`` minutes before ``end``, then failures."""
+    spans = []
+    first = end - timedelta(minutes=clean + burst)
+    for minute in range(clean + burst):
+        for i in range(6):
+            failed = minute >= clean and i < 3
+            at = first + timedelta(minutes=minute, seconds=i)
+            spans.append(_posting(at, f"INV-{minute}-{i}", failed))
+    return spans
+
+
+def test_runner_thread_evaluates_beside_the_receiver_and_stops(store, tmp_path):
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    store.insert_arrow("otel_traces", make_span_rows(_clean_then_burst(now - timedelta(minutes=2))))
+    settings = Settings(
+        data_dir=tmp_path, otlp_http_host="127.0.0.1", otlp_http_port=0, otlp_grpc_port=-1
+    )
+    collector = Collector(store, settings)
+    thread = RunnerThread(store, delay=timedelta(minutes=1), interval_seconds=0.1)
+    collector.start()
+    try:
+        thread.start()
+        deadline = time.monotonic() + 60
+        alerts: list[tuple] = []
+        while time.monotonic() < deadline and not alerts:
+            time.sleep(0.2)
+            alerts = store.query_rows(
+                f"SELECT flow, kind FROM {store.table('alerts')} FINAL WHERE state = 'open'"
+            )
+        began = time.monotonic()
+        thread.stop(timeout_seconds=10)
+        stopped_in = time.monotonic() - began
+    finally:
+        thread.stop(timeout_seconds=10)
+        collector.stop()
+    assert not thread._thread.is_alive()
+    assert stopped_in < 10
+    assert (FLOW, "error_rate") in alerts or (FLOW, "exception_category") in alerts
+    cursor = store.query_rows(
+        f"SELECT max(evaluated_until) FROM {store.table('detector_state')} FINAL"
+    )[0][0]
+    assert cursor is not None
+
+
+def test_a_second_posting_of_one_key_opens_a_duplicate_alert_within_its_minute(store):
+    start = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+    spans = [_posting(start + timedelta(minutes=m, seconds=5), f"INV-{m}") for m in range(0, 30)]
+    # INV-20 is posted again, in a trace of its own, at 09:31:10
+    spans.append(_posting(start + timedelta(minutes=31, seconds=10), "INV-20", trace="f" * 32))
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+    DetectorRunner(store).catch_up(start + timedelta(minutes=40))
+    rows = store.query_rows(
+        f"SELECT kind, opened_at, top_error FROM {store.table('alerts')} FINAL "
+        "WHERE kind = 'duplicate_posting'"
+    )
+    assert len(rows) == 1
+    kind, opened_at, text = rows[0]
+    assert opened_at.replace(tzinfo=UTC) == start + timedelta(minutes=31)
+    assert "INV-20" in text
+
+
+def test_judgement_of_a_short_simulated_run_with_planned_incidents(tmp_path):
+    start = datetime(2025, 3, 3, 6, 0, tzinfo=UTC)  # a Monday morning
+    plan = [
+        PlannedIncident(
+            "duplicate_postings",
+            FLOW,
+            start + timedelta(hours=3),
+            start + timedelta(hours=3, minutes=30),
+            0.4,
+        ),
+        PlannedIncident(
+            "dropped_events",
+            "payments.payment-apply",
+            start + timedelta(hours=3, minutes=10),
+            start + timedelta(hours=3, minutes=50),
+            0.5,
+        ),
+    ]
+    judgement = simulate_and_judge(
+        load_severity(None), 4 / 24, 7, start=start, work_dir=tmp_path, incident_plan=plan
+    )
+    kinds = judgement.by_kind()
+    assert set(kinds) == {"duplicate_postings", "dropped_events"}
+    for row in kinds.values():
+        assert row["injected"] == 1
+        assert row["caught_in_time"] == 1
+    dropped = next(v for v in judgement.incidents if v.kind == "dropped_events")
+    # caught once its first event is overdue: the deadline counts the 30-minute objective
+    assert dropped.deadline_minutes > 30
+    # four hours include the detectors' warm-up; at most one alert outside the incidents
+    assert sum(judgement.false_alerts.values()) <= 1
