@@ -517,6 +517,45 @@ static void validate_key_value(Ctx *c, Reader r, int level) {
     parse_key_value(c, r, level, &ignored, 0);
 }
 
+/*
+ * The common case of shortest_digits, without printing and reading back: ``v`` is m / 10^k for
+ * an integer m below 2^50 that does not end in 0 (or k = 0), with k small. Attribute values
+ * such as amounts and ratios are nearly always of this kind, and the general search below
+ * costs a few microseconds each. Returns 0 when ``v`` is not of this kind.
+ *
+ * Why the digits of m are the shortest that read back as ``v``: the division of two exact
+ * doubles is correctly rounded, so v is the double nearest m * 10^-k and the decimal m * 10^-k
+ * reads back as v. As m < 2^50, the spacing of doubles near v is below 10^-k / 4. Any decimal
+ * with fewer digits is a multiple of 10^(1-k) (of 10^(z+1) when k = 0 and m ends in z zeros),
+ * hence at least 10^-k (10^z) from m * 10^-k and more than half a spacing from v: it cannot
+ * read back as v. And m * 10^-k is within an eighth of its last digit of v, so it is also the
+ * correctly rounded decimal of that length, which the general search would try first.
+ */
+static int short_decimal_digits(double v, char *out, int *exp10) {
+    static const double powers[] = {1e0, 1e1, 1e2, 1e3, 1e4,  1e5,  1e6,  1e7,  1e8,
+                                    1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
+    const double limit = 1125899906842624.0; /* 2^50 */
+    for (int k = 0; k < (int)(sizeof powers / sizeof powers[0]); k++) {
+        double scaled = v * powers[k];
+        if (scaled >= limit) return 0;
+        if (scaled != floor(scaled)) continue;
+        uint64_t m = (uint64_t)scaled;
+        if ((double)m / powers[k] != v) continue;
+        if (k > 0 && m % 10 == 0) return 0; /* the proof above needs a last digit; rare */
+        char digits[24];
+        int n = 0;
+        for (uint64_t rest = m; rest; rest /= 10) digits[n++] = (char)('0' + rest % 10);
+        if (n == 0) return 0; /* v > 0, so not reached */
+        *exp10 = n - 1 - k;
+        int start = 0; /* digits[] is least significant first; drop m's trailing zeros */
+        while (digits[start] == '0') start++;
+        int kept = n - start;
+        for (int i = 0; i < kept; i++) out[i] = digits[n - 1 - i];
+        return kept;
+    }
+    return 0;
+}
+
 /* Shortest decimal digits that read back as ``v`` (finite, > 0): writes the digits (no
  * trailing zeros) and returns their count; *exp10 is the exponent of the first digit.
  *
@@ -525,6 +564,8 @@ static void validate_key_value(Ctx *c, Reader r, int level) {
  * the nearest does not. Candidates are written as "<integer>e<exponent>" so that strtod reads
  * them the same in every locale. */
 static int shortest_digits(double v, char *out, int *exp10) {
+    int n = short_decimal_digits(v, out, exp10);
+    if (n) return n;
     char text[48];
     for (int precision = 1; precision <= 17; precision++) {
         snprintf(text, sizeof text, "%.*e", precision - 1, v);

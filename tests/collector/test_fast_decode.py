@@ -7,6 +7,7 @@ rejected count and reason, or the same exception class (and, for InvalidSpans, m
 
 from __future__ import annotations
 
+import math
 import random
 import struct
 import sys
@@ -559,6 +560,25 @@ def test_doubles_in_bulk_match_format_double():
     numbers += [2.0**e for e in range(-1074, 1024, 3)]
     numbers += [rng.random() * 10 ** rng.randrange(-25, 25) for _ in range(2000)]
     numbers += [float(rng.randrange(10 ** rng.randrange(1, 23))) for _ in range(1000)]
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(trace_id=TRACE, span_id=SPAN)
+    for index, number in enumerate(numbers):
+        span.attributes.add(key=str(index)).value.double_value = number
+    batch = assert_same(request.SerializeToString())
+    stored = batch.rows.column("SpanAttributes")[0].as_py()
+    assert [text for _, text in stored] == [format_double(n) for n in numbers]
+
+
+@needs_extension
+def test_short_decimal_doubles_and_their_neighbours_match_format_double():
+    """Amounts such as 1234.25 take a shortcut in the extension; their neighbours do not."""
+    rng = random.Random(11)
+    numbers = [
+        rng.randrange(1, 2 ** rng.randrange(1, 54)) / 10 ** rng.randrange(19) for _ in range(3000)
+    ]
+    numbers += [rng.randrange(1, 10**6) / 4 for _ in range(500)]
+    numbers += [10.0**e for e in range(-25, 25)] + [2.0**50 - 1, 2.0**50, 2.0**50 + 2]
+    numbers += [math.nextafter(n, direction) for n in numbers[:2000] for direction in (0, math.inf)]
     request = ExportTraceServiceRequest()
     span = request.resource_spans.add().scope_spans.add().spans.add(trace_id=TRACE, span_id=SPAN)
     for index, number in enumerate(numbers):
