@@ -377,6 +377,12 @@ class DetectorRunner:
         report.open_alerts = list(self.book.open_alerts.values())
         return report
 
+    def resume_at(self, cursor: datetime) -> None:
+        """Evaluate from ``cursor`` on with the series as they are now, skipping the stored
+        position, the week's warm-up read and the open alerts (series learned elsewhere)."""
+        self.cursor = _floor_minute(cursor)
+        self._started = True
+
     def _start(self, until: datetime) -> bool:
         """Find where to begin, learn the week before it and restore open alerts."""
         self.cursor = self._load_cursor()

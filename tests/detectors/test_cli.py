@@ -73,10 +73,16 @@ def test_evaluate_without_data_is_a_clear_error(tmp_path, monkeypatch):
     assert "not found" in result.stderr
 
 
-def test_bench_prints_seconds_and_core_share():
-    result = runner.invoke(app, ["bench-detect", "--flows", "20"])
-    assert result.exit_code == 0
-    assert "20 flows" in result.stdout and "% of one core" in result.stdout
+def test_bench_prints_the_runner_figure_and_the_old_one(chdb_data_dir):
+    result = runner.invoke(
+        app, ["bench-detect", "--flows", "20", "--minutes", "1", "--data-dir", str(chdb_data_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("runner, 20 flows, ")
+    assert "% of one core; within the 3 s target" in lines[0]
+    assert "series query" in lines[1] and "lineage checks" in lines[1]
+    assert lines[2].startswith("per-minute residual alarms only")
 
 
 @pytest.mark.parametrize(
