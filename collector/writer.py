@@ -31,6 +31,11 @@ _DEFAULT_RETRY_AFTER_SECONDS = 5
 # inserts as soon as it is free. Under load, requests that arrive during one insert form the
 # next batch, so batches grow with the load without adding latency when the store is idle.
 _DEFAULT_BATCH_MIN_SPANS = 1000
+# Under load (the last insert took rows of several requests), the clients it answered send again
+# at once. Once the batch minimum is queued, the worker still waits while rows keep arriving, up
+# to this long after the last arrival (or the end of the last insert): one insert of the whole
+# burst costs far less than several small ones (each insert writes a part that is merged later).
+_DEFAULT_BATCH_LINGER_MILLIS = 25
 _SHUTDOWN_TIMEOUT_SECONDS = 30.0
 
 
@@ -73,6 +78,7 @@ class SpanWriter:
         batch_max_spans: int,
         flush_interval_millis: int,
         batch_min_spans: int = _DEFAULT_BATCH_MIN_SPANS,
+        batch_linger_millis: int = _DEFAULT_BATCH_LINGER_MILLIS,
         max_queue_spans: int,
         retry_after_seconds: int = _DEFAULT_RETRY_AFTER_SECONDS,
         metrics: CollectorMetrics | None = None,
@@ -93,6 +99,9 @@ class SpanWriter:
         self._batch_max_spans = batch_max_spans
         self._batch_min_spans = min(batch_min_spans, batch_max_spans)
         self._flush_interval_seconds = flush_interval_millis / 1000
+        self._linger_seconds = max(batch_linger_millis, 0) / 1000
+        self._last_arrival_at = 0.0
+        self._last_batch_requests = 0
         self._max_queue_spans = max_queue_spans
         self._retry_after_seconds = retry_after_seconds
         self._queue: deque[_Pending] = deque()
@@ -120,6 +129,7 @@ class SpanWriter:
             if not self._queue:
                 self._oldest_enqueued_at = time.monotonic()
             self._queue.append(pending)
+            self._last_arrival_at = time.monotonic()
             self._queued_spans += rows.num_rows
             self.stats.queued_spans = self._queued_spans
             self._metrics.queued_spans.set(self._queued_spans)
@@ -167,9 +177,13 @@ class SpanWriter:
                 if self._closing:
                     return None
                 self._condition.wait()
-            while self._queued_spans < self._batch_min_spans and not self._closing:
-                remaining = self._oldest_enqueued_at + self._flush_interval_seconds
-                remaining -= time.monotonic()
+            while not self._closing and self._queued_spans < self._batch_max_spans:
+                deadline = self._oldest_enqueued_at + self._flush_interval_seconds
+                if self._queued_spans >= self._batch_min_spans:
+                    if self._last_batch_requests < 2:
+                        break
+                    deadline = min(deadline, self._last_arrival_at + self._linger_seconds)
+                remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._condition.wait(remaining)
@@ -182,6 +196,7 @@ class SpanWriter:
             self.stats.queued_spans = self._queued_spans
             self._metrics.queued_spans.set(self._queued_spans)
             self._oldest_enqueued_at = time.monotonic()
+            self._last_batch_requests = len(batch)
             return batch
 
     def _write(self, batch: list[_Pending]) -> None:
@@ -207,6 +222,9 @@ class SpanWriter:
         self._metrics.insert_seconds.observe(elapsed)
         self._metrics.inserted_spans.inc(rows.num_rows)
         logger.debug("Inserted %d spans into %s in %.3fs", rows.num_rows, TRACES_TABLE, elapsed)
+        with self._condition:
+            # Clients answered now send again; their rows count as arriving from here on.
+            self._last_arrival_at = max(self._last_arrival_at, time.monotonic())
         for pending in batch:
             pending.done.set_result(pending.rows.num_rows)
 
