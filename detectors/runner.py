@@ -252,7 +252,7 @@ class SeriesState:
                     found.baseline_rate,
                     found.failures / max(found.transactions, 1),
                     f"{category} failures: {found.failures} of {found.transactions} "
-                    f"transactions in 15 min (usual rate {found.baseline_rate:.3%})",
+                    f"transactions in {found.minutes} min (usual rate {found.baseline_rate:.3%})",
                 )
             )
         for kind in FINDING_KINDS:

@@ -86,7 +86,8 @@ def test_bench_prints_the_runner_figure_and_the_old_one(chdb_data_dir):
 
 
 @pytest.mark.parametrize(
-    "module", ["alarm", "robust_zscore", "residual_tail", "error_rate", "volume"]
+    "module",
+    ["alarm", "robust_zscore", "residual_tail", "error_rate", "volume", "category_drift"],
 )
 def test_docstring_examples(module):
     failures, _ = doctest.testmod(importlib.import_module(f"detectors.{module}"))

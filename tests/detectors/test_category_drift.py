@@ -1,0 +1,65 @@
+"""Exception-category drift: windows of 3, 5 and 15 minutes, each held to the same false alarms."""
+
+from __future__ import annotations
+
+import math
+
+from scipy import stats
+
+from detectors.category_drift import CategoryDrift
+
+
+def _drift(minutes: int, per_minute: float, every: int, category: str = "mapping") -> CategoryDrift:
+    """A flow with ``per_minute`` transactions a minute and one ``category`` failure every
+    ``every`` minutes, learned for ``minutes`` minutes."""
+    drift = CategoryDrift(min_history=100)
+    for minute in range(minutes):
+        failures = {category: [f"OLD-{minute}"]} if minute % every == every - 1 else {}
+        drift.learn(per_minute, failures)
+    return drift
+
+
+def _clean(drift: CategoryDrift, minutes: int, per_minute: float) -> None:
+    for _ in range(minutes):
+        assert drift.step(per_minute, {}) == []
+
+
+def test_a_short_burst_scores_in_the_three_minute_window():
+    drift = _drift(600, 10.0, 100)  # 6 mapping failures in 6,000 transactions
+    _clean(drift, 15, 10.0)
+    assert drift.step(10.0, {"mapping": ["A"]}) == []  # one failure never alerts
+    [two] = drift.step(10.0, {"mapping": ["B"]})
+    [found] = drift.step(10.0, {"mapping": ["C"]})
+    rate = 6.5 / 6001.0
+    assert found.baseline_rate == rate
+    assert (found.failures, found.transactions, found.minutes) == (3, 30, 3)
+    expected = -math.log10(stats.poisson.sf(2, 30 * rate)) - math.log10(5)
+    assert math.isclose(found.score, expected)
+    assert round(found.score, 2) == 4.55
+    # the same three failures in the quarter hour score only 3.2 there
+    quarter = -math.log10(stats.poisson.sf(2, 150 * rate))
+    assert round(quarter, 2) == 3.2
+    assert (two.minutes, round(two.score, 2)) == (3, 2.59)
+
+
+def test_failures_spread_over_the_quarter_hour_score_in_the_long_window_unpenalised():
+    drift = _drift(600, 10.0, 100)
+    _clean(drift, 15, 10.0)
+    found = []
+    for minute in range(15):
+        failures = {"mapping": [f"K-{minute}"]} if minute % 5 == 0 else {}
+        found = drift.step(10.0, failures)
+    [score] = found
+    rate = 6.5 / 6001.0
+    assert (score.failures, score.transactions, score.minutes) == (3, 150, 15)
+    assert math.isclose(score.score, -math.log10(stats.poisson.sf(2, 150 * rate)))
+
+
+def test_two_failures_of_a_common_category_among_a_night_s_few_transactions_stay_quiet():
+    # validation in about 0.4 % of transactions, one transaction a minute at night
+    drift = _drift(2500, 1.0, 250, "validation")
+    _clean(drift, 15, 1.0)
+    assert drift.step(1.0, {"validation": ["N-1"]}) == []
+    [found] = drift.step(1.0, {"validation": ["N-2"]})
+    assert found.failures == 2
+    assert found.score < 4.0
