@@ -75,6 +75,8 @@ def _configure_logging(level: str) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    # One line per HTTP call (the dashboard polls the collector's metrics) is noise, not news.
+    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
 
 
 def _settings(**flags: object):  # noqa: ANN202 - returns Settings; imported lazily above
