@@ -130,8 +130,11 @@ class EmbeddedStore:
         columns = ", ".join(f"`{name}`" for name in data.column_names)
         # chDB's Python() table function reads the local variable named in the statement.
         arrow_rows = data  # noqa: F841 - read by name inside the SQL below
+        # The materialized views on otel_traces (lineage index, rollups) cost more than the
+        # insert itself; running them side by side puts the second core to work.
         sql = (
-            f"INSERT INTO {self.table(table)} ({columns}) SELECT {columns} FROM Python(arrow_rows)"
+            f"INSERT INTO {self.table(table)} ({columns}) SELECT {columns} FROM Python(arrow_rows) "
+            "SETTINGS parallel_view_processing = 1"
         )
         with self._engine.query_lock:
             try:
