@@ -192,11 +192,7 @@ class _IndexReader(_Reader):
         ORDER BY max(last_seen) DESC
         LIMIT {{limit:UInt32}}
         """
-        rows = self.store.query_rows(
-            sql, {"correlation_id": correlation_id, "limit": MAX_TRANSACTIONS + 1}
-        )
-        keys = [row[0] for row in rows]
-        return keys[:MAX_TRANSACTIONS], len(keys) > MAX_TRANSACTIONS
+        return _capped_keys(self.store, sql, correlation_id)
 
     def traces_linking_to(self, trace_ids: list[str]) -> list[str]:
         sql = f"""
@@ -228,11 +224,7 @@ class _RawReader(_Reader):
         ORDER BY max(Timestamp) DESC
         LIMIT {{limit:UInt32}}
         """
-        rows = self.store.query_rows(
-            sql, {"correlation_id": correlation_id, "limit": MAX_TRANSACTIONS + 1}
-        )
-        keys = [row[0] for row in rows]
-        return keys[:MAX_TRANSACTIONS], len(keys) > MAX_TRANSACTIONS
+        return _capped_keys(self.store, sql, correlation_id)
 
     def traces_linking_to(self, trace_ids: list[str]) -> list[str]:
         sql = f"""
@@ -240,6 +232,13 @@ class _RawReader(_Reader):
         WHERE hasAny(`Links.TraceId`, {_TRACE_IDS})
         """
         return [row[0] for row in self.store.query_rows(sql, {"trace_ids": json.dumps(trace_ids)})]
+
+
+def _capped_keys(store: Store, sql: str, correlation_id: str) -> tuple[list[str], bool]:
+    """The first MAX_TRANSACTIONS keys ``sql`` finds, and whether there were more."""
+    rows = store.query_rows(sql, {"correlation_id": correlation_id, "limit": MAX_TRANSACTIONS + 1})
+    keys = [row[0] for row in rows]
+    return keys[:MAX_TRANSACTIONS], len(keys) > MAX_TRANSACTIONS
 
 
 def _empty() -> pd.DataFrame:

@@ -13,6 +13,10 @@ from typer.testing import CliRunner
 from seamwatch.cli import app
 
 runner = CliRunner()
+COLLECTOR_ON_FREE_PORTS = [
+    *(sys.executable, "-m", "seamwatch", "collector"),
+    *("--otlp-http-port", "0", "--otlp-grpc-port", "0"),
+]
 
 
 def test_bad_port_setting_names_the_variable(monkeypatch):
@@ -46,16 +50,7 @@ def test_help_lists_the_roles():
 def test_second_process_on_the_same_data_directory_gets_a_clear_message(tmp_path: Path):
     env = {**os.environ, "SEAMWATCH_DATA_DIR": str(tmp_path / "data")}
     holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "seamwatch",
-            "collector",
-            "--otlp-http-port",
-            "0",
-            "--otlp-grpc-port",
-            "0",
-        ],
+        COLLECTOR_ON_FREE_PORTS,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -64,16 +59,7 @@ def test_second_process_on_the_same_data_directory_gets_a_clear_message(tmp_path
     try:
         assert "OTLP/HTTP receiver" in _read_until(holder, "OTLP/HTTP receiver")
         second = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "seamwatch",
-                "collector",
-                "--otlp-http-port",
-                "0",
-                "--otlp-grpc-port",
-                "0",
-            ],
+            COLLECTOR_ON_FREE_PORTS,
             env=env,
             capture_output=True,
             text=True,
