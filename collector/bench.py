@@ -103,7 +103,7 @@ def run_ingest_benchmark(total_spans: int, senders: int, console: Console) -> In
     bodies = [realistic_request(rng, number) for number in range(_DISTINCT_REQUESTS)]
     requests = max(1, total_spans // SPANS_PER_REQUEST)
     with tempfile.TemporaryDirectory(prefix="seamwatch-bench-") as scratch:
-        receiver, endpoint = _start_receiver(Path(scratch) / "receiver")
+        receiver, endpoint = start_receiver_process(Path(scratch) / "receiver")
         try:
             rate = _drive(endpoint, bodies, requests, senders, console)
             peak_rss = _peak_rss_bytes(receiver.pid)
@@ -114,7 +114,8 @@ def run_ingest_benchmark(total_spans: int, senders: int, console: Console) -> In
     return IngestFigures(requests * SPANS_PER_REQUEST, rate, ceiling, peak_rss)
 
 
-def _start_receiver(data_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_receiver_process(data_dir: Path) -> tuple[subprocess.Popen, str]:
+    """``seamwatch collector`` in a process of its own, and its traces URL once it listens."""
     command = [
         sys.executable, "-m", "seamwatch", "collector", "--data-dir", str(data_dir),
         "--otlp-http-port", "0", "--otlp-grpc-port", "-1", "--log-level", "warning",
@@ -128,9 +129,7 @@ def _start_receiver(data_dir: Path) -> tuple[subprocess.Popen, str]:
         if not line and receiver.poll() is not None:
             break
     receiver.kill()
-    raise RuntimeError(
-        "The benchmark's receiver did not start; run `seamwatch collector` to see why."
-    )
+    raise RuntimeError("The receiver process did not start; run `seamwatch collector` to see why.")
 
 
 def _drive(

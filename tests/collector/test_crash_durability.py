@@ -14,6 +14,8 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from collector.bench import start_receiver_process
+
 SPANS_PER_REQUEST = 200
 SENDERS = 4
 LOAD_SECONDS = 4.0
@@ -46,37 +48,10 @@ def request_body(number: int) -> tuple[bytes, str]:
     return request.SerializeToString(), trace_id.hex()
 
 
-def start_collector(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "seamwatch",
-            "collector",
-            "--otlp-http-port",
-            "0",
-            "--otlp-grpc-port",
-            "-1",
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if "OTLP/HTTP receiver:" in line:
-            return process, line.split("receiver:", 1)[1].strip()
-    process.kill()
-    raise AssertionError("collector did not start")
-
-
 @pytest.mark.slow
 def test_acknowledged_spans_survive_kill_9(tmp_path: Path):
     data_dir = tmp_path / "data"
-    process, url = start_collector(data_dir)
+    process, url = start_receiver_process(data_dir)
     acknowledged: list[str] = []
     counter = iter(range(1_000_000))
     lock = threading.Lock()
