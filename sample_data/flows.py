@@ -345,10 +345,12 @@ class Stack:
     def mapping_failure(
         self, txn: Transaction, now_ns: int, burst_applies: bool = True
     ) -> Failure | None:
-        """Mapping errors: rare on their own, a few percent during a mapping-error burst."""
+        """Mapping errors: rare on their own; during a mapping-error burst every transaction
+        carrying the code whose mapping broke (its customer's, or its own without one)."""
         incident = self.incidents.active(inc.MAPPING_ERROR_BURST, txn.flow, now_ns)
-        if incident and burst_applies and self.chance(incident.intensity):
-            incident.affect(txn.key)
+        owner = txn.customer.key if txn.customer is not None else txn.key
+        if incident and burst_applies and incident.carries_code(owner):
+            incident.affect(txn.key, now_ns)
             return mapping_error(txn, self.rng, incident)
         if self.chance(0.001):
             return mapping_error(txn, self.rng, None)
@@ -376,7 +378,7 @@ class Stack:
         if timed_out:
             failure: Failure | None = timeout_failure(posting)
         else:
-            failure = self.master_data_failure(txn) or self.erp_baseline_failure(txn)
+            failure = self.master_data_failure(txn, tw.now) or self.erp_baseline_failure(txn)
         client_start = tw.now
         with tw.span(
             posting.caller,
@@ -411,7 +413,7 @@ class Stack:
             multiplier = drift.latency_multiplier(now_ns)
             latency *= multiplier
             if multiplier >= 1.5:
-                drift.affect(txn.key)
+                drift.affect(txn.key, now_ns)
         return latency
 
     def erp_server(
@@ -465,7 +467,7 @@ class Stack:
                     status=status >= 500,
                 )
 
-    def master_data_failure(self, txn: Transaction) -> Failure | None:
+    def master_data_failure(self, txn: Transaction, now_ns: int) -> Failure | None:
         """The ERP rejects a posting whose customer or item it does not have (yet)."""
         message = None
         if txn.flow == ORDER_SUBMIT and txn.customer and not txn.customer.in_erp:
@@ -476,7 +478,7 @@ class Stack:
             return None
         incident = txn.master_incident
         if incident is not None:
-            incident.affect(txn.key)
+            incident.affect(txn.key, now_ns)
         return Failure(
             "master_data_missing", message, "erp.MasterDataNotActiveError", 422, incident
         )
@@ -825,7 +827,8 @@ class Stack:
         """Whether a dropped-events incident swallows ``txn``'s event."""
         incident = self.incidents.active(inc.DROPPED_EVENTS, txn.flow, now_ns)
         if incident and self.chance(incident.intensity):
-            incident.affect(txn.key)
+            # the fault is exercised when the lost event is published
+            incident.affect(txn.key, txn.created_ns or now_ns)
             txn.state = "dropped"
             return True
         return False
@@ -903,7 +906,7 @@ class Stack:
         """Redeliver a consumed event: rarely as a rebalance, often during a duplicate incident."""
         incident = self.incidents.active(inc.DUPLICATE_POSTINGS, txn.flow, now_ns)
         if incident and self.chance(incident.intensity):
-            incident.affect(txn.key)
+            incident.affect(txn.key, now_ns)
             redelivery = "incident"
         elif self.chance(0.001):
             redelivery = "rebalance"
@@ -1436,16 +1439,21 @@ def rpc_attributes(method: str) -> Attributes:
     }
 
 
+MAPPING_DETAILS = (
+    "no ERP tax code mapped for tax category 'DE-RC-B2B'",
+    "unmapped payment terms 'NET45-EOM'",
+    "product bundle component has no ERP item mapping",
+    "unknown revenue treatment 'ratable-usage' for ERP item structure",
+)
+
+
 def mapping_error(txn: Transaction, rng: random.Random, incident: inc.Incident | None) -> Failure:
-    """A canonical-mapping failure with a message an integration engineer recognises."""
-    detail = rng.choice(
-        (
-            "no ERP tax code mapped for tax category 'DE-RC-B2B'",
-            "unmapped payment terms 'NET45-EOM'",
-            "product bundle component has no ERP item mapping",
-            "unknown revenue treatment 'ratable-usage' for ERP item structure",
-        )
-    )
+    """A canonical-mapping failure with a message an integration engineer recognises; during
+    a burst, always the one code whose mapping broke."""
+    if incident is not None:
+        detail = incident.broken_code(MAPPING_DETAILS)
+    else:
+        detail = rng.choice(MAPPING_DETAILS)
     return Failure("mapping", f"{txn.key}: {detail}", "mapping.UnmappedValueError", 422, incident)
 
 

@@ -5,6 +5,12 @@ flows ask ``IncidentBook.active`` whether an incident touches the posting they a
 make and report the business keys it affected. When the window closes the incident is written
 as one JSON line to the labels file, so detectors can be scored against it.
 
+A label starts when the fault is first exercised, at the first transaction it affects, and
+records when the fault was put in place as ``fault_start``: a mapping table that lost a code
+changes nothing for the business until a transaction carrying that code arrives. A mapping
+burst breaks one code, and every transaction of a customer carrying it fails (the intensity is
+the share of customers carrying it), rather than a coin toss per transaction.
+
 The schedule is drawn per simulated day from the seed: two to four incidents a day, none in
 the first hours of a run (detectors need a baseline), and never two at once on the same flow.
 """
@@ -15,6 +21,7 @@ import json
 import logging
 import random
 import threading
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,7 +73,8 @@ _DURATION_MINUTES: dict[str, tuple[int, int]] = {
 # transactions in the window that the incident hits.
 _INTENSITY: dict[str, tuple[float, float]] = {
     ERP_LATENCY_DRIFT: (25.0, 45.0),
-    MAPPING_ERROR_BURST: (0.04, 0.10),
+    # a mapping burst breaks one code; this is the share of the flow's customers carrying it
+    MAPPING_ERROR_BURST: (0.05, 0.30),
     DROPPED_EVENTS: (0.2, 0.5),
     DUPLICATE_POSTINGS: (0.15, 0.4),
     MISSING_MASTER_DATA: (0.15, 0.3),
@@ -106,13 +114,29 @@ class Incident:
     end_ns: int
     intensity: float
     affected_keys: list[str] = field(default_factory=list)
+    first_affected_ns: int | None = None
     _seen: set[str] = field(default_factory=set, repr=False)
 
-    def affect(self, key: str) -> None:
-        """Record that the incident hit ``key`` (each key once, in order)."""
+    def affect(self, key: str, at_ns: int) -> None:
+        """Record that the incident hit ``key`` at ``at_ns`` (each key once, in order)."""
         if key not in self._seen:
             self._seen.add(key)
             self.affected_keys.append(key)
+        if self.first_affected_ns is None or at_ns < self.first_affected_ns:
+            self.first_affected_ns = at_ns
+
+    def carries_code(self, owner: str) -> bool:
+        """For a mapping burst: whether transactions of ``owner`` (a customer, or the
+        transaction itself when it has none) carry the code whose mapping broke.
+
+        Stable for the incident, so every transaction of an owner carrying the code fails,
+        and about ``intensity`` of the owners carry it."""
+        digest = zlib.crc32(f"{self.start_ns}:{owner}".encode())
+        return digest / 2**32 < self.intensity
+
+    def broken_code(self, choices: tuple[str, ...]) -> str:
+        """For a mapping burst: which of ``choices`` the mapping change broke (stable)."""
+        return choices[zlib.crc32(str(self.start_ns).encode()) % len(choices)]
 
     def progress(self, now_ns: int) -> float:
         """How far through its window the incident is, 0.0 to 1.0."""
@@ -131,8 +155,9 @@ class Incident:
             )
         share = f"{self.intensity:.0%}"
         return {
-            MAPPING_ERROR_BURST: f"A mapping change rejects about {share} of {self.flow} "
-            "transactions with category mapping.",
+            MAPPING_ERROR_BURST: f"A mapping change loses the mapping of a code carried by "
+            f"about {share} of {self.flow} customers; each of their transactions fails with "
+            "category mapping.",
             DROPPED_EVENTS: f"About {share} of {self.flow} events are published but never "
             "consumed, so they never reach the ERP.",
             DUPLICATE_POSTINGS: f"Redelivered {self.flow} events post about {share} of business "
@@ -142,12 +167,18 @@ class Incident:
         }[self.kind]
 
     def label(self, end_ns: int | None = None) -> dict[str, object]:
-        """The labels-file record of this incident."""
+        """The labels-file record of this incident.
+
+        ``start`` is when the fault was first exercised (its first affected transaction): a
+        broken mapping or a missing record does nothing to the business until a transaction
+        needs it. ``fault_start`` is when the fault was put in place."""
+        start_ns = self.start_ns if self.first_affected_ns is None else self.first_affected_ns
         return {
             "kind": self.kind,
             "flow": self.flow,
             "target": TARGET,
-            "start": iso_utc(self.start_ns),
+            "start": iso_utc(start_ns),
+            "fault_start": iso_utc(self.start_ns),
             "end": iso_utc(self.end_ns if end_ns is None else end_ns),
             "affected_keys": list(self.affected_keys),
             "description": self.description(),

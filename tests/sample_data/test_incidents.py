@@ -91,15 +91,35 @@ def test_every_incident_is_labelled(incident_run):
             "flow",
             "target",
             "start",
+            "fault_start",
             "end",
             "affected_keys",
             "description",
         }
         assert record["flow"] == planned.flow and record["target"] == "erp"
-        assert datetime.fromisoformat(record["start"].replace("Z", "+00:00")) == planned.start
+        fault_start = datetime.fromisoformat(record["fault_start"].replace("Z", "+00:00"))
+        assert fault_start == planned.start
+        # the label starts when the fault is first exercised, inside the fault's window
+        start = datetime.fromisoformat(record["start"].replace("Z", "+00:00"))
+        assert planned.start <= start < planned.end
         assert record["end"].endswith("Z")
         assert record["affected_keys"], planned.kind
         assert record["description"]
+
+
+def test_labels_start_at_the_first_affected_transaction(incident_run):
+    _, spans, labels = incident_run
+    for kind, record in labels.items():
+        start = datetime.fromisoformat(record["start"].replace("Z", "+00:00")).timestamp() * 1e9
+        affected = set(record["affected_keys"])
+        times = [
+            t
+            for s in spans
+            if s.attributes.get("business.key") in affected
+            for t in (s.start_time, s.end_time)
+        ]
+        # a span of an affected transaction is under way when the label starts
+        assert min(abs(t - start) for t in times) < 2e9, kind
 
 
 def test_duplicate_postings_post_the_same_key_twice(incident_run):
@@ -128,7 +148,7 @@ def test_dropped_events_are_published_but_never_consumed(incident_run):
     )
 
 
-def test_mapping_burst_rejects_a_few_percent_of_the_flow(incident_run):
+def test_mapping_burst_breaks_one_code_for_a_share_of_the_flow(incident_run):
     _, spans, labels = incident_run
     record = labels["mapping_error_burst"]
     start, end = (PLAN[1].start.timestamp() * 1e9, PLAN[1].end.timestamp() * 1e9)
@@ -143,6 +163,10 @@ def test_mapping_burst_rejects_a_few_percent_of_the_flow(incident_run):
     rejected = [s for s in in_window if s.status.status_code is StatusCode.ERROR]
     assert all(s.attributes["integration.exception.category"] == "mapping" for s in rejected)
     assert 0.02 <= len(rejected) / len(in_window) <= 0.16
+    # one code lost its mapping: every rejection names the same one
+    burst = [s for s in rejected if s.attributes["business.key"] in set(record["affected_keys"])]
+    details = {s.status.description.split(": ", 1)[1] for s in burst}
+    assert len(burst) >= 3 and len(details) == 1
     assert {s.attributes["business.key"] for s in rejected} >= set(record["affected_keys"]) - {
         s.attributes["business.key"] for s in spans if s.attributes.get("integration.replay")
     }
