@@ -30,6 +30,12 @@ should. ``n`` counts the larger of transactions and posting calls, so a batch of
 (hourly accruals) brings its own exposure with it. Before the flow has ``min_history``
 transactions of history, nothing scores (warm-up).
 
+Categories in ``ignored`` are not judged: by default ``duplicate``, the receiving system's
+idempotency check rejecting a redelivered document (HTTP 409). That rejection is the
+safeguard working, not a failed transaction; redeliveries cluster (a consumer rebalance
+redelivers a batch), and a duplicate that got through is judged where it is visible, as a
+business key posted twice (:mod:`detectors.posting_watch`).
+
 References: Johnson, N. L., Kemp, A. W. and Kotz, S. (2005). Univariate Discrete
 Distributions, 3rd ed., ch. 4 (the Poisson approximation of a binomial count); Glaz, J.,
 Naus, J. and Wallenstein, S. (2001). Scan Statistics, ch. 1 (windows of several lengths).
@@ -48,6 +54,8 @@ HOURS_OF_HISTORY = 7 * 24
 MAX_SCORE = 40.0
 # window lengths in minutes, the longest last
 WINDOWS = (3, 5, 15)
+# categories that are not failures of the transaction (see the module docstring)
+IGNORED = frozenset({"duplicate"})
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,10 @@ class CategoryDrift:
         min_history: int = 200,
         prior: float = 0.5,
         min_failures: int = 2,
+        ignored: frozenset[str] = IGNORED,
     ) -> None:
         self.windows = tuple(sorted(windows))
+        self.ignored = ignored
         self.window = self.windows[-1]
         self.min_failures = min_failures
         self.min_history = min_history
@@ -102,6 +112,7 @@ class CategoryDrift:
         """Add one minute to the history without scoring it (warm-up).
 
         ``failures`` maps each category to the minute's failed transactions of it."""
+        failures = self._judged(failures)
         self._recent.append((transactions, failures))
         self._add_to_history(transactions, failures)
 
@@ -114,11 +125,17 @@ class CategoryDrift:
         """Score the window ending with this minute, then learn the minute, leaving out the
         failures of the ``unlearned`` categories (those in alarm), so an incident does not
         teach itself as the usual rate."""
+        failures = self._judged(failures)
         self._recent.append((transactions, failures))
         scores = self._score()
         kept = {c: keys for c, keys in failures.items() if c not in unlearned}
         self._add_to_history(transactions, kept)
         return scores
+
+    def _judged(self, failures: Mapping[str, Collection[str]]) -> Mapping[str, Collection[str]]:
+        if not self.ignored.intersection(failures):
+            return failures
+        return {c: keys for c, keys in failures.items() if c not in self.ignored}
 
     def _score(self) -> list[CategoryScore]:
         if self._week_transactions < self.min_history:

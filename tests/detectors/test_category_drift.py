@@ -63,3 +63,21 @@ def test_two_failures_of_a_common_category_among_a_night_s_few_transactions_stay
     [found] = drift.step(1.0, {"validation": ["N-2"]})
     assert found.failures == 2
     assert found.score < 4.0
+
+
+def test_rejected_redeliveries_are_not_judged_as_failures():
+    # a consumer rebalance redelivers a batch and the ERP answers 409 to each: the
+    # idempotency check did its job, so the ``duplicate`` category raises nothing
+    drift = _drift(600, 10.0, 100)
+    _clean(drift, 15, 10.0)
+    assert drift.step(10.0, {"duplicate": ["A", "B", "C", "D"]}) == []
+    # the same burst in a category that is a failure scores far above the threshold
+    [found] = drift.step(10.0, {"mapping": ["E", "F", "G", "H"]})
+    assert (found.category, found.failures) == ("mapping", 4)
+    assert found.score > 6
+    # a detector told to judge every category sees the redeliveries
+    everything = CategoryDrift(min_history=100, ignored=frozenset())
+    for _ in range(600):
+        everything.learn(10.0, {})
+    [redelivered] = everything.step(10.0, {"duplicate": ["A", "B", "C", "D"]})
+    assert (redelivered.category, redelivered.failures) == ("duplicate", 4)
