@@ -2,8 +2,9 @@
 
 The simulator plays the SaaS-to-ERP stack as fast as it can into a collector in this process,
 and writes one label per injected incident (kind, flow, target, start, end, affected business
-keys). The runner then evaluates the stored minutes in catch-up mode, exactly as after
-downtime, and its alerts are compared with the labels:
+keys); a label starts when its fault is first exercised, at the first affected transaction.
+The runner then evaluates the stored minutes in catch-up mode, exactly as after downtime, and
+its alerts are compared with the labels:
 
 * **caught**: an alert of the incident's flow and target *opens*, or a new kind *joins* an
   alert of that flow that is already open (``escalated``), between the incident's start and
@@ -18,7 +19,9 @@ downtime, and its alerts are compared with the labels:
   reconciliation objective, 30 minutes for event flows).
 * **first evidence**: the first span of an affected business key at or after the start, also
   reported, with the delay counted from it: on a flow with one transaction a minute, no
-  detector can know of an incident before a transaction shows it.
+  detector can know of an incident before a transaction shows it. So is the number of affected
+  transactions seen within ``CAUGHT_WITHIN`` of the start: with one, no count-based detector
+  can tell the incident from the flow's everyday failures in time.
 * **false alert**: an alert of a flow whose open interval (opening to resolution, or the end
   of the run) overlaps no labelled incident of that flow, widened by ``GRACE`` after its end
   while replays drain. The objective is at most one per flow per simulated week.
@@ -73,6 +76,7 @@ class IncidentVerdict:
     first_evidence: str | None = None
     delay_after_evidence_minutes: float | None = None
     affected_keys: int = 0
+    affected_within_deadline: int = 0
 
     @property
     def caught_in_time(self) -> bool:
@@ -197,7 +201,7 @@ def _verdict(
     start, end = _utc(label["start"]), _utc(label["end"])
     target = label.get("target", "")
     keys = list(label.get("affected_keys", []))
-    first_seen, pattern = _first_evidence(store, keys, start)
+    first_seen, pattern, early = _first_evidence(store, keys, start, start + CAUGHT_WITHIN)
     deadline = CAUGHT_WITHIN
     if label["kind"] == DROPPED_EVENTS and first_seen is not None:
         deadline = (first_seen - start) + objective_of(pattern) + CAUGHT_WITHIN
@@ -230,29 +234,38 @@ def _verdict(
         first_seen.isoformat() if first_seen is not None else None,
         after_evidence,
         len(keys),
+        early,
     )
 
 
 def _first_evidence(
-    store: Store, keys: list[str], start: pd.Timestamp
-) -> tuple[pd.Timestamp | None, str]:
-    """The first span of an affected key at or after ``start``, and the keys' pattern."""
+    store: Store, keys: list[str], start: pd.Timestamp, early_until: pd.Timestamp
+) -> tuple[pd.Timestamp | None, str, int]:
+    """The first span of an affected key at or after ``start``, the keys' pattern, and how
+    many affected keys show their first span (at or after ``start``) before ``early_until``."""
     if not keys:
-        return None, ""
+        return None, "", 0
     rows = store.query_rows(
-        f"SELECT toUnixTimestamp64Milli(min(Timestamp)), anyIf(pattern, pattern != '') "
+        "SELECT toUnixTimestamp64Milli(min(first)), anyIf(pattern, pattern != ''), "
+        "countIf(first < {early:DateTime64(3)}) FROM ("
+        "SELECT lookup_key, min(Timestamp) AS first, anyIf(pattern, pattern != '') AS pattern "
         f"FROM {store.table(LINEAGE_TABLE)} "
         "WHERE lookup_key IN (SELECT arrayJoin(splitByChar(',', {keys:String}))) "
-        "AND Timestamp >= {start:DateTime64(3)}",
+        "AND Timestamp >= {start:DateTime64(3)} GROUP BY lookup_key)",
         {
             "keys": ",".join(keys),
-            "start": start.tz_convert(None).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+            "start": _sql_time(start),
+            "early": _sql_time(early_until),
         },
     )
-    millis, pattern = rows[0] if rows else (None, "")
+    millis, pattern, early = rows[0] if rows else (None, "", 0)
     if not millis:
-        return None, str(pattern or "")
-    return pd.Timestamp(int(millis), unit="ms", tz=UTC), str(pattern or "")
+        return None, str(pattern or ""), 0
+    return pd.Timestamp(int(millis), unit="ms", tz=UTC), str(pattern or ""), int(early)
+
+
+def _sql_time(stamp: pd.Timestamp) -> str:
+    return stamp.tz_convert(None).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _false_alerts(
@@ -376,7 +389,11 @@ def format_judgement(judgement: Judgement) -> str:
         evidence = ""
         if verdict.first_evidence:
             lead = (_utc(verdict.first_evidence) - _utc(verdict.start)).total_seconds() / 60
-            evidence = f", first evidence at +{lead:.1f} min"
+            evidence = (
+                f", first evidence at +{lead:.1f} min, "
+                f"{verdict.affected_within_deadline} affected in the first "
+                f"{CAUGHT_WITHIN.total_seconds() / 60:g} min"
+            )
         lines.append(
             f"  {verdict.start[:16]}  {verdict.kind:<20} {verdict.flow:<28} {verdict.tier:<9} "
             f"{caught}{evidence}"

@@ -132,5 +132,8 @@ def test_judgement_of_a_short_simulated_run_with_planned_incidents(tmp_path):
     dropped = next(v for v in judgement.incidents if v.kind == "dropped_events")
     # caught once its first event is overdue: the deadline counts the 30-minute objective
     assert dropped.deadline_minutes > 30
+    # labels start at the first affected transaction, which the judge finds in the lineage
+    for verdict in judgement.incidents:
+        assert 1 <= verdict.affected_within_deadline <= verdict.affected_keys
     # four hours include the detectors' warm-up; at most one alert outside the incidents
     assert sum(judgement.false_alerts.values()) <= 1
