@@ -29,6 +29,7 @@ from collector.spans import request_to_batch
 SPANS_PER_REQUEST = 1000
 _DISTINCT_REQUESTS = 32
 _START_TIMEOUT_SECONDS = 60.0
+_RETRYABLE = (429, 502, 503, 504)
 _SERVICES = ("crm", "integration-api", "event-router", "canonical-mapper", "billing", "erp")
 _FLOWS = ("order-to-cash.order-submit", "billing.invoice-post", "payments.payment-apply")
 
@@ -155,6 +156,11 @@ def _drive(
                 response = client.post(
                     endpoint, content=bodies[number % len(bodies)], headers=headers
                 )
+                while response.status_code in _RETRYABLE:  # as an OTLP exporter does
+                    time.sleep(float(response.headers.get("retry-after", "1")))
+                    response = client.post(
+                        endpoint, content=bodies[number % len(bodies)], headers=headers
+                    )
                 if response.status_code != 200:
                     failures.append(f"{response.status_code} {response.text[:200]}")
                     return
@@ -167,10 +173,21 @@ def _drive(
             thread.start()
         for thread in threads:
             thread.join()
+        _wait_until_stored(endpoint)
         elapsed = time.perf_counter() - started
     if failures:
         raise RuntimeError(f"The receiver refused a request: {failures[0]}")
     return requests * SPANS_PER_REQUEST / elapsed
+
+
+def _wait_until_stored(endpoint: str) -> None:
+    """Answers come once spans are spooled: the clock stops when the store holds them all."""
+    health = endpoint.rsplit("/v1/traces", 1)[0] + "/health"
+    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+    while httpx.get(health, timeout=10).json()["queued_spans"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError("The receiver did not store the acknowledged spans in time.")
+        time.sleep(0.02)
 
 
 def _ceiling(bodies: list[bytes], requests: int, data_dir: Path, console: Console) -> float:

@@ -32,7 +32,6 @@ _GRPC_CODES = {
     Refusal.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     Refusal.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Refusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    Refusal.STORE_REFUSED: grpc.StatusCode.INTERNAL,
 }
 
 

@@ -48,7 +48,6 @@ _HTTP_STATUS = {
     Refusal.TOO_LARGE: (413, code_pb2.RESOURCE_EXHAUSTED),
     Refusal.UNSUPPORTED: (415, code_pb2.INVALID_ARGUMENT),
     Refusal.OVERLOADED: (429, code_pb2.RESOURCE_EXHAUSTED),
-    Refusal.STORE_REFUSED: (500, code_pb2.INTERNAL),
     Refusal.UNAVAILABLE: (503, code_pb2.UNAVAILABLE),
 }
 

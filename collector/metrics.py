@@ -17,7 +17,7 @@ class CollectorMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.accepted_spans = Counter(
             f"{_PREFIX}_accepted_spans",
-            "Spans stored and acknowledged, by protocol.",
+            "Spans acknowledged (written to the spool), by protocol.",
             ["protocol"],
             registry=self.registry,
         )
@@ -35,12 +35,22 @@ class CollectorMetrics:
         )
         self.dropped_spans = Counter(
             f"{_PREFIX}_dropped_spans",
-            "Spans the store refused for good after decoding (never acknowledged).",
+            "Acknowledged spans the store refused for good (kept aside in the spool).",
             registry=self.registry,
         )
         self.queued_spans = Gauge(
             f"{_PREFIX}_queued_spans",
-            "Spans decoded and waiting for the store.",
+            "Spans decoded and waiting for the spool or the store.",
+            registry=self.registry,
+        )
+        self.spool_bytes = Gauge(
+            f"{_PREFIX}_spool_bytes",
+            "Size on disk of the spooled spans the store does not hold yet.",
+            registry=self.registry,
+        )
+        self.spool_segments = Gauge(
+            f"{_PREFIX}_spool_segments",
+            "Spool segments (groups of acknowledged requests) not yet in the store.",
             registry=self.registry,
         )
         self.insert_seconds = Histogram(

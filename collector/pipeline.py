@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import hmac
-import logging
 from concurrent.futures import Future
 
 from google.protobuf.message import DecodeError
@@ -20,9 +19,7 @@ from collector.otlp_json import InvalidRequest, decode_json_request
 from collector.redaction import RedactionPolicy, redact_rows
 from collector.spans import InvalidSpans, SpanBatch, request_to_batch
 from collector.writer import Overloaded, SpanWriter, WriterClosed
-from storage import QueryError, StoreUnavailable
-
-logger = logging.getLogger(__name__)
+from storage import StoreUnavailable
 
 
 def _decode_json(body: bytes) -> SpanBatch:
@@ -43,7 +40,6 @@ class Refusal(enum.Enum):
     UNAUTHENTICATED = "unauthenticated"
     OVERLOADED = "overloaded"
     UNAVAILABLE = "store_unavailable"
-    STORE_REFUSED = "store_refused"
 
 
 class IngestError(Exception):
@@ -97,7 +93,7 @@ class IngestPipeline:
         return SpanBatch(rows, batch.rejected_spans, batch.rejection_reason)
 
     def submit(self, batch: SpanBatch) -> Future:
-        """Queue the rows; the future resolves once they are stored. Raises IngestError."""
+        """Queue the rows; the future resolves once they are spooled. Raises IngestError."""
         try:
             return self.writer.submit(batch.rows)
         except Overloaded as exc:
@@ -111,12 +107,6 @@ class IngestPipeline:
             stored.result()
         except StoreUnavailable as exc:
             raise self._unavailable(exc) from exc
-        except QueryError as exc:
-            logger.error("Store refused %d spans: %s", batch.accepted_spans, exc)
-            self.metrics.dropped_spans.inc(batch.accepted_spans)
-            raise self.refuse(
-                Refusal.STORE_REFUSED, "The store refused the spans; see the collector log."
-            ) from exc
         self.metrics.accepted_spans.labels(protocol).inc(batch.accepted_spans)
 
     def refuse(

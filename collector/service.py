@@ -15,12 +15,14 @@ from collector.http_receiver import create_app
 from collector.metrics import CollectorMetrics
 from collector.pipeline import IngestPipeline
 from collector.redaction import RedactionPolicy
+from collector.spool import Spool
 from collector.writer import SpanWriter
 from seamwatch.settings import Settings
 from storage import Store
 
 logger = logging.getLogger(__name__)
 
+SPOOL_DIR_NAME = "spool"
 _START_TIMEOUT_SECONDS = 15.0
 _GRPC_GRACE_SECONDS = 10.0
 
@@ -38,6 +40,9 @@ class Collector:
         self.metrics = CollectorMetrics()
         self.writer = SpanWriter(
             store,
+            Spool(
+                settings.spool_dir or settings.data_dir / SPOOL_DIR_NAME, fsync=settings.spool_fsync
+            ),
             batch_max_spans=settings.batch_max_spans,
             flush_interval_millis=settings.batch_flush_interval_millis,
             max_queue_spans=settings.max_queue_spans,
@@ -98,6 +103,10 @@ class Collector:
         logger.info("OTLP/HTTP receiver listening on %s/v1/traces", self.endpoint)
         if self.grpc_endpoint:
             logger.info("OTLP/gRPC receiver listening on %s", self.grpc_endpoint)
+
+    def wait_until_stored(self, timeout_seconds: float = 30.0) -> bool:
+        """Wait until the store holds every span acknowledged so far; False on timeout."""
+        return self.writer.wait_until_stored(timeout_seconds)
 
     def stop(self) -> None:
         """Stop taking requests, finish those in flight, then store everything queued."""

@@ -1,13 +1,23 @@
-"""Batched, acknowledged writes of span rows into ``otel_traces``.
+"""Acknowledged, spooled, batched writes of span rows into ``otel_traces``.
 
-Requests hand their rows to a ``SpanWriter`` and wait for the future it returns. A named worker
-thread gathers the rows of many requests into one insert (ClickHouse prefers few large inserts
-to many small ones) and resolves every future once its rows are stored. A request is answered
-with success only after that, so an acknowledged span is never lost to a crash or a shutdown.
+Requests hand their rows to a ``SpanWriter`` and wait for the future it returns. Two named
+threads do the work:
 
-The queue is bounded in spans. When it is full, ``submit`` raises ``Overloaded``; when the store
-has just failed, it raises ``StoreUnavailable`` at once for a short while instead of queueing
-rows that cannot be written. Both carry how long the client should wait before it retries.
+- the spooler writes the rows of every request waiting at that moment into one spool segment
+  (one fsync for all of them) and resolves their futures: from then on the rows survive a
+  crash, so the request is answered with success;
+- the inserter fills the store from the spool, oldest first, in inserts of up to
+  ``batch_max_spans`` rows (ClickHouse prefers few large inserts to many small ones), and
+  removes each segment once the store holds its rows.
+
+Under load the inserts grow to the batch maximum whatever the number of clients; when idle,
+rows reach the store within the flush interval. Until the store has taken an insert (at start,
+and after it failed), a request is answered only once its own rows are in the store: a client
+never gets success for spans sent while the store is known to be down, and gets 503 instead,
+its rows withdrawn from the spool. When the store fails, the inserter keeps the acknowledged
+spool and tries again; meanwhile new requests get ``StoreUnavailable`` (503) so the spool does
+not grow without bound. When more than ``max_queue_spans`` spans wait, new requests get
+``Overloaded`` (429). Both carry how long the client should wait before it retries.
 """
 
 from __future__ import annotations
@@ -22,21 +32,15 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from collector.metrics import CollectorMetrics
+from collector.spool import Segment, Spool
 from storage import TRACES_TABLE, QueryError, Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_RETRY_AFTER_SECONDS = 5
-# Below this many spans the worker waits up to the flush interval for more; at or above it, it
-# inserts as soon as it is free. Under load, requests that arrive during one insert form the
-# next batch, so batches grow with the load without adding latency when the store is idle.
-_DEFAULT_BATCH_MIN_SPANS = 1000
-# Under load (the last insert took rows of several requests), the clients it answered send again
-# at once. Once the batch minimum is queued, the worker still waits while rows keep arriving, up
-# to this long after the last arrival (or the end of the last insert): one insert of the whole
-# burst costs far less than several small ones (each insert writes a part that is merged later).
-_DEFAULT_BATCH_LINGER_MILLIS = 25
 _SHUTDOWN_TIMEOUT_SECONDS = 30.0
+# While the store is down, the inserter tries again this often (the spool keeps the rows).
+_STORE_RETRY_SECONDS = 1.0
 
 
 class Overloaded(Exception):
@@ -58,6 +62,7 @@ class WriterStats:
     inserted_spans: int = 0
     inserted_batches: int = 0
     failed_batches: int = 0
+    rejected_spans: int = 0
     last_insert_seconds: float = 0.0
     queued_spans: int = 0
 
@@ -66,19 +71,20 @@ class WriterStats:
 class _Pending:
     rows: pa.Table
     done: Future = field(default_factory=Future)
+    # Answered once the rows are in the store rather than once they are spooled.
+    after_insert: bool = False
 
 
 class SpanWriter:
-    """Gathers span rows from many requests and inserts them in batches."""
+    """Spools span rows from many requests, then inserts them in large batches."""
 
     def __init__(
         self,
         store: Store,
+        spool: Spool,
         *,
         batch_max_spans: int,
         flush_interval_millis: int,
-        batch_min_spans: int = _DEFAULT_BATCH_MIN_SPANS,
-        batch_linger_millis: int = _DEFAULT_BATCH_LINGER_MILLIS,
         max_queue_spans: int,
         retry_after_seconds: int = _DEFAULT_RETRY_AFTER_SECONDS,
         metrics: CollectorMetrics | None = None,
@@ -95,66 +101,100 @@ class SpanWriter:
                 f"batch_max_spans ({batch_max_spans})"
             )
         self._store = store
+        self._spool = spool
         self._metrics = metrics or CollectorMetrics()
         self._batch_max_spans = batch_max_spans
-        self._batch_min_spans = min(batch_min_spans, batch_max_spans)
         self._flush_interval_seconds = flush_interval_millis / 1000
-        self._linger_seconds = max(batch_linger_millis, 0) / 1000
-        self._last_arrival_at = 0.0
-        self._last_batch_requests = 0
         self._max_queue_spans = max_queue_spans
         self._retry_after_seconds = retry_after_seconds
-        self._queue: deque[_Pending] = deque()
-        self._queued_spans = 0
-        self._oldest_enqueued_at = 0.0
+        self._unspooled: deque[_Pending] = deque()
+        self._unspooled_spans = 0
+        self._backlog: deque[Segment] = deque(spool.recovered)
+        self._backlog_spans = sum(segment.spans for segment in spool.recovered)
+        self._last_spooled = spool.recovered[-1].sequence if spool.recovered else 0
+        self._stored_through = 0
         self._unavailable_until = 0.0
+        self._store_proven = False
+        # Requests answered only after the insert of their segment, by segment sequence.
+        self._unanswered: dict[int, list[_Pending]] = {}
         self._closing = False
+        self._give_up_at = float("inf")
         self._condition = threading.Condition()
         self.stats = WriterStats()
-        self._worker = threading.Thread(target=self._run, name="seamwatch-span-writer", daemon=True)
-        self._worker.start()
+        if spool.recovered:
+            logger.info(
+                "Storing %d spans left in the spool by the previous run", self._backlog_spans
+            )
+        self._publish_depth()
+        self._spooler = threading.Thread(
+            target=self._spool_loop, name="seamwatch-span-spooler", daemon=True
+        )
+        self._inserter = threading.Thread(
+            target=self._insert_loop, name="seamwatch-span-writer", daemon=True
+        )
+        self._spooler.start()
+        self._inserter.start()
 
     def submit(self, rows: pa.Table) -> Future:
-        """Queue rows for insertion; the future resolves to the row count once they are stored.
+        """Queue rows; the future resolves to the row count once they are spooled on disk.
 
-        Raises Overloaded when the queue is full, StoreUnavailable while the store is known to
-        be down, and WriterClosed after shutdown began.
+        Raises Overloaded when too many spans wait, StoreUnavailable while the store is known
+        to be down, and WriterClosed after shutdown began.
         """
-        pending = _Pending(rows)
+        pending = _Pending(rows, after_insert=not self._store_proven)
         if rows.num_rows == 0:
             pending.done.set_result(0)
             return pending.done
         with self._condition:
             self._check_accepting(rows.num_rows)
-            if not self._queue:
-                self._oldest_enqueued_at = time.monotonic()
-            self._queue.append(pending)
-            self._last_arrival_at = time.monotonic()
-            self._queued_spans += rows.num_rows
-            self.stats.queued_spans = self._queued_spans
-            self._metrics.queued_spans.set(self._queued_spans)
-            self._condition.notify()
+            self._unspooled.append(pending)
+            self._unspooled_spans += rows.num_rows
+            self._publish_depth()
+            self._condition.notify_all()
         return pending.done
 
+    def wait_until_stored(self, timeout_seconds: float = 30.0) -> bool:
+        """Wait until every span acknowledged so far is in the store; False on timeout."""
+        deadline = time.monotonic() + timeout_seconds
+        with self._condition:
+            target = self._last_spooled
+            while self._stored_through < target:
+                if not self._inserter.is_alive():
+                    return False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(remaining)
+        return True
+
     def shutdown(self, timeout_seconds: float = _SHUTDOWN_TIMEOUT_SECONDS) -> None:
-        """Refuse new rows, store everything already queued, then stop the worker."""
+        """Refuse new rows, spool those waiting, store what the store takes, then stop.
+
+        Rows the store cannot take before the timeout stay in the spool for the next start.
+        """
         with self._condition:
             self._closing = True
-            self._condition.notify()
-        self._worker.join(timeout_seconds)
-        if self._worker.is_alive():
-            logger.error("Span writer did not drain within %.0fs", timeout_seconds)
+            self._give_up_at = time.monotonic() + timeout_seconds
+            self._condition.notify_all()
+        self._spooler.join(timeout_seconds)
+        self._inserter.join(timeout_seconds + _STORE_RETRY_SECONDS)
+        if self._backlog_spans:
+            logger.warning(
+                "%d spans stay in the spool %s; they are stored at the next start",
+                self._backlog_spans,
+                self._spool.directory,
+            )
+        self._spool.close()
 
     def _check_accepting(self, span_count: int) -> None:
         if self._closing:
             raise WriterClosed("The collector is shutting down.")
-        wait_seconds = self._unavailable_until - time.monotonic()
-        if wait_seconds > 0:
+        if self._unavailable_until > time.monotonic():
             raise StoreUnavailable("The store failed moments ago; retry later.")
-        if self._queue and self._queued_spans + span_count > self._max_queue_spans:
+        waiting = self._unspooled_spans + self._backlog_spans
+        if waiting and waiting + span_count > self._max_queue_spans:
             raise Overloaded(
-                f"{self._queued_spans} spans are waiting for the store (limit "
-                f"{self._max_queue_spans}).",
+                f"{waiting} spans are waiting for the store (limit {self._max_queue_spans}).",
                 self._retry_after_seconds,
             )
 
@@ -163,57 +203,107 @@ class SpanWriter:
         """Seconds a refused client is told to wait."""
         return self._retry_after_seconds
 
-    def _run(self) -> None:
+    def _spool_loop(self) -> None:
+        while True:
+            with self._condition:
+                while not self._unspooled:
+                    if self._closing:
+                        return
+                    self._condition.wait()
+                group = list(self._unspooled)
+                self._unspooled.clear()
+            # Requests to answer after their insert get a segment of their own, so that the
+            # rows of a refused request can be withdrawn without touching acknowledged ones.
+            answered_now = [pending for pending in group if not pending.after_insert]
+            if answered_now:
+                self._spool_group(answered_now)
+            if len(answered_now) < len(group):
+                self._spool_group([pending for pending in group if pending.after_insert])
+
+    def _spool_group(self, group: list[_Pending]) -> None:
+        """Write every waiting request's rows as one segment, then answer them all."""
+        spans = sum(pending.rows.num_rows for pending in group)
+        try:
+            rows = pa.concat_tables([pending.rows for pending in group])
+            segment = self._spool.write(rows)
+        except OSError as exc:
+            logger.error("Cannot write %d spans to the spool: %s", spans, exc)
+            with self._condition:
+                self._unspooled_spans -= spans
+                self._publish_depth()
+            for pending in group:
+                pending.done.set_exception(
+                    StoreUnavailable(f"the spool cannot be written: {exc.strerror or exc}")
+                )
+            return
+        after_insert = group[0].after_insert
+        with self._condition:
+            self._unspooled_spans -= spans
+            self._backlog.append(segment)
+            self._backlog_spans += spans
+            if after_insert:
+                self._unanswered[segment.sequence] = group
+            else:
+                self._last_spooled = segment.sequence
+            self._publish_depth()
+            self._condition.notify_all()
+        if not after_insert:
+            for pending in group:
+                pending.done.set_result(pending.rows.num_rows)
+
+    def _insert_loop(self) -> None:
         while True:
             batch = self._next_batch()
             if batch is None:
                 return
-            self._write(batch)
+            self._insert(batch)
 
-    def _next_batch(self) -> list[_Pending] | None:
+    def _next_batch(self) -> list[Segment] | None:
         """Wait for a full batch or the flush interval; None once closed and drained."""
         with self._condition:
-            while not self._queue:
-                if self._closing:
+            while not self._backlog:
+                if self._closing and not self._spooler.is_alive():
                     return None
-                self._condition.wait()
-            while not self._closing and self._queued_spans < self._batch_max_spans:
-                deadline = self._oldest_enqueued_at + self._flush_interval_seconds
-                if self._queued_spans >= self._batch_min_spans:
-                    if self._last_batch_requests < 2:
-                        break
-                    deadline = min(deadline, self._last_arrival_at + self._linger_seconds)
-                remaining = deadline - time.monotonic()
+                self._condition.wait(0.1 if self._closing else None)
+            # Clients waiting for their own insert are not kept waiting for a larger batch.
+            while (
+                not self._closing
+                and not self._unanswered
+                and self._backlog_spans < self._batch_max_spans
+            ):
+                remaining = (
+                    self._backlog[0].spooled_at + self._flush_interval_seconds - time.monotonic()
+                )
                 if remaining <= 0:
                     break
                 self._condition.wait(remaining)
-            batch = [self._queue.popleft()]
-            taken = batch[0].rows.num_rows
-            while self._queue and taken + self._queue[0].rows.num_rows <= self._batch_max_spans:
-                batch.append(self._queue.popleft())
-                taken += batch[-1].rows.num_rows
-            self._queued_spans -= taken
-            self.stats.queued_spans = self._queued_spans
-            self._metrics.queued_spans.set(self._queued_spans)
-            self._oldest_enqueued_at = time.monotonic()
-            self._last_batch_requests = len(batch)
+            batch = [self._backlog[0]]
+            taken = batch[0].spans
+            for segment in list(self._backlog)[1:]:
+                if taken + segment.spans > self._batch_max_spans:
+                    break
+                batch.append(segment)
+                taken += segment.spans
             return batch
 
-    def _write(self, batch: list[_Pending]) -> None:
-        rows = pa.concat_tables([pending.rows for pending in batch])
+    def _insert(self, batch: list[Segment]) -> None:
         started = time.monotonic()
         try:
+            rows = pa.concat_tables([segment.load() for segment in batch])
             self._store.insert_arrow(TRACES_TABLE, rows)
         except StoreUnavailable as exc:
-            self._fail(batch, exc)
+            self._store_failed(batch, exc)
             return
-        except QueryError as exc:
+        except (QueryError, OSError, pa.ArrowException) as exc:
             if len(batch) > 1:
-                # One request's rows must not sink the others: try each on its own.
-                for pending in batch:
-                    self._write([pending])
+                # One segment's rows must not hold the others back: try each on its own, in
+                # order, until one is not stored (the store went away meanwhile).
+                for segment in batch:
+                    if self._backlog[0] is not segment:
+                        break
+                    self._insert([segment])
                 return
-            self._fail(batch, exc)
+            self._reject(batch[0], exc)
             return
         elapsed = time.monotonic() - started
         self.stats.inserted_spans += rows.num_rows
@@ -222,23 +312,88 @@ class SpanWriter:
         self._metrics.insert_seconds.observe(elapsed)
         self._metrics.inserted_spans.inc(rows.num_rows)
         logger.debug("Inserted %d spans into %s in %.3fs", rows.num_rows, TRACES_TABLE, elapsed)
+        self._stored(batch)
+
+    def _stored(self, batch: list[Segment]) -> None:
+        self._spool.remove(batch)
+        answered: list[_Pending] = []
         with self._condition:
-            # Clients answered now send again; their rows count as arriving from here on.
-            self._last_arrival_at = max(self._last_arrival_at, time.monotonic())
-        for pending in batch:
+            self._store_proven = True
+            for _ in batch:
+                segment = self._backlog.popleft()
+                self._backlog_spans -= segment.spans
+                self._stored_through = segment.sequence
+                answered += self._unanswered.pop(segment.sequence, [])
+            self._publish_depth()
+            self._condition.notify_all()
+        for pending in answered:
             pending.done.set_result(pending.rows.num_rows)
 
-    def _fail(self, batch: list[_Pending], exc: Exception) -> None:
+    def _store_failed(self, batch: list[Segment], exc: Exception) -> None:
         self.stats.failed_batches += 1
-        if isinstance(exc, StoreUnavailable):
-            self._unavailable_until = time.monotonic() + self._retry_after_seconds
-            logger.warning(
-                "Store unavailable, refusing %d spans for %ds: %s",
-                sum(p.rows.num_rows for p in batch),
-                self._retry_after_seconds,
-                exc,
-            )
-        else:
-            logger.error("Insert of %d spans refused: %s", batch[0].rows.num_rows, exc)
-        for pending in batch:
+        refused = self._withdraw_unanswered(batch)
+        for pending in refused:
             pending.done.set_exception(exc)
+        logger.warning(
+            "Store unavailable; %d acknowledged spans stay in the spool, %d unacknowledged "
+            "spans are refused, and new requests are refused for %ds: %s",
+            self._backlog_spans,
+            sum(pending.rows.num_rows for pending in refused),
+            self._retry_after_seconds,
+            exc,
+        )
+        with self._condition:
+            self._unavailable_until = time.monotonic() + self._retry_after_seconds
+            giving_up = self._closing and time.monotonic() >= self._give_up_at
+            if not giving_up:
+                self._condition.wait(_STORE_RETRY_SECONDS)
+                return
+        for pending in self._withdraw_unanswered(list(self._backlog)):
+            pending.done.set_exception(exc)
+        with self._condition:
+            self._backlog.clear()  # the spool keeps them for the next start
+            self._condition.notify_all()
+
+    def _withdraw_unanswered(self, batch: list[Segment]) -> list[_Pending]:
+        """Take back the rows of requests not yet answered: their clients are told to retry."""
+        withdrawn = [segment for segment in batch if segment.sequence in self._unanswered]
+        self._spool.remove(withdrawn)
+        with self._condition:
+            self._store_proven = False
+            refused: list[_Pending] = []
+            for segment in withdrawn:
+                self._backlog.remove(segment)
+                self._backlog_spans -= segment.spans
+                refused += self._unanswered.pop(segment.sequence)
+            self._publish_depth()
+            self._condition.notify_all()
+        return refused
+
+    def _reject(self, segment: Segment, exc: Exception) -> None:
+        """The store refuses these rows for good: keep them aside, never delete them."""
+        self.stats.failed_batches += 1
+        self.stats.rejected_spans += segment.spans
+        self._metrics.dropped_spans.inc(segment.spans)
+        place = self._spool.reject(segment, f"the store refused the rows: {exc}")
+        logger.error(
+            "The store refused %d acknowledged spans for good (%s); they are kept in %s",
+            segment.spans,
+            exc,
+            place,
+        )
+        with self._condition:
+            self._backlog.popleft()
+            self._backlog_spans -= segment.spans
+            self._stored_through = segment.sequence
+            # Kept aside for good, so a client still waiting is answered: a retry cannot help.
+            answered = self._unanswered.pop(segment.sequence, [])
+            self._publish_depth()
+            self._condition.notify_all()
+        for pending in answered:
+            pending.done.set_result(pending.rows.num_rows)
+
+    def _publish_depth(self) -> None:
+        self.stats.queued_spans = self._unspooled_spans + self._backlog_spans
+        self._metrics.queued_spans.set(self.stats.queued_spans)
+        self._metrics.spool_bytes.set(self._spool.size_bytes)
+        self._metrics.spool_segments.set(self._spool.segments)

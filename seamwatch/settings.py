@@ -20,7 +20,7 @@ DEFAULT_OTLP_HTTP_PORT = 4318
 DEFAULT_OTLP_GRPC_PORT = 4317
 DEFAULT_DASHBOARD_PORT = 8501
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the OTLP/HTTP limit most collectors use
-DEFAULT_BATCH_MAX_SPANS = 20_000
+DEFAULT_BATCH_MAX_SPANS = 50_000
 DEFAULT_BATCH_FLUSH_INTERVAL_MILLIS = 200
 DEFAULT_MAX_QUEUE_SPANS = 400_000
 
@@ -89,12 +89,28 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(
         16, gt=0, description="Trace requests decoded at once before new ones get 429."
     )
-    batch_max_spans: int = Field(DEFAULT_BATCH_MAX_SPANS, gt=0)
-    batch_flush_interval_millis: int = Field(DEFAULT_BATCH_FLUSH_INTERVAL_MILLIS, gt=0)
+    batch_max_spans: int = Field(
+        DEFAULT_BATCH_MAX_SPANS, gt=0, description="Most spans in one insert into the store."
+    )
+    batch_flush_interval_millis: int = Field(
+        DEFAULT_BATCH_FLUSH_INTERVAL_MILLIS,
+        gt=0,
+        description="Longest time acknowledged spans wait in the spool for a larger insert.",
+    )
+    spool_dir: Path | None = Field(
+        None,
+        description="Where acknowledged spans wait until the store holds them"
+        " (default: the spool folder of the data directory).",
+    )
+    spool_fsync: bool = Field(
+        True,
+        description="Flush each spool write to disk before acknowledging (off: a crash of the"
+        " process still loses nothing, a crash of the machine may).",
+    )
     max_queue_spans: int = Field(
         DEFAULT_MAX_QUEUE_SPANS,
         gt=0,
-        description="Spans waiting for the store before new requests get 503 with Retry-After.",
+        description="Spans waiting for the store before new requests get 429 with Retry-After.",
     )
     retry_after_seconds: int = Field(
         5, ge=1, le=3600, description="Retry-After given to clients when the store cannot keep up."

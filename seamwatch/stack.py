@@ -112,6 +112,7 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
 
 def run_collector(settings: Settings) -> None:
     """Run the OTLP receiver alone until SIGINT or SIGTERM."""
+    stopped = _stop_on_signal()  # from the start: a stop during start-up still drains
     store = open_store(settings)
     collector = Collector(store, settings, extra_routes=api_routes(store))
     try:
@@ -121,7 +122,7 @@ def run_collector(settings: Settings) -> None:
         print(f"OTLP/HTTP receiver: {collector.endpoint}/v1/traces", flush=True)
         if collector.grpc_endpoint:
             print(f"OTLP/gRPC receiver: {collector.grpc_endpoint}", flush=True)
-        _wait_for_signal()
+        _wait_for_signal(stopped)
     finally:
         collector.stop()
         if not settings.uses_server:
@@ -164,7 +165,8 @@ def run_dashboard(settings: Settings) -> None:
     bootstrap.run(str(dashboard.APP_PATH), False, [], flag_options)
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, which no longer end the process abruptly."""
     stopped = threading.Event()
 
     def on_signal(signal_number: int, frame: object) -> None:
@@ -172,6 +174,11 @@ def _wait_for_signal() -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    return stopped
+
+
+def _wait_for_signal(stopped: threading.Event | None = None) -> None:
+    stopped = stopped or _stop_on_signal()
     while not stopped.wait(1.0):
         pass
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from collector.service import Collector
 from storage import Store, migrate
 from storage.embedded import EmbeddedStore
+from storage.server import ServerStore
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +35,30 @@ def store(chdb_data_dir: Path) -> Iterator[Store]:
     finally:
         embedded.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
         embedded.close()
+
+
+@pytest.fixture(autouse=True)
+def reads_see_acknowledged_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads in a test wait until the collectors it started have stored what they acknowledged.
+
+    A collector answers once spans are in its spool and inserts them moments later; a test
+    that sends and then reads at once would otherwise race the insert.
+    """
+    started: list[Collector] = []
+    original_start = Collector.start
+
+    def start(collector: Collector) -> None:
+        original_start(collector)
+        started.append(collector)
+
+    monkeypatch.setattr(Collector, "start", start)
+    for store_class in (EmbeddedStore, ServerStore):
+        for method in ("query_df", "query_rows"):
+            original = getattr(store_class, method)
+
+            def read(self, sql, parameters=None, _original=original):
+                for collector in started:
+                    collector.wait_until_stored()
+                return _original(self, sql, parameters)
+
+            monkeypatch.setattr(store_class, method, read)

@@ -15,10 +15,11 @@ SHARED_DIR = Path(__file__).resolve().parents[3] / "shared"
 
 
 @pytest.fixture
-def collector_settings(chdb_data_dir: Path) -> Settings:
+def collector_settings(chdb_data_dir: Path, tmp_path: Path) -> Settings:
     """Receiver settings on an ephemeral loopback port, flushing quickly."""
     return Settings(
         data_dir=chdb_data_dir,
+        spool_dir=tmp_path / "spool",
         otlp_http_host="127.0.0.1",
         otlp_http_port=0,
         otlp_grpc_port=0,

@@ -69,12 +69,15 @@ def test_metrics_count_accepted_rejected_and_refused(running_collector, store):
         headers=headers,
     )
     httpx.post(endpoint, content=b"{not json", headers=headers)
+    assert running_collector.wait_until_stored()
 
     text = httpx.get(f"{running_collector.endpoint}/metrics").text
     assert 'seamwatch_collector_accepted_spans_total{protocol="http"} 2.0' in text
     assert 'seamwatch_collector_rejected_spans_total{reason="invalid_span"} 2.0' in text
     assert 'seamwatch_collector_refused_requests_total{reason="malformed"} 1.0' in text
     assert "seamwatch_collector_queued_spans 0.0" in text
+    assert "seamwatch_collector_spool_segments 0.0" in text
+    assert "seamwatch_collector_spool_bytes 0.0" in text
     assert "seamwatch_collector_insert_seconds_count 2.0" in text
 
 

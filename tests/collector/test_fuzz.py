@@ -14,6 +14,7 @@ from collector.http_receiver import create_app
 from collector.metrics import CollectorMetrics
 from collector.pipeline import IngestPipeline
 from collector.redaction import RedactionPolicy
+from collector.spool import Spool
 from collector.writer import SpanWriter
 
 
@@ -32,10 +33,11 @@ class RecordingStore:
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(tmp_path_factory):
     metrics = CollectorMetrics()
     writer = SpanWriter(
         RecordingStore(),
+        Spool(tmp_path_factory.mktemp("spool"), fsync=False),
         batch_max_spans=1000,
         flush_interval_millis=1,
         max_queue_spans=100_000,

@@ -45,7 +45,7 @@ def wait_for(condition, timeout_seconds: float = 10.0) -> None:
 
 def test_full_queue_is_429_and_the_accepted_spans_are_stored(store, collector_settings):
     collector_settings.batch_max_spans = 1
-    collector_settings.max_queue_spans = 1
+    collector_settings.max_queue_spans = 2  # the span being inserted and one more
     collector_settings.retry_after_seconds = 3
     gated = GatedStore(store)
     service = Collector(gated, collector_settings)
@@ -56,7 +56,7 @@ def test_full_queue_is_429_and_the_accepted_spans_are_stored(store, collector_se
             first = pool.submit(httpx.post, url, content=one_span_body(0), headers=JSON)
             assert gated.inserting.wait(10)
             second = pool.submit(httpx.post, url, content=one_span_body(1), headers=JSON)
-            wait_for(lambda: service.writer.stats.queued_spans == 1)
+            wait_for(lambda: service.writer.stats.queued_spans == 2)
             refused = httpx.post(url, content=one_span_body(2), headers=JSON)
             gated.gate.set()
             answers = [first.result(30), second.result(30)]

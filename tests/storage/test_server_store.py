@@ -277,9 +277,10 @@ def test_one_store_serves_many_threads_at_once(server_store):
     assert len(results) == 40
 
 
-def test_the_collector_stores_otlp_json_through_the_server(server_store, server_url):
+def test_the_collector_stores_otlp_json_through_the_server(server_store, server_url, tmp_path):
     settings = Settings(
         clickhouse_url=server_url,
+        data_dir=tmp_path,
         otlp_http_host="127.0.0.1",
         otlp_http_port=0,
         otlp_grpc_port=-1,

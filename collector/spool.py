@@ -1,0 +1,169 @@
+"""Write-ahead spool: acknowledged span rows, on disk until the store holds them.
+
+A request is answered with success once its rows are in a spool segment on disk (written to a
+temporary name, flushed with fsync, then renamed), not once they are in the store. That lets the
+writer fill the store with few large inserts whatever the number of clients, and lets the
+collector keep what it acknowledged through a crash, a restart or a store outage: segments
+left in the directory are inserted again at the next start, oldest first.
+
+A segment is an Arrow IPC file of span rows named by its sequence number. After a crash between
+an insert and the removal of its segment, the segment is inserted a second time; every query
+counts spans as distinct (TraceId, SpanId), as for a batch a client resends, so nothing is
+counted twice. A segment the store refuses for good is moved to ``rejected/`` beside the spool
+with the reason in the log, never deleted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import pyarrow as pa
+
+logger = logging.getLogger(__name__)
+
+_SUFFIX = ".arrow"
+_PARTIAL_SUFFIX = ".partial"
+_LOCK_FILE_NAME = ".lock"
+REJECTED_DIR_NAME = "rejected"
+
+
+class SpoolError(Exception):
+    """The spool directory cannot be used; the message says why and what to do."""
+
+
+@dataclass
+class Segment:
+    """One spooled group of span rows, in the order it was acknowledged."""
+
+    sequence: int
+    path: Path
+    spans: int
+    size_bytes: int
+    spooled_at: float = field(default_factory=time.monotonic)
+    rows: pa.Table | None = None
+
+    def load(self) -> pa.Table:
+        """The segment's rows (read from disk for a segment left by an earlier run)."""
+        if self.rows is None:
+            with pa.memory_map(str(self.path)) as source:
+                self.rows = pa.ipc.open_file(source).read_all()
+        return self.rows
+
+
+class Spool:
+    """The spool directory of one collector process (guarded by a lock file)."""
+
+    def __init__(self, directory: Path, *, fsync: bool = True) -> None:
+        self.directory = Path(directory)
+        self._fsync = fsync
+        self._lock_file = _lock(self.directory)
+        for partial in self.directory.glob(f"*{_PARTIAL_SUFFIX}"):
+            partial.unlink()  # never acknowledged: its write did not finish
+        self.recovered: list[Segment] = []
+        for path in sorted(self.directory.glob(f"*{_SUFFIX}")):
+            try:
+                self.recovered.append(_read_segment(path))
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                self._set_aside(path, f"unreadable at start: {exc}")
+        self._next_sequence = self.recovered[-1].sequence + 1 if self.recovered else 1
+        self.size_bytes = sum(segment.size_bytes for segment in self.recovered)
+        self.segments = len(self.recovered)
+
+    def write(self, rows: pa.Table) -> Segment:
+        """Put rows on disk for good; raise OSError when the disk refuses."""
+        sequence = self._next_sequence
+        self._next_sequence += 1
+        path = self.directory / f"{sequence:016d}{_SUFFIX}"
+        partial = path.with_suffix(_PARTIAL_SUFFIX)
+        with open(partial, "wb") as sink:
+            with pa.ipc.new_file(sink, rows.schema) as writer:
+                writer.write_table(rows)
+            if self._fsync:
+                sink.flush()
+                os.fsync(sink.fileno())
+        partial.rename(path)
+        if self._fsync:
+            _fsync_directory(self.directory)
+        segment = Segment(sequence, path, rows.num_rows, path.stat().st_size, rows=rows)
+        self.size_bytes += segment.size_bytes
+        self.segments += 1
+        return segment
+
+    def remove(self, segments: list[Segment]) -> None:
+        """Forget segments the store now holds."""
+        for segment in segments:
+            segment.path.unlink(missing_ok=True)
+            self._forget(segment)
+
+    def reject(self, segment: Segment, reason: str) -> Path:
+        """Move a segment the store refused for good out of the way; return where it went."""
+        destination = self._set_aside(segment.path, reason)
+        self._forget(segment)
+        return destination
+
+    def close(self) -> None:
+        """Release the directory for another process."""
+        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        self._lock_file.close()
+
+    def _set_aside(self, path: Path, reason: str) -> Path:
+        rejected = self.directory / REJECTED_DIR_NAME
+        rejected.mkdir(exist_ok=True)
+        destination = rejected / path.name
+        path.rename(destination)
+        destination.with_suffix(".reason.txt").write_text(reason + "\n")
+        logger.error("Spool segment set aside in %s: %s", destination, reason)
+        return destination
+
+    def _forget(self, segment: Segment) -> None:
+        self.size_bytes -= segment.size_bytes
+        self.segments -= 1
+        segment.rows = None
+
+
+def _lock(directory: Path) -> IO[str]:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_file = open(directory / _LOCK_FILE_NAME, "a+")  # noqa: SIM115 - held while open
+    except OSError as exc:
+        raise SpoolError(
+            f"Cannot use the spool directory {str(directory)!r}: {exc.strerror}. "
+            "Set SEAMWATCH_DATA_DIR (or --data-dir) to a writable directory."
+        ) from exc
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.seek(0)
+        holder = lock_file.read().strip() or "unknown"
+        lock_file.close()
+        raise SpoolError(
+            f"The spool directory {str(directory)!r} is used by another collector (pid "
+            f"{holder}). Give each collector its own --data-dir / SEAMWATCH_DATA_DIR."
+        ) from None
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(str(os.getpid()))
+    lock_file.flush()
+    return lock_file
+
+
+def _read_segment(path: Path) -> Segment:
+    """A segment left by an earlier run; its rows are read when it is inserted."""
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        spans = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    return Segment(int(path.stem), path, spans, path.stat().st_size)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
