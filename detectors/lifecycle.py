@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -106,6 +107,23 @@ class Signal:
     baseline: float
     observed: float
     detail: str = ""
+
+
+AlertListener = Callable[[Store, list["Alert"], list[dict[str, object]]], None]
+# Told of every flush: the store, the alerts that changed and the events written (chat
+# notifications listen here). A listener must return quickly and must not raise.
+_listeners: list[AlertListener] = []
+
+
+def add_listener(listener: AlertListener) -> None:
+    """Call ``listener`` after every flush of every alert book in this process."""
+    _listeners.append(listener)
+
+
+def remove_listener(listener: AlertListener) -> None:
+    """Stop calling ``listener``."""
+    if listener in _listeners:
+        _listeners.remove(listener)
 
 
 def alert_id_for(flow: str, target: str, opened_at: datetime) -> str:
@@ -228,6 +246,8 @@ class AlertBook:
             self.store.insert_arrow(ALERTS_TABLE, _alert_table(changed))
         if self._events:
             self.store.insert_arrow(EVENTS_TABLE, pa.Table.from_pylist(self._events, _EVENT_SCHEMA))
+        for listener in tuple(_listeners):
+            listener(self.store, changed, list(self._events))
         self._changed.clear()
         self._events.clear()
         return len(changed)
