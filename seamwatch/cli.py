@@ -58,6 +58,9 @@ DashboardHostOption = typer.Option(
     None, "--dashboard-host", help="Dashboard bind address [env SEAMWATCH_DASHBOARD_HOST]"
 )
 LogLevelOption = typer.Option("info", "--log-level", help="debug, info, warning or error")
+NotifyFileOption = typer.Option(
+    None, "--notify-file", help="Chat notification destinations, YAML [env SEAMWATCH_NOTIFY_FILE]"
+)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -126,6 +129,7 @@ def up(
     otlp_grpc_port: int | None = GrpcPortOption,
     dashboard_host: str | None = DashboardHostOption,
     dashboard_port: int | None = DashboardPortOption,
+    notify_file: Path | None = NotifyFileOption,
     log_level: str = LogLevelOption,
 ) -> None:
     """Run everything in one process: OTLP receiver, store and dashboard (Ctrl-C stops)."""
@@ -140,6 +144,7 @@ def up(
         otlp_grpc_port=otlp_grpc_port,
         dashboard_host=dashboard_host,
         dashboard_port=dashboard_port,
+        notify_file=notify_file,
     )
     demo_options = None
     if demo:
@@ -198,10 +203,14 @@ def dashboard(
 
 def _run(role, *args: object, **kwargs: object) -> None:  # noqa: ANN001 - any role function
     from collector.service import ReceiverStartError
+    from detectors.severity import SeverityFileError
+    from notify.routing import NotifyFileError
     from seamwatch.stack import PortInUse
 
     try:
         role(*args, **kwargs)
+    except (NotifyFileError, SeverityFileError) as exc:
+        _fail(str(exc))
     except (StoreError, ReceiverStartError, PortInUse) as exc:
         _fail(str(exc), code=1)
     except KeyboardInterrupt:
@@ -237,10 +246,12 @@ def _register_feature_commands() -> None:
     from detectors.cli import bench_detect_command, detect_series_command
     from detectors.evaluate_cli import evaluate_command
     from lineage.cli import bench_lineage_command, lineage_command, reconcile_command
+    from notify.cli import notify_app, with_notifications
     from sample_data.cli import simulate_command
 
     app.command("simulate")(simulate_command)
-    app.command("detectors")(detectors_command)
+    app.command("detectors")(with_notifications(detectors_command))
+    app.add_typer(notify_app(), name="notify")
     app.add_typer(alerts_app(), name="alerts")
     app.command("lineage")(lineage_command)
     app.command("reconcile")(reconcile_command)

@@ -23,6 +23,8 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the OTLP/HTTP limit most collect
 DEFAULT_BATCH_MAX_SPANS = 50_000
 DEFAULT_BATCH_FLUSH_INTERVAL_MILLIS = 200
 DEFAULT_MAX_QUEUE_SPANS = 400_000
+DEFAULT_NOTIFY_MAX_AGE_MINUTES = 15
+DEFAULT_NOTIFY_QUEUE_SIZE = 1000
 
 # The default masked keys live with the redaction code; repeated here to keep settings light.
 DEFAULT_MASKED_KEYS = (
@@ -118,6 +120,24 @@ class Settings(BaseSettings):
     retention_days: int | None = Field(
         None, gt=0, description="Drop spans older than this many days (ClickHouse TTL)."
     )
+    notify_file: Path | None = Field(
+        None, description="Notification destinations and their filters (YAML, docs/notify.md)."
+    )
+    dashboard_public_url: str | None = Field(
+        None,
+        description="The dashboard's address as people open it, for links in chat messages "
+        "(default: this machine's dashboard address).",
+    )
+    notify_max_age_minutes: int = Field(
+        DEFAULT_NOTIFY_MAX_AGE_MINUTES,
+        ge=1,
+        description="Alert events older than this when raised (catch-up) are recorded, not sent.",
+    )
+    notify_queue_size: int = Field(
+        DEFAULT_NOTIFY_QUEUE_SIZE,
+        gt=0,
+        description="Notifications waiting per destination before new ones are dropped.",
+    )
 
     @field_validator("database")
     @classmethod
@@ -125,6 +145,16 @@ class Settings(BaseSettings):
         if not _IDENTIFIER.match(value):
             raise ValueError("must be letters, digits and underscores, starting with a letter")
         return value
+
+    @field_validator("dashboard_public_url")
+    @classmethod
+    def _public_url_is_http(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must look like https://seamwatch.example.com")
+        return value.rstrip("/")
 
     @field_validator("clickhouse_url")
     @classmethod

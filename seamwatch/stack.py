@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from collector.service import Collector
 from detectors.runner import RunnerThread
+from notify.service import start_notifications
 from seamwatch import runtime
 from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
 from seamwatch.settings import Settings
@@ -83,7 +84,9 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
     collector = Collector(store, settings, extra_routes=api_routes(store))
     simulator: _SimulatorThread | None = None
     detectors = RunnerThread(store)
+    notifications = None
     try:
+        notifications = start_notifications(settings)
         collector.start()
         detectors.start()
         if not settings.uses_server:
@@ -102,6 +105,8 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
         if simulator is not None:
             simulator.stop()
         detectors.stop()
+        if notifications is not None:
+            notifications.stop()
         collector.stop()
         runtime.share_store(None)
         if not settings.uses_server:

@@ -266,6 +266,11 @@ MIGRATIONS += [
     Migration(13, "Reconciliation exceptions", _lineage.exceptions_table),
 ]
 
+# The notification delivery log lives with chat notifications.
+from notify import records as _notify  # noqa: E402 - needs Migration, defined above
+
+MIGRATIONS.append(Migration(22, "Notification delivery log", _notify.delivery_tables))
+
 LATEST_VERSION = max(migration.version for migration in MIGRATIONS)
 
 

@@ -1,0 +1,180 @@
+"""``seamwatch notify``: check the notification file and send a test to every destination.
+
+``seamwatch notify test`` posts a sample alert (marked as a test) to each configured
+destination, one attempt after another as the live worker would, and says in plain words what
+each one answered. ``seamwatch notify check`` validates the file and lists the destinations.
+:func:`with_notifications` gives a long-running command (``seamwatch detectors``) a
+``--notify-file`` option and delivers its alerts while it runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from detectors.lifecycle import Alert
+from detectors.severity import SeverityFileError, load_severity
+from notify.message import OPENED, RESOLVED, build_notification
+from notify.outbox import DestinationWorker, RetryPolicy, make_destination
+from notify.records import SENT, CallbackRecorder, Outcome
+from notify.routing import NOTIFY_FILE_ENV, NotifyFileError, Route, load_routes
+from notify.service import public_dashboard_url, start_notifications
+from seamwatch.settings import Settings, SettingsError, load_settings
+
+BAD_INPUT_EXIT = 2
+FAILED_EXIT = 1
+# A test should answer within seconds: two tries, a short pause between them.
+TEST_POLICY = RetryPolicy(attempts=2, deadline_seconds=30.0, first_backoff_seconds=1.0)
+
+NotifyFileOption = typer.Option(
+    None, "--notify-file", help=f"Notification destinations (YAML) [env {NOTIFY_FILE_ENV}]"
+)
+
+
+def _fail(message: str, code: int = BAD_INPUT_EXIT) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _load(notify_file: Path | None) -> tuple[Settings, list[Route]]:
+    try:
+        settings = load_settings(notify_file=notify_file)
+        routes = load_routes(settings.notify_file)
+    except (SettingsError, NotifyFileError) as exc:
+        raise _fail(str(exc)) from None
+    if not routes:
+        raise _fail(f"No notification file: pass --notify-file FILE or set {NOTIFY_FILE_ENV}.")
+    return settings, routes
+
+
+def check_command(notify_file: Path | None = NotifyFileOption) -> None:
+    """Validate the notification file and list its destinations (URLs are not shown)."""
+    _, routes = _load(notify_file)
+    for route in routes:
+        model = route.model
+        flows = ", ".join(model.flows) or "all flows"
+        typer.echo(
+            f"{route.name}: {route.kind} at {route.host}; {model.min_tier} tier and up, "
+            f"{model.min_priority} and up, {flows}; events {', '.join(model.events)}"
+        )
+
+
+def test_command(
+    resolve: bool = typer.Option(
+        False, "--resolve", help="Also send the sample alert's resolution."
+    ),
+    notify_file: Path | None = NotifyFileOption,
+) -> None:
+    """Send a sample alert, marked as a test, to every destination and say what happened."""
+    settings, routes = _load(notify_file)
+    try:
+        severity = load_severity()
+    except SeverityFileError as exc:
+        raise _fail(str(exc)) from None
+    url = public_dashboard_url(settings)
+    now = datetime.now(UTC).replace(microsecond=0)
+    failures = 0
+    for route in routes:
+        worker = DestinationWorker(make_destination(route), CallbackRecorder(_ignore), TEST_POLICY)
+        alert = sample_alert(now - _SAMPLE_OPEN_FOR)
+        events = [{"event": OPENED, "at": alert.opened_at, "kind": alert.kind, "detail": _DETAIL}]
+        if resolve:
+            events.append({"event": RESOLVED, "at": now, "kind": alert.kind, "detail": _DETAIL})
+        for event in events:
+            if event["event"] == RESOLVED:
+                alert.state, alert.resolved_at = RESOLVED, now
+            notification = build_notification(alert, event, severity, url, test=True)
+            outcome = worker.deliver(notification)
+            typer.echo(describe_outcome(route, outcome))
+            failures += outcome.outcome != SENT
+    if failures:
+        raise typer.Exit(FAILED_EXIT)
+
+
+_DETAIL = "This is a test from 'seamwatch notify test'; no flow is affected."
+_SAMPLE_OPEN_FOR = timedelta(minutes=7)
+
+
+def sample_alert(opened: datetime) -> Alert:
+    """A plausible open alert for test messages, opened at ``opened``."""
+    return Alert(
+        alert_id="test0000000000",
+        flow="billing.invoice-post",
+        target="erp",
+        business_object="Invoice",
+        kind="error_rate",
+        kinds=["error_rate"],
+        state="open",
+        opened_at=opened,
+        updated_at=opened,
+        resolved_at=None,
+        signal="error_rate",
+        score=12.0,
+        peak_score=12.0,
+        baseline=0.002,
+        observed=0.08,
+        affected=42,
+        failed=42,
+        money_at_risk=18_250.0,
+        top_error="422 Unprocessable Entity: tax code T9 is not mapped",
+    )
+
+
+def describe_outcome(route: Route, outcome: Outcome) -> str:
+    """One sentence on what a destination did with a test message."""
+    where = f"{route.name} ({route.kind} at {route.host})"
+    tries = f"{outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''}"
+    if outcome.outcome == SENT:
+        return f"{where}: {outcome.event} message delivered, HTTP {outcome.http_status} ({tries})."
+    return f"{where}: {outcome.event} message NOT delivered after {tries}: {outcome.reason}"
+
+
+def _ignore(outcome: Outcome) -> None:
+    """The test command prints outcomes itself and keeps no log of them."""
+
+
+def with_notifications(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` with a ``--notify-file`` option, delivering alerts while it runs."""
+    signature = inspect.signature(command)
+    option = inspect.Parameter(
+        "notify_file",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=NotifyFileOption,
+        annotation=Path | None,
+    )
+
+    @functools.wraps(command)
+    def run(*args: Any, notify_file: Path | None = None, **kwargs: Any) -> None:
+        try:
+            notifications = start_notifications(load_settings(notify_file=notify_file))
+        except (SettingsError, NotifyFileError, SeverityFileError) as exc:
+            raise _fail(str(exc)) from None
+        try:
+            command(*args, **kwargs)
+        finally:
+            if notifications is not None:
+                notifications.stop()
+
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), option]
+    )
+    run.__annotations__ = {**command.__annotations__, "notify_file": Path | None}
+    return run
+
+
+def notify_app() -> typer.Typer:
+    """The ``notify`` command group: test, check."""
+    group = typer.Typer(
+        help="Chat notifications: test the destinations, check the file.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
+    )
+    group.command("test")(test_command)
+    group.command("check")(check_command)
+    return group

@@ -1,0 +1,141 @@
+"""One notification as people read it: what happened to which flow, how bad, and where to look.
+
+A :class:`Notification` is built once per alert event (opened, escalated, resolved) from the
+alert, the severity rules in force and the dashboard's address; every destination renders the
+same facts in its own format, so a message reads alike in Slack, Teams and Google Chat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from detectors.lifecycle import Alert
+from detectors.priority import priority, priority_label
+from detectors.severity import Severity
+
+OPENED = "opened"
+ESCALATED = "escalated"
+RESOLVED = "resolved"
+# Events that reach chat; peaks are recorded in alert_events but would be noise in a channel.
+NOTIFIED_EVENTS = (OPENED, ESCALATED, RESOLVED)
+
+_EVENT_VERBS = {OPENED: "opened", ESCALATED: "escalated", RESOLVED: "resolved"}
+
+
+@dataclass(frozen=True)
+class Notification:
+    """Everything a destination shows about one alert event."""
+
+    event: str
+    at: datetime
+    alert_id: str
+    flow: str
+    target: str
+    business_object: str
+    kind: str
+    kinds: tuple[str, ...]
+    tier: str
+    priority: float
+    priority_label: str
+    score: float
+    affected: int
+    money_at_risk: float
+    opened_at: datetime
+    resolved_at: datetime | None
+    what_changed: str
+    top_error: str
+    alert_url: str
+    lineage_url: str
+    test: bool = False
+
+    @property
+    def headline(self) -> str:
+        """One line: priority, event, flow and target, e.g. ``P2 opened: billing -> erp``."""
+        prefix = "[TEST] " if self.test else ""
+        verb = _EVENT_VERBS.get(self.event, self.event)
+        return f"{prefix}{self.priority_label} {verb}: {self.flow} -> {self.target}"
+
+    @property
+    def delivery_key(self) -> str:
+        """Names this event of this alert, the same for every attempt and every restart."""
+        return f"{self.alert_id}:{self.event}:{int(self.at.timestamp())}"
+
+    def facts(self) -> list[tuple[str, str]]:
+        """The facts on-call reads first, as (label, value) pairs in reading order."""
+        facts = [
+            ("Flow", self.flow),
+            ("Target", self.target),
+            ("Business object", self.business_object or "-"),
+            ("Kind", " + ".join(self.kinds) or self.kind),
+            ("Tier", self.tier),
+            ("Priority", f"{self.priority_label} ({self.priority:.1f})"),
+            ("Score", f"{self.score:.1f}"),
+            ("Affected transactions", f"{self.affected:,}"),
+            ("Money at risk", f"{self.money_at_risk:,.2f}"),
+            ("Opened", format_time(self.opened_at)),
+        ]
+        if self.resolved_at is not None:
+            open_minutes = (self.resolved_at - self.opened_at).total_seconds() / 60
+            facts.append(("Resolved", f"{format_time(self.resolved_at)} ({open_minutes:.0f} min)"))
+        return facts
+
+
+def format_time(moment: datetime) -> str:
+    """``2025-03-03 09:05 UTC``: minutes are what the detectors resolve."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def build_notification(
+    alert: Alert,
+    event: dict[str, Any],
+    severity: Severity,
+    dashboard_url: str,
+    *,
+    test: bool = False,
+) -> Notification:
+    """The notification of one ``alert_events`` row of ``alert``."""
+    tier = severity.tier_for(alert.flow, alert.business_object, alert.target)
+    value = priority(alert.peak_score, tier.weight, alert.affected, alert.money_at_risk)
+    kind = str(event.get("kind") or alert.kind)
+    return Notification(
+        event=str(event["event"]),
+        at=_utc(event["at"]),
+        alert_id=alert.alert_id,
+        flow=alert.flow,
+        target=alert.target,
+        business_object=alert.business_object,
+        kind=kind,
+        kinds=tuple(alert.kinds),
+        tier=tier.name,
+        priority=value,
+        priority_label=priority_label(value),
+        score=float(alert.peak_score),
+        affected=int(alert.affected),
+        money_at_risk=float(alert.money_at_risk),
+        opened_at=_utc(alert.opened_at),
+        resolved_at=_utc(alert.resolved_at) if alert.resolved_at else None,
+        what_changed=str(event.get("detail") or ""),
+        top_error=alert.top_error,
+        alert_url=alert_link(dashboard_url, alert.alert_id),
+        lineage_url=lineage_link(dashboard_url, alert.flow),
+        test=test,
+    )
+
+
+def alert_link(dashboard_url: str, alert_id: str) -> str:
+    """The dashboard's Alerts page, naming the alert."""
+    return f"{dashboard_url.rstrip('/')}/alerts?{urlencode({'alert_id': alert_id})}"
+
+
+def lineage_link(dashboard_url: str, flow: str) -> str:
+    """The dashboard's Lineage page, naming the flow."""
+    return f"{dashboard_url.rstrip('/')}/lineage?flow={quote(flow, safe='')}"
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

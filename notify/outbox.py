@@ -1,0 +1,479 @@
+"""Delivering notifications without ever holding up detection.
+
+The detector runner hands every flush of alert events to :meth:`Notifier.on_flush`, which
+decides where each one goes and only queues it: each destination has a bounded queue and a
+worker thread of its own, so a chat outage delays that destination's messages and nothing
+else. A full queue drops the new notification, counts it and records it as ``dropped``.
+
+A worker posts each notification with retries (tenacity): exponential backoff with jitter,
+the server's Retry-After when it gives one, at most ``attempts`` tries within
+``deadline_seconds``; 4xx answers other than 408, 425 and 429 are not retried. Stopping
+interrupts a backoff sleep; what is still queued then gets one attempt each while the stop's
+timeout lasts and is recorded as ``dropped`` after it.
+
+Catch-up after downtime must not flood chat: an event raised more than ``max_age`` before
+the wall clock is recorded as ``stale`` and not sent. The one exception is the resolution of
+an alert whose opening or escalation was sent to a destination: it is always sent there, so
+no channel is left showing an alert as open forever.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from detectors.lifecycle import OPEN, Alert, AlertBook
+from detectors.severity import Severity
+from notify.alertmanager import AlertmanagerDestination
+from notify.base import DeliveryError, Destination, HttpRequest, TransientDeliveryError
+from notify.google_chat import GoogleChatDestination
+from notify.message import NOTIFIED_EVENTS, OPENED, RESOLVED, Notification, build_notification
+from notify.records import (
+    DROPPED,
+    FAILED,
+    SENT,
+    SILENCED,
+    STALE,
+    Outcome,
+    Recorder,
+    delivered_alert_ids,
+)
+from notify.routing import Route
+from notify.slack import SlackDestination
+from notify.teams import TeamsDestination
+from notify.webhook import WebhookDestination
+from storage.base import Store
+
+logger = logging.getLogger(__name__)
+
+DESTINATION_KINDS: dict[str, type[Destination]] = {
+    "slack": SlackDestination,
+    "teams": TeamsDestination,
+    "google_chat": GoogleChatDestination,
+    "webhook": WebhookDestination,
+    "alertmanager": AlertmanagerDestination,
+}
+DEFAULT_QUEUE_SIZE = 1000
+DEFAULT_MAX_AGE = timedelta(minutes=15)
+_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard a worker tries before it gives up on one notification."""
+
+    attempts: int = 6
+    deadline_seconds: float = 120.0
+    first_backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {self.attempts!r}")
+        if self.first_backoff_seconds > self.max_backoff_seconds:
+            raise ValueError(
+                "first_backoff_seconds must be less than or equal to max_backoff_seconds, got "
+                f"{self.first_backoff_seconds!r} > {self.max_backoff_seconds!r}"
+            )
+
+
+def make_destination(route: Route) -> Destination:
+    """The destination object of ``route``'s kind."""
+    return DESTINATION_KINDS[route.kind](route)
+
+
+class DestinationWorker:
+    """One destination's queue and the thread that delivers it."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        recorder: Recorder,
+        policy: RetryPolicy,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {queue_size!r}")
+        self.destination = destination
+        self.route = destination.route
+        self.recorder = recorder
+        self.policy = policy
+        self.dropped = 0
+        self._queue: queue.Queue[Notification] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._client = httpx.Client(follow_redirects=False)
+        self._next_resend = time.monotonic()
+        self._thread = threading.Thread(
+            target=self._run, name=f"seamwatch-notify-{destination.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start delivering in the background."""
+        self._thread.start()
+
+    def offer(self, notification: Notification) -> bool:
+        """Queue ``notification``; False (and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait(notification)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    def waiting(self) -> int:
+        """Notifications queued and not yet taken by the worker."""
+        return self._queue.qsize()
+
+    def request_stop(self) -> None:
+        """Interrupt a backoff sleep and make every later delivery a single attempt."""
+        self._stop.set()
+
+    def stop(self, timeout_seconds: float) -> None:
+        """Stop: queued notifications get one attempt each until the timeout, then are dropped."""
+        self.request_stop()
+        if self._thread.ident is not None:
+            self._thread.join(timeout_seconds)
+        left = []
+        while True:
+            try:
+                left.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if left:
+            logger.warning(
+                "Stopped with %d notification(s) for %s undelivered; dropping them",
+                len(left),
+                self.destination.describe(),
+            )
+            self.recorder.record([self._outcome(n, DROPPED, reason="shutdown") for n in left])
+        if not self._thread.is_alive():
+            self._client.close()
+
+    def deliver(self, notification: Notification) -> Outcome:
+        """Post ``notification`` with retries, record the outcome and return it."""
+        if isinstance(self.destination, AlertmanagerDestination):
+            self.destination.track(notification)
+        request = self.destination.request(notification)
+        attempts = 0
+        try:
+            for attempt in self._retrying(notification):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    status = self.destination.send(self._client, request)
+        except DeliveryError as exc:
+            logger.error(
+                "Gave up delivering %s of alert %s to %s after %d attempt(s): %s",
+                notification.event,
+                notification.alert_id,
+                self.destination.describe(),
+                attempts,
+                exc,
+            )
+            outcome = self._outcome(notification, FAILED, attempts, exc.status or 0, str(exc))
+        except Exception as exc:  # noqa: BLE001 - our bug must not stop the worker; log it whole
+            logger.exception("Delivering to %s failed unexpectedly", self.destination.describe())
+            outcome = self._outcome(notification, FAILED, attempts, 0, f"{type(exc).__name__}")
+        else:
+            outcome = self._outcome(notification, SENT, attempts, status)
+        self.recorder.record([outcome])
+        return outcome
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                notification = self._queue.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                notification = None
+            if notification is not None:
+                self.deliver(notification)
+            self._resend_if_due()
+        while True:
+            try:
+                notification = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self.deliver(notification)
+
+    def _resend_if_due(self) -> None:
+        destination = self.destination
+        if not isinstance(destination, AlertmanagerDestination):
+            return
+        now = time.monotonic()
+        if now < self._next_resend:
+            return
+        self._next_resend = now + destination.resend_interval.total_seconds()
+        request = destination.resend_request()
+        if request is None:
+            return
+        try:
+            destination.send(self._client, request)
+        except DeliveryError as exc:
+            logger.warning(
+                "Resending %d firing alert(s) to %s failed: %s; next try in %.0fs",
+                len(request.body),
+                destination.describe(),
+                exc,
+                destination.resend_interval.total_seconds(),
+            )
+
+    def _retrying(self, notification: Notification) -> Retrying:
+        policy = self.policy
+        backoff = wait_exponential_jitter(
+            multiplier=policy.first_backoff_seconds,
+            max=policy.max_backoff_seconds,
+            jitter=policy.first_backoff_seconds,
+        )
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, TransientDeliveryError) and error.retry_after_seconds is not None:
+                return error.retry_after_seconds
+            return backoff(state)
+
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            logger.warning(
+                "Delivering %s of alert %s to %s failed (%s); retrying in %.2fs",
+                notification.event,
+                notification.alert_id,
+                self.destination.describe(),
+                error,
+                state.upcoming_sleep,
+            )
+
+        return Retrying(
+            stop=stop_any(
+                stop_after_attempt(policy.attempts),
+                stop_before_delay(policy.deadline_seconds),
+                lambda _state: self._stop.is_set(),
+            ),
+            wait=wait,
+            retry=retry_if_exception_type(TransientDeliveryError),
+            sleep=self._stop.wait,
+            before_sleep=log_retry,
+            reraise=True,
+        )
+
+    def _outcome(
+        self,
+        notification: Notification,
+        outcome: str,
+        attempts: int = 0,
+        http_status: int = 0,
+        reason: str = "",
+    ) -> Outcome:
+        return Outcome(
+            at=datetime.now(UTC),
+            alert_id=notification.alert_id,
+            event=notification.event,
+            event_at=notification.at,
+            destination=self.destination.name,
+            kind=self.destination.kind,
+            outcome=outcome,
+            attempts=attempts,
+            http_status=http_status,
+            reason=reason,
+        )
+
+
+class Notifier:
+    """Turns alert events into notifications and queues them for their destinations."""
+
+    def __init__(
+        self,
+        routes: list[Route],
+        severity: Severity,
+        dashboard_url: str,
+        recorder: Recorder,
+        *,
+        max_age: timedelta = DEFAULT_MAX_AGE,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.severity = severity
+        self.dashboard_url = dashboard_url
+        self.recorder = recorder
+        self.max_age = max_age
+        self.workers = [
+            DestinationWorker(
+                make_destination(route), recorder, policy or RetryPolicy(), queue_size
+            )
+            for route in routes
+        ]
+        self._clock = clock or (lambda: datetime.now(UTC))
+        # Destinations told of each open alert, so its resolution goes to the same places.
+        self._announced: dict[str, set[str]] = {}
+        self._store: Store | None = None
+
+    def start(self) -> None:
+        """Start every destination's worker."""
+        for worker in self.workers:
+            worker.start()
+        logger.info(
+            "Notifications go to %d destination(s): %s",
+            len(self.workers),
+            ", ".join(f"{w.destination.name} ({w.destination.kind})" for w in self.workers),
+        )
+
+    def stop(self, timeout_seconds: float = 10.0) -> None:
+        """Stop every worker; what is still queued after ``timeout_seconds`` is dropped."""
+        deadline = time.monotonic() + timeout_seconds
+        for worker in self.workers:
+            worker.request_stop()
+        for worker in self.workers:
+            worker.stop(max(0.0, deadline - time.monotonic()))
+
+    def on_flush(self, store: Store, alerts: list[Alert], events: list[dict[str, Any]]) -> None:
+        """The alert book's listener: notify the events of one flush. Never raises."""
+        try:
+            if self._store is None:
+                self._attach(store, alerts)
+            by_id = {alert.alert_id: alert for alert in alerts}
+            notifications = [
+                build_notification(
+                    by_id[event["alert_id"]], event, self.severity, self.dashboard_url
+                )
+                for event in events
+                if event["event"] in NOTIFIED_EVENTS and event["alert_id"] in by_id
+            ]
+            self.submit(notifications)
+        except Exception:  # noqa: BLE001 - detection must go on whatever happens to chat
+            logger.exception("Could not queue notifications of %d alert event(s)", len(events))
+
+    def submit(self, notifications: list[Notification]) -> None:
+        """Queue each notification for the destinations that want it, or record why not."""
+        now = self._clock()
+        outcomes: list[Outcome] = []
+        silences: list[dict[str, Any]] | None = None
+        for notification in notifications:
+            workers = self._workers_for(notification)
+            if not workers:
+                continue
+            if notification.event == RESOLVED:
+                announced = self._announced.pop(notification.alert_id, set())
+            else:
+                announced = set()
+            if now - notification.at > self.max_age:
+                fresh = [w for w in workers if w.destination.name in announced]
+                stale = [w for w in workers if w.destination.name not in announced]
+                age = (now - notification.at).total_seconds() / 60
+                outcomes += [
+                    w._outcome(notification, STALE, reason=f"raised {age:.0f} min ago")
+                    for w in stale
+                ]
+                workers = fresh
+            if workers:
+                silences = self._silences() if silences is None else silences
+                silence = _matching_silence(silences, notification)
+                if silence is not None:
+                    reason = f"silence {silence['silence_id']}"
+                    outcomes += [w._outcome(notification, SILENCED, reason=reason) for w in workers]
+                    continue
+            for worker in workers:
+                outcomes += self._offer(worker, notification)
+        self.recorder.record(outcomes)
+
+    def _offer(self, worker: DestinationWorker, notification: Notification) -> list[Outcome]:
+        if worker.offer(notification):
+            if notification.event != RESOLVED:
+                self._announced.setdefault(notification.alert_id, set()).add(
+                    worker.destination.name
+                )
+            return []
+        logger.warning(
+            "Queue of %s is full; dropping %s of alert %s (%d dropped so far)",
+            worker.destination.describe(),
+            notification.event,
+            notification.alert_id,
+            worker.dropped,
+        )
+        return [worker._outcome(notification, DROPPED, reason="queue full")]
+
+    def _workers_for(self, notification: Notification) -> list[DestinationWorker]:
+        announced = self._announced.get(notification.alert_id)
+        if notification.event == RESOLVED and announced is not None:
+            return [
+                w
+                for w in self.workers
+                if w.destination.name in announced and RESOLVED in w.route.model.events
+            ]
+        return [w for w in self.workers if w.route.wants(notification)]
+
+    def _silences(self) -> list[dict[str, Any]]:
+        if self._store is None:
+            return []
+        from detectors.alert_actions import active_silences
+
+        try:
+            return active_silences(self._store, self._clock())
+        except Exception as exc:  # noqa: BLE001 - without silences, notify rather than stall
+            logger.warning("Could not read silences (%s); notifying as if none were set", exc)
+            return []
+
+    def _attach(self, store: Store, changed: list[Alert]) -> None:
+        """First flush: record into ``store``; pick up the alerts that were open before it."""
+        self._store = store
+        attach = getattr(self.recorder, "attach", None)
+        if attach is not None:
+            attach(store)
+        try:
+            open_alerts = list(AlertBook(store).load_open().values())
+        except Exception as exc:  # noqa: BLE001 - a fresh start simply has nothing to resume
+            logger.warning("Could not read open alerts to resume notifications: %s", exc)
+            return
+        # This flush may already have resolved some of them.
+        known = {alert.alert_id for alert in open_alerts}
+        open_alerts += [alert for alert in changed if alert.alert_id not in known]
+        ids = [alert.alert_id for alert in open_alerts]
+        for worker in self.workers:
+            name = worker.destination.name
+            try:
+                delivered = delivered_alert_ids(store, name, ids)
+            except Exception as exc:  # noqa: BLE001 - as above
+                logger.warning("Could not read the delivery log of %s: %s", name, exc)
+                continue
+            for alert in open_alerts:
+                if alert.alert_id not in delivered:
+                    continue
+                self._announced.setdefault(alert.alert_id, set()).add(name)
+                if alert.state == OPEN and isinstance(worker.destination, AlertmanagerDestination):
+                    event = {"event": OPENED, "at": alert.opened_at, "kind": alert.kind}
+                    worker.destination.track(
+                        build_notification(alert, event, self.severity, self.dashboard_url)
+                    )
+
+
+def _matching_silence(
+    silences: list[dict[str, Any]], notification: Notification
+) -> dict[str, Any] | None:
+    kinds = notification.kinds or (notification.kind,)
+    for silence in silences:
+        if (
+            fnmatch.fnmatchcase(notification.flow, silence["flow"])
+            and fnmatch.fnmatchcase(notification.target, silence["target"])
+            and any(fnmatch.fnmatchcase(kind, silence["kind"]) for kind in kinds)
+        ):
+            return silence
+    return None
+
+
+__all__ = ["HttpRequest", "Notifier", "DestinationWorker", "RetryPolicy", "make_destination"]

@@ -1,0 +1,229 @@
+"""Where notifications go: a validated YAML file of destinations and their filters.
+
+.. code-block:: yaml
+
+    destinations:
+      - name: finance-oncall
+        kind: slack                       # slack, teams, google_chat, webhook, alertmanager
+        url_env: SLACK_FINANCE_WEBHOOK    # or url: ...; webhook URLs carry tokens
+        min_tier: high                    # critical and high only
+        min_priority: P2                  # P1 and P2 only
+        flows: ["billing.*", "*invoice*"] # shell-style globs; all flows when left out
+
+A notification goes to every destination whose filters it passes. ``--notify-file FILE`` or
+``SEAMWATCH_NOTIFY_FILE`` names the file. A bad file raises :class:`NotifyFileError` whose
+message names the file, the line and the field. URLs and secrets are held as
+:class:`~pydantic.SecretStr`, so neither a repr nor a validation error shows them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from detectors.priority import LOWEST_LABEL, PRIORITY_LABELS
+from detectors.severity import TIER_NAMES
+from notify.message import NOTIFIED_EVENTS, Notification
+
+NOTIFY_FILE_ENV = "SEAMWATCH_NOTIFY_FILE"
+KINDS = ("slack", "teams", "google_chat", "webhook", "alertmanager")
+PRIORITY_NAMES: tuple[str, ...] = (*(label for _, label in PRIORITY_LABELS), LOWEST_LABEL)
+
+KindName = Literal["slack", "teams", "google_chat", "webhook", "alertmanager"]
+TierName = Literal["critical", "high", "medium", "low"]
+PriorityName = Literal["P1", "P2", "P3", "P4"]
+EventName = Literal["opened", "escalated", "resolved"]
+
+
+class NotifyFileError(ValueError):
+    """The notification file cannot be read or does not validate; the message says where."""
+
+
+class DestinationModel(BaseModel):
+    """One destination: where it is, what kind, which notifications it wants."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: KindName
+    url: SecretStr | None = None
+    url_env: str | None = None
+    secret: SecretStr | None = None
+    secret_env: str | None = None
+    min_tier: TierName = "low"
+    min_priority: PriorityName = "P4"
+    flows: list[str] = Field(default_factory=list)
+    events: list[EventName] = Field(default_factory=lambda: list(NOTIFIED_EVENTS))
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    resend_interval_seconds: float = Field(60.0, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _url_is_given_once(self) -> DestinationModel:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url or url_env")
+        if self.secret is not None and self.secret_env is not None:
+            raise ValueError("give at most one of secret or secret_env")
+        if (self.secret is not None or self.secret_env) and self.kind != "webhook":
+            raise ValueError("secret and secret_env sign generic webhooks only (kind: webhook)")
+        if self.url is not None:
+            _check_url(self.url.get_secret_value())
+        return self
+
+
+class NotifyModel(BaseModel):
+    """The whole notification file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    destinations: list[DestinationModel] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> NotifyModel:
+        names = [destination.name for destination in self.destinations]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"destination name(s) {', '.join(twice)} are used more than once")
+        return self
+
+
+class Route:
+    """One destination's address and filters, with the secrets read from the environment."""
+
+    def __init__(self, model: DestinationModel, environ: dict[str, str]) -> None:
+        self.model = model
+        self.name = model.name
+        self.kind = model.kind
+        self.url = SecretStr(_resolve(model.url, model.url_env, environ, model.name, "url_env"))
+        _check_url(self.url.get_secret_value(), model.name)
+        secret = _resolve(model.secret, model.secret_env, environ, model.name, "secret_env")
+        self.secret = SecretStr(secret) if secret else None
+
+    def wants(self, notification: Notification) -> bool:
+        """True when the notification passes this destination's event, tier, priority and
+        flow filters (a test notification passes every filter)."""
+        if notification.test:
+            return True
+        model = self.model
+        return (
+            notification.event in model.events
+            and TIER_NAMES.index(notification.tier) <= TIER_NAMES.index(model.min_tier)
+            and PRIORITY_NAMES.index(notification.priority_label)
+            <= PRIORITY_NAMES.index(model.min_priority)
+            and (
+                not model.flows
+                or any(fnmatch.fnmatchcase(notification.flow, p) for p in model.flows)
+            )
+        )
+
+    @property
+    def host(self) -> str:
+        """The destination's host, safe to show: the path and query of a webhook carry tokens."""
+        return urlsplit(self.url.get_secret_value()).hostname or "?"
+
+    def __repr__(self) -> str:
+        return f"Route(name={self.name!r}, kind={self.kind!r}, host={self.host!r})"
+
+
+def parse_routes(
+    text: str, source: str = "<notify>", environ: dict[str, str] | None = None
+) -> list[Route]:
+    """Validate the YAML ``text``; errors name ``source``, the line and the field."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}, line {mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise NotifyFileError(f"{where}: not valid YAML: {problem}") from None
+    if node is None:
+        raise NotifyFileError(f"{source}: the file is empty; it needs a list of 'destinations'.")
+    lines: dict[tuple[Any, ...], int] = {}
+    data = _with_lines(node, (), lines)
+    try:
+        model = NotifyModel.model_validate(data)
+    except ValidationError as exc:
+        raise NotifyFileError(_describe(exc, source, lines)) from None
+    environ = dict(os.environ) if environ is None else environ
+    routes = []
+    for index, destination in enumerate(model.destinations):
+        try:
+            routes.append(Route(destination, environ))
+        except ValueError as exc:
+            line = lines.get(("destinations", index), 1)
+            raise NotifyFileError(
+                f"{source}, line {line}, destination {destination.name}: {exc}"
+            ) from None
+    return routes
+
+
+def load_routes(path: Path | str | None = None) -> list[Route]:
+    """Read the notification file at ``path`` or ``$SEAMWATCH_NOTIFY_FILE``; no file, no routes."""
+    chosen = path or os.environ.get(NOTIFY_FILE_ENV)
+    if not chosen:
+        return []
+    try:
+        text = Path(chosen).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NotifyFileError(
+            f"Cannot read notification file {str(chosen)!r}: {exc.strerror}. "
+            f"Pass --notify-file FILE or set {NOTIFY_FILE_ENV} to a readable file."
+        ) from None
+    return parse_routes(text, str(chosen))
+
+
+def _glob(value: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+def _resolve(
+    value: SecretStr | None, env: str | None, environ: dict[str, str], name: str, field: str
+) -> str:
+    if value is not None:
+        return value.get_secret_value()
+    if not env:
+        return ""
+    found = environ.get(env, "")
+    if not found:
+        raise ValueError(f"{field} names {env!r}, which is not set in the environment")
+    return found
+
+
+def _check_url(url: str, name: str = "") -> None:
+    # The URL itself is never quoted: its path and query are the credential.
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        where = f" of {name}" if name else ""
+        raise ValueError(f"the url{where} must be an http:// or https:// address with a host")
+
+
+def _with_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Any:
+    """Plain data from a composed YAML node, noting the line (1-based) of every path."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result = {}
+        for key_node, value_node in node.value:
+            result[key_node.value] = _with_lines(value_node, (*path, key_node.value), lines)
+            lines[(*path, key_node.value)] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_with_lines(item, (*path, i), lines) for i, item in enumerate(node.value)]
+    return yaml.SafeLoader("").construct_object(node, deep=True)
+
+
+def _describe(exc: ValidationError, source: str, lines: dict[tuple[Any, ...], int]) -> str:
+    messages = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if not str(part).startswith("function-after"))
+        field = ".".join(str(part) for part in loc) or "file"
+        line = next((lines[loc[:end]] for end in range(len(loc), -1, -1) if loc[:end] in lines), 1)
+        value = error.get("input")
+        secret = loc and loc[-1] in ("url", "secret")
+        shown = "" if secret or isinstance(value, dict | list) else f" (got {value!r})"
+        messages.append(f"{source}, line {line}, field {field}: {error['msg']}{shown}")
+    return "Invalid notification file:\n  " + "\n  ".join(messages)

@@ -1,0 +1,62 @@
+"""Starting and stopping notifications beside the detector runner of this process."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from detectors import lifecycle
+from detectors.severity import load_severity
+from notify.outbox import Notifier
+from notify.records import StoreRecorder
+from notify.routing import load_routes
+from seamwatch.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Notifications:
+    """A running notifier and its subscription to the alert lifecycle."""
+
+    notifier: Notifier
+
+    def stop(self, timeout_seconds: float = 10.0) -> None:
+        """Stop listening, then give queued notifications ``timeout_seconds`` to go out."""
+        lifecycle.remove_listener(self.notifier.on_flush)
+        self.notifier.stop(timeout_seconds)
+
+
+def public_dashboard_url(settings: Settings) -> str:
+    """The dashboard address that links in messages use."""
+    if settings.dashboard_public_url:
+        return settings.dashboard_public_url
+    host = settings.dashboard_host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{shown}:{settings.dashboard_port}"
+
+
+def start_notifications(
+    settings: Settings, notify_file: Path | None = None
+) -> Notifications | None:
+    """Start delivering this process's alert events, or return None when no file is set.
+
+    Raises :class:`~notify.routing.NotifyFileError` for a bad notification file and
+    :class:`~detectors.severity.SeverityFileError` for a bad severity file.
+    """
+    routes = load_routes(notify_file or settings.notify_file)
+    if not routes:
+        return None
+    notifier = Notifier(
+        routes,
+        load_severity(),
+        public_dashboard_url(settings),
+        StoreRecorder(),
+        max_age=timedelta(minutes=settings.notify_max_age_minutes),
+        queue_size=settings.notify_queue_size,
+    )
+    notifier.start()
+    lifecycle.add_listener(notifier.on_flush)
+    return Notifications(notifier)

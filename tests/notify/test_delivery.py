@@ -1,0 +1,216 @@
+"""Delivery: retries and their limits, the bounded queue, the catch-up rule, silences, secrets."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from detectors.severity import load_severity
+from notify.outbox import DestinationWorker, Notifier, RetryPolicy, make_destination
+from tests.notify.helpers import (
+    DASHBOARD,
+    FAST,
+    ListRecorder,
+    make_alert,
+    make_notification,
+    minutes_after_opening,
+    route,
+)
+from tests.notify.receiver import Answer, RecordingServer
+
+SECRET_PATH = "/services/T0SECRET/B0SECRET/xoxb-token-never-logged"
+
+
+def _worker(server: RecordingServer, policy: RetryPolicy = FAST, **fields) -> DestinationWorker:
+    destination = make_destination(route("slack", server.url + SECRET_PATH, **fields))
+    return DestinationWorker(destination, ListRecorder(), policy)
+
+
+def test_a_500_is_retried_until_the_destination_accepts():
+    with RecordingServer([Answer(500), Answer(503)]) as server:
+        outcome = _worker(server).deliver(make_notification())
+        assert len(server.wait_for(3)) == 3
+    assert (outcome.outcome, outcome.attempts, outcome.http_status) == ("sent", 3, 200)
+
+
+def test_retry_after_is_honoured_before_the_next_attempt():
+    with RecordingServer([Answer(429, {"Retry-After": "0.3"})]) as server:
+        began = time.monotonic()
+        outcome = _worker(server).deliver(make_notification())
+        waited = time.monotonic() - began
+    assert outcome.outcome == "sent"
+    assert outcome.attempts == 2
+    assert waited >= 0.3
+
+
+def test_a_timeout_is_retried_and_gives_up_after_the_last_attempt(caplog):
+    policy = RetryPolicy(attempts=2, first_backoff_seconds=0.01, max_backoff_seconds=0.02)
+    answers = [Answer(delay_seconds=0.6), Answer(delay_seconds=0.6)]
+    with RecordingServer(answers) as server:
+        worker = _worker(server, policy, timeout_seconds=0.2)
+        with caplog.at_level(logging.WARNING, logger="notify"):
+            outcome = worker.deliver(make_notification())
+    assert (outcome.outcome, outcome.attempts) == ("failed", 2)
+    assert "did not answer within 0.2s" in outcome.reason
+    assert "retrying in" in caplog.text
+    assert "Gave up delivering opened of alert a1b2c3d4e5f60718" in caplog.text
+
+
+def test_a_400_is_not_retried():
+    with RecordingServer([Answer(400, body=b"invalid_blocks")]) as server:
+        outcome = _worker(server).deliver(make_notification())
+        assert len(server.received) == 1
+    assert (outcome.outcome, outcome.attempts, outcome.http_status) == ("failed", 1, 400)
+    assert outcome.reason.endswith("answered HTTP 400: invalid_blocks")
+
+
+def test_secrets_appear_in_no_log_line_outcome_or_repr(caplog):
+    policy = RetryPolicy(attempts=2, first_backoff_seconds=0.01, max_backoff_seconds=0.02)
+    with RecordingServer([Answer(500), Answer(500)]) as server:
+        webhook = make_destination(route("webhook", server.url + SECRET_PATH, secret="hmac-key-42"))
+        workers = [
+            _worker(server, policy),
+            DestinationWorker(webhook, ListRecorder(), policy),
+        ]
+        with caplog.at_level(logging.DEBUG):
+            outcomes = [worker.deliver(make_notification()) for worker in workers]
+            refused = make_destination(route("slack", "http://127.0.0.1:9" + SECRET_PATH))
+            outcomes.append(
+                DestinationWorker(refused, ListRecorder(), policy).deliver(make_notification())
+            )
+    shown = caplog.text + repr(outcomes) + repr(workers[1].route) + repr(workers[1].route.model)
+    assert "failed" in {o.outcome for o in outcomes}
+    assert "could not be reached" in outcomes[2].reason
+    for secret in ("T0SECRET", "xoxb-token", "hmac-key-42"):
+        assert secret not in shown
+    assert "destination 'dest' (slack at 127.0.0.1)" in caplog.text
+
+
+def _notifier(servers: list[RecordingServer], recorder: ListRecorder, **kwargs) -> Notifier:
+    routes = [
+        route("webhook", server.url + "/hook", name=f"dest{i}") for i, server in enumerate(servers)
+    ]
+    return Notifier(routes, load_severity(), DASHBOARD, recorder, policy=FAST, **kwargs)
+
+
+def test_a_full_queue_drops_new_notifications_counts_and_records_them(caplog):
+    recorder = ListRecorder()
+    with RecordingServer() as server:
+        # Not started: nothing leaves the queue of two.
+        notifier = _notifier(
+            [server], recorder, queue_size=2, clock=lambda: minutes_after_opening(1)
+        )
+        notes = [make_notification(alert_id=f"alert{i}") for i in range(5)]
+        with caplog.at_level(logging.WARNING, logger="notify"):
+            notifier.submit(notes)
+        (worker,) = notifier.workers
+        assert worker.waiting() == 2
+        assert worker.dropped == 3
+        assert [o.alert_id for o in recorder.of("dropped")] == ["alert2", "alert3", "alert4"]
+        assert {o.reason for o in recorder.of("dropped")} == {"queue full"}
+        assert "is full; dropping opened of alert alert4 (3 dropped so far)" in caplog.text
+        notifier.start()
+        server.wait_for(2)
+        notifier.stop(timeout_seconds=2)
+    assert len(recorder.of("sent")) == 2
+
+
+def test_catch_up_records_old_events_without_sending_them():
+    recorder = ListRecorder()
+    with RecordingServer() as server:
+        notifier = _notifier(
+            [server],
+            recorder,
+            max_age=timedelta(minutes=15),
+            clock=lambda: minutes_after_opening(240),
+        )
+        notifier.start()
+        old = [make_notification(alert_id=f"old{i}") for i in range(20)]
+        fresh = make_notification("opened", minutes_after_opening(235), alert_id="fresh")
+        notifier.submit([*old, fresh])
+        (got,) = server.wait_for(1)
+        notifier.stop(timeout_seconds=2)
+        assert len(server.received) == 1
+    assert got.json["alert"]["id"] == "fresh"
+    assert len(recorder.of("stale")) == 20
+    assert recorder.of("stale")[0].reason == "raised 240 min ago"
+
+
+def test_a_late_resolution_still_reaches_the_channels_that_saw_the_opening():
+    recorder = ListRecorder()
+    now = [minutes_after_opening(1)]
+    with RecordingServer() as told, RecordingServer() as untold:
+        notifier = _notifier([told, untold], recorder, clock=lambda: now[0])
+        notifier.workers[1].route.model.flows.append("support.*")
+        notifier.start()
+        notifier.submit([make_notification()])
+        told.wait_for(1)
+        now[0] = minutes_after_opening(600)
+        resolved_at = minutes_after_opening(300)
+        notifier.submit(
+            [make_notification("resolved", resolved_at, state="resolved", resolved_at=resolved_at)]
+        )
+        second = told.wait_for(2)[1]
+        notifier.stop(timeout_seconds=2)
+        assert untold.received == []
+    assert second.json["event"] == "resolved"
+
+
+def test_filters_by_tier_priority_flow_and_event():
+    recorder = ListRecorder()
+    with RecordingServer() as server:
+        routes = [
+            route("webhook", server.url + "/p1", name="p1-only", min_priority="P1"),
+            route("webhook", server.url + "/high", name="high", min_tier="high"),
+            route("webhook", server.url + "/support", name="support", flows=["support.*"]),
+            route("webhook", server.url + "/opened", name="opened", events=["opened"]),
+        ]
+        notifier = Notifier(
+            routes,
+            load_severity(),
+            DASHBOARD,
+            recorder,
+            policy=FAST,
+            clock=lambda: minutes_after_opening(1),
+        )
+        notifier.start()
+        notifier.submit([make_notification(), make_notification("escalated")])
+        received = server.wait_for(3)
+        notifier.stop(timeout_seconds=2)
+    assert sorted((r.path, r.json["event"]) for r in received) == [
+        ("/high", "escalated"),
+        ("/high", "opened"),
+        ("/opened", "opened"),
+    ]
+
+
+def test_silenced_alerts_are_recorded_not_sent(store):
+    from detectors.alert_actions import add_silence
+
+    add_silence(store, timedelta(hours=1), flow="billing.*", reason="deploy")
+    recorder = ListRecorder()
+    with RecordingServer() as server:
+        notifier = _notifier([server], recorder)
+        notifier.on_flush(store, [], [])
+        notifier.submit([make_notification(at=datetime.now(UTC))])
+    assert recorder.of("silenced")[0].reason.startswith("silence ")
+    assert server.received == []
+
+
+def test_a_broken_flush_is_logged_and_never_raises(caplog):
+    notifier = _notifier([], ListRecorder())
+    alert = make_alert()
+    with caplog.at_level(logging.ERROR, logger="notify"):
+        notifier.on_flush(None, [alert], [{"alert_id": alert.alert_id, "event": "opened"}])
+    assert "Could not queue notifications of 1 alert event(s)" in caplog.text
+
+
+@pytest.mark.parametrize("value, seconds", [("7", 7.0), ("Thu, 01 Jan 2099 00:00:00 GMT", None)])
+def test_retry_after_reads_seconds_and_dates(value, seconds):
+    from notify.base import retry_after_seconds
+
+    found = retry_after_seconds(value)
+    assert found == seconds if seconds is not None else found > 1e8

@@ -1,0 +1,119 @@
+"""Alert books in this process notify through the lifecycle hook; outcomes land in the store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from typer.testing import CliRunner
+
+from detectors import lifecycle
+from detectors.lifecycle import AlertBook, Signal
+from detectors.severity import load_severity
+from notify.outbox import Notifier
+from notify.records import DELIVERIES_TABLE, StoreRecorder
+from seamwatch.cli import app
+from tests.notify.helpers import DASHBOARD, FAST, route
+from tests.notify.receiver import Answer, RecordingServer
+
+SIGNAL = Signal("error_rate", "error_rate", 12.0, 0.001, 0.2, "error_rate from 0.10% to 20.00%")
+
+
+def _notifier(server: RecordingServer, recorder: StoreRecorder) -> Notifier:
+    routes = [route("webhook", server.url + "/hook", name="ops")]
+    return Notifier(routes, load_severity(), DASHBOARD, recorder, policy=FAST)
+
+
+def _outcomes(store) -> list[tuple]:
+    return store.query_rows(
+        f"SELECT event, destination, kind, outcome, attempts, http_status "
+        f"FROM {store.table(DELIVERIES_TABLE)} ORDER BY at, event"
+    )
+
+
+def test_opened_and_resolved_alerts_are_delivered_and_logged(store):
+    now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    with RecordingServer([Answer(503)]) as server:
+        notifier = _notifier(server, StoreRecorder())
+        notifier.start()
+        lifecycle.add_listener(notifier.on_flush)
+        try:
+            book = AlertBook(store)
+            alert = book.open("billing.invoice-post", "erp", "Invoice", now, SIGNAL)
+            book.observe(alert, now, SIGNAL, 40, 40, 5000.0, "tax code not mapped")
+            book.flush()
+            book.resolve(alert, now + timedelta(minutes=2))
+            book.flush()
+            opened, resolved = server.wait_for(3)[1:]
+        finally:
+            lifecycle.remove_listener(notifier.on_flush)
+            notifier.stop(timeout_seconds=2)
+    assert opened.json["event"] == "opened"
+    assert opened.json["alert"]["affected_transactions"] == 40
+    assert resolved.json["event"] == "resolved"
+    assert _outcomes(store) == [
+        ("opened", "ops", "webhook", "sent", 2, 200),
+        ("resolved", "ops", "webhook", "sent", 1, 200),
+    ]
+
+
+def test_after_a_restart_a_resolution_goes_where_the_opening_went(store):
+    opened_at = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+    with RecordingServer() as server:
+        first = _notifier(server, StoreRecorder())
+        first.start()
+        lifecycle.add_listener(first.on_flush)
+        book = AlertBook(store)
+        alert = book.open("billing.invoice-post", "erp", "Invoice", opened_at, SIGNAL)
+        first.submit([])  # nothing yet: the opening is 3 hours old and stays unsent
+        book.flush()
+        lifecycle.remove_listener(first.on_flush)
+        first.stop(timeout_seconds=2)
+        assert server.received == []
+        # Pretend the opening went out before the restart.
+        store.command(
+            f"INSERT INTO {store.table(DELIVERIES_TABLE)} "
+            "(at, alert_id, event, event_at, destination, kind, outcome) VALUES "
+            "(now64(3), {id:String}, 'opened', now64(3), 'ops', 'webhook', 'sent')",
+            {"id": alert.alert_id},
+        )
+
+        second = _notifier(server, StoreRecorder())
+        second.start()
+        lifecycle.add_listener(second.on_flush)
+        try:
+            again = AlertBook(store)
+            reopened = again.load_open()[("billing.invoice-post", "erp")]
+            again.resolve(reopened, opened_at + timedelta(hours=1))
+            again.flush()
+            (got,) = server.wait_for(1)
+        finally:
+            lifecycle.remove_listener(second.on_flush)
+            second.stop(timeout_seconds=2)
+    assert got.json["event"] == "resolved"
+    assert [row[3] for row in _outcomes(store)] == ["stale", "sent", "sent"]
+
+
+def test_notify_test_and_check_commands_say_what_happened(tmp_path, monkeypatch):
+    monkeypatch.delenv("SEAMWATCH_NOTIFY_FILE", raising=False)
+    with RecordingServer([Answer(404, body=b"no such hook")]) as server:
+        config = tmp_path / "notify.yaml"
+        config.write_text(
+            "destinations:\n"
+            f"  - {{name: gone, kind: slack, url: '{server.url}/T/B/secret-token'}}\n"
+            f"  - {{name: ops, kind: webhook, url: '{server.url}/hook', min_priority: P1}}\n"
+        )
+        runner = CliRunner()
+        tested = runner.invoke(app, ["notify", "test", "--notify-file", str(config)])
+        checked = runner.invoke(app, ["notify", "check", "--notify-file", str(config)])
+        sample = server.wait_for(2)[1].json
+    assert tested.exit_code == 1
+    assert tested.output.splitlines() == [
+        "gone (slack at 127.0.0.1): opened message NOT delivered after 1 attempt: destination "
+        "'gone' (slack at 127.0.0.1) answered HTTP 404: no such hook",
+        "ops (webhook at 127.0.0.1): opened message delivered, HTTP 200 (1 attempt).",
+    ]
+    assert sample["test"] is True
+    assert sample["summary"].startswith("[TEST] ")
+    assert checked.exit_code == 0
+    assert "ops: webhook at 127.0.0.1; low tier and up, P1 and up, all flows" in checked.output
+    assert "secret-token" not in tested.output + checked.output

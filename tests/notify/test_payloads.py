@@ -1,0 +1,173 @@
+"""Each chat destination posts the payload its service expects to a local stand-in server."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from urllib.parse import parse_qs, urlsplit
+
+from notify.outbox import DestinationWorker, make_destination
+from tests.notify.helpers import (
+    FAST,
+    ListRecorder,
+    make_notification,
+    minutes_after_opening,
+    route,
+)
+from tests.notify.receiver import RecordingServer
+
+ALERT_URL = "https://seamwatch.example.test/alerts?alert_id=a1b2c3d4e5f60718"
+LINEAGE_URL = "https://seamwatch.example.test/lineage?flow=billing.invoice-post"
+
+
+def _deliver(kind: str, server: RecordingServer, notification=None, path="/hook", **fields):
+    recorder = ListRecorder()
+    worker = DestinationWorker(
+        make_destination(route(kind, server.url + path, **fields)), recorder, FAST
+    )
+    outcome = worker.deliver(notification or make_notification())
+    assert outcome.outcome == "sent", outcome
+    assert recorder.outcomes == [outcome]
+    return server.wait_for(1)[0]
+
+
+def test_slack_posts_block_kit_with_facts_escaped_text_and_buttons():
+    with RecordingServer() as server:
+        got = _deliver("slack", server, path="/services/T0/B0/secret")
+    body = got.json
+    assert got.path == "/services/T0/B0/secret"
+    assert got.headers["Content-Type"] == "application/json"
+    assert body["text"] == "P2 opened: billing.invoice-post -> erp"
+    header, changed, facts, context, actions = body["blocks"]
+    assert header == {
+        "type": "header",
+        "text": {"type": "plain_text", "text": "P2 opened: billing.invoice-post -> erp"},
+    }
+    assert changed["text"]["text"] == "*What changed:* error_rate from 0.10% to 20.00%"
+    assert [field["text"] for field in facts["fields"]] == [
+        "*Flow*\nbilling.invoice-post",
+        "*Target*\nerp",
+        "*Business object*\nInvoice",
+        "*Kind*\nerror_rate",
+        "*Tier*\ncritical",
+        "*Priority*\nP2 (55.0)",
+        "*Score*\n10.0",
+        "*Affected transactions*\n99",
+        "*Money at risk*\n9,999.00",
+        "*Opened*\n2025-03-03 09:05 UTC",
+    ]
+    assert (
+        context["elements"][0]["text"] == "*Top error:* `tax code &lt;T9&gt; &amp; rate not mapped`"
+    )
+    assert [(b["text"]["text"], b["url"]) for b in actions["elements"]] == [
+        ("Open alert", ALERT_URL),
+        ("Flow lineage", LINEAGE_URL),
+    ]
+
+
+def test_slack_resolution_says_resolved_and_how_long_it_was_open():
+    resolved = make_notification(
+        "resolved",
+        minutes_after_opening(35),
+        state="resolved",
+        resolved_at=minutes_after_opening(35),
+    )
+    with RecordingServer() as server:
+        body = _deliver("slack", server, resolved).json
+    assert body["text"] == "P2 resolved: billing.invoice-post -> erp"
+    context = body["blocks"][3]["elements"][0]["text"]
+    assert context.startswith("*Resolved:* 2025-03-03 09:40 UTC (35 min)")
+
+
+def test_teams_posts_an_adaptive_card_in_a_message_envelope():
+    with RecordingServer([]) as server:
+        body = _deliver("teams", server).json
+    assert body["type"] == "message"
+    (attachment,) = body["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    card = attachment["content"]
+    assert card["type"] == "AdaptiveCard"
+    assert card["version"] == "1.4"
+    assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
+    headline, changed, facts, error = card["body"]
+    assert headline["text"] == "P2 opened: billing.invoice-post -> erp"
+    assert headline["color"] == "Warning"
+    assert changed["text"] == "error_rate from 0.10% to 20.00%"
+    assert {"title": "Priority", "value": "P2 (55.0)"} in facts["facts"]
+    assert {"title": "Money at risk", "value": "9,999.00"} in facts["facts"]
+    assert error["text"] == "Top error: tax code <T9> & rate not mapped"
+    assert [(a["type"], a["url"]) for a in card["actions"]] == [
+        ("Action.OpenUrl", ALERT_URL),
+        ("Action.OpenUrl", LINEAGE_URL),
+    ]
+
+
+def test_google_chat_posts_a_card_threaded_by_alert():
+    with RecordingServer() as server:
+        got = _deliver("google_chat", server, path="/v1/spaces/AAA/messages?key=k&token=t")
+    query = parse_qs(urlsplit(got.path).query)
+    assert query == {
+        "key": ["k"],
+        "token": ["t"],
+        "threadKey": ["seamwatch-a1b2c3d4e5f60718"],
+        "messageReplyOption": ["REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"],
+    }
+    body = got.json
+    assert body["text"] == "P2 opened: billing.invoice-post -> erp"
+    (card,) = body["cardsV2"]
+    assert card["cardId"] == "a1b2c3d4e5f60718-opened"
+    assert card["card"]["header"] == {
+        "title": "P2 opened: billing.invoice-post -> erp",
+        "subtitle": "critical tier, error_rate",
+    }
+    widgets = card["card"]["sections"][0]["widgets"]
+    facts = {w["decoratedText"]["topLabel"]: w["decoratedText"]["text"] for w in widgets[1:-1]}
+    assert facts["Affected transactions"] == "99"
+    assert facts["Top error"] == "tax code &lt;T9&gt; &amp; rate not mapped"
+    buttons = widgets[-1]["buttonList"]["buttons"]
+    assert [b["onClick"]["openLink"]["url"] for b in buttons] == [ALERT_URL, LINEAGE_URL]
+
+
+def test_webhook_body_is_documented_and_signed_over_timestamp_and_raw_body():
+    with RecordingServer() as server:
+        got = _deliver("webhook", server, secret="s3cret-key")
+    body = got.json
+    assert body["version"] == 1
+    assert body["event"] == "opened"
+    assert body["test"] is False
+    assert body["alert"] == {
+        "id": "a1b2c3d4e5f60718",
+        "flow": "billing.invoice-post",
+        "target": "erp",
+        "business_object": "Invoice",
+        "kind": "error_rate",
+        "kinds": ["error_rate"],
+        "tier": "critical",
+        "priority": 55.0,
+        "priority_label": "P2",
+        "score": 10.0,
+        "affected_transactions": 99,
+        "money_at_risk": 9999.0,
+        "opened_at": "2025-03-03T09:05:00+00:00",
+        "resolved_at": None,
+        "what_changed": "error_rate from 0.10% to 20.00%",
+        "top_error": "tax code <T9> & rate not mapped",
+    }
+    assert body["links"] == {"alert": ALERT_URL, "lineage": LINEAGE_URL}
+    assert got.headers["X-Seamwatch-Event"] == "opened"
+    assert got.headers["X-Seamwatch-Delivery"] == body["delivery_id"]
+    timestamp = got.headers["X-Seamwatch-Timestamp"]
+    expected = hmac.new(b"s3cret-key", timestamp.encode() + b"." + got.raw, hashlib.sha256)
+    assert got.headers["X-Seamwatch-Signature"] == f"sha256={expected.hexdigest()}"
+
+
+def test_webhook_without_secret_is_not_signed_and_keeps_one_delivery_id_per_event():
+    with RecordingServer() as server:
+        first = _deliver("webhook", server)
+        worker = DestinationWorker(
+            make_destination(route("webhook", server.url + "/hook")), ListRecorder(), FAST
+        )
+        worker.deliver(make_notification())
+        second = server.wait_for(2)[1]
+    assert "X-Seamwatch-Signature" not in first.headers
+    assert first.headers["X-Seamwatch-Delivery"] == second.headers["X-Seamwatch-Delivery"]

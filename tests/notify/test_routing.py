@@ -1,0 +1,115 @@
+"""The notification file: validation messages that name the line and field, secrets kept out."""
+
+from __future__ import annotations
+
+import pytest
+
+from notify.routing import NotifyFileError, load_routes, parse_routes
+
+GOOD = """\
+destinations:
+  - name: finance-oncall
+    kind: slack
+    url_env: FINANCE_SLACK_URL
+    min_tier: high
+    min_priority: P2
+    flows: ["billing.*"]
+  - name: am
+    kind: alertmanager
+    url: http://127.0.0.1:9093
+"""
+
+
+def _error(text: str, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(NotifyFileError) as caught:
+        parse_routes(text, "notify.yaml", environ or {})
+    return str(caught.value)
+
+
+def test_a_good_file_reads_urls_from_the_environment():
+    slack, am = parse_routes(
+        GOOD, "notify.yaml", {"FINANCE_SLACK_URL": "https://chat.example.test/T/B/x"}
+    )
+    assert (slack.name, slack.kind, slack.host) == ("finance-oncall", "slack", "chat.example.test")
+    assert slack.url.get_secret_value() == "https://chat.example.test/T/B/x"
+    assert (am.kind, am.model.min_priority, am.model.events) == (
+        "alertmanager",
+        "P4",
+        ["opened", "escalated", "resolved"],
+    )
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "destinations:\n  - name: a\n    kind: pager\n    url: http://127.0.0.1/\n",
+            "notify.yaml, line 3, field destinations.0.kind: Input should be 'slack', 'teams', "
+            "'google_chat', 'webhook' or 'alertmanager' (got 'pager')",
+        ),
+        (
+            "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n"
+            "    min_priority: P0\n",
+            "notify.yaml, line 5, field destinations.0.min_priority: Input should be 'P1', 'P2', "
+            "'P3' or 'P4' (got 'P0')",
+        ),
+        (
+            "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n"
+            "    min_tier: urgent\n",
+            "notify.yaml, line 5, field destinations.0.min_tier: Input should be 'critical', "
+            "'high', 'medium' or 'low' (got 'urgent')",
+        ),
+        (
+            "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n"
+            "    colour: red\n",
+            "notify.yaml, line 5, field destinations.0.colour: Extra inputs are not permitted",
+        ),
+        (
+            "destinations:\n  - name: a\n    kind: slack\n",
+            "notify.yaml, line 2, field destinations.0: Value error, give exactly one of url or "
+            "url_env",
+        ),
+        (
+            "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n"
+            "  - name: a\n    kind: teams\n    url: http://127.0.0.1/\n",
+            "notify.yaml, line 1, field file: Value error, destination name(s) a are used more "
+            "than once",
+        ),
+        ("destinations: [\n", "notify.yaml, line 2: not valid YAML"),
+        ("", "notify.yaml: the file is empty"),
+    ],
+)
+def test_bad_files_are_named_by_line_and_field(text, expected):
+    assert expected in _error(text)
+
+
+def test_a_bad_url_is_refused_without_being_quoted():
+    message = _error(
+        "destinations:\n  - name: a\n    kind: slack\n    url: ftp://host/T123/secret-token\n"
+    )
+    assert "line 2" in message and "http:// or https://" in message
+    assert "secret-token" not in message
+
+
+def test_a_missing_environment_variable_is_named():
+    message = _error(GOOD)
+    assert message == (
+        "notify.yaml, line 2, destination finance-oncall: url_env names 'FINANCE_SLACK_URL', "
+        "which is not set in the environment"
+    )
+
+
+def test_only_webhooks_take_a_signing_secret():
+    message = _error(
+        "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n    secret: x\n"
+    )
+    assert "secret and secret_env sign generic webhooks only" in message
+
+
+def test_no_file_means_no_destinations_and_an_unreadable_one_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.delenv("SEAMWATCH_NOTIFY_FILE", raising=False)
+    assert load_routes(None) == []
+    with pytest.raises(
+        NotifyFileError, match="Pass --notify-file FILE or set SEAMWATCH_NOTIFY_FILE"
+    ):
+        load_routes(tmp_path / "missing.yaml")
