@@ -8,9 +8,11 @@ transactions::
 
     p_hat = (K + prior) / (N + 1)              K, N: the category's failures and all
                                                transactions of the past week
-    tail_w = P(Poisson(max(n_w, 1) * p_hat) >= k_w)
-                                               n_w, k_w: transactions and the category's failed
-                                               transactions in the last w minutes
+    q_hat = (K + prior) / (C + 1)              C: the posting calls of the past week
+    lambda_w = max(max(n_w, 1) * p_hat, c_w * q_hat)
+    tail_w = P(Poisson(lambda_w) >= k_w)       n_w, c_w, k_w: transactions, posting calls and
+                                               the category's failed transactions in the
+                                               last w minutes
     score = max over w of  -log10(tail_w) - log10(W / w)
 
 The windows ``w`` are 3, 5 and 15 minutes (``W`` = 15, the longest). A short window sees a burst
@@ -26,9 +28,20 @@ So two failures of a category the flow never had in a week of thousands of trans
 strong evidence (one alone never alerts: ``min_failures``), a category that shows up daily
 (``master_data_missing`` for customers not yet in the ERP) needs several failures among few
 transactions, and a quiet night (small ``n``) makes the same count more surprising, as it
-should. ``n`` counts the larger of transactions and posting calls, so a batch of postings
-(hourly accruals) brings its own exposure with it. Before the flow has ``min_history``
-transactions of history, nothing scores (warm-up).
+should. A category is exposed either per transaction (a mapping failure, before anything is
+posted) or per posting call (a 429 or a gateway timeout from the ERP), and the detector does
+not assume which: the expected count is the larger of the two rates times their exposure in
+the window. On most flows the two agree (one posting per transaction); on a flow whose
+postings come in batches (hourly accruals, 250 calls in four minutes among events that are
+never posted one by one) the per-call rate is the one that holds in a batch minute, and the
+per-transaction one, averaged over an hour mostly without postings, would make every batch
+look like a burst of rate limits. Before the flow has ``min_history`` transactions of
+history, nothing scores (warm-up); the per-call rate counts from ``min_history`` calls.
+
+Failures of a category in alarm are not learned, and when an alarm opens, the failures of
+that category in the last ``W`` minutes, the evidence it opened on, are taken back out of the
+history (:meth:`CategoryDrift.forget`): otherwise the first failures of every burst would
+raise the usual rate, and each later burst of the same category would need more failures.
 
 Categories in ``ignored`` are not judged: by default ``duplicate``, the receiving system's
 idempotency check rejecting a redelivered document (HTTP 409). That rejection is the
@@ -100,36 +113,47 @@ class CategoryDrift:
         self.min_failures = min_failures
         self.min_history = min_history
         self.prior = prior
-        self._hours: deque[tuple[float, Counter[str]]] = deque()
+        self._hours: deque[tuple[float, float, Counter[str]]] = deque()
         self._week_transactions = 0.0
+        self._week_calls = 0.0
         self._week_failures: Counter[str] = Counter()
         self._hour_transactions = 0.0
+        self._hour_calls = 0.0
         self._hour_failures: Counter[str] = Counter()
         self._minutes_in_hour = 0
-        self._recent: deque[tuple[float, Mapping[str, Collection[str]]]] = deque(maxlen=self.window)
+        self._recent: deque[tuple[float, float, Mapping[str, Collection[str]]]] = deque(
+            maxlen=self.window
+        )
+        # per recent minute: the hour it was learned into and the failures it added per category
+        self._learned: deque[tuple[int, Counter[str]]] = deque(maxlen=self.window)
+        self._hour_index = 0
 
-    def learn(self, transactions: float, failures: Mapping[str, Collection[str]]) -> None:
+    def learn(
+        self, transactions: float, failures: Mapping[str, Collection[str]], calls: float = 0.0
+    ) -> None:
         """Add one minute to the history without scoring it (warm-up).
 
-        ``failures`` maps each category to the minute's failed transactions of it."""
+        ``failures`` maps each category to the minute's failed transactions of it; ``calls``
+        is the minute's posting calls."""
         failures = self._judged(failures)
-        self._recent.append((transactions, failures))
-        self._add_to_history(transactions, failures)
+        self._recent.append((transactions, calls, failures))
+        self._add_to_history(transactions, calls, failures)
 
     def step(
         self,
         transactions: float,
         failures: Mapping[str, Collection[str]],
         unlearned: frozenset[str] = frozenset(),
+        calls: float = 0.0,
     ) -> list[CategoryScore]:
         """Score the window ending with this minute, then learn the minute, leaving out the
         failures of the ``unlearned`` categories (those in alarm), so an incident does not
         teach itself as the usual rate."""
         failures = self._judged(failures)
-        self._recent.append((transactions, failures))
+        self._recent.append((transactions, calls, failures))
         scores = self._score()
         kept = {c: keys for c, keys in failures.items() if c not in unlearned}
-        self._add_to_history(transactions, kept)
+        self._add_to_history(transactions, calls, kept)
         return scores
 
     def _judged(self, failures: Mapping[str, Collection[str]]) -> Mapping[str, Collection[str]]:
@@ -142,11 +166,15 @@ class CategoryDrift:
             return []
         minutes = list(self._recent)
         scores = []
-        for category in {c for _, failures in minutes for c, keys in failures.items() if keys}:
-            rate = (self._week_failures[category] + self.prior) / (self._week_transactions + 1.0)
+        for category in {c for _, _, failures in minutes for c, keys in failures.items() if keys}:
+            failures = self._week_failures[category] + self.prior
+            rate = failures / (self._week_transactions + 1.0)
+            call_rate = (
+                failures / (self._week_calls + 1.0) if self._week_calls >= self.min_history else 0.0
+            )
             best: CategoryScore | None = None
             for window in self.windows:
-                found = self._window_score(category, rate, minutes[-window:], window)
+                found = self._window_score(category, rate, call_rate, minutes[-window:], window)
                 if found is not None and (best is None or found.score > best.score):
                     best = found
             if best is not None:
@@ -157,35 +185,63 @@ class CategoryDrift:
         self,
         category: str,
         rate: float,
-        minutes: list[tuple[float, Mapping[str, Collection[str]]]],
+        call_rate: float,
+        minutes: list[tuple[float, float, Mapping[str, Collection[str]]]],
         window: int,
     ) -> CategoryScore | None:
         n = sum(minute[0] for minute in minutes)
+        calls = sum(minute[1] for minute in minutes)
         # a transaction that fails again on a replay inside the window counts once
         keys: set[str] = set()
-        for _, failures in minutes:
+        for _, _, failures in minutes:
             keys.update(failures.get(category, ()))
         k = len(keys)
         if k < self.min_failures:
             return None
-        tail = float(stats.poisson.sf(k - 1, max(n, 1.0) * rate))
+        expected = max(max(n, 1.0) * rate, calls * call_rate)
+        tail = float(stats.poisson.sf(k - 1, expected))
         surprise = MAX_SCORE if tail <= 0 else min(MAX_SCORE, -math.log10(tail))
         score = max(0.0, surprise - math.log10(self.window / window))
         return CategoryScore(category, score, rate, k, int(n), window)
 
-    def _add_to_history(self, transactions: float, failures: Mapping[str, Collection[str]]) -> None:
+    def forget(self, category: str) -> None:
+        """Take the failures of ``category`` in the last ``window`` minutes back out of the
+        history: an alarm just opened on them, so they are the incident's first failures,
+        not the flow's usual rate (the minutes that follow are not learned while it is open).
+        """
+        oldest_kept = self._hour_index - len(self._hours)
+        for hour, added in self._learned:
+            count = added.pop(category, 0)
+            if not count:
+                continue
+            if hour == self._hour_index:
+                self._hour_failures[category] -= count
+            elif hour >= oldest_kept:
+                self._hours[hour - oldest_kept][2][category] -= count
+                self._week_failures[category] -= count
+
+    def _add_to_history(
+        self, transactions: float, calls: float, failures: Mapping[str, Collection[str]]
+    ) -> None:
+        added = Counter({c: len(keys) for c, keys in failures.items() if keys})
+        self._learned.append((self._hour_index, added))
         self._hour_transactions += transactions
-        self._hour_failures.update({c: len(keys) for c, keys in failures.items() if keys})
+        self._hour_calls += calls
+        self._hour_failures.update(added)
         self._minutes_in_hour += 1
         if self._minutes_in_hour < 60:
             return
-        self._hours.append((self._hour_transactions, self._hour_failures))
+        self._hours.append((self._hour_transactions, self._hour_calls, self._hour_failures))
         self._week_transactions += self._hour_transactions
+        self._week_calls += self._hour_calls
         self._week_failures.update(self._hour_failures)
         if len(self._hours) > HOURS_OF_HISTORY:
-            old_transactions, old_failures = self._hours.popleft()
+            old_transactions, old_calls, old_failures = self._hours.popleft()
             self._week_transactions -= old_transactions
+            self._week_calls -= old_calls
             self._week_failures.subtract(old_failures)
         self._hour_transactions = 0.0
+        self._hour_calls = 0.0
         self._hour_failures = Counter()
         self._minutes_in_hour = 0
+        self._hour_index += 1

@@ -11,7 +11,10 @@ one outlier cannot decide alone, and the scores are pooled as Stouffer's statist
 
 Under the usual behaviour ``Z`` is roughly standard normal whatever the traffic, so a threshold
 means the same at 3 am with three calls as at noon with three hundred; with fewer than
-``min_calls`` calls in the window there is no verdict (a gap). Only slowdowns score.
+``min_calls`` calls in the window there is no verdict (a gap). Only slowdowns score, and only
+when the window's median call is at least ``min_ratio`` times the usual one: over a batch of
+250 postings, a shift of 20% is statistically certain, yet it is the ERP's load varying with
+the batch, not an incident (a test of practical rather than statistical significance).
 
 References
 ----------
@@ -50,6 +53,8 @@ class LatencyShiftTest:
         Bound on each call's z-score.
     refresh
         Calls learned between two recomputations of the baseline.
+    min_ratio
+        Smallest slowdown of the window's median call against the usual median that scores.
 
     Examples
     --------
@@ -70,12 +75,14 @@ class LatencyShiftTest:
         min_history: int = 100,
         clip: float = 4.0,
         refresh: int = 200,
+        min_ratio: float = 1.5,
     ) -> None:
         self.window = window
         self.min_calls = min_calls
         self.min_history = min_history
         self.clip = clip
         self.refresh = refresh
+        self.min_ratio = min_ratio
         self._history: deque[float] = deque(maxlen=history)
         self._recent: deque[np.ndarray] = deque(maxlen=window)
         self._since_refresh = refresh
@@ -111,7 +118,7 @@ class LatencyShiftTest:
         if pooled.size == 0:
             return 0.0
         self.observed_ms = float(math.exp(np.median(pooled)))
-        if pooled.size < self.min_calls:
+        if pooled.size < self.min_calls or self.observed_ms < self.min_ratio * self.baseline_ms:
             return 0.0
         z = np.clip((pooled - self._center) / self._scale, -self.clip, self.clip)
         return max(0.0, float(z.sum() / math.sqrt(pooled.size)))

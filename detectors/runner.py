@@ -180,9 +180,11 @@ class SeriesState:
         for count, durations, pairs in zip(
             transactions, minutes["post_durations_ms"], minutes["failed_categories"], strict=True
         ):
+            calls = 0
             if isinstance(durations, list | np.ndarray) and len(durations):
                 self.latency.learn(durations)
-            self.categories.learn(count, category_counts(pairs))
+                calls = len(durations)
+            self.categories.learn(count, category_counts(pairs), float(calls))
 
     def step(
         self, minute: Minute, findings: dict[str, Finding] | None = None
@@ -211,6 +213,9 @@ class SeriesState:
             _, latch = self._latch(seen.signal, seen.kind)
             if latch.step(seen.score):
                 onsets.append(seen)
+                if seen.kind == EXCEPTION_CATEGORY:
+                    # the failures that opened the alarm are the incident's, not the usual rate
+                    self.categories.forget(seen.signal.split(":", 1)[1])
             if latch.is_open:
                 active.append(seen)
         return onsets, active
@@ -235,10 +240,14 @@ class SeriesState:
             for name, (kind, latch) in self.latches.items()
             if kind == EXCEPTION_CATEGORY and latch.is_open
         )
-        volume = max(minute.transactions, float(len(minute.post_durations_ms)))
         scored = {
             found.category: found
-            for found in self.categories.step(volume, minute.categories, in_alarm)
+            for found in self.categories.step(
+                minute.transactions,
+                minute.categories,
+                in_alarm,
+                float(len(minute.post_durations_ms)),
+            )
         }
         for name, (kind, _) in self.latches.items():
             if kind == EXCEPTION_CATEGORY and name.split(":", 1)[1] not in scored:

@@ -81,3 +81,59 @@ def test_rejected_redeliveries_are_not_judged_as_failures():
         everything.learn(10.0, {})
     [redelivered] = everything.step(10.0, {"duplicate": ["A", "B", "C", "D"]})
     assert (redelivered.category, redelivered.failures) == ("duplicate", 4)
+
+
+def _after_a_burst(forget: bool) -> float:
+    """The usual mapping rate the next burst is judged against, an hour after a first one."""
+    drift = _drift(600, 10.0, 100)  # 6 mapping failures in 6,000 transactions
+    _clean(drift, 15, 10.0)
+    drift.step(10.0, {"mapping": ["A", "B"]})
+    [opened] = drift.step(10.0, {"mapping": ["C"]})
+    assert opened.score > 4  # the alarm opens on these three
+    if forget:
+        drift.forget("mapping")
+    for _ in range(58):  # while the alarm is open nothing of the category is learned
+        drift.step(10.0, {}, frozenset({"mapping"}))
+    drift.step(10.0, {"mapping": ["D"]})
+    [found] = drift.step(10.0, {"mapping": ["E"]})
+    return found.baseline_rate
+
+
+def test_the_failures_an_alarm_opened_on_are_taken_out_of_the_usual_rate():
+    # the three failures that opened the alarm were learned before it opened ...
+    assert _after_a_burst(forget=False) == 9.5 / 6601.0
+    # ... and forgetting them judges the next burst against the usual 6 in 6,600
+    assert _after_a_burst(forget=True) == 6.5 / 6601.0
+
+
+def _batched(minutes: int) -> CategoryDrift:
+    """Usage-like: 10 events a minute that are never posted one by one, and once an hour a
+    batch of 250 accrual postings over 4 minutes, of which one in 500 is rate limited."""
+    drift = CategoryDrift(min_history=100)
+    for minute in range(minutes):
+        in_batch = minute % 60 < 4
+        calls = 62.5 if in_batch else 0.0
+        failures = {}
+        if in_batch and minute % 120 == 0:  # one 429 every other batch: 1 in 500 calls
+            failures = {"rate_limit": [f"ACR-{minute}"]}
+        drift.learn(10.0 + calls, failures, calls)
+    return drift
+
+
+def test_a_category_of_posting_calls_is_judged_per_call_in_a_batch():
+    drift = _batched(7 * 24 * 60)
+    for _ in range(56):
+        drift.step(10.0, {})
+    # four 429s among a batch's first 188 postings: per transaction (mostly events that are
+    # never posted) that would look like a burst; per posting call it is about the usual
+    scores = []
+    for minute in range(3):
+        failures = {"rate_limit": [f"B-{minute}", f"C-{minute}"]} if minute < 2 else {}
+        scores += drift.step(72.5, failures, calls=62.5)
+    assert max(s.score for s in scores) < 4
+    # the same four failures among events alone (no postings in the window) are a burst
+    again = _batched(7 * 24 * 60)
+    for _ in range(56):
+        again.step(10.0, {})
+    found = again.step(10.0, {"rate_limit": ["B", "C"]}) + again.step(10.0, {"rate_limit": ["D"]})
+    assert max(s.score for s in found) > 4
