@@ -197,8 +197,9 @@ def _ceiling(bodies: list[bytes], requests: int, data_dir: Path, console: Consol
 
     console.print("Ceiling: inserting the same rows, decoded in advance")
     tables = [request_to_batch(ExportTraceServiceRequest.FromString(b)).rows for b in bodies]
-    batches_per_insert = 20
-    store = open_store(Settings(data_dir=data_dir))
+    settings = Settings(data_dir=data_dir)
+    batches_per_insert = max(1, settings.batch_max_spans // SPANS_PER_REQUEST)  # as the receiver
+    store = open_store(settings)
     try:
         started = time.perf_counter()
         for first in range(0, requests, batches_per_insert):

@@ -46,14 +46,11 @@ class Segment:
     spans: int
     size_bytes: int
     spooled_at: float = field(default_factory=time.monotonic)
-    rows: pa.Table | None = None
 
     def load(self) -> pa.Table:
-        """The segment's rows (read from disk for a segment left by an earlier run)."""
-        if self.rows is None:
-            with pa.memory_map(str(self.path)) as source:
-                self.rows = pa.ipc.open_file(source).read_all()
-        return self.rows
+        """The segment's rows, mapped from its file (no copy; the file is in the page cache)."""
+        with pa.memory_map(str(self.path)) as source:
+            return pa.ipc.open_file(source).read_all()
 
 
 class Spool:
@@ -90,7 +87,9 @@ class Spool:
         partial.rename(path)
         if self._fsync:
             _fsync_directory(self.directory)
-        segment = Segment(sequence, path, rows.num_rows, path.stat().st_size, rows=rows)
+        # The rows are read back from the page cache when inserted, not kept in memory: under
+        # load the spool holds many segments, and memory stays bounded by the insert at hand.
+        segment = Segment(sequence, path, rows.num_rows, path.stat().st_size)
         self.size_bytes += segment.size_bytes
         self.segments += 1
         return segment
@@ -124,7 +123,6 @@ class Spool:
     def _forget(self, segment: Segment) -> None:
         self.size_bytes -= segment.size_bytes
         self.segments -= 1
-        segment.rows = None
 
 
 def _lock(directory: Path) -> IO[str]:

@@ -25,6 +25,7 @@ class CollectorHealth:
     dropped_spans: float = 0.0
     inserted_spans: float = 0.0
     queued_spans: float = 0.0
+    spool_bytes: float = 0.0
     insert_count: float = 0.0
     insert_seconds_total: float = 0.0
 
@@ -56,6 +57,8 @@ def _take(health: CollectorHealth, name: str, labels: dict[str, str], value: flo
         health.inserted_spans = value
     elif name == "queued_spans":
         health.queued_spans = value
+    elif name == "spool_bytes":
+        health.spool_bytes = value
     elif name == "insert_seconds_count":
         health.insert_count = value
     elif name == "insert_seconds_sum":

@@ -131,10 +131,13 @@ class EmbeddedStore:
         # chDB's Python() table function reads the local variable named in the statement.
         arrow_rows = data  # noqa: F841 - read by name inside the SQL below
         # The materialized views on otel_traces (lineage index, rollups) cost more than the
-        # insert itself; running them side by side puts the second core to work.
+        # insert itself; running them side by side puts the second core to work. Merging equal
+        # keys inside each inserted block is left to the background merges, which do it anyway
+        # (every reader already counts distinct spans), and block hashes for deduplication are
+        # not computed: the store never deduplicates inserts (resent spans are counted once).
         sql = (
             f"INSERT INTO {self.table(table)} ({columns}) SELECT {columns} FROM Python(arrow_rows) "
-            "SETTINGS parallel_view_processing = 1"
+            "SETTINGS parallel_view_processing = 1, optimize_on_insert = 0, insert_deduplicate = 0"
         )
         with self._engine.query_lock:
             try:

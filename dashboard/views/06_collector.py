@@ -35,7 +35,12 @@ def collector_figures() -> None:
         f"{sum(health.accepted_spans.values()):,.0f}",
         None if rate is None else f"{rate:,.0f} spans/s",
     )
-    queued.metric("Waiting for the store", f"{health.queued_spans:,.0f}")
+    queued.metric(
+        "Waiting for the store",
+        f"{health.queued_spans:,.0f}",
+        f"spool {health.spool_bytes / 2**20:,.1f} MiB",
+        delta_color="off",
+    )
     refused.metric("Requests refused", f"{sum(health.refused_requests.values()):,.0f}")
     mean = health.mean_insert_seconds
     insert.metric("Mean insert", "—" if mean is None else f"{mean * 1000:,.0f} ms")
@@ -44,8 +49,8 @@ def collector_figures() -> None:
     _breakdown("Requests refused, by reason", health.refused_requests, "reason")
     if health.dropped_spans:
         st.warning(
-            f"{health.dropped_spans:,.0f} spans were refused by the store after decoding; "
-            "their clients were told (500) and nothing was acknowledged. See the collector log.",
+            f"{health.dropped_spans:,.0f} acknowledged spans were refused by the store; they "
+            "are kept in the spool's rejected folder with the reason. See the collector log.",
             icon=":material/warning:",
         )
 

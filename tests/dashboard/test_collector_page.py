@@ -23,6 +23,7 @@ def test_parse_metrics_reads_every_figure():
     metrics.rejected_spans.labels("invalid_span").inc(3)
     metrics.refused_requests.labels("malformed").inc()
     metrics.queued_spans.set(17)
+    metrics.spool_bytes.set(3 * 2**20)
     metrics.insert_seconds.observe(0.5)
     metrics.insert_seconds.observe(0.25)
 
@@ -32,6 +33,7 @@ def test_parse_metrics_reads_every_figure():
     assert health.rejected_spans == {"invalid_span": 3.0}
     assert health.refused_requests == {"malformed": 1.0}
     assert health.queued_spans == 17.0
+    assert health.spool_bytes == 3 * 2**20
     assert health.mean_insert_seconds == pytest.approx(0.375)
 
 
@@ -59,6 +61,8 @@ def test_page_shows_the_running_collector_counts(page_settings):
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Spans accepted"] == "1"
     assert metrics["Requests refused"] == "1"
+    assert metrics["Waiting for the store"] == "0"
+    assert [m.delta for m in app.metric if m.label == "Waiting for the store"] == ["spool 0.0 MiB"]
     assert app.dataframe[0].value.to_dict("records") == [{"protocol": "http", "count": 1.0}]
 
 
