@@ -85,11 +85,15 @@ class LatchConfig:
     settle: int
 
 
-# Latency: pooled z of the last five minutes' calls (about 3e-5 one-sided at 4).
-LATENCY_LATCH = LatchConfig(threshold=4.0, release=2.0, settle=30)
-# Category drift: -log10 of the Poisson tail; one chance in 10,000 per window, since a flow
-# sees about ten thousand windows a week.
-CATEGORY_LATCH = LatchConfig(threshold=4.0, release=1.3, settle=60)
+# Latency: pooled z of the last five minutes' calls (about 3e-6 one-sided at 4.5). At 4, a
+# flow judged every minute of a simulated week still opened a false alert now and then (two in
+# sixteen simulated days, both at 4.03): posting times are heavier-tailed than log-normal.
+LATENCY_LATCH = LatchConfig(threshold=4.5, release=2.0, settle=30)
+# Category drift: -log10 of the Poisson tail; about one chance in 16,000 per window. A flow
+# sees about ten thousand windows a week, and judges five or six categories in each, so the
+# one in 10,000 of a single category's window (4.0) opened false alerts at 4.05 and 4.10 in
+# sixteen simulated days.
+CATEGORY_LATCH = LatchConfig(threshold=4.2, release=1.3, settle=60)
 # Findings are certain: one opens; 30 minutes without a new one settle.
 FINDING_LATCH = LatchConfig(threshold=1.0, release=0.5, settle=30)
 FINDING_BASE_SCORE = 10.0
