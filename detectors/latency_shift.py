@@ -21,6 +21,8 @@ References
 Stouffer, S. A. et al. (1949). The American Soldier, Vol. 1 (combining z-scores).
 Rousseeuw, P. J. and Croux, C. (1993). Alternatives to the median absolute deviation.
 JASA 88(424), 1273-1283.
+Kirk, R. E. (1996). Practical significance: a concept whose time has come. Educational and
+Psychological Measurement 56(5), 746-759 (an effect size floor beside the test).
 """
 
 from __future__ import annotations
