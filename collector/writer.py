@@ -41,6 +41,10 @@ _DEFAULT_RETRY_AFTER_SECONDS = 5
 _SHUTDOWN_TIMEOUT_SECONDS = 30.0
 # While the store is down, the inserter tries again this often (the spool keeps the rows).
 _STORE_RETRY_SECONDS = 1.0
+# When this many full batches wait in the spool, the store is the bottleneck: new requests then
+# wait for their answer (their clients slow down) instead of filling the spool up to the limit
+# and being refused with a Retry-After that would leave the store idle afterwards.
+_SPOOL_AHEAD_BATCHES = 2
 
 
 class Overloaded(Exception):
@@ -204,10 +208,13 @@ class SpanWriter:
         return self._retry_after_seconds
 
     def _spool_loop(self) -> None:
+        ahead_limit = _SPOOL_AHEAD_BATCHES * self._batch_max_spans
         while True:
             with self._condition:
-                while not self._unspooled:
-                    if self._closing:
+                while not self._unspooled or (
+                    self._backlog_spans >= ahead_limit and not self._closing
+                ):
+                    if self._closing and not self._unspooled:
                         return
                     self._condition.wait()
                 group = list(self._unspooled)

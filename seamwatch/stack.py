@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.service import Collector
-from detectors.runner import RunnerThread
 from notify.service import start_notifications
 from seamwatch import runtime
 from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
@@ -83,6 +82,8 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
     runtime.share_settings(settings)
     collector = Collector(store, settings, extra_routes=api_routes(store))
     simulator: _SimulatorThread | None = None
+    from detectors.runner import RunnerThread  # here: a lone collector does not need SciPy
+
     detectors = RunnerThread(store)
     notifications = None
     try:

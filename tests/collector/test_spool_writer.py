@@ -232,3 +232,30 @@ def test_two_collectors_cannot_share_a_spool(tmp_path):
             Spool(tmp_path)
     finally:
         first.close()
+
+
+def test_when_two_batches_wait_for_the_store_answers_wait_instead_of_piling_up(tmp_path):
+    store = RecordingStore()
+    writer = SpanWriter(
+        store,
+        Spool(tmp_path, fsync=False),
+        batch_max_spans=200,
+        flush_interval_millis=10,
+        max_queue_spans=10_000,
+    )
+    try:
+        writer.submit(_rows(0)).result(10)  # proves the store
+        store.release.clear()
+        answered = [writer.submit(_rows(100 * n)).result(5) for n in range(1, 5)]
+        assert answered == [100] * 4  # 400 spans, two batches' worth, wait in the spool
+        waiting = writer.submit(_rows(500))
+        time.sleep(0.3)
+        assert not waiting.done()  # the client waits: no 429, no growing spool
+        assert len(list(tmp_path.glob("*.arrow"))) == 4
+        store.release.set()
+        assert waiting.result(10) == 100
+        assert writer.wait_until_stored(10)
+    finally:
+        store.release.set()
+        writer.shutdown()
+    assert store.stored() == list(range(600))
