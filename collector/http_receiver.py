@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future
@@ -26,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -36,6 +37,8 @@ from collector.spans import SpanBatch
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+logger = logging.getLogger(__name__)
+
 _MEDIA_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JSON}
 DEFAULT_MAX_CONCURRENT_REQUESTS = 16
 _API_PATH_PREFIX = "/api/"
@@ -89,7 +92,12 @@ def create_app(
                 raise pipeline.refuse(Refusal.METHOD, f"{request.method} is not allowed; use POST.")
             encoding = _media_type(request, pipeline)
             pipeline.authenticate(request.headers.get("authorization"))
-            body = await _read_body(request, max_request_bytes, pipeline)
+            try:
+                body = await _read_body(request, max_request_bytes, pipeline)
+            except ClientDisconnect:
+                # The client went away before its body arrived: nobody reads an answer.
+                logger.debug("Client disconnected before sending its whole request")
+                return Response(status_code=400)
             batch = await run_in_threadpool(pipeline.decode, body, json=encoding == JSON)
             stored = pipeline.submit(batch)
             await _settled(stored)

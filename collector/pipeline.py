@@ -71,7 +71,8 @@ class IngestPipeline:
         """Raise IngestError unless the Authorization value carries the configured token."""
         if self._expected_authorization is None:
             return
-        given = (authorization or "").strip().encode()
+        scheme, _, credentials = (authorization or "").strip().partition(" ")
+        given = f"Bearer {credentials.strip()}".encode() if scheme.lower() == "bearer" else b""
         if not hmac.compare_digest(given, self._expected_authorization):
             raise self.refuse(
                 Refusal.UNAUTHENTICATED,

@@ -9,8 +9,8 @@ left in the directory are inserted again at the next start, oldest first.
 A segment is an Arrow IPC file of span rows named by its sequence number. After a crash between
 an insert and the removal of its segment, the segment is inserted a second time; every query
 counts spans as distinct (TraceId, SpanId), as for a batch a client resends, so nothing is
-counted twice. A segment the store refuses for good is moved to ``rejected/`` beside the spool
-with the reason in the log, never deleted.
+counted twice. A segment the store refuses for good (or that cannot be read at start) is moved
+to the spool's ``rejected/`` folder with the reason beside it, never deleted.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from typing import IO
 
 import pyarrow as pa
 
+from storage.errors import StoreError
+
 logger = logging.getLogger(__name__)
 
 _SUFFIX = ".arrow"
@@ -33,7 +35,7 @@ _LOCK_FILE_NAME = ".lock"
 REJECTED_DIR_NAME = "rejected"
 
 
-class SpoolError(Exception):
+class SpoolError(StoreError):
     """The spool directory cannot be used; the message says why and what to do."""
 
 
@@ -107,7 +109,9 @@ class Spool:
         return destination
 
     def close(self) -> None:
-        """Release the directory for another process."""
+        """Release the directory for another process (again: nothing happens)."""
+        if self._lock_file.closed:
+            return
         fcntl.flock(self._lock_file, fcntl.LOCK_UN)
         self._lock_file.close()
 
@@ -126,13 +130,15 @@ class Spool:
 
 
 def _lock(directory: Path) -> IO[str]:
+    fix = "Set SEAMWATCH_SPOOL_DIR (or SEAMWATCH_DATA_DIR / --data-dir) to a writable directory."
+    if directory.exists() and not directory.is_dir():
+        raise SpoolError(f"The spool directory {str(directory)!r} is a file. {fix}")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         lock_file = open(directory / _LOCK_FILE_NAME, "a+")  # noqa: SIM115 - held while open
     except OSError as exc:
         raise SpoolError(
-            f"Cannot use the spool directory {str(directory)!r}: {exc.strerror}. "
-            "Set SEAMWATCH_DATA_DIR (or --data-dir) to a writable directory."
+            f"Cannot use the spool directory {str(directory)!r}: {exc.strerror}. {fix}"
         ) from exc
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -142,7 +148,8 @@ def _lock(directory: Path) -> IO[str]:
         lock_file.close()
         raise SpoolError(
             f"The spool directory {str(directory)!r} is used by another collector (pid "
-            f"{holder}). Give each collector its own --data-dir / SEAMWATCH_DATA_DIR."
+            f"{holder}). Give each collector its own spool: its own --data-dir / "
+            "SEAMWATCH_DATA_DIR, or its own SEAMWATCH_SPOOL_DIR."
         ) from None
     lock_file.seek(0)
     lock_file.truncate()

@@ -177,6 +177,8 @@ class SpanWriter:
         Rows the store cannot take before the timeout stay in the spool for the next start.
         """
         with self._condition:
+            if self._closing:
+                return
             self._closing = True
             self._give_up_at = time.monotonic() + timeout_seconds
             self._condition.notify_all()

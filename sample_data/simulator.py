@@ -444,7 +444,8 @@ def latest_simulated_time(store: Store) -> datetime | None:
     latest, count = rows[0]
     if not count:
         return None
-    return pd.Timestamp(latest).tz_localize(UTC).to_pydatetime()
+    # Python datetimes hold microseconds: the stored nanoseconds are dropped on purpose.
+    return pd.Timestamp(latest).tz_localize(UTC).floor("us").to_pydatetime()
 
 
 def _ns(delta: timedelta) -> int:

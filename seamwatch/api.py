@@ -109,5 +109,10 @@ def _call(endpoint: str, method: str, path: str, token: str | None, **request: A
         raise ApiError(f"{url} answered {response.status_code} without JSON.") from exc
     if response.status_code != 200:
         message = document.get("error") if isinstance(document, dict) else None
+        if response.status_code == 401:
+            message = (
+                f"The running Seamwatch at {endpoint} asks for its API token: set "
+                "SEAMWATCH_AUTH_TOKEN to the token it was started with."
+            )
         raise ApiRefused(message or f"{url} answered {response.status_code}")
     return document

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".seamwatch")
@@ -112,7 +112,8 @@ class Settings(BaseSettings):
     max_queue_spans: int = Field(
         DEFAULT_MAX_QUEUE_SPANS,
         gt=0,
-        description="Spans waiting for the store before new requests get 429 with Retry-After.",
+        description="Spans waiting for the store before new requests get 429 with Retry-After"
+        " (at least the batch size).",
     )
     retry_after_seconds: int = Field(
         5, ge=1, le=3600, description="Retry-After given to clients when the store cannot keep up."
@@ -138,6 +139,16 @@ class Settings(BaseSettings):
         gt=0,
         description="Notifications waiting per destination before new ones are dropped.",
     )
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> Settings:
+        if self.max_queue_spans < self.batch_max_spans:
+            raise ValueError(
+                f"max_queue_spans ({self.max_queue_spans}) must be at least batch_max_spans "
+                f"({self.batch_max_spans}): raise SEAMWATCH_MAX_QUEUE_SPANS or lower "
+                "SEAMWATCH_BATCH_MAX_SPANS"
+            )
+        return self
 
     @field_validator("database")
     @classmethod
@@ -209,7 +220,10 @@ def load_settings(**overrides: object) -> Settings:
 def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
-        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        if not error["loc"]:  # a rule across settings: its message names them
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
+        name = ".".join(str(part) for part in error["loc"])
         env = f"SEAMWATCH_{name.upper()}"
         lines.append(f"{name} ({env}) = {error.get('input')!r}: {error['msg']}")
     return "Invalid settings:\n  " + "\n  ".join(lines)

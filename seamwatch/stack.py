@@ -92,11 +92,12 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
         detectors.start()
         if not settings.uses_server:
             publish_endpoint(settings.data_dir, collector.endpoint)
+        resume = None
         if demo is not None:
             resume = plan_demo_resume(store, settings)
             simulator = _SimulatorThread(collector.endpoint, demo, resume)
             simulator.start()
-        _print_banner(settings, collector, demo, with_dashboard)
+        _print_banner(settings, collector, demo, resume, with_dashboard)
         if with_dashboard:
             run_dashboard(settings)
         else:
@@ -190,7 +191,11 @@ def _wait_for_signal(stopped: threading.Event | None = None) -> None:
 
 
 def _print_banner(
-    settings: Settings, collector: Collector, demo: DemoOptions | None, with_dashboard: bool
+    settings: Settings,
+    collector: Collector,
+    demo: DemoOptions | None,
+    resume: DemoResume | None,
+    with_dashboard: bool,
 ) -> None:
     store_text = "ClickHouse server" if settings.uses_server else f"embedded ({settings.data_dir})"
     lines = [
@@ -205,9 +210,14 @@ def _print_banner(
         lines.append(f"  Dashboard:          {dashboard_url(settings)}")
     lines.append(f"  Store:              {store_text}")
     if demo is not None:
+        history = f"backfilling {_describe_timedelta(demo.backfill)} of history"
+        if resume is not None and resume.history_end is not None:
+            history = (
+                f"continuing after the stored history (to {resume.history_end:%Y-%m-%d %H:%M} UTC)"
+            )
         lines.append(
-            f"  Demo:               simulator seed {demo.seed}, backfilling "
-            f"{_describe_timedelta(demo.backfill)} of history, labels in {demo.labels_path}"
+            f"  Demo:               simulator seed {demo.seed}, {history}, "
+            f"labels in {demo.labels_path}"
         )
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines) + "\n", flush=True)

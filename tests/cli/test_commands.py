@@ -132,3 +132,42 @@ def test_simulate_names_a_bad_endpoint_without_pydantic_noise():
     assert result.exit_code == 2
     assert "http(s) URL" in result.output
     assert "errors.pydantic.dev" not in result.output
+
+
+def test_a_queue_smaller_than_a_batch_is_a_settings_error(monkeypatch):
+    monkeypatch.setenv("SEAMWATCH_MAX_QUEUE_SPANS", "10")
+    result = runner.invoke(app, ["collector"])
+    assert result.exit_code == 2
+    assert "max_queue_spans (10) must be at least batch_max_spans (40000)" in result.output
+    assert "Traceback" not in result.output
+
+
+def _collector_alone(tmp_path: Path, *arguments: str, **environment: str):
+    return subprocess.run(
+        [*COLLECTOR_ON_FREE_PORTS, "--data-dir", str(tmp_path / "data"), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **environment},
+    )
+
+
+def test_a_spool_directory_that_is_a_file_is_one_clear_line(tmp_path: Path):
+    (tmp_path / "not-a-folder").write_text("")
+    result = _collector_alone(tmp_path, SEAMWATCH_SPOOL_DIR=str(tmp_path / "not-a-folder"))
+    assert result.returncode == 1
+    assert "not-a-folder' is a file. Set SEAMWATCH_SPOOL_DIR" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_a_taken_receiver_port_is_one_clear_line(tmp_path: Path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = _collector_alone(tmp_path, "--otlp-http-port", port)
+    assert result.returncode == 1
+    assert "could not listen on 127.0.0.1:" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from seamwatch.settings import Settings
-from seamwatch.stack import plan_demo_resume
+from seamwatch.stack import DemoOptions, DemoResume, _print_banner, plan_demo_resume
 from tests.rows import make_span_rows
 
 
@@ -16,7 +16,7 @@ def test_empty_store_starts_from_scratch(store, tmp_path: Path):
 
 
 def test_each_restart_continues_after_history_with_a_new_key_space(store, tmp_path: Path):
-    latest = datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
+    latest = datetime(2026, 12, 1, 10, 30, 0, 123456, tzinfo=UTC)
     store.insert_arrow(
         "otel_traces",
         make_span_rows(
@@ -34,3 +34,23 @@ def test_each_restart_continues_after_history_with_a_new_key_space(store, tmp_pa
 
     assert first.history_end == latest
     assert (first.key_space, second.key_space) == (1, 2)
+
+
+class _Collector:
+    endpoint = "http://127.0.0.1:4318"
+    grpc_endpoint = None
+
+
+def test_the_banner_of_a_restarted_demo_says_it_continues(store, tmp_path: Path, capsys):
+    latest = datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
+    store.insert_arrow("otel_traces", make_span_rows([{"service": "crm", "timestamp": latest}]))
+    settings = Settings(data_dir=tmp_path)
+    demo = DemoOptions(seed=7, backfill=timedelta(days=7), labels_path=tmp_path / "labels.jsonl")
+
+    _print_banner(settings, _Collector(), demo, plan_demo_resume(store, settings), False)
+    _print_banner(settings, _Collector(), demo, DemoResume(None, 0), False)
+
+    restarted, fresh = capsys.readouterr().out.split("Seamwatch is running.")[1:]
+    assert "continuing after the stored history (to 2026-12-01 10:30 UTC)" in restarted
+    assert "backfilling" not in restarted
+    assert "backfilling 7 days of history" in fresh

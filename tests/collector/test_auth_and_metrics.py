@@ -40,8 +40,9 @@ def test_http_without_the_token_is_401(guarded_collector, store, authorization, 
     assert TOKEN not in caplog.text
 
 
-def test_http_with_the_token_is_stored(guarded_collector, store):
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_http_with_the_token_is_stored(guarded_collector, store, scheme):
+    headers = {"Content-Type": "application/json", "Authorization": f"{scheme} {TOKEN}"}
     body = shared_file("cases/01-hex-trace-id.json").read_bytes()
     response = httpx.post(f"{guarded_collector.endpoint}/v1/traces", content=body, headers=headers)
     assert response.status_code == 200

@@ -1,0 +1,64 @@
+"""Request heads over the limit get 431; a client that leaves mid-body is no server error."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from collector.http_protocol import MAX_HEAD_BYTES
+
+EMPTY_EXPORT = b"{}"
+
+
+def _exchange(port: int, head_extra: bytes, body: bytes = EMPTY_EXPORT, *, hang_up=False) -> bytes:
+    """Send one raw HTTP/1.1 request and return the answer's status line ('' if none)."""
+    request = (
+        b"POST /v1/traces HTTP/1.1\r\nHost: collector\r\nContent-Type: application/json\r\n"
+        + head_extra
+        + b"Content-Length: %d\r\n\r\n" % (len(body) + (10 if hang_up else 0))
+        + body
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        try:
+            client.sendall(request)
+            if hang_up:
+                client.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server may close while a huge head is still being sent
+        answer = b""
+        try:
+            while b"\r\n" not in answer:
+                chunk = client.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        except OSError:
+            pass
+    return answer.split(b"\r\n", 1)[0].decode()
+
+
+def test_a_normal_head_is_served(running_collector):
+    extra = b"X-Note: " + b"a" * (MAX_HEAD_BYTES // 2) + b"\r\n"
+    assert _exchange(running_collector.port, extra) == "HTTP/1.1 200 OK"
+
+
+def test_a_huge_header_gets_431_and_does_not_grow_memory(running_collector):
+    extra = b"X-Huge: " + b"a" * (8 * 2**20) + b"\r\n"
+    assert (
+        _exchange(running_collector.port, extra) == "HTTP/1.1 431 Request Header Fields Too Large"
+    )
+
+
+def test_many_small_headers_get_431(running_collector):
+    extra = b"".join(b"X-%d: v\r\n" % number for number in range(20_000))
+    assert (
+        _exchange(running_collector.port, extra) == "HTTP/1.1 431 Request Header Fields Too Large"
+    )
+    assert _exchange(running_collector.port, b"") == "HTTP/1.1 200 OK"  # still serving
+
+
+def test_a_client_leaving_mid_body_is_not_logged_as_an_error(running_collector, caplog):
+    caplog.set_level(logging.DEBUG)
+    _exchange(running_collector.port, b"", b"{", hang_up=True)
+    assert _exchange(running_collector.port, b"") == "HTTP/1.1 200 OK"
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
