@@ -101,6 +101,8 @@ def _rewrite_span(path: str, span: dict[str, Any]) -> None:
     status = span.get("status")
     if isinstance(status, dict):
         _check_enum(status, "code", "code", _STATUS_CODE_NAMES, f"{path}.status")
+    elif status is not None:
+        raise InvalidRequest(f'{path}.status must be an object like {{"code": 2}}, not {status!r}.')
     for link_path, link in _items(span, "links", "links", path):
         if not isinstance(link, dict):
             raise InvalidRequest(f"{link_path} must be an object.")
@@ -133,6 +135,8 @@ def _check_enum(
     owner: dict[str, Any], camel: str, snake: str, names: frozenset[str], path: str
 ) -> None:
     key, value = _get(owner, camel, snake)
-    if isinstance(value, str) and value not in names:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return
+    if not isinstance(value, str) or value not in names:
         allowed = ", ".join(sorted(names))
         raise InvalidRequest(f"{path}.{key} = {value!r} is not one of {allowed} or a number.")

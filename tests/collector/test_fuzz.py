@@ -206,3 +206,21 @@ def test_deep_but_complete_attribute_value_is_400_or_stored(client):
     ).encode()
     response = client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code in (200, 400)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("kind", True, "kind = True is not one of"),
+        ("kind", [2], "kind = [2] is not one of"),
+        ("status", "bad", "status must be an object"),
+        ("status", {"code": "STATUS_CODE_MAYBE"}, "status.code = 'STATUS_CODE_MAYBE'"),
+    ],
+)
+def test_wrongly_typed_kind_or_status_is_400_naming_the_field(client, field, value, message):
+    span = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"}
+    span["name"], span[field] = "x", value
+    document = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    response = client.post("/v1/traces", json=document)
+    assert response.status_code == 400
+    assert message in response.json()["message"]
