@@ -18,10 +18,11 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from seamwatch.yaml_files import describe_errors, read_yaml
 
 SEVERITY_FILE_ENV = "SEAMWATCH_SEVERITY_FILE"
 DEFAULT_SEVERITY_FILE = Path(__file__).with_name("severity_default.yaml")
@@ -119,21 +120,13 @@ def _matches(pattern: str | None, value: str) -> bool:
 
 def parse_severity(text: str, source: str = "<severity>") -> Severity:
     """Validate the YAML ``text``; errors name ``source``, the line and the field."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}, line {mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SeverityFileError(f"{where}: not valid YAML: {problem}") from None
-    if node is None:
-        raise SeverityFileError(f"{source}: the file is empty; it needs at least 'tiers'.")
-    lines: dict[tuple[Any, ...], int] = {}
-    data = _to_python(node, (), lines)
+    data, lines = read_yaml(text, source, SeverityFileError, "it needs at least 'tiers'.")
     try:
         model = SeverityModel.model_validate(data)
     except ValidationError as exc:
-        raise SeverityFileError(_describe(exc, source, lines)) from None
+        raise SeverityFileError(
+            describe_errors(exc, source, lines, "Invalid severity file")
+        ) from None
     return Severity(model, source)
 
 
@@ -153,37 +146,3 @@ def _load_cached(path: Path) -> Severity:
             f"Pass --severity FILE or set {SEVERITY_FILE_ENV} to a readable file."
         ) from None
     return parse_severity(text, str(path))
-
-
-def _to_python(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Any:
-    """Build plain data from a composed YAML node, noting each path's line (1-based)."""
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        result = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            result[key] = _to_python(value_node, (*path, key), lines)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return yaml.SafeLoader.construct_object(yaml.SafeLoader(""), node, deep=True)
-
-
-def _describe(exc: ValidationError, source: str, lines: dict[tuple[Any, ...], int]) -> str:
-    messages = []
-    for error in exc.errors():
-        loc = tuple(part for part in error["loc"] if not str(part).startswith("function-after"))
-        field = ".".join(str(part) for part in loc) or "file"
-        line = _line_of(loc, lines)
-        value = error.get("input")
-        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
-        messages.append(f"{source}, line {line}, field {field}: {error['msg']}{shown}")
-    return "Invalid severity file:\n  " + "\n  ".join(messages)
-
-
-def _line_of(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1

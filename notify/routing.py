@@ -21,15 +21,15 @@ from __future__ import annotations
 import fnmatch
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from detectors.priority import LOWEST_LABEL, PRIORITY_LABELS
 from detectors.severity import TIER_NAMES
 from notify.message import NOTIFIED_EVENTS, Notification
+from seamwatch.yaml_files import describe_errors, read_yaml
 
 NOTIFY_FILE_ENV = "SEAMWATCH_NOTIFY_FILE"
 KINDS = ("slack", "teams", "google_chat", "webhook", "alertmanager")
@@ -134,21 +134,14 @@ def parse_routes(
     text: str, source: str = "<notify>", environ: dict[str, str] | None = None
 ) -> list[Route]:
     """Validate the YAML ``text``; errors name ``source``, the line and the field."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}, line {mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise NotifyFileError(f"{where}: not valid YAML: {problem}") from None
-    if node is None:
-        raise NotifyFileError(f"{source}: the file is empty; it needs a list of 'destinations'.")
-    lines: dict[tuple[Any, ...], int] = {}
-    data = _with_lines(node, (), lines)
+    data, lines = read_yaml(text, source, NotifyFileError, "it needs a list of 'destinations'.")
     try:
         model = NotifyModel.model_validate(data)
     except ValidationError as exc:
-        raise NotifyFileError(_describe(exc, source, lines)) from None
+        message = describe_errors(
+            exc, source, lines, "Invalid notification file", hidden_fields=("url", "secret")
+        )
+        raise NotifyFileError(message) from None
     environ = dict(os.environ) if environ is None else environ
     routes = []
     for index, destination in enumerate(model.destinations):
@@ -200,30 +193,3 @@ def _check_url(url: str, name: str = "") -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         where = f" of {name}" if name else ""
         raise ValueError(f"the url{where} must be an http:// or https:// address with a host")
-
-
-def _with_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Any:
-    """Plain data from a composed YAML node, noting the line (1-based) of every path."""
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        result = {}
-        for key_node, value_node in node.value:
-            result[key_node.value] = _with_lines(value_node, (*path, key_node.value), lines)
-            lines[(*path, key_node.value)] = key_node.start_mark.line + 1
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_with_lines(item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return yaml.SafeLoader("").construct_object(node, deep=True)
-
-
-def _describe(exc: ValidationError, source: str, lines: dict[tuple[Any, ...], int]) -> str:
-    messages = []
-    for error in exc.errors():
-        loc = tuple(part for part in error["loc"] if not str(part).startswith("function-after"))
-        field = ".".join(str(part) for part in loc) or "file"
-        line = next((lines[loc[:end]] for end in range(len(loc), -1, -1) if loc[:end] in lines), 1)
-        value = error.get("input")
-        secret = loc and loc[-1] in ("url", "secret")
-        shown = "" if secret or isinstance(value, dict | list) else f" (got {value!r})"
-        messages.append(f"{source}, line {line}, field {field}: {error['msg']}{shown}")
-    return "Invalid notification file:\n  " + "\n  ".join(messages)

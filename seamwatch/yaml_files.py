@@ -1,0 +1,64 @@
+"""YAML configuration files whose errors name the file, the line and the field.
+
+The severity file and the notification file are read the same way: the YAML is composed into
+nodes so that every path keeps its line, turned into plain data, validated by a pydantic model,
+and each validation error is reported as ``FILE, line N, field a.b: message (got value)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+Lines = dict[tuple[Any, ...], int]
+
+
+def read_yaml(text: str, source: str, error: type[Exception], empty_hint: str) -> tuple[Any, Lines]:
+    """The plain data of ``text`` and the line of every path; ``error`` when it is not YAML."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}, line {mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise error(f"{where}: not valid YAML: {problem}") from None
+    if node is None:
+        raise error(f"{source}: the file is empty; {empty_hint}")
+    lines: Lines = {}
+    return _with_lines(node, (), lines), lines
+
+
+def describe_errors(
+    exc: ValidationError,
+    source: str,
+    lines: Lines,
+    title: str,
+    hidden_fields: Container[str] = (),
+) -> str:
+    """One line per validation error; values of ``hidden_fields`` (secrets) are not shown."""
+    messages = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if not str(part).startswith("function-after"))
+        field = ".".join(str(part) for part in loc) or "file"
+        line = next((lines[loc[:end]] for end in range(len(loc), -1, -1) if loc[:end] in lines), 1)
+        value = error.get("input")
+        hidden = bool(loc) and loc[-1] in hidden_fields
+        shown = "" if hidden or isinstance(value, dict | list) else f" (got {value!r})"
+        messages.append(f"{source}, line {line}, field {field}: {error['msg']}{shown}")
+    return f"{title}:\n  " + "\n  ".join(messages)
+
+
+def _with_lines(node: yaml.Node, path: tuple[Any, ...], lines: Lines) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result = {}
+        for key_node, value_node in node.value:
+            result[key_node.value] = _with_lines(value_node, (*path, key_node.value), lines)
+            lines[(*path, key_node.value)] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_with_lines(item, (*path, index), lines) for index, item in enumerate(node.value)]
+    return yaml.SafeLoader("").construct_object(node, deep=True)
