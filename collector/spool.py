@@ -15,7 +15,6 @@ to the spool's ``rejected/`` folder with the reason beside it, never deleted.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import time
@@ -25,6 +24,7 @@ from typing import IO
 
 import pyarrow as pa
 
+from storage.directory_lock import DirectoryBusy, DirectoryUnusable, lock_directory, unlock
 from storage.errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -110,10 +110,7 @@ class Spool:
 
     def close(self) -> None:
         """Release the directory for another process (again: nothing happens)."""
-        if self._lock_file.closed:
-            return
-        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-        self._lock_file.close()
+        unlock(self._lock_file)
 
     def _set_aside(self, path: Path, reason: str) -> Path:
         rejected = self.directory / REJECTED_DIR_NAME
@@ -131,31 +128,18 @@ class Spool:
 
 def _lock(directory: Path) -> IO[str]:
     fix = "Set SEAMWATCH_SPOOL_DIR (or SEAMWATCH_DATA_DIR / --data-dir) to a writable directory."
-    if directory.exists() and not directory.is_dir():
-        raise SpoolError(f"The spool directory {str(directory)!r} is a file. {fix}")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        lock_file = open(directory / _LOCK_FILE_NAME, "a+")  # noqa: SIM115 - held while open
-    except OSError as exc:
+        return lock_directory(directory, _LOCK_FILE_NAME)
+    except DirectoryUnusable as exc:
         raise SpoolError(
-            f"Cannot use the spool directory {str(directory)!r}: {exc.strerror}. {fix}"
+            f"Cannot use the spool directory {str(directory)!r}: {exc.reason}. {fix}"
         ) from exc
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock_file.seek(0)
-        holder = lock_file.read().strip() or "unknown"
-        lock_file.close()
+    except DirectoryBusy as exc:
         raise SpoolError(
             f"The spool directory {str(directory)!r} is used by another collector (pid "
-            f"{holder}). Give each collector its own spool: its own --data-dir / "
+            f"{exc.holder}). Give each collector its own spool: its own --data-dir / "
             "SEAMWATCH_DATA_DIR, or its own SEAMWATCH_SPOOL_DIR."
         ) from None
-    lock_file.seek(0)
-    lock_file.truncate()
-    lock_file.write(str(os.getpid()))
-    lock_file.flush()
-    return lock_file
 
 
 def _read_segment(path: Path) -> Segment:

@@ -7,7 +7,6 @@ process say plainly which process holds the directory and what to do instead.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -17,6 +16,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from storage.directory_lock import DirectoryBusy, DirectoryUnusable, lock_directory, unlock
 from storage.errors import QueryError, StoreError, StoreLocked
 
 logger = logging.getLogger(__name__)
@@ -56,42 +56,25 @@ class _Engine:
         self._release_lock()
 
     def _release_lock(self) -> None:
-        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-        self._lock_file.close()
+        unlock(self._lock_file)
 
 
 def _take_directory_lock(data_dir: Path) -> Any:
-    if data_dir.exists() and not data_dir.is_dir():
-        raise StoreError(
-            f"Data directory {str(data_dir)!r} is a file, not a directory. "
-            "Set SEAMWATCH_DATA_DIR (or --data-dir) to a directory."
-        )
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        lock_file = open(data_dir / _LOCK_FILE_NAME, "a+")  # noqa: SIM115 - held while open
-    except OSError as exc:
+        return lock_directory(data_dir, _LOCK_FILE_NAME)
+    except DirectoryUnusable as exc:
         raise StoreError(
-            f"Cannot use data directory {str(data_dir)!r}: {exc.strerror}. "
+            f"Cannot use data directory {str(data_dir)!r}: {exc.reason}. "
             "Set SEAMWATCH_DATA_DIR (or --data-dir) to a writable directory."
         ) from exc
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock_file.seek(0)
-        holder = lock_file.read().strip() or "unknown"
-        lock_file.close()
+    except DirectoryBusy as exc:
         raise StoreLocked(
             f"The data directory {str(data_dir)!r} is in use by another Seamwatch process "
-            f"(pid {holder}). The embedded store can be opened by one process at a time. "
+            f"(pid {exc.holder}). The embedded store can be opened by one process at a time. "
             "Stop that process, or give this one its own directory with --data-dir / "
             "SEAMWATCH_DATA_DIR, or point every process at a ClickHouse server with "
             "SEAMWATCH_CLICKHOUSE_URL."
         ) from None
-    lock_file.seek(0)
-    lock_file.truncate()
-    lock_file.write(str(os.getpid()))
-    lock_file.flush()
-    return lock_file
 
 
 class EmbeddedStore:

@@ -156,7 +156,8 @@ def test_a_spool_directory_that_is_a_file_is_one_clear_line(tmp_path: Path):
     (tmp_path / "not-a-folder").write_text("")
     result = _collector_alone(tmp_path, SEAMWATCH_SPOOL_DIR=str(tmp_path / "not-a-folder"))
     assert result.returncode == 1
-    assert "not-a-folder' is a file. Set SEAMWATCH_SPOOL_DIR" in result.stderr + result.stdout
+    output = result.stderr + result.stdout
+    assert "not-a-folder': it is a file, not a directory. Set SEAMWATCH_SPOOL_DIR" in output
     assert "Traceback" not in result.stderr
 
 
