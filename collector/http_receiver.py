@@ -1,11 +1,13 @@
 """The OTLP/HTTP trace receiver: ``POST /v1/traces``, binary protobuf or JSON, gzip or not.
 
 Answers follow the OTLP specification (https://opentelemetry.io/docs/specs/otlp/#otlphttp):
-success only after the spans are stored; a partial success that counts spans refused one by
-one; 400 for a body that cannot be decoded; 401 without the configured bearer token; 413 for a
-body over the limit after decompression; 415 for an unsupported media type or content
-encoding; 405 for another method; 429 or 503 with Retry-After when the store cannot take the
-spans now. Every error body is a ``google.rpc.Status`` in the request's encoding.
+success only once the spans are written for good (in the spool, see ``collector.writer``); a
+partial success that counts spans refused one by one; 400 for a body that cannot be decoded;
+401 without the configured bearer token; 413 for a body over the limit after decompression;
+431 for headers over their limit (``collector.http_protocol``); 415 for an unsupported media
+type or content encoding; 405 for another method; 429 or 503 with Retry-After when the store
+cannot take the spans now. Every error body is a ``google.rpc.Status`` in the request's
+encoding.
 
 Also served: ``GET /health``, ``GET /metrics`` (Prometheus text format) and the JSON API under
 ``/api/``, which asks for the same bearer token as the receiver when one is configured.

@@ -102,10 +102,10 @@ class IngestPipeline:
         except (StoreUnavailable, WriterClosed) as exc:
             raise self._unavailable(exc) from exc
 
-    def outcome(self, stored: Future, batch: SpanBatch, protocol: str) -> None:
+    def outcome(self, spooled: Future, batch: SpanBatch, protocol: str) -> None:
         """Count a finished write, or raise the IngestError its failure means for the client."""
         try:
-            stored.result()
+            spooled.result()
         except StoreUnavailable as exc:
             raise self._unavailable(exc) from exc
         self.metrics.accepted_spans.labels(protocol).inc(batch.accepted_spans)
