@@ -114,7 +114,15 @@ def create_app(
     async def metrics(request: Request) -> Response:
         return Response(pipeline.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
+    async def not_found(request: Request, exc: Exception) -> Response:
+        message = f"No such path: {request.url.path}. Traces go to POST /v1/traces."
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": message}, 404)
+        document = {"code": code_pb2.NOT_FOUND, "message": message}
+        return Response(json.dumps(document), 404, media_type=JSON)
+
     return Starlette(
+        exception_handlers={404: not_found},
         middleware=[Middleware(_ApiTokenGuard, pipeline=pipeline)],
         routes=[
             Route("/v1/traces", traces, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),

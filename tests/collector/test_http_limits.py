@@ -1,4 +1,5 @@
-"""Request heads over the limit get 431; a client that leaves mid-body is no server error."""
+"""Request heads over the limit get 431, a client that leaves mid-body is no server error, and
+a wrong path gets a Status document."""
 
 from __future__ import annotations
 
@@ -62,3 +63,14 @@ def test_a_client_leaving_mid_body_is_not_logged_as_an_error(running_collector, 
     _exchange(running_collector.port, b"", b"{", hang_up=True)
     assert _exchange(running_collector.port, b"") == "HTTP/1.1 200 OK"
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def test_a_wrong_path_gets_a_status_document_naming_the_right_one(running_collector):
+    import httpx
+
+    response = httpx.post(f"{running_collector.endpoint}/v1/metrics", content=b"{}")
+    assert response.status_code == 404
+    assert response.json() == {
+        "code": 5,
+        "message": "No such path: /v1/metrics. Traces go to POST /v1/traces.",
+    }
