@@ -11,6 +11,9 @@ COPY dashboard dashboard
 COPY detectors detectors
 COPY lineage lineage
 COPY sample_data sample_data
+COPY notify notify
 RUN pip install --no-cache-dir .
+# The embedded store, or with a ClickHouse server the collector's spool of acknowledged spans.
+ENV SEAMWATCH_DATA_DIR=/data
 EXPOSE 4317 4318 8501
 ENTRYPOINT ["seamwatch"]
