@@ -55,6 +55,8 @@ def _decode(text: str) -> ExportTraceServiceRequest:
         raise InvalidRequest("Body must be a JSON object with a 'resourceSpans' array.")
     for path, span in _spans(document):
         _rewrite_span(path, span)
+    if "bytesValue" in text or "bytes_value" in text:  # rare: only then walk every value
+        _check_bytes_values(document, "$")
     try:
         return json_format.ParseDict(
             document, ExportTraceServiceRequest(), ignore_unknown_fields=True
@@ -93,9 +95,37 @@ def _spans(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield path, span
 
 
+def _check_bytes_values(node: Any, path: str) -> None:
+    """Refuse a bytesValue that is not base64 (json_format would store it as empty bytes)."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            _check_bytes_values(item, f"{path}[{index}]")
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key in ("bytesValue", "bytes_value"):
+            if not _is_base64(value):
+                raise InvalidRequest(
+                    f"{path}.{key} = {value!r} is not base64; OTLP/JSON bytes are base64 text."
+                )
+        else:
+            _check_bytes_values(value, f"{path}.{key}")
+
+
+def _is_base64(value: Any) -> bool:
+    """Standard or URL-safe base64, with or without padding, as the proto3 JSON mapping allows."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip().replace("-", "+").replace("_", "/")
+    try:
+        base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
 def _rewrite_span(path: str, span: dict[str, Any]) -> None:
-    # Attribute values are left to json_format, which stores a bytesValue that is not valid
-    # base64 as empty bytes: checking them here would read every value of every span in Python.
     _rewrite_id(span, "traceId", "trace_id", _TRACE_ID_BYTES, path)
     _rewrite_id(span, "spanId", "span_id", _SPAN_ID_BYTES, path)
     _rewrite_id(span, "parentSpanId", "parent_span_id", _SPAN_ID_BYTES, path)

@@ -224,3 +224,28 @@ def test_wrongly_typed_kind_or_status_is_400_naming_the_field(client, field, val
     response = client.post("/v1/traces", json=document)
     assert response.status_code == 400
     assert message in response.json()["message"]
+
+
+@pytest.mark.parametrize("good", ["aGVsbG8=", "aGVsbG8", "-_-_", ""])
+def test_base64_bytes_values_are_accepted(client, good):
+    response = client.post("/v1/traces", json=_one_span_with_bytes(good))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("bad", ["!!!", "a b c ?", 12])
+def test_a_bytes_value_that_is_not_base64_is_400_naming_it(client, bad):
+    response = client.post("/v1/traces", json=_one_span_with_bytes(bad))
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert ".spans[0].attributes[0].value.bytesValue" in message
+    assert "is not base64" in message
+
+
+def _one_span_with_bytes(value: object) -> dict:
+    span = {
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b174",
+        "name": "x",
+        "attributes": [{"key": "payload", "value": {"bytesValue": value}}],
+    }
+    return {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
