@@ -95,8 +95,9 @@ def create_grpc_server(
 
 def _bind_message(address: str) -> str:
     return (
-        f"The OTLP/gRPC receiver could not listen on {address}; is another process using the "
-        "port? Choose another with --otlp-grpc-port or SEAMWATCH_OTLP_GRPC_PORT."
+        f"The OTLP/gRPC receiver could not listen on {address}: the port is taken by another "
+        "process or the host is not an address of this machine. Choose another port with "
+        "--otlp-grpc-port / SEAMWATCH_OTLP_GRPC_PORT or check SEAMWATCH_OTLP_GRPC_HOST."
     )
 
 

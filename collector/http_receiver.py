@@ -118,6 +118,9 @@ def create_app(
         message = f"No such path: {request.url.path}. Traces go to POST /v1/traces."
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": message}, 404)
+        if _response_encoding(request) == PROTOBUF:
+            status = status_pb2.Status(code=code_pb2.NOT_FOUND, message=message)
+            return Response(status.SerializeToString(), 404, media_type=PROTOBUF)
         document = {"code": code_pb2.NOT_FOUND, "message": message}
         return Response(json.dumps(document), 404, media_type=JSON)
 

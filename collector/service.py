@@ -76,6 +76,7 @@ class Collector:
         )
         self._grpc = None
         self.grpc_port: int | None = None
+        self._stopped = False
 
     @property
     def port(self) -> int:
@@ -112,6 +113,9 @@ class Collector:
 
     def stop(self) -> None:
         """Stop taking requests, finish those in flight, then store everything queued."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._grpc is not None:
             self._grpc.stop(_GRPC_GRACE_SECONDS).wait()
         self._http.should_exit = True
@@ -141,8 +145,10 @@ class Collector:
             if not self._http_thread.is_alive():
                 raise ReceiverStartError(
                     f"The OTLP/HTTP receiver could not listen on {self._settings.otlp_http_host}:"
-                    f"{self._settings.otlp_http_port}; is another process using the port? "
-                    "Choose another with --otlp-http-port or SEAMWATCH_OTLP_HTTP_PORT."
+                    f"{self._settings.otlp_http_port}: the port is taken by another process or "
+                    "the host is not an address of this machine. Choose another port with "
+                    "--otlp-http-port / SEAMWATCH_OTLP_HTTP_PORT or check --otlp-http-host / "
+                    "SEAMWATCH_OTLP_HTTP_HOST."
                 )
             if time.monotonic() > deadline:
                 raise ReceiverStartError("The OTLP/HTTP receiver did not start in time.")

@@ -65,7 +65,9 @@ class Settings(BaseSettings):
         DEFAULT_OTLP_GRPC_PORT, ge=-1, le=65535, description="OTLP/gRPC port; -1 turns it off."
     )
     auth_token: SecretStr | None = Field(
-        None, description="When set, OTLP clients must send 'Authorization: Bearer <token>'."
+        None,
+        description="When set, OTLP clients must send 'Authorization: Bearer <token>'"
+        " (empty: no token asked).",
     )
     redact_patterns: bool = Field(
         True, description="Redact e-mails, card numbers, IBANs, phone numbers and bearer tokens."
@@ -139,6 +141,25 @@ class Settings(BaseSettings):
         gt=0,
         description="Notifications waiting per destination before new ones are dropped.",
     )
+
+    @field_validator("auth_token")
+    @classmethod
+    def _token_is_usable(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        token = value.get_secret_value()
+        if token != token.strip() or any(char.isspace() for char in token):
+            raise ValueError("must not contain spaces: no client could send it in a header")
+        return value
+
+    @model_validator(mode="after")
+    def _hashing_has_a_key(self) -> Settings:
+        if self.key_set(self.hash_keys) and not self.hash_salt.get_secret_value():
+            raise ValueError(
+                "SEAMWATCH_HASH_KEYS needs SEAMWATCH_HASH_SALT: without a secret key the hashed "
+                "values (ids, e-mails) can be recovered by hashing guesses"
+            )
+        return self
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> Settings:
@@ -217,6 +238,9 @@ def load_settings(**overrides: object) -> Settings:
         raise SettingsError(_describe(exc)) from exc
 
 
+_SECRET_SETTINGS = frozenset({"auth_token", "hash_salt"})
+
+
 def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
@@ -225,5 +249,8 @@ def _describe(exc: ValidationError) -> str:
             continue
         name = ".".join(str(part) for part in error["loc"])
         env = f"SEAMWATCH_{name.upper()}"
+        if name in _SECRET_SETTINGS:  # never echo a secret, even a wrong one
+            lines.append(f"{name} ({env}): {error['msg']}")
+            continue
         lines.append(f"{name} ({env}) = {error.get('input')!r}: {error['msg']}")
     return "Invalid settings:\n  " + "\n  ".join(lines)

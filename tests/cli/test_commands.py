@@ -172,3 +172,24 @@ def test_a_taken_receiver_port_is_one_clear_line(tmp_path: Path):
     assert result.returncode == 1
     assert "could not listen on 127.0.0.1:" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_hash_keys_without_a_salt_are_refused(monkeypatch):
+    monkeypatch.setenv("SEAMWATCH_HASH_KEYS", "user.id")
+    result = runner.invoke(app, ["collector"])
+    assert result.exit_code == 2
+    assert "SEAMWATCH_HASH_KEYS needs SEAMWATCH_HASH_SALT" in result.output
+
+
+def test_a_token_with_spaces_is_refused_and_an_empty_one_means_none(monkeypatch):
+    from seamwatch.settings import load_settings
+
+    monkeypatch.setenv("SEAMWATCH_AUTH_TOKEN", "open sesame")
+    result = runner.invoke(app, ["collector"])
+    assert result.exit_code == 2
+    assert (
+        "auth_token (SEAMWATCH_AUTH_TOKEN): Value error, must not contain spaces" in result.output
+    )
+    assert "sesame" not in result.output
+    monkeypatch.setenv("SEAMWATCH_AUTH_TOKEN", "")
+    assert load_settings().auth_token is None

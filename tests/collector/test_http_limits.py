@@ -43,6 +43,24 @@ def test_a_normal_head_is_served(running_collector):
     assert _exchange(running_collector.port, extra) == "HTTP/1.1 200 OK"
 
 
+def test_a_head_just_over_the_limit_in_one_read_gets_431(running_collector):
+    extra = b"X-Note: " + b"a" * (MAX_HEAD_BYTES + 100) + b"\r\n"
+    assert (
+        _exchange(running_collector.port, extra) == "HTTP/1.1 431 Request Header Fields Too Large"
+    )
+
+
+def test_a_long_request_line_gets_431(running_collector):
+    request = (
+        b"POST /v1/traces?" + b"a" * (MAX_HEAD_BYTES + 10) + b" HTTP/1.1\r\nHost: collector\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    with socket.create_connection(("127.0.0.1", running_collector.port), timeout=10) as client:
+        client.sendall(request)
+        answer = client.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+
+
 def test_a_huge_header_gets_431_and_does_not_grow_memory(running_collector):
     extra = b"X-Huge: " + b"a" * (8 * 2**20) + b"\r\n"
     assert (
@@ -74,3 +92,17 @@ def test_a_wrong_path_gets_a_status_document_naming_the_right_one(running_collec
         "code": 5,
         "message": "No such path: /v1/metrics. Traces go to POST /v1/traces.",
     }
+
+
+def test_a_wrong_path_answers_protobuf_to_a_protobuf_request(running_collector):
+    import httpx
+    from google.rpc import status_pb2
+
+    response = httpx.post(
+        f"{running_collector.endpoint}/v1/metrics",
+        content=b"",
+        headers={"Content-Type": "application/x-protobuf"},
+    )
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/x-protobuf"
+    assert status_pb2.Status.FromString(response.content).code == 5
