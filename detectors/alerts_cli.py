@@ -136,13 +136,15 @@ def alerts_command(
     if as_json:
         typer.echo(json.dumps(alerts, indent=2))
         return
-    typer.echo(format_alerts(alerts))
+    typer.echo(format_alerts(alerts, state))
 
 
-def format_alerts(alerts: list[dict[str, Any]]) -> str:
-    """A fixed-width table of alerts, or a line saying there are none."""
+def format_alerts(alerts: list[dict[str, Any]], state: str = "all") -> str:
+    """A fixed-width table of alerts, or a line saying there are none (in ``state``)."""
     if not alerts:
-        return "No alerts."
+        if state == "all":
+            return "No alerts."
+        return f"No {state} alerts (--state all lists every alert)."
     header = (
         f"{'id':<17}{'state':<9}{'flow':<32}{'target':<10}{'kind':<22}{'tier':<9}"
         f"{'priority':>9}  {'opened (UTC)':<17}  {'resolved (UTC)':<17}  notes"

@@ -249,8 +249,9 @@ def _describe(exc: ValidationError) -> str:
             continue
         name = ".".join(str(part) for part in error["loc"])
         env = f"SEAMWATCH_{name.upper()}"
+        problem = error["msg"].removeprefix("Value error, ")
         if name in _SECRET_SETTINGS:  # never echo a secret, even a wrong one
-            lines.append(f"{name} ({env}): {error['msg']}")
+            lines.append(f"{name} ({env}): {problem}")
             continue
-        lines.append(f"{name} ({env}) = {error.get('input')!r}: {error['msg']}")
+        lines.append(f"{name} ({env}) = {error.get('input')!r}: {problem}")
     return "Invalid settings:\n  " + "\n  ".join(lines)

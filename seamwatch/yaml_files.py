@@ -42,12 +42,14 @@ def describe_errors(
     messages = []
     for error in exc.errors():
         loc = tuple(part for part in error["loc"] if not str(part).startswith("function-after"))
-        field = ".".join(str(part) for part in loc) or "file"
+        field = ".".join(str(part) for part in loc)
         line = next((lines[loc[:end]] for end in range(len(loc), -1, -1) if loc[:end] in lines), 1)
         value = error.get("input")
         hidden = bool(loc) and loc[-1] in hidden_fields
         shown = "" if hidden or isinstance(value, dict | list) else f" (got {value!r})"
-        messages.append(f"{source}, line {line}, field {field}: {error['msg']}{shown}")
+        problem = error["msg"].removeprefix("Value error, ")
+        where = f"{source}, line {line}" + (f", field {field}" if field else "")
+        messages.append(f"{where}: {problem}{shown}")
     return f"{title}:\n  " + "\n  ".join(messages)
 
 

@@ -151,3 +151,10 @@ def test_cli_lists_alerts_as_json_and_refuses_bad_state(burst_store, chdb_data_d
     assert bad.exit_code == 2
     assert "Error: --state 'closed' is not one of open, resolved, all." in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_an_empty_list_says_which_alerts_there_are_none_of():
+    from detectors.alerts_cli import format_alerts
+
+    assert format_alerts([], "open") == "No open alerts (--state all lists every alert)."
+    assert format_alerts([], "all") == "No alerts."

@@ -66,14 +66,12 @@ def test_a_good_file_reads_urls_from_the_environment():
         ),
         (
             "destinations:\n  - name: a\n    kind: slack\n",
-            "notify.yaml, line 2, field destinations.0: Value error, give exactly one of url or "
-            "url_env",
+            "notify.yaml, line 2, field destinations.0: give exactly one of url or url_env",
         ),
         (
             "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n"
             "  - name: a\n    kind: teams\n    url: http://127.0.0.1/\n",
-            "notify.yaml, line 1, field file: Value error, destination name(s) a are used more "
-            "than once",
+            "notify.yaml, line 1: destination name(s) a are used more than once",
         ),
         ("destinations: [\n", "notify.yaml, line 2: not valid YAML"),
         ("", "notify.yaml: the file is empty"),
