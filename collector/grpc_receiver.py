@@ -97,7 +97,8 @@ def _bind_message(address: str) -> str:
     return (
         f"The OTLP/gRPC receiver could not listen on {address}: the port is taken by another "
         "process or the host is not an address of this machine. Choose another port with "
-        "--otlp-grpc-port / SEAMWATCH_OTLP_GRPC_PORT or check SEAMWATCH_OTLP_GRPC_HOST."
+        "--otlp-grpc-port / SEAMWATCH_OTLP_GRPC_PORT or check --otlp-grpc-host / "
+        "SEAMWATCH_OTLP_GRPC_HOST."
     )
 
 

@@ -46,6 +46,9 @@ OtlpPortOption = typer.Option(
 OtlpHostOption = typer.Option(
     None, "--otlp-http-host", help="OTLP/HTTP bind address [env SEAMWATCH_OTLP_HTTP_HOST]"
 )
+GrpcHostOption = typer.Option(
+    None, "--otlp-grpc-host", help="OTLP/gRPC bind address [env SEAMWATCH_OTLP_GRPC_HOST]"
+)
 GrpcPortOption = typer.Option(
     None,
     "--otlp-grpc-port",
@@ -126,6 +129,7 @@ def up(
     clickhouse_url: str | None = ClickHouseOption,
     otlp_http_host: str | None = OtlpHostOption,
     otlp_http_port: int | None = OtlpPortOption,
+    otlp_grpc_host: str | None = GrpcHostOption,
     otlp_grpc_port: int | None = GrpcPortOption,
     dashboard_host: str | None = DashboardHostOption,
     dashboard_port: int | None = DashboardPortOption,
@@ -141,6 +145,7 @@ def up(
         clickhouse_url=clickhouse_url,
         otlp_http_host=otlp_http_host,
         otlp_http_port=otlp_http_port,
+        otlp_grpc_host=otlp_grpc_host,
         otlp_grpc_port=otlp_grpc_port,
         dashboard_host=dashboard_host,
         dashboard_port=dashboard_port,
@@ -163,6 +168,7 @@ def collector(
     clickhouse_url: str | None = ClickHouseOption,
     otlp_http_host: str | None = OtlpHostOption,
     otlp_http_port: int | None = OtlpPortOption,
+    otlp_grpc_host: str | None = GrpcHostOption,
     otlp_grpc_port: int | None = GrpcPortOption,
     log_level: str = LogLevelOption,
 ) -> None:
@@ -175,6 +181,7 @@ def collector(
         clickhouse_url=clickhouse_url,
         otlp_http_host=otlp_http_host,
         otlp_http_port=otlp_http_port,
+        otlp_grpc_host=otlp_grpc_host,
         otlp_grpc_port=otlp_grpc_port,
     )
     _run(run_collector, settings)

@@ -97,6 +97,8 @@ def test_help_shows_the_environment_variable_of_each_option():
     assert result.exit_code == 0
     for variable in ("SEAMWATCH_DATA_DIR", "SEAMWATCH_OTLP_HTTP_PORT", "SEAMWATCH_DASHBOARD_PORT"):
         assert variable in result.output
+    for flag in ("--otlp-http-host", "--otlp-grpc-host", "--otlp-grpc-port"):
+        assert flag in result.output
 
 
 def test_taken_dashboard_port_is_reported_before_anything_starts(tmp_path: Path):
