@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,6 +73,17 @@ def test_command(
     notify_file: Path | None = NotifyFileOption,
 ) -> None:
     """Send a sample alert, marked as a test, to every destination and say what happened."""
+    # Each outcome is printed as a sentence below; the delivery log lines would repeat it.
+    notify_logger = logging.getLogger("notify")
+    level = notify_logger.level
+    notify_logger.setLevel(logging.CRITICAL)
+    try:
+        _send_samples(resolve, notify_file)
+    finally:
+        notify_logger.setLevel(level)
+
+
+def _send_samples(resolve: bool, notify_file: Path | None) -> None:
     settings, routes = _load(notify_file)
     try:
         severity = load_severity()
