@@ -81,7 +81,7 @@ def _items(mapping: Any, camel: str, snake: str, path: str) -> Iterator[tuple[st
     if value is None:
         return
     if not isinstance(value, list):
-        raise InvalidRequest(f"{path}.{key} must be an array, not {type(value).__name__}.")
+        raise InvalidRequest(f"{path}.{key} must be an array, not {_as_json(value)}.")
     for index, item in enumerate(value):
         yield f"{path}.{key}[{index}]", item
 
@@ -107,7 +107,8 @@ def _check_bytes_values(node: Any, path: str) -> None:
         if key in ("bytesValue", "bytes_value"):
             if not _is_base64(value):
                 raise InvalidRequest(
-                    f"{path}.{key} = {value!r} is not base64; OTLP/JSON bytes are base64 text."
+                    f"{path}.{key} = {_as_json(value)} is not base64; OTLP/JSON bytes are "
+                    "base64 text."
                 )
         else:
             _check_bytes_values(value, f"{path}.{key}")
@@ -134,7 +135,9 @@ def _rewrite_span(path: str, span: dict[str, Any]) -> None:
     if isinstance(status, dict):
         _check_enum(status, "code", "code", _STATUS_CODE_NAMES, f"{path}.status")
     elif status is not None:
-        raise InvalidRequest(f'{path}.status must be an object like {{"code": 2}}, not {status!r}.')
+        raise InvalidRequest(
+            f'{path}.status must be an object like {{"code": 2}}, not {_as_json(status)}.'
+        )
     for link_path, link in _items(span, "links", "links", path):
         if not isinstance(link, dict):
             raise InvalidRequest(f"{link_path} must be an object.")
@@ -148,16 +151,16 @@ def _rewrite_id(owner: dict[str, Any], camel: str, snake: str, size: int, path: 
     if key is None or value is None or value == "":
         return
     if not isinstance(value, str):
-        raise InvalidRequest(f"{path}.{key} must be a hex string, not {value!r}.")
+        raise InvalidRequest(f"{path}.{key} must be a hex string, not {_as_json(value)}.")
     try:
         raw = binascii.unhexlify(value)
     except (binascii.Error, ValueError):
         raise InvalidRequest(
-            f"{path}.{key} = {value!r} is not hex; OTLP/JSON ids are {size * 2} hex digits."
+            f"{path}.{key} = {_as_json(value)} is not hex; OTLP/JSON ids are {size * 2} hex digits."
         ) from None
     if len(raw) != size:
         raise InvalidRequest(
-            f"{path}.{key} = {value!r} is {len(raw)} bytes; it must be {size} bytes "
+            f"{path}.{key} = {_as_json(value)} is {len(raw)} bytes; it must be {size} bytes "
             f"({size * 2} hex digits)."
         )
     owner[key] = base64.b64encode(raw).decode("ascii")
@@ -171,4 +174,12 @@ def _check_enum(
         return
     if not isinstance(value, str) or value not in names:
         allowed = ", ".join(sorted(names))
-        raise InvalidRequest(f"{path}.{key} = {value!r} is not one of {allowed} or a number.")
+        raise InvalidRequest(
+            f"{path}.{key} = {_as_json(value)} is not one of {allowed} or a number."
+        )
+
+
+def _as_json(value: Any) -> str:
+    """A value as the client wrote it (JSON), shortened for an error message."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -211,10 +211,10 @@ def test_deep_but_complete_attribute_value_is_400_or_stored(client):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("kind", True, "kind = True is not one of"),
+        ("kind", True, "kind = true is not one of"),
         ("kind", [2], "kind = [2] is not one of"),
         ("status", "bad", "status must be an object"),
-        ("status", {"code": "STATUS_CODE_MAYBE"}, "status.code = 'STATUS_CODE_MAYBE'"),
+        ("status", {"code": "STATUS_CODE_MAYBE"}, 'status.code = "STATUS_CODE_MAYBE"'),
     ],
 )
 def test_wrongly_typed_kind_or_status_is_400_naming_the_field(client, field, value, message):
