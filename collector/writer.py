@@ -325,9 +325,13 @@ class SpanWriter:
 
     def _stored(self, batch: list[Segment]) -> None:
         self._spool.remove(batch)
+        self._retire(batch, store_proven=True)
+
+    def _retire(self, batch: list[Segment], *, store_proven: bool = False) -> None:
+        """Take the oldest segments off the backlog and answer the clients still waiting."""
         answered: list[_Pending] = []
         with self._condition:
-            self._store_proven = True
+            self._store_proven = self._store_proven or store_proven
             for _ in batch:
                 segment = self._backlog.popleft()
                 self._backlog_spans -= segment.spans
@@ -390,16 +394,8 @@ class SpanWriter:
             exc,
             place,
         )
-        with self._condition:
-            self._backlog.popleft()
-            self._backlog_spans -= segment.spans
-            self._stored_through = segment.sequence
-            # Kept aside for good, so a client still waiting is answered: a retry cannot help.
-            answered = self._unanswered.pop(segment.sequence, [])
-            self._publish_depth()
-            self._condition.notify_all()
-        for pending in answered:
-            pending.done.set_result(pending.rows.num_rows)
+        # Kept aside for good, so a client still waiting is answered: a retry cannot help.
+        self._retire([segment])
 
     def _publish_depth(self) -> None:
         self.stats.queued_spans = self._unspooled_spans + self._backlog_spans
