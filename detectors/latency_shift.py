@@ -16,11 +16,31 @@ when the window's median call is at least ``min_ratio`` times the usual one: ove
 250 postings, a shift of 20% is statistically certain, yet it is the ERP's load varying with
 the batch, not an incident (a test of practical rather than statistical significance).
 
+A quiet flow (an order every ten minutes on a weekend morning) rarely has three calls in five
+minutes, so the window alone would wait for the first timeouts. Beside it, the same clipped
+scores feed a one-sided CUSUM over the calls, whatever the time between them::
+
+    S_i = max(0, S_{i-1} + z_i - k)
+
+with reference value ``k`` (1.2: it accumulates only for calls slower than about 1.8 times the
+usual at a log-scale of 0.5). The score is the larger of ``Z`` and ``S``, so both are judged
+against one threshold: at 4.5 the CUSUM's in-control run length for standard normal scores is
+about 2.8e5 calls (Siegmund's approximation), decades of a posting a minute. Two calls twenty
+and five times slower than usual are enough, ten minutes apart or one. ``S`` starts over when
+the flow has been silent for ``cusum_horizon`` minutes (stale evidence is not combined with
+new) and counts only while the median of the calls of its run is ``min_ratio`` slower. It is
+for sparse traffic: when the window holds ``dense_calls`` calls or more, the window's own test
+has the power, and the CUSUM starts over. Over a batch of hundreds of calls a few slow ones in
+a row are bound to occur (posting times are heavier-tailed than log-normal), and the CUSUM
+would sum them into a false alarm.
+
 References
 ----------
 Stouffer, S. A. et al. (1949). The American Soldier, Vol. 1 (combining z-scores).
 Rousseeuw, P. J. and Croux, C. (1993). Alternatives to the median absolute deviation.
 JASA 88(424), 1273-1283.
+Page, E. S. (1954). Continuous inspection schemes. Biometrika 41(1/2), 100-115.
+Siegmund, D. (1985). Sequential Analysis: Tests and Confidence Intervals, ch. 2 (run lengths).
 Kirk, R. E. (1996). Practical significance: a concept whose time has come. Educational and
 Psychological Measurement 56(5), 746-759 (an effect size floor beside the test).
 """
@@ -57,6 +77,12 @@ class LatencyShiftTest:
         Calls learned between two recomputations of the baseline.
     min_ratio
         Smallest slowdown of the window's median call against the usual median that scores.
+    cusum_k
+        The CUSUM's reference value, in units of the baseline's log-scale.
+    cusum_horizon
+        Minutes without calls after which the CUSUM starts over.
+    dense_calls
+        Calls in the window from which the CUSUM stands aside for the window's test.
 
     Examples
     --------
@@ -66,6 +92,12 @@ class LatencyShiftTest:
     >>> round(test.step([310.0, 280.0]), 1)  # two calls: no verdict
     0.0
     >>> test.step(list(300 * 4 * np.exp(rng.normal(0, 0.5, 6)))) > 4.5  # four times slower
+    True
+    >>> quiet = LatencyShiftTest()
+    >>> quiet.learn(300 * np.exp(rng.normal(0, 0.5, 2000)))
+    >>> round(quiet.step([6000.0]), 1), round(quiet.step([]), 1)  # one call 20x: not enough
+    (2.8, 2.8)
+    >>> quiet.step([1500.0]) > 4.5  # and a minute later one 5x slower
     True
     """
 
@@ -78,6 +110,9 @@ class LatencyShiftTest:
         clip: float = 4.0,
         refresh: int = 200,
         min_ratio: float = 1.5,
+        cusum_k: float = 1.2,
+        cusum_horizon: int = 60,
+        dense_calls: int = 20,
     ) -> None:
         self.window = window
         self.min_calls = min_calls
@@ -85,6 +120,13 @@ class LatencyShiftTest:
         self.clip = clip
         self.refresh = refresh
         self.min_ratio = min_ratio
+        self.cusum_k = cusum_k
+        self.cusum_horizon = cusum_horizon
+        self.dense_calls = dense_calls
+        self._cusum = 0.0
+        self._run: deque[float] = deque(maxlen=history)
+        self._silent_minutes = 0
+        self._window_calls = 0
         self._history: deque[float] = deque(maxlen=history)
         self._recent: deque[np.ndarray] = deque(maxlen=window)
         self._since_refresh = refresh
@@ -116,14 +158,52 @@ class LatencyShiftTest:
             return 0.0
         if self._since_refresh >= self.refresh:
             self._refresh()
-        pooled = np.concatenate(list(self._recent)) if self._recent else np.empty(0)
+        window, window_ms = self._window_score()
+        cusum, run_ms = self._cusum_step(self._recent[-1])
+        if cusum > window:
+            self.observed_ms = run_ms
+            return cusum
+        self.observed_ms = window_ms
+        return window
+
+    def _window_score(self) -> tuple[float, float]:
+        """Stouffer's Z of the window's calls and their median (ms), 0 without a verdict."""
+        pooled = np.concatenate(list(self._recent))
+        self._window_calls = pooled.size
         if pooled.size == 0:
-            return 0.0
-        self.observed_ms = float(math.exp(np.median(pooled)))
-        if pooled.size < self.min_calls or self.observed_ms < self.min_ratio * self.baseline_ms:
-            return 0.0
+            return 0.0, math.nan
+        median_ms = float(math.exp(np.median(pooled)))
+        if pooled.size < self.min_calls or median_ms < self.min_ratio * self.baseline_ms:
+            return 0.0, median_ms
         z = np.clip((pooled - self._center) / self._scale, -self.clip, self.clip)
-        return max(0.0, float(z.sum() / math.sqrt(pooled.size)))
+        return max(0.0, float(z.sum() / math.sqrt(pooled.size))), median_ms
+
+    def _cusum_step(self, logs: np.ndarray) -> tuple[float, float]:
+        """Advance the CUSUM by this minute's calls; (its score, the median call of its run in
+        ms), the score 0 unless that median is ``min_ratio`` slower than usual."""
+        if self._window_calls >= self.dense_calls:
+            self._cusum = 0.0
+            self._run.clear()
+        elif logs.size == 0:
+            self._silent_minutes += 1
+            if self._silent_minutes >= self.cusum_horizon:
+                self._cusum = 0.0
+                self._run.clear()
+        else:
+            self._silent_minutes = 0
+            z = np.clip((logs - self._center) / self._scale, -self.clip, self.clip)
+            for log_ms, score in zip(logs.tolist(), z.tolist(), strict=True):
+                self._cusum = max(0.0, self._cusum + score - self.cusum_k)
+                if self._cusum > 0:
+                    self._run.append(log_ms)
+                else:
+                    self._run.clear()
+        if not self._run:
+            return 0.0, math.nan
+        run_ms = float(math.exp(np.median(self._run)))
+        if run_ms < self.min_ratio * self.baseline_ms:
+            return 0.0, run_ms
+        return self._cusum, run_ms
 
     def _refresh(self) -> None:
         values = np.fromiter(self._history, float, len(self._history))

@@ -2,8 +2,8 @@
 
 Per (flow, target) series the runner judges, each evaluated minute:
 
-* ``latency``: the posting calls of the last five minutes against the flow's usual calls
-  (:mod:`detectors.latency_shift`, count-aware; no verdict with fewer than three calls);
+* ``latency``: the posting calls of the last five minutes against the flow's usual calls, and
+  on a quiet flow a CUSUM over its calls however far apart (:mod:`detectors.latency_shift`);
 * ``error_rate``: the transaction error rate judged on counts, and ``volume``: the transaction
   volume (the product configuration of :mod:`detectors.product`);
 * ``exception_category``: failures of a category the flow rarely shows
@@ -85,7 +85,8 @@ class LatchConfig:
     settle: int
 
 
-# Latency: pooled z of the last five minutes' calls (about 3e-6 one-sided at 4.5). At 4, a
+# Latency: pooled z of the last five minutes' calls (about 3e-6 one-sided at 4.5), or on a
+# quiet flow the CUSUM of its calls (a run length of about 2.8e5 calls at 4.5). At 4, a
 # flow judged every minute of a simulated week still opened a false alert now and then (two in
 # sixteen simulated days, both at 4.03): posting times are heavier-tailed than log-normal.
 LATENCY_LATCH = LatchConfig(threshold=4.5, release=2.0, settle=30)

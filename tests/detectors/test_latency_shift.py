@@ -21,9 +21,11 @@ def test_a_batch_a_quarter_slower_than_usual_is_not_an_incident():
     # 300 calls each a little slower pool to a statistically certain shift ...
     score, ratio = _scores(1.25, 300, min_ratio=0.0)
     assert score > 6
-    # ... but their median is 1.25 times the usual one, under ``min_ratio``: no score
+    # ... but their median is 1.25 times the usual one, under ``min_ratio``: the window does
+    # not score, and the CUSUM, which leans on each call by its reference value, stays low
     assert 1.15 < ratio < 1.35
-    assert _scores(1.25, 300) == (0.0, ratio)
+    score, _ = _scores(1.25, 300)
+    assert score < 1.0
 
 
 def test_calls_three_times_as_slow_score_few_or_many():
@@ -31,3 +33,36 @@ def test_calls_three_times_as_slow_score_few_or_many():
         score, ratio = _scores(3.0, calls)
         assert ratio > 2.5
         assert score > 4, calls
+
+
+def _quiet_flow(rng: np.random.Generator) -> LatencyShiftTest:
+    test = LatencyShiftTest()
+    test.learn(400 * np.exp(rng.normal(0, 0.5, 3000)))
+    return test
+
+
+def test_a_quiet_flow_alerts_on_two_very_slow_calls_minutes_apart():
+    # a weekend morning: one order every ten minutes, the ERP ramping up (5x, then 20x)
+    test = _quiet_flow(np.random.default_rng(3))
+    scores = [test.step([1900.0])] + [test.step([]) for _ in range(12)] + [test.step([7900.0])]
+    assert scores[0] < 4.5  # one slow call alone is not enough
+    assert scores[-1] > 4.5
+    assert 4 * 400 < test.observed_ms < 20 * 400  # the median call of the slow run
+
+
+def test_the_cusum_forgets_a_slow_call_after_an_hour_of_silence():
+    test = _quiet_flow(np.random.default_rng(4))
+    test.step([1900.0])
+    for _ in range(60):
+        test.step([])
+    assert test.step([7900.0]) < 4.5
+
+
+def test_a_week_of_usual_calls_one_a_minute_never_scores_high():
+    rng = np.random.default_rng(5)
+    test = _quiet_flow(rng)
+    worst = max(
+        test.step(list(400 * np.exp(rng.normal(0, 0.5, rng.poisson(1.5)))))
+        for _ in range(7 * 24 * 60)
+    )
+    assert worst < 4.5
