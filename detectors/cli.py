@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import sys
@@ -11,7 +12,13 @@ from pathlib import Path
 import typer
 
 from detectors.bench import TARGET_SECONDS_PER_MINUTE, bench_in_scratch_store, bench_series_alarms
-from detectors.corpus import DATA_DIR_ENV, SeriesFormatError, read_series_with_text
+from detectors.corpus import (
+    DATA_DIR_ENV,
+    SETS,
+    WINDOWS_FILE,
+    SeriesFormatError,
+    read_series_with_text,
+)
 from detectors.corpus import resolve_data_dir as _resolve_data_dir
 from detectors.evaluate import evaluate
 from detectors.nab import PROFILES
@@ -24,12 +31,14 @@ BAD_INPUT_EXIT = 2
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"Error: {message}", err=True)
     return typer.Exit(BAD_INPUT_EXIT)
 
 
 def detect_series_command(
-    input_csv: Path = typer.Argument(..., help="CSV with a timestamp and a value column."),
+    input_csv: Path = typer.Argument(
+        ..., help="CSV with a timestamp and a value column; - reads standard input."
+    ),
     kind: str = typer.Option(..., "--kind", help="Detector to run: latency or error_rate."),
 ) -> None:
     """Run the product's detector on one series; write timestamp,score,flag per row."""
@@ -40,11 +49,12 @@ def detect_series_command(
     except SeriesFormatError as exc:
         raise _fail(str(exc)) from None
     scores, flags = run_series(kind, stamps, values)
-    out = sys.stdout
-    out.write("timestamp,score,flag\n")
+    # the csv module quotes a timestamp written with a comma ("Jan 1, 2024 00:00")
+    rows = csv.writer(sys.stdout, lineterminator="\n")
+    rows.writerow(("timestamp", "score", "flag"))
     for stamp, score, flag in zip(text, scores, flags, strict=True):
-        out.write(f"{stamp},{score:.6g},{int(flag)}\n")
-    out.flush()
+        rows.writerow((stamp, f"{score:.6g}", int(flag)))
+    sys.stdout.flush()
 
 
 def evaluate_command(
@@ -62,6 +72,12 @@ def evaluate_command(
     folder = _resolve_data_dir(data_dir)
     if not folder.is_dir():
         raise _fail(f"data folder {folder} not found; pass --data-dir or set {DATA_DIR_ENV}")
+    missing = [name for name in SETS if not (folder / name / WINDOWS_FILE).is_file()]
+    if missing:
+        raise _fail(
+            f"{folder} has no {', '.join(f'{name}/{WINDOWS_FILE}' for name in missing)}; "
+            f"--data-dir takes the folder that holds {' and '.join(f'{name}/' for name in SETS)}"
+        )
     if profile is not None and profile not in PROFILES:
         raise _fail(f"unknown --profile {profile!r}; expected one of {', '.join(PROFILES)}")
     try:

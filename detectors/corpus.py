@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,36 +69,76 @@ def read_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_series_with_text(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Like :func:`read_series`, also returning the timestamps as written in the file."""
-    if not Path(path).is_file():
-        raise SeriesFormatError(f"no such file: {path}")
-    try:
-        frame = pd.read_csv(path, dtype={0: str}, keep_default_na=True)
-    except FileNotFoundError as exc:
-        raise SeriesFormatError(f"no such file: {path}") from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise SeriesFormatError(f"cannot parse {path} as CSV: {exc}") from exc
-    columns = {str(c).strip().lower(): c for c in frame.columns}
+    """Like :func:`read_series`, also returning the timestamps as written in the file.
+
+    ``-`` reads standard input."""
+    frame = _read_frame(path)
+    columns: dict[str, object] = {}
+    for column in frame.columns:
+        name = str(column).strip().lower()
+        if name in columns and name in ("timestamp", "value"):
+            raise SeriesFormatError(f"{path}: two '{name}' columns; keep one")
+        columns[name] = column
     for needed in ("timestamp", "value"):
         if needed not in columns:
             found = ", ".join(map(str, frame.columns)) or "none"
             raise SeriesFormatError(f"{path}: no '{needed}' column (columns: {found})")
+    raw_stamps = frame[columns["timestamp"]]
     try:
-        stamps = pd.to_datetime(frame[columns["timestamp"]], utc=True, format="mixed")
+        stamps = pd.to_datetime(raw_stamps.astype("string"), utc=True, format="mixed")
     except (ValueError, TypeError) as exc:
         raise SeriesFormatError(f"{path}: unparsable timestamp: {exc}") from exc
-    values = pd.to_numeric(frame[columns["value"]], errors="coerce")
-    bad = values.isna() & frame[columns["value"]].notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raw = frame[columns["value"]].iloc[row]
-        raise SeriesFormatError(f"{path}: unparsable value {raw!r} on data row {row + 1}")
+    values = _values(path, frame[columns["value"]])
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
         raise SeriesFormatError(f"{path}: missing timestamp on data row {row + 1}")
     naive = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    text = frame[columns["timestamp"]].astype(str).tolist()
-    return text, naive.to_numpy(dtype="datetime64[ns]"), values.to_numpy(dtype=float)
+    text = raw_stamps.astype(str).tolist()
+    return text, naive.to_numpy(dtype="datetime64[ns]"), values
+
+
+# Detectors keep their history as float32; a larger magnitude cannot be a measurement.
+MAX_VALUE = float(np.finfo(np.float32).max)
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    source: object = path
+    if str(path) == "-":
+        source = sys.stdin
+    elif Path(path).is_dir():
+        raise SeriesFormatError(f"{path} is a folder; pass the CSV file itself")
+    elif not Path(path).is_file():
+        raise SeriesFormatError(f"no such file: {path}")
+    try:
+        # index_col=False: rows with a trailing comma must not shift the columns; their extra
+        # field is one of the "other columns", which are ignored
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            return pd.read_csv(source, dtype=str, keep_default_na=False, index_col=False)
+    except pd.errors.EmptyDataError:
+        raise SeriesFormatError(
+            f"{path} is empty; expected a header with timestamp and value"
+        ) from None
+    except UnicodeDecodeError:
+        raise SeriesFormatError(f"{path} is not UTF-8 text; expected a CSV file") from None
+    except pd.errors.ParserError as exc:
+        raise SeriesFormatError(f"cannot parse {path} as CSV: {exc}") from exc
+
+
+def _values(path: Path, raw: pd.Series) -> np.ndarray:
+    """The value column as floats: blank or NA/NaN is a gap (NaN); anything else that is not a
+    finite number of a sensible size is an error naming its row."""
+    text = raw.str.strip()
+    gap = text.isin(("", "NA", "N/A", "NaN", "nan", "null", "NULL"))
+    values = pd.to_numeric(text.mask(gap), errors="coerce")
+    bad = (values.isna() & ~gap) | (values.abs() > MAX_VALUE)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SeriesFormatError(
+            f"{path}: unparsable value {raw.iloc[row]!r} on data row {row + 1}: expected a "
+            f"finite number of at most {MAX_VALUE:.3g} in size, or a blank for a gap"
+        )
+    return values.to_numpy(dtype=float)
 
 
 def load_set(data_dir: Path, set_name: str) -> list[LabelledSeries]:

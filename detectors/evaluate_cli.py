@@ -42,6 +42,13 @@ def evaluate_command(
 ) -> None:
     """Score the detectors on labelled series, or on the simulator's incidents."""
     if not simulator:
+        if severity_file is not None:
+            typer.echo(
+                "Error: --severity ranks the simulator's flows; use it with --simulator "
+                "(the labelled series have no flows to rank).",
+                err=True,
+            )
+            raise typer.Exit(BAD_INPUT_EXIT)
         evaluate_labelled_series(data_dir=data_dir, profile=profile, as_json=as_json)
         return
     if not 0 < days <= MAX_SIMULATED_DAYS:

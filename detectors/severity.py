@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from seamwatch.yaml_files import describe_errors, read_yaml
+from seamwatch.yaml_files import describe_errors, read_text_file, read_yaml
 
 SEVERITY_FILE_ENV = "SEAMWATCH_SEVERITY_FILE"
 DEFAULT_SEVERITY_FILE = Path(__file__).with_name("severity_default.yaml")
@@ -131,18 +131,25 @@ def parse_severity(text: str, source: str = "<severity>") -> Severity:
 
 
 def load_severity(path: Path | str | None = None) -> Severity:
-    """Read the severity file at ``path``, ``$SEAMWATCH_SEVERITY_FILE`` or the default one."""
-    chosen = Path(path or os.environ.get(SEVERITY_FILE_ENV) or DEFAULT_SEVERITY_FILE)
-    return _load_cached(chosen.resolve())
+    """Read the severity file at ``path``, ``$SEAMWATCH_SEVERITY_FILE`` or the default one.
+
+    An edited file is read again (the cache is keyed by its modification time), so a running
+    process ranks with the file as it is now."""
+    chosen = Path(path or os.environ.get(SEVERITY_FILE_ENV) or DEFAULT_SEVERITY_FILE).resolve()
+    try:
+        stat = chosen.stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        version = (0, 0)
+    return _load_cached(chosen, version)
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path: Path) -> Severity:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SeverityFileError(
-            f"Cannot read severity file {str(path)!r}: {exc.strerror}. "
-            f"Pass --severity FILE or set {SEVERITY_FILE_ENV} to a readable file."
-        ) from None
+def _load_cached(path: Path, version: tuple[int, int]) -> Severity:
+    text = read_text_file(
+        path,
+        SeverityFileError,
+        "severity file",
+        f"Pass --severity FILE or set {SEVERITY_FILE_ENV} to a readable file.",
+    )
     return parse_severity(text, str(path))

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from detectors.priority import LOWEST_LABEL, PRIORITY_LABELS
 from detectors.severity import TIER_NAMES
 from notify.message import NOTIFIED_EVENTS, Notification
-from seamwatch.yaml_files import describe_errors, read_yaml
+from seamwatch.yaml_files import describe_errors, read_text_file, read_yaml
 
 NOTIFY_FILE_ENV = "SEAMWATCH_NOTIFY_FILE"
 KINDS = ("slack", "teams", "google_chat", "webhook", "alertmanager")
@@ -160,13 +160,12 @@ def load_routes(path: Path | str | None = None) -> list[Route]:
     chosen = path or os.environ.get(NOTIFY_FILE_ENV)
     if not chosen:
         return []
-    try:
-        text = Path(chosen).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise NotifyFileError(
-            f"Cannot read notification file {str(chosen)!r}: {exc.strerror}. "
-            f"Pass --notify-file FILE or set {NOTIFY_FILE_ENV} to a readable file."
-        ) from None
+    text = read_text_file(
+        chosen,
+        NotifyFileError,
+        "notification file",
+        f"Pass --notify-file FILE or set {NOTIFY_FILE_ENV} to a readable file.",
+    )
     return parse_routes(text, str(chosen))
 
 

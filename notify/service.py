@@ -46,12 +46,15 @@ def start_notifications(
     Raises :class:`~notify.routing.NotifyFileError` for a bad notification file and
     :class:`~detectors.severity.SeverityFileError` for a bad severity file.
     """
+    # checked even without routes: the detectors and the API rank alerts with it, and a broken
+    # file must stop the command at start, not surface later as failing requests
+    severity = load_severity()
     routes = load_routes(notify_file or settings.notify_file)
     if not routes:
         return None
     notifier = Notifier(
         routes,
-        load_severity(),
+        severity,
         public_dashboard_url(settings),
         StoreRecorder(),
         max_age=timedelta(minutes=settings.notify_max_age_minutes),

@@ -8,12 +8,32 @@ and each validation error is reported as ``FILE, line N, field a.b: message (got
 from __future__ import annotations
 
 from collections.abc import Container
+from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 Lines = dict[tuple[Any, ...], int]
+
+
+def read_text_file(path: Path | str, error: type[Exception], what: str, fix: str) -> str:
+    """The UTF-8 text of ``path``; ``error`` naming ``what`` the file is and how to ``fix`` it
+    when it cannot be read or is not text."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"Cannot read {what} {str(path)!r}: {exc.strerror}. {fix}") from None
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"Cannot read {what} {str(path)!r}: it is not UTF-8 text (byte {exc.start}). {fix}"
+        ) from None
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: object, first: int, again: int) -> None:
+        super().__init__(key)
+        self.key, self.first, self.again = key, first, again
 
 
 def read_yaml(text: str, source: str, error: type[Exception], empty_hint: str) -> tuple[Any, Lines]:
@@ -28,7 +48,14 @@ def read_yaml(text: str, source: str, error: type[Exception], empty_hint: str) -
     if node is None:
         raise error(f"{source}: the file is empty; {empty_hint}")
     lines: Lines = {}
-    return _with_lines(node, (), lines), lines
+    try:
+        return _with_lines(node, (), lines), lines
+    except _DuplicateKey as twice:
+        # YAML loaders keep the last of two equal keys; a file that says two things is a mistake
+        raise error(
+            f"{source}, line {twice.again}: {twice.key!r} is given twice (first on line "
+            f"{twice.first}); keep one"
+        ) from None
 
 
 def describe_errors(
@@ -58,6 +85,9 @@ def _with_lines(node: yaml.Node, path: tuple[Any, ...], lines: Lines) -> Any:
     if isinstance(node, yaml.MappingNode):
         result = {}
         for key_node, value_node in node.value:
+            if key_node.value in result:
+                first = lines[(*path, key_node.value)]
+                raise _DuplicateKey(key_node.value, first, key_node.start_mark.line + 1)
             result[key_node.value] = _with_lines(value_node, (*path, key_node.value), lines)
             lines[(*path, key_node.value)] = key_node.start_mark.line + 1
         return result

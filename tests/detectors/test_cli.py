@@ -1,5 +1,7 @@
+import csv
 import doctest
 import importlib
+import io
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,9 @@ def test_detect_series_writes_one_row_per_input_row(tmp_path):
         ("timestamp,latency\n2024-01-01,1\n", "no 'value' column"),
         ("timestamp,value\n2024-01-01,fast\n", "unparsable value 'fast' on data row 1"),
         ("timestamp,value\nyesterday,1\n", "unparsable timestamp"),
+        ("timestamp,value\n2024-01-01,inf\n", "unparsable value 'inf' on data row 1"),
+        ("timestamp,value\n2024-01-01,1e39\n", "unparsable value '1e39' on data row 1"),
+        ("timestamp,value,Value\n2024-01-01,1,2\n", "two 'value' columns"),
     ],
 )
 def test_detect_series_rejects_bad_input(tmp_path, content, message):
@@ -73,6 +78,22 @@ def test_evaluate_without_data_is_a_clear_error(tmp_path, monkeypatch):
     assert "not found" in result.stderr
 
 
+def test_evaluate_names_the_folder_it_expects(tmp_path):
+    # the set's own folder used to fail on a doubled path (nab/nab/combined_windows.json)
+    (tmp_path / "nab").mkdir()
+    result = runner.invoke(app, ["evaluate", "--data-dir", str(tmp_path / "nab")])
+    assert result.exit_code == 2
+    assert "--data-dir takes the folder that holds nab/ and cloud-monitoring/" in result.stderr
+
+
+def test_evaluate_refuses_a_severity_file_without_the_simulator():
+    from seamwatch.cli import app as seamwatch_app
+
+    result = runner.invoke(seamwatch_app, ["evaluate", "--severity", "/nonexistent.yaml"])
+    assert result.exit_code == 2
+    assert "use it with --simulator" in result.output
+
+
 def test_bench_prints_the_runner_figure_and_the_old_one(chdb_data_dir):
     result = runner.invoke(
         app, ["bench-detect", "--flows", "20", "--minutes", "1", "--data-dir", str(chdb_data_dir)]
@@ -92,3 +113,45 @@ def test_bench_prints_the_runner_figure_and_the_old_one(chdb_data_dir):
 def test_docstring_examples(module):
     failures, _ = doctest.testmod(importlib.import_module(f"detectors.{module}"))
     assert failures == 0
+
+
+def test_detect_series_keeps_columns_when_rows_end_with_a_comma(tmp_path):
+    # one field more than the header once made pandas take the timestamps as the row index
+    path = write(tmp_path, "timestamp,value\n2024-01-01T00:00:00Z,1,\n2024-01-01T00:01:00Z,2,\n")
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:] == [
+        "2024-01-01T00:00:00Z,0,0",
+        "2024-01-01T00:01:00Z,0,0",
+    ]
+
+
+def test_detect_series_quotes_a_timestamp_with_a_comma(tmp_path):
+    path = write(tmp_path, 'timestamp,value\n"Jan 1, 2024 00:00",1\n"Jan 1, 2024 00:01",\n')
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows == [
+        ["timestamp", "score", "flag"],
+        ["Jan 1, 2024 00:00", "0", "0"],
+        ["Jan 1, 2024 00:01", "0", "0"],
+    ]
+
+
+def test_detect_series_names_a_folder_and_reads_standard_input(tmp_path):
+    folder = runner.invoke(app, ["detect-series", "--kind", "latency", str(tmp_path)])
+    assert folder.exit_code == 2 and "is a folder" in folder.stderr
+    piped = runner.invoke(
+        app,
+        ["detect-series", "--kind", "latency", "-"],
+        input="timestamp,value\n2024-01-01T00:00:00Z,1\n",
+    )
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout.splitlines() == ["timestamp,score,flag", "2024-01-01T00:00:00Z,0,0"]
+
+
+def test_detect_series_names_a_file_that_is_not_text(tmp_path):
+    path = tmp_path / "series.csv"
+    path.write_bytes(b"\xff\xfe\x00\x81binary")
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2 and "is not UTF-8 text" in result.stderr

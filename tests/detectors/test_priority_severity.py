@@ -83,6 +83,15 @@ def test_validation_errors_name_the_line_and_the_field():
         ("tiers: [1,\n", "line 2: not valid YAML"),
         ("tiers:\n  high: {weight: 0.5}\n", "tier(s) medium are used but not defined"),
         ("tiers:\n  medium: {weight: 0.5}\nrules:\n  - tier: medium\n", "at least one of flow"),
+        # a key given twice used to be taken silently, the last one winning
+        (
+            "default_tier: low\ntiers:\n  low: {weight: 0.1}\ndefault_tier: low\n",
+            "line 4: 'default_tier' is given twice (first on line 1); keep one",
+        ),
+        (
+            "tiers:\n  low: {weight: 0.1}\n  low: {weight: 0.2}\n",
+            "line 3: 'low' is given twice (first on line 2)",
+        ),
     ],
 )
 def test_bad_files_are_refused_with_a_sentence(text, expected):
@@ -93,3 +102,18 @@ def test_bad_files_are_refused_with_a_sentence(text, expected):
 def test_missing_file_names_the_fix(tmp_path):
     with pytest.raises(SeverityFileError, match="SEAMWATCH_SEVERITY_FILE"):
         load_severity(tmp_path / "missing.yaml")
+
+
+def test_a_file_that_is_not_text_names_the_fix(tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"tiers:\n\xff\xfe")
+    with pytest.raises(SeverityFileError, match="not UTF-8 text.*SEAMWATCH_SEVERITY_FILE"):
+        load_severity(path)
+
+
+def test_an_edited_file_is_read_again(tmp_path):
+    path = tmp_path / "sev.yaml"
+    path.write_text("default_tier: low\ntiers:\n  low: {weight: 0.1}\n")
+    assert load_severity(path).tier("low").weight == 0.1
+    path.write_text("default_tier: low\ntiers:\n  low: {weight: 0.25}\n")
+    assert load_severity(path).tier("low").weight == 0.25

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 from typer.testing import CliRunner
@@ -117,3 +120,24 @@ def test_notify_test_and_check_commands_say_what_happened(tmp_path, monkeypatch)
     assert checked.exit_code == 0
     assert "ops: webhook at 127.0.0.1; low tier and up, P1 and up, all flows" in checked.output
     assert "secret-token" not in tested.output + checked.output
+
+
+def test_a_broken_severity_file_stops_the_detectors_and_the_stack_at_start(tmp_path):
+    # both started and answered 400 on every alerts request instead
+    broken = tmp_path / "sev.yaml"
+    broken.write_text("default_tier: high\ntiers:\n  high: {weight: -1}\n")
+    env = {**os.environ, "SEAMWATCH_SEVERITY_FILE": str(broken)}
+    env.pop("SEAMWATCH_NOTIFY_FILE", None)
+    data = ["--data-dir", str(tmp_path / "data")]
+    ports = ["--otlp-http-port", "0", "--otlp-grpc-port", "-1", "--no-dashboard"]
+    for command in (["detectors", *data], ["up", *data, *ports]):
+        result = subprocess.run(
+            [sys.executable, "-c", "from seamwatch.cli import app; app()", *command],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert "line 3, field tiers.high.weight" in result.stderr
+        assert "Traceback" not in result.stderr
