@@ -3,7 +3,8 @@
 Tier and priority are computed here, when alerts are read, from the severity rules in force:
 a changed severity file re-ranks every alert at once. A silence matches alerts by flow, target
 and kind (shell-style globs) until it expires; a silenced alert is still recorded and shown,
-marked silenced, so that nothing is lost while notifications stay quiet.
+marked silenced, so that nothing is lost while notifications stay quiet. Only open alerts are
+marked: a silence speaks for what is still going on, not for what was over before it began.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ STATES = ("open", "resolved", "all")
 SILENCES_TABLE = "alert_silences"
 ACKS_TABLE = "alert_acks"
 DEFAULT_LIST_LIMIT = 500
+# ClickHouse's DateTime64 ends in 2299 and a silence nobody remembers is a blind spot: a year
+# is long enough for any planned quiet and keeps every expiry storable.
+LONGEST_SILENCE = timedelta(days=365)
 
 _TIME = pa.timestamp("ms", tz="UTC")
 _SILENCE_SCHEMA = pa.schema(
@@ -89,7 +93,8 @@ def _describe(
     value = priority(row["peak_score"], tier.weight, row["affected"], row["money_at_risk"])
     acknowledged_by = row.pop("acknowledged_by") or None
     acknowledged_at = row.pop("acknowledged_at")
-    silence = next((s for s in silences if _silence_matches(s, row)), None)
+    open_now = row["state"] == OPEN
+    silence = next((s for s in silences if open_now and _silence_matches(s, row)), None)
     return {
         **{name: _plain(value) for name, value in row.items()},
         "kinds": list(row["kinds"]),
@@ -133,15 +138,20 @@ def add_silence(
     created_by: str = "",
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Silence alerts that match ``flow``, ``target`` and ``kind`` for ``duration``."""
-    if duration <= timedelta(0):
-        raise AlertActionError(f"a silence must last a positive time, got {duration}")
+    """Silence alerts that match ``flow``, ``target`` and ``kind`` for ``duration``.
+
+    The patterns are shell-style globs; ``*`` matches anything. An empty one is refused rather
+    than read as ``*``, so that a blank value cannot silence every alert.
+    """
+    check_silence_length(duration)
+    patterns = {"flow": flow, "target": target, "kind": kind}
+    for name, pattern in patterns.items():
+        if not pattern:
+            raise AlertActionError(f"{name} is empty; give a {name} or glob, or '*' for any")
     now = now or datetime.now(UTC)
     silence = {
         "silence_id": uuid.uuid4().hex[:12],
-        "flow": flow or "*",
-        "target": target or "*",
-        "kind": kind or "*",
+        **patterns,
         "reason": reason,
         "created_by": created_by,
         "created_at": now,
@@ -157,19 +167,33 @@ def add_silence(
     }
 
 
+def check_silence_length(duration: timedelta) -> None:
+    """Raise AlertActionError unless ``duration`` is more than zero and at most a year."""
+    if duration <= timedelta(0):
+        raise AlertActionError(f"a silence must last a positive time, got {duration}")
+    if duration > LONGEST_SILENCE:
+        days = f"{duration / timedelta(days=1):,.1f}".removesuffix(".0")
+        raise AlertActionError(
+            f"a silence lasts at most {LONGEST_SILENCE.days} days, got {days} days; "
+            "silence for less and renew it if needed"
+        )
+
+
 def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -> None:
     """End a silence before it expires."""
+    # Times are read as whole milliseconds, the column's precision, and written back as such:
+    # a round trip through pandas' nanosecond floats could alter them.
     rows = store.query_df(
-        f"SELECT * FROM {store.table(SILENCES_TABLE)} FINAL WHERE silence_id = {{id:String}}",
+        f"SELECT * REPLACE (toUnixTimestamp64Milli(created_at) AS created_at, "
+        f"toUnixTimestamp64Milli(expires_at) AS expires_at) "
+        f"FROM {store.table(SILENCES_TABLE)} FINAL WHERE silence_id = {{id:String}}",
         {"id": silence_id},
     )
     if rows.empty:
         raise AlertActionError(f"no silence with id {silence_id!r}")
     now = now or datetime.now(UTC)
-    silence = rows.to_dict("records")[0]
+    silence = {name: _plain(value) for name, value in rows.to_dict("records")[0].items()}
     silence.update(cancelled=1, version=max(int(silence["version"]) + 1, _millis(now)))
-    silence["created_at"] = silence["created_at"].to_pydatetime()
-    silence["expires_at"] = silence["expires_at"].to_pydatetime()
     store.insert_arrow(SILENCES_TABLE, pa.Table.from_pylist([silence], _SILENCE_SCHEMA))
 
 
@@ -189,6 +213,8 @@ def acknowledge(
     store: Store, alert_id: str, by: str, note: str = "", now: datetime | None = None
 ) -> dict[str, Any]:
     """Record that ``by`` is looking at alert ``alert_id``."""
+    if not by:
+        raise AlertActionError("by (who acknowledges) is empty; give a name")
     found = store.query_rows(
         f"SELECT state FROM {store.table(ALERTS_TABLE)} FINAL WHERE alert_id = {{id:String}}",
         {"id": alert_id},
@@ -201,6 +227,21 @@ def acknowledge(
     return {**ack, "acknowledged_at": now.isoformat(), "state": found[0][0]}
 
 
+def api_times(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its times (the ``*_at`` fields) written as the JSON API writes times."""
+    return {
+        name: utc_text(value) if name.endswith("_at") and value else value
+        for name, value in record.items()
+    }
+
+
+def utc_text(moment: datetime | pd.Timestamp | str) -> str:
+    """``moment`` as ISO-8601 UTC to the millisecond with a ``Z``; a naive one is UTC."""
+    stamp = pd.Timestamp(moment)
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -210,6 +251,7 @@ def _sql_time(moment: datetime) -> str:
 
 
 __all__ = [
+    "LONGEST_SILENCE",
     "AlertActionError",
     "OPEN",
     "RESOLVED",
@@ -217,6 +259,9 @@ __all__ = [
     "acknowledge",
     "active_silences",
     "add_silence",
+    "api_times",
     "cancel_silence",
+    "check_silence_length",
     "list_alerts",
+    "utc_text",
 ]

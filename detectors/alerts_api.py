@@ -2,12 +2,16 @@
 
 Reads are ``GET``; acknowledging and silencing are ``POST`` with a JSON body, so that the CLI
 can change alerts while ``seamwatch up`` holds the embedded store. Tiers come from the severity
-file of the serving process (``SEAMWATCH_SEVERITY_FILE`` or the built-in one).
+file of the serving process (``SEAMWATCH_SEVERITY_FILE`` or the built-in one). As on every
+route, an unknown query parameter or body field is refused with 400, and times are UTC with
+a ``Z`` (docs/api.md).
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -17,54 +21,69 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from detectors.alert_actions import (
+    LONGEST_SILENCE,
     STATES,
     AlertActionError,
     acknowledge,
     active_silences,
     add_silence,
+    api_times,
     cancel_silence,
     list_alerts,
 )
-from detectors.severity import SeverityFileError, load_severity
+from detectors.severity import Severity, SeverityFileError, load_severity
 from seamwatch.api import API_PREFIX, bad_request
 from storage import Store, StoreError
+
+ACK_FIELDS = ("by", "note")
+SILENCE_FIELDS = ("seconds", "flow", "target", "kind", "reason", "by")
+PATTERN_FIELDS = ("flow", "target", "kind")
+
+
+class BadBody(ValueError):
+    """A request body or query cannot be used; answered with 400 and this message."""
+
+
+def alerts_document(store: Store, severity: Severity, state: str) -> dict[str, Any]:
+    """The answer of ``GET /alerts``; the CLI prints the same document."""
+    return {"alerts": [api_times(alert) for alert in list_alerts(store, severity, state)]}
+
+
+def silences_document(store: Store) -> dict[str, Any]:
+    """The answer of ``GET /silences``; the CLI prints the same document."""
+    return {"silences": [api_times(silence) for silence in active_silences(store)]}
 
 
 def routes(store: Store) -> list[BaseRoute]:
     """The alert routes over ``store``."""
 
     async def alerts(request: Request) -> Response:
+        _only(request, {"state"})
         state = request.query_params.get("state", "open")
         if state not in STATES:
-            return bad_request(f"state must be one of {', '.join(STATES)}, got {state!r}")
-        return await _answer(lambda: {"alerts": list_alerts(store, load_severity(), state)})
+            raise BadBody(f"state must be one of {', '.join(STATES)}, got {state!r}")
+        return await _answer(lambda: alerts_document(store, load_severity(), state))
 
     async def silences(request: Request) -> Response:
-        return await _answer(lambda: {"silences": active_silences(store)})
+        _only(request, set())
+        return await _answer(lambda: silences_document(store))
 
     async def ack(request: Request) -> Response:
-        body = await _body(request)
-        if isinstance(body, Response):
-            return body
+        body = await _body(request, ACK_FIELDS)
         alert_id = request.path_params["alert_id"]
-        by, note = str(body.get("by") or "someone"), str(body.get("note") or "")
-        return await _answer(lambda: acknowledge(store, alert_id, by, note))
+        by = _text(body, "by", "someone", required=True)
+        note = _text(body, "note", "")
+        return await _answer(lambda: api_times(acknowledge(store, alert_id, by, note)))
 
     async def silence(request: Request) -> Response:
-        body = await _body(request)
-        if isinstance(body, Response):
-            return body
-        try:
-            seconds = float(body.get("seconds", 0))
-        except (TypeError, ValueError):
-            return bad_request(f"seconds must be a number, got {body.get('seconds')!r}")
-        fields = [str(body.get(name) or "*") for name in ("flow", "target", "kind")]
-        reason, by = str(body.get("reason") or ""), str(body.get("by") or "")
-        return await _answer(
-            lambda: add_silence(store, timedelta(seconds=seconds), *fields, reason, by)
-        )
+        body = await _body(request, SILENCE_FIELDS)
+        length = _silence_length(body)
+        patterns = [_text(body, name, "*", required=True) for name in PATTERN_FIELDS]
+        reason, by = _text(body, "reason", ""), _text(body, "by", "")
+        return await _answer(lambda: api_times(add_silence(store, length, *patterns, reason, by)))
 
     async def unsilence(request: Request) -> Response:
+        await _body(request, ())
         silence_id = request.path_params["silence_id"]
 
         def cancel() -> dict[str, str]:
@@ -73,22 +92,71 @@ def routes(store: Store) -> list[BaseRoute]:
 
         return await _answer(cancel)
 
+    def route(path: str, endpoint: Any, method: str) -> Route:
+        async def refusing(request: Request) -> Response:
+            try:
+                return await endpoint(request)
+            except BadBody as exc:
+                return bad_request(str(exc))
+
+        return Route(f"{API_PREFIX}{path}", refusing, methods=[method])
+
     return [
-        Route(f"{API_PREFIX}/alerts", alerts, methods=["GET"]),
-        Route(f"{API_PREFIX}/alerts/{{alert_id}}/ack", ack, methods=["POST"]),
-        Route(f"{API_PREFIX}/silences", silences, methods=["GET"]),
-        Route(f"{API_PREFIX}/silences", silence, methods=["POST"]),
-        Route(f"{API_PREFIX}/silences/{{silence_id}}/cancel", unsilence, methods=["POST"]),
+        route("/alerts", alerts, "GET"),
+        route("/alerts/{alert_id}/ack", ack, "POST"),
+        route("/silences", silences, "GET"),
+        route("/silences", silence, "POST"),
+        route("/silences/{silence_id}/cancel", unsilence, "POST"),
     ]
 
 
-async def _body(request: Request) -> dict[str, Any] | Response:
+def _silence_length(body: dict[str, Any]) -> timedelta:
+    """The body's ``seconds``: a finite number above 0 and at most a year."""
+    longest = int(LONGEST_SILENCE.total_seconds())
+    allowed = f"a number of seconds above 0 and at most {longest} ({LONGEST_SILENCE.days} days)"
+    if "seconds" not in body:
+        raise BadBody(f"seconds is missing: how long the silence lasts, {allowed}")
+    value = body["seconds"]
+    # bool is an int to Python, but true is no length of time
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not is_number or not math.isfinite(value) or not 0 < value <= longest:
+        raise BadBody(f"seconds must be {allowed}, got {json.dumps(value)}")
+    return timedelta(seconds=value)
+
+
+def _text(body: dict[str, Any], name: str, absent: str, *, required: bool = False) -> str:
+    """Field ``name`` of ``body``: ``absent`` when left out; else a string, non-empty if
+    ``required`` (an empty pattern must not turn into "match everything")."""
+    if name not in body:
+        return absent
+    value = body[name]
+    if not isinstance(value, str) or (required and not value):
+        kind = "a non-empty string" if required else "a string"
+        hint = f"; leave it out for {absent!r}" if required else ""
+        raise BadBody(f"{name} must be {kind}{hint}, got {json.dumps(value)}")
+    return value
+
+
+def _only(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "no query parameters"
+        raise BadBody(f"Unknown query parameter {unknown[0]!r}; this route takes {takes}.")
+
+
+async def _body(request: Request, fields: Iterable[str]) -> dict[str, Any]:
+    _only(request, set())
     try:
         body = json.loads(await request.body() or b"{}")
     except json.JSONDecodeError as exc:
-        return bad_request(f"the body must be a JSON object: {exc}")
+        raise BadBody(f"the body must be a JSON object: {exc}") from None
     if not isinstance(body, dict):
-        return bad_request("the body must be a JSON object")
+        raise BadBody("the body must be a JSON object")
+    known = tuple(fields)
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        takes = ", ".join(known) or "no fields"
+        raise BadBody(f"Unknown field {unknown[0]!r} in the body; this route takes {takes}.")
     return body
 
 

@@ -3,7 +3,8 @@
 ``seamwatch detectors`` runs the runner in the foreground (the distributed mode).
 ``seamwatch alerts`` lists alerts and, with its sub-commands, acknowledges and silences them.
 When ``seamwatch up`` holds the embedded store, the alert commands ask that process through
-its JSON API and print the same answer.
+its JSON API and print the same answer. Options given to ``alerts`` before a sub-command
+(``seamwatch alerts --data-dir DIR silence ...``) count as if given after it.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from detectors.alert_actions import (
     STATES,
     AlertActionError,
     acknowledge,
-    active_silences,
     add_silence,
+    api_times,
     cancel_silence,
-    list_alerts,
+    check_silence_length,
 )
+from detectors.alerts_api import alerts_document, silences_document
 from detectors.runner import DEFAULT_DELAY, EVALUATE_INTERVAL_SECONDS, DetectorRunner
 from detectors.runner import run_periodically as _run_periodically
 from detectors.severity import SEVERITY_FILE_ENV, SeverityFileError, load_severity
@@ -46,7 +49,10 @@ STORE_EXIT = 1
 DataDirOption = typer.Option(None, "--data-dir", help="Embedded store directory.")
 ClickHouseOption = typer.Option(None, "--clickhouse-url", help="ClickHouse server URL.")
 SeverityOption = typer.Option(
-    None, "--severity", help=f"Severity file [env {SEVERITY_FILE_ENV}; default: the built-in one]"
+    None,
+    "--severity",
+    help=f"Severity file [env {SEVERITY_FILE_ENV}; default: the built-in one]. When a running "
+    "Seamwatch holds the store, it ranks with its own severity file and a warning says so.",
 )
 
 
@@ -60,6 +66,50 @@ def _settings(data_dir: Path | None, clickhouse_url: str | None) -> Settings:
         return load_settings(data_dir=data_dir, clickhouse_url=clickhouse_url)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
+
+
+def _alert_settings(
+    ctx: typer.Context, data_dir: Path | None, clickhouse_url: str | None
+) -> Settings:
+    """Settings of an alert command over an existing store; the group's options fill gaps."""
+    settings = _settings(
+        _with_group(ctx, "data_dir", data_dir), _with_group(ctx, "clickhouse_url", clickhouse_url)
+    )
+    # A mistyped directory must not open as a new, empty store that says "No open alerts".
+    if not settings.uses_server and not settings.data_dir.is_dir():
+        raise _fail(
+            f"no data directory at {settings.data_dir.absolute()}; check --data-dir or "
+            "SEAMWATCH_DATA_DIR (the directory 'seamwatch up' or 'seamwatch detectors' stores in)."
+        )
+    return settings
+
+
+def _with_group(ctx: typer.Context, name: str, value: Any) -> Any:
+    """``value`` if given to this command, else what was given to the ``alerts`` group."""
+    if _given(ctx, name) or ctx.parent is None or name not in ctx.parent.params:
+        return value
+    return ctx.parent.params[name]
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was set on the command line or by its variable, not defaulted."""
+    source = ctx.get_parameter_source(name)
+    # Typer ships its own click, so its ParameterSource is compared by name.
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _refuse_unused_group_options(ctx: typer.Context) -> None:
+    """Options given to ``alerts`` that its sub-command cannot use are an error, not ignored."""
+    if not isinstance(ctx.command, TyperGroup):
+        return
+    command = ctx.command.get_command(ctx, ctx.invoked_subcommand or "")
+    takes = {param.name for param in command.params} if command else set()
+    for param in ctx.command.params:
+        if _given(ctx, param.name or "") and param.name not in takes:
+            raise _fail(
+                f"{param.opts[0]} does not apply to 'alerts {ctx.invoked_subcommand}'; "
+                "leave it out, or use it to list alerts (without a sub-command)."
+            )
 
 
 def _guarded(action: Callable[[], Any]) -> Any:
@@ -115,28 +165,45 @@ def alerts_command(
     data_dir: Path | None = DataDirOption,
     clickhouse_url: str | None = ClickHouseOption,
 ) -> None:
-    """List alerts: flow, target, kind, tier, priority, opened and resolved times."""
+    """List alerts: flow, target, kind, tier, priority, opened and resolved times.
+
+    Options before a sub-command (--data-dir, --clickhouse-url, --json) apply to it.
+    """
     if ctx.invoked_subcommand is not None:
+        _refuse_unused_group_options(ctx)
         return
     if state not in STATES:
         raise _fail(f"--state {state!r} is not one of {', '.join(STATES)}.")
-    settings = _settings(data_dir, clickhouse_url)
+    settings = _alert_settings(ctx, data_dir, clickhouse_url)
+    ranked_here = []  # answer() runs local only when this process can open the store
 
-    def fetch() -> list[dict[str, Any]]:
-        severity = load_severity(severity_file)
-        document = answer(
-            settings,
-            lambda store: {"alerts": list_alerts(store, severity, state)},
-            "/alerts",
-            {"state": state},
-        )
-        return document["alerts"]
+    def local(store: Store) -> dict[str, Any]:
+        ranked_here.append(True)
+        return alerts_document(store, load_severity(severity_file), state)
 
-    alerts = _guarded(fetch)
+    document = _guarded(lambda: answer(settings, local, "/alerts", {"state": state}))
+    if not ranked_here:
+        _warn_severity_unused(severity_file)
+    alerts = document["alerts"]
     if as_json:
         typer.echo(json.dumps(alerts, indent=2))
         return
     typer.echo(format_alerts(alerts, state))
+
+
+def _warn_severity_unused(severity_file: Path | None) -> None:
+    """Say that the running process ranked the alerts, if another severity file was asked for."""
+    if severity_file is not None:
+        asked = f"--severity {severity_file}"
+    elif os.environ.get(SEVERITY_FILE_ENV):
+        asked = f"{SEVERITY_FILE_ENV}={os.environ[SEVERITY_FILE_ENV]}"
+    else:
+        return
+    typer.echo(
+        f"Warning: {asked} is not used: the running Seamwatch that holds the store ranks alerts "
+        f"with its own severity file; stop it, or start it with {SEVERITY_FILE_ENV} set.",
+        err=True,
+    )
 
 
 def format_alerts(alerts: list[dict[str, Any]], state: str = "all") -> str:
@@ -172,6 +239,7 @@ def _short_time(text: str | None) -> str:
 
 
 def ack_command(
+    ctx: typer.Context,
     alert_id: str = typer.Argument(..., help="The alert's id, as listed by 'seamwatch alerts'."),
     by: str = typer.Option(os.environ.get("USER", "someone"), "--by", help="Who acknowledges."),
     note: str = typer.Option("", "--note", help="What is being done."),
@@ -179,12 +247,12 @@ def ack_command(
     clickhouse_url: str | None = ClickHouseOption,
 ) -> None:
     """Acknowledge an alert: someone is on it."""
-    settings = _settings(data_dir, clickhouse_url)
+    settings = _alert_settings(ctx, data_dir, clickhouse_url)
     body = {"by": by, "note": note}
     result = _guarded(
         lambda: act(
             settings,
-            lambda store: acknowledge(store, alert_id, by, note),
+            lambda store: api_times(acknowledge(store, alert_id, by, note)),
             f"/alerts/{alert_id}/ack",
             body,
         )
@@ -193,7 +261,8 @@ def ack_command(
 
 
 def silence_command(
-    duration: str = typer.Option(..., "--for", help="How long, e.g. 30m, 2h, 1d."),
+    ctx: typer.Context,
+    duration: str = typer.Option(..., "--for", help="How long, e.g. 30m, 2h, 1d; at most 365d."),
     flow: str = typer.Option("*", "--flow", help="Flow name or glob."),
     target: str = typer.Option("*", "--target", help="Target system or glob."),
     kind: str = typer.Option("*", "--kind", help="latency, error_rate, volume or a glob."),
@@ -204,7 +273,7 @@ def silence_command(
 ) -> None:
     """Silence matching alerts until the silence expires (they are still recorded)."""
     length = _silence_length(duration)
-    settings = _settings(data_dir, clickhouse_url)
+    settings = _alert_settings(ctx, data_dir, clickhouse_url)
     body = {
         "seconds": length.total_seconds(),
         "flow": flow,
@@ -216,7 +285,7 @@ def silence_command(
     result = _guarded(
         lambda: act(
             settings,
-            lambda store: add_silence(store, length, flow, target, kind, reason, by),
+            lambda store: api_times(add_silence(store, length, flow, target, kind, reason, by)),
             "/silences",
             body,
         )
@@ -225,12 +294,13 @@ def silence_command(
 
 
 def unsilence_command(
+    ctx: typer.Context,
     silence_id: str = typer.Argument(..., help="The silence's id."),
     data_dir: Path | None = DataDirOption,
     clickhouse_url: str | None = ClickHouseOption,
 ) -> None:
     """End a silence before it expires."""
-    settings = _settings(data_dir, clickhouse_url)
+    settings = _alert_settings(ctx, data_dir, clickhouse_url)
 
     def local(store: Store) -> dict[str, str]:
         cancel_silence(store, silence_id)
@@ -241,17 +311,16 @@ def unsilence_command(
 
 
 def silences_command(
+    ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of lines."),
     data_dir: Path | None = DataDirOption,
     clickhouse_url: str | None = ClickHouseOption,
 ) -> None:
     """List the silences in force."""
-    settings = _settings(data_dir, clickhouse_url)
-    document = _guarded(
-        lambda: answer(settings, lambda store: {"silences": active_silences(store)}, "/silences")
-    )
+    settings = _alert_settings(ctx, data_dir, clickhouse_url)
+    document = _guarded(lambda: answer(settings, silences_document, "/silences"))
     silences = document["silences"]
-    if as_json:
+    if _with_group(ctx, "as_json", as_json):
         typer.echo(json.dumps(silences, indent=2))
         return
     if not silences:
@@ -265,9 +334,11 @@ def silences_command(
 
 def _silence_length(text: str) -> timedelta:
     try:
-        return parse_duration(text)
-    except ValueError as exc:
+        length = parse_duration(text)
+        check_silence_length(length)
+    except ValueError as exc:  # AlertActionError is a ValueError too
         raise _fail(f"--for {exc}") from None
+    return length
 
 
 def alerts_app() -> typer.Typer:

@@ -9,6 +9,7 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
 _WHOLE = re.compile(r"^(\s*\d+(?:\.\d+)?\s*[wdhms])+\s*$")
 _UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 ENDLESS = ("forever", "inf", "none")
+_LONGEST_SECONDS = timedelta.max.total_seconds()
 
 
 def parse_duration(text: str, *, allow_forever: bool = False) -> timedelta | None:
@@ -28,4 +29,8 @@ def parse_duration(text: str, *, allow_forever: bool = False) -> timedelta | Non
     seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
     if seconds <= 0:
         raise ValueError(f"{text!r} is empty; a duration must be longer than zero")
+    if seconds >= _LONGEST_SECONDS:  # also inf, from digits beyond a float's range
+        raise ValueError(
+            f"{text!r} is too long; a duration must be under {timedelta.max.days:,} days"
+        )
     return timedelta(seconds=seconds)

@@ -1,0 +1,147 @@
+"""``seamwatch alerts`` and its sub-commands: shared options, missing stores, silence lengths."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from typer.testing import CliRunner
+
+import seamwatch.access
+from detectors.alert_actions import active_silences
+from detectors.severity import DEFAULT_SEVERITY_FILE
+from seamwatch.cli import app
+from storage import StoreLocked
+from tests.detectors.test_alert_actions import record_alert
+
+SUBCOMMANDS = [
+    ["silence", "--for", "1h"],
+    ["silences"],
+    ["ack", "some-alert"],
+    ["unsilence", "some-silence"],
+]
+
+
+@pytest.fixture
+def cli(store, monkeypatch, tmp_path):
+    """A runner over ``store``'s database, from a folder that holds no store."""
+    monkeypatch.setenv("SEAMWATCH_DATABASE", store.database)
+    monkeypatch.delenv("SEAMWATCH_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return CliRunner()
+
+
+def test_every_sub_command_takes_the_data_dir_given_before_it(cli, store, chdb_data_dir, tmp_path):
+    alert = record_alert(store, "billing.invoice-post", datetime.now(UTC))
+    before = ["alerts", "--data-dir", str(chdb_data_dir)]
+
+    silenced = cli.invoke(app, [*before, "silence", "--for", "2h", "--flow", "billing.*"])
+    assert silenced.exit_code == 0, silenced.output
+    [silence] = active_silences(store)
+    listed = cli.invoke(app, [*before, "--json", "silences"])
+    assert listed.exit_code == 0, listed.output
+    assert [s["silence_id"] for s in json.loads(listed.output)] == [silence["silence_id"]]
+    acked = cli.invoke(app, [*before, "ack", alert.alert_id, "--by", "ana"])
+    assert acked.exit_code == 0, acked.output
+    ended = cli.invoke(app, [*before, "unsilence", silence["silence_id"]])
+    assert ended.exit_code == 0, ended.output
+
+    assert active_silences(store) == []
+    assert not (tmp_path / ".seamwatch").exists()
+
+
+@pytest.mark.parametrize("option", ["--state", "--severity"])
+def test_a_listing_option_before_a_sub_command_is_refused(cli, chdb_data_dir, option):
+    value = "all" if option == "--state" else "sev.yaml"
+    result = cli.invoke(
+        app, ["alerts", option, value, "--data-dir", str(chdb_data_dir), "ack", "x"]
+    )
+    assert result.exit_code == 2
+    assert f"Error: {option} does not apply to 'alerts ack'" in result.output
+
+
+@pytest.mark.parametrize("command", [[], *SUBCOMMANDS])
+@pytest.mark.parametrize("where", ["before", "after", "default"])
+def test_a_missing_data_dir_is_an_error_not_a_new_store(cli, tmp_path, command, where):
+    missing = tmp_path / "typo"
+    given = ["--data-dir", str(missing)] if where != "default" else []
+    args = ["alerts", *given, *command] if where == "before" else ["alerts", *command, *given]
+
+    result = cli.invoke(app, args)
+
+    expected = missing if where != "default" else tmp_path / ".seamwatch"
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"Error: no data directory at {expected}; check --data-dir")
+    assert "SEAMWATCH_DATA_DIR" in result.output
+    assert not expected.exists()
+
+
+@pytest.mark.parametrize(
+    "length, problem",
+    [
+        ("999999999999999w", "is too long"),
+        ("1" + "0" * 400 + "s", "is too long"),
+        ("100000d", "a silence lasts at most 365 days, got 100,000 days"),
+        ("366d", "a silence lasts at most 365 days, got 366 days"),
+    ],
+)
+def test_a_silence_too_long_is_one_error_line(cli, store, chdb_data_dir, length, problem):
+    result = cli.invoke(
+        app, ["alerts", "--data-dir", str(chdb_data_dir), "silence", "--for", length]
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: --for ") and problem in result.output
+    assert len(result.output.splitlines()) == 1
+    assert active_silences(store) == []
+
+
+def _running_seamwatch(monkeypatch) -> None:
+    """The store is held by a running process whose API answers with no alerts."""
+
+    def locked(settings):
+        raise StoreLocked("held by a running Seamwatch")
+
+    monkeypatch.setattr(seamwatch.access, "open_store", locked)
+    monkeypatch.setattr(seamwatch.access, "running_endpoint", lambda _: "http://127.0.0.1:9")
+    monkeypatch.setattr(seamwatch.access, "get_json", lambda *_: {"alerts": []})
+
+
+def test_a_severity_file_the_running_process_ignores_is_warned_about(
+    cli, chdb_data_dir, tmp_path, monkeypatch
+):
+    _running_seamwatch(monkeypatch)
+    severity = tmp_path / "sev.yaml"
+
+    result = cli.invoke(
+        app, ["alerts", "--severity", str(severity), "--data-dir", str(chdb_data_dir)]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"Warning: --severity {severity} is not used" in result.stderr
+    assert "SEAMWATCH_SEVERITY_FILE" in result.stderr
+    assert "No open alerts" in result.stdout
+
+
+def test_the_severity_variable_the_running_process_ignores_is_warned_about(
+    cli, chdb_data_dir, monkeypatch
+):
+    _running_seamwatch(monkeypatch)
+    monkeypatch.setenv("SEAMWATCH_SEVERITY_FILE", "mine.yaml")
+
+    result = cli.invoke(app, ["alerts", "--data-dir", str(chdb_data_dir)])
+
+    assert "Warning: SEAMWATCH_SEVERITY_FILE=mine.yaml is not used" in result.stderr
+
+
+def test_no_warning_without_a_severity_file_of_ones_own(cli, chdb_data_dir, monkeypatch):
+    monkeypatch.delenv("SEAMWATCH_SEVERITY_FILE", raising=False)
+    _running_seamwatch(monkeypatch)
+    assert "Warning" not in cli.invoke(app, ["alerts", "--data-dir", str(chdb_data_dir)]).stderr
+
+
+def test_no_warning_when_the_alerts_are_ranked_here(cli, chdb_data_dir):
+    args = ["alerts", "--severity", str(DEFAULT_SEVERITY_FILE), "--data-dir", str(chdb_data_dir)]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.stderr
