@@ -223,7 +223,10 @@ def format_alerts(alerts: list[dict[str, Any]], state: str = "all") -> str:
             notes.append(f"ack {alert['acknowledged_by']}")
         if alert.get("silenced_by"):
             notes.append(f"silenced {alert['silenced_by']}")
-        kinds = "+".join(alert["kinds"]) or alert["kind"]
+        # the kind that opened the alert, and how many joined it (the full list is in --json):
+        # the joined names cut to the column's width read as a kind of their own
+        joined = [kind for kind in alert["kinds"] if kind != alert["kind"]]
+        kinds = alert["kind"] + (f" +{len(joined)}" if joined else "")
         lines.append(
             f"{alert['alert_id']:<17}{alert['state']:<9}{alert['flow'][:31]:<32}"
             f"{alert['target'][:9]:<10}{kinds[:21]:<22}{alert['tier']:<9}"

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import seamwatch.access
 from detectors.alert_actions import active_silences
+from detectors.alerts_cli import format_alerts
 from detectors.severity import DEFAULT_SEVERITY_FILE
 from seamwatch.cli import app
 from storage import StoreLocked
@@ -145,3 +146,23 @@ def test_no_warning_when_the_alerts_are_ranked_here(cli, chdb_data_dir):
     result = cli.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "Warning" not in result.stderr
+
+
+def test_the_table_names_the_opening_kind_and_counts_the_joined_ones():
+    # the joined names, cut to the column, once read "exception_category+er"
+    alert = {
+        "alert_id": "369d01a12dbe25d5",
+        "state": "open",
+        "flow": "billing.invoice-post",
+        "target": "erp",
+        "kind": "exception_category",
+        "kinds": ["exception_category", "error_rate", "duplicate_posting"],
+        "tier": "critical",
+        "priority": 60.4,
+        "priority_label": "P1",
+        "opened_at": "2025-03-03T13:23:00.000Z",
+        "resolved_at": None,
+    }
+    row = format_alerts([alert]).splitlines()[1]
+    assert "exception_category +2 " in row
+    assert "+er" not in row
