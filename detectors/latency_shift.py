@@ -17,22 +17,24 @@ when the window's median call is at least ``min_ratio`` times the usual one: ove
 the batch, not an incident (a test of practical rather than statistical significance).
 
 A quiet flow (an order every ten minutes on a weekend morning) rarely has three calls in five
-minutes, so the window alone would wait for the first timeouts. Beside it, the same clipped
-scores feed a one-sided CUSUM over the calls, whatever the time between them::
+minutes, so the window alone would wait for the first timeouts. Beside it, the calls' scores,
+clipped at ``cusum_clip`` (6) rather than ``clip``, feed a one-sided CUSUM over the calls,
+whatever the time between them::
 
-    S_i = max(0, S_{i-1} + z_i - k)
+    S_i = max(0, S_{i-1} + min(z_i, cusum_clip) - k)
 
-with reference value ``k`` (1.2: it accumulates only for calls slower than about 1.8 times the
-usual at a log-scale of 0.5). The score is the larger of ``Z`` and ``S``, so both are judged
-against one threshold: at 4.5 the CUSUM's in-control run length for standard normal scores is
-about 2.8e5 calls (Siegmund's approximation), decades of a posting a minute. Two calls twenty
-and five times slower than usual are enough, ten minutes apart or one. ``S`` starts over when
-the flow has been silent for ``cusum_horizon`` minutes (stale evidence is not combined with
-new) and counts only while the median of the calls of its run is ``min_ratio`` slower. It is
-for sparse traffic: when the window holds ``dense_calls`` calls or more, the window's own test
-has the power, and the CUSUM starts over. Over a batch of hundreds of calls a few slow ones in
-a row are bound to occur (posting times are heavier-tailed than log-normal), and the CUSUM
-would sum them into a false alarm.
+with reference value ``k`` = 2: at a log-scale of 0.5 only calls more than 2.7 times slower
+than usual add to it. The score is the larger of ``Z`` and ``S``, so both are judged against
+one threshold: at 4.5, two calls twenty and five times slower than usual are enough, ten
+minutes apart or one, while for standard normal scores the in-control run length is beyond
+10^7 calls (Siegmund's approximation). Posting times are heavier-tailed than that: with
+``k`` = 1.2 and the clip at 4, four calls of a subscription flow two to five times slower than
+usual within four minutes opened a false alert in three simulated days. ``S`` starts over
+when the flow has been silent for ``cusum_horizon`` minutes (stale evidence is not combined
+with new) and counts only while the median of the calls of its run is ``min_ratio`` slower.
+It is for sparse traffic: when the window holds ``dense_calls`` calls or more, the window's
+own test has the power, and the CUSUM starts over; over a batch of hundreds of calls a few
+slow ones in a row are bound to occur, and the CUSUM would sum them into a false alarm.
 
 References
 ----------
@@ -79,6 +81,8 @@ class LatencyShiftTest:
         Smallest slowdown of the window's median call against the usual median that scores.
     cusum_k
         The CUSUM's reference value, in units of the baseline's log-scale.
+    cusum_clip
+        Bound on each call's score in the CUSUM.
     cusum_horizon
         Minutes without calls after which the CUSUM starts over.
     dense_calls
@@ -96,7 +100,7 @@ class LatencyShiftTest:
     >>> quiet = LatencyShiftTest()
     >>> quiet.learn(300 * np.exp(rng.normal(0, 0.5, 2000)))
     >>> round(quiet.step([6000.0]), 1), round(quiet.step([]), 1)  # one call 20x: not enough
-    (2.8, 2.8)
+    (3.7, 3.7)
     >>> quiet.step([1500.0]) > 4.5  # and a minute later one 5x slower
     True
     """
@@ -110,7 +114,8 @@ class LatencyShiftTest:
         clip: float = 4.0,
         refresh: int = 200,
         min_ratio: float = 1.5,
-        cusum_k: float = 1.2,
+        cusum_k: float = 2.0,
+        cusum_clip: float = 6.0,
         cusum_horizon: int = 60,
         dense_calls: int = 20,
     ) -> None:
@@ -121,6 +126,7 @@ class LatencyShiftTest:
         self.refresh = refresh
         self.min_ratio = min_ratio
         self.cusum_k = cusum_k
+        self.cusum_clip = cusum_clip
         self.cusum_horizon = cusum_horizon
         self.dense_calls = dense_calls
         self._cusum = 0.0
@@ -191,7 +197,7 @@ class LatencyShiftTest:
                 self._run.clear()
         else:
             self._silent_minutes = 0
-            z = np.clip((logs - self._center) / self._scale, -self.clip, self.clip)
+            z = np.clip((logs - self._center) / self._scale, -self.clip, self.cusum_clip)
             for log_ms, score in zip(logs.tolist(), z.tolist(), strict=True):
                 self._cusum = max(0.0, self._cusum + score - self.cusum_k)
                 if self._cusum > 0:

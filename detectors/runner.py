@@ -95,6 +95,12 @@ LATENCY_LATCH = LatchConfig(threshold=4.5, release=2.0, settle=30)
 # one in 10,000 of a single category's window (4.0) opened false alerts at 4.05 and 4.10 in
 # sixteen simulated days.
 CATEGORY_LATCH = LatchConfig(threshold=4.2, release=1.3, settle=60)
+# The error rate judged on counts: one failed call at a flow's usual rate scores about 2 to
+# 3.1 (a binomial tail of 1e-3 to 2e-2), so at the series default of 1.7 each everyday failure,
+# once an hour on a busy flow, restarted the two calm hours and held an alert open all
+# afternoon, long after its incident. A minute must be stronger evidence than one failure to
+# keep the alarm open.
+ERROR_RATE_COUNTS_RELEASE = 3.2
 # Findings are certain: one opens; 30 minutes without a new one settle.
 FINDING_LATCH = LatchConfig(threshold=1.0, release=0.5, settle=30)
 FINDING_BASE_SCORE = 10.0
@@ -159,6 +165,7 @@ class SeriesState:
         self.alarms: dict[str, HysteresisAlarm] = {
             signal: build_alarm(kind) for signal, kind in SIGNALS
         }
+        self.alarms["error_rate"].release = ERROR_RATE_COUNTS_RELEASE
         self.recent: dict[str, deque[float]] = {
             signal: deque(maxlen=BASELINE_MINUTES) for signal, _ in SIGNALS
         }

@@ -568,9 +568,16 @@ class Stack:
             self.posted(tw.now, txn)
 
     def posted(self, now_ns: int, txn: Transaction) -> None:
-        """Book a successful ERP posting and start whatever follows it."""
+        """Book a successful ERP posting and start whatever follows it.
+
+        A posted onboarding or item sync puts its customer or item in the ERP, on a replay
+        as on the first attempt."""
         txn.posts += 1
         txn.state = "posted"
+        if txn.flow == ONBOARDING and txn.customer is not None:
+            txn.customer.in_erp = True
+        elif txn.flow == ITEM_SYNC and txn.item is not None:
+            txn.item.in_erp = True
         if txn.on_posted is not None and txn.posts == 1:
             txn.on_posted(now_ns)
 
@@ -631,8 +638,6 @@ class Stack:
         if failure:
             self.after_failure(tw.now, txn, failure, root.context)
             return
-        if txn.customer is not None:
-            txn.customer.in_erp = True
         self.posted(tw.now, txn)
 
     # -------------------------------------------------------------- order submit
@@ -1219,8 +1224,6 @@ class Stack:
         if failure:
             self.after_failure(tw.now, txn, failure, root.context)
             return
-        if txn.item is not None:
-            txn.item.in_erp = True
         self.posted(tw.now, txn)
 
     # ----------------------------------------------------------- reconciliation

@@ -29,3 +29,24 @@ def test_an_open_latch_settles_after_its_calm_minutes_only():
         assert latch.is_open
     latch.step(0.0)
     assert not latch.is_open
+
+
+def test_the_error_rate_alarm_settles_through_everyday_single_failures():
+    # one failure an hour at a flow's usual rate once held an alert open all afternoon: each
+    # scored about 3, over the series' release of 1.7, and restarted the two calm hours
+    from detectors.runner import ERROR_RATE_COUNTS_RELEASE, Minute, SeriesState
+
+    series = SeriesState("billing.invoice-post", "erp")
+    for minute in range(24 * 60):
+        series.step(Minute(calls=2, transactions=2, failed=1 if minute % 240 == 0 else 0))
+    alarm = series.alarms["error_rate"]
+    for _ in range(10):  # a burst: most transactions fail
+        series.step(Minute(calls=4, transactions=4, failed=3))
+    assert alarm.is_open
+    closed_after = None
+    for minute in range(4 * 60):
+        series.step(Minute(calls=2, transactions=2, failed=1 if minute % 60 == 30 else 0))
+        assert alarm.score < ERROR_RATE_COUNTS_RELEASE  # one failure is no reason to hold
+        if not alarm.is_open and closed_after is None:
+            closed_after = minute
+    assert closed_after is not None and closed_after <= 2 * 60 + 5

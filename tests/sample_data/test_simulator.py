@@ -257,3 +257,18 @@ def test_key_spaces_keep_runs_apart():
 
     assert World(random.Random(1)).next_key("SO", 100001) == "SO-100001"
     assert World(random.Random(1), key_space=2).next_key("SO", 100001) == "SO-R2-100001"
+
+
+def test_a_replayed_item_sync_or_onboarding_puts_the_record_in_the_erp():
+    # a replay that posted left the item missing, so its invoices failed for hours after
+    from sample_data.flows import ITEM_SYNC, ONBOARDING, IncidentBook, Stack
+    from sample_data.world import Transaction, World
+
+    rng = random.Random(3)
+    world = World(rng)
+    stack = Stack({}, rng, world, None, IncidentBook())  # type: ignore[arg-type]
+    item = world.new_item(in_erp=False)
+    customer = world.new_customer(in_erp=False)
+    stack.posted(0, Transaction(ITEM_SYNC, item.sku, "c1", 10.0, "USD", item=item))
+    stack.posted(0, Transaction(ONBOARDING, customer.key, "c2", None, None, customer=customer))
+    assert item.in_erp and customer.in_erp
