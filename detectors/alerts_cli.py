@@ -23,6 +23,7 @@ import typer
 from typer.core import TyperGroup
 
 from detectors.alert_actions import (
+    LONGEST_SILENCE,
     STATES,
     AlertActionError,
     acknowledge,
@@ -40,6 +41,7 @@ from seamwatch.api import ApiError, ApiRefused
 from seamwatch.durations import parse_duration
 from seamwatch.settings import Settings, SettingsError, load_settings
 from storage import Store, StoreError, open_store
+from storage.embedded import holds_a_store
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +78,10 @@ def _alert_settings(
         _with_group(ctx, "data_dir", data_dir), _with_group(ctx, "clickhouse_url", clickhouse_url)
     )
     # A mistyped directory must not open as a new, empty store that says "No open alerts".
-    if not settings.uses_server and not settings.data_dir.is_dir():
+    if not settings.uses_server and not holds_a_store(settings.data_dir):
+        found = "no data directory" if not settings.data_dir.exists() else "no Seamwatch store"
         raise _fail(
-            f"no data directory at {settings.data_dir.absolute()}; check --data-dir or "
+            f"{found} at {settings.data_dir.absolute()}; check --data-dir or "
             "SEAMWATCH_DATA_DIR (the directory 'seamwatch up' or 'seamwatch detectors' stores in)."
         )
     return settings
@@ -337,7 +340,7 @@ def silences_command(
 
 def _silence_length(text: str) -> timedelta:
     try:
-        length = parse_duration(text)
+        length = parse_duration(text, longest=LONGEST_SILENCE)
         check_silence_length(length)
     except ValueError as exc:  # AlertActionError is a ValueError too
         raise _fail(f"--for {exc}") from None

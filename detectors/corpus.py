@@ -9,6 +9,7 @@ CPU, traffic, travel time) are ``generic`` and are judged by the latency detecto
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -86,8 +87,8 @@ def read_series_with_text(path: Path) -> tuple[list[str], np.ndarray, np.ndarray
     raw_stamps = frame[columns["timestamp"]]
     try:
         stamps = pd.to_datetime(raw_stamps.astype("string"), utc=True, format="mixed")
-    except (ValueError, TypeError) as exc:
-        raise SeriesFormatError(f"{path}: unparsable timestamp: {exc}") from exc
+    except (ValueError, TypeError, OverflowError):
+        raise SeriesFormatError(_first_bad_timestamp(path, raw_stamps)) from None
     values = _values(path, frame[columns["value"]])
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
@@ -95,6 +96,20 @@ def read_series_with_text(path: Path) -> tuple[list[str], np.ndarray, np.ndarray
     naive = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
     text = raw_stamps.astype(str).tolist()
     return text, naive.to_numpy(dtype="datetime64[ns]"), values
+
+
+def _first_bad_timestamp(path: Path, raw: pd.Series) -> str:
+    """Which row's timestamp cannot be read, for the error message."""
+    for row, text in enumerate(raw.tolist()):
+        try:
+            pd.to_datetime(str(text), utc=True)
+        except (ValueError, TypeError, OverflowError):
+            shown = str(text).replace("\n", " ")[:60]
+            return (
+                f"{path}: unparsable timestamp {shown!r} on data row {row + 1}; "
+                "use ISO 8601, e.g. 2024-01-01T00:00:00Z"
+            )
+    return f"{path}: the timestamps mix formats that cannot be read together; use ISO 8601"
 
 
 # Detectors keep their history as float32; a larger magnitude cannot be a measurement.
@@ -112,9 +127,9 @@ def _read_frame(path: Path) -> pd.DataFrame:
     try:
         # index_col=False: rows with a trailing comma must not shift the columns; their extra
         # field is one of the "other columns", which are ignored
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", pd.errors.ParserWarning)
-            return pd.read_csv(source, dtype=str, keep_default_na=False, index_col=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = pd.read_csv(source, dtype=str, keep_default_na=False, index_col=False)
     except pd.errors.EmptyDataError:
         raise SeriesFormatError(
             f"{path} is empty; expected a header with timestamp and value"
@@ -123,6 +138,21 @@ def _read_frame(path: Path) -> pd.DataFrame:
         raise SeriesFormatError(f"{path} is not UTF-8 text; expected a CSV file") from None
     except pd.errors.ParserError as exc:
         raise SeriesFormatError(f"cannot parse {path} as CSV: {exc}") from exc
+    if caught and source is not sys.stdin:
+        _refuse_extra_fields(path, len(frame.columns))
+    return frame
+
+
+def _refuse_extra_fields(path: Path, width: int) -> None:
+    """A data row with more fields than the header is an error unless the extra ones are
+    empty (a trailing comma): ``1,5`` in a value column is a decimal comma, not two values."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        for number, row in enumerate(csv.reader(handle)):
+            if number and len(row) > width and any(field.strip() for field in row[width:]):
+                raise SeriesFormatError(
+                    f"{path}: data row {number} has {len(row)} fields but the header names "
+                    f"{width}; quote a value that holds a comma (a decimal comma: use a point)"
+                )
 
 
 def _values(path: Path, raw: pd.Series) -> np.ndarray:

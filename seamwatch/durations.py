@@ -12,8 +12,11 @@ ENDLESS = ("forever", "inf", "none")
 _LONGEST_SECONDS = timedelta.max.total_seconds()
 
 
-def parse_duration(text: str, *, allow_forever: bool = False) -> timedelta | None:
-    """The duration ``text`` names; ``forever`` gives None when ``allow_forever``.
+def parse_duration(
+    text: str, *, allow_forever: bool = False, longest: timedelta | None = None
+) -> timedelta | None:
+    """The duration ``text`` names; ``forever`` gives None when ``allow_forever``; at most
+    ``longest`` when given.
 
     Raises ValueError with a message that shows the accepted forms.
     """
@@ -29,8 +32,12 @@ def parse_duration(text: str, *, allow_forever: bool = False) -> timedelta | Non
     seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
     if seconds <= 0:
         raise ValueError(f"{text!r} is empty; a duration must be longer than zero")
-    if seconds >= _LONGEST_SECONDS:  # also inf, from digits beyond a float's range
-        raise ValueError(
-            f"{text!r} is too long; a duration must be under {timedelta.max.days:,} days"
-        )
+    limit = _LONGEST_SECONDS if longest is None else longest.total_seconds()
+    if seconds > limit or seconds >= _LONGEST_SECONDS:  # inf too, from digits beyond a float
+        most = timedelta.max if longest is None else longest
+        raise ValueError(f"{text!r} is too long; at most {_days(most)}")
     return timedelta(seconds=seconds)
+
+
+def _days(length: timedelta) -> str:
+    return f"{length.days:,} days" if length.days != 1 else "1 day"

@@ -25,6 +25,12 @@ _LOCK_FILE_NAME = "seamwatch.lock"
 _ENGINE_DIR_NAME = "clickhouse"
 _ALLOCATOR_CONF = "dirty_decay_ms:1000"
 
+
+def holds_a_store(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds an embedded store (for commands that must not create one)."""
+    return (Path(data_dir) / _ENGINE_DIR_NAME).is_dir()
+
+
 # One engine per process: chDB refuses a second data directory in the same process.
 _engine_guard = threading.Lock()
 _engine: _Engine | None = None

@@ -81,10 +81,11 @@ def test_a_missing_data_dir_is_an_error_not_a_new_store(cli, tmp_path, command, 
 @pytest.mark.parametrize(
     "length, problem",
     [
-        ("999999999999999w", "is too long"),
-        ("1" + "0" * 400 + "s", "is too long"),
-        ("100000d", "a silence lasts at most 365 days, got 100,000 days"),
-        ("366d", "a silence lasts at most 365 days, got 366 days"),
+        # the limit named is the silence's, not the largest duration Python can hold
+        ("999999999999999w", "is too long; at most 365 days"),
+        ("1" + "0" * 400 + "s", "is too long; at most 365 days"),
+        ("100000d", "'100000d' is too long; at most 365 days"),
+        ("366d", "'366d' is too long; at most 365 days"),
     ],
 )
 def test_a_silence_too_long_is_one_error_line(cli, store, chdb_data_dir, length, problem):
@@ -166,3 +167,17 @@ def test_the_table_names_the_opening_kind_and_counts_the_joined_ones():
     row = format_alerts([alert]).splitlines()[1]
     assert "exception_category +2 " in row
     assert "+er" not in row
+
+
+def test_a_folder_without_a_store_is_an_error_not_a_new_store(cli, tmp_path):
+    # an existing folder (a mistyped --data-dir .) once opened as a new, empty store
+    folder = tmp_path / "not-a-store"
+    folder.mkdir()
+    for command in (
+        ["alerts", "--data-dir", str(folder)],
+        ["alerts", "--data-dir", str(folder), "silences"],
+    ):
+        result = cli.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert "no Seamwatch store at" in result.output
+    assert list(folder.iterdir()) == []

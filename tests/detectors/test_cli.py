@@ -42,7 +42,9 @@ def test_detect_series_writes_one_row_per_input_row(tmp_path):
         ("time,value\n2024-01-01,1\n", "no 'timestamp' column"),
         ("timestamp,latency\n2024-01-01,1\n", "no 'value' column"),
         ("timestamp,value\n2024-01-01,fast\n", "unparsable value 'fast' on data row 1"),
-        ("timestamp,value\nyesterday,1\n", "unparsable timestamp"),
+        ("timestamp,value\nyesterday,1\n", "unparsable timestamp 'yesterday' on data row 1"),
+        # a decimal comma once read as the value before it, silently
+        ("timestamp,value\n2024-01-01T00:00:00,104,8\n", "data row 1 has 3 fields"),
         ("timestamp,value\n2024-01-01,inf\n", "unparsable value 'inf' on data row 1"),
         ("timestamp,value\n2024-01-01,1e39\n", "unparsable value '1e39' on data row 1"),
         ("timestamp,value,Value\n2024-01-01,1,2\n", "two 'value' columns"),
