@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pyarrow as pa
@@ -11,6 +13,23 @@ import pyarrow as pa
 from storage.errors import QueryError, StoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
+# The driver logs a warning before raising each connection error; the error we raise says it.
+logging.getLogger("clickhouse_connect.driver._backend.http_sync").setLevel(logging.ERROR)
+
+
+def _address(url: str) -> str:
+    """``host:port`` of a ClickHouse URL, without its credentials."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a connection error ("[Errno 111] Connection refused")."""
+    text = str(exc)
+    match = re.search(r"\[Errno -?\d+\][^\"')]*", text)
+    if match:
+        return match.group(0).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 class ServerStore:
@@ -37,7 +56,10 @@ class ServerStore:
             admin.close()
             self._client = clickhouse_connect.get_client(dsn=url, database=database, **options)
         except ch_errors.OperationalError as exc:
-            raise StoreUnavailable(f"Cannot reach the ClickHouse server: {exc}") from exc
+            raise StoreUnavailable(
+                f"Cannot reach the ClickHouse server at {_address(url)}: {_root_cause(exc)}. "
+                "Check SEAMWATCH_CLICKHOUSE_URL (or --clickhouse-url) and that the server runs."
+            ) from exc
         except ch_errors.Error as exc:
             raise StoreError(f"The ClickHouse server refused the connection: {exc}") from exc
 

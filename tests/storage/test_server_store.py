@@ -392,3 +392,16 @@ def test_time_zone_columns_come_back_as_on_the_embedded_store(server_store, stor
         assert row["plain"].to_pydatetime() == expected.replace(tzinfo=None), backend.backend
         (zoned, plain), *_ = backend.query_rows(sql)
         assert zoned == expected and plain == expected.replace(tzinfo=None), backend.backend
+
+
+def test_an_unreachable_server_is_one_sentence_without_the_password():
+    # the error once carried urllib3's whole retry text, after a stray driver warning
+    from storage.errors import StoreUnavailable
+    from storage.server import ServerStore
+
+    with pytest.raises(StoreUnavailable) as caught:
+        ServerStore("http://default:hunter2@127.0.0.1:1/seamwatch", "seamwatch")
+    message = str(caught.value)
+    assert message.startswith("Cannot reach the ClickHouse server at 127.0.0.1:1: [Errno 111]")
+    assert "SEAMWATCH_CLICKHOUSE_URL" in message
+    assert "hunter2" not in message and "HTTPConnectionPool" not in message
