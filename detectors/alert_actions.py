@@ -60,6 +60,21 @@ class AlertActionError(ValueError):
     """A request about alerts cannot be carried out; the message says why."""
 
 
+class UnknownId(AlertActionError):
+    """No alert or silence has the id given."""
+
+
+# The kinds of alert the runner raises, which a silence's kind pattern must match.
+ALERT_KINDS = (
+    "latency",
+    "error_rate",
+    "volume",
+    "exception_category",
+    "duplicate_posting",
+    "dropped",
+)
+
+
 def list_alerts(
     store: Store,
     severity: Severity,
@@ -144,10 +159,15 @@ def add_silence(
     than read as ``*``, so that a blank value cannot silence every alert.
     """
     check_silence_length(duration)
-    patterns = {"flow": flow, "target": target, "kind": kind}
+    patterns = {"flow": flow.strip(), "target": target.strip(), "kind": kind.strip()}
     for name, pattern in patterns.items():
         if not pattern:
             raise AlertActionError(f"{name} is empty; give a {name} or glob, or '*' for any")
+    if not any(fnmatch.fnmatchcase(known, patterns["kind"]) for known in ALERT_KINDS):
+        raise AlertActionError(
+            f"kind {kind!r} matches no alert kind; use one of {', '.join(ALERT_KINDS)}, "
+            "a glob of them, or '*'"
+        )
     now = now or datetime.now(UTC)
     silence = {
         "silence_id": uuid.uuid4().hex[:12],
@@ -190,7 +210,9 @@ def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -
         {"id": silence_id},
     )
     if rows.empty:
-        raise AlertActionError(f"no silence with id {silence_id!r}")
+        raise UnknownId(
+            f"no silence with id {silence_id!r}; list them with 'seamwatch alerts silences'"
+        )
     now = now or datetime.now(UTC)
     silence = {name: _plain(value) for name, value in rows.to_dict("records")[0].items()}
     silence.update(cancelled=1, version=max(int(silence["version"]) + 1, _millis(now)))
@@ -220,7 +242,7 @@ def acknowledge(
         {"id": alert_id},
     )
     if not found:
-        raise AlertActionError(f"no alert with id {alert_id!r}; list them with 'seamwatch alerts'")
+        raise UnknownId(f"no alert with id {alert_id!r}; list them with 'seamwatch alerts'")
     now = now or datetime.now(UTC)
     ack = {"alert_id": alert_id, "acknowledged_by": by, "acknowledged_at": now, "note": note}
     store.insert_arrow(ACKS_TABLE, pa.Table.from_pylist([ack], _ACK_SCHEMA))

@@ -24,6 +24,7 @@ from detectors.alert_actions import (
     LONGEST_SILENCE,
     STATES,
     AlertActionError,
+    UnknownId,
     acknowledge,
     active_silences,
     add_silence,
@@ -79,7 +80,7 @@ def routes(store: Store) -> list[BaseRoute]:
         body = await _body(request, SILENCE_FIELDS)
         length = _silence_length(body)
         patterns = [_text(body, name, "*", required=True) for name in PATTERN_FIELDS]
-        reason, by = _text(body, "reason", ""), _text(body, "by", "")
+        reason, by = _text(body, "reason", ""), _text(body, "by", "someone")
         return await _answer(lambda: api_times(add_silence(store, length, *patterns, reason, by)))
 
     async def unsilence(request: Request) -> Response:
@@ -163,6 +164,8 @@ async def _body(request: Request, fields: Iterable[str]) -> dict[str, Any]:
 async def _answer(work: Any) -> Response:
     try:
         return JSONResponse(await run_in_threadpool(work))
+    except UnknownId as exc:
+        return JSONResponse({"error": str(exc)}, status_code=404)
     except (AlertActionError, SeverityFileError) as exc:
         return bad_request(str(exc))
     except StoreError as exc:

@@ -97,3 +97,11 @@ def test_an_acknowledgement_needs_a_name(store):
     alert = record_alert(store, "billing.invoice-post", datetime.now(UTC))
     with pytest.raises(AlertActionError, match="by .who acknowledges. is empty"):
         acknowledge(store, alert.alert_id, "")
+
+
+def test_the_silenceable_kinds_are_the_kinds_the_runner_raises():
+    from detectors.alert_actions import ALERT_KINDS
+    from detectors.runner import EXCEPTION_CATEGORY, FINDING_KINDS, LATENCY, SIGNALS
+
+    raised = {LATENCY, EXCEPTION_CATEGORY, *FINDING_KINDS, *(kind for _, kind in SIGNALS)}
+    assert set(ALERT_KINDS) == raised

@@ -134,7 +134,15 @@ def test_api_serves_alerts_and_takes_acknowledgements(burst_store):
     ack = client.post(f"/api/v1/alerts/{listed[0]['alert_id']}/ack", json={"by": "bo"})
     assert ack.status_code == 200 and ack.json()["acknowledged_by"] == "bo"
     assert client.get("/api/v1/alerts", params={"state": "x"}).status_code == 400
-    assert client.post("/api/v1/alerts/missing/ack", json={}).status_code == 400
+    # an id that names nothing is not found, not a bad request
+    assert client.post("/api/v1/alerts/missing/ack", json={}).status_code == 404
+    assert client.post("/api/v1/silences/missing/cancel", json={}).status_code == 404
+    blank = client.post("/api/v1/silences", json={"seconds": 60, "flow": "   "})
+    assert blank.status_code == 400 and "flow is empty" in blank.json()["error"]
+    bogus = client.post("/api/v1/silences", json={"seconds": 60, "kind": "bogus"})
+    assert bogus.status_code == 400 and "matches no alert kind" in bogus.json()["error"]
+    made = client.post("/api/v1/silences", json={"seconds": 60, "kind": "error_*"}).json()
+    assert made["created_by"] == "someone"
     assert client.post("/api/v1/silences", json={"seconds": "soon"}).status_code == 400
 
 
