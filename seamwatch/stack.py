@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.service import Collector
-from notify.service import start_notifications
+from notify.service import check_configuration_files, start_notifications
 from seamwatch import runtime
 from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
 from seamwatch.settings import Settings
@@ -77,6 +77,8 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
     """Run receiver, dashboard and optionally the simulator until SIGINT or SIGTERM."""
     if with_dashboard:
         ensure_dashboard_port_free(settings)
+    # a broken severity or notification file stops the command before anything is created
+    check_configuration_files(settings)
     store = open_store(settings)
     runtime.share_store(store)
     runtime.share_settings(settings)

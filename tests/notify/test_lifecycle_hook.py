@@ -141,3 +141,4 @@ def test_a_broken_severity_file_stops_the_detectors_and_the_stack_at_start(tmp_p
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         assert "line 3, field tiers.high.weight" in result.stderr
         assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "clickhouse").exists()  # up checked before opening a store
