@@ -42,6 +42,7 @@ from typing import Any
 
 import pandas as pd
 
+from detectors.alert_actions import utc_text
 from detectors.lifecycle import ALERTS_TABLE, EVENTS_TABLE
 from detectors.runner import DetectorRunner
 from detectors.severity import Severity
@@ -216,7 +217,7 @@ def _verdict(
     caught_at = delay = after_evidence = None
     if not hits.empty:
         first = known[hits.index[0]]
-        caught_at = first.isoformat()
+        caught_at = utc_text(first)
         delay = round(max(0.0, (first - start).total_seconds() / 60), 2)
         if first_seen is not None:
             after_evidence = round(max(0.0, (first - first_seen).total_seconds() / 60), 2)
@@ -231,7 +232,7 @@ def _verdict(
         caught_at,
         delay,
         round(deadline.total_seconds() / 60, 2),
-        first_seen.isoformat() if first_seen is not None else None,
+        utc_text(first_seen) if first_seen is not None else None,
         after_evidence,
         len(keys),
         early,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -135,5 +136,8 @@ def test_judgement_of_a_short_simulated_run_with_planned_incidents(tmp_path):
     # labels start at the first affected transaction, which the judge finds in the lineage
     for verdict in judgement.incidents:
         assert 1 <= verdict.affected_within_deadline <= verdict.affected_keys
+        # every time in the verdict is written like the labels' (the JSON once mixed "+00:00")
+        for moment in (verdict.start, verdict.caught_at, verdict.first_evidence):
+            assert moment is not None and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]{8}\.\d{3}Z", moment)
     # four hours include the detectors' warm-up; at most one alert outside the incidents
     assert sum(judgement.false_alerts.values()) <= 1
