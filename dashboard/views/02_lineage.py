@@ -1,7 +1,12 @@
-"""Lineage: one business transaction hop by hop across its traces, and the system flow map."""
+"""Lineage: one business transaction hop by hop across its traces, and the system flow map.
+
+Chat messages link here as ``lineage?flow=<flow>``; the page then opens on that flow's recent
+failed transactions.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -9,13 +14,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import data
-from lineage.flows import flow_map
+from lineage.flows import flow_map, window_parameters
 from lineage.lookup import LineageQuery, LineageQueryError, lineage
+from lineage.schema import LINEAGE_TABLE
 from storage import StoreError
 
 QUERY_TTL_SECONDS = 5
 SEARCH_KINDS = {"Business key": "key", "Correlation id": "correlation_id", "Trace id": "trace_id"}
 MAP_WINDOWS = {"Last 1 hour": timedelta(hours=1), "Last 24 hours": timedelta(days=1)}
+FAILURES_WINDOW = timedelta(days=1)
+FAILURES_SHOWN = 50
 _DERIVED_NOTE = (
     "Values marked derived were not on the span: the flow came from the service and route or "
     "destination, the target from peer.service or server.address (docs/integration-attributes.md)."
@@ -35,14 +43,58 @@ def edges(window_label: str) -> pd.DataFrame:
     return flow_map(data.get_store(), end - MAP_WINDOWS[window_label], end)
 
 
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def recent_failures(flow: str) -> pd.DataFrame:
+    """The flow's failed transactions of the last day, newest first, one row per business key."""
+    store = data.get_store()
+    end = datetime.now(UTC)
+    sql = f"""
+    SELECT business_key, max(Timestamp) AS time,
+           anyIf(status_code, status_code != '') AS status,
+           anyIf(exception_category, exception_category != '') AS category,
+           anyIf(status_message, status_message != '') AS error
+    FROM {store.table(LINEAGE_TABLE)}
+    WHERE flow = {{flow:String}}
+      AND Timestamp >= fromUnixTimestamp64Nano({{start_ns:Int64}})
+      AND Timestamp < fromUnixTimestamp64Nano({{end_ns:Int64}})
+      AND (exception_category != '' OR status_code = 'Error')
+      AND business_key != ''
+    GROUP BY business_key
+    ORDER BY time DESC
+    LIMIT {{limit:UInt32}}
+    """
+    parameters = {"flow": flow, "limit": FAILURES_SHOWN}
+    return store.query_df(sql, parameters | window_parameters(end - FAILURES_WINDOW, end))
+
+
 def main() -> None:
-    """Draw the search, the answer and the flow map."""
+    """Draw the linked flow's failures, the search, the answer and the flow map."""
     st.header("Lineage")
+    flow = st.query_params.get("flow", "").strip()
+    if flow:
+        show_recent_failures(flow)
     search, flows = st.tabs(["Transaction", "Flow map"])
     with search:
         show_search()
     with flows:
         show_flow_map()
+
+
+def show_recent_failures(flow: str) -> None:
+    """The flow a link named: its latest failed transactions and how to follow one."""
+    st.subheader(f"Recent failed transactions of {flow}")
+    failures = rows_to_show(
+        lambda: recent_failures(flow),
+        "the lineage index",
+        f"No failed transactions of {flow} in the last 24 hours.",
+    )
+    if failures is None:
+        return
+    st.dataframe(failures, hide_index=True, width="stretch")
+    st.caption(
+        f"The newest {FAILURES_SHOWN} at most, over the last 24 hours. To follow one hop by hop, "
+        "enter its business key in the Transaction search below."
+    )
 
 
 def show_search() -> None:
@@ -108,16 +160,26 @@ def show_flow_map() -> None:
     label = st.segmented_control(
         "Window", list(MAP_WINDOWS), default="Last 1 hour", required=True, key="flow_map_window"
     )
-    try:
-        frame = edges(label)
-    except StoreError as exc:
-        st.error(f"Cannot read the flow rollups: {exc}", icon=":material/error:")
-        return
-    if frame.empty:
-        st.caption("No data found.")
+    frame = rows_to_show(lambda: edges(label), "the flow rollups", "No data found.")
+    if frame is None:
         return
     st.plotly_chart(sankey(frame), width="stretch")
     st.dataframe(frame, hide_index=True, width="stretch")
+
+
+def rows_to_show(
+    read: Callable[[], pd.DataFrame], source: str, empty_text: str
+) -> pd.DataFrame | None:
+    """The rows ``read`` returns, or None once the page has said why there are none."""
+    try:
+        frame = read()
+    except StoreError as exc:
+        st.error(f"Cannot read {source}: {exc}", icon=":material/error:")
+        return None
+    if frame.empty:
+        st.caption(empty_text)
+        return None
+    return frame
 
 
 def sankey(frame: pd.DataFrame) -> go.Figure:

@@ -1,4 +1,7 @@
-"""Alerts: what is open now, what happened before, and which silences are in force."""
+"""Alerts: what is open now, what happened before, and which silences are in force.
+
+Chat messages link here as ``alerts?alert_id=<id>``; the page then opens on that alert.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,10 @@ import streamlit as st
 
 from dashboard import data
 from detectors.alert_actions import active_silences, list_alerts
+from detectors.lifecycle import EVENTS_TABLE
 from detectors.severity import SeverityFileError, load_severity
-from storage import StoreError
+from notify.message import lineage_link
+from storage import Store, StoreError
 
 REFRESH_INTERVAL_SECONDS = 15
 HISTORY_LIMIT = 200
@@ -48,9 +53,13 @@ def alerts_view() -> None:
         open_alerts = list_alerts(store, severity, "open")
         history = list_alerts(store, severity, "resolved", limit=HISTORY_LIMIT)
         silences = active_silences(store)
+        linked_id = st.query_params.get("alert_id", "").strip()
+        events = alert_events(store, linked_id) if linked_id else pd.DataFrame()
     except (StoreError, SeverityFileError) as exc:
         st.error(f"Cannot read alerts: {exc}", icon=":material/error:")
         return
+    if linked_id:
+        show_linked_alert(linked_id, open_alerts + history, events)
     open_tab, history_tab, silences_tab = st.tabs(
         [f"Open ({len(open_alerts)})", "History", f"Silences ({len(silences)})"]
     )
@@ -60,6 +69,56 @@ def alerts_view() -> None:
         show_alerts(history, "No resolved alerts yet.")
     with silences_tab:
         show_silences(silences)
+
+
+def alert_events(store: Store, alert_id: str) -> pd.DataFrame:
+    """The recorded events of one alert (opened, escalated, peaked, resolved), oldest first."""
+    return store.query_df(
+        f"SELECT at, event, kind, score, detail FROM {store.table(EVENTS_TABLE)} FINAL "
+        "WHERE alert_id = {id:String} ORDER BY at",
+        {"id": alert_id},
+    )
+
+
+def show_linked_alert(alert_id: str, alerts: list[dict], events: pd.DataFrame) -> None:
+    """The alert a link named, with its facts, its events and a way to its flow's lineage."""
+    alert = next((alert for alert in alerts if alert["alert_id"] == alert_id), None)
+    if alert is None:
+        st.warning(
+            f"No alert with id {alert_id}; it may be older than the history kept.",
+            icon=":material/search_off:",
+        )
+        return
+    with st.container(border=True):
+        st.subheader(f"{alert['priority_label']} · {alert['flow']} → {alert['target']}")
+        priority, tier, affected, money = st.columns(4)
+        priority.metric("Priority", f"{alert['priority_label']} ({alert['priority']:.1f})")
+        tier.metric("Tier", alert["tier"])
+        affected.metric("Transactions affected", f"{alert['affected']:,}")
+        money.metric("Money at risk", f"{alert['money_at_risk']:,.2f}")
+        st.markdown("\n".join(f"- **{label}:** {value}" for label, value in _facts(alert)))
+        if not events.empty:
+            st.dataframe(events, hide_index=True, width="stretch")
+        st.markdown(f"[Lineage of {alert['flow']}]({lineage_link('.', alert['flow'])})")
+
+
+def _facts(alert: dict) -> list[tuple[str, str]]:
+    resolved = _when(alert["resolved_at"]) if alert["resolved_at"] else "still open"
+    return [
+        ("Flow", alert["flow"]),
+        ("Target", alert["target"]),
+        ("Kinds", " + ".join(alert["kinds"]) or alert["kind"]),
+        ("What changed", _change(alert)),
+        ("Top error", alert["top_error"] or "—"),
+        ("Opened", _when(alert["opened_at"])),
+        ("Resolved", resolved),
+        ("Acknowledged by", alert["acknowledged_by"] or "nobody yet"),
+        ("Silenced by", alert["silenced_by"] or "not silenced"),
+    ]
+
+
+def _when(moment: str) -> str:
+    return pd.to_datetime(moment, utc=True).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def show_alerts(alerts: list[dict], empty_text: str) -> None:

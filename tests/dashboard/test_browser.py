@@ -39,6 +39,9 @@ DEMO_FLOWS = (
     ({"messaging.destination.name": "usage.posted"}, 35.0, 0.0),
     ({"http.route": "/customers/{id}"}, 90.0, 0.01),
 )
+# A resolved alert of the seeded store, at a fixed time so that its id is known in advance.
+ALERT_FLOW = "billing.invoice-post"
+ALERT_OPENED_AT = datetime(2025, 3, 4, 9, 30, tzinfo=UTC)
 
 pytestmark = [
     pytest.mark.slow,
@@ -74,8 +77,20 @@ def seed_store(minutes: int = 60, spans_per_minute: int = 12) -> None:
     store = open_store(load_settings())
     try:
         store.insert_arrow("otel_traces", make_span_rows(spans))
+        record_resolved_alert(store)
     finally:
         store.close()
+
+
+def record_resolved_alert(store) -> None:
+    """Store one error-rate alert of ``ALERT_FLOW`` on erp, opened and resolved."""
+    from detectors.lifecycle import AlertBook, Signal
+
+    book = AlertBook(store)
+    signal = Signal("error_rate", "error_rate", 8.0, 0.01, 0.4)
+    alert = book.open(ALERT_FLOW, "erp", "Invoice", ALERT_OPENED_AT, signal)
+    book.resolve(alert, ALERT_OPENED_AT + timedelta(minutes=20))
+    book.flush()
 
 
 def free_port() -> int:
@@ -257,3 +272,21 @@ def test_live_health_page_renders_flows_and_charts(dashboard_url, browser, tmp_p
         assert image.size == WINDOW_SIZE
         colours = image.convert("RGB").getcolors(maxcolors=1_000_000)
     assert len(colours) > 50, "the screenshot is blank"
+
+
+def test_a_chat_link_opens_the_alerts_page_on_its_alert(dashboard_url, browser):
+    from detectors.lifecycle import alert_id_for
+    from notify.message import alert_link
+
+    alert_id = alert_id_for(ALERT_FLOW, "erp", ALERT_OPENED_AT)
+    browser.call("Page.navigate", url=alert_link(dashboard_url, alert_id))
+    browser.wait_for(
+        "document.body.innerText.includes('Transactions affected')"
+        " && !document.querySelector('[data-testid=\"stSkeleton\"]')"
+    )
+    text = browser.evaluate("document.body.innerText")
+
+    assert f"{ALERT_FLOW} → erp" in text
+    assert "Priority" in text
+    assert f"Lineage of {ALERT_FLOW}" in text
+    assert "No alert with id" not in text

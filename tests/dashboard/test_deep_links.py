@@ -1,0 +1,132 @@
+"""The links in chat messages: the Alerts page opens on an alert, the Lineage page on a flow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import APP_PATH
+from detectors.alert_actions import list_alerts
+from detectors.lifecycle import AlertBook, Signal
+from detectors.severity import load_severity
+from tests.dashboard.test_live_health_page import shared  # noqa: F401 - pytest finds fixtures by name
+from tests.rows import make_span_rows
+
+ALERTS_PAGE = APP_PATH.parent / "views" / "05_alerts.py"
+LINEAGE_PAGE = APP_PATH.parent / "views" / "02_lineage.py"
+RUN_TIMEOUT_SECONDS = 30
+# Every test runs against the test store, registered as the dashboard process registers its own.
+pytestmark = pytest.mark.usefixtures("shared")
+ERRORS = Signal("error_rate", "error_rate", 8.0, 0.01, 0.4)
+
+
+def open_page(page, **query) -> AppTest:
+    """Run ``page`` as a browser that followed a link with ``query`` would."""
+    app = AppTest.from_file(str(page), default_timeout=RUN_TIMEOUT_SECONDS)
+    app.query_params.update(query)
+    return app.run()
+
+
+def record_alert(store, flow: str, resolved: bool = False):
+    """Store an error-rate alert of ``flow`` on erp that affected 12 invoices worth 3,400."""
+    book = AlertBook(store)
+    opened_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    alert = book.open(flow, "erp", "Invoice", opened_at, ERRORS)
+    book.observe(alert, opened_at, ERRORS, 12, 12, 3400.0, "422 invalid tax code")
+    if resolved:
+        book.resolve(alert, opened_at + timedelta(minutes=10))
+    book.flush()
+    return alert
+
+
+def page_text(app: AppTest) -> str:
+    return "\n".join(str(element.value) for element in app.markdown)
+
+
+@pytest.mark.parametrize("resolved", [False, True], ids=["open", "resolved"])
+def test_a_linked_alert_opens_in_a_panel_above_the_tabs(store, resolved):
+    alert = record_alert(store, "billing.invoice-post", resolved=resolved)
+    record_alert(store, "order-to-cash.order-submit")
+
+    app = open_page(ALERTS_PAGE, alert_id=alert.alert_id)
+
+    assert not app.exception
+    assert not app.error
+    [ranked] = [
+        a for a in list_alerts(store, load_severity(), "all") if a["alert_id"] == alert.alert_id
+    ]
+    label = ranked["priority_label"]
+    assert app.subheader[0].value == f"{label} · billing.invoice-post → erp"
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Priority"] == f"{label} ({ranked['priority']:.1f})"
+    assert metrics["Transactions affected"] == "12"
+    assert metrics["Money at risk"] == "3,400.00"
+    facts = page_text(app)
+    assert "**Top error:** 422 invalid tax code" in facts
+    assert "**What changed:** error rate 1.00% → 40.00%" in facts
+    assert ("**Resolved:** still open" in facts) == (not resolved)
+    assert "(./lineage?flow=billing.invoice-post)" in facts
+    events = app.dataframe[0].value
+    expected = ["opened", "resolved"] if resolved else ["opened"]
+    assert events["event"].tolist() == expected
+    assert len(app.tabs) == 3
+
+
+def test_an_unknown_alert_id_says_so_and_the_page_still_works(store):
+    record_alert(store, "billing.invoice-post")
+
+    app = open_page(ALERTS_PAGE, alert_id="0123456789abcdef")
+
+    assert not app.exception
+    assert not app.error
+    [warning] = app.warning
+    assert warning.value == (
+        "No alert with id 0123456789abcdef; it may be older than the history kept."
+    )
+    assert not app.subheader
+    assert app.tabs[0].label == "Open (1)"
+
+
+def test_a_linked_flow_lists_its_failed_transactions_newest_first(store):
+    now = datetime.now(UTC)
+    flow = {"integration.flow": "billing.invoice-post"}
+    spans = [
+        failed_span(flow, "INV-1", now - timedelta(hours=2), "422 invalid tax code"),
+        failed_span(flow, "INV-2", now - timedelta(minutes=5), "504 gateway timeout"),
+        failed_span(flow, "INV-OLD", now - timedelta(days=2), "too old to show"),
+        {"attributes": {**flow, "business.key": "INV-3"}, "timestamp": now},
+        failed_span({"integration.flow": "other"}, "ORD-1", now, "another flow"),
+    ]
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+
+    app = open_page(LINEAGE_PAGE, flow="billing.invoice-post")
+
+    assert not app.exception
+    assert not app.error
+    assert app.subheader[0].value == "Recent failed transactions of billing.invoice-post"
+    table = app.dataframe[0].value
+    assert table["business_key"].tolist() == ["INV-2", "INV-1"]
+    assert table["error"].tolist() == ["504 gateway timeout", "422 invalid tax code"]
+    assert set(table["status"]) == {"Error"}
+    assert any("Transaction search" in caption.value for caption in app.caption)
+
+
+def test_a_linked_flow_without_failures_gets_a_caption():
+    app = open_page(LINEAGE_PAGE, flow="no-such.flow")
+
+    assert not app.exception
+    assert not app.error
+    assert app.subheader[0].value == "Recent failed transactions of no-such.flow"
+    assert app.caption[0].value == "No failed transactions of no-such.flow in the last 24 hours."
+
+
+def failed_span(attributes: dict, business_key: str, at: datetime, error: str) -> dict:
+    """A failed server span of a transaction in the lineage index."""
+    return {
+        "attributes": {**attributes, "business.key": business_key},
+        "timestamp": at,
+        "status": "Error",
+        "StatusMessage": error,
+    }
