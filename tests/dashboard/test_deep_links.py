@@ -11,7 +11,6 @@ from dashboard import APP_PATH
 from detectors.alert_actions import list_alerts
 from detectors.lifecycle import AlertBook, Signal
 from detectors.severity import load_severity
-from tests.dashboard.test_live_health_page import shared  # noqa: F401 - pytest finds fixtures by name
 from tests.rows import make_span_rows
 
 ALERTS_PAGE = APP_PATH.parent / "views" / "05_alerts.py"

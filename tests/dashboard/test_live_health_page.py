@@ -4,28 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard import APP_PATH
-from seamwatch.runtime import share_store
 from tests.rows import make_span_rows
 
 PAGE_PATH = APP_PATH.parent / "views" / "01_live_health.py"
 RUN_TIMEOUT_SECONDS = 30
-
-
-@pytest.fixture
-def shared(store):
-    """The test store, registered as the all-in-one process registers its own."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    share_store(store)
-    yield store
-    share_store(None)
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 def run(script_path) -> AppTest:
