@@ -231,13 +231,18 @@ def format_alerts(alerts: list[dict[str, Any]], state: str = "all") -> str:
         joined = [kind for kind in alert["kinds"] if kind != alert["kind"]]
         kinds = alert["kind"] + (f" +{len(joined)}" if joined else "")
         lines.append(
-            f"{alert['alert_id']:<17}{alert['state']:<9}{alert['flow'][:31]:<32}"
-            f"{alert['target'][:9]:<10}{kinds[:21]:<22}{alert['tier']:<9}"
+            f"{alert['alert_id']:<17}{alert['state']:<9}{_cut(alert['flow'], 31):<32}"
+            f"{_cut(alert['target'], 9):<10}{_cut(kinds, 21):<22}{alert['tier']:<9}"
             f"{alert['priority']:>6.1f} {alert['priority_label']}  "
             f"{_short_time(alert['opened_at']):<17}  {_short_time(alert['resolved_at']):<17}  "
             + ", ".join(notes)
         )
     return "\n".join(lines)
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` in ``width`` characters, ending with an ellipsis when it had to be cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _short_time(text: str | None) -> str:

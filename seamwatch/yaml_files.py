@@ -47,6 +47,12 @@ def read_yaml(text: str, source: str, error: type[Exception], empty_hint: str) -
         raise error(f"{where}: not valid YAML: {problem}") from None
     if node is None:
         raise error(f"{source}: the file is empty; {empty_hint}")
+    if not isinstance(node, yaml.MappingNode):
+        shape = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
+        raise error(
+            f"{source}, line {node.start_mark.line + 1}: the file holds {shape}; it must be a "
+            f"mapping of keys to values; {empty_hint}"
+        )
     lines: Lines = {}
     try:
         return _with_lines(node, (), lines), lines

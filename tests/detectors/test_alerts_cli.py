@@ -181,3 +181,21 @@ def test_a_folder_without_a_store_is_an_error_not_a_new_store(cli, tmp_path):
         assert result.exit_code == 2, result.output
         assert "no Seamwatch store at" in result.output
     assert list(folder.iterdir()) == []
+
+
+def test_a_flow_name_too_long_for_its_column_ends_with_an_ellipsis():
+    alert = {
+        "alert_id": "369d01a12dbe25d5",
+        "state": "open",
+        "flow": "order-to-cash.order-submit-very-long-name",
+        "target": "erp",
+        "kind": "latency",
+        "kinds": ["latency"],
+        "tier": "critical",
+        "priority": 60.4,
+        "priority_label": "P1",
+        "opened_at": "2025-03-03T13:23:00.000Z",
+        "resolved_at": None,
+    }
+    row = format_alerts([alert]).splitlines()[1]
+    assert "order-to-cash.order-submit-ver… " in row

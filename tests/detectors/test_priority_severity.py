@@ -80,6 +80,9 @@ def test_validation_errors_name_the_line_and_the_field():
     ("text", "expected"),
     [
         ("", "the file is empty"),
+        # a list once named the model's internal class
+        ("- a\n- b\n", "line 1: the file holds a list; it must be a mapping"),
+        ("just words\n", "the file holds a single value"),
         ("tiers: [1,\n", "line 2: not valid YAML"),
         ("tiers:\n  high: {weight: 0.5}\n", "tier(s) medium are used but not defined"),
         ("tiers:\n  medium: {weight: 0.5}\nrules:\n  - tier: medium\n", "at least one of flow"),
