@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import data
+from dashboard.text import literal
 from lineage.flows import flow_map, window_parameters
 from lineage.lookup import LineageQuery, LineageQueryError, lineage
 from lineage.schema import LINEAGE_TABLE
@@ -82,11 +83,11 @@ def main() -> None:
 
 def show_recent_failures(flow: str) -> None:
     """The flow a link named: its latest failed transactions and how to follow one."""
-    st.subheader(f"Recent failed transactions of {flow}")
+    st.subheader(f"Recent failed transactions of {literal(flow)}")
     failures = rows_to_show(
         lambda: recent_failures(flow),
         "the lineage index",
-        f"No failed transactions of {flow} in the last 24 hours.",
+        f"No failed transactions of {literal(flow)} in the last 24 hours.",
     )
     if failures is None:
         return
@@ -125,7 +126,7 @@ def show_transactions(transactions: list[dict]) -> None:
     for txn in transactions:
         title = f"{txn['flow']} · {txn['business_key']} · {txn['status']}"
         with st.container(border=True):
-            st.markdown(f"**{title}**")
+            st.markdown(f"**{literal(title, 200)}**")
             status, latency, amount, traces = st.columns(4)
             status.metric("Source → target", f"{txn['source'] or '?'} → {txn['target'] or '?'}")
             latency.metric("Sync latency", _ms(txn["sync_latency_ms"]))
@@ -134,13 +135,19 @@ def show_transactions(transactions: list[dict]) -> None:
             traces.metric("Traces", txn["traces"])
             if txn["failed_at"]:
                 failed = txn["failed_at"]
+                cause = failed["exception_category"] or failed["status_code"]
                 st.error(
-                    f"Failed at {failed['service']} ({failed['span_name']}): "
-                    f"{failed['exception_category'] or failed['status_code']} — {failed['error']}"
+                    literal(
+                        f"Failed at {failed['service']} ({failed['span_name']}): "
+                        f"{cause} — {failed['error']}",
+                        400,
+                    )
                 )
             if txn["stalled_after"]:
                 stalled = txn["stalled_after"]
-                st.warning(f"Stalled after {stalled['service']} ({stalled['span_name']}).")
+                st.warning(
+                    literal(f"Stalled after {stalled['service']} ({stalled['span_name']}).", 400)
+                )
 
 
 def show_hops(hops: list[dict]) -> None:

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
+from dashboard.text import literal
 from detectors.alert_actions import active_silences, list_alerts
 from detectors.lifecycle import EVENTS_TABLE
 from detectors.severity import SeverityFileError, load_severity
@@ -85,21 +86,25 @@ def show_linked_alert(alert_id: str, alerts: list[dict], events: pd.DataFrame) -
     alert = next((alert for alert in alerts if alert["alert_id"] == alert_id), None)
     if alert is None:
         st.warning(
-            f"No alert with id {alert_id}; it may be older than the history kept.",
+            f"No alert with id {literal(alert_id, 40)}; it may be older than the history kept.",
             icon=":material/search_off:",
         )
         return
     with st.container(border=True):
-        st.subheader(f"{alert['priority_label']} · {alert['flow']} → {alert['target']}")
+        st.subheader(
+            f"{alert['priority_label']} · {literal(alert['flow'])} → {literal(alert['target'])}"
+        )
         priority, tier, affected, money = st.columns(4)
         priority.metric("Priority", f"{alert['priority_label']} ({alert['priority']:.1f})")
         tier.metric("Tier", alert["tier"])
         affected.metric("Transactions affected", f"{alert['affected']:,}")
         money.metric("Money at risk", f"{alert['money_at_risk']:,.2f}")
-        st.markdown("\n".join(f"- **{label}:** {value}" for label, value in _facts(alert)))
+        st.markdown(
+            "\n".join(f"- **{label}:** {literal(value, 300)}" for label, value in _facts(alert))
+        )
         if not events.empty:
             st.dataframe(events, hide_index=True, width="stretch")
-        st.markdown(f"[Lineage of {alert['flow']}]({lineage_link('.', alert['flow'])})")
+        st.markdown(f"[Lineage of {literal(alert['flow'])}]({lineage_link('.', alert['flow'])})")
 
 
 def _facts(alert: dict) -> list[tuple[str, str]]:
@@ -150,10 +155,16 @@ def _change(alert: dict) -> str:
     baseline, observed = alert.get("baseline"), alert.get("observed")
     if baseline is None or observed is None:
         return alert["signal"]
-    if alert["signal"] == "error_rate":
+    signal = alert["signal"]
+    if signal == "error_rate":
         return f"error rate {baseline:.2%} → {observed:.2%}"
-    unit = " ms" if alert["signal"].startswith("latency") else " tx/min"
-    return f"{alert['signal']} {baseline:,.0f}{unit} → {observed:,.0f}{unit}"
+    if signal.startswith("category:"):
+        # a category's usual share of transactions against its share in the window
+        return f"{signal.split(':', 1)[1]} failures {baseline:.2%} → {observed:.2%} of transactions"
+    if signal in ("duplicate_posting", "dropped"):
+        return f"{signal.replace('_', ' ')}: {observed:,.0f} transaction(s)"
+    unit = " ms" if signal.startswith("latency") else " tx/min"
+    return f"{signal} {baseline:,.0f}{unit} → {observed:,.0f}{unit}"
 
 
 main()

@@ -129,3 +129,36 @@ def failed_span(attributes: dict, business_key: str, at: datetime, error: str) -
         "status": "Error",
         "StatusMessage": error,
     }
+
+
+def test_text_from_the_link_is_shown_as_written_not_as_markdown(store):
+    # an id of "**x** [y](http://...)" once showed bold text and a working link to that site
+    app = open_page(ALERTS_PAGE, alert_id="**x** [pay here](http://127.0.0.1:1/) " + "A" * 5000)
+
+    assert not app.exception
+    [warning] = app.warning
+    assert warning.value.startswith(r"No alert with id \*\*x\*\* \[pay here\](http:\/\/127")
+    assert len(warning.value) < 200  # a 5,000-character id is cut
+    lineage = open_page(LINEAGE_PAGE, flow="**x**")
+    assert lineage.subheader[0].value == r"Recent failed transactions of \*\*x\*\*"
+
+
+def test_a_category_alert_says_what_changed_in_shares_of_transactions(store):
+    # it once read "category:mapping 0 tx/min → 0 tx/min"
+    book = AlertBook(store)
+    opened_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    mapping = Signal("exception_category", "category:mapping", 9.0, 0.0011, 0.0829)
+    alert = book.open("usage.usage-post", "erp", "UsageRecord", opened_at, mapping)
+    book.flush()
+
+    app = open_page(ALERTS_PAGE, alert_id=alert.alert_id)
+
+    assert "**What changed:** mapping failures 0.11% → 8.29% of transactions" in page_text(app)
+
+
+def test_the_escaping_examples_hold():
+    import doctest
+
+    import dashboard.text
+
+    assert doctest.testmod(dashboard.text).failed == 0
