@@ -113,6 +113,8 @@ def _describe(
     return {
         **{name: _plain(value) for name, value in row.items()},
         "kinds": list(row["kinds"]),
+        # a sum of amounts in floating point: cents, as money is written
+        "money_at_risk": round(float(row["money_at_risk"]), 2),
         "tier": tier.name,
         "priority": value,
         "priority_label": priority_label(value),

@@ -105,3 +105,16 @@ def test_the_silenceable_kinds_are_the_kinds_the_runner_raises():
 
     raised = {LATENCY, EXCEPTION_CATEGORY, *FINDING_KINDS, *(kind for _, kind in SIGNALS)}
     assert set(ALERT_KINDS) == raised
+
+
+def test_money_at_risk_is_listed_in_cents(store):
+    # a float sum once printed as 63168.549999999996
+    book = AlertBook(store)
+    now = datetime.now(UTC)
+    alert = book.open("billing.sum", "erp", "Invoice", now, ERRORS)
+    book.observe(alert, now, ERRORS, 3, 3, 0.1 + 0.2 + 63168.25, "422")
+    book.flush()
+
+    [listed] = list_alerts(store, load_severity(), "all")
+
+    assert listed["money_at_risk"] == 63168.55
