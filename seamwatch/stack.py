@@ -320,14 +320,16 @@ class _ProgressLog:
             covered = (progress.sim_time - progress.sim_start).total_seconds()
             total = covered + behind.total_seconds()
             logger.info(
-                "Backfill %.0f%%: simulated %s reached, %d spans sent",
+                "Backfill %.0f%%: simulated %s reached, %d spans generated, %d sent",
                 100 * covered / total,
                 progress.sim_time.strftime("%Y-%m-%d %H:%M UTC"),
+                progress.spans_emitted,
                 progress.spans_exported,
             )
         elif not self._live:
             self._live = True
+            # spans are sent in batches behind the simulation: count what it generated
             logger.info(
-                "Backfill done: %d spans sent; the simulator now runs in real time",
-                progress.spans_exported,
+                "Backfill done: %d spans generated; the simulator now runs in real time",
+                progress.spans_emitted,
             )

@@ -54,3 +54,17 @@ def test_the_banner_of_a_restarted_demo_says_it_continues(store, tmp_path: Path,
     assert "continuing after the stored history (to 2026-12-01 10:30 UTC)" in restarted
     assert "backfilling" not in restarted
     assert "backfilling 7 days of history" in fresh
+
+
+def test_a_quick_backfill_reports_the_spans_it_generated(caplog):
+    # a backfill done before its first report once logged "0 spans sent": sending lags behind
+    from sample_data.simulator import SimProgress
+    from seamwatch.stack import _ProgressLog
+
+    now = datetime.now(UTC)
+    progress = SimProgress(now, now - timedelta(hours=2), None, 1880, 0, 0, 421, 0, 1.2)
+    with caplog.at_level("INFO", logger="seamwatch.stack"):
+        _ProgressLog()(progress)
+    assert caplog.messages == [
+        "Backfill done: 1880 spans generated; the simulator now runs in real time"
+    ]
