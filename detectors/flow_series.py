@@ -16,7 +16,9 @@ Two columns feed the count-aware detectors: ``post_durations_ms``, the duration 
 call of the minute (the caller's client span of the posting stage; every posting span of flows
 without stages), and ``failed_categories``, the distinct (exception category, transaction)
 pairs of the minute's failed spans, each as ``category + "\\x1f" + transaction`` (an array of
-tuples does not convert to a data frame reliably).
+tuples does not convert to a data frame reliably). ``category_errors`` holds a few distinct
+``category + "\\x1f" + message`` pairs, so an alert on one category quotes an error of that
+category rather than the minute's most frequent one.
 """
 
 from __future__ import annotations
@@ -48,7 +50,10 @@ SERIES_COLUMNS = (
     "top_error",
     "post_durations_ms",
     "failed_categories",
+    "category_errors",
 )
+# Distinct (category, message) pairs kept per minute for the alerts' top error.
+CATEGORY_ERRORS_KEPT = 20
 
 _MINUTES_SQL = """
 SELECT
@@ -67,7 +72,10 @@ SELECT
     arrayStringConcat(topKIf(1)(StatusMessage, is_error), '') AS top_error,
     groupArrayIf(Duration / 1e6, is_posting_call) AS post_durations_ms,
     groupUniqArrayIf(concat(category, char(31), transaction), category != '')
-        AS failed_categories
+        AS failed_categories,
+    groupUniqArrayIf({errors_kept})(
+        concat(category, char(31), StatusMessage), category != '' AND StatusMessage != ''
+    ) AS category_errors
 FROM (
     SELECT
         Timestamp,
@@ -106,7 +114,9 @@ def read_minutes(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
 
     ``minute`` is a naive UTC timestamp; minutes without spans have no row.
     """
-    sql = _MINUTES_SQL.replace("{traces}", store.table("otel_traces"))
+    sql = _MINUTES_SQL.replace("{traces}", store.table("otel_traces")).replace(
+        "{errors_kept}", str(CATEGORY_ERRORS_KEPT)
+    )
     frame = store.query_df(sql, {"start": _naive(start), "end": _naive(end)})
     if frame.empty:
         return pd.DataFrame({name: [] for name in SERIES_COLUMNS})

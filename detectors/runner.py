@@ -129,6 +129,8 @@ class Minute:
     top_error: str = ""
     post_durations_ms: list[float] = field(default_factory=list)
     categories: dict[str, list[str]] = field(default_factory=dict)
+    # one error message per failure category, for an alert on that category
+    category_errors: dict[str, str] = field(default_factory=dict)
 
 
 class Latch:
@@ -323,6 +325,18 @@ def category_counts(pairs: Any) -> dict[str, list[str]]:
     return failed
 
 
+def category_messages(pairs: Any) -> dict[str, str]:
+    """One error message per category from ``category\\x1fmessage`` items (the shortest, so
+    the same one is quoted minute after minute)."""
+    if not isinstance(pairs, list | np.ndarray) or not len(pairs):
+        return {}
+    messages: dict[str, str] = {}
+    for pair in sorted((str(pair) for pair in pairs), key=lambda text: (len(text), text)):
+        category, _, message = pair.partition(CATEGORY_SEPARATOR)
+        messages.setdefault(category, message)
+    return messages
+
+
 def finding_text(finding: Finding) -> str:
     """What a finding says to on-call: what happened, to which business keys, how much money."""
     keys = ", ".join(finding.keys[:SHOWN_KEYS])
@@ -481,6 +495,7 @@ class DetectorRunner:
                 top_error=str(row["top_error"]),
                 post_durations_ms=list(row["post_durations_ms"]),
                 categories=category_counts(row["failed_categories"]),
+                category_errors=category_messages(row.get("category_errors")),
             )
         for key, state in self.series.items():
             values = seen.get(key) or Minute()
@@ -519,6 +534,9 @@ class DetectorRunner:
             affected = max(affected, max(0.0, volume.baseline - values.transactions))
         money = values.money_at_risk
         top_error = values.top_error
+        if strongest.kind == EXCEPTION_CATEGORY:
+            category = strongest.signal.split(":", 1)[1]
+            top_error = values.category_errors.get(category, top_error)
         for finding in (findings or {}).values():
             # postings made twice and events never consumed are affected money, not failures
             affected += len(finding.keys)

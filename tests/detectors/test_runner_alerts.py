@@ -166,3 +166,29 @@ def test_an_empty_list_says_which_alerts_there_are_none_of():
 
     assert format_alerts([], "open") == "No open alerts (--state all lists every alert)."
     assert format_alerts([], "all") == "No alerts."
+
+
+def _categorised(minute: int, mapping: int) -> list[dict]:
+    """Six postings; two rate-limited every minute (usual here), then ``mapping`` failures."""
+    spans = _spans(minute, 6, 2 + mapping)
+    for i, span in enumerate(spans[: 2 + mapping]):
+        category = "rate_limit" if i < 2 else "mapping"
+        span["StatusMessage"] = "429 Too Many Requests" if i < 2 else "unmapped tax code DE-RC"
+        span["attributes"]["integration.exception.category"] = category
+    return spans
+
+
+def test_a_category_alert_quotes_an_error_of_its_category(store):
+    # a mapping burst's alert once quoted the minute's most frequent error, a 429
+    spans = []
+    for minute in range(CLEAN_MINUTES * 4):
+        spans += _categorised(minute, 0)
+    for minute in range(CLEAN_MINUTES * 4, CLEAN_MINUTES * 4 + BURST_MINUTES):
+        spans += _categorised(minute, 1)
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+
+    DetectorRunner(store).catch_up(START + timedelta(minutes=CLEAN_MINUTES * 4 + BURST_MINUTES))
+
+    [alert] = list_alerts(store, load_severity(), "open")
+    assert alert["signal"] == "category:mapping"
+    assert alert["top_error"] == "unmapped tax code DE-RC"
