@@ -21,6 +21,7 @@ import pyarrow as pa
 from detectors.lifecycle import ALERTS_TABLE, OPEN, RESOLVED
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity
+from seamwatch.times import utc_text
 from storage import Store
 
 STATES = ("open", "resolved", "all")
@@ -259,13 +260,6 @@ def api_times(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def utc_text(moment: datetime | pd.Timestamp | str) -> str:
-    """``moment`` as ISO-8601 UTC to the millisecond with a ``Z``; a naive one is UTC."""
-    stamp = pd.Timestamp(moment)
-    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -287,5 +281,4 @@ __all__ = [
     "cancel_silence",
     "check_silence_length",
     "list_alerts",
-    "utc_text",
 ]

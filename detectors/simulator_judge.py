@@ -42,12 +42,12 @@ from typing import Any
 
 import pandas as pd
 
-from detectors.alert_actions import utc_text
 from detectors.lifecycle import ALERTS_TABLE, EVENTS_TABLE
 from detectors.runner import DetectorRunner
 from detectors.severity import Severity
 from lineage.reconcile import objective_of
 from lineage.schema import LINEAGE_TABLE
+from seamwatch.times import utc_text
 from storage import Store
 
 logger = logging.getLogger(__name__)

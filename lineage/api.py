@@ -27,6 +27,7 @@ from lineage.reconcile import (
     recorded_exceptions,
 )
 from seamwatch.api import API_PREFIX, bad_request
+from seamwatch.times import utc_text
 from storage import Store
 
 DEFAULT_HEALTH_WINDOW = timedelta(hours=1)
@@ -75,14 +76,14 @@ def _flows(store: Store, request: Request) -> dict[str, Any]:
     _only(request.query_params, {"since", "until"})
     start, end = _health_window(request)
     frame = flow_health(store, start, end)
-    return {"since": _iso(start), "until": _iso(end), "flows": _records(frame)}
+    return {"since": utc_text(start), "until": utc_text(end), "flows": _records(frame)}
 
 
 def _flow_map(store: Store, request: Request) -> dict[str, Any]:
     _only(request.query_params, {"since", "until", "flow"})
     start, end = _health_window(request)
     frame = flow_map(store, start, end, request.query_params.get("flow"))
-    return {"since": _iso(start), "until": _iso(end), "edges": _records(frame)}
+    return {"since": utc_text(start), "until": utc_text(end), "edges": _records(frame)}
 
 
 def _reconciliation(store: Store, request: Request) -> dict[str, Any]:
@@ -172,7 +173,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, pd.Timestamp | datetime):
-        return _iso(value)
+        return utc_text(value)
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, float) and pd.isna(value):
@@ -180,9 +181,3 @@ def _plain(value: Any) -> Any:
     if value is pd.NaT or value is None:
         return None
     return value
-
-
-def _iso(moment: Any) -> str:
-    stamp = pd.Timestamp(moment)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -19,6 +19,7 @@ import pandas as pd
 
 from lineage import semantics
 from lineage.schema import CORRELATION_TABLE, LINEAGE_TABLE, LINKS_TABLE
+from seamwatch.times import utc_text_or_none
 from storage import TRACES_TABLE, Store
 from storage.schema import TRACE_ID_TS_TABLE
 
@@ -306,8 +307,8 @@ def _transaction(group: pd.DataFrame) -> dict[str, Any]:
         "target": _first_value(group["target"]),
         "amount": float(amounts.iloc[0]) if not amounts.empty else None,
         "currency": _first_value(group["currency"]),
-        "started_at": _iso(start),
-        "posted_at": _iso(posted_at),
+        "started_at": utc_text_or_none(start),
+        "posted_at": utc_text_or_none(posted_at),
         "sync_latency_ms": _millis(posted_at - start) if posted_at is not None else None,
         "postings": int(good["TraceId"].nunique()),
         "failed_postings": len(failed_traces),
@@ -361,7 +362,7 @@ def _hop_record(hop: pd.Series) -> dict[str, Any]:
     failed = hop["status_code"] == "Error" or hop["exception_category"] != ""
     amount = hop["amount"]
     return {
-        "time": _iso(hop["Timestamp"]),
+        "time": utc_text_or_none(hop["Timestamp"]),
         "trace_id": hop["TraceId"],
         "span_id": hop["SpanId"],
         "service": hop["service"],
@@ -393,15 +394,6 @@ def _end(hops: pd.DataFrame) -> pd.Series:
 def _first_value(column: pd.Series) -> str:
     values = column[column != ""]
     return str(values.iloc[0]) if not values.empty else ""
-
-
-def _iso(moment: Any) -> str | None:
-    if moment is None or pd.isna(moment):
-        return None
-    stamp = pd.Timestamp(moment)
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _millis(delta: pd.Timedelta) -> float:

@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lineage.schema import EXCEPTIONS_TABLE, LINEAGE_TABLE
+from seamwatch.times import utc_text_or_none
 from storage import Store
 
 logger = logging.getLogger(__name__)
@@ -380,9 +381,9 @@ def reconcile(
     )
     counts = found["kind"].value_counts() if not found.empty else pd.Series(dtype=int)
     return {
-        "since": _iso(window.since),
-        "until": _iso(window.until),
-        "as_of": _iso(frame.attrs["as_of"]),
+        "since": utc_text_or_none(window.since),
+        "until": utc_text_or_none(window.until),
+        "as_of": utc_text_or_none(frame.attrs["as_of"]),
         "target": target,
         "transactions": len(frame),
         "counts": {kind: int(counts.get(kind, 0)) for kind in KINDS},
@@ -436,16 +437,8 @@ def recorded_exceptions(store: Store, kind: str | None = None, limit: int = 1000
 
 def _finding_json(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
-    out["first_seen"] = _iso(row["first_seen"])
+    out["first_seen"] = utc_text_or_none(row["first_seen"])
     for name in ("amount", "recovery_seconds"):
         if out[name] is not None and pd.isna(out[name]):
             out[name] = None
     return out
-
-
-def _iso(moment: Any) -> str | None:
-    if moment is None or pd.isna(moment):
-        return None
-    stamp = pd.Timestamp(moment)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
