@@ -393,8 +393,11 @@ class DetectorRunner:
         self.cursor: datetime | None = None
         self._started = False
 
-    def catch_up(self, until: datetime) -> RunReport:
-        """Evaluate every whole minute before ``until`` that was not evaluated yet."""
+    def catch_up(self, until: datetime, stop: threading.Event | None = None) -> RunReport:
+        """Evaluate every whole minute before ``until`` that was not evaluated yet.
+
+        A set ``stop`` ends the work after the chunk in progress, whose position is saved: a
+        week's first catch-up takes minutes, and a shutdown should not wait for all of it."""
         until = _floor_minute(until)
         report = RunReport()
         opened, resolved = self.book.opened, self.book.resolved
@@ -402,6 +405,8 @@ class DetectorRunner:
             return report
         assert self.cursor is not None
         for chunk_start, chunk_end in _chunks(self.cursor, until, self.chunk):
+            if stop is not None and stop.is_set():
+                break
             self._evaluate_chunk(chunk_start, chunk_end, report)
             self.book.flush()
             self._save_cursor(chunk_end)
@@ -615,7 +620,7 @@ def run_periodically(
     """Catch up, then evaluate each new minute, until ``stop`` is set."""
     while not stop.is_set():
         try:
-            report = runner.catch_up(datetime.now(UTC) - delay)
+            report = runner.catch_up(datetime.now(UTC) - delay, stop)
             if report.minutes:
                 logger.info(
                     "Evaluated %d minute(s) of %d series in %.2fs: %d opened, %d resolved, %d open",

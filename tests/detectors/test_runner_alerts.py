@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -192,3 +193,16 @@ def test_a_category_alert_quotes_an_error_of_its_category(store):
     [alert] = list_alerts(store, load_severity(), "open")
     assert alert["signal"] == "category:mapping"
     assert alert["top_error"] == "unmapped tax code DE-RC"
+
+
+def test_a_stop_ends_a_long_catch_up_between_chunks_and_the_rest_follows_later(burst_store):
+    # a shutdown once waited for the whole first week's catch-up (145 s, cut off at 30 s)
+    end = START + timedelta(minutes=CLEAN_MINUTES + BURST_MINUTES)
+    stop = threading.Event()
+    stop.set()
+    stopped = DetectorRunner(burst_store, chunk=timedelta(minutes=10)).catch_up(end, stop)
+    assert stopped.minutes == 0
+
+    resumed = DetectorRunner(burst_store, chunk=timedelta(minutes=10)).catch_up(end)
+    assert resumed.minutes == CLEAN_MINUTES + BURST_MINUTES
+    assert resumed.opened == 1
