@@ -13,6 +13,8 @@ from detectors.history import SeasonalHistory, clip_widened
 from detectors.robust_zscore import RobustSeasonalZScore
 
 TINY_SCALE = 1e-9
+# the season is trusted when its forecast errors average under a fifth of the level's
+SEASON_TRUST = 0.2
 
 
 class ResidualTailScore(SeriesDetector):
@@ -28,8 +30,16 @@ class ResidualTailScore(SeriesDetector):
     history: a rare anomaly is still seen after it has passed, one that has recurred ``j``
     times (a series that spikes every few hours) is learned in full and becomes normal.
 
-    Formula: ``score = max(|x - b| / s, |mean_k(r) - m_k| / s_k)`` with
-    ``s = Q_q(|r - m|)`` over the last ``R`` residuals ``r``; learned
+    Where the season forecasts the series far better than the level (a strong daily
+    pattern: the seasonal median's mean absolute error is under ``rho`` times the level's,
+    as in a scaled-error comparison), ``x`` is also judged against the seasonal median
+    alone, in units of the seasonal errors' ``q`` quantile ``u``. Then a value that is
+    ordinary for the day but wrong for the hour, such as a missing daily peak, is seen;
+    choosing the closer baseline would have called it normal.
+
+    Formula: ``score = max(|x - b| / s, |mean_k(r) - m_k| / s_k, [|x - b_P| / u])`` with
+    ``s = Q_q(|r - m|)`` over the last ``R`` residuals ``r``, ``b_P`` the seasonal median
+    and the bracketed term only while the season is trusted; learned
     ``clip(r, min(m - c s, r_(j)), max(m + c s, r_(R-j+1)))``.
 
     Parameters
@@ -54,6 +64,9 @@ class ResidualTailScore(SeriesDetector):
         ``"up"``, ``"down"`` or ``"both"``.
     grace_period
         Values to learn before scoring (``n_min``), for the level and the residuals.
+    season_trust
+        Largest ratio of seasonal to level forecast errors at which the season alone also
+        judges ``x`` (``rho``); None turns that off.
 
     References
     ----------
@@ -61,6 +74,8 @@ class ResidualTailScore(SeriesDetector):
     streams with extreme value theory. KDD '17, 1067-1075 (thresholds from the tail).
     Hochenbaum, J., Vallis, O. S. and Kejariwal, A. (2017). Automatic anomaly detection in
     the cloud via statistical learning. arXiv:1704.07706 (seasonal median residuals).
+    Hyndman, R. J. and Koehler, A. B. (2006). Another look at measures of forecast accuracy.
+    International Journal of Forecasting, 22(4), 679-688 (errors scaled by a naive forecast's).
 
     Examples
     --------
@@ -87,6 +102,7 @@ class ResidualTailScore(SeriesDetector):
         relative_floor: float = 0.05,
         direction: str = "both",
         grace_period: int = 12,
+        season_trust: float | None = SEASON_TRUST,
     ) -> None:
         if direction not in ("up", "down", "both"):
             raise ValueError(f"direction must be up, down or both, got {direction!r}")
@@ -96,11 +112,18 @@ class ResidualTailScore(SeriesDetector):
         self.tail_history, self.window = max(2, int(tail_history)), max(1, int(window))
         self.quantile, self.clip, self.relative_floor = quantile, clip, relative_floor
         self.recurrence = max(1, int(recurrence))
+        self.season_trust = season_trust
         super().__init__(grace_period)
 
     def _reset(self) -> None:
         self._level = RobustSeasonalZScore(
-            self.season, self.history, self.direction, self.relative_floor, self.grace_period
+            self.season,
+            self.history,
+            self.direction,
+            self.relative_floor,
+            self.grace_period,
+            self.season_trust,
+            self.tail_history,
         )
         self._residuals = SeasonalHistory(self.tail_history)
         self._raw = SeasonalHistory(self.tail_history)
@@ -124,6 +147,9 @@ class ResidualTailScore(SeriesDetector):
             latest = (past[1 - self.window :].sum() + residual) / self.window
             mean_centre, mean_scale = self._tail(means, floor / math.sqrt(self.window))
             scores.append((latest - mean_centre) / mean_scale)
+        seasonal = self._seasonal_score(x)
+        if seasonal is not None:
+            scores.append(seasonal)
         low, high = centre - self.clip * scale, centre + self.clip * scale
         learned = residual
         if not low <= residual <= high:
@@ -133,6 +159,18 @@ class ResidualTailScore(SeriesDetector):
         signed = {"up": max(scores), "down": -min(scores)}.get(self.direction)
         score = max(abs(s) for s in scores) if signed is None else max(signed, 0.0)
         return score, residual, learned
+
+    def _seasonal_score(self, x: float) -> float | None:
+        """Signed deviation of ``x`` from the seasonal median in units of the seasonal
+        errors' tail, while the season is trusted; None otherwise."""
+        if not self._level.season_is_trusted():
+            return None
+        seasonal = self._level.seasonal_median()
+        if seasonal is None:
+            return None
+        floor = abs(seasonal) * self.relative_floor
+        unit = float(np.quantile(self._level.seasonal_errors(), self.quantile))
+        return (x - seasonal) / max(unit, floor, TINY_SCALE)
 
     def _tail(self, values: np.ndarray, floor: float) -> tuple[float, float]:
         centre = float(np.median(values))

@@ -39,6 +39,12 @@ class RobustSeasonalZScore(SeriesDetector):
         a tiny wobble into a huge score.
     grace_period
         Values to learn before scoring (``n_min``).
+    season_trust
+        When set (``rho``), the errors of the level and of the seasonal median as forecasts
+        are kept, so a caller can ask whether the season is trusted (see
+        :meth:`season_is_trusted`); the score itself does not change.
+    error_history
+        Seasonal forecast errors kept for :meth:`seasonal_errors` (at least ``history``).
 
     References
     ----------
@@ -66,6 +72,8 @@ class RobustSeasonalZScore(SeriesDetector):
         direction: str = "both",
         relative_floor: float = 0.05,
         grace_period: int = 12,
+        season_trust: float | None = None,
+        error_history: int | None = None,
     ) -> None:
         if direction not in ("up", "down", "both"):
             raise ValueError(f"direction must be up, down or both, got {direction!r}")
@@ -73,19 +81,35 @@ class RobustSeasonalZScore(SeriesDetector):
         self.history = max(2, int(history))
         self.direction = direction
         self.relative_floor = relative_floor
+        self.season_trust = season_trust
+        self.error_history = max(self.history, int(error_history or 0))
         super().__init__(grace_period)
 
     def _reset(self) -> None:
         self._values = SeasonalHistory(max(self.history, SEASONAL_DAYS * self.season))
         self.n_learned = 0
+        # absolute errors of the level and of the seasonal median as forecasts of each value
+        self._level_errors = SeasonalHistory(self.history)
+        self._seasonal_errors = SeasonalHistory(self.error_history)
 
     def learn_one(self, x: float) -> Self:
         if is_gap(x) or not math.isfinite(x):
             self._values.append(math.nan)
         else:
+            if self.season_trust is not None:
+                self._track_forecast_errors(float(x))
             self._values.append(float(x))
             self.n_learned += 1
         return self
+
+    def _track_forecast_errors(self, x: float) -> None:
+        recent = self._values.latest(self.history)
+        recent = recent[~np.isnan(recent)]
+        seasonal = self.seasonal_median()
+        if recent.size < self.grace_period or seasonal is None:
+            return
+        self._level_errors.append(abs(x - float(np.median(recent))))
+        self._seasonal_errors.append(abs(x - seasonal))
 
     def learn_many(self, values: np.ndarray) -> Self:
         """Learn a block of values at once (warm start, catching up after downtime)."""
@@ -121,14 +145,38 @@ class RobustSeasonalZScore(SeriesDetector):
         return self._closer_baseline(x, float(np.median(recent)))
 
     def _closer_baseline(self, x: float, level: float) -> float:
-        if self._values.seen < MIN_SEASONAL_VALUES * self.season:
+        seasonal = self.seasonal_median()
+        if seasonal is None:
             return level
+        return seasonal if abs(x - seasonal) < abs(x - level) else level
+
+    def seasonal_median(self) -> float | None:
+        """Median of the values one to seven periods back; None with fewer than two."""
+        if self._values.seen < MIN_SEASONAL_VALUES * self.season:
+            return None
         same_time = self._values.lagged(self.season, SEASONAL_DAYS)
         same_time = same_time[~np.isnan(same_time)]
         if same_time.size < MIN_SEASONAL_VALUES:
-            return level
-        seasonal = float(np.median(same_time))
-        return seasonal if abs(x - seasonal) < abs(x - level) else level
+            return None
+        return float(np.median(same_time))
+
+    def season_is_trusted(self) -> bool:
+        """Whether the seasonal median has forecast the recent values much better than the
+        level: its mean absolute error is under ``season_trust`` times the level's.
+
+        Off (False) unless ``season_trust`` is set, and until a period of errors is known.
+        """
+        if self.season_trust is None or self._seasonal_errors.seen < self.season:
+            return False
+        seasonal = np.nanmean(self._seasonal_errors.latest(self.history))
+        level = np.nanmean(self._level_errors.latest(self.history))
+        return bool(seasonal < self.season_trust * level)
+
+    def seasonal_errors(self) -> np.ndarray:
+        """Absolute errors of the seasonal median as a forecast over the last
+        ``error_history`` values (NaN-free)."""
+        errors = self._seasonal_errors.latest(self.error_history)
+        return errors[~np.isnan(errors)]
 
     def signed_score(self, x: float) -> float:
         """Signed robust z of ``x`` (positive above the baseline), 0 during warm-up."""

@@ -154,3 +154,25 @@ def test_tail_score_rejects_bad_parameters():
         ResidualTailScore(24, 48, 300, quantile=1.0)
     with pytest.raises(ValueError, match="direction"):
         ResidualTailScore(24, 48, 300, direction="sideways")
+
+
+def daily_peaks(seed: int, days: int = 14) -> np.ndarray:
+    """Hourly values low all day but for a three-hour peak every afternoon."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(24 * days) % 24
+    return np.where((hours >= 14) & (hours < 17), 80.0, 20.0) + rng.normal(0, 1, hours.size)
+
+
+def test_missing_daily_peak_alerts_when_the_season_is_trusted():
+    stream = daily_peaks(5)
+    day = 10 * 24
+    stream[day + 14 : day + 17] = 20.0  # the peak does not come: ordinary for the day
+    assert detection_indices(build_alarm("latency", HOURLY), stream) == [day + 14]
+    untrusting = ResidualTailScore(24, 48, 336, window=1, season_trust=None)
+    assert detection_indices(HysteresisAlarm(untrusting, 1.4, 0.9, 4), stream) == []
+
+
+def test_daily_peaks_alone_raise_no_alert_and_trust_the_season():
+    detector = build_detector("latency", HOURLY)
+    assert detection_indices(HysteresisAlarm(detector, 1.4, 0.9, 4), daily_peaks(6)) == []
+    assert detector._level.season_is_trusted()
