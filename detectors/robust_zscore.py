@@ -88,9 +88,11 @@ class RobustSeasonalZScore(SeriesDetector):
     def _reset(self) -> None:
         self._values = SeasonalHistory(max(self.history, SEASONAL_DAYS * self.season))
         self.n_learned = 0
-        # absolute errors of the level and of the seasonal median as forecasts of each value
-        self._level_errors = SeasonalHistory(self.history)
-        self._seasonal_errors = SeasonalHistory(self.error_history)
+        # absolute errors of the level and of the seasonal median as forecasts of each value,
+        # kept only when asked for (a fortnight of per-minute errors takes 80 kB a series)
+        kept = self.season_trust is not None
+        self._level_errors = SeasonalHistory(self.history if kept else 1)
+        self._seasonal_errors = SeasonalHistory(self.error_history if kept else 1)
 
     def learn_one(self, x: float) -> Self:
         if is_gap(x) or not math.isfinite(x):
