@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from detectors.base import SeriesDetector
+import math
+
+from detectors.base import SeriesDetector, is_gap
 
 
 class HysteresisAlarm:
@@ -10,7 +12,8 @@ class HysteresisAlarm:
 
     An open alarm gives no new onset. It closes after ``settle`` consecutive scores below
     ``release`` (the signal is back to normal, or the detector has learned a new level),
-    and only then can a new alarm open. Gaps (a neutral score) count as calm.
+    and only then can a new alarm open. A gap fed to :meth:`update` neither opens nor
+    calms the alarm: a series that stops reporting has not shown that it recovered.
 
     Parameters
     ----------
@@ -58,8 +61,10 @@ class HysteresisAlarm:
         self._calm = 0
 
     def update(self, x: float) -> bool:
-        """Feed one value; True when an alarm opens on it (an onset)."""
+        """Feed one value (NaN for a gap); True when an alarm opens on it (an onset)."""
         self.score = self.detector.update(x)
+        if is_gap(x) or not math.isfinite(x):
+            return False
         return self.step(self.score)
 
     def step(self, score: float) -> bool:

@@ -9,6 +9,7 @@ open alert may close.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,6 +28,8 @@ TAIL_HISTORY = timedelta(days=14)
 BURST_WINDOW = timedelta(hours=1)
 MIN_HISTORY_POINTS = 48
 GRACE_PERIOD_POINTS = 12
+# rows missing for at least this long are fed to the detectors as gaps
+MIN_FILLED_GAP = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -88,14 +91,41 @@ def sampling_interval(timestamps: np.ndarray) -> timedelta:
     return timedelta(seconds=float(np.median(steps)))
 
 
+def missing_steps(timestamps: np.ndarray, interval: timedelta, season: int) -> np.ndarray:
+    """Per row, how many samples of ``interval`` are missing just before it.
+
+    Only holes of ``MIN_FILLED_GAP`` or more count: shorter ones in an irregularly sampled
+    series are jitter, and filling them only thins the history. A hole longer than the
+    tail history is shortened by whole seasons: the detectors' history is all gaps by
+    then, and the time of day stays where it was.
+    """
+    if len(timestamps) < 2:
+        return np.zeros(len(timestamps), dtype=np.int64)
+    steps = np.diff(timestamps).astype("timedelta64[ns]").astype(np.int64)
+    interval_ns = interval / timedelta(microseconds=1) * 1000
+    missing = np.maximum(np.rint(steps / interval_ns) - 1, 0).astype(np.int64)
+    missing[steps < MIN_FILLED_GAP / timedelta(microseconds=1) * 1000] = 0
+    cap = max(season, points_in(TAIL_HISTORY, interval))
+    missing = np.where(missing > cap, cap + (missing - cap) % season, missing)
+    return np.concatenate(([0], missing))
+
+
 def run_series(
     kind: str, timestamps: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run the product's alarm for ``kind`` over one series: (scores, onset flags)."""
-    alarm = build_alarm(kind, sampling_interval(timestamps))
+    """Run the product's alarm for ``kind`` over one series: (scores, onset flags).
+
+    Rows are taken in time order at the series' usual spacing; where rows are missing the
+    alarm is fed gaps, so a missing afternoon does not shift the time of day.
+    """
+    interval = sampling_interval(timestamps)
+    alarm = build_alarm(kind, interval)
+    gaps = missing_steps(timestamps, interval, points_in(SEASON, interval))
     scores = np.zeros(len(values))
     flags = np.zeros(len(values), dtype=np.int8)
     for i, x in enumerate(values):
+        for _ in range(gaps[i]):
+            alarm.update(math.nan)
         flags[i] = alarm.update(float(x))
         scores[i] = alarm.score
     return scores, flags

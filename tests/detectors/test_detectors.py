@@ -7,7 +7,7 @@ from detectors.alarm import HysteresisAlarm
 from detectors.base import NEUTRAL_SCORE
 from detectors.error_rate import ErrorRateDriftDetector
 from detectors.history import clip_widened
-from detectors.product import build_alarm, build_detector
+from detectors.product import build_alarm, build_detector, missing_steps, run_series
 from detectors.residual_tail import ResidualTailScore
 from detectors.robust_zscore import RobustSeasonalZScore
 from detectors.volume import VolumeCollapseDetector
@@ -176,3 +176,20 @@ def test_daily_peaks_alone_raise_no_alert_and_trust_the_season():
     detector = build_detector("latency", HOURLY)
     assert detection_indices(HysteresisAlarm(detector, 1.4, 0.9, 4), daily_peaks(6)) == []
     assert detector._level.season_is_trusted()
+
+
+def test_missing_rows_are_gaps_so_the_time_of_day_stays_right():
+    stream = daily_peaks(8)
+    stamps = np.datetime64("2024-01-01T00:00") + np.arange(stream.size).astype("timedelta64[h]")
+    kept = np.ones(stream.size, dtype=bool)
+    kept[200:207] = False  # seven hours without a row
+    _, flags = run_series("latency", stamps[kept], stream[kept])
+    assert flags.sum() == 0
+    assert missing_steps(stamps[kept], HOURLY, 24)[200] == 7
+
+
+def test_a_gap_neither_opens_nor_calms_an_alarm():
+    alarm = HysteresisAlarm(RobustSeasonalZScore(season=24, history=48), 6, 2, settle=3)
+    stream = list(50 + np.random.default_rng(2).normal(0, 1, 100))
+    assert detection_indices(alarm, stream + [90.0] + [np.nan] * 10 + [90.0]) == [100]
+    assert alarm.is_open
