@@ -10,10 +10,11 @@ CPU, traffic, travel time) are ``generic`` and are judged by the latency detecto
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
-import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,32 +74,33 @@ def read_series_with_text(path: Path) -> tuple[list[str], np.ndarray, np.ndarray
     """Like :func:`read_series`, also returning the timestamps as written in the file.
 
     ``-`` reads standard input."""
-    frame = _read_frame(path)
+    name = "standard input" if str(path) == "-" else str(path)
+    frame = _read_frame(name, _read_text(path, name))
     columns: dict[str, object] = {}
     for column in frame.columns:
-        name = str(column).strip().lower()
-        if name in columns and name in ("timestamp", "value"):
-            raise SeriesFormatError(f"{path}: two '{name}' columns; keep one")
-        columns[name] = column
+        column_name = str(column).strip().lower()
+        if column_name in columns and column_name in ("timestamp", "value"):
+            raise SeriesFormatError(f"{name}: two '{column_name}' columns; keep one")
+        columns[column_name] = column
     for needed in ("timestamp", "value"):
         if needed not in columns:
             found = ", ".join(map(str, frame.columns)) or "none"
-            raise SeriesFormatError(f"{path}: no '{needed}' column (columns: {found})")
+            raise SeriesFormatError(f"{name}: no '{needed}' column (columns: {found})")
     raw_stamps = frame[columns["timestamp"]]
     try:
         stamps = pd.to_datetime(raw_stamps.astype("string"), utc=True, format="mixed")
     except (ValueError, TypeError, OverflowError):
-        raise SeriesFormatError(_first_bad_timestamp(path, raw_stamps)) from None
-    values = _values(path, frame[columns["value"]])
+        raise SeriesFormatError(_first_bad_timestamp(name, raw_stamps)) from None
+    values = _values(name, frame[columns["value"]])
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
-        raise SeriesFormatError(f"{path}: missing timestamp on data row {row + 1}")
+        raise SeriesFormatError(f"{name}: missing timestamp on data row {row + 1}")
     naive = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
     text = raw_stamps.astype(str).tolist()
     return text, naive.to_numpy(dtype="datetime64[ns]"), values
 
 
-def _first_bad_timestamp(path: Path, raw: pd.Series) -> str:
+def _first_bad_timestamp(name: str, raw: pd.Series) -> str:
     """Which row's timestamp cannot be read, for the error message."""
     for row, text in enumerate(raw.tolist()):
         try:
@@ -106,56 +108,88 @@ def _first_bad_timestamp(path: Path, raw: pd.Series) -> str:
         except (ValueError, TypeError, OverflowError):
             shown = str(text).replace("\n", " ")[:60]
             return (
-                f"{path}: unparsable timestamp {shown!r} on data row {row + 1}; "
+                f"{name}: unparsable timestamp {shown!r} on data row {row + 1}; "
                 "use ISO 8601, e.g. 2024-01-01T00:00:00Z"
             )
-    return f"{path}: the timestamps mix formats that cannot be read together; use ISO 8601"
+    return f"{name}: the timestamps mix formats that cannot be read together; use ISO 8601"
 
 
 # Detectors keep their history as float32; a larger magnitude cannot be a measurement.
 MAX_VALUE = float(np.finfo(np.float32).max)
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
-    source: object = path
+def _read_text(path: Path, name: str) -> str:
+    """The whole input as text. Standard input is read once into memory, so that it is parsed
+    exactly like a file."""
     if str(path) == "-":
-        source = sys.stdin
-    elif Path(path).is_dir():
-        raise SeriesFormatError(f"{path} is a folder; pass the CSV file itself")
-    elif not Path(path).is_file():
-        raise SeriesFormatError(f"no such file: {path}")
+        data = sys.stdin.buffer.read()
+    else:
+        path = Path(path)
+        if path.is_dir():
+            raise SeriesFormatError(f"{name} is a folder; pass the CSV file itself")
+        if not path.exists():
+            raise SeriesFormatError(f"no such file: {name}")
+        # a pipe (``<(command)``) is read like a file; a device such as /dev/zero never ends
+        if not (path.is_file() or path.is_fifo()):
+            raise SeriesFormatError(f"{name} is not a regular file; pass a CSV file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise SeriesFormatError(f"cannot read {name}: {exc.strerror}") from None
     try:
-        # index_col=False: rows with a trailing comma must not shift the columns; their extra
-        # field is one of the "other columns", which are ignored
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", pd.errors.ParserWarning)
-            frame = pd.read_csv(source, dtype=str, keep_default_na=False, index_col=False)
-    except pd.errors.EmptyDataError:
-        raise SeriesFormatError(
-            f"{path} is empty; expected a header with timestamp and value"
-        ) from None
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise SeriesFormatError(f"{path} is not UTF-8 text; expected a CSV file") from None
-    except pd.errors.ParserError as exc:
-        raise SeriesFormatError(f"cannot parse {path} as CSV: {exc}") from exc
-    if caught and source is not sys.stdin:
-        _refuse_extra_fields(path, len(frame.columns))
-    return frame
+        raise SeriesFormatError(f"{name} is not UTF-8 text; expected a CSV file") from None
+    if not text.strip():
+        raise SeriesFormatError(f"{name} is empty; expected a header with timestamp and value")
+    return text
 
 
-def _refuse_extra_fields(path: Path, width: int) -> None:
+def _read_frame(name: str, text: str) -> pd.DataFrame:
+    """Parse CSV text into string columns, refusing a row with more fields than the header."""
+    rows = csv.reader(io.StringIO(text))
+    try:
+        header = next(row for row in rows if row)
+        _refuse_other_separators(name, header)
+        _refuse_extra_fields(name, rows, len(header))
+        # usecols: an empty field after the last column (a trailing comma) is dropped on any
+        # row; index_col=False keeps such a first row from turning the timestamps into an index
+        return pd.read_csv(
+            io.StringIO(text),
+            dtype=str,
+            keep_default_na=False,
+            index_col=False,
+            usecols=range(len(header)),
+        )
+    except (csv.Error, pd.errors.ParserError) as exc:
+        raise SeriesFormatError(f"cannot parse {name} as CSV: {exc}") from None
+
+
+def _refuse_other_separators(name: str, header: list[str]) -> None:
+    """A header in one field that holds a semicolon or a tab is not comma-separated."""
+    if len(header) != 1:
+        return
+    for separator, word in ((";", "semicolon"), ("\t", "tab")):
+        if separator in header[0]:
+            raise SeriesFormatError(
+                f"{name}: the header {header[0]!r} looks {word}-separated; "
+                "separate the fields with commas"
+            )
+
+
+def _refuse_extra_fields(name: str, rows: Iterator[list[str]], width: int) -> None:
     """A data row with more fields than the header is an error unless the extra ones are
     empty (a trailing comma): ``1,5`` in a value column is a decimal comma, not two values."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.reader(handle)):
-            if number and len(row) > width and any(field.strip() for field in row[width:]):
-                raise SeriesFormatError(
-                    f"{path}: data row {number} has {len(row)} fields but the header names "
-                    f"{width}; quote a value that holds a comma (a decimal comma: use a point)"
-                )
+    # blank lines are skipped, as pandas skips them, so row numbers match the other messages
+    for number, row in enumerate((row for row in rows if row), start=1):
+        if len(row) > width and any(field.strip() for field in row[width:]):
+            raise SeriesFormatError(
+                f"{name}: data row {number} has {len(row)} fields but the header names "
+                f"{width}; quote a value that holds a comma (a decimal comma: use a point)"
+            )
 
 
-def _values(path: Path, raw: pd.Series) -> np.ndarray:
+def _values(name: str, raw: pd.Series) -> np.ndarray:
     """The value column as floats: blank or NA/NaN is a gap (NaN); anything else that is not a
     finite number of a sensible size is an error naming its row."""
     text = raw.str.strip()
@@ -165,7 +199,7 @@ def _values(path: Path, raw: pd.Series) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise SeriesFormatError(
-            f"{path}: unparsable value {raw.iloc[row]!r} on data row {row + 1}: expected a "
+            f"{name}: unparsable value {raw.iloc[row]!r} on data row {row + 1}: expected a "
             f"finite number of at most {MAX_VALUE:.3g} in size, or a blank for a gap"
         )
     return values.to_numpy(dtype=float)

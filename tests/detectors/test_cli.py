@@ -157,3 +157,50 @@ def test_detect_series_names_a_file_that_is_not_text(tmp_path):
     path.write_bytes(b"\xff\xfe\x00\x81binary")
     result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
     assert result.exit_code == 2 and "is not UTF-8 text" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("timestamp;value\n2024-01-01;1,5\n", "looks semicolon-separated; separate the fields"),
+        ("timestamp\tvalue\n2024-01-01\t1\n", "looks tab-separated; separate the fields"),
+    ],
+)
+def test_detect_series_names_another_separator(tmp_path, content, message):
+    path = write(tmp_path, content)
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert f"Error: {path}: the header " in result.stderr and message in result.stderr
+
+
+def test_detect_series_names_a_later_row_with_extra_fields(tmp_path):
+    # pandas once answered "C error: Expected 2 fields in line 52" for a row after the first
+    rows = [f"2024-01-01T00:{minute:02d}:00Z,1" for minute in range(60)]
+    rows[50] += ",5,6"
+    rows[20] += ","  # a trailing comma on a later row is still fine
+    path = write(tmp_path, "timestamp,value\n" + "\n".join(rows) + "\n")
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"Error: {path}: data row 51 has 4 fields but the header names 2; quote a value that "
+        "holds a comma (a decimal comma: use a point)"
+    ]
+
+
+def test_detect_series_reads_standard_input_like_a_file(tmp_path):
+    # a decimal comma was once cut off silently from standard input
+    content = "timestamp,value\n2024-01-01T00:00:00Z,1,5\n"
+    on_disk = runner.invoke(
+        app, ["detect-series", "--kind", "latency", str(write(tmp_path, content))]
+    )
+    piped = runner.invoke(app, ["detect-series", "--kind", "latency", "-"], input=content)
+    assert on_disk.exit_code == piped.exit_code == 2
+    assert "Error: standard input: data row 1 has 3 fields" in piped.stderr
+    empty = runner.invoke(app, ["detect-series", "--kind", "latency", "-"], input="")
+    assert empty.exit_code == 2 and "Error: standard input is empty" in empty.stderr
+
+
+def test_detect_series_names_a_device_instead_of_a_missing_file():
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", "/dev/null"])
+    assert result.exit_code == 2
+    assert result.stderr == "Error: /dev/null is not a regular file; pass a CSV file\n"
