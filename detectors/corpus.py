@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,18 +87,47 @@ def read_series_with_text(path: Path) -> tuple[list[str], np.ndarray, np.ndarray
         if needed not in columns:
             found = ", ".join(map(str, frame.columns)) or "none"
             raise SeriesFormatError(f"{name}: no '{needed}' column (columns: {found})")
-    raw_stamps = frame[columns["timestamp"]]
+    text = frame[columns["timestamp"]].astype(str).tolist()
+    stamps = _timestamps(name, frame[columns["timestamp"]])
+    return text, stamps, _values(name, frame[columns["value"]])
+
+
+# pandas reads these as the current time or as a time of day today: not points in time
+RELATIVE_TIME = re.compile(r"now|today|\d{1,2}:\d{2}\S*", re.IGNORECASE)
+# datetime64[ns] holds 1677-09-21 to 2262-04-11; a later year would wrap round silently
+EARLIEST = pd.Timestamp.min.tz_localize("UTC")
+LATEST = pd.Timestamp.max.tz_localize("UTC")
+
+
+def _timestamps(name: str, raw: pd.Series) -> np.ndarray:
+    """The timestamp column as naive UTC ``datetime64[ns]``, in time order (a repeated
+    timestamp is allowed); a row that breaks a rule is an error naming it."""
+    relative = raw.str.strip().str.fullmatch(RELATIVE_TIME)
+    if relative.any():
+        raise SeriesFormatError(_unparsable(name, raw, int(np.flatnonzero(relative)[0])))
     try:
-        stamps = pd.to_datetime(raw_stamps.astype("string"), utc=True, format="mixed")
+        stamps = pd.to_datetime(raw.astype("string"), utc=True, format="mixed")
     except (ValueError, TypeError, OverflowError):
-        raise SeriesFormatError(_first_bad_timestamp(name, raw_stamps)) from None
-    values = _values(name, frame[columns["value"]])
+        raise SeriesFormatError(_first_bad_timestamp(name, raw)) from None
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
         raise SeriesFormatError(f"{name}: missing timestamp on data row {row + 1}")
-    naive = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    text = raw_stamps.astype(str).tolist()
-    return text, naive.to_numpy(dtype="datetime64[ns]"), values
+    outside = ((stamps < EARLIEST) | (stamps > LATEST)).to_numpy()
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise SeriesFormatError(
+            f"{name}: timestamp {raw.iloc[row]!r} on data row {row + 1} is out of range; "
+            f"the year must be from {EARLIEST.year + 1} to {LATEST.year - 1}"
+        )
+    naive = stamps.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    backwards = np.flatnonzero(np.diff(naive) < np.timedelta64(0))
+    if backwards.size:
+        row = int(backwards[0]) + 1
+        raise SeriesFormatError(
+            f"{name}: timestamps go backwards at data row {row + 1}: {raw.iloc[row]!r} comes "
+            f"after {raw.iloc[row - 1]!r} on data row {row}; sort the rows by time, oldest first"
+        )
+    return naive
 
 
 def _first_bad_timestamp(name: str, raw: pd.Series) -> str:
@@ -106,12 +136,16 @@ def _first_bad_timestamp(name: str, raw: pd.Series) -> str:
         try:
             pd.to_datetime(str(text), utc=True)
         except (ValueError, TypeError, OverflowError):
-            shown = str(text).replace("\n", " ")[:60]
-            return (
-                f"{name}: unparsable timestamp {shown!r} on data row {row + 1}; "
-                "use ISO 8601, e.g. 2024-01-01T00:00:00Z"
-            )
+            return _unparsable(name, raw, row)
     return f"{name}: the timestamps mix formats that cannot be read together; use ISO 8601"
+
+
+def _unparsable(name: str, raw: pd.Series, row: int) -> str:
+    shown = str(raw.iloc[row]).replace("\n", " ")[:60]
+    return (
+        f"{name}: unparsable timestamp {shown!r} on data row {row + 1}; "
+        "use ISO 8601 with a date, e.g. 2024-01-01T00:00:00Z"
+    )
 
 
 # Detectors keep their history as float32; a larger magnitude cannot be a measurement.

@@ -204,3 +204,41 @@ def test_detect_series_names_a_device_instead_of_a_missing_file():
     result = runner.invoke(app, ["detect-series", "--kind", "latency", "/dev/null"])
     assert result.exit_code == 2
     assert result.stderr == "Error: /dev/null is not a regular file; pass a CSV file\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # repeated timestamps are fine (the public labelled sets have them); going back is not
+        (
+            "timestamp,value\n2024-01-01T01:00:00Z,1\n2024-01-01T01:00:00Z,2\n"
+            "2024-01-01T00:00:00Z,3\n",
+            "timestamps go backwards at data row 3: '2024-01-01T00:00:00Z' comes after "
+            "'2024-01-01T01:00:00Z' on data row 2; sort the rows by time, oldest first",
+        ),
+        # pandas reads these as the current time, or a time of day today
+        ("timestamp,value\n2024-01-01,1\ntoday,2\n", "unparsable timestamp 'today' on data row 2"),
+        ("timestamp,value\nnow,1\n", "unparsable timestamp 'now' on data row 1"),
+        ("timestamp,value\n10:00Z,1\n", "unparsable timestamp '10:00Z' on data row 1"),
+        # datetime64[ns] ends in 2262: 2500 once wrapped round to 1915 silently
+        (
+            "timestamp,value\n2024-01-01,1\n2500-01-01,2\n",
+            "timestamp '2500-01-01' on data row 2 is out of range; the year must be from 1678 "
+            "to 2261",
+        ),
+        ("timestamp,value\n1600-01-01,1\n", "'1600-01-01' on data row 1 is out of range"),
+    ],
+)
+def test_detect_series_refuses_timestamps_out_of_order_or_range(tmp_path, content, message):
+    path = write(tmp_path, content)
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {path}: ") and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_detect_series_keeps_repeated_timestamps(tmp_path):
+    path = write(tmp_path, "timestamp,value\n2024-01-01T01:00:00Z,1\n2024-01-01T01:00:00Z,2\n")
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 3
