@@ -35,6 +35,10 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(BAD_INPUT_EXIT)
 
 
+def _warn(message: str) -> None:
+    typer.echo(f"Warning: {message}", err=True)
+
+
 def detect_series_command(
     input_csv: Path = typer.Argument(
         ..., help="CSV with a timestamp and a value column; - reads standard input."
@@ -81,8 +85,10 @@ def evaluate_command(
     if profile is not None and profile not in PROFILES:
         raise _fail(f"unknown --profile {profile!r}; expected one of {', '.join(PROFILES)}")
     try:
-        results = evaluate(folder)
-    except (OSError, SeriesFormatError, ValueError) as exc:
+        results = evaluate(folder, warn=_warn)
+    except SeriesFormatError as exc:
+        raise _fail(str(exc)) from None  # it names the file
+    except (OSError, ValueError) as exc:
         raise _fail(f"cannot evaluate on {folder}: {exc}") from None
     profiles = [profile] if profile else list(PROFILES)
     if as_json:

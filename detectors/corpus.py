@@ -12,17 +12,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
 from detectors.nab import Window, windows_to_rows
+
+logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "SEAMWATCH_EVAL_DATA_DIR"
 DEFAULT_DATA_DIR = Path("..") / "shared" / "data"
@@ -31,7 +34,7 @@ SETS = ("nab", "cloud-monitoring")
 
 
 class SeriesFormatError(ValueError):
-    """A series file cannot be read as timestamps and values."""
+    """A series file cannot be read as timestamps and values, or a windows file as windows."""
 
 
 @dataclass(frozen=True)
@@ -239,15 +242,125 @@ def _values(name: str, raw: pd.Series) -> np.ndarray:
     return values.to_numpy(dtype=float)
 
 
-def load_set(data_dir: Path, set_name: str) -> list[LabelledSeries]:
-    """Load every labelled file of one set, in the order of its windows file."""
+Bounds = tuple[np.datetime64, np.datetime64]
+WINDOWS_SHAPE = (
+    "an object mapping each CSV path, relative to the windows file's folder, to a list of "
+    '["start", "end"] timestamp pairs'
+)
+
+
+def read_windows(folder: Path) -> dict[str, list[Bounds]]:
+    """Read a set's windows file: CSV paths relative to ``folder`` and their window bounds as
+    naive UTC ``datetime64[ns]``. Raises :class:`SeriesFormatError` naming the file and key."""
+    path = folder / WINDOWS_FILE
+    try:
+        content = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise SeriesFormatError(f"{path} is not UTF-8 text; expected {WINDOWS_SHAPE}") from None
+    except json.JSONDecodeError as exc:
+        raise SeriesFormatError(
+            f"{path} is not valid JSON ({exc.msg} on line {exc.lineno}, column {exc.colno}); "
+            f"expected {WINDOWS_SHAPE}"
+        ) from None
+    if not isinstance(content, dict):
+        raise SeriesFormatError(
+            f"{path}: the top level is {_json_kind(content)}; expected {WINDOWS_SHAPE}"
+        )
+    return {key: _key_windows(path, key, windows) for key, windows in content.items()}
+
+
+def _key_windows(path: Path, key: str, windows: object) -> list[Bounds]:
+    """One key's windows, checked: a path inside the folder and ``[start, end]`` pairs."""
+    where = f"{path}, key {key!r}"
+    relative = PurePosixPath(key)
+    # the key names a file of this set; an absolute path or ".." would read any file
+    if not key.strip() or relative.is_absolute() or ".." in relative.parts:
+        raise SeriesFormatError(
+            f"{where}: not a path inside {path.parent}; keys are CSV paths relative to that "
+            "folder, e.g. realTraffic/speed.csv"
+        )
+    if not isinstance(windows, list):
+        raise SeriesFormatError(
+            f"{where}: the windows are {_json_kind(windows)}; expected a list of "
+            '["start", "end"] timestamp pairs ([] for none)'
+        )
+    checked = []
+    for number, window in enumerate(windows, start=1):
+        if not (isinstance(window, list) and len(window) == 2):
+            raise SeriesFormatError(
+                f"{where}: window {number} is {json.dumps(window)[:60]}; expected a pair "
+                '["start", "end"] of timestamp strings'
+            )
+        start, end = (_bound(where, number, bound) for bound in window)
+        if start > end:
+            raise SeriesFormatError(
+                f"{where}: window {number} starts after it ends ({window[0]} > {window[1]}); "
+                "write [start, end]"
+            )
+        checked.append((start, end))
+    return checked
+
+
+def _bound(where: str, number: int, bound: object) -> np.datetime64:
+    """A window bound as naive UTC ``datetime64[ns]``."""
+    try:
+        if not isinstance(bound, str) or RELATIVE_TIME.fullmatch(bound.strip()):
+            raise ValueError(bound)
+        stamp = pd.Timestamp(bound)
+        if stamp is pd.NaT:
+            raise ValueError(bound)
+        if stamp.tzinfo is not None:
+            stamp = stamp.tz_convert("UTC").tz_localize(None)
+        return stamp.as_unit("ns").to_datetime64()
+    except (ValueError, TypeError, OverflowError):
+        raise SeriesFormatError(
+            f"{where}: window {number} bound {json.dumps(bound)[:60]} is not a timestamp; "
+            'use a UTC timestamp string from 1678 to 2261, e.g. "2024-01-01 00:00:00"'
+        ) from None
+
+
+def _json_kind(value: object) -> str:
+    """How JSON calls a value's type, for messages."""
+    if value is None:
+        return "null"
+    kinds = {bool: "a boolean", dict: "an object", list: "a list", str: "a string"}
+    return kinds.get(type(value), "a number")
+
+
+def load_set(
+    data_dir: Path, set_name: str, warn: Callable[[str], None] = logger.warning
+) -> list[LabelledSeries]:
+    """Load every labelled file of one set, in the order of its windows file.
+
+    A window that lies wholly outside its file's time range is not scored; ``warn`` gets a
+    line naming it."""
     folder = data_dir / set_name
-    bounds = json.loads((folder / WINDOWS_FILE).read_text())
+    bounds = read_windows(folder)
     series = []
     for relative_path in sorted(bounds):
+        if not (folder / relative_path).exists():
+            raise SeriesFormatError(
+                f"{folder / WINDOWS_FILE}, key {relative_path!r}: no such file "
+                f"{folder / relative_path}; add the file or remove the key"
+            )
         stamps, values = read_series(folder / relative_path)
+        for start, end in bounds[relative_path]:
+            if not len(stamps) or end < stamps[0] or start > stamps[-1]:
+                warn(_outside_note(folder / relative_path, stamps, start, end))
         windows = windows_to_rows(stamps, bounds[relative_path])
         series.append(
             LabelledSeries(relative_path, kind_of(relative_path), stamps, values, windows)
         )
     return series
+
+
+def _outside_note(path: Path, stamps: np.ndarray, start: np.datetime64, end: np.datetime64) -> str:
+    span = f"{_shown(stamps[0])} to {_shown(stamps[-1])}" if len(stamps) else "no rows"
+    return (
+        f"{path}: window [{_shown(start)}, {_shown(end)}] lies outside the file's time range "
+        f"({span}); it is not scored"
+    )
+
+
+def _shown(stamp: np.datetime64) -> str:
+    return str(stamp.astype("datetime64[s]")).replace("T", " ")

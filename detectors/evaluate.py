@@ -92,9 +92,12 @@ def evaluate_series(name: str, series: Iterable[LabelledSeries]) -> SetResult:
     return result
 
 
-def evaluate(data_dir: Path, sets: Iterable[str] = SETS) -> list[SetResult]:
-    """Score the public sets found in ``data_dir`` and every registered source."""
-    results = [evaluate_series(name, load_set(data_dir, name)) for name in sets]
+def evaluate(
+    data_dir: Path, sets: Iterable[str] = SETS, warn: Callable[[str], None] = logger.warning
+) -> list[SetResult]:
+    """Score the public sets found in ``data_dir`` and every registered source; ``warn`` gets
+    a line for each window that cannot be scored (:func:`detectors.corpus.load_set`)."""
+    results = [evaluate_series(name, load_set(data_dir, name, warn)) for name in sets]
     for name, loader in _EXTRA_SOURCES.items():
         results.append(evaluate_series(name, loader()))
     return results

@@ -77,3 +77,84 @@ def test_evaluate_refuses_a_series_out_of_time_order(data_dir):
         f"{data_dir / 'nab' / 'folder' / 'a.csv'}: timestamps go backwards at data row 11",
         "sort the rows by time",
     )
+
+
+SHAPE = (
+    "expected an object mapping each CSV path, relative to the windows file's folder, to a "
+    'list of ["start", "end"] timestamp pairs'
+)
+PAIR = 'expected a pair ["start", "end"] of timestamp strings'
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # these once ended in a TypeError traceback
+        ("[1, 2, 3]", f"combined_windows.json: the top level is a list; {SHAPE}"),
+        (
+            '{"folder/a.csv": null}',
+            "combined_windows.json, key 'folder/a.csv': the windows are null; expected a list "
+            'of ["start", "end"] timestamp pairs ([] for none)',
+        ),
+        # these once named neither the set nor the file
+        (
+            '{"folder/a.csv": [\n',
+            "combined_windows.json is not valid JSON (Expecting value on line 2, column 1); "
+            + SHAPE,
+        ),
+        (
+            '{"folder/a.csv": [["2024-01-02", "2024-01-02", "2024-01-03"]]}',
+            f'key \'folder/a.csv\': window 1 is ["2024-01-02", "2024-01-02", "2024-01-03"]; {PAIR}',
+        ),
+        (
+            '{"folder/a.csv": [["2024-01-02"]]}',
+            f"key 'folder/a.csv': window 1 is [\"2024-01-02\"]; {PAIR}",
+        ),
+        (
+            '{"folder/a.csv": [["2024-01-02", "not a date"]]}',
+            "key 'folder/a.csv': window 1 bound \"not a date\" is not a timestamp; use a UTC "
+            'timestamp string from 1678 to 2261, e.g. "2024-01-01 00:00:00"',
+        ),
+        ('{"folder/a.csv": [["now", "2024-01-02"]]}', 'window 1 bound "now" is not a timestamp'),
+        ('{"folder/a.csv": [[1, 2]]}', "window 1 bound 1 is not a timestamp"),
+        # a key is a file of the set: nothing outside its folder is read
+        ('{"/etc/passwd": []}', "key '/etc/passwd': not a path inside"),
+        ('{"../a.csv": []}', "key '../a.csv': not a path inside"),
+        ('{"folder/../../a.csv": []}', "key 'folder/../../a.csv': not a path inside"),
+        ('{"folder/b.csv": []}', "key 'folder/b.csv': no such file"),
+        (
+            '{"folder/a.csv": [["2024-01-02 14:00", "2024-01-02 11:00"]]}',
+            "key 'folder/a.csv': window 1 starts after it ends (2024-01-02 14:00 > "
+            "2024-01-02 11:00); write [start, end]",
+        ),
+    ],
+)
+def test_evaluate_names_the_windows_file_and_key(data_dir, content, message):
+    path = write_windows(data_dir / "nab", content)
+    assert_one_line_error(evaluate(data_dir), f"Error: {path}", message)
+
+
+def test_evaluate_names_a_windows_file_that_is_not_text(data_dir):
+    path = data_dir / "nab" / "combined_windows.json"
+    path.write_bytes(b"\xff\xfe{}")
+    assert_one_line_error(evaluate(data_dir), f"Error: {path} is not UTF-8 text; {SHAPE}")
+
+
+def test_evaluate_warns_of_a_window_outside_the_file_and_goes_on(data_dir):
+    write_windows(data_dir / "nab", {"folder/a.csv": [WINDOW, ["2025-01-01", "2025-01-02"]]})
+    result = evaluate(data_dir, "--json")
+    assert result.exit_code == 0, result.output
+    csv_path = data_dir / "nab" / "folder" / "a.csv"
+    assert result.stderr.splitlines() == [
+        f"Warning: {csv_path}: window [2025-01-01 00:00:00, 2025-01-02 00:00:00] lies outside "
+        "the file's time range (2024-01-01 00:00:00 to 2024-01-02 23:00:00); it is not scored"
+    ]
+    assert json.loads(result.stdout)[0]["windows"] == 1
+
+
+def test_evaluate_reads_utc_offsets_in_window_bounds(data_dir):
+    offsets = ["2024-01-02T12:00:00+01:00", "2024-01-02T14:00:00Z"]
+    write_windows(data_dir / "nab", {"folder/a.csv": [offsets]})
+    result = evaluate(data_dir, "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
