@@ -39,6 +39,10 @@ def _warn(message: str) -> None:
     typer.echo(f"Warning: {message}", err=True)
 
 
+def _note(message: str) -> None:
+    typer.echo(f"Note: {message}", err=True)
+
+
 def detect_series_command(
     input_csv: Path = typer.Argument(
         ..., help="CSV with a timestamp and a value column; - reads standard input."
@@ -72,24 +76,24 @@ def evaluate_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Score the detectors on the labelled public series with the NAB-style scorer."""
-    folder = _resolve_data_dir(data_dir)
-    if not folder.is_dir():
-        raise _fail(f"data folder {folder} not found; pass --data-dir or set {DATA_DIR_ENV}")
-    missing = [name for name in SETS if not (folder / name / WINDOWS_FILE).is_file()]
-    if missing:
-        raise _fail(
-            f"{folder} has no {', '.join(f'{name}/{WINDOWS_FILE}' for name in missing)}; "
-            f"--data-dir takes the folder that holds {' and '.join(f'{name}/' for name in SETS)}"
-        )
+    """Score the detectors on the labelled public series with the NAB-style scorer.
+
+    The data folder holds nab/ and cloud-monitoring/, each with its CSV files and a
+    combined_windows.json; a set that is missing is skipped with a note. A set without a
+    window to score shows n/a in the table and null in --json."""
     if profile is not None and profile not in PROFILES:
         raise _fail(f"unknown --profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    folder = _resolve_data_dir(data_dir)
+    sets = _sets_in(folder)
     try:
-        results = evaluate(folder, warn=_warn)
+        results = evaluate(folder, sets, warn=_warn)
     except SeriesFormatError as exc:
         raise _fail(str(exc)) from None  # it names the file
     except (OSError, ValueError) as exc:
         raise _fail(f"cannot evaluate on {folder}: {exc}") from None
+    for r in results:
+        if not r.windows:
+            _note(f"the {r.name} set has no window to score, so it has no score (n/a)")
     profiles = [profile] if profile else list(PROFILES)
     if as_json:
         rows = [r.as_dict() for r in results]
@@ -101,8 +105,33 @@ def evaluate_command(
     typer.echo(header + "".join(f"{p:>20}" for p in profiles))
     for r in results:
         line = f"{r.name:<18}{r.files:>6}{r.windows:>8}{r.caught:>7}{r.missed:>7}"
-        line += f"{r.false_alarms:>7}" + "".join(f"{r.scores[p]:>20.1f}" for p in profiles)
+        line += f"{r.false_alarms:>7}" + "".join(_score_cell(r.scores[p]) for p in profiles)
         typer.echo(line)
+
+
+def _sets_in(folder: Path) -> list[str]:
+    """The labelled sets that ``folder`` holds, with a note for each one it lacks; an error
+    when it holds none."""
+    if folder.is_file():
+        raise _fail(f"{folder} is a file, not a folder; {_DATA_DIR_HINT}")
+    if not folder.is_dir():
+        raise _fail(f"data folder {folder} not found; pass --data-dir or set {DATA_DIR_ENV}")
+    present = [name for name in SETS if (folder / name / WINDOWS_FILE).is_file()]
+    missing = [f"{name}/{WINDOWS_FILE}" for name in SETS if name not in present]
+    if not present:
+        raise _fail(f"{folder} has no {' or '.join(missing)}; {_DATA_DIR_HINT}")
+    for name in missing:
+        _note(f"{folder} has no {name}; evaluating {', '.join(present)} only")
+    return present
+
+
+_DATA_DIR_HINT = (
+    f"--data-dir takes the folder that holds {' and '.join(f'{name}/' for name in SETS)}"
+)
+
+
+def _score_cell(score: float | None) -> str:
+    return f"{'n/a' if score is None else f'{score:.1f}':>20}"
 
 
 def bench_detect_command(

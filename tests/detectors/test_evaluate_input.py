@@ -158,3 +158,64 @@ def test_evaluate_reads_utc_offsets_in_window_bounds(data_dir):
     result = evaluate(data_dir, "--json")
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [
+        {},
+        # one window, wholly inside the probationary rows that are not scored
+        {"folder/a.csv": [["2024-01-01 00:00:00", "2024-01-01 02:00:00"]]},
+    ],
+)
+def test_evaluate_says_a_set_without_windows_has_no_score(data_dir, windows):
+    # the score divides by the windows: it was once printed as nan, and as NaN in --json
+    write_windows(data_dir / "nab", windows)
+    table = evaluate(data_dir)
+    assert table.exit_code == 0, table.output
+    nab = table.stdout.splitlines()[1].split()
+    assert nab[0] == "nab" and nab[2] == "0" and nab[-3:] == ["n/a", "n/a", "n/a"]
+    note = "Note: the nab set has no window to score, so it has no score (n/a)"
+    assert note in table.stderr.splitlines()
+    as_json = evaluate(data_dir, "--json")
+    assert as_json.exit_code == 0, as_json.output
+    assert "NaN" not in as_json.stdout
+    rows = json.loads(as_json.stdout)
+    assert rows[0]["scores"] == {
+        "standard": None,
+        "reward_low_FP_rate": None,
+        "reward_low_FN_rate": None,
+    }
+    assert isinstance(rows[1]["scores"]["standard"], float)
+
+
+def test_evaluate_says_a_data_folder_is_a_file(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("timestamp,value\n")
+    assert_one_line_error(
+        evaluate(path),
+        f"Error: {path} is a file, not a folder; --data-dir takes the folder that holds nab/ "
+        "and cloud-monitoring/",
+    )
+
+
+@pytest.mark.parametrize(
+    ("absent", "present"), [("nab", "cloud-monitoring"), ("cloud-monitoring", "nab")]
+)
+def test_evaluate_scores_the_one_set_that_is_there(data_dir, absent, present):
+    (data_dir / absent / "combined_windows.json").unlink()
+    result = evaluate(data_dir, "--json")
+    assert result.exit_code == 0, result.output
+    assert [row["set"] for row in json.loads(result.stdout)] == [present]
+    assert result.stderr.splitlines() == [
+        f"Note: {data_dir} has no {absent}/combined_windows.json; evaluating {present} only"
+    ]
+
+
+def test_evaluate_refuses_a_folder_without_either_set(tmp_path):
+    (tmp_path / "other").mkdir()
+    assert_one_line_error(
+        evaluate(tmp_path),
+        f"Error: {tmp_path} has no nab/combined_windows.json or "
+        "cloud-monitoring/combined_windows.json; --data-dir takes the folder",
+    )
