@@ -7,8 +7,11 @@ import json
 import logging
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from detectors.bench import TARGET_SECONDS_PER_MINUTE, bench_in_scratch_store, bench_series_alarms
@@ -22,12 +25,15 @@ from detectors.corpus import (
 from detectors.corpus import resolve_data_dir as _resolve_data_dir
 from detectors.evaluate import evaluate
 from detectors.nab import PROFILES
-from detectors.product import run_series
+from detectors.product import GRACE_PERIOD_POINTS, run_series
 
 logger = logging.getLogger(__name__)
 
 SERIES_KINDS = ("latency", "error_rate")
 BAD_INPUT_EXIT = 2
+# the latency detector takes most of a millisecond a row: a longer run lasts over half a minute
+PROGRESS_ROWS = 50_000
+PROGRESS_SECONDS = 10.0
 
 
 def _fail(message: str) -> typer.Exit:
@@ -56,13 +62,43 @@ def detect_series_command(
         text, stamps, values = read_series_with_text(input_csv)
     except SeriesFormatError as exc:
         raise _fail(str(exc)) from None
-    scores, flags = run_series(kind, stamps, values)
+    learned = int(np.count_nonzero(~np.isnan(values)))
+    if len(values) and learned < GRACE_PERIOD_POINTS:
+        _note(
+            f"only {learned} values; the detector needs {GRACE_PERIOD_POINTS} before it "
+            "scores, so every score is 0"
+        )
+    fed = _ReportingValues(values) if len(values) > PROGRESS_ROWS else values
+    scores, flags = run_series(kind, stamps, fed)
     # the csv module quotes a timestamp written with a comma ("Jan 1, 2024 00:00")
     rows = csv.writer(sys.stdout, lineterminator="\n")
     rows.writerow(("timestamp", "score", "flag"))
     for stamp, score, flag in zip(text, scores, flags, strict=True):
         rows.writerow((stamp, f"{score:.6g}", int(flag)))
     sys.stdout.flush()
+
+
+class _ReportingValues:
+    """A long series' values that write "scored N of M rows" on stderr about every
+    PROGRESS_SECONDS while the detector takes them one at a time (it reports nothing itself)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self._values = values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        return np.asarray(self._values, dtype=dtype)
+
+    def __iter__(self) -> Iterator[float]:
+        total = len(self._values)
+        reported = time.monotonic()
+        for done, value in enumerate(self._values):
+            if time.monotonic() - reported >= PROGRESS_SECONDS:
+                typer.echo(f"scored {done:,} of {total:,} rows ({done * 100 // total} %)", err=True)
+                reported = time.monotonic()
+            yield value
 
 
 def evaluate_command(

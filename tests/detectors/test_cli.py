@@ -242,3 +242,42 @@ def test_detect_series_keeps_repeated_timestamps(tmp_path):
     result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 3
+
+
+def minutes_csv(tmp_path: Path, count: int) -> Path:
+    """A per-minute series with a spike at its 91st minute."""
+    values = [900 if m == 90 else 100 + m % 3 for m in range(count)]
+    rows = [f"2024-01-01T{m // 60:02d}:{m % 60:02d}:00Z,{v}" for m, v in enumerate(values)]
+    return write(tmp_path, "timestamp,value\n" + "\n".join(rows) + "\n")
+
+
+def test_detect_series_notes_a_series_shorter_than_the_warm_up(tmp_path):
+    # every score was 0 with nothing said
+    path = minutes_csv(tmp_path, 5)
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 6
+    assert result.stderr == (
+        "Note: only 5 values; the detector needs 12 before it scores, so every score is 0\n"
+    )
+    enough = runner.invoke(
+        app, ["detect-series", "--kind", "latency", str(minutes_csv(tmp_path, 12))]
+    )
+    assert enough.exit_code == 0 and enough.stderr == ""
+
+
+def test_detect_series_reports_progress_on_stderr_only(tmp_path, monkeypatch):
+    path = minutes_csv(tmp_path, 120)
+    quiet = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert quiet.stdout.splitlines()[91].endswith(",1")  # the spike is flagged
+    # a long run, as if every row took the whole reporting interval
+    monkeypatch.setattr("detectors.cli.PROGRESS_ROWS", 100)
+    monkeypatch.setattr("detectors.cli.PROGRESS_SECONDS", 0.0)
+    reported = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert reported.exit_code == 0, reported.output
+    assert reported.stdout == quiet.stdout
+    progress = reported.stderr.splitlines()
+    assert len(progress) == 120
+    assert progress[0] == "scored 0 of 120 rows (0 %)"
+    assert progress[-1] == "scored 119 of 120 rows (99 %)"
+    assert "scored" not in reported.stdout
