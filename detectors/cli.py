@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +72,36 @@ def detect_series_command(
         )
     fed = _ReportingValues(values) if len(values) > PROGRESS_ROWS else values
     scores, flags = run_series(kind, stamps, fed)
-    # the csv module quotes a timestamp written with a comma ("Jan 1, 2024 00:00")
-    rows = csv.writer(sys.stdout, lineterminator="\n")
-    rows.writerow(("timestamp", "score", "flag"))
-    for stamp, score, flag in zip(text, scores, flags, strict=True):
-        rows.writerow((stamp, f"{score:.6g}", int(flag)))
-    sys.stdout.flush()
+    with _standard_output():
+        # the csv module quotes a timestamp written with a comma ("Jan 1, 2024 00:00")
+        rows = csv.writer(sys.stdout, lineterminator="\n")
+        rows.writerow(("timestamp", "score", "flag"))
+        for stamp, score, flag in zip(text, scores, flags, strict=True):
+            rows.writerow((stamp, f"{score:.6g}", int(flag)))
+
+
+@contextmanager
+def _standard_output() -> Iterator[None]:
+    """Write to standard output as Unix tools do: a reader that has gone away (``| head``)
+    ends the command silently; any other failed write (``> /dev/full``) is a one-line error."""
+    if sys.stdout is None:  # started with standard output closed (``>&-``)
+        typer.echo("Error: standard output is closed; nothing can be written", err=True)
+        raise typer.Exit(1)
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_standard_output()
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        _discard_standard_output()
+        typer.echo(f"Error: cannot write to standard output: {exc.strerror}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _discard_standard_output() -> None:
+    # what is still buffered would fail again, with a traceback, when Python flushes at exit
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 class _ReportingValues:
@@ -131,18 +157,19 @@ def evaluate_command(
         if not r.windows:
             _note(f"the {r.name} set has no window to score, so it has no score (n/a)")
     profiles = [profile] if profile else list(PROFILES)
-    if as_json:
-        rows = [r.as_dict() for r in results]
-        for row in rows:
-            row["scores"] = {p: row["scores"][p] for p in profiles}
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    header = f"{'set':<18}{'files':>6}{'windows':>8}{'caught':>7}{'missed':>7}{'false':>7}"
-    typer.echo(header + "".join(f"{p:>20}" for p in profiles))
-    for r in results:
-        line = f"{r.name:<18}{r.files:>6}{r.windows:>8}{r.caught:>7}{r.missed:>7}"
-        line += f"{r.false_alarms:>7}" + "".join(_score_cell(r.scores[p]) for p in profiles)
-        typer.echo(line)
+    with _standard_output():
+        if as_json:
+            rows = [r.as_dict() for r in results]
+            for row in rows:
+                row["scores"] = {p: row["scores"][p] for p in profiles}
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        header = f"{'set':<18}{'files':>6}{'windows':>8}{'caught':>7}{'missed':>7}{'false':>7}"
+        typer.echo(header + "".join(f"{p:>20}" for p in profiles))
+        for r in results:
+            line = f"{r.name:<18}{r.files:>6}{r.windows:>8}{r.caught:>7}{r.missed:>7}"
+            line += f"{r.false_alarms:>7}" + "".join(_score_cell(r.scores[p]) for p in profiles)
+            typer.echo(line)
 
 
 def _sets_in(folder: Path) -> list[str]:

@@ -2,6 +2,10 @@ import csv
 import doctest
 import importlib
 import io
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -281,3 +285,66 @@ def test_detect_series_reports_progress_on_stderr_only(tmp_path, monkeypatch):
     assert progress[0] == "scored 0 of 120 rows (0 %)"
     assert progress[-1] == "scored 119 of 120 rows (99 %)"
     assert "scored" not in reported.stdout
+
+
+def run_seamwatch(*args: str, stdout: object) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "seamwatch", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_detect_series_names_a_full_output_in_one_line(tmp_path):
+    with open("/dev/full", "w") as full:
+        result = run_seamwatch(
+            "detect-series", "--kind", "latency", str(minutes_csv(tmp_path, 120)), stdout=full
+        )
+    assert result.returncode == 1
+    assert result.stderr == "Error: cannot write to standard output: No space left on device\n"
+
+
+@pytest.mark.slow
+def test_detect_series_stops_silently_when_the_reader_goes_away(tmp_path):
+    # `| head -1`: the rest of the output (more than a pipe holds) has nowhere to go
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    rows = [f"{(start + timedelta(minutes=m)).isoformat()},{m % 7}" for m in range(10_000)]
+    path = write(tmp_path, "timestamp,value\n" + "\n".join(rows) + "\n")
+    command = [
+        sys.executable,
+        "-m",
+        "seamwatch",
+        "detect-series",
+        "--kind",
+        "error_rate",
+        str(path),
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout.readline() == "timestamp,score,flag\n"
+        process.stdout.close()
+        stderr = process.stderr.read()
+        assert process.wait(timeout=120) == 1
+    assert stderr == ""
+
+
+@pytest.mark.slow
+def test_detect_series_names_a_closed_output(tmp_path):
+    # `>&-`: Python starts without a standard output at all
+    command = [sys.executable, "-m", "seamwatch", "detect-series", "--kind", "latency"]
+    result = subprocess.run(
+        [*command, str(minutes_csv(tmp_path, 20))],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert result.returncode == 1
+    assert result.stderr == "Error: standard output is closed; nothing can be written\n"

@@ -1,6 +1,8 @@
 """`seamwatch evaluate` on small data folders written by the tests: what it refuses and why."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -219,3 +221,15 @@ def test_evaluate_refuses_a_folder_without_either_set(tmp_path):
         f"Error: {tmp_path} has no nab/combined_windows.json or "
         "cloud-monitoring/combined_windows.json; --data-dir takes the folder",
     )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_evaluate_names_a_full_output_in_one_line(data_dir):
+    command = [sys.executable, "-m", "seamwatch", "evaluate", "--data-dir", str(data_dir), "--json"]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, check=False
+        )
+    assert result.returncode == 1
+    assert result.stderr == "Error: cannot write to standard output: No space left on device\n"
