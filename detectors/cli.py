@@ -53,11 +53,15 @@ def _note(message: str) -> None:
 
 def detect_series_command(
     input_csv: Path = typer.Argument(
-        ..., help="CSV with a timestamp and a value column; - reads standard input."
+        ...,
+        help="CSV with a timestamp and a value column, oldest row first (a timestamp may "
+        "repeat); - reads standard input.",
     ),
     kind: str = typer.Option(..., "--kind", help="Detector to run: latency or error_rate."),
 ) -> None:
-    """Run the product's detector on one series; write timestamp,score,flag per row."""
+    """Run the product's detector on one series; write timestamp,score,flag per row.
+
+    Notes and progress (every 10 s past 50,000 rows) go to standard error."""
     if kind not in SERIES_KINDS:
         raise _fail(f"unknown --kind {kind!r}; expected one of {', '.join(SERIES_KINDS)}")
     try:
