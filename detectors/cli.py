@@ -5,10 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from detectors.bench import TARGET_SECONDS_PER_MINUTE, bench_in_scratch_store, bench_series_alarms
@@ -22,12 +27,15 @@ from detectors.corpus import (
 from detectors.corpus import resolve_data_dir as _resolve_data_dir
 from detectors.evaluate import evaluate
 from detectors.nab import PROFILES
-from detectors.product import run_series
+from detectors.product import GRACE_PERIOD_POINTS, run_series
 
 logger = logging.getLogger(__name__)
 
 SERIES_KINDS = ("latency", "error_rate")
 BAD_INPUT_EXIT = 2
+# the latency detector takes most of a millisecond a row: a longer run lasts over half a minute
+PROGRESS_ROWS = 50_000
+PROGRESS_SECONDS = 10.0
 
 
 def _fail(message: str) -> typer.Exit:
@@ -35,26 +43,92 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(BAD_INPUT_EXIT)
 
 
+def _warn(message: str) -> None:
+    typer.echo(f"Warning: {message}", err=True)
+
+
+def _note(message: str) -> None:
+    typer.echo(f"Note: {message}", err=True)
+
+
 def detect_series_command(
     input_csv: Path = typer.Argument(
-        ..., help="CSV with a timestamp and a value column; - reads standard input."
+        ...,
+        help="CSV with a timestamp and a value column, oldest row first (a timestamp may "
+        "repeat); - reads standard input.",
     ),
     kind: str = typer.Option(..., "--kind", help="Detector to run: latency or error_rate."),
 ) -> None:
-    """Run the product's detector on one series; write timestamp,score,flag per row."""
+    """Run the product's detector on one series; write timestamp,score,flag per row.
+
+    Notes and progress (every 10 s past 50,000 rows) go to standard error."""
     if kind not in SERIES_KINDS:
         raise _fail(f"unknown --kind {kind!r}; expected one of {', '.join(SERIES_KINDS)}")
     try:
         text, stamps, values = read_series_with_text(input_csv)
     except SeriesFormatError as exc:
         raise _fail(str(exc)) from None
-    scores, flags = run_series(kind, stamps, values)
-    # the csv module quotes a timestamp written with a comma ("Jan 1, 2024 00:00")
-    rows = csv.writer(sys.stdout, lineterminator="\n")
-    rows.writerow(("timestamp", "score", "flag"))
-    for stamp, score, flag in zip(text, scores, flags, strict=True):
-        rows.writerow((stamp, f"{score:.6g}", int(flag)))
-    sys.stdout.flush()
+    learned = int(np.count_nonzero(~np.isnan(values)))
+    if len(values) and learned < GRACE_PERIOD_POINTS:
+        _note(
+            f"only {learned} values; the detector needs {GRACE_PERIOD_POINTS} before it "
+            "scores, so every score is 0"
+        )
+    fed = _ReportingValues(values) if len(values) > PROGRESS_ROWS else values
+    scores, flags = run_series(kind, stamps, fed)
+    with _standard_output():
+        # the csv module quotes a timestamp written with a comma ("Jan 1, 2024 00:00")
+        rows = csv.writer(sys.stdout, lineterminator="\n")
+        rows.writerow(("timestamp", "score", "flag"))
+        for stamp, score, flag in zip(text, scores, flags, strict=True):
+            rows.writerow((stamp, f"{score:.6g}", int(flag)))
+
+
+@contextmanager
+def _standard_output() -> Iterator[None]:
+    """Write to standard output as Unix tools do: a reader that has gone away (``| head``)
+    ends the command silently; any other failed write (``> /dev/full``) is a one-line error."""
+    if sys.stdout is None:  # started with standard output closed (``>&-``)
+        typer.echo("Error: standard output is closed; nothing can be written", err=True)
+        raise typer.Exit(1)
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_standard_output()
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        _discard_standard_output()
+        typer.echo(f"Error: cannot write to standard output: {exc.strerror}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _discard_standard_output() -> None:
+    # what is still buffered would fail again, with a traceback, when Python flushes at exit
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+class _ReportingValues:
+    """A long series' values that write "scored N of M rows" on stderr about every
+    PROGRESS_SECONDS while the detector takes them one at a time (it reports nothing itself)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self._values = values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        return np.asarray(self._values, dtype=dtype)
+
+    def __iter__(self) -> Iterator[float]:
+        total = len(self._values)
+        reported = time.monotonic()
+        for done, value in enumerate(self._values):
+            if time.monotonic() - reported >= PROGRESS_SECONDS:
+                typer.echo(f"scored {done:,} of {total:,} rows ({done * 100 // total} %)", err=True)
+                reported = time.monotonic()
+            yield value
 
 
 def evaluate_command(
@@ -68,35 +142,63 @@ def evaluate_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Score the detectors on the labelled public series with the NAB-style scorer."""
-    folder = _resolve_data_dir(data_dir)
-    if not folder.is_dir():
-        raise _fail(f"data folder {folder} not found; pass --data-dir or set {DATA_DIR_ENV}")
-    missing = [name for name in SETS if not (folder / name / WINDOWS_FILE).is_file()]
-    if missing:
-        raise _fail(
-            f"{folder} has no {', '.join(f'{name}/{WINDOWS_FILE}' for name in missing)}; "
-            f"--data-dir takes the folder that holds {' and '.join(f'{name}/' for name in SETS)}"
-        )
+    """Score the detectors on the labelled public series with the NAB-style scorer.
+
+    The data folder holds nab/ and cloud-monitoring/, each with its CSV files and a
+    combined_windows.json; a set that is missing is skipped with a note. A set without a
+    window to score shows n/a in the table and null in --json."""
     if profile is not None and profile not in PROFILES:
         raise _fail(f"unknown --profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    folder = _resolve_data_dir(data_dir)
+    sets = _sets_in(folder)
     try:
-        results = evaluate(folder)
-    except (OSError, SeriesFormatError, ValueError) as exc:
+        results = evaluate(folder, sets, warn=_warn)
+    except SeriesFormatError as exc:
+        raise _fail(str(exc)) from None  # it names the file
+    except (OSError, ValueError) as exc:
         raise _fail(f"cannot evaluate on {folder}: {exc}") from None
-    profiles = [profile] if profile else list(PROFILES)
-    if as_json:
-        rows = [r.as_dict() for r in results]
-        for row in rows:
-            row["scores"] = {p: row["scores"][p] for p in profiles}
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    header = f"{'set':<18}{'files':>6}{'windows':>8}{'caught':>7}{'missed':>7}{'false':>7}"
-    typer.echo(header + "".join(f"{p:>20}" for p in profiles))
     for r in results:
-        line = f"{r.name:<18}{r.files:>6}{r.windows:>8}{r.caught:>7}{r.missed:>7}"
-        line += f"{r.false_alarms:>7}" + "".join(f"{r.scores[p]:>20.1f}" for p in profiles)
-        typer.echo(line)
+        if not r.windows:
+            _note(f"the {r.name} set has no window to score, so it has no score (n/a)")
+    profiles = [profile] if profile else list(PROFILES)
+    with _standard_output():
+        if as_json:
+            rows = [r.as_dict() for r in results]
+            for row in rows:
+                row["scores"] = {p: row["scores"][p] for p in profiles}
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        header = f"{'set':<18}{'files':>6}{'windows':>8}{'caught':>7}{'missed':>7}{'false':>7}"
+        typer.echo(header + "".join(f"{p:>20}" for p in profiles))
+        for r in results:
+            line = f"{r.name:<18}{r.files:>6}{r.windows:>8}{r.caught:>7}{r.missed:>7}"
+            line += f"{r.false_alarms:>7}" + "".join(_score_cell(r.scores[p]) for p in profiles)
+            typer.echo(line)
+
+
+def _sets_in(folder: Path) -> list[str]:
+    """The labelled sets that ``folder`` holds, with a note for each one it lacks; an error
+    when it holds none."""
+    if folder.is_file():
+        raise _fail(f"{folder} is a file, not a folder; {_DATA_DIR_HINT}")
+    if not folder.is_dir():
+        raise _fail(f"data folder {folder} not found; pass --data-dir or set {DATA_DIR_ENV}")
+    present = [name for name in SETS if (folder / name / WINDOWS_FILE).is_file()]
+    missing = [f"{name}/{WINDOWS_FILE}" for name in SETS if name not in present]
+    if not present:
+        raise _fail(f"{folder} has no {' or '.join(missing)}; {_DATA_DIR_HINT}")
+    for name in missing:
+        _note(f"{folder} has no {name}; evaluating {', '.join(present)} only")
+    return present
+
+
+_DATA_DIR_HINT = (
+    f"--data-dir takes the folder that holds {' and '.join(f'{name}/' for name in SETS)}"
+)
+
+
+def _score_cell(score: float | None) -> str:
+    return f"{'n/a' if score is None else f'{score:.1f}':>20}"
 
 
 def bench_detect_command(

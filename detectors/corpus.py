@@ -10,17 +10,22 @@ CPU, traffic, travel time) are ``generic`` and are judged by the latency detecto
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
 import os
+import re
 import sys
-import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
 from detectors.nab import Window, windows_to_rows
+
+logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "SEAMWATCH_EVAL_DATA_DIR"
 DEFAULT_DATA_DIR = Path("..") / "shared" / "data"
@@ -29,7 +34,7 @@ SETS = ("nab", "cloud-monitoring")
 
 
 class SeriesFormatError(ValueError):
-    """A series file cannot be read as timestamps and values."""
+    """A series file cannot be read as timestamps and values, or a windows file as windows."""
 
 
 @dataclass(frozen=True)
@@ -73,89 +78,155 @@ def read_series_with_text(path: Path) -> tuple[list[str], np.ndarray, np.ndarray
     """Like :func:`read_series`, also returning the timestamps as written in the file.
 
     ``-`` reads standard input."""
-    frame = _read_frame(path)
+    name = "standard input" if str(path) == "-" else str(path)
+    frame = _read_frame(name, _read_text(path, name))
     columns: dict[str, object] = {}
     for column in frame.columns:
-        name = str(column).strip().lower()
-        if name in columns and name in ("timestamp", "value"):
-            raise SeriesFormatError(f"{path}: two '{name}' columns; keep one")
-        columns[name] = column
+        column_name = str(column).strip().lower()
+        if column_name in columns and column_name in ("timestamp", "value"):
+            raise SeriesFormatError(f"{name}: two '{column_name}' columns; keep one")
+        columns[column_name] = column
     for needed in ("timestamp", "value"):
         if needed not in columns:
             found = ", ".join(map(str, frame.columns)) or "none"
-            raise SeriesFormatError(f"{path}: no '{needed}' column (columns: {found})")
-    raw_stamps = frame[columns["timestamp"]]
+            raise SeriesFormatError(f"{name}: no '{needed}' column (columns: {found})")
+    text = frame[columns["timestamp"]].astype(str).tolist()
+    stamps = _timestamps(name, frame[columns["timestamp"]])
+    return text, stamps, _values(name, frame[columns["value"]])
+
+
+# pandas reads these as the current time or as a time of day today: not points in time
+RELATIVE_TIME = re.compile(r"now|today|\d{1,2}:\d{2}\S*", re.IGNORECASE)
+# datetime64[ns] holds 1677-09-21 to 2262-04-11; a later year would wrap round silently
+EARLIEST = pd.Timestamp.min.tz_localize("UTC")
+LATEST = pd.Timestamp.max.tz_localize("UTC")
+
+
+def _timestamps(name: str, raw: pd.Series) -> np.ndarray:
+    """The timestamp column as naive UTC ``datetime64[ns]``, in time order (a repeated
+    timestamp is allowed); a row that breaks a rule is an error naming it."""
+    relative = raw.str.strip().str.fullmatch(RELATIVE_TIME)
+    if relative.any():
+        raise SeriesFormatError(_unparsable(name, raw, int(np.flatnonzero(relative)[0])))
     try:
-        stamps = pd.to_datetime(raw_stamps.astype("string"), utc=True, format="mixed")
+        stamps = pd.to_datetime(raw.astype("string"), utc=True, format="mixed")
     except (ValueError, TypeError, OverflowError):
-        raise SeriesFormatError(_first_bad_timestamp(path, raw_stamps)) from None
-    values = _values(path, frame[columns["value"]])
+        raise SeriesFormatError(_first_bad_timestamp(name, raw)) from None
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
-        raise SeriesFormatError(f"{path}: missing timestamp on data row {row + 1}")
-    naive = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    text = raw_stamps.astype(str).tolist()
-    return text, naive.to_numpy(dtype="datetime64[ns]"), values
+        raise SeriesFormatError(f"{name}: missing timestamp on data row {row + 1}")
+    outside = ((stamps < EARLIEST) | (stamps > LATEST)).to_numpy()
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise SeriesFormatError(
+            f"{name}: timestamp {raw.iloc[row]!r} on data row {row + 1} is out of range; "
+            f"the year must be from {EARLIEST.year + 1} to {LATEST.year - 1}"
+        )
+    naive = stamps.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    backwards = np.flatnonzero(np.diff(naive) < np.timedelta64(0))
+    if backwards.size:
+        row = int(backwards[0]) + 1
+        raise SeriesFormatError(
+            f"{name}: timestamps go backwards at data row {row + 1}: {raw.iloc[row]!r} comes "
+            f"after {raw.iloc[row - 1]!r} on data row {row}; sort the rows by time, oldest first"
+        )
+    return naive
 
 
-def _first_bad_timestamp(path: Path, raw: pd.Series) -> str:
+def _first_bad_timestamp(name: str, raw: pd.Series) -> str:
     """Which row's timestamp cannot be read, for the error message."""
     for row, text in enumerate(raw.tolist()):
         try:
             pd.to_datetime(str(text), utc=True)
         except (ValueError, TypeError, OverflowError):
-            shown = str(text).replace("\n", " ")[:60]
-            return (
-                f"{path}: unparsable timestamp {shown!r} on data row {row + 1}; "
-                "use ISO 8601, e.g. 2024-01-01T00:00:00Z"
-            )
-    return f"{path}: the timestamps mix formats that cannot be read together; use ISO 8601"
+            return _unparsable(name, raw, row)
+    return f"{name}: the timestamps mix formats that cannot be read together; use ISO 8601"
+
+
+def _unparsable(name: str, raw: pd.Series, row: int) -> str:
+    shown = str(raw.iloc[row]).replace("\n", " ")[:60]
+    return (
+        f"{name}: unparsable timestamp {shown!r} on data row {row + 1}; "
+        "use ISO 8601 with a date, e.g. 2024-01-01T00:00:00Z"
+    )
 
 
 # Detectors keep their history as float32; a larger magnitude cannot be a measurement.
 MAX_VALUE = float(np.finfo(np.float32).max)
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
-    source: object = path
+def _read_text(path: Path, name: str) -> str:
+    """The whole input as text. Standard input is read once into memory, so that it is parsed
+    exactly like a file."""
     if str(path) == "-":
-        source = sys.stdin
-    elif Path(path).is_dir():
-        raise SeriesFormatError(f"{path} is a folder; pass the CSV file itself")
-    elif not Path(path).is_file():
-        raise SeriesFormatError(f"no such file: {path}")
+        data = sys.stdin.buffer.read()
+    else:
+        path = Path(path)
+        if path.is_dir():
+            raise SeriesFormatError(f"{name} is a folder; pass the CSV file itself")
+        if not path.exists():
+            raise SeriesFormatError(f"no such file: {name}")
+        # a pipe (``<(command)``) is read like a file; a device such as /dev/zero never ends
+        if not (path.is_file() or path.is_fifo()):
+            raise SeriesFormatError(f"{name} is not a regular file; pass a CSV file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise SeriesFormatError(f"cannot read {name}: {exc.strerror}") from None
     try:
-        # index_col=False: rows with a trailing comma must not shift the columns; their extra
-        # field is one of the "other columns", which are ignored
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", pd.errors.ParserWarning)
-            frame = pd.read_csv(source, dtype=str, keep_default_na=False, index_col=False)
-    except pd.errors.EmptyDataError:
-        raise SeriesFormatError(
-            f"{path} is empty; expected a header with timestamp and value"
-        ) from None
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise SeriesFormatError(f"{path} is not UTF-8 text; expected a CSV file") from None
-    except pd.errors.ParserError as exc:
-        raise SeriesFormatError(f"cannot parse {path} as CSV: {exc}") from exc
-    if caught and source is not sys.stdin:
-        _refuse_extra_fields(path, len(frame.columns))
-    return frame
+        raise SeriesFormatError(f"{name} is not UTF-8 text; expected a CSV file") from None
+    if not text.strip():
+        raise SeriesFormatError(f"{name} is empty; expected a header with timestamp and value")
+    return text
 
 
-def _refuse_extra_fields(path: Path, width: int) -> None:
+def _read_frame(name: str, text: str) -> pd.DataFrame:
+    """Parse CSV text into string columns, refusing a row with more fields than the header."""
+    rows = csv.reader(io.StringIO(text))
+    try:
+        header = next(row for row in rows if row)
+        _refuse_other_separators(name, header)
+        _refuse_extra_fields(name, rows, len(header))
+        # usecols: an empty field after the last column (a trailing comma) is dropped on any
+        # row; index_col=False keeps such a first row from turning the timestamps into an index
+        return pd.read_csv(
+            io.StringIO(text),
+            dtype=str,
+            keep_default_na=False,
+            index_col=False,
+            usecols=range(len(header)),
+        )
+    except (csv.Error, pd.errors.ParserError) as exc:
+        raise SeriesFormatError(f"cannot parse {name} as CSV: {exc}") from None
+
+
+def _refuse_other_separators(name: str, header: list[str]) -> None:
+    """A header in one field that holds a semicolon or a tab is not comma-separated."""
+    if len(header) != 1:
+        return
+    for separator, word in ((";", "semicolon"), ("\t", "tab")):
+        if separator in header[0]:
+            raise SeriesFormatError(
+                f"{name}: the header {header[0]!r} looks {word}-separated; "
+                "separate the fields with commas"
+            )
+
+
+def _refuse_extra_fields(name: str, rows: Iterator[list[str]], width: int) -> None:
     """A data row with more fields than the header is an error unless the extra ones are
     empty (a trailing comma): ``1,5`` in a value column is a decimal comma, not two values."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.reader(handle)):
-            if number and len(row) > width and any(field.strip() for field in row[width:]):
-                raise SeriesFormatError(
-                    f"{path}: data row {number} has {len(row)} fields but the header names "
-                    f"{width}; quote a value that holds a comma (a decimal comma: use a point)"
-                )
+    # blank lines are skipped, as pandas skips them, so row numbers match the other messages
+    for number, row in enumerate((row for row in rows if row), start=1):
+        if len(row) > width and any(field.strip() for field in row[width:]):
+            raise SeriesFormatError(
+                f"{name}: data row {number} has {len(row)} fields but the header names "
+                f"{width}; quote a value that holds a comma (a decimal comma: use a point)"
+            )
 
 
-def _values(path: Path, raw: pd.Series) -> np.ndarray:
+def _values(name: str, raw: pd.Series) -> np.ndarray:
     """The value column as floats: blank or NA/NaN is a gap (NaN); anything else that is not a
     finite number of a sensible size is an error naming its row."""
     text = raw.str.strip()
@@ -165,21 +236,131 @@ def _values(path: Path, raw: pd.Series) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise SeriesFormatError(
-            f"{path}: unparsable value {raw.iloc[row]!r} on data row {row + 1}: expected a "
+            f"{name}: unparsable value {raw.iloc[row]!r} on data row {row + 1}: expected a "
             f"finite number of at most {MAX_VALUE:.3g} in size, or a blank for a gap"
         )
     return values.to_numpy(dtype=float)
 
 
-def load_set(data_dir: Path, set_name: str) -> list[LabelledSeries]:
-    """Load every labelled file of one set, in the order of its windows file."""
+Bounds = tuple[np.datetime64, np.datetime64]
+WINDOWS_SHAPE = (
+    "an object mapping each CSV path, relative to the windows file's folder, to a list of "
+    '["start", "end"] timestamp pairs'
+)
+
+
+def read_windows(folder: Path) -> dict[str, list[Bounds]]:
+    """Read a set's windows file: CSV paths relative to ``folder`` and their window bounds as
+    naive UTC ``datetime64[ns]``. Raises :class:`SeriesFormatError` naming the file and key."""
+    path = folder / WINDOWS_FILE
+    try:
+        content = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise SeriesFormatError(f"{path} is not UTF-8 text; expected {WINDOWS_SHAPE}") from None
+    except json.JSONDecodeError as exc:
+        raise SeriesFormatError(
+            f"{path} is not valid JSON ({exc.msg} on line {exc.lineno}, column {exc.colno}); "
+            f"expected {WINDOWS_SHAPE}"
+        ) from None
+    if not isinstance(content, dict):
+        raise SeriesFormatError(
+            f"{path}: the top level is {_json_kind(content)}; expected {WINDOWS_SHAPE}"
+        )
+    return {key: _key_windows(path, key, windows) for key, windows in content.items()}
+
+
+def _key_windows(path: Path, key: str, windows: object) -> list[Bounds]:
+    """One key's windows, checked: a path inside the folder and ``[start, end]`` pairs."""
+    where = f"{path}, key {key!r}"
+    relative = PurePosixPath(key)
+    # the key names a file of this set; an absolute path or ".." would read any file
+    if not key.strip() or relative.is_absolute() or ".." in relative.parts:
+        raise SeriesFormatError(
+            f"{where}: not a path inside {path.parent}; keys are CSV paths relative to that "
+            "folder, e.g. realTraffic/speed.csv"
+        )
+    if not isinstance(windows, list):
+        raise SeriesFormatError(
+            f"{where}: the windows are {_json_kind(windows)}; expected a list of "
+            '["start", "end"] timestamp pairs ([] for none)'
+        )
+    checked = []
+    for number, window in enumerate(windows, start=1):
+        if not (isinstance(window, list) and len(window) == 2):
+            raise SeriesFormatError(
+                f"{where}: window {number} is {json.dumps(window)[:60]}; expected a pair "
+                '["start", "end"] of timestamp strings'
+            )
+        start, end = (_bound(where, number, bound) for bound in window)
+        if start > end:
+            raise SeriesFormatError(
+                f"{where}: window {number} starts after it ends ({window[0]} > {window[1]}); "
+                "write [start, end]"
+            )
+        checked.append((start, end))
+    return checked
+
+
+def _bound(where: str, number: int, bound: object) -> np.datetime64:
+    """A window bound as naive UTC ``datetime64[ns]``."""
+    try:
+        if not isinstance(bound, str) or RELATIVE_TIME.fullmatch(bound.strip()):
+            raise ValueError(bound)
+        stamp = pd.Timestamp(bound)
+        if stamp is pd.NaT:
+            raise ValueError(bound)
+        if stamp.tzinfo is not None:
+            stamp = stamp.tz_convert("UTC").tz_localize(None)
+        return stamp.as_unit("ns").to_datetime64()
+    except (ValueError, TypeError, OverflowError):
+        raise SeriesFormatError(
+            f"{where}: window {number} bound {json.dumps(bound)[:60]} is not a timestamp; "
+            'use a UTC timestamp string from 1678 to 2261, e.g. "2024-01-01 00:00:00"'
+        ) from None
+
+
+def _json_kind(value: object) -> str:
+    """How JSON calls a value's type, for messages."""
+    if value is None:
+        return "null"
+    kinds = {bool: "a boolean", dict: "an object", list: "a list", str: "a string"}
+    return kinds.get(type(value), "a number")
+
+
+def load_set(
+    data_dir: Path, set_name: str, warn: Callable[[str], None] = logger.warning
+) -> list[LabelledSeries]:
+    """Load every labelled file of one set, in the order of its windows file.
+
+    A window that lies wholly outside its file's time range is not scored; ``warn`` gets a
+    line naming it."""
     folder = data_dir / set_name
-    bounds = json.loads((folder / WINDOWS_FILE).read_text())
+    bounds = read_windows(folder)
     series = []
     for relative_path in sorted(bounds):
+        if not (folder / relative_path).exists():
+            raise SeriesFormatError(
+                f"{folder / WINDOWS_FILE}, key {relative_path!r}: no such file "
+                f"{folder / relative_path}; add the file or remove the key"
+            )
         stamps, values = read_series(folder / relative_path)
+        for start, end in bounds[relative_path]:
+            if not len(stamps) or end < stamps[0] or start > stamps[-1]:
+                warn(_outside_note(folder / relative_path, stamps, start, end))
         windows = windows_to_rows(stamps, bounds[relative_path])
         series.append(
             LabelledSeries(relative_path, kind_of(relative_path), stamps, values, windows)
         )
     return series
+
+
+def _outside_note(path: Path, stamps: np.ndarray, start: np.datetime64, end: np.datetime64) -> str:
+    span = f"{_shown(stamps[0])} to {_shown(stamps[-1])}" if len(stamps) else "no rows"
+    return (
+        f"{path}: window [{_shown(start)}, {_shown(end)}] lies outside the file's time range "
+        f"({span}); it is not scored"
+    )
+
+
+def _shown(stamp: np.datetime64) -> str:
+    return str(stamp.astype("datetime64[s]")).replace("T", " ")

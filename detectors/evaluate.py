@@ -34,7 +34,9 @@ def register_labelled_source(name: str, loader: LabelledSource) -> None:
 
 @dataclass
 class SetResult:
-    """Scores of one labelled set under every profile, with window-level counts."""
+    """Scores of one labelled set under every profile, with window-level counts.
+
+    A set without a window to score has no score: ``None`` under every profile."""
 
     name: str
     files: int = 0
@@ -42,7 +44,7 @@ class SetResult:
     caught: int = 0
     missed: int = 0
     false_alarms: int = 0
-    scores: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, float | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """Plain form for JSON output."""
@@ -53,7 +55,10 @@ class SetResult:
             "caught": self.caught,
             "missed": self.missed,
             "false_alarms": self.false_alarms,
-            "scores": {name: round(value, 2) for name, value in self.scores.items()},
+            "scores": {
+                name: None if value is None else round(value, 2)
+                for name, value in self.scores.items()
+            },
         }
 
 
@@ -86,15 +91,20 @@ def evaluate_series(name: str, series: Iterable[LabelledSeries]) -> SetResult:
         result.caught += standard.caught
         result.missed += standard.missed
         result.false_alarms += standard.false_alarms
+    # the normalised score divides by the windows: without one there is nothing to measure
     result.scores = {
-        name: normalised_score(scores, PROFILES[name]) for name, scores in per_profile.items()
+        name: normalised_score(scores, PROFILES[name]) if result.windows else None
+        for name, scores in per_profile.items()
     }
     return result
 
 
-def evaluate(data_dir: Path, sets: Iterable[str] = SETS) -> list[SetResult]:
-    """Score the public sets found in ``data_dir`` and every registered source."""
-    results = [evaluate_series(name, load_set(data_dir, name)) for name in sets]
+def evaluate(
+    data_dir: Path, sets: Iterable[str] = SETS, warn: Callable[[str], None] = logger.warning
+) -> list[SetResult]:
+    """Score the public sets found in ``data_dir`` and every registered source; ``warn`` gets
+    a line for each window that cannot be scored (:func:`detectors.corpus.load_set`)."""
+    results = [evaluate_series(name, load_set(data_dir, name, warn)) for name in sets]
     for name, loader in _EXTRA_SOURCES.items():
         results.append(evaluate_series(name, loader()))
     return results

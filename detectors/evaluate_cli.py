@@ -40,7 +40,13 @@ def evaluate_command(
         None, "--severity", help=f"Severity file [env {SEVERITY_FILE_ENV}]."
     ),
 ) -> None:
-    """Score the detectors on labelled series, or on the simulator's incidents."""
+    """Score the detectors on labelled series, or on the simulator's incidents.
+
+    The data folder holds nab/ and cloud-monitoring/, each with CSV files and a
+    combined_windows.json that maps each file's path to its [start, end] windows. A set that
+    is absent is skipped with a note; a set without a window to score has no score: n/a in
+    the table, null in --json.
+    """
     if not simulator:
         if severity_file is not None:
             typer.echo(

@@ -2,6 +2,10 @@ import csv
 import doctest
 import importlib
 import io
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -157,3 +161,190 @@ def test_detect_series_names_a_file_that_is_not_text(tmp_path):
     path.write_bytes(b"\xff\xfe\x00\x81binary")
     result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
     assert result.exit_code == 2 and "is not UTF-8 text" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("timestamp;value\n2024-01-01;1,5\n", "looks semicolon-separated; separate the fields"),
+        ("timestamp\tvalue\n2024-01-01\t1\n", "looks tab-separated; separate the fields"),
+    ],
+)
+def test_detect_series_names_another_separator(tmp_path, content, message):
+    path = write(tmp_path, content)
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert f"Error: {path}: the header " in result.stderr and message in result.stderr
+
+
+def test_detect_series_names_a_later_row_with_extra_fields(tmp_path):
+    # pandas once answered "C error: Expected 2 fields in line 52" for a row after the first
+    rows = [f"2024-01-01T00:{minute:02d}:00Z,1" for minute in range(60)]
+    rows[50] += ",5,6"
+    rows[20] += ","  # a trailing comma on a later row is still fine
+    path = write(tmp_path, "timestamp,value\n" + "\n".join(rows) + "\n")
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"Error: {path}: data row 51 has 4 fields but the header names 2; quote a value that "
+        "holds a comma (a decimal comma: use a point)"
+    ]
+
+
+def test_detect_series_reads_standard_input_like_a_file(tmp_path):
+    # a decimal comma was once cut off silently from standard input
+    content = "timestamp,value\n2024-01-01T00:00:00Z,1,5\n"
+    on_disk = runner.invoke(
+        app, ["detect-series", "--kind", "latency", str(write(tmp_path, content))]
+    )
+    piped = runner.invoke(app, ["detect-series", "--kind", "latency", "-"], input=content)
+    assert on_disk.exit_code == piped.exit_code == 2
+    assert "Error: standard input: data row 1 has 3 fields" in piped.stderr
+    empty = runner.invoke(app, ["detect-series", "--kind", "latency", "-"], input="")
+    assert empty.exit_code == 2 and "Error: standard input is empty" in empty.stderr
+
+
+def test_detect_series_names_a_device_instead_of_a_missing_file():
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", "/dev/null"])
+    assert result.exit_code == 2
+    assert result.stderr == "Error: /dev/null is not a regular file; pass a CSV file\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # repeated timestamps are fine (the public labelled sets have them); going back is not
+        (
+            "timestamp,value\n2024-01-01T01:00:00Z,1\n2024-01-01T01:00:00Z,2\n"
+            "2024-01-01T00:00:00Z,3\n",
+            "timestamps go backwards at data row 3: '2024-01-01T00:00:00Z' comes after "
+            "'2024-01-01T01:00:00Z' on data row 2; sort the rows by time, oldest first",
+        ),
+        # pandas reads these as the current time, or a time of day today
+        ("timestamp,value\n2024-01-01,1\ntoday,2\n", "unparsable timestamp 'today' on data row 2"),
+        ("timestamp,value\nnow,1\n", "unparsable timestamp 'now' on data row 1"),
+        ("timestamp,value\n10:00Z,1\n", "unparsable timestamp '10:00Z' on data row 1"),
+        # datetime64[ns] ends in 2262: 2500 once wrapped round to 1915 silently
+        (
+            "timestamp,value\n2024-01-01,1\n2500-01-01,2\n",
+            "timestamp '2500-01-01' on data row 2 is out of range; the year must be from 1678 "
+            "to 2261",
+        ),
+        ("timestamp,value\n1600-01-01,1\n", "'1600-01-01' on data row 1 is out of range"),
+    ],
+)
+def test_detect_series_refuses_timestamps_out_of_order_or_range(tmp_path, content, message):
+    path = write(tmp_path, content)
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {path}: ") and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_detect_series_keeps_repeated_timestamps(tmp_path):
+    path = write(tmp_path, "timestamp,value\n2024-01-01T01:00:00Z,1\n2024-01-01T01:00:00Z,2\n")
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 3
+
+
+def minutes_csv(tmp_path: Path, count: int) -> Path:
+    """A per-minute series with a spike at its 91st minute."""
+    values = [900 if m == 90 else 100 + m % 3 for m in range(count)]
+    rows = [f"2024-01-01T{m // 60:02d}:{m % 60:02d}:00Z,{v}" for m, v in enumerate(values)]
+    return write(tmp_path, "timestamp,value\n" + "\n".join(rows) + "\n")
+
+
+def test_detect_series_notes_a_series_shorter_than_the_warm_up(tmp_path):
+    # every score was 0 with nothing said
+    path = minutes_csv(tmp_path, 5)
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 6
+    assert result.stderr == (
+        "Note: only 5 values; the detector needs 12 before it scores, so every score is 0\n"
+    )
+    enough = runner.invoke(
+        app, ["detect-series", "--kind", "latency", str(minutes_csv(tmp_path, 12))]
+    )
+    assert enough.exit_code == 0 and enough.stderr == ""
+
+
+def test_detect_series_reports_progress_on_stderr_only(tmp_path, monkeypatch):
+    path = minutes_csv(tmp_path, 120)
+    quiet = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert quiet.stdout.splitlines()[91].endswith(",1")  # the spike is flagged
+    # a long run, as if every row took the whole reporting interval
+    monkeypatch.setattr("detectors.cli.PROGRESS_ROWS", 100)
+    monkeypatch.setattr("detectors.cli.PROGRESS_SECONDS", 0.0)
+    reported = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert reported.exit_code == 0, reported.output
+    assert reported.stdout == quiet.stdout
+    progress = reported.stderr.splitlines()
+    assert len(progress) == 120
+    assert progress[0] == "scored 0 of 120 rows (0 %)"
+    assert progress[-1] == "scored 119 of 120 rows (99 %)"
+    assert "scored" not in reported.stdout
+
+
+def run_seamwatch(*args: str, stdout: object) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "seamwatch", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_detect_series_names_a_full_output_in_one_line(tmp_path):
+    with open("/dev/full", "w") as full:
+        result = run_seamwatch(
+            "detect-series", "--kind", "latency", str(minutes_csv(tmp_path, 120)), stdout=full
+        )
+    assert result.returncode == 1
+    assert result.stderr == "Error: cannot write to standard output: No space left on device\n"
+
+
+@pytest.mark.slow
+def test_detect_series_stops_silently_when_the_reader_goes_away(tmp_path):
+    # `| head -1`: the rest of the output (more than a pipe holds) has nowhere to go
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    rows = [f"{(start + timedelta(minutes=m)).isoformat()},{m % 7}" for m in range(10_000)]
+    path = write(tmp_path, "timestamp,value\n" + "\n".join(rows) + "\n")
+    command = [
+        sys.executable,
+        "-m",
+        "seamwatch",
+        "detect-series",
+        "--kind",
+        "error_rate",
+        str(path),
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout.readline() == "timestamp,score,flag\n"
+        process.stdout.close()
+        stderr = process.stderr.read()
+        assert process.wait(timeout=120) == 1
+    assert stderr == ""
+
+
+@pytest.mark.slow
+def test_detect_series_names_a_closed_output(tmp_path):
+    # `>&-`: Python starts without a standard output at all
+    command = [sys.executable, "-m", "seamwatch", "detect-series", "--kind", "latency"]
+    result = subprocess.run(
+        [*command, str(minutes_csv(tmp_path, 20))],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert result.returncode == 1
+    assert result.stderr == "Error: standard output is closed; nothing can be written\n"
