@@ -74,8 +74,8 @@ def detect_series_command(
             f"only {learned} values; the detector needs {GRACE_PERIOD_POINTS} before it "
             "scores, so every score is 0"
         )
-    fed = _ReportingValues(values) if len(values) > PROGRESS_ROWS else values
-    scores, flags = run_series(kind, stamps, fed)
+    progress = _ProgressLine() if len(values) > PROGRESS_ROWS else None
+    scores, flags = run_series(kind, stamps, values, on_progress=progress)
     with _standard_output():
         # the csv module quotes a timestamp written with a comma ("Jan 1, 2024 00:00")
         rows = csv.writer(sys.stdout, lineterminator="\n")
@@ -108,27 +108,16 @@ def _discard_standard_output() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-class _ReportingValues:
-    """A long series' values that write "scored N of M rows" on stderr about every
-    PROGRESS_SECONDS while the detector takes them one at a time (it reports nothing itself)."""
+class _ProgressLine:
+    """Writes "scored N of M rows" on standard error about every ``PROGRESS_SECONDS``."""
 
-    def __init__(self, values: np.ndarray) -> None:
-        self._values = values
+    def __init__(self) -> None:
+        self._reported = time.monotonic()
 
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
-        return np.asarray(self._values, dtype=dtype)
-
-    def __iter__(self) -> Iterator[float]:
-        total = len(self._values)
-        reported = time.monotonic()
-        for done, value in enumerate(self._values):
-            if time.monotonic() - reported >= PROGRESS_SECONDS:
-                typer.echo(f"scored {done:,} of {total:,} rows ({done * 100 // total} %)", err=True)
-                reported = time.monotonic()
-            yield value
+    def __call__(self, done: int, total: int) -> None:
+        if time.monotonic() - self._reported >= PROGRESS_SECONDS:
+            typer.echo(f"scored {done:,} of {total:,} rows ({done * 100 // total} %)", err=True)
+            self._reported = time.monotonic()
 
 
 def evaluate_command(

@@ -10,6 +10,7 @@ open alert may close.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -30,6 +31,7 @@ MIN_HISTORY_POINTS = 48
 GRACE_PERIOD_POINTS = 12
 # rows missing for at least this long are fed to the detectors as gaps
 MIN_FILLED_GAP = timedelta(hours=1)
+PROGRESS_EVERY_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -111,12 +113,16 @@ def missing_steps(timestamps: np.ndarray, interval: timedelta, season: int) -> n
 
 
 def run_series(
-    kind: str, timestamps: np.ndarray, values: np.ndarray
+    kind: str,
+    timestamps: np.ndarray,
+    values: np.ndarray,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the product's alarm for ``kind`` over one series: (scores, onset flags).
 
     Rows are taken in time order at the series' usual spacing; where rows are missing the
     alarm is fed gaps, so a missing afternoon does not shift the time of day.
+    ``on_progress(done, total)`` is called every ``PROGRESS_EVERY_ROWS`` rows.
     """
     interval = sampling_interval(timestamps)
     alarm = build_alarm(kind, interval)
@@ -124,6 +130,8 @@ def run_series(
     scores = np.zeros(len(values))
     flags = np.zeros(len(values), dtype=np.int8)
     for i, x in enumerate(values):
+        if on_progress is not None and i % PROGRESS_EVERY_ROWS == 0:
+            on_progress(i, len(values))
         for _ in range(gaps[i]):
             alarm.update(math.nan)
         flags[i] = alarm.update(float(x))
