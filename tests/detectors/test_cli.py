@@ -52,6 +52,8 @@ def test_detect_series_writes_one_row_per_input_row(tmp_path):
         ("timestamp,value\n2024-01-01,inf\n", "unparsable value 'inf' on data row 1"),
         ("timestamp,value\n2024-01-01,1e39\n", "unparsable value '1e39' on data row 1"),
         ("timestamp,value,Value\n2024-01-01,1,2\n", "two 'value' columns"),
+        ("timestamp;value\n2024-01-01;1,5\n", "looks semicolon-separated; separate the fields"),
+        ("timestamp\tvalue\n2024-01-01\t1\n", "looks tab-separated; separate the fields"),
     ],
 )
 def test_detect_series_rejects_bad_input(tmp_path, content, message):
@@ -161,20 +163,6 @@ def test_detect_series_names_a_file_that_is_not_text(tmp_path):
     path.write_bytes(b"\xff\xfe\x00\x81binary")
     result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
     assert result.exit_code == 2 and "is not UTF-8 text" in result.stderr
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ("timestamp;value\n2024-01-01;1,5\n", "looks semicolon-separated; separate the fields"),
-        ("timestamp\tvalue\n2024-01-01\t1\n", "looks tab-separated; separate the fields"),
-    ],
-)
-def test_detect_series_names_another_separator(tmp_path, content, message):
-    path = write(tmp_path, content)
-    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
-    assert result.exit_code == 2
-    assert f"Error: {path}: the header " in result.stderr and message in result.stderr
 
 
 def test_detect_series_names_a_later_row_with_extra_fields(tmp_path):
