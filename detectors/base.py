@@ -32,6 +32,11 @@ class SeriesDetector(abc.ABC):
         self.grace_period = grace_period
         self._reset()
 
+    @property
+    def warm_up(self) -> int:
+        """Values a new detector learns before it gives its first score."""
+        return self.grace_period
+
     @abc.abstractmethod
     def _reset(self) -> None:
         """Forget everything learned; all mutable state is set here."""

@@ -27,7 +27,7 @@ from detectors.corpus import (
 from detectors.corpus import resolve_data_dir as _resolve_data_dir
 from detectors.evaluate import evaluate
 from detectors.nab import PROFILES
-from detectors.product import GRACE_PERIOD_POINTS, run_series
+from detectors.product import run_series, sampling_interval, warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +69,11 @@ def detect_series_command(
     except SeriesFormatError as exc:
         raise _fail(str(exc)) from None
     learned = int(np.count_nonzero(~np.isnan(values)))
-    if len(values) and learned < GRACE_PERIOD_POINTS:
+    needed = warm_up(kind, sampling_interval(stamps))
+    if len(values) and learned < needed:
         _note(
-            f"only {learned} values; the detector needs {GRACE_PERIOD_POINTS} before it "
-            "scores, so every score is 0"
+            f"only {learned} values; the detector needs {needed} before it scores, "
+            "so every score is 0"
         )
     progress = _ProgressLine() if len(values) > PROGRESS_ROWS else None
     scores, flags = run_series(kind, stamps, values, on_progress=progress)

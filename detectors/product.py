@@ -74,6 +74,11 @@ def build_detector(kind: str, interval: timedelta = PRODUCT_INTERVAL) -> SeriesD
     raise ValueError(f"unknown detector kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
+def warm_up(kind: str, interval: timedelta = PRODUCT_INTERVAL) -> int:
+    """Values the detector for ``kind`` learns before its first score."""
+    return build_detector(kind, interval).warm_up
+
+
 def build_alarm(kind: str, interval: timedelta = PRODUCT_INTERVAL) -> HysteresisAlarm:
     """The scorer for ``kind`` wrapped in the product's alert thresholds."""
     detector = build_detector(kind, interval)

@@ -160,6 +160,11 @@ class ResidualTailScore(SeriesDetector):
         score = max(abs(s) for s in scores) if signed is None else max(signed, 0.0)
         return score, residual, learned
 
+    @property
+    def warm_up(self) -> int:
+        """The level's warm-up, then as many residuals before they set a scale."""
+        return 2 * self.grace_period
+
     def _seasonal_score(self, x: float) -> float | None:
         """Signed deviation of ``x`` from the seasonal median in units of the seasonal
         errors' tail, while the season is trusted; None otherwise."""

@@ -250,12 +250,18 @@ def test_detect_series_notes_a_series_shorter_than_the_warm_up(tmp_path):
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 6
     assert result.stderr == (
-        "Note: only 5 values; the detector needs 12 before it scores, so every score is 0\n"
+        "Note: only 5 values; the detector needs 24 before it scores, so every score is 0\n"
     )
-    enough = runner.invoke(
-        app, ["detect-series", "--kind", "latency", str(minutes_csv(tmp_path, 12))]
+    # the latency detector learns a level, then as many residuals: 20 values were too few
+    # although they passed the level's warm-up
+    short = minutes_csv(tmp_path, 20)
+    assert (
+        "needs 24" in runner.invoke(app, ["detect-series", "--kind", "latency", str(short)]).stderr
     )
-    assert enough.exit_code == 0 and enough.stderr == ""
+    for kind, enough in (("latency", 24), ("error_rate", 12)):
+        path = minutes_csv(tmp_path, enough)
+        result = runner.invoke(app, ["detect-series", "--kind", kind, str(path)])
+        assert result.exit_code == 0 and result.stderr == ""
 
 
 def test_detect_series_reports_progress_on_stderr_only(tmp_path, monkeypatch):
@@ -328,7 +334,7 @@ def test_detect_series_names_a_closed_output(tmp_path):
     # `>&-`: Python starts without a standard output at all
     command = [sys.executable, "-m", "seamwatch", "detect-series", "--kind", "latency"]
     result = subprocess.run(
-        [*command, str(minutes_csv(tmp_path, 20))],
+        [*command, str(minutes_csv(tmp_path, 30))],
         stderr=subprocess.PIPE,
         text=True,
         timeout=120,
