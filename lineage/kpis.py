@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from lineage.reconcile import DEFAULT_TARGET, Window, findings, transactions
+from seamwatch.times import utc_text
 
 KPI_NAMES = (
     "transactions",
@@ -42,8 +43,8 @@ def kpis(
     frame = transactions(store, window, target)
     rows = kpi_rows(frame)
     return {
-        "since": window.since.isoformat(),
-        "until": window.until.isoformat(),
+        "since": utc_text(window.since),
+        "until": utc_text(window.until),
         "target": target,
         "kpis": rows,
     }

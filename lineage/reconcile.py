@@ -432,7 +432,10 @@ def recorded_exceptions(store: Store, kind: str | None = None, limit: int = 1000
     ORDER BY first_seen DESC, kind, business_key
     LIMIT {{limit:UInt32}}
     """
-    return store.query_df(sql, {"kind": kind or "", "limit": limit})
+    frame = store.query_df(sql, {"kind": kind or "", "limit": limit})
+    # stored as UInt8; answered as the true/false of a fresh reconciliation
+    frame["recovered"] = frame["recovered"].astype(bool)
+    return frame
 
 
 def _finding_json(row: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,11 @@ def test_reconciliation_and_kpi_routes_take_a_window(client):
     assert reconciliation["transactions"] == 1
     assert reconciliation["findings"] == []
     assert kpis["kpis"][0]["flow"] == "billing.invoice-post"
+    # the same time form as every other answer, not isoformat's +00:00 with microseconds
+    assert (kpis["since"], kpis["until"]) == (
+        "2025-03-10T08:00:00.000Z",
+        "2025-03-10T10:00:00.000Z",
+    )
 
 
 def test_flow_routes_read_the_rollups(client):

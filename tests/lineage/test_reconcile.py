@@ -113,6 +113,9 @@ def test_findings_are_recorded_once_however_often_reconciliation_runs(traffic):
         "INV-DROP",
         "INV-REPLAYED",
     ]
+    # stored as UInt8, read back as booleans like a fresh reconciliation's findings
+    assert sorted(recorded.loc[recorded["recovered"], "business_key"]) == ["INV-MD", "INV-REPLAYED"]
+    assert recorded["recovered"].map(type).eq(bool).all()
 
 
 def test_healthy_traffic_has_no_findings(store):
