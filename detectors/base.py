@@ -15,6 +15,9 @@ from collections.abc import Iterable
 from typing import Self
 
 NEUTRAL_SCORE = 0.0
+# past a thousand times its unit a score says nothing more (a flat series' first move
+# divided by a vanishing scale), so scores stop there
+MAX_SCORE = 1000.0
 
 
 class SeriesDetector(abc.ABC):

@@ -70,10 +70,13 @@ def detect_series_command(
         raise _fail(str(exc)) from None
     learned = int(np.count_nonzero(~np.isnan(values)))
     needed = warm_up(kind, sampling_interval(stamps))
-    if len(values) and learned < needed:
+    if not len(values):
+        source = "standard input" if str(input_csv) == "-" else input_csv
+        _note(f"{source} has a header but no rows; there is nothing to score")
+    elif learned < needed:
         _note(
-            f"only {learned} values; the detector needs {needed} before it scores, "
-            "so every score is 0"
+            f"only {learned} value{'s' if learned != 1 else ''}; the detector needs {needed} "
+            "before it scores, so every score is 0"
         )
     progress = _ProgressLine() if len(values) > PROGRESS_ROWS else None
     scores, flags = run_series(kind, stamps, values, on_progress=progress)

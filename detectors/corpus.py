@@ -237,7 +237,7 @@ def _values(name: str, raw: pd.Series) -> np.ndarray:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise SeriesFormatError(
             f"{name}: unparsable value {raw.iloc[row]!r} on data row {row + 1}: expected a "
-            f"finite number of at most {MAX_VALUE:.3g} in size, or a blank for a gap"
+            f"finite number of at most {MAX_VALUE:.3g} in size, or a blank (or NaN) for a gap"
         )
     return values.to_numpy(dtype=float)
 
@@ -254,7 +254,9 @@ def read_windows(folder: Path) -> dict[str, list[Bounds]]:
     naive UTC ``datetime64[ns]``. Raises :class:`SeriesFormatError` naming the file and key."""
     path = folder / WINDOWS_FILE
     try:
-        content = json.loads(path.read_bytes().decode("utf-8-sig"))
+        content = json.loads(
+            path.read_bytes().decode("utf-8-sig"), object_pairs_hook=_refuse_repeated_keys
+        )
     except UnicodeDecodeError:
         raise SeriesFormatError(f"{path} is not UTF-8 text; expected {WINDOWS_SHAPE}") from None
     except json.JSONDecodeError as exc:
@@ -262,11 +264,31 @@ def read_windows(folder: Path) -> dict[str, list[Bounds]]:
             f"{path} is not valid JSON ({exc.msg} on line {exc.lineno}, column {exc.colno}); "
             f"expected {WINDOWS_SHAPE}"
         ) from None
+    except _RepeatedKey as exc:
+        raise SeriesFormatError(
+            f"{path}: key {exc.key!r} is given twice; keep one list of windows per file"
+        ) from None
     if not isinstance(content, dict):
         raise SeriesFormatError(
             f"{path}: the top level is {_json_kind(content)}; expected {WINDOWS_SHAPE}"
         )
     return {key: _key_windows(path, key, windows) for key, windows in content.items()}
+
+
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """JSON keeps the last of two equal keys; in a windows file that loses windows silently."""
+    content: dict[str, object] = {}
+    for key, value in pairs:
+        if key in content:
+            raise _RepeatedKey(key)
+        content[key] = value
+    return content
 
 
 def _key_windows(path: Path, key: str, windows: object) -> list[Bounds]:

@@ -9,7 +9,7 @@ from typing import Self
 import numpy as np
 from scipy import stats
 
-from detectors.base import NEUTRAL_SCORE, SeriesDetector, is_gap
+from detectors.base import MAX_SCORE, NEUTRAL_SCORE, SeriesDetector, is_gap
 from detectors.robust_zscore import RobustSeasonalZScore
 
 MAX_SIGNIFICANCE = 40.0
@@ -90,7 +90,7 @@ class ErrorRateDriftDetector(SeriesDetector):
         )
 
     def score_one(self, x: float) -> float:
-        return self._rates.score_one(x)
+        return min(self._rates.score_one(x), MAX_SCORE)
 
     def learn_one(self, x: float) -> Self:
         self._rates.learn_one(x)

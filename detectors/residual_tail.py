@@ -8,7 +8,7 @@ from typing import Self
 
 import numpy as np
 
-from detectors.base import NEUTRAL_SCORE, SeriesDetector, is_gap
+from detectors.base import MAX_SCORE, NEUTRAL_SCORE, SeriesDetector, is_gap
 from detectors.history import SeasonalHistory, clip_widened
 from detectors.robust_zscore import RobustSeasonalZScore
 
@@ -158,7 +158,7 @@ class ResidualTailScore(SeriesDetector):
             )
         signed = {"up": max(scores), "down": -min(scores)}.get(self.direction)
         score = max(abs(s) for s in scores) if signed is None else max(signed, 0.0)
-        return score, residual, learned
+        return min(score, MAX_SCORE), residual, learned
 
     @property
     def warm_up(self) -> int:

@@ -343,3 +343,27 @@ def test_detect_series_names_a_closed_output(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr == "Error: standard output is closed; nothing can be written\n"
+
+
+def test_detect_series_notes_a_file_without_rows(tmp_path):
+    path = write(tmp_path, "timestamp,value\n")
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 0
+    assert result.stdout == "timestamp,score,flag\n"
+    assert result.stderr == f"Note: {path} has a header but no rows; there is nothing to score\n"
+    one = runner.invoke(app, ["detect-series", "--kind", "latency", str(minutes_csv(tmp_path, 1))])
+    assert "Note: only 1 value; the detector" in one.stderr
+
+
+def test_scores_stop_at_a_thousand_on_a_flat_series(tmp_path):
+    # a flat zero series' first move was divided by a vanishing scale: scores near 1.5e8
+    lines = [
+        f"2024-01-01T{h:02d}:{m:02d}:00Z,{5 if (h, m) == (3, 0) else 0}"
+        for h in range(4)
+        for m in range(60)
+    ]
+    path = write(tmp_path, "timestamp,value\n" + "\n".join(lines) + "\n")
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    rows = result.stdout.splitlines()[1:]
+    assert rows[180] == "2024-01-01T03:00:00Z,1000,1"
+    assert max(float(row.split(",")[1]) for row in rows) == 1000

@@ -124,6 +124,8 @@ PAIR = 'expected a pair ["start", "end"] of timestamp strings'
         ('{"../a.csv": []}', "key '../a.csv': not a path inside"),
         ('{"folder/../../a.csv": []}', "key 'folder/../../a.csv': not a path inside"),
         ('{"folder/b.csv": []}', "key 'folder/b.csv': no such file"),
+        # JSON keeps the last of two equal keys: the first list of windows was lost silently
+        ('{"folder/a.csv": [], "folder/a.csv": []}', "key 'folder/a.csv' is given twice"),
         (
             '{"folder/a.csv": [["2024-01-02 14:00", "2024-01-02 11:00"]]}',
             "key 'folder/a.csv': window 1 starts after it ends (2024-01-02 14:00 > "
