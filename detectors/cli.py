@@ -27,7 +27,7 @@ from detectors.corpus import (
 from detectors.corpus import resolve_data_dir as _resolve_data_dir
 from detectors.evaluate import evaluate
 from detectors.nab import PROFILES
-from detectors.product import run_series, sampling_interval, warm_up
+from detectors.product import sampling_interval, score_series, warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ BAD_INPUT_EXIT = 2
 # the latency detector takes most of a millisecond a row: a longer run lasts over half a minute
 PROGRESS_ROWS = 50_000
 PROGRESS_SECONDS = 10.0
+PROGRESS_CHECK_ROWS = 1000  # how often the clock is read
 
 
 def _fail(message: str) -> typer.Exit:
@@ -78,14 +79,17 @@ def detect_series_command(
             f"only {learned} value{'s' if learned != 1 else ''}; the detector needs {needed} "
             "before it scores, so every score is 0"
         )
-    progress = _ProgressLine() if len(values) > PROGRESS_ROWS else None
-    scores, flags = run_series(kind, stamps, values, on_progress=progress)
+    progress = _ProgressLine(len(values)) if len(values) > PROGRESS_ROWS else None
     with _standard_output():
+        # rows leave as they are scored, so `| head` or a stopped run still gives the first;
         # the csv module quotes a timestamp written with a comma ("Jan 1, 2024 00:00")
         rows = csv.writer(sys.stdout, lineterminator="\n")
         rows.writerow(("timestamp", "score", "flag"))
-        for stamp, score, flag in zip(text, scores, flags, strict=True):
-            rows.writerow((stamp, f"{score:.6g}", int(flag)))
+        scored = score_series(kind, stamps, values)
+        for done, (stamp, (score, onset)) in enumerate(zip(text, scored, strict=True)):
+            rows.writerow((stamp, f"{score:.6g}", int(onset)))
+            if progress is not None:
+                progress(done + 1)
 
 
 @contextmanager
@@ -115,12 +119,16 @@ def _discard_standard_output() -> None:
 class _ProgressLine:
     """Writes "scored N of M rows" on standard error about every ``PROGRESS_SECONDS``."""
 
-    def __init__(self) -> None:
+    def __init__(self, total: int) -> None:
+        self._total = total
         self._reported = time.monotonic()
 
-    def __call__(self, done: int, total: int) -> None:
-        if time.monotonic() - self._reported >= PROGRESS_SECONDS:
-            typer.echo(f"scored {done:,} of {total:,} rows ({done * 100 // total} %)", err=True)
+    def __call__(self, done: int) -> None:
+        if done % PROGRESS_CHECK_ROWS == 0 and (
+            time.monotonic() - self._reported >= PROGRESS_SECONDS
+        ):
+            share = done * 100 // self._total
+            typer.echo(f"scored {done:,} of {self._total:,} rows ({share} %)", err=True)
             self._reported = time.monotonic()
 
 

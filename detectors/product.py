@@ -10,7 +10,7 @@ open alert may close.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -31,7 +31,6 @@ MIN_HISTORY_POINTS = 48
 GRACE_PERIOD_POINTS = 12
 # rows missing for at least this long are fed to the detectors as gaps
 MIN_FILLED_GAP = timedelta(hours=1)
-PROGRESS_EVERY_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -117,28 +116,31 @@ def missing_steps(timestamps: np.ndarray, interval: timedelta, season: int) -> n
     return np.concatenate(([0], missing))
 
 
-def run_series(
-    kind: str,
-    timestamps: np.ndarray,
-    values: np.ndarray,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the product's alarm for ``kind`` over one series: (scores, onset flags).
+def score_series(
+    kind: str, timestamps: np.ndarray, values: np.ndarray
+) -> Iterator[tuple[float, bool]]:
+    """Run the product's alarm for ``kind`` over one series, yielding (score, onset) per row
+    as it is scored.
 
     Rows are taken in time order at the series' usual spacing; where rows are missing the
     alarm is fed gaps, so a missing afternoon does not shift the time of day.
-    ``on_progress(done, total)`` is called every ``PROGRESS_EVERY_ROWS`` rows.
     """
     interval = sampling_interval(timestamps)
     alarm = build_alarm(kind, interval)
     gaps = missing_steps(timestamps, interval, points_in(SEASON, interval))
-    scores = np.zeros(len(values))
-    flags = np.zeros(len(values), dtype=np.int8)
     for i, x in enumerate(values):
-        if on_progress is not None and i % PROGRESS_EVERY_ROWS == 0:
-            on_progress(i, len(values))
         for _ in range(gaps[i]):
             alarm.update(math.nan)
-        flags[i] = alarm.update(float(x))
-        scores[i] = alarm.score
+        onset = alarm.update(float(x))
+        yield alarm.score, onset
+
+
+def run_series(
+    kind: str, timestamps: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`score_series` collected: (scores, onset flags)."""
+    scores = np.zeros(len(values))
+    flags = np.zeros(len(values), dtype=np.int8)
+    for i, (score, onset) in enumerate(score_series(kind, timestamps, values)):
+        scores[i], flags[i] = score, onset
     return scores, flags

@@ -271,14 +271,14 @@ def test_detect_series_reports_progress_on_stderr_only(tmp_path, monkeypatch):
     # a long run, as if every row took the whole reporting interval
     monkeypatch.setattr("detectors.cli.PROGRESS_ROWS", 100)
     monkeypatch.setattr("detectors.cli.PROGRESS_SECONDS", 0.0)
-    monkeypatch.setattr("detectors.product.PROGRESS_EVERY_ROWS", 10)
+    monkeypatch.setattr("detectors.cli.PROGRESS_CHECK_ROWS", 10)
     reported = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
     assert reported.exit_code == 0, reported.output
     assert reported.stdout == quiet.stdout
     progress = reported.stderr.splitlines()
     assert len(progress) == 12
-    assert progress[0] == "scored 0 of 120 rows (0 %)"
-    assert progress[-1] == "scored 110 of 120 rows (91 %)"
+    assert progress[0] == "scored 10 of 120 rows (8 %)"
+    assert progress[-1] == "scored 120 of 120 rows (100 %)"
     assert "scored" not in reported.stdout
 
 
