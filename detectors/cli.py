@@ -53,10 +53,11 @@ def _note(message: str) -> None:
 
 
 def detect_series_command(
-    input_csv: Path = typer.Argument(
+    # text, not a Path: Path("./-") would become "-", and a file named - could not be read
+    input_csv: str = typer.Argument(
         ...,
         help="CSV with a timestamp and a value column, oldest row first (a timestamp may "
-        "repeat); - reads standard input.",
+        "repeat); - reads standard input, ./- a file named -.",
     ),
     kind: str = typer.Option(..., "--kind", help="Detector to run: latency or error_rate."),
 ) -> None:
@@ -72,7 +73,7 @@ def detect_series_command(
     learned = int(np.count_nonzero(~np.isnan(values)))
     needed = warm_up(kind, sampling_interval(stamps))
     if not len(values):
-        source = "standard input" if str(input_csv) == "-" else input_csv
+        source = "standard input" if input_csv == "-" else input_csv
         _note(f"{source} has a header but no rows; there is nothing to score")
     elif learned < needed:
         _note(

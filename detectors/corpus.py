@@ -74,7 +74,7 @@ def read_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return stamps, values
 
 
-def read_series_with_text(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+def read_series_with_text(path: Path | str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Like :func:`read_series`, also returning the timestamps as written in the file.
 
     ``-`` reads standard input."""
@@ -155,7 +155,7 @@ def _unparsable(name: str, raw: pd.Series, row: int) -> str:
 MAX_VALUE = float(np.finfo(np.float32).max)
 
 
-def _read_text(path: Path, name: str) -> str:
+def _read_text(path: Path | str, name: str) -> str:
     """The whole input as text. Standard input is read once into memory, so that it is parsed
     exactly like a file."""
     if str(path) == "-":

@@ -367,3 +367,11 @@ def test_scores_stop_at_a_thousand_on_a_flat_series(tmp_path):
     rows = result.stdout.splitlines()[1:]
     assert rows[180] == "2024-01-01T03:00:00Z,1000,1"
     assert max(float(row.split(",")[1]) for row in rows) == 1000
+
+
+def test_detect_series_reads_a_file_named_dash(tmp_path, monkeypatch):
+    (tmp_path / "-").write_text("timestamp,value\n2024-01-01T00:00:00Z,1\n")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", "./-"], input="")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "timestamp,score,flag\n2024-01-01T00:00:00Z,0,0\n"
