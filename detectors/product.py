@@ -107,10 +107,9 @@ def missing_steps(timestamps: np.ndarray, interval: timedelta, season: int) -> n
     """
     if len(timestamps) < 2:
         return np.zeros(len(timestamps), dtype=np.int64)
-    steps = np.diff(timestamps).astype("timedelta64[ns]").astype(np.int64)
-    interval_ns = interval / timedelta(microseconds=1) * 1000
-    missing = np.maximum(np.rint(steps / interval_ns) - 1, 0).astype(np.int64)
-    missing[steps < MIN_FILLED_GAP / timedelta(microseconds=1) * 1000] = 0
+    steps = np.diff(timestamps).astype("timedelta64[ns]")
+    missing = np.maximum(np.rint(steps / np.timedelta64(interval)) - 1, 0).astype(np.int64)
+    missing[steps < np.timedelta64(MIN_FILLED_GAP)] = 0
     cap = max(season, points_in(TAIL_HISTORY, interval))
     missing = np.where(missing > cap, cap + (missing - cap) % season, missing)
     return np.concatenate(([0], missing))

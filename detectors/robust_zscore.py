@@ -105,13 +105,17 @@ class RobustSeasonalZScore(SeriesDetector):
         return self
 
     def _track_forecast_errors(self, x: float) -> None:
-        recent = self._values.latest(self.history)
-        recent = recent[~np.isnan(recent)]
+        recent = self._recent()
         seasonal = self.seasonal_median()
         if recent.size < self.grace_period or seasonal is None:
             return
         self._level_errors.append(abs(x - float(np.median(recent))))
         self._seasonal_errors.append(abs(x - seasonal))
+
+    def _recent(self) -> np.ndarray:
+        """The values of the rolling level window, gaps left out."""
+        recent = self._values.latest(self.history)
+        return recent[~np.isnan(recent)]
 
     def learn_many(self, values: np.ndarray) -> Self:
         """Learn a block of values at once (warm start, catching up after downtime)."""
@@ -129,8 +133,7 @@ class RobustSeasonalZScore(SeriesDetector):
         """
         if is_gap(x) or not math.isfinite(x) or self.n_learned < self.grace_period:
             return None
-        recent = self._values.latest(self.history)
-        recent = recent[~np.isnan(recent)]
+        recent = self._recent()
         if recent.size < self.grace_period:
             return None
         level, scale = robust_level_scale(recent, self.relative_floor)
@@ -140,8 +143,7 @@ class RobustSeasonalZScore(SeriesDetector):
         """The rolling or seasonal median, whichever is closer to ``x``; None in warm-up."""
         if is_gap(x) or not math.isfinite(x) or self.n_learned < self.grace_period:
             return None
-        recent = self._values.latest(self.history)
-        recent = recent[~np.isnan(recent)]
+        recent = self._recent()
         if recent.size < self.grace_period:
             return None
         return self._closer_baseline(x, float(np.median(recent)))
