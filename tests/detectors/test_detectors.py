@@ -7,7 +7,13 @@ from detectors.alarm import HysteresisAlarm
 from detectors.base import NEUTRAL_SCORE
 from detectors.error_rate import ErrorRateDriftDetector
 from detectors.history import clip_widened
-from detectors.product import build_alarm, build_detector, missing_steps, run_series
+from detectors.product import (
+    build_alarm,
+    build_detector,
+    missing_steps,
+    run_series,
+    tail_quantile,
+)
 from detectors.residual_tail import ResidualTailScore
 from detectors.robust_zscore import RobustSeasonalZScore
 from detectors.volume import VolumeCollapseDetector
@@ -193,3 +199,33 @@ def test_a_gap_neither_opens_nor_calms_an_alarm():
     stream = list(50 + np.random.default_rng(2).normal(0, 1, 100))
     assert detection_indices(alarm, stream + [90.0] + [np.nan] * 10 + [90.0]) == [100]
     assert alarm.is_open
+
+
+def test_tail_quantile_keeps_the_daily_exceedances_of_five_minute_data():
+    assert tail_quantile(timedelta(hours=1)) == 0.995
+    assert tail_quantile(timedelta(minutes=5)) == pytest.approx(0.995)
+    assert tail_quantile(timedelta(minutes=1)) == pytest.approx(0.999)
+    assert build_detector("latency", timedelta(minutes=1)).quantile == pytest.approx(0.999)
+
+
+def _weekday_load(days: int) -> np.ndarray:
+    """Share of peak traffic per minute: busy 07:00-20:00, a tenth at night, weekends at 30%."""
+    minute = np.arange(days * 1440)
+    hour = (minute % 1440) / 60
+    busy = np.clip(1.4 * np.sin(np.pi * (hour - 7) / 13), 0, 1) * ((hour >= 7) & (hour <= 20))
+    weekday = (minute // 1440) % 7 < 5
+    return (0.1 + 0.9 * busy) * np.where(weekday, 1.0, 0.3)
+
+
+def test_per_minute_latency_under_load_raises_no_daily_false_alert():
+    # a clean p95 that rises with load, with multiplicative noise: the 0.995 quantile of a
+    # fortnight of minutes is exceeded seven times a day, and alerted four times in five days
+    rng = np.random.default_rng(1)
+    p95 = 300 * (1 + 0.5 * _weekday_load(6)) * np.exp(rng.normal(0, 0.3, 6 * 1440))
+    fixed = build_alarm("latency")
+    fixed.detector.quantile = 0.995
+    product = build_alarm("latency")
+    opened = [i for i, x in enumerate(p95) if product.update(float(x)) and i >= 1440]
+    old = [i for i, x in enumerate(p95) if fixed.update(float(x)) and i >= 1440]
+    assert opened == []
+    assert len(old) >= 3
