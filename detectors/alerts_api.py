@@ -2,7 +2,8 @@
 
 Reads are ``GET``; acknowledging and silencing are ``POST`` with a JSON body, so that the CLI
 can change alerts while ``seamwatch up`` holds the embedded store. Tiers come from the severity
-file of the serving process (``SEAMWATCH_SEVERITY_FILE`` or the built-in one). As on every
+file in force in the serving process (``SEAMWATCH_SEVERITY_FILE`` or the built-in one; after a
+change that does not validate, its last good version). As on every
 route, an unknown query parameter or body field is refused with 400, and times are UTC with
 a ``Z`` (docs/api.md).
 """
@@ -32,7 +33,7 @@ from detectors.alert_actions import (
     cancel_silence,
     list_alerts,
 )
-from detectors.severity import Severity, SeverityFileError, load_severity
+from detectors.severity import Severity, SeverityFileError, severity_in_force
 from seamwatch.api import API_PREFIX, bad_request
 from storage import Store, StoreError
 
@@ -45,9 +46,26 @@ class BadBody(ValueError):
     """A request body or query cannot be used; answered with 400 and this message."""
 
 
-def alerts_document(store: Store, severity: Severity, state: str) -> dict[str, Any]:
-    """The answer of ``GET /alerts``; the CLI prints the same document."""
-    return {"alerts": [api_times(alert) for alert in list_alerts(store, severity, state)]}
+def alerts_document(
+    store: Store, severity: Severity, state: str, refused: str | None = None
+) -> dict[str, Any]:
+    """The answer of ``GET /alerts``; the CLI prints the same document.
+
+    ``severity`` says which file, and which version of it, ranked the alerts; ``refused`` why
+    the file as it is now is not the one in force, if it is not."""
+    return {
+        "alerts": [api_times(alert) for alert in list_alerts(store, severity, state)],
+        "severity": api_times(
+            {"file": severity.source, "modified_at": severity.modified_at, "refused": refused}
+        ),
+    }
+
+
+def ranked_alerts_document(store: Store, state: str) -> dict[str, Any]:
+    """:func:`alerts_document` ranked with the severity in force in this process."""
+    source = severity_in_force()
+    severity = source.current()
+    return alerts_document(store, severity, state, source.refused)
 
 
 def silences_document(store: Store) -> dict[str, Any]:
@@ -63,7 +81,7 @@ def routes(store: Store) -> list[BaseRoute]:
         state = request.query_params.get("state", "open")
         if state not in STATES:
             raise BadBody(f"state must be one of {', '.join(STATES)}, got {state!r}")
-        return await _answer(lambda: alerts_document(store, load_severity(), state))
+        return await _answer(lambda: ranked_alerts_document(store, state))
 
     async def silences(request: Request) -> Response:
         _only(request, set())

@@ -182,11 +182,13 @@ def alerts_command(
 
     def local(store: Store) -> dict[str, Any]:
         ranked_here.append(True)
-        return alerts_document(store, load_severity(severity_file), state)
+        return alerts_document(store, load_severity(severity_file, option="--severity"), state)
 
     document = _guarded(lambda: answer(settings, local, "/alerts", {"state": state}))
     if not ranked_here:
-        _warn_severity_unused(severity_file)
+        in_force = document.get("severity") or {}
+        _warn_severity_unused(severity_file, in_force.get("file"))
+        _warn_severity_refused(in_force)
     alerts = document["alerts"]
     if as_json:
         typer.echo(json.dumps(alerts, indent=2))
@@ -194,17 +196,32 @@ def alerts_command(
     typer.echo(format_alerts(alerts, state))
 
 
-def _warn_severity_unused(severity_file: Path | None) -> None:
-    """Say that the running process ranked the alerts, if another severity file was asked for."""
+def _warn_severity_unused(severity_file: Path | None, in_force: str | None) -> None:
+    """Say that the running process ranked the alerts, if another severity file was asked for
+    than the one ``in_force`` there (a process that does not say which is taken to differ)."""
+    path = severity_file or os.environ.get(SEVERITY_FILE_ENV)
+    if not path or (in_force and Path(path).resolve() == Path(in_force)):
+        return
     if severity_file is not None:
         asked = f"--severity {severity_file}"
-    elif os.environ.get(SEVERITY_FILE_ENV):
-        asked = f"{SEVERITY_FILE_ENV}={os.environ[SEVERITY_FILE_ENV]}"
     else:
-        return
+        asked = f"{SEVERITY_FILE_ENV}={path}"
     typer.echo(
         f"Warning: {asked} is not used: the running Seamwatch that holds the store ranks alerts "
         f"with its own severity file; stop it, or start it with {SEVERITY_FILE_ENV} set.",
+        err=True,
+    )
+
+
+def _warn_severity_refused(in_force: dict[str, Any]) -> None:
+    """Say that the running process kept its last good severity file, and why."""
+    if not in_force.get("refused"):
+        return
+    modified = f" (modified {in_force['modified_at']})" if in_force.get("modified_at") else ""
+    typer.echo(
+        f"Warning: the running Seamwatch ranks with the last good version of "
+        f"{in_force.get('file')}{modified}; the file as it is now is refused:\n"
+        f"{in_force['refused']}",
         err=True,
     )
 

@@ -62,7 +62,9 @@ def evaluate_command(
         raise typer.Exit(BAD_INPUT_EXIT)
     logging.getLogger("sample_data").setLevel(logging.WARNING)
     try:
-        judgement = simulate_and_judge(load_severity(severity_file), days, seed)
+        judgement = simulate_and_judge(
+            load_severity(severity_file, option="--severity"), days, seed
+        )
     except SeverityFileError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(BAD_INPUT_EXIT) from None

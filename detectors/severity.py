@@ -6,29 +6,56 @@ target systems to tiers. The first matching rule wins; a flow that no rule match
 default tier. Tiers are resolved when alerts are read, so a changed file re-ranks every alert
 without re-ingesting spans.
 
-The default file ships with the package (``severity_default.yaml``); ``--severity FILE`` or
-``SEAMWATCH_SEVERITY_FILE`` names another one. A bad file raises :class:`SeverityFileError`
-whose message names the file, the line and the field.
+The default file ships with the package (``severity_default.yaml``);
+``SEAMWATCH_SEVERITY_FILE`` names another one, and a command with a ``--severity`` option
+takes it there too. A bad file raises :class:`SeverityFileError` whose message names the file,
+the line and the field.
+
+A long-running process ranks through :func:`severity_in_force`: one
+:class:`SeveritySource` per process, shared by the alert listings and the notifications, which
+reads the file again when it changes and keeps the last good version when the change does
+not validate.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
+import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from seamwatch.yaml_files import describe_errors, read_text_file, read_yaml
+from seamwatch.yaml_files import (
+    Lines,
+    Problem,
+    describe_errors,
+    describe_problems,
+    line_of,
+    read_text_file,
+    read_yaml,
+)
+
+logger = logging.getLogger(__name__)
 
 SEVERITY_FILE_ENV = "SEAMWATCH_SEVERITY_FILE"
 DEFAULT_SEVERITY_FILE = Path(__file__).with_name("severity_default.yaml")
 
 TierName = Literal["critical", "high", "medium", "low"]
 TIER_NAMES: tuple[str, ...] = ("critical", "high", "medium", "low")
+PATTERN_FIELDS = ("flow", "business_object", "target")
+INVALID_TITLE = "Invalid severity file"
+
+# A YAML number, never a boolean or a quoted string, and never infinite or NaN.
+_NUMBER: dict[str, Any] = {"strict": True, "allow_inf_nan": False}
+
+# The file's modification time and size: a change to either means it must be read again.
+FileVersion = tuple[int, int]
 
 
 class SeverityFileError(ValueError):
@@ -40,9 +67,9 @@ class TierModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    weight: float = Field(gt=0, le=1)
-    latency_objective_ms: float | None = Field(None, gt=0)
-    error_budget: float | None = Field(None, ge=0, le=1)
+    weight: float = Field(gt=0, le=1, **_NUMBER)
+    latency_objective_ms: float | None = Field(None, gt=0, **_NUMBER)
+    error_budget: float | None = Field(None, ge=0, le=1, **_NUMBER)
 
 
 class RuleModel(BaseModel):
@@ -55,15 +82,26 @@ class RuleModel(BaseModel):
     target: str | None = None
     tier: TierName
 
+    @field_validator(*PATTERN_FIELDS)
+    @classmethod
+    def _is_a_glob(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            check_glob(pattern)
+        return pattern
+
     @model_validator(mode="after")
     def _has_a_pattern(self) -> RuleModel:
         if self.flow is None and self.business_object is None and self.target is None:
             raise ValueError("a rule needs at least one of flow, business_object or target")
         return self
 
+    def match(self) -> tuple[str | None, str | None, str | None]:
+        """The patterns the rule matches on, in the order of :data:`PATTERN_FIELDS`."""
+        return (self.flow, self.business_object, self.target)
+
 
 class SeverityModel(BaseModel):
-    """The whole severity file."""
+    """The whole severity file; :func:`cross_check` then checks the rules against the tiers."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -71,13 +109,76 @@ class SeverityModel(BaseModel):
     default_tier: TierName = "medium"
     rules: list[RuleModel] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _tiers_are_defined(self) -> SeverityModel:
-        used = {self.default_tier, *(rule.tier for rule in self.rules)}
-        missing = sorted(used - set(self.tiers))
-        if missing:
-            raise ValueError(f"tier(s) {', '.join(missing)} are used but not defined under tiers")
-        return self
+
+def check_glob(pattern: str) -> None:
+    """Raise ValueError when ``pattern`` cannot be meant as a shell-style glob."""
+    if not pattern:
+        raise ValueError("the pattern is empty; give one, or leave the field out to match any")
+    if not pattern.strip():
+        raise ValueError("the pattern is blank; give one, or leave the field out to match any")
+    position = _unclosed_set(pattern)
+    if position is not None:
+        # fnmatch takes an unclosed '[' as a literal '[', so the rule would silently never match
+        raise ValueError(
+            f"the '[' at position {position + 1} opens a set of characters that is never "
+            "closed with ']'; close it, or write [[] for a literal '['"
+        )
+
+
+def _unclosed_set(pattern: str) -> int | None:
+    """Index of a '[' that fnmatch reads as a literal because no ']' closes its set."""
+    index = 0
+    while index < len(pattern):
+        if pattern[index] != "[":
+            index += 1
+            continue
+        # as in fnmatch.translate: '!' negates, and a ']' right after the opening is a member
+        end = index + 1
+        end += pattern[end : end + 1] == "!"
+        end += pattern[end : end + 1] == "]"
+        close = pattern.find("]", end)
+        if close < 0:
+            return index
+        index = close + 1
+    return None
+
+
+def cross_check(model: SeverityModel, lines: Lines) -> list[Problem]:
+    """What a valid-looking file still gets wrong: tiers used but not defined, and rules that
+    can never match because an earlier rule has exactly the same patterns."""
+    defined = ", ".join(name for name in TIER_NAMES if name in model.tiers)
+    problems = []
+    if model.default_tier not in model.tiers:
+        given = ("default_tier",) in lines
+        problems.append(
+            Problem(
+                ("default_tier",) if given else ("tiers",),
+                f"default tier {model.default_tier!r}{'' if given else ' (when none is given)'} "
+                f"is not defined under tiers; define it or set default_tier to one of {defined}",
+                "default_tier",
+            )
+        )
+    first_with: dict[tuple[str | None, ...], int] = {}
+    for index, rule in enumerate(model.rules):
+        if rule.tier not in model.tiers:
+            problems.append(
+                Problem(
+                    ("rules", index, "tier"),
+                    f"tier {rule.tier!r} is not defined under tiers; define it or use one of "
+                    f"{defined}",
+                )
+            )
+        earlier = first_with.setdefault(rule.match(), index)
+        if earlier != index:
+            problems.append(
+                Problem(
+                    ("rules", index),
+                    "the same patterns as the rule on line "
+                    f"{line_of(lines, ('rules', earlier))}, which comes first and wins, so this "
+                    "rule never applies; remove one of them",
+                )
+            )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -93,9 +194,12 @@ class Tier:
 class Severity:
     """Validated severity rules, answering "which tier is this flow in"."""
 
-    def __init__(self, model: SeverityModel, source: str) -> None:
+    def __init__(
+        self, model: SeverityModel, source: str, modified_at: datetime | None = None
+    ) -> None:
         self.model = model
         self.source = source
+        self.modified_at = modified_at
 
     def tier(self, name: str) -> Tier:
         """The tier called ``name``."""
@@ -113,43 +217,139 @@ class Severity:
                 return self.tier(rule.tier)
         return self.tier(self.model.default_tier)
 
+    def describe(self) -> str:
+        """The file and the version of it, e.g. ``sev.yaml (modified 2025-03-03 09:05:12 UTC)``."""
+        if self.modified_at is None:
+            return self.source
+        return f"{self.source} (modified {self.modified_at:%Y-%m-%d %H:%M:%S} UTC)"
+
 
 def _matches(pattern: str | None, value: str) -> bool:
     return pattern is None or fnmatch.fnmatchcase(value, pattern)
 
 
-def parse_severity(text: str, source: str = "<severity>") -> Severity:
+def parse_severity(
+    text: str, source: str = "<severity>", modified_at: datetime | None = None
+) -> Severity:
     """Validate the YAML ``text``; errors name ``source``, the line and the field."""
     data, lines = read_yaml(text, source, SeverityFileError, "it needs at least 'tiers'.")
     try:
         model = SeverityModel.model_validate(data)
     except ValidationError as exc:
-        raise SeverityFileError(
-            describe_errors(exc, source, lines, "Invalid severity file")
-        ) from None
-    return Severity(model, source)
+        message = describe_errors(exc, source, lines, INVALID_TITLE, key_nouns={"tiers": "tier"})
+        raise SeverityFileError(message) from None
+    problems = cross_check(model, lines)
+    if problems:
+        raise SeverityFileError(describe_problems(problems, source, lines, INVALID_TITLE))
+    return Severity(model, source, modified_at)
 
 
-def load_severity(path: Path | str | None = None) -> Severity:
+def load_severity(path: Path | str | None = None, *, option: str | None = None) -> Severity:
     """Read the severity file at ``path``, ``$SEAMWATCH_SEVERITY_FILE`` or the default one.
 
-    An edited file is read again (the cache is keyed by its modification time), so a running
-    process ranks with the file as it is now."""
-    chosen = Path(path or os.environ.get(SEVERITY_FILE_ENV) or DEFAULT_SEVERITY_FILE).resolve()
+    ``option`` is the command's own option for the file (``--severity``), if it has one: an
+    error's advice names only what the command accepts. An edited file is read again (the
+    cache is keyed by its modification time and size)."""
+    chosen = chosen_severity_file(path)
+    return _load_cached(chosen, file_version(chosen), _advice(path, option))
+
+
+def chosen_severity_file(path: Path | str | None = None) -> Path:
+    """``path``, else ``$SEAMWATCH_SEVERITY_FILE``, else the built-in file; made absolute."""
+    return Path(path or os.environ.get(SEVERITY_FILE_ENV) or DEFAULT_SEVERITY_FILE).resolve()
+
+
+def file_version(path: Path) -> FileVersion | None:
+    """What identifies the file's content as it is now; None when it cannot be seen."""
     try:
-        stat = chosen.stat()
-        version = (stat.st_mtime_ns, stat.st_size)
+        stat = path.stat()
     except OSError:
-        version = (0, 0)
-    return _load_cached(chosen, version)
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+def _advice(path: Path | str | None, option: str | None) -> str:
+    """How to point a command at a readable file, naming only what the command accepts."""
+    if path:
+        return f"Check {option or 'the path'}: it must name a readable severity file."
+    if os.environ.get(SEVERITY_FILE_ENV):
+        alternative = f", or pass {option} FILE" if option else ""
+        return (
+            f"Set {SEVERITY_FILE_ENV} to a readable severity file{alternative}, or unset it "
+            "to use the built-in one."
+        )
+    return (
+        f"The built-in severity file is missing: reinstall Seamwatch, or set {SEVERITY_FILE_ENV}."
+    )
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path: Path, version: tuple[int, int]) -> Severity:
-    text = read_text_file(
-        path,
-        SeverityFileError,
-        "severity file",
-        f"Pass --severity FILE or set {SEVERITY_FILE_ENV} to a readable file.",
-    )
-    return parse_severity(text, str(path))
+def _load_cached(path: Path, version: FileVersion | None, advice: str) -> Severity:
+    text = read_text_file(path, SeverityFileError, "severity file", advice)
+    modified_at = datetime.fromtimestamp(version[0] / 1e9, UTC) if version else None
+    return parse_severity(text, str(path), modified_at)
+
+
+class SeveritySource:
+    """The severity file a running process ranks with, read again whenever it changes.
+
+    The file must be good when the source is made (a process refuses to start on a bad one).
+    Later, a change that cannot be read or does not validate leaves the last good version in
+    force: one warning per change says why, and :attr:`refused` holds the reason until the
+    file is good again.
+    """
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = chosen_severity_file(path)
+        self._lock = threading.Lock()
+        self._version = file_version(self.path)
+        self._severity = _load_cached(self.path, self._version, _advice(path, None))
+        self._refused_version: FileVersion | None = None
+        self.refused: str | None = None
+
+    def current(self) -> Severity:
+        """The severity in force: the file as it is now if it is good, else its last good
+        version."""
+        version = file_version(self.path)
+        with self._lock:
+            if version == self._version:
+                self.refused = None  # a good version came back unchanged
+            elif self.refused is None or version != self._refused_version:
+                self._read_again(version)
+            return self._severity
+
+    def _read_again(self, version: FileVersion | None) -> None:
+        """Take the changed file, or keep the last good version and warn once about it."""
+        try:
+            # no advice on what to pass or set: a running process keeps the file it started with
+            severity = _load_cached(self.path, version, "")
+        except SeverityFileError as exc:
+            self._refused_version, self.refused = version, str(exc)
+            logger.warning(
+                "%s\nThe last good version of %s stays in force until the file is fixed.",
+                exc,
+                self._severity.describe(),
+            )
+            return
+        if self.refused is not None:
+            logger.info("Severity file %s is good again; alerts are ranked with it", self.path)
+        else:
+            logger.info("Severity file %s changed; alerts are ranked with it now", self.path)
+        self._severity, self._version, self.refused = severity, version, None
+
+
+_sources: dict[Path, SeveritySource] = {}
+_sources_lock = threading.Lock()
+
+
+def severity_in_force() -> SeveritySource:
+    """This process's one source of the severity file it was started with.
+
+    Made on first use; raises :class:`SeverityFileError` while no good version has been read
+    yet, since there is then nothing to rank with."""
+    path = chosen_severity_file()
+    with _sources_lock:
+        source = _sources.get(path)
+        if source is None:
+            source = _sources[path] = SeveritySource()
+        return source

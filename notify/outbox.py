@@ -41,7 +41,7 @@ from tenacity import (
 )
 
 from detectors.lifecycle import OPEN, Alert, AlertBook
-from detectors.severity import Severity
+from detectors.severity import Severity, SeveritySource
 from notify.alertmanager import AlertmanagerDestination
 from notify.base import DeliveryError, Destination, HttpRequest, TransientDeliveryError
 from notify.google_chat import GoogleChatDestination
@@ -295,12 +295,16 @@ class DestinationWorker:
 
 
 class Notifier:
-    """Turns alert events into notifications and queues them for their destinations."""
+    """Turns alert events into notifications and queues them for their destinations.
+
+    ``severity`` is the process's :class:`~detectors.severity.SeveritySource`, so tiers in
+    messages follow an edited severity file as alert listings do; a fixed
+    :class:`~detectors.severity.Severity` ranks every message the same."""
 
     def __init__(
         self,
         routes: list[Route],
-        severity: Severity,
+        severity: Severity | SeveritySource,
         dashboard_url: str,
         recorder: Recorder,
         *,
@@ -348,10 +352,9 @@ class Notifier:
             if self._store is None:
                 self._attach(store, alerts)
             by_id = {alert.alert_id: alert for alert in alerts}
+            severity = self._severity()
             notifications = [
-                build_notification(
-                    by_id[event["alert_id"]], event, self.severity, self.dashboard_url
-                )
+                build_notification(by_id[event["alert_id"]], event, severity, self.dashboard_url)
                 for event in events
                 if event["event"] in NOTIFIED_EVENTS and event["alert_id"] in by_id
             ]
@@ -418,6 +421,12 @@ class Notifier:
             ]
         return [w for w in self.workers if w.route.wants(notification)]
 
+    def _severity(self) -> Severity:
+        """The severity in force now."""
+        if isinstance(self.severity, SeveritySource):
+            return self.severity.current()
+        return self.severity
+
     def _silences(self) -> list[dict[str, Any]]:
         if self._store is None:
             return []
@@ -458,7 +467,7 @@ class Notifier:
                 if alert.state == OPEN and isinstance(worker.destination, AlertmanagerDestination):
                     event = {"event": OPENED, "at": alert.opened_at, "kind": alert.kind}
                     worker.destination.track(
-                        build_notification(alert, event, self.severity, self.dashboard_url)
+                        build_notification(alert, event, self._severity(), self.dashboard_url)
                     )
 
 

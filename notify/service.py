@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from detectors import lifecycle
-from detectors.severity import load_severity
+from detectors.severity import severity_in_force
 from notify.outbox import Notifier
 from notify.records import StoreRecorder
 from notify.routing import load_routes
@@ -41,7 +41,7 @@ def public_dashboard_url(settings: Settings) -> str:
 def check_configuration_files(settings: Settings, notify_file: Path | None = None) -> None:
     """Read the severity and notification files, raising their errors, without starting
     anything: a command checks them before it creates or opens a store."""
-    load_severity()
+    severity_in_force()
     load_routes(notify_file or settings.notify_file)
 
 
@@ -54,8 +54,9 @@ def start_notifications(
     :class:`~detectors.severity.SeverityFileError` for a bad severity file.
     """
     # checked even without routes: the detectors and the API rank alerts with it, and a broken
-    # file must stop the command at start, not surface later as failing requests
-    severity = load_severity()
+    # file must stop the command at start, not surface later as failing requests. Messages
+    # rank with the same source as the alert listings, so both follow an edited file alike.
+    severity = severity_in_force()
     routes = load_routes(notify_file or settings.notify_file)
     if not routes:
         return None

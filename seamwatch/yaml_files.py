@@ -7,26 +7,38 @@ and each validation error is reported as ``FILE, line N, field a.b: message (got
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import ValidationError
 
 Lines = dict[tuple[Any, ...], int]
 
+YAML_HINT = "check the indentation there and that every quote and bracket is closed"
+
+
+class Problem(NamedTuple):
+    """One thing wrong in a file: where (``path``, whose line is reported), what, and the field
+    shown when it is not ``path`` itself."""
+
+    path: tuple[Any, ...]
+    message: str
+    field: str | None = None
+
 
 def read_text_file(path: Path | str, error: type[Exception], what: str, fix: str) -> str:
     """The UTF-8 text of ``path``; ``error`` naming ``what`` the file is and how to ``fix`` it
     when it cannot be read or is not text."""
+    advice = f" {fix}" if fix else ""
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise error(f"Cannot read {what} {str(path)!r}: {exc.strerror}. {fix}") from None
+        raise error(f"Cannot read {what} {str(path)!r}: {exc.strerror}.{advice}") from None
     except UnicodeDecodeError as exc:
         raise error(
-            f"Cannot read {what} {str(path)!r}: it is not UTF-8 text (byte {exc.start}). {fix}"
+            f"Cannot read {what} {str(path)!r}: it is not UTF-8 text (byte {exc.start}).{advice}"
         ) from None
 
 
@@ -44,7 +56,7 @@ def read_yaml(text: str, source: str, error: type[Exception], empty_hint: str) -
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}, line {mark.line + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)
-        raise error(f"{where}: not valid YAML: {problem}") from None
+        raise error(f"{where}: not valid YAML: {problem}; {YAML_HINT}") from None
     if node is None:
         raise error(f"{source}: the file is empty; {empty_hint}")
     if not isinstance(node, yaml.MappingNode):
@@ -70,20 +82,53 @@ def describe_errors(
     lines: Lines,
     title: str,
     hidden_fields: Container[str] = (),
+    key_nouns: Mapping[str, str] | None = None,
 ) -> str:
-    """One line per validation error; values of ``hidden_fields`` (secrets) are not shown."""
+    """One line per validation error; values of ``hidden_fields`` (secrets) are not shown.
+
+    A key of a mapping that the model does not know reads ``field tiers: unknown tier 'x';
+    use one of ...``, with the noun for the mapping's keys taken from ``key_nouns``."""
+    return describe_problems(
+        [_problem(error, hidden_fields, key_nouns or {}) for error in exc.errors()],
+        source,
+        lines,
+        title,
+    )
+
+
+def describe_problems(problems: Iterable[Problem], source: str, lines: Lines, title: str) -> str:
+    """``title``, then ``FILE, line N, field F: message`` for each problem."""
     messages = []
-    for error in exc.errors():
-        loc = tuple(part for part in error["loc"] if not str(part).startswith("function-after"))
-        field = ".".join(str(part) for part in loc)
-        line = next((lines[loc[:end]] for end in range(len(loc), -1, -1) if loc[:end] in lines), 1)
-        value = error.get("input")
-        hidden = bool(loc) and loc[-1] in hidden_fields
-        shown = "" if hidden or isinstance(value, dict | list) else f" (got {value!r})"
-        problem = error["msg"].removeprefix("Value error, ")
-        where = f"{source}, line {line}" + (f", field {field}" if field else "")
-        messages.append(f"{where}: {problem}{shown}")
+    for problem in problems:
+        field = ".".join(str(part) for part in problem.path)
+        field = field if problem.field is None else problem.field
+        where = f"{source}, line {line_of(lines, problem.path)}"
+        messages.append(f"{where}{f', field {field}' if field else ''}: {problem.message}")
     return f"{title}:\n  " + "\n  ".join(messages)
+
+
+def line_of(lines: Lines, path: tuple[Any, ...]) -> int:
+    """The line of ``path``, or of the nearest part of the file that holds it."""
+    return next((lines[path[:end]] for end in range(len(path), -1, -1) if path[:end] in lines), 1)
+
+
+def _problem(error: Any, hidden_fields: Container[str], key_nouns: Mapping[str, str]) -> Problem:
+    """A pydantic error as a problem of the file."""
+    loc = tuple(part for part in error["loc"] if not str(part).startswith("function-after"))
+    value = error.get("input")
+    if loc and loc[-1] == "[key]":
+        # pydantic names the key itself "[key]"; say which mapping it is in and what it takes
+        path, parent = loc[:-1], ".".join(str(part) for part in loc[:-2])
+        noun = key_nouns.get(parent, "key")
+        expected = str((error.get("ctx") or {}).get("expected", "")).replace("'", "")
+        allowed = f"; use one of {expected.replace(' or ', ', ')}" if expected else ""
+        return Problem(path, f"unknown {noun} {value!r}{allowed}", parent)
+    hidden = bool(loc) and loc[-1] in hidden_fields
+    shown = "" if hidden or isinstance(value, dict | list) else f" (got {value!r})"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] in ("float_type", "int_type") and isinstance(value, str):
+        message += ", written without quotes"  # YAML reads a quoted number as text
+    return Problem(loc, message + shown)
 
 
 def _with_lines(node: yaml.Node, path: tuple[Any, ...], lines: Lines) -> Any:

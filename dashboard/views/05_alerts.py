@@ -12,7 +12,7 @@ from dashboard import data
 from dashboard.text import literal
 from detectors.alert_actions import active_silences, list_alerts
 from detectors.lifecycle import EVENTS_TABLE
-from detectors.severity import SeverityFileError, load_severity
+from detectors.severity import SeverityFileError, severity_in_force
 from notify.message import lineage_link
 from storage import Store, StoreError
 
@@ -50,7 +50,8 @@ def alerts_view() -> None:
     """Open alerts, history and silences, read fresh on every refresh."""
     try:
         store = data.get_store()
-        severity = load_severity()
+        source = severity_in_force()
+        severity = source.current()
         open_alerts = list_alerts(store, severity, "open")
         history = list_alerts(store, severity, "resolved", limit=HISTORY_LIMIT)
         silences = active_silences(store)
@@ -59,6 +60,12 @@ def alerts_view() -> None:
     except (StoreError, SeverityFileError) as exc:
         st.error(f"Cannot read alerts: {exc}", icon=":material/error:")
         return
+    if source.refused:
+        st.warning(
+            f"Ranked with the last good version of {literal(severity.describe(), 300)}; the "
+            f"file as it is now is refused: {literal(source.refused, 600)}",
+            icon=":material/warning:",
+        )
     if linked_id:
         show_linked_alert(linked_id, open_alerts + history, events)
     open_tab, history_tab, silences_tab = st.tabs(

@@ -193,3 +193,23 @@ def test_a_token_with_spaces_is_refused_and_an_empty_one_means_none(monkeypatch)
     assert "sesame" not in result.output
     monkeypatch.setenv("SEAMWATCH_AUTH_TOKEN", "")
     assert load_settings().auth_token is None
+
+
+def test_severity_file_advice_names_only_what_each_command_takes(tmp_path: Path, monkeypatch):
+    # up and detectors said "Pass --severity FILE", an option neither of them has
+    monkeypatch.setenv("SEAMWATCH_SEVERITY_FILE", str(tmp_path / "missing.yaml"))
+    monkeypatch.delenv("SEAMWATCH_NOTIFY_FILE", raising=False)
+    data = ["--data-dir", str(tmp_path / "data")]
+    ports = ["--otlp-http-port", "0", "--otlp-grpc-port", "-1", "--no-dashboard"]
+    for command in (["detectors", *data], ["up", *data, *ports]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert f"Cannot read severity file '{tmp_path / 'missing.yaml'}'" in result.output
+        assert (
+            "Set SEAMWATCH_SEVERITY_FILE to a readable severity file, or unset it to use the "
+            "built-in one." in result.output
+        )
+        assert "--severity" not in result.output
+        assert "--severity" not in runner.invoke(app, [command[0], "--help"]).output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "data").exists()

@@ -149,6 +149,15 @@ def test_no_warning_when_the_alerts_are_ranked_here(cli, chdb_data_dir):
     assert "Warning" not in result.stderr
 
 
+def test_a_missing_severity_file_given_by_option_names_the_option(cli, chdb_data_dir, tmp_path):
+    missing = tmp_path / "missing.yaml"
+    args = ["alerts", "--severity", str(missing), "--data-dir", str(chdb_data_dir)]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"Cannot read severity file '{missing}'" in result.stderr
+    assert "Check --severity: it must name a readable severity file." in result.stderr
+
+
 def _listed_alert(**changes: object) -> dict:
     """An alert as the listing gives it."""
     alert = {

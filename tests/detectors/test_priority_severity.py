@@ -84,7 +84,11 @@ def test_validation_errors_name_the_line_and_the_field():
         ("- a\n- b\n", "line 1: the file holds a list; it must be a mapping"),
         ("just words\n", "the file holds a single value"),
         ("tiers: [1,\n", "line 2: not valid YAML"),
-        ("tiers:\n  high: {weight: 0.5}\n", "tier(s) medium are used but not defined"),
+        (
+            "tiers:\n  high: {weight: 0.5}\n",
+            "line 1, field default_tier: default tier 'medium' (when none is given) is not "
+            "defined under tiers; define it or set default_tier to one of high",
+        ),
         ("tiers:\n  medium: {weight: 0.5}\nrules:\n  - tier: medium\n", "at least one of flow"),
         # a key given twice used to be taken silently, the last one winning
         (
@@ -102,16 +106,29 @@ def test_bad_files_are_refused_with_a_sentence(text, expected):
         parse_severity(text)
 
 
-def test_missing_file_names_the_fix(tmp_path):
-    with pytest.raises(SeverityFileError, match="SEAMWATCH_SEVERITY_FILE"):
-        load_severity(tmp_path / "missing.yaml")
+def test_a_missing_file_given_by_option_names_the_option(tmp_path):
+    with pytest.raises(SeverityFileError, match="Check --severity: it must name a readable"):
+        load_severity(tmp_path / "missing.yaml", option="--severity")
 
 
-def test_a_file_that_is_not_text_names_the_fix(tmp_path):
+def test_a_missing_file_from_the_variable_names_only_what_the_command_takes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEAMWATCH_SEVERITY_FILE", str(tmp_path / "missing.yaml"))
+    with pytest.raises(SeverityFileError) as without_option:
+        load_severity()
+    assert "Set SEAMWATCH_SEVERITY_FILE to a readable severity file, or unset it" in str(
+        without_option.value
+    )
+    assert "--severity" not in str(without_option.value)
+    with pytest.raises(SeverityFileError, match="or pass --severity FILE"):
+        load_severity(option="--severity")
+
+
+def test_a_file_that_is_not_text_names_the_fix(tmp_path, monkeypatch):
     path = tmp_path / "binary.yaml"
     path.write_bytes(b"tiers:\n\xff\xfe")
+    monkeypatch.setenv("SEAMWATCH_SEVERITY_FILE", str(path))
     with pytest.raises(SeverityFileError, match="not UTF-8 text.*SEAMWATCH_SEVERITY_FILE"):
-        load_severity(path)
+        load_severity()
 
 
 def test_an_edited_file_is_read_again(tmp_path):
@@ -120,3 +137,90 @@ def test_an_edited_file_is_read_again(tmp_path):
     assert load_severity(path).tier("low").weight == 0.1
     path.write_text("default_tier: low\ntiers:\n  low: {weight: 0.25}\n")
     assert load_severity(path).tier("low").weight == 0.25
+
+
+TIERS = "tiers:\n  low: {weight: 0.2}\n  high: {weight: 0.7}\ndefault_tier: low\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a boolean and a quoted number were taken as 1.0 and 0.2
+        (
+            "tiers:\n  low: {weight: true}\ndefault_tier: low\n",
+            "line 2, field tiers.low.weight: Input should be a valid number (got True)",
+        ),
+        (
+            'tiers:\n  low: {weight: "0.2"}\ndefault_tier: low\n',
+            "line 2, field tiers.low.weight: Input should be a valid number, written without "
+            "quotes (got '0.2')",
+        ),
+        (
+            "tiers:\n  low: {weight: 0.2, latency_objective_ms: '500'}\ndefault_tier: low\n",
+            "line 2, field tiers.low.latency_objective_ms: Input should be a valid number",
+        ),
+        (
+            "tiers:\n  low: {weight: 0.2, error_budget: .nan}\ndefault_tier: low\n",
+            "line 2, field tiers.low.error_budget: Input should be a finite number",
+        ),
+        # empty, blank and unclosed patterns were taken, and could never match as meant
+        (
+            TIERS + "rules:\n  - {flow: '', tier: high}\n",
+            "line 6, field rules.0.flow: the pattern is empty; give one, or leave the field out",
+        ),
+        (
+            TIERS + "rules:\n  - {flow: 'billing.*', tier: high}\n  - {flow: '   ', tier: low}\n",
+            "line 7, field rules.1.flow: the pattern is blank",
+        ),
+        (
+            TIERS + "rules:\n  - {flow: '[', tier: high}\n",
+            "line 6, field rules.0.flow: the '[' at position 1 opens a set of characters that "
+            "is never closed with ']'; close it, or write [[] for a literal '['",
+        ),
+        (
+            TIERS + "rules:\n  - {business_object: 'Invoice[!]', tier: high}\n",
+            "line 6, field rules.0.business_object: the '[' at position 8 opens a set",
+        ),
+        # a second rule with the same patterns never matched, silently
+        (
+            TIERS + "rules:\n  - flow: 'billing.*'\n    tier: high\n"
+            "  - {flow: 'crm.*', tier: low}\n  - {flow: 'billing.*', tier: low}\n",
+            "line 9, field rules.2: the same patterns as the rule on line 6, which comes first "
+            "and wins, so this rule never applies; remove one of them",
+        ),
+        # an undefined tier was reported at line 1
+        (
+            TIERS + "rules:\n  - {flow: a, tier: low}\n  - {flow: b, tier: critical}\n",
+            "line 7, field rules.1.tier: tier 'critical' is not defined under tiers; define it "
+            "or use one of high, low",
+        ),
+        # an unknown tier name read "field tiers.urgent.[key]"
+        (
+            "tiers:\n  low: {weight: 0.2}\n  urgent: {weight: 1}\ndefault_tier: low\n",
+            "line 3, field tiers: unknown tier 'urgent'; use one of critical, high, medium, low",
+        ),
+        # PyYAML's wording alone gave no clue what to look at
+        (
+            "tiers:\n  low: {weight: 0.2}\n default_tier: low\n",
+            "line 3: not valid YAML: expected <block end>, but found '<block mapping start>'; "
+            "check the indentation there and that every quote and bracket is closed",
+        ),
+    ],
+)
+def test_mistakes_a_valid_looking_file_made_are_refused_where_they_are(text, expected):
+    with pytest.raises(SeverityFileError) as caught:
+        parse_severity(text, "sev.yaml")
+    assert f"sev.yaml, {expected}" in str(caught.value)
+
+
+@pytest.mark.parametrize("pattern", ["[[]x", "a[]]b", "[!]]", "billing.[ab]*", "*"])
+def test_closed_sets_and_a_literal_bracket_are_good_globs(pattern):
+    text = TIERS + f"rules:\n  - {{flow: '{pattern}', tier: high}}\n"
+    assert parse_severity(text).model.rules[0].flow == pattern
+
+
+def test_the_same_pattern_on_other_fields_is_another_match():
+    text = (
+        TIERS + "rules:\n  - {flow: 'a*', tier: high}\n  - {flow: 'a*', target: erp, tier: low}\n"
+    )
+    assert parse_severity(text).tier_for("ab", "", "erp").name == "high"
