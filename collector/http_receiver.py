@@ -5,7 +5,8 @@ success only once the spans are written for good (in the spool, see ``collector.
 partial success that counts spans refused one by one; 400 for a body that cannot be decoded;
 401 without the configured bearer token; 413 for a body over the limit after decompression;
 431 for headers over their limit (``collector.http_protocol``); 415 for an unsupported media
-type or content encoding; 405 for another method; 429 or 503 with Retry-After when the store
+type or content encoding; 405 for another method (on the other paths too, with a JSON
+``{"error": ...}`` naming the methods allowed); 429 or 503 with Retry-After when the store
 cannot take the spans now. Every error body is a ``google.rpc.Status`` in the request's
 encoding.
 
@@ -31,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from collector.pipeline import IngestError, IngestPipeline, Refusal
@@ -124,8 +125,14 @@ def create_app(
         document = {"code": code_pb2.NOT_FOUND, "message": message}
         return Response(json.dumps(document), 404, media_type=JSON)
 
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        # Starlette's own answer is plain text and names the first route of the path only.
+        methods = ", ".join(_allowed_methods(request))
+        message = f"{request.method} is not allowed on {request.url.path}; use {methods}."
+        return JSONResponse({"error": message}, 405, headers={"Allow": methods})
+
     return Starlette(
-        exception_handlers={404: not_found},
+        exception_handlers={404: not_found, 405: method_not_allowed},
         middleware=[Middleware(_ApiTokenGuard, pipeline=pipeline)],
         routes=[
             Route("/v1/traces", traces, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
@@ -134,6 +141,15 @@ def create_app(
             *extra_routes,
         ],
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the routes of the request's path take (several routes may share a path)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] == Match.PARTIAL:
+            methods |= route.methods or set()
+    return sorted(methods - {"HEAD"})
 
 
 class _ApiTokenGuard:

@@ -5,6 +5,10 @@ a changed severity file re-ranks every alert at once. A silence matches alerts b
 and kind (shell-style globs) until it expires; a silenced alert is still recorded and shown,
 marked silenced, so that nothing is lost while notifications stay quiet. Only open alerts are
 marked: a silence speaks for what is still going on, not for what was over before it began.
+
+Every acknowledgement is kept. An alert has one holder at a time, the latest to acknowledge it:
+a second person is refused unless they take it over, so that nobody's claim is replaced
+without them or the one taking over knowing.
 """
 
 from __future__ import annotations
@@ -21,16 +25,19 @@ import pyarrow as pa
 from detectors.lifecycle import ALERTS_TABLE, OPEN, RESOLVED
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity
-from seamwatch.times import utc_text
+from lineage.schema import ROLLUP_TABLE
+from seamwatch.times import readable_utc, utc_text
 from storage import Store
 
 STATES = ("open", "resolved", "all")
 SILENCES_TABLE = "alert_silences"
-ACKS_TABLE = "alert_acks"
+ACKS_TABLE = "alert_ack_history"
 DEFAULT_LIST_LIMIT = 500
 # ClickHouse's DateTime64 ends in 2299 and a silence nobody remembers is a blind spot: a year
 # is long enough for any planned quiet and keeps every expiry storable.
 LONGEST_SILENCE = timedelta(days=365)
+# How many known flows or targets a warning about a pattern that matches none of them lists.
+SEEN_EXAMPLES = 5
 
 _TIME = pa.timestamp("ms", tz="UTC")
 _SILENCE_SCHEMA = pa.schema(
@@ -44,6 +51,7 @@ _SILENCE_SCHEMA = pa.schema(
         ("created_at", _TIME),
         ("expires_at", _TIME),
         ("cancelled", pa.uint8()),
+        ("cancelled_at", _TIME),
         ("version", pa.uint64()),
     ]
 )
@@ -63,6 +71,10 @@ class AlertActionError(ValueError):
 
 class UnknownId(AlertActionError):
     """No alert or silence has the id given."""
+
+
+class Conflict(AlertActionError):
+    """The alert or silence is not in a state that allows the change; nothing was changed."""
 
 
 # The kinds of alert the runner raises, which a silence's kind pattern must match.
@@ -88,27 +100,52 @@ def list_alerts(
         raise AlertActionError(f"state must be one of {', '.join(STATES)}, got {state!r}")
     now = now or datetime.now(UTC)
     frame = store.query_df(
-        f"SELECT a.* EXCEPT version, k.acknowledged_by, k.acknowledged_at "
-        f"FROM {store.table(ALERTS_TABLE)} AS a FINAL "
-        f"LEFT JOIN (SELECT * FROM {store.table(ACKS_TABLE)} FINAL) AS k "
-        "ON a.alert_id = k.alert_id "
-        "WHERE {state:String} = 'all' OR a.state = {state:String} "
-        "ORDER BY a.opened_at DESC LIMIT {limit:UInt32}",
+        f"SELECT * EXCEPT version FROM {store.table(ALERTS_TABLE)} FINAL "
+        "WHERE {state:String} = 'all' OR state = {state:String} "
+        "ORDER BY opened_at DESC LIMIT {limit:UInt32}",
         {"state": state, "limit": limit},
     )
+    rows = frame.to_dict("records")
+    acks = acknowledgements(store, [row["alert_id"] for row in rows])
     silences = active_silences(store, now)
-    alerts = [_describe(row, severity, silences) for row in frame.to_dict("records")]
+    alerts = [_describe(row, severity, silences, acks.get(row["alert_id"], [])) for row in rows]
     alerts.sort(key=lambda alert: (alert["state"] != OPEN, -alert["priority"]))
     return alerts
 
 
+def acknowledgements(store: Store, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every acknowledgement of the alerts ``alert_ids``, oldest first, by alert id."""
+    if not alert_ids:
+        return {}
+    frame = store.query_df(
+        f"SELECT alert_id, acknowledged_by, acknowledged_at, note "
+        f"FROM {store.table(ACKS_TABLE)} FINAL "
+        "WHERE has(splitByChar(',', {ids:String}), alert_id) "
+        "ORDER BY alert_id, acknowledged_at",
+        # one string, not an array: the embedded store passes arrays unquoted; ids are hex
+        {"ids": ",".join(alert_ids)},
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in frame.to_dict("records"):
+        found.setdefault(row["alert_id"], []).append(
+            {
+                "by": row["acknowledged_by"],
+                "at": _plain(row["acknowledged_at"]),
+                "note": row["note"],
+            }
+        )
+    return found
+
+
 def _describe(
-    row: dict[str, Any], severity: Severity, silences: list[dict[str, Any]]
+    row: dict[str, Any],
+    severity: Severity,
+    silences: list[dict[str, Any]],
+    acks: list[dict[str, Any]],
 ) -> dict[str, Any]:
     tier = severity.tier_for(row["flow"], row["business_object"], row["target"])
     value = priority(row["peak_score"], tier.weight, row["affected"], row["money_at_risk"])
-    acknowledged_by = row.pop("acknowledged_by") or None
-    acknowledged_at = row.pop("acknowledged_at")
+    holder = acks[-1] if acks else {}
     open_now = row["state"] == OPEN
     silence = next((s for s in silences if open_now and _silence_matches(s, row)), None)
     return {
@@ -119,15 +156,18 @@ def _describe(
         "tier": tier.name,
         "priority": value,
         "priority_label": priority_label(value),
-        "acknowledged_by": acknowledged_by,
-        "acknowledged_at": _plain(acknowledged_at) if acknowledged_by else None,
+        # the holder is the latest to acknowledge; every acknowledgement is in the list
+        "acknowledged_by": holder.get("by"),
+        "acknowledged_at": holder.get("at"),
+        "ack_note": holder.get("note"),
+        "acknowledgements": acks,
         "silenced_by": silence["silence_id"] if silence else None,
     }
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, pd.Timestamp | datetime):
-        return None if pd.isna(value) else pd.Timestamp(value).isoformat()
+        return None if pd.isna(value) else utc_text(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, list | tuple) or getattr(value, "ndim", 0) > 0:
@@ -155,22 +195,18 @@ def add_silence(
     reason: str = "",
     created_by: str = "",
     now: datetime | None = None,
+    everything: bool = False,
 ) -> dict[str, Any]:
     """Silence alerts that match ``flow``, ``target`` and ``kind`` for ``duration``.
 
     The patterns are shell-style globs; ``*`` matches anything. An empty one is refused rather
-    than read as ``*``, so that a blank value cannot silence every alert.
+    than read as ``*``, so that a blank value cannot silence every alert; nor can leaving them
+    all out, unless ``everything`` says that every alert is meant. The answer's ``warnings``
+    name a flow or target pattern that matches nothing seen in the store: the silence is kept,
+    since that flow may come later, but a typo should not pass unnoticed.
     """
     check_silence_length(duration)
-    patterns = {"flow": flow.strip(), "target": target.strip(), "kind": kind.strip()}
-    for name, pattern in patterns.items():
-        if not pattern:
-            raise AlertActionError(f"{name} is empty; give a {name} or glob, or '*' for any")
-    if not any(fnmatch.fnmatchcase(known, patterns["kind"]) for known in ALERT_KINDS):
-        raise AlertActionError(
-            f"kind {kind!r} matches no alert kind; use one of {', '.join(ALERT_KINDS)}, "
-            "a glob of them, or '*'"
-        )
+    patterns = _silence_patterns(flow, target, kind, everything)
     now = now or datetime.now(UTC)
     silence = {
         "silence_id": uuid.uuid4().hex[:12],
@@ -180,14 +216,73 @@ def add_silence(
         "created_at": now,
         "expires_at": now + duration,
         "cancelled": 0,
-        "version": int(now.timestamp() * 1000),
+        "cancelled_at": None,
+        "version": _millis(now),
     }
     store.insert_arrow(SILENCES_TABLE, pa.Table.from_pylist([silence], _SILENCE_SCHEMA))
     return {
-        **silence,
-        "created_at": now.isoformat(),
-        "expires_at": silence["expires_at"].isoformat(),
+        **_silence_record(silence),
+        "warnings": _unseen_pattern_warnings(store, patterns),
     }
+
+
+def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> dict[str, str]:
+    """The patterns of a new silence, checked; AlertActionError says what is wrong."""
+    patterns = {"flow": flow.strip(), "target": target.strip(), "kind": kind.strip()}
+    for name, pattern in patterns.items():
+        if not pattern:
+            raise AlertActionError(f"{name} is empty; give a {name} or glob, or '*' for any")
+    if not any(fnmatch.fnmatchcase(known, patterns["kind"]) for known in ALERT_KINDS):
+        raise AlertActionError(
+            f"kind {kind!r} matches no alert kind; use one of {', '.join(ALERT_KINDS)}, "
+            "a glob of them, or '*'"
+        )
+    matches_all = all(set(pattern) == {"*"} for pattern in patterns.values())
+    if everything and not matches_all:
+        raise AlertActionError(
+            'a silence of every alert (--all; in the API, "all": true) takes no flow, target '
+            "or kind; leave out either the patterns or the request for every alert"
+        )
+    if matches_all and not everything:
+        raise AlertActionError(
+            "a silence without a flow, target or kind would mute every alert; name what to "
+            'silence, or ask for every alert explicitly (--all; in the API, "all": true)'
+        )
+    return patterns
+
+
+def _unseen_pattern_warnings(store: Store, patterns: dict[str, str]) -> list[str]:
+    """A warning for each flow or target pattern that matches nothing the store has seen."""
+    warnings = []
+    for name in ("flow", "target"):
+        pattern = patterns[name]
+        seen = _seen(store, name)
+        if not seen or any(fnmatch.fnmatchcase(value, pattern) for value in seen):
+            continue
+        shown = ", ".join(seen[:SEEN_EXAMPLES])
+        more = f" and {len(seen) - SEEN_EXAMPLES} more" if len(seen) > SEEN_EXAMPLES else ""
+        warnings.append(
+            f"{name} {pattern!r} matches none of the {len(seen)} {name}s seen in the store "
+            f"({shown}{more}); the silence is kept and applies if such a {name} appears"
+        )
+    return warnings
+
+
+def _seen(store: Store, column: str) -> list[str]:
+    """The flows or targets (``column``) of the stored traffic and alerts, sorted."""
+    rows = store.query_rows(
+        f"SELECT DISTINCT name FROM ("
+        f"SELECT {column} AS name FROM {store.table(ROLLUP_TABLE)} "
+        f"UNION ALL SELECT {column} AS name FROM {store.table(ALERTS_TABLE)}"
+        ") WHERE name != '' ORDER BY name"
+    )
+    return [str(row[0]) for row in rows]
+
+
+def _silence_record(silence: dict[str, Any]) -> dict[str, Any]:
+    """A silence as plain data: times as text, ``cancelled`` a boolean, no version."""
+    record = {name: _plain(value) for name, value in silence.items() if name != "version"}
+    return {**record, "cancelled": bool(record["cancelled"])}
 
 
 def check_silence_length(duration: timedelta) -> None:
@@ -202,8 +297,8 @@ def check_silence_length(duration: timedelta) -> None:
         )
 
 
-def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -> None:
-    """End a silence before it expires."""
+def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -> dict[str, Any]:
+    """End a silence before it expires; Conflict if it had already ended or expired."""
     # Times are read as whole milliseconds, the column's precision, and written back as such:
     # a round trip through pandas' nanosecond floats could alter them.
     rows = store.query_df(
@@ -218,38 +313,86 @@ def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -
         )
     now = now or datetime.now(UTC)
     silence = {name: _plain(value) for name, value in rows.to_dict("records")[0].items()}
-    silence.update(cancelled=1, version=max(int(silence["version"]) + 1, _millis(now)))
+    _check_still_in_force(silence, now)
+    silence.update(
+        cancelled=1, cancelled_at=now, version=max(int(silence["version"]) + 1, _millis(now))
+    )
     store.insert_arrow(SILENCES_TABLE, pa.Table.from_pylist([silence], _SILENCE_SCHEMA))
+    return {"silence_id": silence_id, "cancelled_at": utc_text(now)}
+
+
+def _check_still_in_force(silence: dict[str, Any], now: datetime) -> None:
+    """Raise Conflict, saying when, if ``silence`` (as stored) has already ended."""
+    name = silence["silence_id"]
+    if silence["cancelled"]:
+        # silences ended before cancelled_at was recorded: their version is the time they ended
+        ended = silence["cancelled_at"] or _from_millis(int(silence["version"]))
+        raise Conflict(
+            f"silence {name} had already ended, at {readable_utc(ended)}; nothing changed"
+        )
+    expires = _from_millis(int(silence["expires_at"]))
+    if expires <= now:
+        raise Conflict(
+            f"silence {name} had already expired, at {readable_utc(expires)}; nothing changed"
+        )
 
 
 def active_silences(store: Store, now: datetime | None = None) -> list[dict[str, Any]]:
     """Silences in force at ``now``, soonest to expire first."""
     frame = store.query_df(
-        f"SELECT * EXCEPT version FROM {store.table(SILENCES_TABLE)} FINAL "
+        f"SELECT * FROM {store.table(SILENCES_TABLE)} FINAL "
         "WHERE cancelled = 0 AND expires_at > {now:DateTime64(3, 'UTC')} ORDER BY expires_at",
         {"now": _sql_time(now or datetime.now(UTC))},
     )
-    return [
-        {name: _plain(value) for name, value in row.items()} for row in frame.to_dict("records")
-    ]
+    return [_silence_record(row) for row in frame.to_dict("records")]
 
 
 def acknowledge(
-    store: Store, alert_id: str, by: str, note: str = "", now: datetime | None = None
+    store: Store,
+    alert_id: str,
+    by: str,
+    note: str = "",
+    now: datetime | None = None,
+    take_over: bool = False,
 ) -> dict[str, Any]:
-    """Record that ``by`` is looking at alert ``alert_id``."""
+    """Record that ``by`` is looking at open alert ``alert_id``, and return the record.
+
+    Conflict if the alert is resolved, or if someone else holds it and ``take_over`` is not
+    given. Acknowledging again as the holder records the new note. Every acknowledgement is
+    kept; ``taken_over_from`` names the previous holder's acknowledgement, if any.
+    """
     if not by:
         raise AlertActionError("by (who acknowledges) is empty; give a name")
+    state = _alert_state(store, alert_id)
+    history = acknowledgements(store, [alert_id]).get(alert_id, [])
+    holder = history[-1] if history and history[-1]["by"] != by else None
+    if holder and not take_over:
+        noted = f" ({holder['note']})" if holder["note"] else ""
+        raise Conflict(
+            f"alert {alert_id} is already acknowledged by {holder['by']} at "
+            f"{readable_utc(holder['at'])}{noted}; nothing changed. To take it over, "
+            'acknowledge again with --take-over (in the API, "take_over": true)'
+        )
+    now = now or datetime.now(UTC)
+    ack = {"alert_id": alert_id, "acknowledged_by": by, "acknowledged_at": now, "note": note}
+    store.insert_arrow(ACKS_TABLE, pa.Table.from_pylist([ack], _ACK_SCHEMA))
+    return {**ack, "acknowledged_at": utc_text(now), "state": state, "taken_over_from": holder}
+
+
+def _alert_state(store: Store, alert_id: str) -> str:
+    """The state of alert ``alert_id``: UnknownId if none, Conflict if it is resolved."""
     found = store.query_rows(
-        f"SELECT state FROM {store.table(ALERTS_TABLE)} FINAL WHERE alert_id = {{id:String}}",
+        f"SELECT state, resolved_at FROM {store.table(ALERTS_TABLE)} FINAL "
+        "WHERE alert_id = {id:String}",
         {"id": alert_id},
     )
     if not found:
         raise UnknownId(f"no alert with id {alert_id!r}; list them with 'seamwatch alerts'")
-    now = now or datetime.now(UTC)
-    ack = {"alert_id": alert_id, "acknowledged_by": by, "acknowledged_at": now, "note": note}
-    store.insert_arrow(ACKS_TABLE, pa.Table.from_pylist([ack], _ACK_SCHEMA))
-    return {**ack, "acknowledged_at": now.isoformat(), "state": found[0][0]}
+    state, resolved_at = found[0]
+    if state == RESOLVED:
+        when = f" at {readable_utc(resolved_at)}" if not pd.isna(resolved_at) else ""
+        raise Conflict(f"alert {alert_id} resolved{when}; nothing to acknowledge")
+    return state
 
 
 def api_times(record: dict[str, Any]) -> dict[str, Any]:
@@ -264,6 +407,10 @@ def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _from_millis(millis: int) -> datetime:
+    return datetime.fromtimestamp(millis / 1000, UTC)
+
+
 def _sql_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
@@ -271,10 +418,12 @@ def _sql_time(moment: datetime) -> str:
 __all__ = [
     "LONGEST_SILENCE",
     "AlertActionError",
+    "Conflict",
     "OPEN",
     "RESOLVED",
     "STATES",
     "acknowledge",
+    "acknowledgements",
     "active_silences",
     "add_silence",
     "api_times",

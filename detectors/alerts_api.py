@@ -5,7 +5,8 @@ can change alerts while ``seamwatch up`` holds the embedded store. Tiers come fr
 file in force in the serving process (``SEAMWATCH_SEVERITY_FILE`` or the built-in one; after a
 change that does not validate, its last good version). As on every
 route, an unknown query parameter or body field is refused with 400, and times are UTC with
-a ``Z`` (docs/api.md).
+a ``Z`` (docs/api.md). A change the alert's or silence's state does not allow (acknowledging a
+resolved alert or one someone else holds, ending a silence that has ended) gets 409.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from detectors.alert_actions import (
     LONGEST_SILENCE,
     STATES,
     AlertActionError,
+    Conflict,
     UnknownId,
     acknowledge,
     active_silences,
@@ -37,8 +39,8 @@ from detectors.severity import Severity, SeverityFileError, severity_in_force
 from seamwatch.api import API_PREFIX, bad_request
 from storage import Store, StoreError
 
-ACK_FIELDS = ("by", "note")
-SILENCE_FIELDS = ("seconds", "flow", "target", "kind", "reason", "by")
+ACK_FIELDS = ("by", "note", "take_over")
+SILENCE_FIELDS = ("seconds", "flow", "target", "kind", "all", "reason", "by")
 PATTERN_FIELDS = ("flow", "target", "kind")
 
 
@@ -92,24 +94,25 @@ def routes(store: Store) -> list[BaseRoute]:
         alert_id = request.path_params["alert_id"]
         by = _text(body, "by", "someone", required=True)
         note = _text(body, "note", "")
-        return await _answer(lambda: api_times(acknowledge(store, alert_id, by, note)))
+        take_over = _flag(body, "take_over")
+        return await _answer(
+            lambda: api_times(acknowledge(store, alert_id, by, note, take_over=take_over))
+        )
 
     async def silence(request: Request) -> Response:
         body = await _body(request, SILENCE_FIELDS)
         length = _silence_length(body)
         patterns = [_text(body, name, "*", required=True) for name in PATTERN_FIELDS]
         reason, by = _text(body, "reason", ""), _text(body, "by", "someone")
-        return await _answer(lambda: api_times(add_silence(store, length, *patterns, reason, by)))
+        everything = _flag(body, "all")
+        return await _answer(
+            lambda: add_silence(store, length, *patterns, reason, by, everything=everything)
+        )
 
     async def unsilence(request: Request) -> Response:
         await _body(request, ())
         silence_id = request.path_params["silence_id"]
-
-        def cancel() -> dict[str, str]:
-            cancel_silence(store, silence_id)
-            return {"silence_id": silence_id}
-
-        return await _answer(cancel)
+        return await _answer(lambda: cancel_silence(store, silence_id))
 
     def route(path: str, endpoint: Any, method: str) -> Route:
         async def refusing(request: Request) -> Response:
@@ -156,6 +159,14 @@ def _text(body: dict[str, Any], name: str, absent: str, *, required: bool = Fals
     return value
 
 
+def _flag(body: dict[str, Any], name: str) -> bool:
+    """Field ``name`` of ``body``: false when left out, else it must be true or false."""
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise BadBody(f"{name} must be true or false, got {json.dumps(value)}")
+    return value
+
+
 def _only(request: Request, allowed: set[str]) -> None:
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
@@ -184,6 +195,8 @@ async def _answer(work: Any) -> Response:
         return JSONResponse(await run_in_threadpool(work))
     except UnknownId as exc:
         return JSONResponse({"error": str(exc)}, status_code=404)
+    except Conflict as exc:
+        return JSONResponse({"error": str(exc)}, status_code=409)
     except (AlertActionError, SeverityFileError) as exc:
         return bad_request(str(exc))
     except StoreError as exc:

@@ -40,6 +40,7 @@ from seamwatch.access import act, answer
 from seamwatch.api import ApiError, ApiRefused
 from seamwatch.durations import parse_duration
 from seamwatch.settings import Settings, SettingsError, load_settings
+from seamwatch.times import readable_utc, table_time
 from storage import Store, StoreError, open_store
 from storage.embedded import holds_a_store
 
@@ -79,12 +80,21 @@ def _alert_settings(
     )
     # A mistyped directory must not open as a new, empty store that says "No open alerts".
     if not settings.uses_server and not holds_a_store(settings.data_dir):
-        found = "no data directory" if not settings.data_dir.exists() else "no Seamwatch store"
         raise _fail(
-            f"{found} at {settings.data_dir.absolute()}; check --data-dir or "
-            "SEAMWATCH_DATA_DIR (the directory 'seamwatch up' or 'seamwatch detectors' stores in)."
+            f"{_what_is_at(settings.data_dir)}; check --data-dir or SEAMWATCH_DATA_DIR "
+            "(the directory 'seamwatch up' or 'seamwatch detectors' stores in)."
         )
     return settings
+
+
+def _what_is_at(data_dir: Path) -> str:
+    """What stands where a store was expected, e.g. ``no data directory at /x``."""
+    where = data_dir.absolute()
+    if data_dir.is_dir():
+        return f"no Seamwatch store at {where}"
+    if data_dir.exists():
+        return f"{where} is a file, not a data directory"
+    return f"no data directory at {where}"
 
 
 def _with_group(ctx: typer.Context, name: str, value: Any) -> Any:
@@ -227,33 +237,66 @@ def _warn_severity_refused(in_force: dict[str, Any]) -> None:
 
 
 def format_alerts(alerts: list[dict[str, Any]], state: str = "all") -> str:
-    """A fixed-width table of alerts, or a line saying there are none (in ``state``)."""
+    """A table of alerts, or a line saying there are none (in ``state``).
+
+    Columns are as wide as their widest value, flows and kinds cut at a limit, so that the
+    table fits a terminal; state, scores, amounts and every kind joined are in --json. An
+    open alert's resolved time is ``-``.
+    """
     if not alerts:
         if state == "all":
             return "No alerts."
         return f"No {state} alerts (--state all lists every alert)."
-    header = (
-        f"{'id':<17}{'state':<9}{'flow':<32}{'target':<10}{'kind':<22}{'tier':<9}"
-        f"{'priority':>9}  {'opened (UTC)':<17}  {'resolved (UTC)':<17}  notes"
-    )
-    lines = [header]
-    for alert in alerts:
-        notes = []
-        if alert.get("acknowledged_by"):
-            notes.append(f"ack {alert['acknowledged_by']}")
-        if alert.get("silenced_by"):
-            notes.append(f"silenced {alert['silenced_by']}")
-        # the kind that opened the alert, and how many joined it (the full list is in --json):
-        # the joined names cut to the column's width read as a kind of their own
-        joined = [kind for kind in alert["kinds"] if kind != alert["kind"]]
-        kinds = alert["kind"] + (f" +{len(joined)}" if joined else "")
-        lines.append(
-            f"{alert['alert_id']:<17}{alert['state']:<9}{_cut(alert['flow'], 31):<32}"
-            f"{_cut(alert['target'], 9):<10}{_cut(kinds, 21):<22}{alert['tier']:<9}"
-            f"{alert['priority']:>6.1f} {alert['priority_label']}  "
-            f"{_short_time(alert['opened_at']):<17}  {_short_time(alert['resolved_at']):<17}  "
-            + ", ".join(notes)
-        )
+    return _table(ALERT_COLUMNS, [_alert_cells(alert) for alert in alerts])
+
+
+ALERT_COLUMNS = (
+    "id",
+    "flow",
+    "target",
+    "kind",
+    "tier",
+    "priority",
+    "opened (UTC)",
+    "resolved (UTC)",
+    "notes",
+)
+# The widest a flow, target or kind may be in the table before it is cut with an ellipsis.
+FLOW_WIDTH = 28
+TARGET_WIDTH = 12
+KIND_WIDTH = 21
+
+
+def _alert_cells(alert: dict[str, Any]) -> list[str]:
+    notes = []
+    if alert.get("acknowledged_by"):
+        notes.append(f"ack {alert['acknowledged_by']}")
+    if alert.get("silenced_by"):
+        notes.append(f"silenced {alert['silenced_by']}")
+    # the kind that opened the alert, and how many joined it (the full list is in --json):
+    # the joined names cut to the column's width read as a kind of their own
+    joined = [kind for kind in alert["kinds"] if kind != alert["kind"]]
+    kinds = alert["kind"] + (f" +{len(joined)}" if joined else "")
+    return [
+        alert["alert_id"],
+        _cut(alert["flow"], FLOW_WIDTH),
+        _cut(alert["target"], TARGET_WIDTH),
+        _cut(kinds, KIND_WIDTH),
+        alert["tier"],
+        f"{alert['priority']:5.1f} {alert['priority_label']}",
+        table_time(alert["opened_at"]),
+        table_time(alert.get("resolved_at")),
+        ", ".join(notes),
+    ]
+
+
+def _table(header: tuple[str, ...], rows: list[list[str]]) -> str:
+    """``rows`` under ``header``, each column as wide as its widest cell, two spaces apart."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [list(header), *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -262,30 +305,39 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _short_time(text: str | None) -> str:
-    return "-" if not text else text[:16].replace("T", " ")
-
-
 def ack_command(
     ctx: typer.Context,
     alert_id: str = typer.Argument(..., help="The alert's id, as listed by 'seamwatch alerts'."),
     by: str = typer.Option(os.environ.get("USER", "someone"), "--by", help="Who acknowledges."),
     note: str = typer.Option("", "--note", help="What is being done."),
+    take_over: bool = typer.Option(
+        False, "--take-over", help="Acknowledge an alert someone else has acknowledged."
+    ),
     data_dir: Path | None = DataDirOption,
     clickhouse_url: str | None = ClickHouseOption,
 ) -> None:
-    """Acknowledge an alert: someone is on it."""
+    """Acknowledge an open alert: someone is on it.
+
+    An alert someone else has acknowledged is refused, and nothing changes, unless
+    --take-over is given; every acknowledgement is kept either way.
+    """
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
-    body = {"by": by, "note": note}
+    body = {"by": by, "note": note, "take_over": take_over}
     result = _guarded(
         lambda: act(
             settings,
-            lambda store: api_times(acknowledge(store, alert_id, by, note)),
+            lambda store: api_times(acknowledge(store, alert_id, by, note, take_over=take_over)),
             f"/alerts/{alert_id}/ack",
             body,
         )
     )
-    typer.echo(f"Alert {result['alert_id']} acknowledged by {result['acknowledged_by']}.")
+    message = f"Alert {result['alert_id']} acknowledged by {result['acknowledged_by']}"
+    previous = result.get("taken_over_from")
+    if previous:
+        message += (
+            f", taking over from {previous['by']} (acknowledged {readable_utc(previous['at'])})"
+        )
+    typer.echo(message + ".")
 
 
 def silence_command(
@@ -294,12 +346,19 @@ def silence_command(
     flow: str = typer.Option("*", "--flow", help="Flow name or glob."),
     target: str = typer.Option("*", "--target", help="Target system or glob."),
     kind: str = typer.Option("*", "--kind", help="latency, error_rate, volume or a glob."),
+    everything: bool = typer.Option(
+        False, "--all", help="Silence every alert; needed when no --flow, --target or --kind."
+    ),
     reason: str = typer.Option("", "--reason", help="Why, for the people who see it."),
     by: str = typer.Option(os.environ.get("USER", "someone"), "--by", help="Who silences."),
     data_dir: Path | None = DataDirOption,
     clickhouse_url: str | None = ClickHouseOption,
 ) -> None:
-    """Silence matching alerts until the silence expires (they are still recorded)."""
+    """Silence matching alerts until the silence expires (they are still recorded).
+
+    A warning names a --flow or --target that matches nothing seen so far; the silence is
+    kept, for a flow that comes later.
+    """
     length = _silence_length(duration)
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
     body = {
@@ -307,18 +366,20 @@ def silence_command(
         "flow": flow,
         "target": target,
         "kind": kind,
+        "all": everything,
         "reason": reason,
         "by": by,
     }
-    result = _guarded(
-        lambda: act(
-            settings,
-            lambda store: api_times(add_silence(store, length, flow, target, kind, reason, by)),
-            "/silences",
-            body,
-        )
-    )
-    typer.echo(f"Silence {result['silence_id']} in force until {result['expires_at']}.")
+
+    def local(store: Store) -> dict[str, Any]:
+        patterns = (flow, target, kind, reason, by)
+        return add_silence(store, length, *patterns, everything=everything)
+
+    result = _guarded(lambda: act(settings, local, "/silences", body))
+    for warning in result.get("warnings", []):
+        typer.echo(f"Warning: {warning}", err=True)
+    expires = readable_utc(result["expires_at"])
+    typer.echo(f"Silence {result['silence_id']} in force until {expires}.")
 
 
 def unsilence_command(
@@ -330,12 +391,15 @@ def unsilence_command(
     """End a silence before it expires."""
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
 
-    def local(store: Store) -> dict[str, str]:
-        cancel_silence(store, silence_id)
-        return {"silence_id": silence_id}
-
-    _guarded(lambda: act(settings, local, f"/silences/{silence_id}/cancel", {}))
-    typer.echo(f"Silence {silence_id} ended.")
+    result = _guarded(
+        lambda: act(
+            settings,
+            lambda store: cancel_silence(store, silence_id),
+            f"/silences/{silence_id}/cancel",
+            {},
+        )
+    )
+    typer.echo(f"Silence {silence_id} ended at {readable_utc(result['cancelled_at'])}.")
 
 
 def silences_command(
@@ -344,20 +408,36 @@ def silences_command(
     data_dir: Path | None = DataDirOption,
     clickhouse_url: str | None = ClickHouseOption,
 ) -> None:
-    """List the silences in force."""
+    """List the silences in force: what each matches, who created it, until when and why."""
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
     document = _guarded(lambda: answer(settings, silences_document, "/silences"))
     silences = document["silences"]
     if _with_group(ctx, "as_json", as_json):
         typer.echo(json.dumps(silences, indent=2))
         return
+    typer.echo(format_silences(silences))
+
+
+SILENCE_COLUMNS = ("id", "flow", "target", "kind", "by", "until (UTC)", "reason")
+
+
+def format_silences(silences: list[dict[str, Any]]) -> str:
+    """A table of silences: what each matches, who created it, until when and why."""
     if not silences:
-        typer.echo("No silences in force.")
-    for item in silences:
-        typer.echo(
-            f"{item['silence_id']}  flow={item['flow']} target={item['target']} "
-            f"kind={item['kind']}  until {item['expires_at']}  {item['reason']}"
-        )
+        return "No silences in force."
+    rows = [
+        [
+            item["silence_id"],
+            item["flow"],
+            item["target"],
+            item["kind"],
+            item["created_by"] or "-",
+            table_time(item["expires_at"]),
+            item["reason"],
+        ]
+        for item in silences
+    ]
+    return _table(SILENCE_COLUMNS, rows)
 
 
 def _silence_length(text: str) -> timedelta:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from notify.base import Destination, HttpRequest
 from notify.message import RESOLVED, Notification, format_time
 from notify.routing import Route
+from seamwatch.times import utc_text
 
 ALERT_NAME = "SeamwatchFlowAlert"
 API_PATH = "/api/v2/alerts"
@@ -107,7 +108,7 @@ class AlertmanagerDestination(Destination):
             # Alertmanager drops labels with empty values; leave them out rather than send "".
             "labels": {name: value for name, value in labels.items() if value},
             "annotations": {name: value for name, value in annotations.items() if value},
-            "startsAt": notification.opened_at.isoformat(),
-            "endsAt": ends_at.isoformat(),
+            "startsAt": utc_text(notification.opened_at),
+            "endsAt": utc_text(ends_at),
             "generatorURL": notification.alert_url,
         }

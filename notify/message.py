@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 from detectors.lifecycle import Alert
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity
+from seamwatch.times import readable_utc
 
 OPENED = "opened"
 ESCALATED = "escalated"
@@ -85,7 +86,7 @@ class Notification:
 
 def format_time(moment: datetime) -> str:
     """``2025-03-03 09:05 UTC``: minutes are what the detectors resolve."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return readable_utc(moment)
 
 
 def build_notification(

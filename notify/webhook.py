@@ -20,6 +20,7 @@ from typing import Any
 
 from notify.base import Destination, HttpRequest
 from notify.message import Notification
+from seamwatch.times import utc_text
 
 PAYLOAD_VERSION = 1
 SIGNATURE_HEADER = "X-Seamwatch-Signature"
@@ -52,7 +53,7 @@ class WebhookDestination(Destination):
         return {
             "version": PAYLOAD_VERSION,
             "event": notification.event,
-            "at": notification.at.isoformat(),
+            "at": utc_text(notification.at),
             "test": notification.test,
             "delivery_id": delivery[:32],
             "summary": notification.headline,
@@ -69,9 +70,9 @@ class WebhookDestination(Destination):
                 "score": notification.score,
                 "affected_transactions": notification.affected,
                 "money_at_risk": notification.money_at_risk,
-                "opened_at": notification.opened_at.isoformat(),
+                "opened_at": utc_text(notification.opened_at),
                 "resolved_at": (
-                    notification.resolved_at.isoformat() if notification.resolved_at else None
+                    utc_text(notification.resolved_at) if notification.resolved_at else None
                 ),
                 "what_changed": notification.what_changed,
                 "top_error": notification.top_error,

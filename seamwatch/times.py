@@ -1,4 +1,9 @@
-"""Times as every JSON answer and label writes them: ISO-8601 UTC to the millisecond, with a Z."""
+"""Times as Seamwatch writes them, in UTC: one format per kind of output.
+
+JSON answers, webhook payloads and labels use ISO-8601 to the millisecond with a ``Z``
+(:func:`utc_text`); tables, whose header says "(UTC)", use :func:`table_time`; sentences for
+people (CLI messages, chat) use :func:`readable_utc`.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +21,32 @@ def utc_text(moment: datetime | pd.Timestamp | str) -> str:
     >>> utc_text(pd.Timestamp("2025-03-03 14:27:00.1234", tz="Europe/Berlin"))
     '2025-03-03T13:27:00.123Z'
     """
+    return _utc(moment).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def table_time(moment: datetime | pd.Timestamp | str | None) -> str:
+    """``moment`` as ``2025-03-03 13:27`` for a table column headed "(UTC)"; ``-`` if None.
+
+    >>> table_time("2025-03-03T13:27:59.999Z")
+    '2025-03-03 13:27'
+    """
+    if moment is None or pd.isna(moment):
+        return "-"
+    return _utc(moment).strftime("%Y-%m-%d %H:%M")
+
+
+def readable_utc(moment: datetime | pd.Timestamp | str) -> str:
+    """``moment`` as ``2025-03-03 13:27 UTC``, for a sentence.
+
+    >>> readable_utc("2025-03-03T14:27:00+01:00")
+    '2025-03-03 13:27 UTC'
+    """
+    return _utc(moment).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _utc(moment: datetime | pd.Timestamp | str) -> pd.Timestamp:
     stamp = pd.Timestamp(moment)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def utc_text_or_none(moment: Any) -> str | None:

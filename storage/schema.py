@@ -250,11 +250,38 @@ def _detector_state_table(store: Store, retention_days: int | None) -> list[str]
     ]
 
 
+def _acknowledgement_history(store: Store, retention_days: int | None) -> list[str]:
+    """Every acknowledgement kept, and when a silence was ended early.
+
+    ``alert_acks`` kept one row per alert (the newest replaced the others when parts merged),
+    so a second acknowledgement erased the first. ``alert_ack_history`` keeps one row per
+    acknowledgement; equal rows collapse, so copying the old rows twice adds nothing. The old
+    table is left as it was, since dropping it could lose rows if this copy were interrupted.
+    """
+    history = store.table("alert_ack_history")
+    return [
+        f"""
+        CREATE TABLE IF NOT EXISTS {history} (
+            alert_id String,
+            acknowledged_by String,
+            acknowledged_at DateTime64(3, 'UTC'),
+            note String
+        ) ENGINE = ReplacingMergeTree
+        ORDER BY (alert_id, acknowledged_at, acknowledged_by, note)
+        """,
+        f"INSERT INTO {history} SELECT alert_id, acknowledged_by, acknowledged_at, note "
+        f"FROM {store.table('alert_acks')}",
+        f"ALTER TABLE {store.table('alert_silences')} "
+        "ADD COLUMN IF NOT EXISTS cancelled_at Nullable(DateTime64(3, 'UTC'))",
+    ]
+
+
 # Version ranges: 1-9 trace tables, 10-19 flow rollups and lineage, 20-29 alerts.
 MIGRATIONS: list[Migration] = [
     Migration(1, "OpenTelemetry exporter trace tables", _exporter_tables),
     Migration(20, "Alerts, alert events, silences and acknowledgements", _alert_tables),
     Migration(21, "Detector runner state", _detector_state_table),
+    Migration(23, "Acknowledgement history, silence end times", _acknowledgement_history),
 ]
 
 # Lineage, flow rollups and reconciliation (versions 10-19) live with their feature.

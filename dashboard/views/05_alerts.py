@@ -124,9 +124,17 @@ def _facts(alert: dict) -> list[tuple[str, str]]:
         ("Top error", alert["top_error"] or "—"),
         ("Opened", _when(alert["opened_at"])),
         ("Resolved", resolved),
-        ("Acknowledged by", alert["acknowledged_by"] or "nobody yet"),
+        ("Acknowledged by", _acknowledged(alert)),
         ("Silenced by", alert["silenced_by"] or "not silenced"),
     ]
+
+
+def _acknowledged(alert: dict) -> str:
+    """The holder, when and their note; earlier acknowledgements are in the API's list."""
+    if not alert["acknowledged_by"]:
+        return "nobody yet"
+    note = f": {alert['ack_note']}" if alert.get("ack_note") else ""
+    return f"{alert['acknowledged_by']} at {_when(alert['acknowledged_at'])}{note}"
 
 
 def _when(moment: str) -> str:

@@ -106,3 +106,24 @@ def test_a_wrong_path_answers_protobuf_to_a_protobuf_request(running_collector):
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/x-protobuf"
     assert status_pb2.Status.FromString(response.content).code == 5
+
+
+def test_a_wrong_method_on_the_api_gets_json_naming_the_allowed_ones(store, collector_settings):
+    # GET on the ack route once answered a plain-text "Method Not Allowed"
+    import httpx
+
+    from collector.service import Collector
+    from seamwatch.api import api_routes
+
+    service = Collector(store, collector_settings, extra_routes=api_routes(store))
+    service.start()
+    try:
+        ack = httpx.get(f"{service.endpoint}/api/v1/alerts/abc/ack")
+        silences = httpx.delete(f"{service.endpoint}/api/v1/silences")
+    finally:
+        service.stop()
+    assert ack.status_code == 405
+    assert ack.json() == {"error": "GET is not allowed on /api/v1/alerts/abc/ack; use POST."}
+    assert ack.headers["allow"] == "POST"
+    assert silences.status_code == 405
+    assert silences.json()["error"].endswith("use GET, POST.")

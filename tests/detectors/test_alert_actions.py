@@ -9,9 +9,12 @@ import pyarrow as pa
 import pytest
 
 from detectors.alert_actions import (
+    _ACK_SCHEMA,
     _SILENCE_SCHEMA,
+    ACKS_TABLE,
     SILENCES_TABLE,
     AlertActionError,
+    Conflict,
     acknowledge,
     active_silences,
     add_silence,
@@ -20,6 +23,7 @@ from detectors.alert_actions import (
 )
 from detectors.lifecycle import AlertBook, Signal
 from detectors.severity import load_severity
+from storage.schema import _acknowledgement_history
 
 ERRORS = Signal("error_rate", "error_rate", 8.0, 0.0, 0.5)
 
@@ -62,7 +66,7 @@ def test_a_silence_lasts_at_most_a_year(store, days):
 
 
 def test_a_silence_of_a_year_expires_when_it_says(store):
-    silence = add_silence(store, timedelta(days=365))
+    silence = add_silence(store, timedelta(days=365), everything=True)
     [stored] = active_silences(store)
     assert stored["expires_at"][:23] == silence["expires_at"][:23]
 
@@ -77,7 +81,7 @@ def test_ending_a_silence_keeps_its_times_without_a_warning(store):
         **{"cancelled": 0, "version": 1},
     }
     store.insert_arrow(SILENCES_TABLE, pa.Table.from_pylist([row], _SILENCE_SCHEMA))
-    silence = add_silence(store, timedelta(hours=1))
+    silence = add_silence(store, timedelta(hours=1), everything=True)
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -118,3 +122,128 @@ def test_money_at_risk_is_listed_in_cents(store):
     [listed] = list_alerts(store, load_severity(), "all")
 
     assert listed["money_at_risk"] == 63168.55
+
+
+def test_a_second_acknowledgement_by_someone_else_changes_nothing_without_take_over(store):
+    # bob's acknowledgement once replaced ana's, note and all, without a word
+    alert = record_alert(store, "erp.item-sync", datetime.now(UTC))
+    acknowledge(store, alert.alert_id, "ana", "checking ERP item master")
+
+    with pytest.raises(
+        Conflict, match=r"already acknowledged by ana at \d{4}-\d\d-\d\d \d\d:\d\d UTC"
+    ):
+        acknowledge(store, alert.alert_id, "bob")
+
+    [listed] = list_alerts(store, load_severity())
+    assert (listed["acknowledged_by"], listed["ack_note"]) == ("ana", "checking ERP item master")
+    assert [ack["by"] for ack in listed["acknowledgements"]] == ["ana"]
+
+
+def test_taking_over_keeps_every_acknowledgement_and_shows_the_latest_holder(store):
+    alert = record_alert(store, "erp.item-sync", datetime.now(UTC))
+    first = datetime.now(UTC) - timedelta(minutes=5)
+    acknowledge(store, alert.alert_id, "ana", "checking ERP item master", now=first)
+
+    taken = acknowledge(store, alert.alert_id, "bob", "ana is off shift", take_over=True)
+
+    assert taken["taken_over_from"]["by"] == "ana"
+    [listed] = list_alerts(store, load_severity())
+    assert (listed["acknowledged_by"], listed["ack_note"]) == ("bob", "ana is off shift")
+    assert [(a["by"], a["note"]) for a in listed["acknowledgements"]] == [
+        ("ana", "checking ERP item master"),
+        ("bob", "ana is off shift"),
+    ]
+
+
+def test_the_holder_acknowledging_again_records_the_new_note(store):
+    alert = record_alert(store, "erp.item-sync", datetime.now(UTC))
+    acknowledge(
+        store, alert.alert_id, "ana", "checking", now=datetime.now(UTC) - timedelta(minutes=10)
+    )
+    acknowledge(store, alert.alert_id, "ana", "found it: a missing unit of measure")
+
+    [listed] = list_alerts(store, load_severity())
+    assert listed["ack_note"] == "found it: a missing unit of measure"
+    assert len(listed["acknowledgements"]) == 2
+
+
+def test_acknowledging_a_resolved_alert_is_refused(store):
+    now = datetime.now(UTC)
+    resolved_at = now.replace(second=0, microsecond=0) - timedelta(hours=1)
+    alert = record_alert(store, "erp.item-sync", now - timedelta(hours=3), resolved_at)
+
+    expected = f"alert {alert.alert_id} resolved at {resolved_at:%Y-%m-%d %H:%M} UTC; nothing to"
+    with pytest.raises(Conflict, match=expected):
+        acknowledge(store, alert.alert_id, "ana")
+    assert store.query_rows(f"SELECT count() FROM {store.table(ACKS_TABLE)}") == [(0,)]
+
+
+def test_ending_a_silence_twice_says_it_had_already_ended(store):
+    silence = add_silence(store, timedelta(hours=2), flow="billing.*")
+    ended = cancel_silence(store, silence["silence_id"])
+
+    with pytest.raises(Conflict, match=f"silence {silence['silence_id']} had already ended, at "):
+        cancel_silence(store, silence["silence_id"])
+    assert ended["cancelled_at"].endswith("Z")
+
+
+def test_ending_an_expired_silence_says_it_had_expired(store):
+    past = datetime.now(UTC) - timedelta(hours=3)
+    silence = add_silence(store, timedelta(hours=1), flow="billing.*", now=past)
+    with pytest.raises(Conflict, match="had already expired, at "):
+        cancel_silence(store, silence["silence_id"])
+
+
+def test_a_silence_of_everything_must_say_so(store):
+    with pytest.raises(AlertActionError, match="would mute every alert"):
+        add_silence(store, timedelta(hours=1.5))
+    with pytest.raises(AlertActionError, match="would mute every alert"):
+        add_silence(store, timedelta(hours=1.5), flow="**", target="*")
+    assert active_silences(store) == []
+
+    silence = add_silence(store, timedelta(hours=1.5), everything=True)
+    assert [s["silence_id"] for s in active_silences(store)] == [silence["silence_id"]]
+
+
+def test_a_silence_of_a_flow_never_seen_is_kept_with_a_warning(store):
+    for flow in ("billing.invoice-post", "crm.account-sync", "erp.item-sync"):
+        record_alert(store, flow, datetime.now(UTC))
+
+    silence = add_silence(store, timedelta(hours=2), flow="nosuchflow")
+
+    [warning] = silence["warnings"]
+    assert warning.startswith("flow 'nosuchflow' matches none of the 3 flows seen in the store")
+    assert "billing.invoice-post, crm.account-sync, erp.item-sync" in warning
+    assert [s["silence_id"] for s in active_silences(store)] == [silence["silence_id"]]
+    assert add_silence(store, timedelta(hours=2), flow="billing.*")["warnings"] == []
+
+
+def test_silences_read_as_plain_data_with_a_boolean_cancelled(store):
+    add_silence(store, timedelta(hours=1), flow="billing.*", created_by="ana")
+    [silence] = active_silences(store)
+    assert silence["cancelled"] is False
+    assert silence["created_by"] == "ana"
+    assert "version" not in silence
+
+
+def test_acknowledgements_of_the_one_row_table_are_copied_into_the_history(store):
+    # before the history, alert_acks kept one row per alert; its rows must survive the move
+    old = pa.Table.from_pylist(
+        [
+            {
+                "alert_id": "a1",
+                "acknowledged_by": "ana",
+                "acknowledged_at": datetime.now(UTC),
+                "note": "checking ERP item master",
+            }
+        ],
+        _ACK_SCHEMA,
+    )
+    store.insert_arrow("alert_acks", old)
+
+    for _ in range(2):  # an interrupted migration runs again: nothing may be counted twice
+        for statement in _acknowledgement_history(store, None):
+            store.command(statement)
+
+    rows = store.query_rows(f"SELECT acknowledged_by, note FROM {store.table(ACKS_TABLE)} FINAL")
+    assert rows == [("ana", "checking ERP item master")]

@@ -63,10 +63,25 @@ def test_a_silence_body_with_a_field_it_cannot_use_is_refused(client, store, bod
     assert active_silences(store) == []
 
 
-def test_a_silence_without_patterns_matches_any(client, store):
-    response = client.post("/api/v1/silences", json={"seconds": 60})
+def test_a_silence_without_patterns_is_refused_unless_it_asks_for_all(client, store):
+    # a body with only a length once muted every alert without a word
+    refused = client.post("/api/v1/silences", json={"seconds": 5400})
+    assert refused.status_code == 400
+    assert "would mute every alert" in refused.json()["error"]
+    assert '"all": true' in refused.json()["error"]
+    assert active_silences(store) == []
+
+    response = client.post("/api/v1/silences", json={"seconds": 5400, "all": True})
     assert response.status_code == 200
     assert {response.json()[name] for name in ("flow", "target", "kind")} == {"*"}
+
+
+@pytest.mark.parametrize("body", [{"all": "yes"}, {"all": 1}, {"all": True, "flow": "crm.*"}])
+def test_all_is_a_boolean_and_takes_no_patterns(client, store, body):
+    response = client.post("/api/v1/silences", json={"seconds": 60, **body})
+    assert response.status_code == 400, response.text
+    assert "all" in response.json()["error"]
+    assert active_silences(store) == []
 
 
 @pytest.mark.parametrize(
@@ -106,17 +121,80 @@ def test_an_unknown_query_parameter_is_refused(client, method, path):
 
 def test_times_are_utc_with_a_z_to_the_millisecond(client, store):
     now = datetime.now(UTC)
-    alert = record_alert(store, "billing.invoice-post", now - timedelta(hours=2), now)
+    resolved = record_alert(store, "billing.invoice-post", now - timedelta(hours=2), now)
+    alert = record_alert(store, "crm.account-sync", now - timedelta(hours=1))
     add_silence(store, timedelta(hours=1), flow="crm.*")
 
-    [listed] = client.get("/api/v1/alerts", params={"state": "all"}).json()["alerts"]
+    listed = client.get("/api/v1/alerts", params={"state": "all"}).json()["alerts"]
     [silence] = client.get("/api/v1/silences").json()["silences"]
-    created = client.post("/api/v1/silences", json={"seconds": 90}).json()
+    created = client.post("/api/v1/silences", json={"seconds": 90, "all": True}).json()
     ack = client.post(f"/api/v1/alerts/{alert.alert_id}/ack", json={"by": "ana"}).json()
+    ended = client.post(f"/api/v1/silences/{created['silence_id']}/cancel").json()
 
-    times = [listed[name] for name in ("opened_at", "updated_at", "resolved_at")]
+    [was] = [item for item in listed if item["alert_id"] == resolved.alert_id]
+    times = [was[name] for name in ("opened_at", "updated_at", "resolved_at")]
     times += [silence["created_at"], silence["expires_at"]]
     times += [created["created_at"], created["expires_at"], ack["acknowledged_at"]]
+    times += [ended["cancelled_at"]]
     assert all(UTC_Z.match(text) for text in times), times
-    [acknowledged] = client.get("/api/v1/alerts", params={"state": "all"}).json()["alerts"]
+    listed = client.get("/api/v1/alerts", params={"state": "all"}).json()["alerts"]
+    [acknowledged] = [item for item in listed if item["alert_id"] == alert.alert_id]
     assert UTC_Z.match(acknowledged["acknowledged_at"])
+    assert UTC_Z.match(acknowledged["acknowledgements"][0]["at"])
+
+
+def test_a_second_ack_by_someone_else_is_409_until_taken_over(client, store):
+    alert = record_alert(store, "erp.item-sync", datetime.now(UTC))
+    path = f"/api/v1/alerts/{alert.alert_id}/ack"
+    first = client.post(path, json={"by": "ana", "note": "checking ERP item master"})
+
+    second = client.post(path, json={"by": "bob"})
+    taken = client.post(path, json={"by": "bob", "take_over": True})
+    listed = client.get("/api/v1/alerts").json()["alerts"]
+
+    assert first.status_code == 200
+    assert second.status_code == 409
+    assert "already acknowledged by ana at " in second.json()["error"]
+    assert taken.status_code == 200 and taken.json()["taken_over_from"]["by"] == "ana"
+    [holder] = listed
+    assert (holder["acknowledged_by"], holder["ack_note"]) == ("bob", "")
+    assert [a["note"] for a in holder["acknowledgements"]] == ["checking ERP item master", ""]
+
+
+def test_the_ack_note_is_listed(client, store):
+    alert = record_alert(store, "erp.item-sync", datetime.now(UTC))
+    client.post(f"/api/v1/alerts/{alert.alert_id}/ack", json={"by": "ana", "note": "on it"})
+    [listed] = client.get("/api/v1/alerts").json()["alerts"]
+    assert (listed["acknowledged_by"], listed["ack_note"]) == ("ana", "on it")
+    assert UTC_Z.match(listed["acknowledged_at"])
+
+
+def test_acknowledging_a_resolved_alert_is_409(client, store):
+    now = datetime.now(UTC)
+    alert = record_alert(store, "erp.item-sync", now - timedelta(hours=2), now)
+    response = client.post(f"/api/v1/alerts/{alert.alert_id}/ack", json={"by": "ana"})
+    assert response.status_code == 409
+    assert response.json()["error"].endswith("; nothing to acknowledge")
+
+
+def test_ending_a_silence_twice_is_409_the_second_time(client, store):
+    silence = add_silence(store, timedelta(hours=2), flow="billing.*")
+    path = f"/api/v1/silences/{silence['silence_id']}/cancel"
+    first, second = client.post(path), client.post(path)
+    assert first.status_code == 200 and UTC_Z.match(first.json()["cancelled_at"])
+    assert second.status_code == 409
+    assert "had already ended" in second.json()["error"]
+
+
+def test_a_silence_of_an_unseen_flow_answers_with_a_warning(client, store):
+    record_alert(store, "billing.invoice-post", datetime.now(UTC))
+    response = client.post("/api/v1/silences", json={"seconds": 7200, "flow": "nosuchflow"})
+    assert response.status_code == 200
+    [warning] = response.json()["warnings"]
+    assert "'nosuchflow' matches none" in warning and "billing.invoice-post" in warning
+
+
+def test_silences_say_cancelled_as_a_boolean(client, store):
+    add_silence(store, timedelta(hours=1), flow="billing.*", created_by="ana")
+    [silence] = client.get("/api/v1/silences").json()["silences"]
+    assert silence["cancelled"] is False and silence["created_by"] == "ana"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from typer.testing import CliRunner
 
 import seamwatch.access
-from detectors.alert_actions import active_silences
+from detectors.alert_actions import active_silences, add_silence
 from detectors.alerts_cli import format_alerts
 from detectors.severity import DEFAULT_SEVERITY_FILE
 from seamwatch.cli import app
@@ -187,7 +187,7 @@ def test_the_table_names_the_opening_kind_and_counts_the_joined_ones():
 def test_a_flow_name_too_long_for_its_column_ends_with_an_ellipsis():
     alert = _listed_alert(flow="order-to-cash.order-submit-very-long-name")
     row = format_alerts([alert]).splitlines()[1]
-    assert "order-to-cash.order-submit-ver… " in row
+    assert "order-to-cash.order-submit-… " in row
 
 
 def test_a_folder_without_a_store_is_an_error_not_a_new_store(cli, tmp_path):
@@ -202,3 +202,114 @@ def test_a_folder_without_a_store_is_an_error_not_a_new_store(cli, tmp_path):
         assert result.exit_code == 2, result.output
         assert "no Seamwatch store at" in result.output
     assert list(folder.iterdir()) == []
+
+
+def _alerts(cli, chdb_data_dir, *args: str):
+    return cli.invoke(app, ["alerts", "--data-dir", str(chdb_data_dir), *args])
+
+
+def test_a_second_ack_names_the_holder_and_changes_nothing(cli, store, chdb_data_dir):
+    alert = record_alert(store, "erp.item-sync", datetime.now(UTC))
+    ana = _alerts(
+        cli,
+        chdb_data_dir,
+        "ack",
+        alert.alert_id,
+        "--by",
+        "ana",
+        "--note",
+        "checking ERP item master",
+    )
+    bob = _alerts(cli, chdb_data_dir, "ack", alert.alert_id, "--by", "bob")
+    listed = json.loads(_alerts(cli, chdb_data_dir, "--json").stdout)
+
+    assert ana.exit_code == 0, ana.output
+    assert bob.exit_code == 2
+    assert f"Error: alert {alert.alert_id} is already acknowledged by ana at " in bob.stderr
+    assert "--take-over" in bob.stderr
+    assert (listed[0]["acknowledged_by"], listed[0]["ack_note"]) == (
+        "ana",
+        "checking ERP item master",
+    )
+
+
+def test_take_over_says_whose_acknowledgement_it_replaces(cli, store, chdb_data_dir):
+    alert = record_alert(store, "erp.item-sync", datetime.now(UTC))
+    _alerts(cli, chdb_data_dir, "ack", alert.alert_id, "--by", "ana")
+    bob = _alerts(cli, chdb_data_dir, "ack", alert.alert_id, "--by", "bob", "--take-over")
+    table = _alerts(cli, chdb_data_dir).stdout
+
+    assert bob.exit_code == 0, bob.output
+    assert bob.stdout.startswith(
+        f"Alert {alert.alert_id} acknowledged by bob, taking over from ana"
+    )
+    assert "ack bob" in table and "ack ana" not in table
+
+
+def test_acknowledging_a_resolved_alert_is_one_error_line(cli, store, chdb_data_dir):
+    now = datetime.now(UTC)
+    alert = record_alert(store, "erp.item-sync", now - timedelta(hours=2), now)
+    result = _alerts(cli, chdb_data_dir, "ack", alert.alert_id, "--by", "ana")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: alert {alert.alert_id} resolved at ")
+    assert result.stderr.endswith("; nothing to acknowledge\n")
+
+
+def test_unsilence_twice_says_the_silence_had_already_ended(cli, store, chdb_data_dir):
+    silence = add_silence(store, timedelta(hours=2), flow="billing.*")
+    first = _alerts(cli, chdb_data_dir, "unsilence", silence["silence_id"])
+    second = _alerts(cli, chdb_data_dir, "unsilence", silence["silence_id"])
+    assert first.exit_code == 0 and first.stdout.startswith(
+        f"Silence {silence['silence_id']} ended at "
+    )
+    assert second.exit_code == 2
+    assert f"silence {silence['silence_id']} had already ended, at " in second.stderr
+
+
+def test_a_silence_of_an_unknown_flow_is_kept_with_a_warning(cli, store, chdb_data_dir):
+    record_alert(store, "billing.invoice-post", datetime.now(UTC))
+    result = _alerts(cli, chdb_data_dir, "silence", "--for", "2h", "--flow", "nosuchflow")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("Warning: flow 'nosuchflow' matches none of the 1 flows")
+    assert "billing.invoice-post" in result.stderr
+    assert len(active_silences(store)) == 1
+
+
+def test_silencing_everything_needs_all(cli, store, chdb_data_dir):
+    refused = _alerts(cli, chdb_data_dir, "silence", "--for", "1.5h")
+    assert refused.exit_code == 2
+    assert "would mute every alert" in refused.stderr and "--all" in refused.stderr
+    assert active_silences(store) == []
+
+    accepted = _alerts(cli, chdb_data_dir, "silence", "--for", "1.5h", "--all", "--by", "ana")
+    assert accepted.exit_code == 0, accepted.output
+    assert len(active_silences(store)) == 1
+
+
+def test_the_silences_table_shows_who_created_each_in_utc(cli, store, chdb_data_dir):
+    add_silence(store, timedelta(hours=2), flow="billing.*", reason="deploy", created_by="ana")
+    lines = _alerts(cli, chdb_data_dir, "silences").stdout.splitlines()
+    assert lines[0].split() == ["id", "flow", "target", "kind", "by", "until", "(UTC)", "reason"]
+    assert " ana " in lines[1] and lines[1].endswith("deploy")
+    assert "Z" not in lines[1].split("ana")[1]  # the table's time, not JSON's
+
+
+def test_a_typical_alerts_table_fits_a_terminal():
+    # the table was once about 170 columns wide, whatever it held
+    alert = _listed_alert(
+        kinds=["exception_category", "error_rate"],
+        acknowledged_by="ana",
+        resolved_at="2025-03-03T14:05:00.000Z",
+    )
+    lines = format_alerts([alert]).splitlines()
+    assert max(len(line) for line in lines) < 140
+    assert "opened (UTC)" in lines[0] and "2025-03-03 13:23" in lines[1]
+
+
+def test_a_data_dir_that_is_a_file_is_named_as_such(cli, tmp_path):
+    regular = tmp_path / "store.txt"
+    regular.write_text("not a store")
+    result = cli.invoke(app, ["alerts", "--data-dir", str(regular)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {regular} is a file, not a data directory")
+    assert regular.read_text() == "not a store"

@@ -22,6 +22,7 @@ from detectors.alerts_api import routes
 from detectors.runner import DetectorRunner
 from detectors.severity import load_severity
 from seamwatch.cli import app
+from seamwatch.times import utc_text
 from tests.rows import make_span_rows
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -80,7 +81,7 @@ def test_error_burst_opens_one_alert_at_its_first_minute(burst_store):
     assert alert["flow"] == FLOW
     assert alert["kind"] == "error_rate"
     assert alert["tier"] == "critical"
-    assert alert["opened_at"] == (START + timedelta(minutes=CLEAN_MINUTES)).isoformat()
+    assert alert["opened_at"] == utc_text(START + timedelta(minutes=CLEAN_MINUTES))
     assert alert["failed"] == 3 * BURST_MINUTES
     assert alert["money_at_risk"] == pytest.approx(100.5 * 3 * BURST_MINUTES)
     assert alert["top_error"] == "unmapped tax code"

@@ -148,12 +148,14 @@ def test_webhook_body_is_documented_and_signed_over_timestamp_and_raw_body():
         "score": 10.0,
         "affected_transactions": 99,
         "money_at_risk": 9999.0,
-        "opened_at": "2025-03-03T09:05:00+00:00",
+        "opened_at": "2025-03-03T09:05:00.000Z",
         "resolved_at": None,
         "what_changed": "error_rate from 0.10% to 20.00%",
         "top_error": "tax code <T9> & rate not mapped",
     }
     assert body["links"] == {"alert": ALERT_URL, "lineage": LINEAGE_URL}
+    # one time format for every JSON Seamwatch writes; this body once used +00:00
+    assert body["at"].endswith("Z") and "+00:00" not in got.raw.decode()
     assert got.headers["X-Seamwatch-Event"] == "opened"
     assert got.headers["X-Seamwatch-Delivery"] == body["delivery_id"]
     timestamp = got.headers["X-Seamwatch-Timestamp"]
