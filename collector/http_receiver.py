@@ -33,10 +33,10 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from collector.pipeline import IngestError, IngestPipeline, Refusal
 from collector.spans import SpanBatch
+from seamwatch.api import ApiTokenGuard
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 _MEDIA_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JSON}
 DEFAULT_MAX_CONCURRENT_REQUESTS = 16
-_API_PATH_PREFIX = "/api/"
 _BUSY_RETRY_AFTER_SECONDS = 1
 
 _HTTP_STATUS = {
@@ -133,7 +132,7 @@ def create_app(
 
     return Starlette(
         exception_handlers={404: not_found, 405: method_not_allowed},
-        middleware=[Middleware(_ApiTokenGuard, pipeline=pipeline)],
+        middleware=[Middleware(ApiTokenGuard, token=pipeline.auth_token)],
         routes=[
             Route("/v1/traces", traces, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             Route("/health", health, methods=["GET"]),
@@ -150,28 +149,6 @@ def _allowed_methods(request: Request) -> list[str]:
         if isinstance(route, Route) and route.matches(request.scope)[0] == Match.PARTIAL:
             methods |= route.methods or set()
     return sorted(methods - {"HEAD"})
-
-
-class _ApiTokenGuard:
-    """Asks the JSON API's callers for the same bearer token as OTLP clients, when one is set."""
-
-    def __init__(self, app: ASGIApp, pipeline: IngestPipeline) -> None:
-        self._app = app
-        self._pipeline = pipeline
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(_API_PATH_PREFIX):
-            headers = dict(scope["headers"])
-            authorization = headers.get(b"authorization", b"").decode("latin-1")
-            try:
-                self._pipeline.authenticate(authorization)
-            except IngestError as error:
-                response = JSONResponse(
-                    {"error": error.message}, 401, headers={"WWW-Authenticate": "Bearer"}
-                )
-                await response(scope, receive, send)
-                return
-        await self._app(scope, receive, send)
 
 
 async def _settled(stored: Future) -> None:

@@ -8,7 +8,6 @@ status codes, so a client sees the same decision whichever protocol it speaks.
 from __future__ import annotations
 
 import enum
-import hmac
 from concurrent.futures import Future
 
 from google.protobuf.message import DecodeError
@@ -19,6 +18,7 @@ from collector.otlp_json import InvalidRequest, decode_json_request
 from collector.redaction import RedactionPolicy, redact_rows
 from collector.spans import InvalidSpans, SpanBatch, request_to_batch
 from collector.writer import Overloaded, SpanWriter, WriterClosed
+from seamwatch.api import BEARER_REFUSAL, bearer_matches
 from storage import StoreUnavailable
 
 
@@ -65,19 +65,12 @@ class IngestPipeline:
         self.writer = writer
         self.metrics = metrics
         self.redaction = redaction
-        self._expected_authorization = f"Bearer {auth_token}".encode() if auth_token else None
+        self.auth_token = auth_token
 
     def authenticate(self, authorization: str | None) -> None:
         """Raise IngestError unless the Authorization value carries the configured token."""
-        if self._expected_authorization is None:
-            return
-        scheme, _, credentials = (authorization or "").strip().partition(" ")
-        given = f"Bearer {credentials.strip()}".encode() if scheme.lower() == "bearer" else b""
-        if not hmac.compare_digest(given, self._expected_authorization):
-            raise self.refuse(
-                Refusal.UNAUTHENTICATED,
-                "Missing or wrong bearer token; send 'Authorization: Bearer <token>'.",
-            )
+        if not bearer_matches(authorization, self.auth_token):
+            raise self.refuse(Refusal.UNAUTHENTICATED, BEARER_REFUSAL)
 
     def decode(self, body: bytes, *, json: bool) -> SpanBatch:
         """Decode a request body into rows to store, redacted; raise IngestError if malformed."""

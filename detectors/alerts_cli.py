@@ -1,10 +1,12 @@
 """Command functions for the detector runner and the alerts; the application registers them.
 
-``seamwatch detectors`` runs the runner in the foreground (the distributed mode).
+``seamwatch detectors`` runs the runner in the foreground (the distributed mode); on the
+embedded store it serves the JSON API on a loopback port while it runs.
 ``seamwatch alerts`` lists alerts and, with its sub-commands, acknowledges and silences them.
-When ``seamwatch up`` holds the embedded store, the alert commands ask that process through
-its JSON API and print the same answer. Options given to ``alerts`` before a sub-command
-(``seamwatch alerts --data-dir DIR silence ...``) count as if given after it.
+When ``seamwatch up`` or ``seamwatch detectors`` holds the embedded store, the alert commands
+ask that process through its JSON API and print the same answer. Options given to ``alerts``
+before a sub-command (``seamwatch alerts --data-dir DIR silence ...``) count as if given after
+it.
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ from detectors.alert_actions import (
     check_silence_length,
 )
 from detectors.alerts_api import alerts_document, silences_document
-from detectors.runner import DEFAULT_DELAY, EVALUATE_INTERVAL_SECONDS, DetectorRunner
-from detectors.runner import run_periodically as _run_periodically
+from detectors.runner import DEFAULT_DELAY, DetectorRunner, RunnerThread
 from detectors.severity import SEVERITY_FILE_ENV, SeverityFileError, load_severity
 from seamwatch.access import act, answer
 from seamwatch.api import ApiError, ApiRefused
+from seamwatch.api_server import ApiServer, ApiServerError
 from seamwatch.durations import parse_duration
+from seamwatch.logs import configure_logging
 from seamwatch.settings import Settings, SettingsError, load_settings
 from seamwatch.times import readable_utc, table_time
 from storage import Store, StoreError, open_store
@@ -78,13 +81,19 @@ def _alert_settings(
     settings = _settings(
         _with_group(ctx, "data_dir", data_dir), _with_group(ctx, "clickhouse_url", clickhouse_url)
     )
-    # A mistyped directory must not open as a new, empty store that says "No open alerts".
-    if not settings.uses_server and not holds_a_store(settings.data_dir):
-        raise _fail(
-            f"{_what_is_at(settings.data_dir)}; check --data-dir or SEAMWATCH_DATA_DIR "
-            "(the directory 'seamwatch up' or 'seamwatch detectors' stores in)."
-        )
+    _require_store(settings)
     return settings
+
+
+def _require_store(settings: Settings) -> None:
+    """Refuse a data directory without a store: a mistyped one must not open as a new, empty
+    store that says "No open alerts" or "Evaluated 0 minute(s)". Only the receivers create it."""
+    if settings.uses_server or holds_a_store(settings.data_dir):
+        return
+    raise _fail(
+        f"{_what_is_at(settings.data_dir)}; check --data-dir or SEAMWATCH_DATA_DIR, or create "
+        "the store first by running 'seamwatch up' or 'seamwatch collector' there."
+    )
 
 
 def _what_is_at(data_dir: Path) -> str:
@@ -131,7 +140,7 @@ def _guarded(action: Callable[[], Any]) -> Any:
         return action()
     except (AlertActionError, SeverityFileError, ApiRefused) as exc:
         raise _fail(str(exc)) from None
-    except (StoreError, ApiError) as exc:
+    except (StoreError, ApiError, ApiServerError) as exc:
         raise _fail(str(exc), STORE_EXIT) from None
 
 
@@ -139,28 +148,70 @@ def detectors_command(
     once: bool = typer.Option(False, "--once", help="Catch up to now, then exit."),
     data_dir: Path | None = DataDirOption,
     clickhouse_url: str | None = ClickHouseOption,
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error"),
 ) -> None:
-    """Run the detectors alone: evaluate every minute into alerts (Ctrl-C stops)."""
+    """Run the detectors alone: evaluate every minute into alerts (Ctrl-C stops).
+
+    On the embedded store, 'seamwatch alerts' and its sub-commands work while this runs: they
+    ask this process through the JSON API it serves on a loopback port."""
+    try:
+        configure_logging(log_level)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     settings = _settings(data_dir, clickhouse_url)
+    _require_store(settings)
 
     def run() -> None:
         store = open_store(settings)
+        api = None
         try:
-            runner = DetectorRunner(store)
+            api = _serve_api(store, settings)
             if once:
-                report = runner.catch_up(datetime.now(UTC) - DEFAULT_DELAY)
-                typer.echo(
-                    f"Evaluated {report.minutes} minute(s) of {report.series} series: "
-                    f"{report.opened} opened, {report.resolved} resolved, "
-                    f"{len(report.open_alerts)} open."
-                )
-                return
-            typer.echo("Detectors running; evaluating every minute. Press Ctrl-C to stop.")
-            _run_periodically(runner, _stop_on_signal(), DEFAULT_DELAY, EVALUATE_INTERVAL_SECONDS)
+                _catch_up_once(DetectorRunner(store))
+            else:
+                _evaluate_until_stopped(store, api)
         finally:
+            if api is not None:
+                api.stop()
             store.close()
 
     _guarded(run)
+
+
+def _serve_api(store: Store, settings: Settings) -> ApiServer | None:
+    """Serve the API while this process holds the embedded store (a server needs none)."""
+    if settings.uses_server:
+        return None
+    token = settings.auth_token.get_secret_value() if settings.auth_token else None
+    api = ApiServer(store, settings.data_dir, token)
+    api.start()
+    return api
+
+
+def _catch_up_once(runner: DetectorRunner) -> None:
+    report = runner.catch_up(datetime.now(UTC) - DEFAULT_DELAY)
+    typer.echo(
+        f"Evaluated {report.minutes} minute(s) of {report.series} series: "
+        f"{report.opened} opened, {report.resolved} resolved, "
+        f"{len(report.open_alerts)} open."
+    )
+
+
+def _evaluate_until_stopped(store: Store, api: ApiServer | None) -> None:
+    """Evaluate in a thread, as ``seamwatch up`` does, until SIGINT or SIGTERM."""
+    stop = _stop_on_signal()
+    serving = f" JSON API for 'seamwatch alerts': {api.endpoint}/api/v1." if api else ""
+    typer.echo(f"Detectors running; evaluating every minute.{serving} Press Ctrl-C to stop.")
+    detectors = RunnerThread(store)
+    detectors.start()
+    # short waits: a signal caught by another thread reaches this one only between them
+    while not stop.wait(1.0):
+        pass
+    typer.echo("Stopping the detectors after the minutes in progress...")
+    detectors.stop()
+    cursor = detectors.runner.cursor
+    until = f"up to {cursor:%Y-%m-%d %H:%M} UTC" if cursor else "none yet (no spans stored)"
+    typer.echo(f"Detectors stopped; minutes evaluated: {until}.")
 
 
 def _stop_on_signal() -> threading.Event:

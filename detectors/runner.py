@@ -63,6 +63,8 @@ WARMUP = timedelta(days=7)
 FIRST_START_LOOKBACK = timedelta(days=7)
 BASELINE_MINUTES = 60
 EVALUATE_INTERVAL_SECONDS = 60.0
+# a first catch-up over a week takes minutes: say how far it is this often
+CATCH_UP_PROGRESS_SECONDS = 10.0
 
 # (signal, alert kind) of the product's series alarms; the error rate reads failed and
 # transactions, the volume transactions.
@@ -404,12 +406,14 @@ class DetectorRunner:
         if not self._started and not self._start(until):
             return report
         assert self.cursor is not None
+        progress = _CatchUpProgress(self.cursor, until)
         for chunk_start, chunk_end in _chunks(self.cursor, until, self.chunk):
             if stop is not None and stop.is_set():
                 break
             self._evaluate_chunk(chunk_start, chunk_end, report)
             self.book.flush()
             self._save_cursor(chunk_end)
+            progress.reached(chunk_end)
         report.series = len(self.series)
         report.opened = self.book.opened - opened
         report.resolved = self.book.resolved - resolved
@@ -432,6 +436,11 @@ class DetectorRunner:
                 return False
             first = _floor_minute(bounds[0].replace(tzinfo=UTC))
             self.cursor = max(first, until - FIRST_START_LOOKBACK)
+        logger.info(
+            "Detector runner %r learns each flow's history before %s",
+            self.name,
+            self.cursor.strftime("%Y-%m-%d %H:%M UTC"),
+        )
         self._warm_up(self.cursor - self.warmup, self.cursor)
         for (flow, target), alert in self.book.load_open().items():
             self._series(flow, target, alert.business_object).mark_open(alert.kinds)
@@ -580,6 +589,30 @@ class DetectorRunner:
         }
         self.store.insert_arrow(STATE_TABLE, pa.Table.from_pylist([row], _STATE_SCHEMA))
         self.cursor = until
+
+
+class _CatchUpProgress:
+    """Logs how far a long catch-up is, every ``CATCH_UP_PROGRESS_SECONDS``."""
+
+    def __init__(self, start: datetime, until: datetime) -> None:
+        self._start = start
+        self._until = until
+        self._logged = time.monotonic()
+
+    def reached(self, moment: datetime) -> None:
+        """The minutes before ``moment`` are evaluated."""
+        if time.monotonic() - self._logged < CATCH_UP_PROGRESS_SECONDS or moment >= self._until:
+            return
+        self._logged = time.monotonic()
+        done = (moment - self._start) // MINUTE
+        total = (self._until - self._start) // MINUTE
+        logger.info(
+            "Catching up: evaluated to %s, %d of %d minute(s) (%d%%)",
+            moment.strftime("%Y-%m-%d %H:%M UTC"),
+            done,
+            total,
+            100 * done // max(total, 1),
+        )
 
 
 class RunnerThread:

@@ -44,7 +44,17 @@ def parse_time(text: str | None, option: str) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def _answer(local: Any, api_path: str, params: dict[str, Any], data_dir: Path | None) -> Any:
+# reconciling a day of a busy store reads every posting of it: more than a lookup
+RECONCILE_TIMEOUT_SECONDS = 60.0
+
+
+def _answer(
+    local: Any,
+    api_path: str,
+    params: dict[str, Any],
+    data_dir: Path | None,
+    **options: Any,
+) -> Any:
     from seamwatch.access import answer
     from seamwatch.api import ApiError
     from seamwatch.settings import SettingsError, load_settings
@@ -52,7 +62,7 @@ def _answer(local: Any, api_path: str, params: dict[str, Any], data_dir: Path | 
 
     try:
         settings = load_settings(data_dir=data_dir)
-        return answer(settings, local, api_path, params)
+        return answer(settings, local, api_path, params, **options)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     except (StoreError, ApiError) as exc:
@@ -102,6 +112,7 @@ def reconcile_command(
         "/reconciliation",
         params,
         data_dir,
+        timeout_seconds=RECONCILE_TIMEOUT_SECONDS,
     )
     _print(document, as_json, report.reconciliation_text)
 

@@ -1,19 +1,36 @@
 """Answering a CLI question from the store, or from the process that holds it.
 
-chDB lets one process open the embedded store. When ``seamwatch up`` holds it, commands such as
-``seamwatch lineage`` ask that process through its JSON API instead, and print the same answer.
+chDB lets one process open the embedded store. When a long-running process (``seamwatch up``,
+``collector`` or ``detectors``) holds it, commands such as ``seamwatch lineage`` ask that
+process through its JSON API instead, and print the same answer. When another short command
+holds it for a moment (three ``seamwatch alerts`` started at once), they wait their turn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from seamwatch.api import get_json, post_json, running_endpoint
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random
+
+from seamwatch.api import ANSWER_TIMEOUT_SECONDS, get_json, post_json, running_endpoint
 from seamwatch.settings import Settings
 from storage import Store, StoreLocked, open_store
 
 T = TypeVar("T")
+
+# A short command holds the store for a second or two (open, migrate, query, close).
+LOCK_WAIT_SECONDS = 8.0
+_LOCK_POLL_SECONDS = (0.1, 0.4)  # random, so that waiting commands do not retry in step
+
+
+@dataclass(frozen=True)
+class _Holder:
+    """The running process that holds the store and serves its API."""
+
+    endpoint: str
+    pid: str
 
 
 def answer(
@@ -21,6 +38,8 @@ def answer(
     local: Callable[[Store], T],
     api_path: str,
     params: dict[str, Any] | None = None,
+    *,
+    timeout_seconds: float = ANSWER_TIMEOUT_SECONDS,
 ) -> T | Any:
     """``local(store)`` when the store can be opened; else the running process's JSON answer.
 
@@ -28,9 +47,18 @@ def answer(
     print both the same way (``local`` should return plain JSON-ready data).
     """
     token = _token(settings)
-    return _here_or_there(
-        settings, local, lambda endpoint: get_json(endpoint, api_path, params, token)
-    )
+
+    def remote(holder: _Holder) -> Any:
+        return get_json(
+            holder.endpoint,
+            api_path,
+            params,
+            token,
+            holder=holder.pid,
+            timeout_seconds=timeout_seconds,
+        )
+
+    return _here_or_there(settings, local, remote)
 
 
 def act(
@@ -38,25 +66,45 @@ def act(
 ) -> T | Any:
     """``local(store)`` when the store can be opened; else the same change POSTed to the API."""
     token = _token(settings)
-    return _here_or_there(
-        settings, local, lambda endpoint: post_json(endpoint, api_path, body, token)
-    )
+
+    def remote(holder: _Holder) -> Any:
+        return post_json(holder.endpoint, api_path, body, token, holder=holder.pid)
+
+    return _here_or_there(settings, local, remote)
 
 
 def _here_or_there(
-    settings: Settings, local: Callable[[Store], T], remote: Callable[[str], Any]
+    settings: Settings, local: Callable[[Store], T], remote: Callable[[_Holder], Any]
 ) -> T | Any:
+    found = _open_waiting(settings)
+    if isinstance(found, _Holder):
+        return remote(found)
     try:
-        store = open_store(settings)
-    except StoreLocked:
+        return local(found)
+    finally:
+        found.close()
+
+
+def _open_waiting(settings: Settings) -> Store | _Holder:
+    """The store, or the process that serves it; a store held by a process without an API
+    (another short command) is tried again for up to ``LOCK_WAIT_SECONDS``."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(StoreLocked),
+        stop=stop_after_delay(LOCK_WAIT_SECONDS),
+        wait=wait_random(*_LOCK_POLL_SECONDS),
+        reraise=True,
+    )
+    return retrying(_open_or_find_holder, settings)
+
+
+def _open_or_find_holder(settings: Settings) -> Store | _Holder:
+    try:
+        return open_store(settings)
+    except StoreLocked as locked:
         endpoint = running_endpoint(settings.data_dir)
         if endpoint is None:
             raise
-        return remote(endpoint)
-    try:
-        return local(store)
-    finally:
-        store.close()
+        return _Holder(endpoint, locked.holder)
 
 
 def _token(settings: Settings) -> str | None:

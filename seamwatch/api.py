@@ -1,13 +1,16 @@
 """The read-only JSON API of a running Seamwatch process, under ``/api/v1``.
 
-It is served on the OTLP/HTTP port beside ``/v1/traces``, so one address answers both. Each
-feature contributes its routes through ``API_ROUTE_FACTORIES``: a function that takes the store
-and returns Starlette routes. The CLI uses the same API when the embedded store is held by a
-running ``seamwatch up`` (chDB lets only one process open it).
+It is served on the OTLP/HTTP port beside ``/v1/traces``, so one address answers both, and by
+``seamwatch detectors`` on a loopback port of its own (``seamwatch.api_server``). Each feature
+contributes its routes through ``API_ROUTE_FACTORIES``: a function that takes the store and
+returns Starlette routes. The CLI uses the same API when the embedded store is held by a
+running process (chDB lets only one process open it); that process publishes its address in
+the data directory.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -18,6 +21,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage import Store
 
@@ -25,7 +29,9 @@ logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 ENDPOINT_FILE_NAME = "api-endpoint"
-_CLIENT_TIMEOUT_SECONDS = 60.0
+# A healthy process answers the CLI's questions in well under a second; one that is stopped
+# (SIGSTOP) or stuck still accepts the connection, so only a read timeout notices it.
+ANSWER_TIMEOUT_SECONDS = 10.0
 
 RouteFactory = Callable[[Store], list[BaseRoute]]
 
@@ -58,6 +64,37 @@ async def _index(request: Request) -> Response:
     return JSONResponse({"endpoints": paths})
 
 
+def bearer_matches(authorization: str | None, token: str | None) -> bool:
+    """Whether an Authorization value carries ``token`` (always, when no token is set)."""
+    if not token:
+        return True
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    given = f"Bearer {credentials.strip()}".encode() if scheme.lower() == "bearer" else b""
+    return hmac.compare_digest(given, f"Bearer {token}".encode())
+
+
+BEARER_REFUSAL = "Missing or wrong bearer token; send 'Authorization: Bearer <token>'."
+
+
+class ApiTokenGuard:
+    """Asks the JSON API's callers for the configured bearer token, when one is set."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self._app = app
+        self._token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            if not bearer_matches(authorization, self._token):
+                response = JSONResponse(
+                    {"error": BEARER_REFUSAL}, 401, headers={"WWW-Authenticate": "Bearer"}
+                )
+                await response(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
 def bad_request(message: str) -> JSONResponse:
     """A 400 answer naming what is wrong with the query."""
     return JSONResponse({"error": message}, status_code=400)
@@ -82,27 +119,51 @@ def running_endpoint(data_dir: Path) -> str | None:
 
 
 def get_json(
-    endpoint: str, path: str, params: dict[str, Any] | None = None, token: str | None = None
+    endpoint: str,
+    path: str,
+    params: dict[str, Any] | None = None,
+    token: str | None = None,
+    *,
+    holder: str = "unknown",
+    timeout_seconds: float = ANSWER_TIMEOUT_SECONDS,
 ) -> Any:
-    """GET ``API_PREFIX + path`` from a running process and return the decoded JSON."""
+    """GET ``API_PREFIX + path`` from a running process and return the decoded JSON.
+
+    ``holder`` is the pid of that process, named in the error when it does not answer."""
     query = {key: value for key, value in (params or {}).items() if value is not None}
-    return _call(endpoint, "GET", path, token, params=query)
+    return _call(endpoint, "GET", path, token, holder, timeout_seconds, params=query)
 
 
-def post_json(endpoint: str, path: str, body: dict[str, Any], token: str | None = None) -> Any:
+def post_json(
+    endpoint: str,
+    path: str,
+    body: dict[str, Any],
+    token: str | None = None,
+    *,
+    holder: str = "unknown",
+    timeout_seconds: float = ANSWER_TIMEOUT_SECONDS,
+) -> Any:
     """POST ``body`` as JSON to ``API_PREFIX + path`` of a running process; return its JSON."""
-    return _call(endpoint, "POST", path, token, json=body)
+    return _call(endpoint, "POST", path, token, holder, timeout_seconds, json=body)
 
 
-def _call(endpoint: str, method: str, path: str, token: str | None, **request: Any) -> Any:
+def _call(
+    endpoint: str,
+    method: str,
+    path: str,
+    token: str | None,
+    holder: str,
+    timeout_seconds: float,
+    **request: Any,
+) -> Any:
     url = f"{endpoint}{API_PREFIX}{path}"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.request(
-            method, url, headers=headers, timeout=_CLIENT_TIMEOUT_SECONDS, **request
-        )
+        response = httpx.request(method, url, headers=headers, timeout=timeout_seconds, **request)
+    except httpx.TimeoutException as exc:
+        raise ApiError(_no_answer(endpoint, holder, timeout_seconds)) from exc
     except httpx.HTTPError as exc:
-        raise ApiError(f"The running Seamwatch at {endpoint} did not answer: {exc}") from exc
+        raise ApiError(_unreachable(endpoint, holder, exc)) from exc
     try:
         document = response.json()
     except json.JSONDecodeError as exc:
@@ -116,3 +177,19 @@ def _call(endpoint: str, method: str, path: str, token: str | None, **request: A
             )
         raise ApiRefused(message or f"{url} answered {response.status_code}")
     return document
+
+
+def _no_answer(endpoint: str, holder: str, timeout_seconds: float) -> str:
+    return (
+        f"The Seamwatch process that holds the store (pid {holder}, API at {endpoint}) did not "
+        f"answer within {timeout_seconds:g} s. Check that it is running and not stopped or "
+        f"overloaded (ps -o pid,stat,args -p {holder}), or restart it, then try again."
+    )
+
+
+def _unreachable(endpoint: str, holder: str, exc: httpx.HTTPError) -> str:
+    return (
+        f"The Seamwatch process that holds the store (pid {holder}) cannot be reached at "
+        f"{endpoint}: {exc}. If it is starting or stopping, try again in a moment; "
+        "otherwise restart it."
+    )

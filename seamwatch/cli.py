@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import typer
 
 from seamwatch.durations import parse_duration
+from seamwatch.logs import configure_logging
 from seamwatch.settings import SettingsError, load_settings
 from storage import StoreError
 
@@ -72,17 +71,10 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _configure_logging(level: str) -> None:
-    numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
-        _fail(f"--log-level {level!r} is not one of debug, info, warning, error.")
-    logging.basicConfig(
-        level=numeric,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    # One line per HTTP call (the dashboard polls the collector's metrics) is noise, not news.
-    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
+    try:
+        configure_logging(level)
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def _settings(**flags: object):  # noqa: ANN202 - returns Settings; imported lazily above

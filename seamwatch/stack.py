@@ -11,6 +11,7 @@ acknowledged, then the store.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
@@ -51,19 +52,81 @@ class PortInUse(RuntimeError):
     """A port this process needs is taken; the message names the setting that moves it."""
 
 
-def ensure_dashboard_port_free(settings: Settings) -> None:
-    """Fail early, before anything starts, when the dashboard's port is taken."""
-    family = socket.AF_INET6 if ":" in settings.dashboard_host else socket.AF_INET
+@dataclass(frozen=True)
+class _Listener:
+    """A port this process listens on, and the option and variable that set it."""
+
+    role: str
+    host: str
+    port: int
+    option: str
+    variable: str
+
+
+def ensure_ports_free(settings: Settings, *, receivers: bool, dashboard: bool) -> None:
+    """Fail before anything starts (no store opened, no schema migrated, no library's own
+    bind error printed) when a port this command needs is taken."""
+    listeners = []
+    if receivers:
+        listeners.append(
+            _Listener(
+                "OTLP/HTTP receiver",
+                settings.otlp_http_host,
+                settings.otlp_http_port,
+                "--otlp-http-port",
+                "SEAMWATCH_OTLP_HTTP_PORT",
+            )
+        )
+        if settings.otlp_grpc_port >= 0:
+            listeners.append(
+                _Listener(
+                    "OTLP/gRPC receiver",
+                    settings.otlp_grpc_host,
+                    settings.otlp_grpc_port,
+                    "--otlp-grpc-port",
+                    "SEAMWATCH_OTLP_GRPC_PORT",
+                )
+            )
+    if dashboard:
+        listeners.append(
+            _Listener(
+                "dashboard",
+                settings.dashboard_host,
+                settings.dashboard_port,
+                "--dashboard-port",
+                "SEAMWATCH_DASHBOARD_PORT",
+            )
+        )
+    for listener in listeners:
+        _ensure_port_free(listener)
+
+
+def _ensure_port_free(listener: _Listener) -> None:
+    if listener.port == 0:  # the system picks a free one
+        return
+    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as the servers bind: a port left in TIME_WAIT by a stopped process is free
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((settings.dashboard_host, settings.dashboard_port))
+            probe.bind((listener.host, listener.port))
         except OSError as exc:
-            raise PortInUse(
-                f"The dashboard cannot listen on {settings.dashboard_host}:"
-                f"{settings.dashboard_port} ({exc.strerror}); is another process using the "
-                "port? Choose another with --dashboard-port or SEAMWATCH_DASHBOARD_PORT."
-            ) from exc
+            raise PortInUse(_port_message(listener, exc)) from exc
+
+
+def _port_message(listener: _Listener, exc: OSError) -> str:
+    where = f"The {listener.role} cannot listen on {listener.host}:{listener.port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"{where}: another process is using the port. Stop that process, or choose "
+            f"another port with {listener.option} or {listener.variable}."
+        )
+    host_option = listener.option.replace("-port", "-host")
+    host_variable = listener.variable.replace("_PORT", "_HOST")
+    return (
+        f"{where} ({exc.strerror}). Check {host_option} / {host_variable} (an address of "
+        f"this machine), or choose another port with {listener.option} or {listener.variable}."
+    )
 
 
 def dashboard_url(settings: Settings) -> str:
@@ -75,8 +138,7 @@ def dashboard_url(settings: Settings) -> str:
 
 def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool = True) -> None:
     """Run receiver, dashboard and optionally the simulator until SIGINT or SIGTERM."""
-    if with_dashboard:
-        ensure_dashboard_port_free(settings)
+    ensure_ports_free(settings, receivers=True, dashboard=with_dashboard)
     # a broken severity or notification file stops the command before anything is created
     check_configuration_files(settings)
     store = open_store(settings)
@@ -121,6 +183,7 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
 
 def run_collector(settings: Settings) -> None:
     """Run the OTLP receiver alone until SIGINT or SIGTERM."""
+    ensure_ports_free(settings, receivers=True, dashboard=False)
     stopped = _stop_on_signal()  # from the start: a stop during start-up still drains
     store = open_store(settings)
     collector = Collector(store, settings, extra_routes=api_routes(store))
@@ -141,7 +204,7 @@ def run_collector(settings: Settings) -> None:
 
 def run_dashboard_alone(settings: Settings) -> None:
     """Run the dashboard alone over its own store until SIGINT or SIGTERM."""
-    ensure_dashboard_port_free(settings)
+    ensure_ports_free(settings, receivers=False, dashboard=True)
     store = open_store(settings)
     runtime.share_store(store)
     runtime.share_settings(settings)

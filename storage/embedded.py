@@ -79,7 +79,8 @@ def _take_directory_lock(data_dir: Path) -> Any:
             f"(pid {exc.holder}). The embedded store can be opened by one process at a time. "
             "Stop that process, or give this one its own directory with --data-dir / "
             "SEAMWATCH_DATA_DIR, or point every process at a ClickHouse server with "
-            "SEAMWATCH_CLICKHOUSE_URL."
+            "SEAMWATCH_CLICKHOUSE_URL.",
+            holder=exc.holder,
         ) from None
 
 

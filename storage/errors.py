@@ -16,7 +16,11 @@ class StoreUnavailable(StoreError):
 
 
 class StoreLocked(StoreError):
-    """The embedded data directory is opened by another process."""
+    """The embedded data directory is opened by another process; ``holder`` is its pid."""
+
+    def __init__(self, message: str, holder: str = "unknown") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class QueryError(StoreError):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from seamwatch.cli import app
@@ -163,17 +167,50 @@ def test_a_spool_directory_that_is_a_file_is_one_clear_line(tmp_path: Path):
     assert "Traceback" not in result.stderr
 
 
-def test_a_taken_receiver_port_is_one_clear_line(tmp_path: Path):
-    import socket
+@pytest.mark.parametrize(
+    "option, variable",
+    [
+        ("--otlp-http-port", "SEAMWATCH_OTLP_HTTP_PORT"),
+        ("--otlp-grpc-port", "SEAMWATCH_OTLP_GRPC_PORT"),
+    ],
+)
+def test_a_taken_receiver_port_is_one_clear_line(tmp_path: Path, option: str, variable: str):
+    # uvicorn's "[Errno 98]" and gRPC's "add_port.cc" lines came first, after the schema was
+    # migrated into a new store
+    with _taken_port() as port:
+        result = _collector_alone(tmp_path, option, str(port))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"Error: The {'OTLP/HTTP' if 'http' in option else 'OTLP/gRPC'} receiver cannot listen "
+        f"on 127.0.0.1:{port}: another process is using the port. Stop that process, or choose "
+        f"another port with {option} or {variable}."
+    ]
+    assert not (tmp_path / "data").exists()
 
+
+def test_a_taken_receiver_port_stops_up_before_the_store_is_opened(tmp_path: Path):
+    with _taken_port() as port:
+        result = runner.invoke(
+            app,
+            ["up", "--data-dir", str(tmp_path / "d"), "--otlp-http-port", str(port)],
+        )
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        f"Error: The OTLP/HTTP receiver cannot listen on 127.0.0.1:{port}"
+    )
+    assert "--otlp-http-port or SEAMWATCH_OTLP_HTTP_PORT" in result.output
+    assert "Errno" not in result.output
+    assert not (tmp_path / "d").exists()
+
+
+@contextmanager
+def _taken_port() -> Iterator[int]:
+    """A loopback port another socket listens on."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = str(taken.getsockname()[1])
-        result = _collector_alone(tmp_path, "--otlp-http-port", port)
-    assert result.returncode == 1
-    assert "could not listen on 127.0.0.1:" in result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
+        yield taken.getsockname()[1]
 
 
 def test_hash_keys_without_a_salt_are_refused(monkeypatch):

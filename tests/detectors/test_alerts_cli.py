@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +24,7 @@ from seamwatch.cli import app
 from storage import StoreLocked
 from tests.detectors.test_alert_actions import record_alert
 
+REPOSITORY = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = [
     ["silence", "--for", "1h"],
     ["silences"],
@@ -106,7 +115,7 @@ def _running_seamwatch(monkeypatch) -> None:
 
     monkeypatch.setattr(seamwatch.access, "open_store", locked)
     monkeypatch.setattr(seamwatch.access, "running_endpoint", lambda _: "http://127.0.0.1:9")
-    monkeypatch.setattr(seamwatch.access, "get_json", lambda *_: {"alerts": []})
+    monkeypatch.setattr(seamwatch.access, "get_json", lambda *_, **__: {"alerts": []})
 
 
 def test_a_severity_file_the_running_process_ignores_is_warned_about(
@@ -313,3 +322,127 @@ def test_a_data_dir_that_is_a_file_is_named_as_such(cli, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {regular} is a file, not a data directory")
     assert regular.read_text() == "not a store"
+
+
+def test_the_detectors_refuse_a_data_dir_without_a_store(cli, tmp_path):
+    # they once created a new, empty store there and reported "Evaluated 0 minute(s)"
+    missing = tmp_path / "a" / "path" / "that" / "does" / "not" / "exist"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder, found in ((missing, "no data directory"), (empty, "no Seamwatch store")):
+        result = cli.invoke(app, ["detectors", "--once", "--data-dir", str(folder)])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith(f"Error: {found} at {folder}; check --data-dir")
+        assert "'seamwatch up' or 'seamwatch collector'" in result.output
+        assert "Evaluated" not in result.output
+    assert not (tmp_path / "a").exists()
+    assert list(empty.iterdir()) == []
+
+
+def test_alert_commands_ask_the_running_detectors(tmp_path):
+    # they failed with "in use by another Seamwatch process" while `seamwatch detectors` ran
+    data_dir = tmp_path / "data"
+    alert_id = _store_with_an_alert(data_dir)
+    relay = CliRunner()
+    given = ["--data-dir", str(data_dir)]
+    with _detectors_running(data_dir) as detectors:
+        listed = relay.invoke(app, ["alerts", "--state", "all", "--json", *given])
+        acked = relay.invoke(app, ["alerts", "ack", alert_id, "--by", "ana", *given])
+        silenced = relay.invoke(app, ["alerts", "silence", "--for", "1h", *given])
+        silences = relay.invoke(app, ["alerts", "silences", "--json", *given])
+        detectors.send_signal(signal.SIGINT)
+        stopped, logged = detectors.communicate(timeout=60)
+    assert listed.exit_code == 0, listed.output
+    assert [alert["alert_id"] for alert in json.loads(listed.stdout)] == [alert_id]
+    assert acked.stdout == f"Alert {alert_id} acknowledged by ana.\n"
+    assert silenced.exit_code == 0, silenced.output
+    assert len(json.loads(silences.stdout)) == 1
+    assert detectors.returncode == 0
+    assert "Detectors stopped; minutes evaluated: none yet (no spans stored)." in stopped
+    assert "INFO    seamwatch.api_server: JSON API for the CLI on http://127.0.0.1:" in logged
+    assert not (data_dir / "api-endpoint").exists()
+
+
+def test_alerts_against_stopped_detectors_name_the_process_and_what_to_do(tmp_path):
+    # a process stopped with SIGSTOP kept the command waiting 64 s for "timed out"
+    data_dir = tmp_path / "data"
+    _store_with_an_alert(data_dir)
+    with _detectors_running(data_dir) as detectors:
+        detectors.send_signal(signal.SIGSTOP)
+        began = time.monotonic()
+        result = CliRunner().invoke(app, ["alerts", "--data-dir", str(data_dir)])
+        waited = time.monotonic() - began
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        f"Error: The Seamwatch process that holds the store (pid {detectors.pid}, API at "
+        "http://127.0.0.1:"
+    )
+    assert "did not answer within 10 s" in result.output
+    assert "or restart it" in result.output
+    assert waited < 20
+
+
+def test_listings_started_together_on_an_idle_store_wait_their_turn(tmp_path):
+    # two of three failed with "in use by another Seamwatch process"
+    data_dir = tmp_path / "data"
+    alert_id = _store_with_an_alert(data_dir)
+    listing = [sys.executable, "-m", "seamwatch", "alerts", "--state", "all"]
+    processes = [
+        subprocess.Popen(
+            [*listing, "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [(process, *process.communicate(timeout=120)) for process in processes]
+    for process, stdout, stderr in results:
+        assert process.returncode == 0, stderr
+        assert alert_id in stdout
+
+
+def _store_with_an_alert(data_dir: Path) -> str:
+    """A store in ``data_dir`` with one open alert, made by another process (chDB binds this
+    one to the suite's directory); the alert's id."""
+    script = (
+        "import sys\n"
+        "from datetime import UTC, datetime\n"
+        "from seamwatch.settings import load_settings\n"
+        "from storage import open_store\n"
+        "from tests.detectors.test_alert_actions import record_alert\n"
+        "store = open_store(load_settings(data_dir=sys.argv[1]))\n"
+        "print(record_alert(store, 'billing.invoice-post', datetime.now(UTC)).alert_id)\n"
+        "store.close()\n"
+    )
+    made = subprocess.run(
+        [sys.executable, "-c", script, str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPOSITORY,
+        check=True,
+    )
+    return made.stdout.strip()
+
+
+@contextmanager
+def _detectors_running(data_dir: Path) -> Iterator[subprocess.Popen]:
+    """``seamwatch detectors`` on ``data_dir``, once it says it runs; stopped afterwards."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SEAMWATCH_")}
+    detectors = subprocess.Popen(
+        [sys.executable, "-m", "seamwatch", "detectors", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+    try:
+        banner = detectors.stdout.readline()
+        assert "Detectors running" in banner, banner + detectors.stderr.read()
+        yield detectors
+    finally:
+        if detectors.poll() is None:
+            detectors.send_signal(signal.SIGCONT)
+            detectors.terminate()
+            detectors.communicate(timeout=60)

@@ -54,6 +54,25 @@ def _clean_then_burst(end: datetime, clean: int = 60, burst: int = 5) -> list[di
     return spans
 
 
+def test_a_long_catch_up_logs_how_far_it_is(store, monkeypatch, caplog):
+    # `seamwatch detectors` said nothing while it caught up on a week
+    monkeypatch.setattr("detectors.runner.CATCH_UP_PROGRESS_SECONDS", 0.0)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    store.insert_arrow("otel_traces", make_span_rows(_clean_then_burst(now)))
+    runner = DetectorRunner(store, chunk=timedelta(minutes=20))
+
+    with caplog.at_level("INFO", logger="detectors.runner"):
+        report = runner.catch_up(now)
+
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Catching")]
+    assert report.minutes == 65
+    assert len(progress) == 3  # after each 20 minutes but the last chunk
+    assert re.fullmatch(
+        r"Catching up: evaluated to .* UTC, 20 of 65 minute\(s\) \(30%\)", progress[0]
+    )
+    assert any("learns each flow's history before" in r.getMessage() for r in caplog.records)
+
+
 def test_runner_thread_evaluates_beside_the_receiver_and_stops(store, tmp_path):
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     store.insert_arrow("otel_traces", make_span_rows(_clean_then_burst(now - timedelta(minutes=2))))
