@@ -32,11 +32,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Route
 
 from collector.pipeline import IngestError, IngestPipeline, Refusal
 from collector.spans import SpanBatch
-from seamwatch.api import ApiTokenGuard
+from seamwatch.api import ApiTokenGuard, method_not_allowed
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -124,12 +124,6 @@ def create_app(
         document = {"code": code_pb2.NOT_FOUND, "message": message}
         return Response(json.dumps(document), 404, media_type=JSON)
 
-    async def method_not_allowed(request: Request, exc: Exception) -> Response:
-        # Starlette's own answer is plain text and names the first route of the path only.
-        methods = ", ".join(_allowed_methods(request))
-        message = f"{request.method} is not allowed on {request.url.path}; use {methods}."
-        return JSONResponse({"error": message}, 405, headers={"Allow": methods})
-
     return Starlette(
         exception_handlers={404: not_found, 405: method_not_allowed},
         middleware=[Middleware(ApiTokenGuard, token=pipeline.auth_token)],
@@ -140,15 +134,6 @@ def create_app(
             *extra_routes,
         ],
     )
-
-
-def _allowed_methods(request: Request) -> list[str]:
-    """The methods the routes of the request's path take (several routes may share a path)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, Route) and route.matches(request.scope)[0] == Match.PARTIAL:
-            methods |= route.methods or set()
-    return sorted(methods - {"HEAD"})
 
 
 async def _settled(stored: Future) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage import Store
@@ -93,6 +93,28 @@ class ApiTokenGuard:
                 await response(scope, receive, send)
                 return
         await self._app(scope, receive, send)
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    """A JSON 405 naming every method the path takes (Starlette's own answer is plain text
+    and names the first route of the path only)."""
+    methods = ", ".join(_allowed_methods(request))
+    message = f"{request.method} is not allowed on {request.url.path}; use {methods}."
+    return JSONResponse({"error": message}, 405, headers={"Allow": methods})
+
+
+async def api_not_found(request: Request, exc: Exception) -> Response:
+    """A JSON 404 for a path the API does not have."""
+    return JSONResponse({"error": f"No such path: {request.url.path}."}, 404)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the routes of the request's path take (several routes may share a path)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] == Match.PARTIAL:
+            methods |= route.methods or set()
+    return sorted(methods - {"HEAD"})
 
 
 def bad_request(message: str) -> JSONResponse:

@@ -17,7 +17,14 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from seamwatch.api import ApiTokenGuard, api_routes, publish_endpoint, withdraw_endpoint
+from seamwatch.api import (
+    ApiTokenGuard,
+    api_not_found,
+    api_routes,
+    method_not_allowed,
+    publish_endpoint,
+    withdraw_endpoint,
+)
 from storage import Store
 
 logger = logging.getLogger(__name__)
@@ -37,7 +44,9 @@ class ApiServer:
     def __init__(self, store: Store, data_dir: Path, token: str | None = None) -> None:
         self._data_dir = Path(data_dir)
         app = Starlette(
-            routes=api_routes(store), middleware=[Middleware(ApiTokenGuard, token=token)]
+            routes=api_routes(store),
+            middleware=[Middleware(ApiTokenGuard, token=token)],
+            exception_handlers={404: api_not_found, 405: method_not_allowed},
         )
         config = uvicorn.Config(
             app, host=LOOPBACK, port=0, log_level="warning", lifespan="off", access_log=False
