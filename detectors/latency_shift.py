@@ -21,7 +21,7 @@ minutes, so the window alone would wait for the first timeouts. Beside it, the c
 clipped at ``cusum_clip`` (6) rather than ``clip``, feed a one-sided CUSUM over the calls,
 whatever the time between them::
 
-    S_i = max(0, S_{i-1} + min(z_i, cusum_clip) - k)
+    S_i = min(cusum_cap, max(0, S_{i-1} + min(z_i, cusum_clip) - k))
 
 with reference value ``k`` = 2: at a log-scale of 0.5 only calls more than 2.7 times slower
 than usual add to it. The score is the larger of ``Z`` and ``S``, so both are judged against
@@ -32,9 +32,13 @@ minutes apart or one, while for standard normal scores the in-control run length
 usual within four minutes opened a false alert in three simulated days. ``S`` starts over
 when the flow has been silent for ``cusum_horizon`` minutes (stale evidence is not combined
 with new) and counts only while the median of the calls of its run is ``min_ratio`` slower.
-It is for sparse traffic: when the window holds ``dense_calls`` calls or more, the window's
-own test has the power, and the CUSUM starts over; over a batch of hundreds of calls a few
-slow ones in a row are bound to occur, and the CUSUM would sum them into a false alarm.
+``S`` stops at ``cusum_cap`` (9, twice the alert threshold): it only has to say that the calls
+are slow, and summed without bound an hour of slow calls (hundreds) needs as many usual calls
+to fall back, which on a quiet night kept the alert open until the morning traffic, hours
+after the ERP had recovered. The CUSUM is for sparse traffic: when the window holds
+``dense_calls`` calls or more, the window's own test has the power, and the CUSUM starts
+over; over a batch of hundreds of calls a few slow ones in a row are bound to occur, and the
+CUSUM would sum them into a false alarm.
 
 References
 ----------
@@ -85,6 +89,8 @@ class LatencyShiftTest:
         Bound on each call's score in the CUSUM.
     cusum_horizon
         Minutes without calls after which the CUSUM starts over.
+    cusum_cap
+        Largest value of the CUSUM, so that it falls back within a few usual calls.
     dense_calls
         Calls in the window from which the CUSUM stands aside for the window's test.
 
@@ -118,6 +124,7 @@ class LatencyShiftTest:
         cusum_clip: float = 6.0,
         cusum_horizon: int = 60,
         dense_calls: int = 20,
+        cusum_cap: float = 9.0,
     ) -> None:
         self.window = window
         self.min_calls = min_calls
@@ -129,6 +136,7 @@ class LatencyShiftTest:
         self.cusum_clip = cusum_clip
         self.cusum_horizon = cusum_horizon
         self.dense_calls = dense_calls
+        self.cusum_cap = cusum_cap
         self._cusum = 0.0
         self._run: deque[float] = deque(maxlen=history)
         self._silent_minutes = 0
@@ -199,7 +207,7 @@ class LatencyShiftTest:
             self._silent_minutes = 0
             z = np.clip((logs - self._center) / self._scale, -self.clip, self.cusum_clip)
             for log_ms, score in zip(logs.tolist(), z.tolist(), strict=True):
-                self._cusum = max(0.0, self._cusum + score - self.cusum_k)
+                self._cusum = min(self.cusum_cap, max(0.0, self._cusum + score - self.cusum_k))
                 if self._cusum > 0:
                     self._run.append(log_ms)
                 else:

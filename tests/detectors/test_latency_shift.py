@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from detectors.latency_shift import LatencyShiftTest
@@ -66,3 +68,24 @@ def test_a_week_of_usual_calls_one_a_minute_never_scores_high():
         for _ in range(7 * 24 * 60)
     )
     assert worst < 4.5
+
+
+def _calls_until_calm(cap: float) -> int:
+    """Usual calls, one every ten minutes, before an hour of 20x slower calls stops scoring."""
+    rng = np.random.default_rng(6)
+    test = LatencyShiftTest(cusum_cap=cap)
+    test.learn(400 * np.exp(rng.normal(0, 0.5, 3000)))
+    for _ in range(60):  # the ERP drift: one call a minute, twenty times slower
+        test.step([8000.0 * np.exp(rng.normal(0, 0.3))], learn_below=-1.0)
+    for calls in range(1, 500):  # the night after: usual calls, ten minutes apart
+        score = test.step([400 * np.exp(rng.normal(0, 0.5))], learn_below=-1.0)
+        for _ in range(9):
+            score = max(score, test.step([], learn_below=-1.0))
+        if score < 2.0:
+            return calls
+    return 500
+
+
+def test_the_cusum_falls_back_within_a_few_usual_calls_after_a_long_drift():
+    assert _calls_until_calm(9.0) <= 8
+    assert _calls_until_calm(math.inf) > 100  # summed without bound: a night of calls
