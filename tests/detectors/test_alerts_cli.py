@@ -348,7 +348,7 @@ def test_alert_commands_ask_the_running_detectors(tmp_path):
     with _detectors_running(data_dir) as detectors:
         listed = relay.invoke(app, ["alerts", "--state", "all", "--json", *given])
         acked = relay.invoke(app, ["alerts", "ack", alert_id, "--by", "ana", *given])
-        silenced = relay.invoke(app, ["alerts", "silence", "--for", "1h", *given])
+        silenced = relay.invoke(app, ["alerts", "silence", "--for", "1h", "--all", *given])
         silences = relay.invoke(app, ["alerts", "silences", "--json", *given])
         detectors.send_signal(signal.SIGINT)
         stopped, logged = detectors.communicate(timeout=60)

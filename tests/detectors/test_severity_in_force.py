@@ -49,7 +49,7 @@ def _running_seamwatch(monkeypatch: pytest.MonkeyPatch, document: dict) -> None:
 
     monkeypatch.setattr(seamwatch.access, "open_store", locked)
     monkeypatch.setattr(seamwatch.access, "running_endpoint", lambda _: "http://127.0.0.1:9")
-    monkeypatch.setattr(seamwatch.access, "get_json", lambda *_: document)
+    monkeypatch.setattr(seamwatch.access, "get_json", lambda *_, **__: document)
 
 
 @pytest.fixture
