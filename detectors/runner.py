@@ -551,6 +551,11 @@ class DetectorRunner:
         if strongest.kind == EXCEPTION_CATEGORY:
             category = strongest.signal.split(":", 1)[1]
             top_error = values.category_errors.get(category, top_error)
+        if strongest.kind in FINDING_KINDS:
+            # the minute's most frequent error is some other transaction's: quote the finding,
+            # and leave the quote as it is in the minutes that found nothing new
+            finding = (findings or {}).get(strongest.kind)
+            top_error = finding_text(finding) if finding else ""
         for finding in (findings or {}).values():
             # postings made twice and events never consumed are affected money, not failures
             affected += len(finding.keys)

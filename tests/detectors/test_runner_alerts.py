@@ -19,7 +19,8 @@ from detectors.alert_actions import (
     list_alerts,
 )
 from detectors.alerts_api import routes
-from detectors.runner import DetectorRunner
+from detectors.posting_watch import DUPLICATE_POSTING, Finding
+from detectors.runner import DetectorRunner, Minute
 from detectors.severity import load_severity
 from seamwatch.cli import app
 from seamwatch.times import utc_text
@@ -207,3 +208,20 @@ def test_a_stop_ends_a_long_catch_up_between_chunks_and_the_rest_follows_later(b
     resumed = DetectorRunner(burst_store, chunk=timedelta(minutes=10)).catch_up(end)
     assert resumed.minutes == CLEAN_MINUTES + BURST_MINUTES
     assert resumed.opened == 1
+
+
+def test_a_duplicate_posting_alert_quotes_the_finding_not_the_minutes_errors(store):
+    # an alert on an invoice posted twice once quoted an unrelated validation error
+    runner = DetectorRunner(store)
+    state = runner._series(FLOW, "erp", "Invoice")
+    unrelated = "422 INV-7: field 'paymentTerms' is invalid"
+    twice = Finding(DUPLICATE_POSTING, FLOW, "erp", ["INV-1"], 100.5)
+    for minute, findings in enumerate(({DUPLICATE_POSTING: twice}, {})):
+        values = Minute(transactions=5.0, failed=1.0, top_error=unrelated)
+        onsets, active = state.step(values, findings)
+        at = START + timedelta(minutes=minute)
+        runner._apply(state, at, values, onsets, active, findings)
+        alert = runner.book.open_alerts[(FLOW, "erp")]
+        assert alert.top_error == (
+            "1 billing.invoice-post transaction(s) posted twice to erp: INV-1; amount 100.50"
+        )
