@@ -117,13 +117,21 @@ def build_notification(
         affected=int(alert.affected),
         money_at_risk=float(alert.money_at_risk),
         opened_at=_utc(alert.opened_at),
-        resolved_at=_utc(alert.resolved_at) if alert.resolved_at else None,
+        resolved_at=_resolved_as_of(alert, _utc(event["at"])),
         what_changed=str(event.get("detail") or ""),
         top_error=alert.top_error,
         alert_url=alert_link(dashboard_url, alert.alert_id),
         lineage_url=lineage_link(dashboard_url, alert.flow),
         test=test,
     )
+
+
+def _resolved_as_of(alert: Alert, at: datetime) -> datetime | None:
+    """When the alert resolved, if it had by ``at``: a catch-up builds the messages of a whole
+    chunk after its last minute, and an opening must not read as already resolved."""
+    if alert.resolved_at is None or _utc(alert.resolved_at) > at:
+        return None
+    return _utc(alert.resolved_at)
 
 
 def alert_link(dashboard_url: str, alert_id: str) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 from notify.outbox import DestinationWorker, make_destination
 from tests.notify.helpers import (
     FAST,
+    OPENED_AT,
     ListRecorder,
     make_notification,
     minutes_after_opening,
@@ -173,3 +175,12 @@ def test_webhook_without_secret_is_not_signed_and_keeps_one_delivery_id_per_even
         second = server.wait_for(2)[1]
     assert "X-Seamwatch-Signature" not in first.headers
     assert first.headers["X-Seamwatch-Delivery"] == second.headers["X-Seamwatch-Delivery"]
+
+
+def test_an_opening_sent_after_its_catch_up_resolved_the_alert_reads_as_open():
+    # a catch-up builds a chunk's messages at its end: an "opened" once carried resolved_at
+    resolved = OPENED_AT + timedelta(minutes=40)
+    opening = make_notification("opened", state="resolved", resolved_at=resolved)
+    resolution = make_notification("resolved", resolved, state="resolved", resolved_at=resolved)
+    assert opening.resolved_at is None
+    assert resolution.resolved_at == resolved
