@@ -35,6 +35,12 @@ GRACE_PERIOD_POINTS = 12
 # the threshold (a false alert a day on a weekday load pattern with multiplicative noise).
 TAIL_QUANTILE = 0.995
 TAIL_EXCEEDANCES_PER_DAY = 1.44
+# On series finer than five minutes, the tail scales are taken again every ten minutes of data
+# rather than at every value: a fortnight of minutes is 20,160 residuals, and sorting them at
+# each value made scoring three times slower. On 5-minute series, refreshing at every other
+# value cost 0.1 on the held-out NAB files, so coarser series keep refreshing at every value.
+TAIL_REFRESH = timedelta(minutes=10)
+FINE_INTERVAL = timedelta(minutes=5)
 # rows missing for at least this long are fed to the detectors as gaps
 MIN_FILLED_GAP = timedelta(hours=1)
 
@@ -72,8 +78,15 @@ def build_detector(kind: str, interval: timedelta = PRODUCT_INTERVAL) -> SeriesD
         tail = max(history, points_in(TAIL_HISTORY, interval))
         window = points_in(BURST_WINDOW, interval)
         quantile = tail_quantile(interval)
+        refresh = points_in(TAIL_REFRESH, interval) if interval < FINE_INTERVAL else 1
         return ResidualTailScore(
-            season, history, tail, window, quantile, grace_period=GRACE_PERIOD_POINTS
+            season,
+            history,
+            tail,
+            window,
+            quantile,
+            grace_period=GRACE_PERIOD_POINTS,
+            tail_refresh=refresh,
         )
     if kind == "error_rate":
         return ErrorRateDriftDetector(season, history, grace_period=GRACE_PERIOD_POINTS)

@@ -17,6 +17,12 @@ TINY_SCALE = 1e-9
 SEASON_TRUST = 0.2
 
 
+def _centre_spread(values: np.ndarray, quantile: float) -> tuple[float, float]:
+    """Median of ``values`` and the ``quantile`` of their absolute deviations from it."""
+    centre = float(np.median(values))
+    return centre, float(np.quantile(np.abs(values - centre), quantile))
+
+
 class ResidualTailScore(SeriesDetector):
     """Residual from a seasonal baseline, in units of the residuals' recent extreme quantile.
 
@@ -67,6 +73,9 @@ class ResidualTailScore(SeriesDetector):
     season_trust
         Largest ratio of seasonal to level forecast errors at which the season alone also
         judges ``x`` (``rho``); None turns that off.
+    tail_refresh
+        Residuals learned between two computations of the tail scales (1: at every value);
+        over a long tail history the scales move little from one value to the next.
 
     References
     ----------
@@ -103,6 +112,7 @@ class ResidualTailScore(SeriesDetector):
         direction: str = "both",
         grace_period: int = 12,
         season_trust: float | None = SEASON_TRUST,
+        tail_refresh: int = 1,
     ) -> None:
         if direction not in ("up", "down", "both"):
             raise ValueError(f"direction must be up, down or both, got {direction!r}")
@@ -113,6 +123,7 @@ class ResidualTailScore(SeriesDetector):
         self.quantile, self.clip, self.relative_floor = quantile, clip, relative_floor
         self.recurrence = max(1, int(recurrence))
         self.season_trust = season_trust
+        self.tail_refresh = max(1, int(tail_refresh))
         super().__init__(grace_period)
 
     def _reset(self) -> None:
@@ -127,6 +138,8 @@ class ResidualTailScore(SeriesDetector):
         )
         self._residuals = SeasonalHistory(self.tail_history)
         self._raw = SeasonalHistory(self.tail_history)
+        self._cached_tails: tuple[tuple[float, float], tuple[float, float] | None] | None = None
+        self._tails_learned = 0
 
     def _evaluate(self, x: float) -> tuple[float, float, float]:
         """Score of ``x``, its residual and the residual to learn (NaN when there is none)."""
@@ -139,13 +152,13 @@ class ResidualTailScore(SeriesDetector):
         if past.size < self.grace_period:
             return NEUTRAL_SCORE, residual, residual
         floor = abs(baseline) * self.relative_floor
-        centre, scale = self._tail(past, floor)
+        (centre, spread), means_tail = self._tails(past)
+        scale = max(spread, floor, TINY_SCALE)
         scores = [residual / scale]
-        if self.window > 1 and past.size >= 4 * self.window:
-            sums = np.cumsum(np.concatenate(([0.0], past)))
-            means = (sums[self.window :] - sums[: -self.window]) / self.window
+        if means_tail is not None:
+            mean_centre, mean_spread = means_tail
+            mean_scale = max(mean_spread, floor / math.sqrt(self.window), TINY_SCALE)
             latest = (past[1 - self.window :].sum() + residual) / self.window
-            mean_centre, mean_scale = self._tail(means, floor / math.sqrt(self.window))
             scores.append((latest - mean_centre) / mean_scale)
         seasonal = self._seasonal_score(x)
         if seasonal is not None:
@@ -177,10 +190,20 @@ class ResidualTailScore(SeriesDetector):
         unit = float(np.quantile(self._level.seasonal_errors(), self.quantile))
         return (x - seasonal) / max(unit, floor, TINY_SCALE)
 
-    def _tail(self, values: np.ndarray, floor: float) -> tuple[float, float]:
-        centre = float(np.median(values))
-        spread = float(np.quantile(np.abs(values - centre), self.quantile))
-        return centre, max(spread, floor, TINY_SCALE)
+    def _tails(self, past: np.ndarray) -> tuple[tuple[float, float], tuple[float, float] | None]:
+        """(centre, spread) of the past residuals and of their ``k``-means (None while too
+        few), taken again once ``tail_refresh`` residuals have been learned since."""
+        learned = self._residuals.seen
+        if self._cached_tails is None or learned - self._tails_learned >= self.tail_refresh:
+            means_tail = None
+            if self.window > 1 and past.size >= 4 * self.window:
+                sums = np.cumsum(np.concatenate(([0.0], past)))
+                means_tail = _centre_spread(
+                    (sums[self.window :] - sums[: -self.window]) / self.window, self.quantile
+                )
+            self._cached_tails = (_centre_spread(past, self.quantile), means_tail)
+            self._tails_learned = learned
+        return self._cached_tails
 
     def _step(self, x: float, learn: bool) -> float:
         gap = is_gap(x) or not math.isfinite(x)

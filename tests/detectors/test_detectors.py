@@ -229,3 +229,18 @@ def test_per_minute_latency_under_load_raises_no_daily_false_alert():
     old = [i for i, x in enumerate(p95) if fixed.update(float(x)) and i >= 1440]
     assert opened == []
     assert len(old) >= 3
+
+
+def test_fine_series_take_their_tail_every_ten_minutes_and_alert_alike():
+    assert build_detector("latency", timedelta(minutes=1)).tail_refresh == 10
+    assert build_detector("latency", timedelta(minutes=5)).tail_refresh == 1
+    rng = np.random.default_rng(3)
+    stream = 300 * np.exp(rng.normal(0, 0.2, 6000))
+    stream[5000:5030] *= 2.5  # half an hour of calls two and a half times slower
+    onsets = []
+    for refresh in (1, 10):
+        detector = ResidualTailScore(1440, 2880, 20160, 60, 0.999, tail_refresh=refresh)
+        alarm = HysteresisAlarm(detector, 1.4, 0.9, 240)
+        onsets.append([i for i, x in enumerate(stream) if alarm.update(float(x))])
+    assert onsets[0] == onsets[1]
+    assert onsets[0][-1] == 5000
