@@ -42,7 +42,9 @@ class Collector:
         self.writer = SpanWriter(
             store,
             Spool(
-                settings.spool_dir or settings.data_dir / SPOOL_DIR_NAME, fsync=settings.spool_fsync
+                settings.spool_dir or settings.data_dir / SPOOL_DIR_NAME,
+                fsync=settings.spool_fsync,
+                store=settings.store_identity(),
             ),
             batch_max_spans=settings.batch_max_spans,
             flush_interval_millis=settings.batch_flush_interval_millis,

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 _SUFFIX = ".arrow"
 _PARTIAL_SUFFIX = ".partial"
 _LOCK_FILE_NAME = ".lock"
+# names the store the spooled spans were acknowledged for
+_STORE_FILE_NAME = "store.txt"
 REJECTED_DIR_NAME = "rejected"
 
 
@@ -58,10 +60,15 @@ class Segment:
 class Spool:
     """The spool directory of one collector process (guarded by a lock file)."""
 
-    def __init__(self, directory: Path, *, fsync: bool = True) -> None:
+    def __init__(self, directory: Path, *, fsync: bool = True, store: str = "") -> None:
         self.directory = Path(directory)
         self._fsync = fsync
         self._lock_file = _lock(self.directory)
+        try:
+            self._claim_for(store)
+        except SpoolError:
+            unlock(self._lock_file)
+            raise
         for partial in self.directory.glob(f"*{_PARTIAL_SUFFIX}"):
             partial.unlink()  # never acknowledged: its write did not finish
         self.recovered: list[Segment] = []
@@ -73,6 +80,28 @@ class Spool:
         self._next_sequence = self.recovered[-1].sequence + 1 if self.recovered else 1
         self.size_bytes = sum(segment.size_bytes for segment in self.recovered)
         self.segments = len(self.recovered)
+
+    def _claim_for(self, store: str) -> None:
+        """Record which store this spool feeds; refuse segments left for another one.
+
+        Spans a collector acknowledged for a ClickHouse server, and spooled while the server
+        was down, would otherwise be inserted into the embedded store when the next start
+        uses it (or the other way round), and the store they were meant for never gets them.
+        """
+        if not store:
+            return
+        record = self.directory / _STORE_FILE_NAME
+        left = list(self.directory.glob(f"*{_SUFFIX}"))
+        recorded = record.read_text().strip() if record.exists() else ""
+        if left and recorded and recorded != store:
+            raise SpoolError(
+                f"The spool {self.directory} holds {len(left)} segment(s) of spans acknowledged "
+                f"for {recorded}, not for {store}. Start Seamwatch with that store once to "
+                "insert them, or give this one another spool with SEAMWATCH_SPOOL_DIR; the "
+                "segments are kept as they are."
+            )
+        if recorded != store:
+            record.write_text(store + "\n")
 
     def write(self, rows: pa.Table) -> Segment:
         """Put rows on disk for good; raise OSError when the disk refuses."""

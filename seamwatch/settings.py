@@ -213,6 +213,16 @@ class Settings(BaseSettings):
         """True when a ClickHouse server, not the embedded engine, holds the data."""
         return self.clickhouse_url is not None
 
+    def store_identity(self) -> str:
+        """Which store the data goes to, in words and without a password: the collector's
+        spool records it, so spans acknowledged for one store never end up in another."""
+        if self.clickhouse_url:
+            parts = urlsplit(self.clickhouse_url)
+            host = parts.hostname or ""
+            port = f":{parts.port}" if parts.port else ""
+            return f"the ClickHouse server {parts.scheme}://{host}{port}/{self.server_database()}"
+        return f"the embedded store in {self.data_dir.resolve()}"
+
     def server_database(self) -> str:
         """The database named in the server URL's path, or the ``database`` setting."""
         return urlsplit(self.clickhouse_url or "").path.strip("/") or self.database

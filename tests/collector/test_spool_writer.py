@@ -259,3 +259,28 @@ def test_when_two_batches_wait_for_the_store_answers_wait_instead_of_piling_up(t
         store.release.set()
         writer.shutdown()
     assert store.stored() == list(range(600))
+
+
+SERVER = "the ClickHouse server http://127.0.0.1:18123/cases"
+EMBEDDED = "the embedded store in /data/seamwatch"
+
+
+def test_spans_spooled_for_one_store_are_never_inserted_into_another(tmp_path):
+    # spooled while a ClickHouse server was down, they were once inserted into the embedded
+    # store at the next start that used it
+    left = Spool(tmp_path, fsync=False, store=SERVER)
+    left.write(_rows(0))
+    left.close()
+    with pytest.raises(SpoolError) as refused:
+        Spool(tmp_path, fsync=False, store=EMBEDDED)
+    assert str(refused.value) == (
+        f"The spool {tmp_path} holds 1 segment(s) of spans acknowledged for {SERVER}, not for "
+        f"{EMBEDDED}. Start Seamwatch with that store once to insert them, or give this one "
+        "another spool with SEAMWATCH_SPOOL_DIR; the segments are kept as they are."
+    )
+    again = Spool(tmp_path, fsync=False, store=SERVER)  # the lock was released, nothing moved
+    assert [segment.spans for segment in again.recovered] == [100]
+    again.remove(again.recovered)
+    again.close()
+    Spool(tmp_path, fsync=False, store=EMBEDDED).close()  # an empty spool serves any store
+    assert (tmp_path / "store.txt").read_text() == EMBEDDED + "\n"
