@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from detectors.lifecycle import ALERTS_TABLE, OPEN, RESOLVED
 from detectors.priority import priority, priority_label
-from detectors.severity import Severity
+from detectors.severity import Severity, check_glob
 from lineage.schema import ROLLUP_TABLE
 from seamwatch.times import readable_utc, utc_text
 from storage import Store
@@ -232,6 +232,10 @@ def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> di
     for name, pattern in patterns.items():
         if not pattern:
             raise AlertActionError(f"{name} is empty; give a {name} or glob, or '*' for any")
+        try:
+            check_glob(pattern)
+        except ValueError as exc:
+            raise AlertActionError(f"{name} {pattern!r}: {exc}") from None
     if not any(fnmatch.fnmatchcase(known, patterns["kind"]) for known in ALERT_KINDS):
         raise AlertActionError(
             f"kind {kind!r} matches no alert kind; use one of {', '.join(ALERT_KINDS)}, "

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import typer
 from typer.core import TyperGroup
@@ -356,6 +357,14 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _path_part(identifier: str, what: str, listing: str) -> str:
+    """``identifier`` as one segment of an API path; an empty one is refused here, so the
+    answer is the same whether a running process or the store itself is asked."""
+    if not identifier.strip():
+        raise _fail(f"the {what} id is empty; list them with '{listing}'")
+    return quote(identifier, safe="")
+
+
 def ack_command(
     ctx: typer.Context,
     alert_id: str = typer.Argument(..., help="The alert's id, as listed by 'seamwatch alerts'."),
@@ -374,11 +383,12 @@ def ack_command(
     """
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
     body = {"by": by, "note": note, "take_over": take_over}
+    path = f"/alerts/{_path_part(alert_id, 'alert', 'seamwatch alerts')}/ack"
     result = _guarded(
         lambda: act(
             settings,
             lambda store: api_times(acknowledge(store, alert_id, by, note, take_over=take_over)),
-            f"/alerts/{alert_id}/ack",
+            path,
             body,
         )
     )
@@ -441,12 +451,12 @@ def unsilence_command(
 ) -> None:
     """End a silence before it expires."""
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
-
+    path = f"/silences/{_path_part(silence_id, 'silence', 'seamwatch alerts silences')}/cancel"
     result = _guarded(
         lambda: act(
             settings,
             lambda store: cancel_silence(store, silence_id),
-            f"/silences/{silence_id}/cancel",
+            path,
             {},
         )
     )

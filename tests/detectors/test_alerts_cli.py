@@ -446,3 +446,30 @@ def _detectors_running(data_dir: Path) -> Iterator[subprocess.Popen]:
             detectors.send_signal(signal.SIGCONT)
             detectors.terminate()
             detectors.communicate(timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["ack", "", "--by", "x"], "the alert id is empty; list them with 'seamwatch alerts'"),
+        (["unsilence", " "], "the silence id is empty; list them with 'seamwatch alerts silences'"),
+    ],
+)
+def test_an_empty_id_is_refused_alike_with_or_without_a_running_process(
+    cli, store, chdb_data_dir, monkeypatch, command, message
+):
+    # relayed, it once became the path /api/v1/alerts//ack and answered "No such path"
+    alone = _alerts(cli, chdb_data_dir, *command)
+    monkeypatch.setattr(seamwatch.access, "running_endpoint", lambda _: "http://127.0.0.1:9")
+    relayed = _alerts(cli, chdb_data_dir, *command)
+    for result in (alone, relayed):
+        assert result.exit_code == 2
+        assert result.stderr == f"Error: {message}\n"
+
+
+def test_a_silence_pattern_with_an_unclosed_set_is_refused(cli, store, chdb_data_dir):
+    # accepted once, with only a warning that it matched no flow: fnmatch reads '[' literally
+    result = _alerts(cli, chdb_data_dir, "silence", "--for", "1h", "--flow", "[abc")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: flow '[abc': the '[' at position 1 opens a set")
+    assert active_silences(store) == []
