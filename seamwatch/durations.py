@@ -31,7 +31,7 @@ def parse_duration(
         )
     seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
     if seconds <= 0:
-        raise ValueError(f"{text!r} is empty; a duration must be longer than zero")
+        raise ValueError(f"{text!r} is no time at all; a duration must be longer than zero")
     limit = _LONGEST_SECONDS if longest is None else longest.total_seconds()
     if seconds > limit or seconds >= _LONGEST_SECONDS:  # inf too, from digits beyond a float
         most = timedelta.max if longest is None else longest
