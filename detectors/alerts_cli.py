@@ -268,9 +268,11 @@ def _warn_severity_unused(severity_file: Path | None, in_force: str | None) -> N
         asked = f"--severity {severity_file}"
     else:
         asked = f"{SEVERITY_FILE_ENV}={path}"
+    ranks_with = f"the file {in_force}" if in_force else "its own severity file"
     typer.echo(
         f"Warning: {asked} is not used: the running Seamwatch that holds the store ranks alerts "
-        f"with its own severity file; stop it, or start it with {SEVERITY_FILE_ENV} set.",
+        f"with {ranks_with}; to rank with yours, edit that file (the process reads it again), "
+        f"or restart the process with {SEVERITY_FILE_ENV} set to yours.",
         err=True,
     )
 
@@ -279,7 +281,8 @@ def _warn_severity_refused(in_force: dict[str, Any]) -> None:
     """Say that the running process kept its last good severity file, and why."""
     if not in_force.get("refused"):
         return
-    modified = f" (modified {in_force['modified_at']})" if in_force.get("modified_at") else ""
+    stamp = in_force.get("modified_at")
+    modified = f" (modified {readable_utc(stamp)})" if stamp else ""
     typer.echo(
         f"Warning: the running Seamwatch ranks with the last good version of "
         f"{in_force.get('file')}{modified}; the file as it is now is refused:\n"

@@ -134,6 +134,28 @@ def test_a_severity_file_the_running_process_ignores_is_warned_about(
     assert "No open alerts" in result.stdout
 
 
+def test_the_warning_names_the_severity_file_the_running_process_ranks_with(
+    cli, chdb_data_dir, tmp_path, monkeypatch
+):
+    # it once told a user whose process already had the variable set to start it with it
+    _running_seamwatch(monkeypatch)
+    in_force = {"file": "/etc/seamwatch/severity.yaml", "modified_at": None, "refused": None}
+    answer = {"alerts": [], "severity": in_force}
+    monkeypatch.setattr(seamwatch.access, "get_json", lambda *_, **__: answer)
+    severity = tmp_path / "sev.yaml"
+
+    result = cli.invoke(
+        app, ["alerts", "--severity", str(severity), "--data-dir", str(chdb_data_dir)]
+    )
+
+    assert result.stderr == (
+        f"Warning: --severity {severity} is not used: the running Seamwatch that holds the "
+        "store ranks alerts with the file /etc/seamwatch/severity.yaml; to rank with yours, "
+        "edit that file (the process reads it again), or restart the process with "
+        "SEAMWATCH_SEVERITY_FILE set to yours.\n"
+    )
+
+
 def test_the_severity_variable_the_running_process_ignores_is_warned_about(
     cli, chdb_data_dir, monkeypatch
 ):
@@ -460,7 +482,7 @@ def test_an_empty_id_is_refused_alike_with_or_without_a_running_process(
 ):
     # relayed, it once became the path /api/v1/alerts//ack and answered "No such path"
     alone = _alerts(cli, chdb_data_dir, *command)
-    monkeypatch.setattr(seamwatch.access, "running_endpoint", lambda _: "http://127.0.0.1:9")
+    _running_seamwatch(monkeypatch)
     relayed = _alerts(cli, chdb_data_dir, *command)
     for result in (alone, relayed):
         assert result.exit_code == 2

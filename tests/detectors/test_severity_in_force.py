@@ -163,7 +163,7 @@ def test_the_cli_relaying_to_a_running_process_warns_of_a_refused_file(
     assert "No open alerts" in result.stdout
     assert (
         "Warning: the running Seamwatch ranks with the last good version of /etc/sev.yaml "
-        "(modified 2025-03-03T09:05:00.000Z); the file as it is now is refused:\n" + refused
+        "(modified 2025-03-03 09:05 UTC); the file as it is now is refused:\n" + refused
     ) in result.stderr
 
 
