@@ -8,6 +8,7 @@ same answer the API and the dashboard pages give.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,9 +83,18 @@ def lineage_command(
     try:
         query = LineageQuery(key=key, correlation_id=correlation_id, trace_id=trace_id)
     except LineageQueryError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(_as_options(str(exc))) from None
     document = _answer(lambda store: lineage(store, query), "/lineage", query.as_dict(), data_dir)
     _print(document, as_json, report.lineage_text)
+
+
+def _as_options(message: str) -> str:
+    """A lookup error in the words of the command line: ``trace_id`` reads ``--trace-id``."""
+    return re.sub(
+        r"\b(key|correlation_id|trace_id)\b",
+        lambda found: "--" + found.group(1).replace("_", "-"),
+        message,
+    )
 
 
 def reconcile_command(

@@ -81,7 +81,8 @@ def reconciliation_text(document: dict[str, Any]) -> str:
     counts = ", ".join(f"{kind} {count}" for kind, count in document["counts"].items())
     lines = [
         f"Reconciled {document['transactions']:,} transactions to {document['target']} "
-        f"started {document['since']} .. {document['until']} (judged at {document['as_of']})",
+        f"started {document['since']} .. {document['until']} (judged as of the newest span "
+        f"stored, {document['as_of']})",
         f"Findings: {counts}",
     ]
     for finding in document["findings"]:

@@ -83,8 +83,9 @@ def test_bad_queries_get_400_with_the_reason(client, path, params, message):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["lineage"], "Give exactly one of key, correlation_id or trace_id"),
-        (["lineage", "--trace-id", "abc"], "is not a trace id"),
+        (["lineage"], "Give exactly one of --key, --correlation-id or --trace-id (got none)"),
+        (["lineage", "--key", "a", "--trace-id", "b"], "(got --key, --trace-id)"),
+        (["lineage", "--trace-id", "abc"], "--trace-id 'abc' is not a trace id"),
         (["reconcile", "--since", "last tuesday"], "--since 'last tuesday' is neither a time"),
         (["reconcile", "--since", "1h", "--until", "2h"], "must be before until"),
         (["bench", "lineage", "--spans", "many"], "--spans 'many' must be whole numbers"),
