@@ -108,7 +108,23 @@ def lineage(store: Store, query: LineageQuery, source: str = "index") -> dict[st
     reader = _IndexReader(store) if source == "index" else _RawReader(store)
     hops, truncated = _transaction_hops(reader, query)
     linked = _linked_hops(reader, hops)
-    return describe(query, hops, linked, truncated)
+    document = describe(query, hops, linked, truncated)
+    if not document["found"] and query.trace_id:
+        document["note"] = _trace_outside_lineage(store, query.trace_id)
+    return document
+
+
+def _trace_outside_lineage(store: Store, trace_id: str) -> str | None:
+    """Why a stored trace has no lineage, or None when the trace is not stored at all."""
+    sql = f"SELECT count() FROM {store.table(TRACES_TABLE)} WHERE TraceId = {{trace_id:String}}"
+    spans = store.query_rows(sql, {"trace_id": trace_id})[0][0]
+    if not spans:
+        return None
+    return (
+        f"trace {trace_id} is stored ({spans} span{'s' if spans != 1 else ''}), but none of its "
+        "spans is a hop of a business transaction (integration.flow, business.key or a "
+        "correlation id), so it has no lineage"
+    )
 
 
 def _transaction_hops(reader: _Reader, query: LineageQuery) -> tuple[pd.DataFrame, bool]:

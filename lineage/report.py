@@ -24,7 +24,8 @@ def lineage_text(document: dict[str, Any]) -> str:
     """The transactions and hops of a lineage answer, one hop a line."""
     query = ", ".join(f"{name} {value}" for name, value in document["query"].items())
     if not document["found"]:
-        return f"No transaction found for {query}."
+        note = document.get("note")
+        return f"No transaction found for {query}" + (f": {note}." if note else ".")
     lines = [f"Lineage of {query}: {len(document['traces'])} traces"]
     for txn in document["transactions"]:
         amount = f"{txn['amount']:,.2f} {txn['currency']}" if txn["amount"] is not None else "-"

@@ -111,6 +111,22 @@ def test_an_unknown_key_finds_nothing(store):
     assert answer["hops"] == [] and answer["transactions"] == []
 
 
+def test_a_stored_trace_without_integration_attributes_says_why_it_has_no_lineage(store):
+    # it answered found: false, as for a trace that never arrived
+    plain = "4bf92f3577b34da6a3ce929d0e0e0936"
+    store.insert_arrow("otel_traces", make_span_rows([{"TraceId": plain, "SpanName": "GET /pay"}]))
+
+    stored = lineage(store, LineageQuery(trace_id=plain))
+    missing = lineage(store, LineageQuery(trace_id="f" * 32))
+
+    assert not stored["found"]
+    assert stored["note"] == (
+        f"trace {plain} is stored (1 span), but none of its spans is a hop of a business "
+        "transaction (integration.flow, business.key or a correlation id), so it has no lineage"
+    )
+    assert not missing["found"] and missing["note"] is None
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
