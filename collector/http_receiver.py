@@ -10,8 +10,9 @@ type or content encoding; 405 for another method (on the other paths too, with a
 cannot take the spans now. Every error body is a ``google.rpc.Status`` in the request's
 encoding.
 
-Also served: ``GET /health``, ``GET /metrics`` (Prometheus text format) and the JSON API under
-``/api/``, which asks for the same bearer token as the receiver when one is configured.
+Also served: ``GET /health`` (200, or 503 while the store takes no inserts), ``GET /metrics``
+(Prometheus text format) and the JSON API under ``/api/``, which asks for the same bearer token
+as the receiver when one is configured.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future
+from datetime import UTC
 
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
@@ -36,6 +38,7 @@ from starlette.routing import BaseRoute, Route
 
 from collector.pipeline import IngestError, IngestPipeline, Refusal
 from collector.spans import SpanBatch
+from collector.writer import SpanWriter
 from seamwatch.api import ApiTokenGuard, method_not_allowed
 
 PROTOBUF = "application/x-protobuf"
@@ -109,7 +112,7 @@ def create_app(
         return _success_response(batch, encoding)
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "queued_spans": pipeline.writer.stats.queued_spans})
+        return _health_response(pipeline.writer)
 
     async def metrics(request: Request) -> Response:
         return Response(pipeline.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -134,6 +137,22 @@ def create_app(
             *extra_routes,
         ],
     )
+
+
+def _health_response(writer: SpanWriter) -> Response:
+    """200 while the store takes inserts; 503 while it does not, so a probe takes notice."""
+    queued = writer.stats.queued_spans
+    outage = writer.outage
+    if outage is None:
+        return JSONResponse({"status": "ok", "store": "available", "queued_spans": queued})
+    since = outage.since.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    document = {
+        "status": "degraded",
+        "store": "unavailable",
+        "since": since,
+        "queued_spans": queued,
+    }
+    return JSONResponse(document, 503)
 
 
 async def _settled(stored: Future) -> None:

@@ -111,8 +111,9 @@ class IngestPipeline:
         return IngestError(kind, message, retry_after_seconds)
 
     def _unavailable(self, exc: Exception) -> IngestError:
+        retry_after = self.writer.retry_after_seconds
         return self.refuse(
             Refusal.UNAVAILABLE,
-            f"The store cannot take spans now ({exc}); retry later.",
-            self.writer.retry_after_seconds,
+            f"The store cannot take spans now ({exc}); retry after {retry_after} s.",
+            retry_after,
         )

@@ -17,7 +17,7 @@ from collector.metrics import CollectorMetrics
 from collector.pipeline import IngestPipeline
 from collector.redaction import RedactionPolicy
 from collector.spool import Spool
-from collector.writer import SpanWriter
+from collector.writer import SpanWriter, count_spans
 from seamwatch.settings import Settings
 from storage import Store
 
@@ -114,7 +114,10 @@ class Collector:
         return self.writer.wait_until_stored(timeout_seconds)
 
     def stop(self) -> None:
-        """Stop taking requests, finish those in flight, then store everything queued."""
+        """Stop taking requests, finish those in flight, then store everything queued.
+
+        With the store down, queued spans stay in the spool for the next start instead.
+        """
         if self._stopped:
             return
         self._stopped = True
@@ -124,7 +127,9 @@ class Collector:
         if self._http_thread.is_alive():
             self._http_thread.join(_START_TIMEOUT_SECONDS)
         self.writer.shutdown()
-        logger.info("Collector stopped after storing %d spans", self.writer.stats.inserted_spans)
+        logger.info(
+            "Collector stopped after storing %s", count_spans(self.writer.stats.inserted_spans)
+        )
 
     def _start_grpc(self) -> None:
         if self._settings.otlp_grpc_port < 0:

@@ -15,9 +15,13 @@ rows reach the store within the flush interval. Until the store has taken an ins
 and after it failed), a request is answered only once its own rows are in the store: a client
 never gets success for spans sent while the store is known to be down, and gets 503 instead,
 its rows withdrawn from the spool. When the store fails, the inserter keeps the acknowledged
-spool and tries again; meanwhile new requests get ``StoreUnavailable`` (503) so the spool does
-not grow without bound. When more than ``max_queue_spans`` spans wait, new requests get
-``Overloaded`` (429). Both carry how long the client should wait before it retries.
+spool and tries again every second (probing the store when nothing waits); until the store
+answers, ``outage`` says since when, and new requests get ``StoreUnavailable`` (503) so the
+spool does not grow without bound. When more than ``max_queue_spans`` spans wait, new requests
+get ``Overloaded`` (429). Both carry how long the client should wait before it retries.
+
+A stop does not wait for a store that is down: what the spool holds is on disk already, and the
+next start inserts it.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pyarrow as pa
 
 from collector.metrics import CollectorMetrics
 from collector.spool import Segment, Spool
-from storage import TRACES_TABLE, QueryError, Store, StoreUnavailable
+from storage import TRACES_TABLE, QueryError, Store, StoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,11 @@ _DEFAULT_RETRY_AFTER_SECONDS = 5
 _SHUTDOWN_TIMEOUT_SECONDS = 30.0
 # While the store is down, the inserter tries again this often (the spool keeps the rows).
 _STORE_RETRY_SECONDS = 1.0
+# While the store is down, the log reminds of it this often, rather than at every retry.
+_OUTAGE_REMINDER_SECONDS = 60.0
+# A stop with the store down waits this long at most for an insert already under way (a
+# server that drops packets holds it until the connect timeout); its rows stay spooled.
+_STOP_WITH_STORE_DOWN_SECONDS = 3.0
 # When this many full batches wait in the spool, the store is the bottleneck: new requests then
 # wait for their answer (their clients slow down) instead of filling the spool up to the limit
 # and being refused with a Retry-After that would leave the store idle afterwards.
@@ -57,6 +67,20 @@ class Overloaded(Exception):
 
 class WriterClosed(Exception):
     """The writer is shutting down and takes no new rows."""
+
+
+@dataclass(frozen=True)
+class StoreOutage:
+    """The store has not taken an insert since ``since`` (UTC), for ``reason``."""
+
+    since: datetime
+    reason: str
+    started: float = field(default_factory=time.monotonic, compare=False)
+
+
+def count_spans(spans: int) -> str:
+    """A span count in words ("1 span", "2 spans"), for messages people read."""
+    return f"{spans} span" if spans == 1 else f"{spans} spans"
 
 
 @dataclass
@@ -117,7 +141,14 @@ class SpanWriter:
         self._backlog_spans = sum(segment.spans for segment in spool.recovered)
         self._last_spooled = spool.recovered[-1].sequence if spool.recovered else 0
         self._stored_through = 0
-        self._unavailable_until = 0.0
+        self._outage: StoreOutage | None = None
+        self._retry_at = 0.0
+        self._reminded_at = 0.0
+        # After an outage: the spool segment through which the backlog it left is inserted,
+        # and how many spans of it are, for one line when the store has caught up.
+        self._catch_up_through: int | None = None
+        self._catch_up_spans = 0
+        self._outage_lasted = 0.0
         self._store_proven = False
         # Requests answered only after the insert of their segment, by segment sequence.
         self._unanswered: dict[int, list[_Pending]] = {}
@@ -127,7 +158,8 @@ class SpanWriter:
         self.stats = WriterStats()
         if spool.recovered:
             logger.info(
-                "Storing %d spans left in the spool by the previous run", self._backlog_spans
+                "Storing %s left in the spool by the previous run",
+                count_spans(self._backlog_spans),
             )
         self._publish_depth()
         self._spooler = threading.Thread(
@@ -171,32 +203,60 @@ class SpanWriter:
                 self._condition.wait(remaining)
         return True
 
+    @property
+    def outage(self) -> StoreOutage | None:
+        """Since when and why the store takes no inserts, or None while it does."""
+        return self._outage
+
+    @property
+    def left_in_spool(self) -> int:
+        """After ``shutdown``: the acknowledged spans the store did not take, kept in the spool
+        for the next start."""
+        return self._backlog_spans
+
     def shutdown(self, timeout_seconds: float = _SHUTDOWN_TIMEOUT_SECONDS) -> None:
         """Refuse new rows, spool those waiting, store what the store takes, then stop.
 
-        Rows the store cannot take before the timeout stay in the spool for the next start.
+        Rows the store cannot take before the timeout stay in the spool for the next start,
+        and so does everything at once when the store is down: the spool has them on disk.
         """
         with self._condition:
             if self._closing:
                 return
             self._closing = True
             self._give_up_at = time.monotonic() + timeout_seconds
+            store_down = self._outage is not None
             self._condition.notify_all()
         self._spooler.join(timeout_seconds)
+        if store_down:
+            timeout_seconds = _STOP_WITH_STORE_DOWN_SECONDS
         self._inserter.join(timeout_seconds + _STORE_RETRY_SECONDS)
         if self._backlog_spans:
-            logger.warning(
-                "%d spans stay in the spool %s; they are stored at the next start",
-                self._backlog_spans,
-                self._spool.directory,
-            )
+            self._report_left_in_spool()
         self._spool.close()
+
+    def _report_left_in_spool(self) -> None:
+        spans = self._backlog_spans
+        why = (
+            f"the store is unavailable ({self._outage.reason})"
+            if self._outage
+            else "the store did not take them in time"
+        )
+        stay, them = ("stays", "it") if spans == 1 else ("stay", "them")
+        logger.warning(
+            "%s %s in the spool %s, as %s; the next start inserts %s.",
+            count_spans(spans).capitalize(),
+            stay,
+            self._spool.directory,
+            why,
+            them,
+        )
 
     def _check_accepting(self, span_count: int) -> None:
         if self._closing:
-            raise WriterClosed("The collector is shutting down.")
-        if self._unavailable_until > time.monotonic():
-            raise StoreUnavailable("The store failed moments ago; retry later.")
+            raise WriterClosed("the collector is shutting down")
+        if self._outage is not None:
+            raise StoreUnavailable(self._outage.reason)
         waiting = self._unspooled_spans + self._backlog_spans
         if waiting and waiting + span_count > self._max_queue_spans:
             raise Overloaded(
@@ -264,16 +324,35 @@ class SpanWriter:
         while True:
             batch = self._next_batch()
             if batch is None:
-                return
-            self._insert(batch)
+                break
+            if batch:
+                self._insert(batch)
+            else:
+                self._probe()
+        self._refuse_unanswered()
 
     def _next_batch(self) -> list[Segment] | None:
-        """Wait for a full batch or the flush interval; None once closed and drained."""
+        """Wait for a full batch or the flush interval; [] to probe a store that is down
+        while nothing waits; None to stop (closed and drained, or the store is down)."""
         with self._condition:
-            while not self._backlog:
-                if self._closing and not self._spooler.is_alive():
-                    return None
-                self._condition.wait(0.1 if self._closing else None)
+            while True:
+                if self._closing:
+                    if self._stop_inserting():
+                        return None
+                    if self._backlog and self._outage is None:
+                        break
+                    self._condition.wait(0.1)
+                elif self._outage is not None:
+                    remaining = self._retry_at - time.monotonic()
+                    if remaining <= 0:
+                        if not self._backlog:
+                            return []
+                        break
+                    self._condition.wait(remaining)
+                elif self._backlog:
+                    break
+                else:
+                    self._condition.wait()
             # Clients waiting for their own insert are not kept waiting for a larger batch.
             while (
                 not self._closing
@@ -294,6 +373,16 @@ class SpanWriter:
                 batch.append(segment)
                 taken += segment.spans
             return batch
+
+    def _stop_inserting(self) -> bool:
+        """While closing: whether the inserter is done (called with the condition held).
+
+        Once the spooler has finished, nothing more comes: stop when the backlog is empty,
+        when the store is down (the spool keeps the rest) or at the shutdown deadline.
+        """
+        if self._spooler.is_alive():
+            return False
+        return not self._backlog or self._outage is not None or time.monotonic() >= self._give_up_at
 
     def _insert(self, batch: list[Segment]) -> None:
         started = time.monotonic()
@@ -321,11 +410,26 @@ class SpanWriter:
         self._metrics.insert_seconds.observe(elapsed)
         self._metrics.inserted_spans.inc(rows.num_rows)
         logger.debug("Inserted %d spans into %s in %.3fs", rows.num_rows, TRACES_TABLE, elapsed)
-        self._stored(batch)
+        self._stored(batch, rows.num_rows)
 
-    def _stored(self, batch: list[Segment]) -> None:
+    def _stored(self, batch: list[Segment], spans: int) -> None:
+        self._store_answered()
+        if self._catch_up_through is not None:
+            self._catch_up_spans += spans
         self._spool.remove(batch)
         self._retire(batch, store_proven=True)
+
+    def _probe(self) -> None:
+        """Ask a store that is down whether it answers again, while nothing waits to go in."""
+        try:
+            self._store.command("SELECT 1")
+        except StoreUnavailable as exc:
+            self._note_outage(exc)
+            return
+        except (StoreError, OSError):
+            pass  # it answered: it is up, whatever it thinks of the statement
+        self._store_answered()
+        self._report_catch_up()
 
     def _retire(self, batch: list[Segment], *, store_proven: bool = False) -> None:
         """Take the oldest segments off the backlog and answer the clients still waiting."""
@@ -341,31 +445,72 @@ class SpanWriter:
             self._condition.notify_all()
         for pending in answered:
             pending.done.set_result(pending.rows.num_rows)
+        self._report_catch_up()
 
-    def _store_failed(self, batch: list[Segment], exc: Exception) -> None:
+    def _store_failed(self, batch: list[Segment], exc: StoreUnavailable) -> None:
         self.stats.failed_batches += 1
         refused = self._withdraw_unanswered(batch)
         for pending in refused:
             pending.done.set_exception(exc)
-        logger.warning(
-            "Store unavailable; %d acknowledged spans stay in the spool, %d unacknowledged "
-            "spans are refused, and new requests are refused for %ds: %s",
-            self._backlog_spans,
-            sum(pending.rows.num_rows for pending in refused),
-            self._retry_after_seconds,
-            exc,
-        )
+        if refused:
+            logger.debug(
+                "%s not yet answered are refused with 503",
+                count_spans(sum(pending.rows.num_rows for pending in refused)),
+            )
+        self._note_outage(exc)
+
+    def _note_outage(self, exc: StoreUnavailable) -> None:
+        """Record a failed attempt: warn once, then remind now and then, and retry later."""
+        now = time.monotonic()
         with self._condition:
-            self._unavailable_until = time.monotonic() + self._retry_after_seconds
-            giving_up = self._closing and time.monotonic() >= self._give_up_at
-            if not giving_up:
-                self._condition.wait(_STORE_RETRY_SECONDS)
+            self._retry_at = now + _STORE_RETRY_SECONDS
+            waiting = self._backlog_spans
+            if self._outage is None:
+                self._outage = StoreOutage(datetime.now(UTC), _short(str(exc)))
+                self._reminded_at = now
+                self._catch_up_through = None
+                self._condition.notify_all()
+                logger.warning(
+                    "The store is unavailable: %s. New requests get 503 until it answers; %s.",
+                    self._outage.reason,
+                    _in_spool(waiting),
+                )
+            elif now - self._reminded_at >= _OUTAGE_REMINDER_SECONDS:
+                self._reminded_at = now
+                logger.warning(
+                    "The store is still unavailable after %s: %s; %s.",
+                    _duration(now - self._outage.started),
+                    self._outage.reason,
+                    _in_spool(waiting),
+                )
+
+    def _store_answered(self) -> None:
+        """The store took an insert or answered a probe: end the outage, if there was one."""
+        with self._condition:
+            if self._outage is None:
                 return
-        for pending in self._withdraw_unanswered(list(self._backlog)):
-            pending.done.set_exception(exc)
-        with self._condition:
-            self._backlog.clear()  # the spool keeps them for the next start
+            self._catch_up_through = self._backlog[-1].sequence if self._backlog else 0
+            self._catch_up_spans = 0
+            self._outage_lasted = time.monotonic() - self._outage.started
+            self._outage = None
             self._condition.notify_all()
+
+    def _report_catch_up(self) -> None:
+        """One line once the spans the outage left in the spool are in the store."""
+        if self._catch_up_through is None or self._stored_through < self._catch_up_through:
+            return
+        self._catch_up_through = None
+        logger.info(
+            "The store is available again after %s; %s from the spool inserted",
+            _duration(self._outage_lasted),
+            count_spans(self._catch_up_spans),
+        )
+
+    def _refuse_unanswered(self) -> None:
+        """At a stop: requests still waiting for their own insert are refused (503)."""
+        reason = self._outage.reason if self._outage else "the collector is shutting down"
+        for pending in self._withdraw_unanswered(list(self._backlog)):
+            pending.done.set_exception(StoreUnavailable(reason))
 
     def _withdraw_unanswered(self, batch: list[Segment]) -> list[_Pending]:
         """Take back the rows of requests not yet answered: their clients are told to retry."""
@@ -402,3 +547,24 @@ class SpanWriter:
         self._metrics.queued_spans.set(self.stats.queued_spans)
         self._metrics.spool_bytes.set(self._spool.size_bytes)
         self._metrics.spool_segments.set(self._spool.segments)
+
+
+def _short(reason: str, limit: int = 300) -> str:
+    """A reason for the log and a client's 503: one line, bounded."""
+    line = reason.strip().splitlines()[0] if reason.strip() else "no reason given"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _in_spool(spans: int) -> str:
+    if spans == 0:
+        return "nothing waits in the spool"
+    return f"{count_spans(spans)} {'waits' if spans == 1 else 'wait'} in the spool"
+
+
+def _duration(seconds: float) -> str:
+    """How long an outage lasted, for the log ("42 s", "3 min 5 s")."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes} min {seconds} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"

@@ -178,7 +178,10 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
         if not settings.uses_server:
             withdraw_endpoint(settings.data_dir)
         store.close()
-        logger.info("Stopped; every acknowledged span is stored")
+        if collector.writer.left_in_spool:
+            logger.info("Stopped; every acknowledged span is stored or waits in the spool")
+        else:
+            logger.info("Stopped; every acknowledged span is stored")
 
 
 def run_collector(settings: Settings) -> None:
@@ -196,6 +199,8 @@ def run_collector(settings: Settings) -> None:
             print(f"OTLP/gRPC receiver: {collector.grpc_endpoint}", flush=True)
         _wait_for_signal(stopped)
     finally:
+        if stopped.is_set():
+            print("Stopping...", flush=True)
         collector.stop()
         if not settings.uses_server:
             withdraw_endpoint(settings.data_dir)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +19,33 @@ logger = logging.getLogger(__name__)
 # The driver logs a warning before raising each connection error; the error we raise says it.
 logging.getLogger("clickhouse_connect.driver._backend.http_sync").setLevel(logging.ERROR)
 
+# Threads inside a call to the server, whose urllib3 retry warnings are dropped.
+_in_store_call = threading.local()
+
+
+class _StoreRetryFilter(logging.Filter):
+    """Drops urllib3's "Retrying ..." warnings of store calls (other clients keep theirs).
+
+    Each repeats the request URL with every query parameter, about 1 KB a line, once per
+    attempt while the server is down; the StoreUnavailable we raise says it in one sentence.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        in_store_call = getattr(_in_store_call, "active", False)
+        return not (in_store_call and str(record.msg).startswith("Retrying"))
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_StoreRetryFilter())
+
+
+@contextlib.contextmanager
+def _store_call() -> Iterator[None]:
+    _in_store_call.active = True
+    try:
+        yield
+    finally:
+        _in_store_call.active = False
+
 
 def _address(url: str) -> str:
     """``host:port`` of a ClickHouse URL, without its credentials."""
@@ -24,11 +54,27 @@ def _address(url: str) -> str:
 
 
 def _root_cause(exc: BaseException) -> str:
-    """The innermost reason of a connection error ("[Errno 111] Connection refused")."""
-    text = str(exc)
-    match = re.search(r"\[Errno -?\d+\][^\"')]*", text)
-    if match:
-        return match.group(0).strip()
+    """The innermost reason of a connection error in a few words, never a URL.
+
+    "[Errno 111] Connection refused", "timed out": the driver's own text repeats the request
+    URL with its query parameters, which says nothing to the reader and can be long.
+    """
+    from urllib3.exceptions import ProtocolError, TimeoutError
+
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for error in chain:
+        match = re.search(r"\[Errno -?\d+\][^\"')]*", str(error))
+        if match:
+            return match.group(0).strip()
+    if any(isinstance(error, TimeoutError) for error in chain):
+        return "timed out"
+    if any(isinstance(error, ProtocolError) for error in chain):
+        return "the connection was closed"
+    text = re.sub(r"\S*(://|\?)\S*", "", str(exc)).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
@@ -49,15 +95,17 @@ class ServerStore:
 
         self._errors = ch_errors
         self.database = database
+        self.address = _address(url)
         options = {"autogenerate_session_id": False, "tz_mode": "schema"}
         try:
-            admin = clickhouse_connect.get_client(dsn=url, database="default", **options)
-            admin.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-            admin.close()
-            self._client = clickhouse_connect.get_client(dsn=url, database=database, **options)
+            with _store_call():
+                admin = clickhouse_connect.get_client(dsn=url, database="default", **options)
+                admin.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+                admin.close()
+                self._client = clickhouse_connect.get_client(dsn=url, database=database, **options)
         except ch_errors.OperationalError as exc:
             raise StoreUnavailable(
-                f"Cannot reach the ClickHouse server at {_address(url)}: {_root_cause(exc)}. "
+                f"Cannot reach the ClickHouse server at {self.address}: {_root_cause(exc)}. "
                 "Check SEAMWATCH_CLICKHOUSE_URL (or --clickhouse-url) and that the server runs."
             ) from exc
         except ch_errors.Error as exc:
@@ -100,8 +148,13 @@ class ServerStore:
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(*args, **kwargs)
+            with _store_call():
+                return method(*args, **kwargs)
         except self._errors.OperationalError as exc:
-            raise StoreUnavailable(f"ClickHouse server unavailable: {exc}") from exc
+            # Read by people (logs, a client's 503, /health): no URL, query or password.
+            cause = re.sub(r"^\[Errno -?\d+\]\s*", "", _root_cause(exc))
+            raise StoreUnavailable(
+                f"the ClickHouse server at {self.address} does not answer: {cause.lower()}"
+            ) from exc
         except self._errors.Error as exc:
             raise QueryError(str(exc)) from exc

@@ -36,6 +36,11 @@ class RecordingStore:
         self.batches.append(values)
         return data.num_rows
 
+    def command(self, sql: str, parameters: dict | None = None) -> None:
+        """The writer's probe of a store that is down; it fails as the next insert would."""
+        if self.failures:
+            raise self.failures.pop(0)
+
     def sizes(self) -> list[int]:
         return [len(batch) for batch in self.batches]
 

@@ -1,8 +1,12 @@
-"""While the store is down the receiver answers 503 with Retry-After and stores nothing."""
+"""While the store is down the receiver answers 503 with Retry-After and stores nothing;
+/health says so, the log says it once, and a stop leaves the spool for the next start."""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
+from collections.abc import Callable
 
 import httpx
 import pyarrow as pa
@@ -27,6 +31,33 @@ class FlakyStore:
         if self.down:
             raise StoreUnavailable("connection refused (simulated outage)")
         return self._store.insert_arrow(table, data)
+
+    def command(self, sql: str, parameters: dict | None = None) -> None:
+        if self.down:
+            raise StoreUnavailable("connection refused (simulated outage)")
+        self._store.command(sql, parameters)
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def wait_for(condition: Callable[[], bool], timeout_seconds: float = 10) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def health(service: Collector) -> httpx.Response:
+    return httpx.get(f"{service.endpoint}/health")
+
+
+def warnings_of(caplog, logger_name: str) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == logger_name and record.levelno == logging.WARNING
+    ]
 
 
 def test_outage_gives_503_then_the_same_body_is_stored_once(store, collector_settings):
@@ -54,3 +85,140 @@ def test_outage_gives_503_then_the_same_body_is_stored_once(store, collector_set
     assert accepted.status_code == 200
     sql = f"SELECT count() FROM {store.table('otel_traces')} WHERE TraceId = {{t:String}}"
     assert store.query_rows(sql, {"t": "4bf92f3577b34da6a3ce929d0e0e0836"}) == [(1,)]
+
+
+def test_one_warning_for_an_outage_health_503_then_one_line_when_the_store_is_back(
+    store, collector_settings, caplog
+):
+    caplog.set_level(logging.INFO)
+    flaky = FlakyStore(store)
+    flaky.down = False
+    body = shared_file("cases/08-storage-down.json").read_bytes()
+    service = Collector(flaky, collector_settings)
+    service.start()
+    try:
+        url = f"{service.endpoint}/v1/traces"
+        assert httpx.post(url, content=body, headers=JSON_HEADERS).status_code == 200
+        assert health(service).json() == {
+            "status": "ok",
+            "store": "available",
+            "queued_spans": 0,
+        }
+        flaky.down = True
+        # acknowledged: the store took an insert before, so the span waits in the spool
+        assert httpx.post(url, content=body, headers=JSON_HEADERS).status_code == 200
+        wait_for(lambda: health(service).status_code == 503)
+        time.sleep(2.5)  # several more attempts, every second
+        down = health(service)
+        refused = httpx.post(url, content=body, headers=JSON_HEADERS)
+        failed_attempts = service.writer.stats.failed_batches
+        outage_warnings = warnings_of(caplog, "collector.writer")
+        flaky.down = False
+        wait_for(lambda: health(service).status_code == 200)
+        back = health(service).json()
+    finally:
+        service.stop()
+
+    assert down.json()["status"] == "degraded"
+    assert down.json()["store"] == "unavailable"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", down.json()["since"])
+    assert down.json()["queued_spans"] == 1
+    assert back == {"status": "ok", "store": "available", "queued_spans": 0}
+    assert refused.status_code == 503
+    assert refused.json()["message"] == (
+        "The store cannot take spans now (connection refused (simulated outage)); retry after 5 s."
+    )
+    assert failed_attempts >= 3
+    assert outage_warnings == [
+        "The store is unavailable: connection refused (simulated outage). New requests get "
+        "503 until it answers; 1 span waits in the spool."
+    ]
+    recovered = [r.getMessage() for r in caplog.records if "available again" in r.getMessage()]
+    assert len(recovered) == 1
+    assert re.fullmatch(
+        r"The store is available again after \d+ s; 1 span from the spool inserted", recovered[0]
+    )
+    # both acknowledged requests are stored, the one spooled during the outage included
+    sql = f"SELECT count() FROM {store.table('otel_traces')} WHERE TraceId = {{t:String}}"
+    assert store.query_rows(sql, {"t": "4bf92f3577b34da6a3ce929d0e0e0836"}) == [(2,)]
+
+
+def test_health_turns_ok_when_the_store_answers_again_without_new_requests(
+    store, collector_settings
+):
+    # a load balancer sends nothing to a collector whose /health fails: it must not wait for
+    # a request to find out that the store is back
+    flaky = FlakyStore(store)
+    body = shared_file("cases/08-storage-down.json").read_bytes()
+    service = Collector(flaky, collector_settings)
+    service.start()
+    try:
+        refused = httpx.post(f"{service.endpoint}/v1/traces", content=body, headers=JSON_HEADERS)
+        down = health(service)
+        flaky.down = False
+        wait_for(lambda: health(service).status_code == 200, timeout_seconds=5)
+    finally:
+        service.stop()
+    assert refused.status_code == 503
+    assert refused.json()["message"].count("retry") == 1
+    assert down.status_code == 503
+    assert down.json()["queued_spans"] == 0
+
+
+def test_a_stop_with_the_store_down_leaves_the_spool_at_once_for_the_next_start(
+    store, collector_settings, caplog
+):
+    flaky = FlakyStore(store)
+    flaky.down = False
+    body = shared_file("cases/08-storage-down.json").read_bytes()
+    service = Collector(flaky, collector_settings)
+    service.start()
+    try:
+        url = f"{service.endpoint}/v1/traces"
+        assert httpx.post(url, content=body, headers=JSON_HEADERS).status_code == 200
+        flaky.down = True
+        assert httpx.post(url, content=body, headers=JSON_HEADERS).status_code == 200
+        wait_for(lambda: health(service).status_code == 503)
+    finally:
+        started = time.monotonic()
+        service.stop()
+        stop_seconds = time.monotonic() - started
+
+    assert stop_seconds < 3
+    spool = collector_settings.spool_dir
+    assert warnings_of(caplog, "collector.writer")[-1] == (
+        f"1 span stays in the spool {spool}, as the store is unavailable (connection refused "
+        "(simulated outage)); the next start inserts it."
+    )
+    flaky.down = False
+    again = Collector(flaky, collector_settings)
+    again.start()
+    again.stop()
+    assert again.writer.stats.inserted_spans == 1
+    assert not list(spool.glob("*.arrow"))
+
+
+def test_a_long_outage_is_recalled_now_and_then_with_the_spans_waiting(
+    store, collector_settings, caplog, monkeypatch
+):
+    monkeypatch.setattr("collector.writer._OUTAGE_REMINDER_SECONDS", 1.5)
+    flaky = FlakyStore(store)
+    flaky.down = False
+    body = shared_file("cases/08-storage-down.json").read_bytes()
+    service = Collector(flaky, collector_settings)
+    service.start()
+    try:
+        url = f"{service.endpoint}/v1/traces"
+        assert httpx.post(url, content=body, headers=JSON_HEADERS).status_code == 200
+        flaky.down = True
+        assert httpx.post(url, content=body, headers=JSON_HEADERS).status_code == 200
+        wait_for(lambda: len(warnings_of(caplog, "collector.writer")) >= 2)
+        flaky.down = False
+    finally:
+        service.stop()
+    reminder = warnings_of(caplog, "collector.writer")[1]
+    assert re.fullmatch(
+        r"The store is still unavailable after \d+ s: connection refused \(simulated outage\); "
+        r"1 span waits in the spool\.",
+        reminder,
+    )

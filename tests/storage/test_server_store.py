@@ -7,7 +7,11 @@ clickhouse-connect client: connection start-up, bound parameters, Arrow inserts,
 
 from __future__ import annotations
 
+import logging
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -243,7 +247,7 @@ def test_a_server_that_goes_away_raises_store_unavailable(tmp_path):
         store = ServerStore(f"http://default:@127.0.0.1:{port}", "gone")
         assert store.query_rows("SELECT 1") == [(1,)]
     try:
-        with pytest.raises(StoreUnavailable, match="unavailable"):
+        with pytest.raises(StoreUnavailable, match="does not answer"):
             store.query_rows("SELECT 1")
         with pytest.raises(StoreUnavailable):
             store.insert_arrow("t", make_span_rows([{}]))
@@ -405,3 +409,114 @@ def test_an_unreachable_server_is_one_sentence_without_the_password():
     assert message.startswith("Cannot reach the ClickHouse server at 127.0.0.1:1: [Errno 111]")
     assert "SEAMWATCH_CLICKHOUSE_URL" in message
     assert "hunter2" not in message and "HTTPConnectionPool" not in message
+
+
+def _otlp_json(trace_id: str) -> dict:
+    span = {
+        "traceId": trace_id,
+        "spanId": "00f067aa0ba90801",
+        "name": "GET /pay",
+        "kind": 2,
+        "startTimeUnixNano": "1697982593201336123",
+        "endTimeUnixNano": "1697982593201347750",
+    }
+    return {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+
+
+def test_a_stopped_server_is_one_short_warning_and_one_short_503(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    with serve(tmp_path / "short-lived") as port:
+        url = f"http://default:@127.0.0.1:{port}/{DATABASE}"
+        settings = Settings(
+            clickhouse_url=url,
+            data_dir=tmp_path / "data",
+            otlp_http_host="127.0.0.1",
+            otlp_http_port=0,
+            otlp_grpc_port=-1,
+            batch_flush_interval_millis=20,
+        )
+        server_store = open_store(settings)
+        collector = Collector(server_store, settings)
+        collector.start()
+    # the server stopped before the first request: the store has not taken an insert yet
+    try:
+        traces = f"{collector.endpoint}/v1/traces"
+        first = httpx.post(traces, json=_otlp_json("ab" * 16), timeout=30)
+        time.sleep(2.5)  # several more attempts, every second
+        again = httpx.post(traces, json=_otlp_json("cd" * 16), timeout=30)
+        health = httpx.get(f"{collector.endpoint}/health", timeout=30)
+    finally:
+        collector.stop()
+        server_store.close()
+
+    expected = (
+        f"The store cannot take spans now (the ClickHouse server at 127.0.0.1:{port} does not "
+        "answer: connection refused); retry after 5 s."
+    )
+    for refused in (first, again):
+        assert refused.status_code == 503
+        assert refused.json()["message"] == expected
+    assert health.status_code == 503
+    assert health.json()["store"] == "unavailable"
+    warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert [record.name for record in warnings] == ["collector.writer"]
+    assert warnings[0].getMessage() == (
+        f"The store is unavailable: the ClickHouse server at 127.0.0.1:{port} does not answer: "
+        "connection refused. New requests get 503 until it answers; nothing waits in the spool."
+    )
+
+
+def test_ctrl_c_with_the_server_down_leaves_the_spool_at_once(tmp_path):
+    data_dir = tmp_path / "data"
+    with serve(tmp_path / "short-lived") as port:
+        url = f"http://default:@127.0.0.1:{port}/{DATABASE}"
+        collector = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "seamwatch", "collector", "--data-dir", str(data_dir)),
+                *("--clickhouse-url", url, "--otlp-http-port", "0", "--otlp-grpc-port", "-1"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            first_line = collector.stdout.readline()
+            endpoint = first_line.removeprefix("OTLP/HTTP receiver: ").strip()
+            assert endpoint.endswith("/v1/traces"), first_line
+            stored = httpx.post(endpoint, json=_otlp_json("ab" * 16), timeout=30)
+        except BaseException:
+            collector.kill()
+            collector.wait()
+            raise
+    try:
+        # the store took an insert before, so this one is acknowledged and waits in the spool
+        spooled = httpx.post(endpoint, json=_otlp_json("cd" * 16), timeout=30)
+        health = endpoint.removesuffix("/v1/traces") + "/health"
+        deadline = time.monotonic() + 10
+        while httpx.get(health, timeout=10).status_code != 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # more attempts, which must not be logged
+        started = time.monotonic()
+        collector.send_signal(signal.SIGINT)
+        stdout, stderr = collector.communicate(timeout=60)
+        stop_seconds = time.monotonic() - started
+    finally:
+        if collector.poll() is None:
+            collector.kill()
+            collector.wait()
+
+    assert stored.status_code == 200 and spooled.status_code == 200
+    assert collector.returncode == 0
+    assert stop_seconds < 8
+    assert stdout.strip().endswith("Stopping...")
+    warnings = [line for line in stderr.splitlines() if " WARNING " in line]
+    assert len(warnings) == 2, stderr
+    assert "The store is unavailable: the ClickHouse server at" in warnings[0]
+    assert warnings[1].endswith(
+        f"1 span stays in the spool {data_dir / 'spool'}, as the store is unavailable (the "
+        f"ClickHouse server at 127.0.0.1:{port} does not answer: connection refused); the next "
+        "start inserts it."
+    )
+    assert "urllib3" not in stderr and "?" not in stderr
+    assert "Collector stopped after storing 1 span\n" in stderr
+    assert len(list((data_dir / "spool").glob("*.arrow"))) == 1
