@@ -103,12 +103,19 @@ class ServerStore:
                 admin.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
                 admin.close()
                 self._client = clickhouse_connect.get_client(dsn=url, database=database, **options)
-        except ch_errors.OperationalError as exc:
-            raise StoreUnavailable(
-                f"Cannot reach the ClickHouse server at {self.address}: {_root_cause(exc)}. "
-                "Check SEAMWATCH_CLICKHOUSE_URL (or --clickhouse-url) and that the server runs."
-            ) from exc
         except ch_errors.Error as exc:
+            status = _passing_status(exc)
+            if status is not None:
+                raise StoreUnavailable(
+                    f"The ClickHouse server at {self.address} answers HTTP {status} (busy, "
+                    "starting or behind a proxy that cannot reach it); try again shortly."
+                ) from exc
+            if isinstance(exc, ch_errors.OperationalError):
+                raise StoreUnavailable(
+                    f"Cannot reach the ClickHouse server at {self.address}: {_root_cause(exc)}. "
+                    "Check SEAMWATCH_CLICKHOUSE_URL (or --clickhouse-url) and that the server "
+                    "runs."
+                ) from exc
             raise StoreError(f"The ClickHouse server refused the connection: {exc}") from exc
 
     def table(self, name: str) -> str:
@@ -150,11 +157,35 @@ class ServerStore:
         try:
             with _store_call():
                 return method(*args, **kwargs)
-        except self._errors.OperationalError as exc:
-            # Read by people (logs, a client's 503, /health): no URL, query or password.
-            cause = re.sub(r"^\[Errno -?\d+\]\s*", "", _root_cause(exc))
-            raise StoreUnavailable(
-                f"the ClickHouse server at {self.address} does not answer: {cause.lower()}"
-            ) from exc
         except self._errors.Error as exc:
+            # Read by people (logs, a client's 503, /health): no URL, query or password.
+            status = _passing_status(exc)
+            if status is not None:
+                raise StoreUnavailable(
+                    f"the ClickHouse server at {self.address} answers HTTP {status} (busy, "
+                    "starting or behind a proxy that cannot reach it)"
+                ) from exc
+            if isinstance(exc, self._errors.OperationalError):
+                cause = re.sub(r"^\[Errno -?\d+\]\s*", "", _root_cause(exc))
+                raise StoreUnavailable(
+                    f"the ClickHouse server at {self.address} does not answer: {cause.lower()}"
+                ) from exc
             raise QueryError(str(exc)) from exc
+
+
+# Statuses a proxy or a waking server answers before ClickHouse itself has seen the request:
+# the same request may succeed later, so the rows must wait in the spool, not be set aside.
+PASSING_STATUSES = (429, 502, 503, 504)
+
+
+def _passing_status(exc: Exception) -> int | None:
+    """The HTTP status of an error that did not come from ClickHouse and will pass, or None.
+
+    ClickHouse's own errors carry its exception code; an answer without one is the driver's
+    "received HTTP status N" from whatever stands in front of the server.
+    """
+    if getattr(exc, "code", None):
+        return None
+    found = re.search(r"HTTP status (\d{3})", str(exc))
+    status = int(found.group(1)) if found else None
+    return status if status in PASSING_STATUSES else None

@@ -520,3 +520,88 @@ def test_ctrl_c_with_the_server_down_leaves_the_spool_at_once(tmp_path):
     assert "urllib3" not in stderr and "?" not in stderr
     assert "Collector stopped after storing 1 span\n" in stderr
     assert len(list((data_dir / "spool").glob("*.arrow"))) == 1
+
+
+class _Gate:
+    """A proxy in front of the test server that can answer 503 itself, as a load balancer in
+    front of a busy or waking ClickHouse does."""
+
+    def __init__(self, upstream: int) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        gate = self
+        self.open = True
+        self.status = 503
+
+        class Forward(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - name fixed by http.server
+                self._forward()
+
+            def do_POST(self) -> None:  # noqa: N802 - name fixed by http.server
+                self._forward()
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if not gate.open:
+                    self.send_response(gate.status)
+                    self.send_header("Content-Length", "19")
+                    self.end_headers()
+                    self.wfile.write(b"Service Unavailable")
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                answer = httpx.request(
+                    self.command,
+                    f"http://127.0.0.1:{upstream}{self.path}",
+                    content=body,
+                    headers=headers,
+                )
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [502, 503])
+def test_a_proxy_error_in_front_of_the_server_is_an_outage_not_a_refusal(tmp_path, status):
+    # a 502 was taken for ClickHouse refusing the statement: the rows of an insert would have
+    # been set aside instead of waiting in the spool for the server to come back
+    with serve(tmp_path / "behind-a-gate") as port:
+        gate = _Gate(port)
+        store = ServerStore(f"http://default:@127.0.0.1:{gate.port}", "gated")
+        try:
+            assert store.query_rows("SELECT 1") == [(1,)]
+            gate.open, gate.status = False, status
+            with pytest.raises(StoreUnavailable, match=f"answers HTTP {status}"):
+                store.insert_arrow(TRACES_TABLE, make_span_rows([{}]))
+            with pytest.raises(StoreUnavailable, match=f"answers HTTP {status}"):
+                store.query_rows("SELECT 1")
+            gate.open = True
+            assert store.query_rows("SELECT 1") == [(1,)]
+        finally:
+            store.close()
+            gate.close()
+
+
+def test_a_503_when_opening_the_store_is_an_outage_not_a_refusal(tmp_path):
+    with serve(tmp_path / "closed-gate") as port:
+        gate = _Gate(port)
+        gate.open = False
+        try:
+            with pytest.raises(StoreUnavailable, match="answers HTTP 503"):
+                ServerStore(f"http://default:@127.0.0.1:{gate.port}", "gated")
+        finally:
+            gate.close()
