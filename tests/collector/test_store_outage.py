@@ -87,18 +87,22 @@ def test_outage_gives_503_then_the_same_body_is_stored_once(store, collector_set
     assert store.query_rows(sql, {"t": "4bf92f3577b34da6a3ce929d0e0e0836"}) == [(1,)]
 
 
+def send_case_08(service: Collector) -> httpx.Response:
+    """POST the storage-down case's batch (one span) to ``service``."""
+    body = shared_file("cases/08-storage-down.json").read_bytes()
+    return httpx.post(f"{service.endpoint}/v1/traces", content=body, headers=JSON_HEADERS)
+
+
 def test_one_warning_for_an_outage_health_503_then_one_line_when_the_store_is_back(
     store, collector_settings, caplog
 ):
     caplog.set_level(logging.INFO)
     flaky = FlakyStore(store)
     flaky.down = False
-    body = shared_file("cases/08-storage-down.json").read_bytes()
     service = Collector(flaky, collector_settings)
     service.start()
     try:
-        url = f"{service.endpoint}/v1/traces"
-        assert httpx.post(url, content=body, headers=JSON_HEADERS).status_code == 200
+        assert send_case_08(service).status_code == 200
         assert health(service).json() == {
             "status": "ok",
             "store": "available",
@@ -106,11 +110,11 @@ def test_one_warning_for_an_outage_health_503_then_one_line_when_the_store_is_ba
         }
         flaky.down = True
         # acknowledged: the store took an insert before, so the span waits in the spool
-        assert httpx.post(url, content=body, headers=JSON_HEADERS).status_code == 200
+        assert send_case_08(service).status_code == 200
         wait_for(lambda: health(service).status_code == 503)
         time.sleep(2.5)  # several more attempts, every second
         down = health(service)
-        refused = httpx.post(url, content=body, headers=JSON_HEADERS)
+        refused = send_case_08(service)
         failed_attempts = service.writer.stats.failed_batches
         outage_warnings = warnings_of(caplog, "collector.writer")
         flaky.down = False
@@ -149,11 +153,10 @@ def test_health_turns_ok_when_the_store_answers_again_without_new_requests(
     # a load balancer sends nothing to a collector whose /health fails: it must not wait for
     # a request to find out that the store is back
     flaky = FlakyStore(store)
-    body = shared_file("cases/08-storage-down.json").read_bytes()
     service = Collector(flaky, collector_settings)
     service.start()
     try:
-        refused = httpx.post(f"{service.endpoint}/v1/traces", content=body, headers=JSON_HEADERS)
+        refused = send_case_08(service)
         down = health(service)
         flaky.down = False
         wait_for(lambda: health(service).status_code == 200, timeout_seconds=5)
@@ -170,14 +173,12 @@ def test_a_stop_with_the_store_down_leaves_the_spool_at_once_for_the_next_start(
 ):
     flaky = FlakyStore(store)
     flaky.down = False
-    body = shared_file("cases/08-storage-down.json").read_bytes()
     service = Collector(flaky, collector_settings)
     service.start()
     try:
-        url = f"{service.endpoint}/v1/traces"
-        assert httpx.post(url, content=body, headers=JSON_HEADERS).status_code == 200
+        assert send_case_08(service).status_code == 200
         flaky.down = True
-        assert httpx.post(url, content=body, headers=JSON_HEADERS).status_code == 200
+        assert send_case_08(service).status_code == 200
         wait_for(lambda: health(service).status_code == 503)
     finally:
         started = time.monotonic()
@@ -204,14 +205,12 @@ def test_a_long_outage_is_recalled_now_and_then_with_the_spans_waiting(
     monkeypatch.setattr("collector.writer._OUTAGE_REMINDER_SECONDS", 1.5)
     flaky = FlakyStore(store)
     flaky.down = False
-    body = shared_file("cases/08-storage-down.json").read_bytes()
     service = Collector(flaky, collector_settings)
     service.start()
     try:
-        url = f"{service.endpoint}/v1/traces"
-        assert httpx.post(url, content=body, headers=JSON_HEADERS).status_code == 200
+        assert send_case_08(service).status_code == 200
         flaky.down = True
-        assert httpx.post(url, content=body, headers=JSON_HEADERS).status_code == 200
+        assert send_case_08(service).status_code == 200
         wait_for(lambda: len(warnings_of(caplog, "collector.writer")) >= 2)
         flaky.down = False
     finally:
