@@ -267,7 +267,7 @@ def test_when_two_batches_wait_for_the_store_answers_wait_instead_of_piling_up(t
 
 
 SERVER = "the ClickHouse server http://127.0.0.1:18123/cases"
-EMBEDDED = "the embedded store in /data/seamwatch"
+EMBEDDED = "the embedded store in .seamwatch"
 
 
 def test_spans_spooled_for_one_store_are_never_inserted_into_another(tmp_path):
