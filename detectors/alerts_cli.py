@@ -202,7 +202,10 @@ def _evaluate_until_stopped(store: Store, api: ApiServer | None) -> None:
     """Evaluate in a thread, as ``seamwatch up`` does, until SIGINT or SIGTERM."""
     stop = _stop_on_signal()
     serving = f" JSON API for 'seamwatch alerts': {api.endpoint}/api/v1." if api else ""
-    typer.echo(f"Detectors running; evaluating every minute.{serving} Press Ctrl-C to stop.")
+    typer.echo(
+        f"Detectors running; each minute is evaluated {DEFAULT_DELAY.seconds} s after it ends."
+        f"{serving} Press Ctrl-C to stop."
+    )
     detectors = RunnerThread(store)
     detectors.start()
     # short waits: a signal caught by another thread reaches this one only between them

@@ -6,8 +6,10 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from collector.service import Collector
-from detectors.runner import DetectorRunner, RunnerThread
+from detectors.runner import DetectorRunner, RunnerThread, seconds_to_next_evaluation
 from detectors.severity import load_severity
 from detectors.simulator_judge import simulate_and_judge
 from sample_data.incidents import PlannedIncident
@@ -104,6 +106,21 @@ def test_runner_thread_evaluates_beside_the_receiver_and_stops(store, tmp_path):
         f"SELECT max(evaluated_until) FROM {store.table('detector_state')} FINAL"
     )[0][0]
     assert cursor is not None
+
+
+@pytest.mark.parametrize(
+    ("clock", "wait"),
+    [
+        ("10:04:10", 20.0),  # the minute to 10:04 is due at 10:04:30
+        ("10:04:29.900", 0.1),
+        ("10:04:30", 60.0),  # just judged: the next one ends at 10:05
+        ("10:04:31", 59.0),
+        ("10:05:00", 30.0),
+    ],
+)
+def test_live_evaluation_waits_for_the_minute_to_be_thirty_seconds_past_its_end(clock, wait):
+    now = datetime.fromisoformat(f"2025-03-03T{clock}+00:00")
+    assert seconds_to_next_evaluation(now, timedelta(seconds=30)) == pytest.approx(wait)
 
 
 def test_a_second_posting_of_one_key_opens_a_duplicate_alert_within_its_minute(store):
