@@ -187,6 +187,7 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
 def run_collector(settings: Settings) -> None:
     """Run the OTLP receiver alone until SIGINT or SIGTERM."""
     ensure_ports_free(settings, receivers=True, dashboard=False)
+    check_severity_file()
     stopped = _stop_on_signal()  # from the start: a stop during start-up still drains
     store = open_store(settings)
     collector = Collector(store, settings, extra_routes=api_routes(store))
@@ -210,6 +211,7 @@ def run_collector(settings: Settings) -> None:
 def run_dashboard_alone(settings: Settings) -> None:
     """Run the dashboard alone over its own store until SIGINT or SIGTERM."""
     ensure_ports_free(settings, receivers=False, dashboard=True)
+    check_severity_file()
     store = open_store(settings)
     runtime.share_store(store)
     runtime.share_settings(settings)
@@ -219,6 +221,15 @@ def run_dashboard_alone(settings: Settings) -> None:
     finally:
         runtime.share_store(None)
         store.close()
+
+
+def check_severity_file() -> None:
+    """Read the severity file, raising its error: the alert listings that the API and the
+    dashboard serve rank with it, so a broken file stops the command at start, as it stops
+    ``seamwatch up``, rather than surfacing in the first listing."""
+    from detectors.severity import severity_in_force
+
+    severity_in_force()
 
 
 def run_dashboard(settings: Settings) -> None:

@@ -238,7 +238,15 @@ def test_severity_file_advice_names_only_what_each_command_takes(tmp_path: Path,
     monkeypatch.delenv("SEAMWATCH_NOTIFY_FILE", raising=False)
     data = ["--data-dir", str(tmp_path / "data")]
     ports = ["--otlp-http-port", "0", "--otlp-grpc-port", "-1", "--no-dashboard"]
-    for command in (["detectors", *data], ["up", *data, *ports]):
+    receivers = ["--otlp-http-port", "0", "--otlp-grpc-port", "-1"]
+    commands = (
+        ["detectors", *data],
+        ["up", *data, *ports],
+        # alone, they serve the alert listings ranked with it, so they check it as up does
+        ["collector", *data, *receivers],
+        ["dashboard", *data, "--dashboard-port", "0"],
+    )
+    for command in commands:
         result = runner.invoke(app, command)
         assert result.exit_code == 2, (command, result.output)
         assert f"Cannot read severity file '{tmp_path / 'missing.yaml'}'" in result.output
