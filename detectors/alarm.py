@@ -12,8 +12,12 @@ class HysteresisAlarm:
 
     An open alarm gives no new onset. It closes after ``settle`` consecutive scores below
     ``release`` (the signal is back to normal, or the detector has learned a new level),
-    and only then can a new alarm open. A gap fed to :meth:`update` neither opens nor
-    calms the alarm: a series that stops reporting has not shown that it recovered.
+    and only then can a new alarm open. It also closes after ``expire`` consecutive scores
+    below ``threshold``: a score that hovers between the two for that long (a quantised
+    series whose new level sits a step above the old one) is the series' new usual, and an
+    alarm held open by it would swallow the next real anomaly. A gap fed to :meth:`update`
+    neither opens nor calms the alarm: a series that stops reporting has not shown that it
+    recovered.
 
     Parameters
     ----------
@@ -25,6 +29,9 @@ class HysteresisAlarm:
         Score under which a value counts as calm (``h_0 < h``).
     settle
         Consecutive calm values needed to close the alarm (``m``).
+    expire
+        Consecutive values under ``threshold`` that close the alarm however far above
+        ``release`` they are; 0 for never.
 
     References
     ----------
@@ -45,7 +52,12 @@ class HysteresisAlarm:
     """
 
     def __init__(
-        self, detector: SeriesDetector, threshold: float, release: float, settle: int
+        self,
+        detector: SeriesDetector,
+        threshold: float,
+        release: float,
+        settle: int,
+        expire: int = 0,
     ) -> None:
         if not release < threshold:
             raise ValueError(f"release ({release}) must be below threshold ({threshold})")
@@ -53,12 +65,14 @@ class HysteresisAlarm:
         self.threshold = threshold
         self.release = release
         self.settle = max(1, int(settle))
+        self.expire = max(0, int(expire))
         self._reset()
 
     def _reset(self) -> None:
         self.is_open = False
         self.score = 0.0
         self._calm = 0
+        self._under = 0
 
     def update(self, x: float) -> bool:
         """Feed one value (NaN for a gap); True when an alarm opens on it (an onset)."""
@@ -72,10 +86,11 @@ class HysteresisAlarm:
         if not self.is_open:
             if score >= self.threshold:
                 self.is_open = True
-                self._calm = 0
+                self._calm = self._under = 0
                 return True
             return False
         self._calm = self._calm + 1 if score < self.release else 0
-        if self._calm >= self.settle:
+        self._under = self._under + 1 if score < self.threshold else 0
+        if self._calm >= self.settle or 0 < self.expire <= self._under:
             self.is_open = False
         return False

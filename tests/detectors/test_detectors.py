@@ -201,6 +201,31 @@ def test_a_gap_neither_opens_nor_calms_an_alarm():
     assert alarm.is_open
 
 
+def test_an_alarm_held_between_release_and_threshold_expires_so_the_next_anomaly_alerts():
+    # a quantised series whose score sits at 1.0 after a step, under the opening 1.4 but
+    # above the 0.9 release, kept its alarm open for days and swallowed a later spike
+    hovering = [1.5] + [1.0] * 300 + [2.0]
+
+    def onsets(alarm: HysteresisAlarm) -> list[int]:
+        return [i for i, score in enumerate(hovering) if alarm.step(score)]
+
+    assert onsets(HysteresisAlarm(RobustSeasonalZScore(24, 48), 1.4, 0.9, settle=48)) == [0]
+    assert onsets(HysteresisAlarm(RobustSeasonalZScore(24, 48), 1.4, 0.9, 48, expire=288)) == [
+        0,
+        301,
+    ]
+    # the product's alarm expires after a day of values at the series' own spacing
+    assert build_alarm("latency", timedelta(minutes=5)).expire == 288
+    assert build_alarm("error_rate", timedelta(hours=1)).expire == 24
+
+
+def test_an_alarm_that_touches_its_threshold_again_does_not_expire():
+    alarm = HysteresisAlarm(RobustSeasonalZScore(24, 48), 1.4, 0.9, settle=48, expire=10)
+    scores = [1.5] + ([1.0] * 9 + [1.4]) * 5
+    assert [i for i, score in enumerate(scores) if alarm.step(score)] == [0]
+    assert alarm.is_open
+
+
 def test_tail_quantile_keeps_the_daily_exceedances_of_five_minute_data():
     assert tail_quantile(timedelta(hours=1)) == 0.995
     assert tail_quantile(timedelta(minutes=5)) == pytest.approx(0.995)
