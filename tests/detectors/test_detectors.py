@@ -219,6 +219,19 @@ def test_an_alarm_held_between_release_and_threshold_expires_so_the_next_anomaly
     assert build_alarm("error_rate", timedelta(hours=1)).expire == 24
 
 
+def test_spikes_on_a_quantised_series_each_alert_once_the_first_alarm_has_expired():
+    # a CPU share of 2 %, about one value in five 3 %: each 3 scores 1.0, above the release, so
+    # the warm-up's alarm never settled and both later spikes to 6 % went unreported
+    n = 288 * 12
+    values = 2.0 + (np.random.default_rng(4).random(n) < 0.2)
+    values[[288 * 4, 288 * 9]] = 6.0
+    stamps = np.datetime64("2024-01-01T00:00") + np.arange(n).astype("timedelta64[m]") * 5
+    _, flags = run_series("latency", stamps, values)
+    onsets = list(np.flatnonzero(flags))
+    assert onsets[-2:] == [288 * 4, 288 * 9]
+    assert len(onsets) == 4
+
+
 def test_an_alarm_that_touches_its_threshold_again_does_not_expire():
     alarm = HysteresisAlarm(RobustSeasonalZScore(24, 48), 1.4, 0.9, settle=48, expire=10)
     scores = [1.5] + ([1.0] * 9 + [1.4]) * 5
