@@ -250,16 +250,22 @@ def test_detect_series_notes_a_series_shorter_than_the_warm_up(tmp_path):
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 6
     assert result.stderr == (
-        "Note: only 5 values; the detector needs 24 before it scores, so every score is 0\n"
+        "Note: only 5 values; the detector learns the first 24 before it scores one, "
+        "so every score is 0\n"
     )
     # the latency detector learns a level, then as many residuals: 20 values were too few
     # although they passed the level's warm-up
     short = minutes_csv(tmp_path, 20)
     assert (
-        "needs 24" in runner.invoke(app, ["detect-series", "--kind", "latency", str(short)]).stderr
+        "first 24" in runner.invoke(app, ["detect-series", "--kind", "latency", str(short)]).stderr
     )
-    for kind, enough in (("latency", 24), ("error_rate", 12)):
-        path = minutes_csv(tmp_path, enough)
+    for kind, warm_up in (("latency", 24), ("error_rate", 12)):
+        # exactly the warm-up's values: all learned, none scored, and that was not said
+        path = minutes_csv(tmp_path, warm_up)
+        result = runner.invoke(app, ["detect-series", "--kind", kind, str(path)])
+        assert {line.split(",")[1] for line in result.stdout.splitlines()[1:]} == {"0"}
+        assert f"first {warm_up} before it scores one" in result.stderr
+        path = minutes_csv(tmp_path, warm_up + 1)
         result = runner.invoke(app, ["detect-series", "--kind", kind, str(path)])
         assert result.exit_code == 0 and result.stderr == ""
 
