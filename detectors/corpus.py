@@ -128,9 +128,22 @@ def _timestamps(name: str, raw: pd.Series) -> np.ndarray:
         row = int(backwards[0]) + 1
         raise SeriesFormatError(
             f"{name}: timestamps go backwards at data row {row + 1}: {raw.iloc[row]!r} comes "
-            f"after {raw.iloc[row - 1]!r} on data row {row}; sort the rows by time, oldest first"
+            f"after {raw.iloc[row - 1]!r} on data row {row}{_in_utc(raw, naive, row)}; "
+            "sort the rows by time, oldest first"
         )
     return naive
+
+
+def _in_utc(raw: pd.Series, naive: np.ndarray, row: int) -> str:
+    """The two rows in UTC, for the message, when either is written with another offset:
+    "00:01+05:00" after "00:00Z" goes back in time but not as written."""
+    try:
+        offsets = [pd.Timestamp(str(raw.iloc[i]).strip()).utcoffset() for i in (row - 1, row)]
+    except (ValueError, TypeError, OverflowError):  # read by the column's format only
+        return ""
+    if not any(offsets):
+        return ""
+    return f" (in UTC, {_shown(naive[row])} after {_shown(naive[row - 1])})"
 
 
 def _first_bad_timestamp(name: str, raw: pd.Series) -> str:

@@ -208,6 +208,13 @@ def test_detect_series_names_a_device_instead_of_a_missing_file():
             "timestamps go backwards at data row 3: '2024-01-01T00:00:00Z' comes after "
             "'2024-01-01T01:00:00Z' on data row 2; sort the rows by time, oldest first",
         ),
+        # forwards as written, backwards in UTC: the message says so
+        (
+            "timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00+05:00,2\n",
+            "timestamps go backwards at data row 2: '2024-01-01T00:01:00+05:00' comes after "
+            "'2024-01-01T00:00:00Z' on data row 1 (in UTC, 2023-12-31 19:01:00 after "
+            "2024-01-01 00:00:00); sort the rows by time, oldest first",
+        ),
         # pandas reads these as the current time, or a time of day today
         ("timestamp,value\n2024-01-01,1\ntoday,2\n", "unparsable timestamp 'today' on data row 2"),
         ("timestamp,value\nnow,1\n", "unparsable timestamp 'now' on data row 1"),
