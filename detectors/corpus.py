@@ -156,10 +156,15 @@ def _first_bad_timestamp(name: str, raw: pd.Series) -> str:
     return f"{name}: the timestamps mix formats that cannot be read together; use ISO 8601"
 
 
+# seconds or milliseconds since 1970: a number cannot say which, so none is guessed
+UNIX_TIME = re.compile(r"\d{9,}(\.\d*)?")
+
+
 def _unparsable(name: str, raw: pd.Series, row: int) -> str:
     shown = str(raw.iloc[row]).replace("\n", " ")[:60]
+    unix = " it looks like a Unix time, which is not read;" if UNIX_TIME.fullmatch(shown) else ""
     return (
-        f"{name}: unparsable timestamp {shown!r} on data row {row + 1}; "
+        f"{name}: unparsable timestamp {shown!r} on data row {row + 1};{unix} "
         "use ISO 8601 with a date, e.g. 2024-01-01T00:00:00Z"
     )
 

@@ -218,6 +218,12 @@ def test_detect_series_names_a_device_instead_of_a_missing_file():
         # pandas reads these as the current time, or a time of day today
         ("timestamp,value\n2024-01-01,1\ntoday,2\n", "unparsable timestamp 'today' on data row 2"),
         ("timestamp,value\nnow,1\n", "unparsable timestamp 'now' on data row 1"),
+        # epoch seconds or milliseconds were refused without saying why
+        (
+            "timestamp,value\n1704067200,1\n",
+            "unparsable timestamp '1704067200' on data row 1; it looks like a Unix time, which "
+            "is not read; use ISO 8601 with a date, e.g. 2024-01-01T00:00:00Z",
+        ),
         ("timestamp,value\n10:00Z,1\n", "unparsable timestamp '10:00Z' on data row 1"),
         # datetime64[ns] ends in 2262: 2500 once wrapped round to 1915 silently
         (
