@@ -194,10 +194,26 @@ def _read_text(path: Path | str, name: str) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise SeriesFormatError(f"{name} is not UTF-8 text; expected a CSV file") from None
+        raise SeriesFormatError(f"{name} is not UTF-8 text; {_encoding_hint(data)}") from None
     if not text.strip():
         raise SeriesFormatError(f"{name} is empty; expected a header with timestamp and value")
     return text
+
+
+# what a file that is not UTF-8 usually is, by its first bytes, and what to do about it
+KNOWN_STARTS = (
+    (b"\x1f\x8b", "it is gzip-compressed; decompress it first (gunzip)"),
+    (b"PK\x03\x04", "it is a zip archive (an .xlsx workbook?); export the sheet as CSV"),
+    (b"\xff\xfe", "it is UTF-16 text (Excel's Unicode text); save it as CSV UTF-8"),
+    (b"\xfe\xff", "it is UTF-16 text; save it as CSV UTF-8"),
+)
+
+
+def _encoding_hint(data: bytes) -> str:
+    for start, hint in KNOWN_STARTS:
+        if data.startswith(start):
+            return hint
+    return "expected a CSV file"
 
 
 def _read_frame(name: str, text: str) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 import csv
 import doctest
+import gzip
 import importlib
 import io
 import os
@@ -163,6 +164,24 @@ def test_detect_series_names_a_file_that_is_not_text(tmp_path):
     path.write_bytes(b"\xff\xfe\x00\x81binary")
     result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
     assert result.exit_code == 2 and "is not UTF-8 text" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("data", "hint"),
+    [
+        (gzip.compress(b"timestamp,value\n"), "it is gzip-compressed; decompress it first"),
+        ("timestamp,value\n".encode("utf-16"), "it is UTF-16 text (Excel's Unicode text)"),
+        (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xa8", "export the sheet as CSV"),
+    ],
+)
+def test_detect_series_says_what_a_file_that_is_not_text_is(tmp_path, data, hint):
+    # each was "is not UTF-8 text; expected a CSV file", which did not say what to do
+    path = tmp_path / "series.csv"
+    path.write_bytes(data)
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {path} is not UTF-8 text; it is ")
+    assert hint in result.stderr
 
 
 def test_detect_series_names_a_later_row_with_extra_fields(tmp_path):
