@@ -103,6 +103,19 @@ def test_evaluate_refuses_a_severity_file_without_the_simulator():
     assert "use it with --simulator" in result.output
 
 
+@pytest.mark.parametrize("option", [["--data-dir", "/nonexistent"], ["--profile", "standard"]])
+def test_evaluate_refuses_labelled_series_options_with_the_simulator(option):
+    # both were ignored: a one-day run started and printed nothing of the folder or profile
+    from seamwatch.cli import app as seamwatch_app
+
+    result = runner.invoke(seamwatch_app, ["evaluate", "--simulator", "--days", "0.01", *option])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {option[0]} applies to the labelled series; leave it out with --simulator, "
+        "which judges the simulator's incidents.\n"
+    )
+
+
 def test_bench_prints_the_runner_figure_and_the_old_one(chdb_data_dir):
     result = runner.invoke(
         app, ["bench-detect", "--flows", "20", "--minutes", "1", "--data-dir", str(chdb_data_dir)]
