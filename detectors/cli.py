@@ -75,10 +75,10 @@ def detect_series_command(
     if not len(values):
         source = "standard input" if input_csv == "-" else input_csv
         _note(f"{source} has a header but no rows; there is nothing to score")
-    elif learned < needed:
+    elif learned <= needed:  # the warm-up's values are learned, not scored
         _note(
-            f"only {learned} value{'s' if learned != 1 else ''}; the detector needs {needed} "
-            "before it scores, so every score is 0"
+            f"only {learned} value{'s' if learned != 1 else ''}; the detector learns the "
+            f"first {needed} before it scores one, so every score is 0"
         )
     progress = _ProgressLine(len(values)) if len(values) > PROGRESS_ROWS else None
     with _standard_output():

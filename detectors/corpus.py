@@ -128,9 +128,22 @@ def _timestamps(name: str, raw: pd.Series) -> np.ndarray:
         row = int(backwards[0]) + 1
         raise SeriesFormatError(
             f"{name}: timestamps go backwards at data row {row + 1}: {raw.iloc[row]!r} comes "
-            f"after {raw.iloc[row - 1]!r} on data row {row}; sort the rows by time, oldest first"
+            f"after {raw.iloc[row - 1]!r} on data row {row}{_in_utc(raw, naive, row)}; "
+            "sort the rows by time, oldest first"
         )
     return naive
+
+
+def _in_utc(raw: pd.Series, naive: np.ndarray, row: int) -> str:
+    """The two rows in UTC, for the message, when either is written with another offset:
+    "00:01+05:00" after "00:00Z" goes back in time but not as written."""
+    try:
+        offsets = [pd.Timestamp(str(raw.iloc[i]).strip()).utcoffset() for i in (row - 1, row)]
+    except (ValueError, TypeError, OverflowError):  # read by the column's format only
+        return ""
+    if not any(offsets):
+        return ""
+    return f" (in UTC, {_shown(naive[row])} after {_shown(naive[row - 1])})"
 
 
 def _first_bad_timestamp(name: str, raw: pd.Series) -> str:
@@ -143,10 +156,15 @@ def _first_bad_timestamp(name: str, raw: pd.Series) -> str:
     return f"{name}: the timestamps mix formats that cannot be read together; use ISO 8601"
 
 
+# seconds or milliseconds since 1970: a number cannot say which, so none is guessed
+UNIX_TIME = re.compile(r"\d{9,}(\.\d*)?")
+
+
 def _unparsable(name: str, raw: pd.Series, row: int) -> str:
     shown = str(raw.iloc[row]).replace("\n", " ")[:60]
+    unix = " it looks like a Unix time, which is not read;" if UNIX_TIME.fullmatch(shown) else ""
     return (
-        f"{name}: unparsable timestamp {shown!r} on data row {row + 1}; "
+        f"{name}: unparsable timestamp {shown!r} on data row {row + 1};{unix} "
         "use ISO 8601 with a date, e.g. 2024-01-01T00:00:00Z"
     )
 
@@ -176,10 +194,26 @@ def _read_text(path: Path | str, name: str) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise SeriesFormatError(f"{name} is not UTF-8 text; expected a CSV file") from None
+        raise SeriesFormatError(f"{name} is not UTF-8 text; {_encoding_hint(data)}") from None
     if not text.strip():
         raise SeriesFormatError(f"{name} is empty; expected a header with timestamp and value")
     return text
+
+
+# what a file that is not UTF-8 usually is, by its first bytes, and what to do about it
+KNOWN_STARTS = (
+    (b"\x1f\x8b", "it is gzip-compressed; decompress it first (gunzip)"),
+    (b"PK\x03\x04", "it is a zip archive (an .xlsx workbook?); export the sheet as CSV"),
+    (b"\xff\xfe", "it is UTF-16 text (Excel's Unicode text); save it as CSV UTF-8"),
+    (b"\xfe\xff", "it is UTF-16 text; save it as CSV UTF-8"),
+)
+
+
+def _encoding_hint(data: bytes) -> str:
+    for start, hint in KNOWN_STARTS:
+        if data.startswith(start):
+            return hint
+    return "expected a CSV file"
 
 
 def _read_frame(name: str, text: str) -> pd.DataFrame:

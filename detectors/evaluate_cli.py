@@ -57,6 +57,15 @@ def evaluate_command(
             raise typer.Exit(BAD_INPUT_EXIT)
         evaluate_labelled_series(data_dir=data_dir, profile=profile, as_json=as_json)
         return
+    # they choose what the labelled series are scored on; the simulator has neither
+    for option, value in (("--data-dir", data_dir), ("--profile", profile)):
+        if value is not None:
+            typer.echo(
+                f"Error: {option} applies to the labelled series; leave it out with "
+                "--simulator, which judges the simulator's incidents.",
+                err=True,
+            )
+            raise typer.Exit(BAD_INPUT_EXIT)
     if not 0 < days <= MAX_SIMULATED_DAYS:
         typer.echo(f"Error: --days must be above 0 and at most {MAX_SIMULATED_DAYS:g}.", err=True)
         raise typer.Exit(BAD_INPUT_EXIT)

@@ -378,6 +378,12 @@ def format_judgement(judgement: Judgement) -> str:
         f"Objectives {'met' if judgement.passed else 'not met'}.",
         "",
     ]
+    if not judgement.incidents:  # "met" then only says there was no false alert
+        lines[-1:] = [
+            f"No incident was injected in {judgement.simulated_days:g} simulated day(s), so "
+            "only false alerts were judged; a longer run gets a few incidents a day.",
+            "",
+        ]
     for verdict in judgement.incidents:
         if verdict.delay_minutes is None:
             caught = "missed"

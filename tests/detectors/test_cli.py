@@ -1,5 +1,6 @@
 import csv
 import doctest
+import gzip
 import importlib
 import io
 import os
@@ -102,6 +103,19 @@ def test_evaluate_refuses_a_severity_file_without_the_simulator():
     assert "use it with --simulator" in result.output
 
 
+@pytest.mark.parametrize("option", [["--data-dir", "/nonexistent"], ["--profile", "standard"]])
+def test_evaluate_refuses_labelled_series_options_with_the_simulator(option):
+    # both were ignored: a one-day run started and printed nothing of the folder or profile
+    from seamwatch.cli import app as seamwatch_app
+
+    result = runner.invoke(seamwatch_app, ["evaluate", "--simulator", "--days", "0.01", *option])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {option[0]} applies to the labelled series; leave it out with --simulator, "
+        "which judges the simulator's incidents.\n"
+    )
+
+
 def test_bench_prints_the_runner_figure_and_the_old_one(chdb_data_dir):
     result = runner.invoke(
         app, ["bench-detect", "--flows", "20", "--minutes", "1", "--data-dir", str(chdb_data_dir)]
@@ -165,6 +179,24 @@ def test_detect_series_names_a_file_that_is_not_text(tmp_path):
     assert result.exit_code == 2 and "is not UTF-8 text" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("data", "hint"),
+    [
+        (gzip.compress(b"timestamp,value\n"), "it is gzip-compressed; decompress it first"),
+        ("timestamp,value\n".encode("utf-16"), "it is UTF-16 text (Excel's Unicode text)"),
+        (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xa8", "export the sheet as CSV"),
+    ],
+)
+def test_detect_series_says_what_a_file_that_is_not_text_is(tmp_path, data, hint):
+    # each was "is not UTF-8 text; expected a CSV file", which did not say what to do
+    path = tmp_path / "series.csv"
+    path.write_bytes(data)
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {path} is not UTF-8 text; it is ")
+    assert hint in result.stderr
+
+
 def test_detect_series_names_a_later_row_with_extra_fields(tmp_path):
     # pandas once answered "C error: Expected 2 fields in line 52" for a row after the first
     rows = [f"2024-01-01T00:{minute:02d}:00Z,1" for minute in range(60)]
@@ -208,9 +240,22 @@ def test_detect_series_names_a_device_instead_of_a_missing_file():
             "timestamps go backwards at data row 3: '2024-01-01T00:00:00Z' comes after "
             "'2024-01-01T01:00:00Z' on data row 2; sort the rows by time, oldest first",
         ),
+        # forwards as written, backwards in UTC: the message says so
+        (
+            "timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00+05:00,2\n",
+            "timestamps go backwards at data row 2: '2024-01-01T00:01:00+05:00' comes after "
+            "'2024-01-01T00:00:00Z' on data row 1 (in UTC, 2023-12-31 19:01:00 after "
+            "2024-01-01 00:00:00); sort the rows by time, oldest first",
+        ),
         # pandas reads these as the current time, or a time of day today
         ("timestamp,value\n2024-01-01,1\ntoday,2\n", "unparsable timestamp 'today' on data row 2"),
         ("timestamp,value\nnow,1\n", "unparsable timestamp 'now' on data row 1"),
+        # epoch seconds or milliseconds were refused without saying why
+        (
+            "timestamp,value\n1704067200,1\n",
+            "unparsable timestamp '1704067200' on data row 1; it looks like a Unix time, which "
+            "is not read; use ISO 8601 with a date, e.g. 2024-01-01T00:00:00Z",
+        ),
         ("timestamp,value\n10:00Z,1\n", "unparsable timestamp '10:00Z' on data row 1"),
         # datetime64[ns] ends in 2262: 2500 once wrapped round to 1915 silently
         (
@@ -250,16 +295,22 @@ def test_detect_series_notes_a_series_shorter_than_the_warm_up(tmp_path):
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 6
     assert result.stderr == (
-        "Note: only 5 values; the detector needs 24 before it scores, so every score is 0\n"
+        "Note: only 5 values; the detector learns the first 24 before it scores one, "
+        "so every score is 0\n"
     )
     # the latency detector learns a level, then as many residuals: 20 values were too few
     # although they passed the level's warm-up
     short = minutes_csv(tmp_path, 20)
     assert (
-        "needs 24" in runner.invoke(app, ["detect-series", "--kind", "latency", str(short)]).stderr
+        "first 24" in runner.invoke(app, ["detect-series", "--kind", "latency", str(short)]).stderr
     )
-    for kind, enough in (("latency", 24), ("error_rate", 12)):
-        path = minutes_csv(tmp_path, enough)
+    for kind, warm_up in (("latency", 24), ("error_rate", 12)):
+        # exactly the warm-up's values: all learned, none scored, and that was not said
+        path = minutes_csv(tmp_path, warm_up)
+        result = runner.invoke(app, ["detect-series", "--kind", kind, str(path)])
+        assert {line.split(",")[1] for line in result.stdout.splitlines()[1:]} == {"0"}
+        assert f"first {warm_up} before it scores one" in result.stderr
+        path = minutes_csv(tmp_path, warm_up + 1)
         result = runner.invoke(app, ["detect-series", "--kind", kind, str(path)])
         assert result.exit_code == 0 and result.stderr == ""
 

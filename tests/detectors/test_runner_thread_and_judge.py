@@ -11,7 +11,7 @@ import pytest
 from collector.service import Collector
 from detectors.runner import DetectorRunner, RunnerThread, seconds_to_next_evaluation
 from detectors.severity import load_severity
-from detectors.simulator_judge import simulate_and_judge
+from detectors.simulator_judge import Judgement, format_judgement, simulate_and_judge
 from sample_data.incidents import PlannedIncident
 from seamwatch.settings import Settings
 from tests.rows import make_span_rows
@@ -177,3 +177,12 @@ def test_judgement_of_a_short_simulated_run_with_planned_incidents(tmp_path):
             assert moment is not None and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]{8}\.\d{3}Z", moment)
     # four hours include the detectors' warm-up; at most one alert outside the incidents
     assert sum(judgement.false_alerts.values()) <= 1
+
+
+def test_a_run_without_incidents_says_that_only_false_alerts_were_judged():
+    # a quarter hour's run printed "Objectives met." and nothing about why
+    text = format_judgement(Judgement(simulated_days=0.01))
+    assert text.endswith(
+        "Objectives met.\nNo incident was injected in 0.01 simulated day(s), so only false "
+        "alerts were judged; a longer run gets a few incidents a day.\n"
+    )
