@@ -233,7 +233,17 @@ def _read_frame(name: str, text: str) -> pd.DataFrame:
             usecols=range(len(header)),
         )
     except (csv.Error, pd.errors.ParserError) as exc:
+        unclosed = _UNCLOSED_QUOTE.search(str(exc))
+        if unclosed:
+            line = int(unclosed.group(1)) + 1  # pandas counts rows from the header's, at 0
+            raise SeriesFormatError(
+                f"{name}, line {line}: a double quote opened there is never closed; "
+                "close it or remove it"
+            ) from None
         raise SeriesFormatError(f"cannot parse {name} as CSV: {exc}") from None
+
+
+_UNCLOSED_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 
 
 def _refuse_other_separators(name: str, header: list[str]) -> None:

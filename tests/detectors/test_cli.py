@@ -55,6 +55,11 @@ def test_detect_series_writes_one_row_per_input_row(tmp_path):
         ("timestamp,value,Value\n2024-01-01,1,2\n", "two 'value' columns"),
         ("timestamp;value\n2024-01-01;1,5\n", "looks semicolon-separated; separate the fields"),
         ("timestamp\tvalue\n2024-01-01\t1\n", "looks tab-separated; separate the fields"),
+        # pandas said "EOF inside string starting at row 2"
+        (
+            'timestamp,value\n2024-01-01,1\n2024-01-02,"2\n2024-01-03,3\n',
+            "line 3: a double quote opened there is never closed; close it or remove it",
+        ),
     ],
 )
 def test_detect_series_rejects_bad_input(tmp_path, content, message):
