@@ -388,7 +388,7 @@ def format_judgement(judgement: Judgement) -> str:
         if verdict.delay_minutes is None:
             caught = "missed"
         else:
-            caught = f"caught after {verdict.delay_minutes:g} min" + (
+            caught = f"caught after {verdict.delay_minutes:.2f} min" + (
                 " (in time)"
                 if verdict.caught_in_time
                 else f" (deadline {verdict.deadline_minutes:g})"
@@ -397,7 +397,7 @@ def format_judgement(judgement: Judgement) -> str:
         if verdict.first_evidence:
             lead = (_utc(verdict.first_evidence) - _utc(verdict.start)).total_seconds() / 60
             evidence = (
-                f", first evidence at +{lead:.1f} min, "
+                f", first evidence at +{lead:.2f} min, "
                 f"{verdict.affected_within_deadline} affected in the first "
                 f"{CAUGHT_WITHIN.total_seconds() / 60:g} min"
             )
@@ -409,4 +409,5 @@ def format_judgement(judgement: Judgement) -> str:
 
 
 def _minutes(value: float | None) -> str:
-    return "-" if value is None else f"{value:g} min"
+    # two decimals throughout: a delay of 4.96 must not read as the 5-minute deadline
+    return "-" if value is None else f"{value:.2f} min"

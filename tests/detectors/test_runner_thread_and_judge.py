@@ -177,6 +177,10 @@ def test_judgement_of_a_short_simulated_run_with_planned_incidents(tmp_path):
             assert moment is not None and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]{8}\.\d{3}Z", moment)
     # four hours include the detectors' warm-up; at most one alert outside the incidents
     assert sum(judgement.false_alerts.values()) <= 1
+    # delays keep two decimals, so 2.2 and 3.36 read alike and 4.96 never reads as 5
+    text = format_judgement(judgement)
+    assert len(re.findall(r"caught after \d+\.\d\d min", text)) == 2
+    assert not re.search(r"\d+\.\d min|\d+\.\d{3,} min", text)
 
 
 def test_a_run_without_incidents_says_that_only_false_alerts_were_judged():
