@@ -37,7 +37,12 @@ from detectors.alert_actions import (
 )
 from detectors.alerts_api import alerts_document, silences_document
 from detectors.runner import DEFAULT_DELAY, DetectorRunner, RunnerThread
-from detectors.severity import SEVERITY_FILE_ENV, SeverityFileError, load_severity
+from detectors.severity import (
+    DEFAULT_SEVERITY_FILE,
+    SEVERITY_FILE_ENV,
+    SeverityFileError,
+    load_severity,
+)
 from seamwatch.access import act, answer
 from seamwatch.api import ApiError, ApiRefused
 from seamwatch.api_server import ApiServer, ApiServerError
@@ -268,11 +273,16 @@ def _warn_severity_unused(severity_file: Path | None, in_force: str | None) -> N
         asked = f"--severity {severity_file}"
     else:
         asked = f"{SEVERITY_FILE_ENV}={path}"
-    ranks_with = f"the file {in_force}" if in_force else "its own severity file"
+    restart = f"restart the process with {SEVERITY_FILE_ENV} set to yours"
+    if in_force and Path(in_force) == DEFAULT_SEVERITY_FILE.resolve():
+        # the built-in file belongs to the package: an edit there is lost with the next install
+        ranks_with, remedy = "the built-in severity file", restart
+    else:
+        ranks_with = f"the file {in_force}" if in_force else "its own severity file"
+        remedy = f"edit that file (the process reads it again), or {restart}"
     typer.echo(
         f"Warning: {asked} is not used: the running Seamwatch that holds the store ranks alerts "
-        f"with {ranks_with}; to rank with yours, edit that file (the process reads it again), "
-        f"or restart the process with {SEVERITY_FILE_ENV} set to yours.",
+        f"with {ranks_with}; to rank with yours, {remedy}.",
         err=True,
     )
 

@@ -156,6 +156,29 @@ def test_the_warning_names_the_severity_file_the_running_process_ranks_with(
     )
 
 
+def test_a_process_ranking_with_the_built_in_file_is_not_sent_to_edit_it(
+    cli, chdb_data_dir, tmp_path, monkeypatch
+):
+    # it said to edit the package's own severity_default.yaml, lost with the next install
+    _running_seamwatch(monkeypatch)
+    built_in = str(DEFAULT_SEVERITY_FILE.resolve())
+    in_force = {"file": built_in, "modified_at": None, "refused": None}
+    monkeypatch.setattr(
+        seamwatch.access, "get_json", lambda *_, **__: {"alerts": [], "severity": in_force}
+    )
+    severity = tmp_path / "sev.yaml"
+
+    result = cli.invoke(
+        app, ["alerts", "--severity", str(severity), "--data-dir", str(chdb_data_dir)]
+    )
+
+    assert result.stderr == (
+        f"Warning: --severity {severity} is not used: the running Seamwatch that holds the "
+        "store ranks alerts with the built-in severity file; to rank with yours, restart the "
+        "process with SEAMWATCH_SEVERITY_FILE set to yours.\n"
+    )
+
+
 def test_the_severity_variable_the_running_process_ignores_is_warned_about(
     cli, chdb_data_dir, monkeypatch
 ):
