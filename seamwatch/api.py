@@ -58,8 +58,9 @@ def api_routes(store: Store) -> list[BaseRoute]:
 
 
 async def _index(request: Request) -> Response:
+    # a set: a path served by two routes (GET and POST /silences) is listed once
     paths = sorted(
-        route.path for route in request.app.routes if route.path.startswith(API_PREFIX + "/")
+        {route.path for route in request.app.routes if route.path.startswith(API_PREFIX + "/")}
     )
     return JSONResponse({"endpoints": paths})
 

@@ -16,11 +16,16 @@ def test_the_api_server_answers_in_json_and_withdraws_its_address(store, tmp_pat
     server.start()
     try:
         assert running_endpoint(tmp_path) == server.endpoint
+        index = httpx.get(f"{server.endpoint}/api/v1")
         listing = httpx.get(f"{server.endpoint}/api/v1/alerts")
         wrong_method = httpx.get(f"{server.endpoint}/api/v1/alerts/abc/ack")
         unknown = httpx.get(f"{server.endpoint}/api/v1/nothing-here")
     finally:
         server.stop()
+    # /api/v1/silences (GET and POST) was listed twice
+    paths = index.json()["endpoints"]
+    assert paths.count("/api/v1/silences") == 1
+    assert len(paths) == len(set(paths))
     assert listing.status_code == 200
     assert listing.json()["alerts"] == []
     assert wrong_method.status_code == 405
