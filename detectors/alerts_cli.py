@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 BAD_INPUT_EXIT = 2
 STORE_EXIT = 1
+INTERRUPTED_EXIT = 130  # as a shell reports a command ended by Ctrl-C
 
 DataDirOption = typer.Option(None, "--data-dir", help="Embedded store directory.")
 ClickHouseOption = typer.Option(None, "--clickhouse-url", help="ClickHouse server URL.")
@@ -195,7 +196,16 @@ def _serve_api(store: Store, settings: Settings) -> ApiServer | None:
 
 
 def _catch_up_once(runner: DetectorRunner) -> None:
-    report = runner.catch_up(datetime.now(UTC) - DEFAULT_DELAY)
+    # Ctrl-C ends the catch-up after the chunk in progress, whose position is saved, and says
+    # where it stopped: a week's first catch-up takes minutes
+    stop = _stop_on_signal()
+    report = runner.catch_up(datetime.now(UTC) - DEFAULT_DELAY, stop)
+    if stop.is_set():
+        typer.echo(
+            f"Detectors stopped; minutes evaluated: {_evaluated(report.evaluated_until)}. "
+            "Run again to continue from there."
+        )
+        raise typer.Exit(INTERRUPTED_EXIT)
     typer.echo(
         f"Evaluated {report.minutes} minute(s) of {report.series} series: "
         f"{report.opened} opened, {report.resolved} resolved, "
@@ -215,9 +225,12 @@ def _evaluate_until_stopped(store: Store, api: ApiServer | None) -> None:
         pass
     typer.echo("Stopping the detectors after the minutes in progress...")
     detectors.stop()
-    cursor = detectors.runner.cursor
-    until = f"up to {cursor:%Y-%m-%d %H:%M} UTC" if cursor else "none yet (no spans stored)"
-    typer.echo(f"Detectors stopped; minutes evaluated: {until}.")
+    typer.echo(f"Detectors stopped; minutes evaluated: {_evaluated(detectors.runner.cursor)}.")
+
+
+def _evaluated(cursor: datetime | None) -> str:
+    """How far the runner got, e.g. ``up to 2026-12-04 13:52 UTC``."""
+    return f"up to {cursor:%Y-%m-%d %H:%M} UTC" if cursor else "none yet (no spans stored)"
 
 
 def _stop_on_signal() -> threading.Event:

@@ -14,11 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 import seamwatch.access
 from detectors.alert_actions import active_silences, add_silence
-from detectors.alerts_cli import format_alerts
+from detectors.alerts_cli import _catch_up_once, format_alerts
+from detectors.runner import RunReport
 from detectors.severity import DEFAULT_SEVERITY_FILE
 from seamwatch.cli import app
 from storage import StoreLocked
@@ -518,3 +520,26 @@ def test_a_silence_pattern_with_an_unclosed_set_is_refused(cli, store, chdb_data
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: flow '[abc': the '[' at position 1 opens a set")
     assert active_silences(store) == []
+
+
+def test_ctrl_c_during_a_catch_up_once_says_where_it_stopped(capsys):
+    # it ended with exit code 130 and not a word about how far it had got
+    class Interrupted:
+        def catch_up(self, until, stop):
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.wait(5)  # set by the handler, not a KeyboardInterrupt
+            return RunReport(evaluated_until=datetime(2026, 12, 1, 15, 10, tzinfo=UTC))
+
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(typer.Exit) as ended:
+            _catch_up_once(Interrupted())
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+    assert ended.value.exit_code == 130
+    assert capsys.readouterr().out == (
+        "Detectors stopped; minutes evaluated: up to 2026-12-01 15:10 UTC. "
+        "Run again to continue from there.\n"
+    )
