@@ -365,6 +365,8 @@ def acknowledge(
     given. Acknowledging again as the holder records the new note. Every acknowledgement is
     kept; ``taken_over_from`` names the previous holder's acknowledgement, if any.
     """
+    # a blank or padded name would read as someone else than the holder ("ana " is ana)
+    by = by.strip()
     if not by:
         raise AlertActionError("by (who acknowledges) is empty; give a name")
     state = _alert_state(store, alert_id)

@@ -37,7 +37,12 @@ from detectors.alert_actions import (
 )
 from detectors.alerts_api import alerts_document, silences_document
 from detectors.runner import DEFAULT_DELAY, DetectorRunner, RunnerThread
-from detectors.severity import SEVERITY_FILE_ENV, SeverityFileError, load_severity
+from detectors.severity import (
+    DEFAULT_SEVERITY_FILE,
+    SEVERITY_FILE_ENV,
+    SeverityFileError,
+    load_severity,
+)
 from seamwatch.access import act, answer
 from seamwatch.api import ApiError, ApiRefused
 from seamwatch.api_server import ApiServer, ApiServerError
@@ -52,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 BAD_INPUT_EXIT = 2
 STORE_EXIT = 1
+INTERRUPTED_EXIT = 130  # as a shell reports a command ended by Ctrl-C
 
 DataDirOption = typer.Option(None, "--data-dir", help="Embedded store directory.")
 ClickHouseOption = typer.Option(None, "--clickhouse-url", help="ClickHouse server URL.")
@@ -190,7 +196,16 @@ def _serve_api(store: Store, settings: Settings) -> ApiServer | None:
 
 
 def _catch_up_once(runner: DetectorRunner) -> None:
-    report = runner.catch_up(datetime.now(UTC) - DEFAULT_DELAY)
+    # Ctrl-C ends the catch-up after the chunk in progress, whose position is saved, and says
+    # where it stopped: a week's first catch-up takes minutes
+    stop = _stop_on_signal()
+    report = runner.catch_up(datetime.now(UTC) - DEFAULT_DELAY, stop)
+    if stop.is_set():
+        typer.echo(
+            f"Detectors stopped; minutes evaluated: {_evaluated(report.evaluated_until)}. "
+            "Run again to continue from there."
+        )
+        raise typer.Exit(INTERRUPTED_EXIT)
     typer.echo(
         f"Evaluated {report.minutes} minute(s) of {report.series} series: "
         f"{report.opened} opened, {report.resolved} resolved, "
@@ -213,9 +228,12 @@ def _evaluate_until_stopped(store: Store, api: ApiServer | None) -> None:
         pass
     typer.echo("Stopping the detectors after the minutes in progress...")
     detectors.stop()
-    cursor = detectors.runner.cursor
-    until = f"up to {cursor:%Y-%m-%d %H:%M} UTC" if cursor else "none yet (no spans stored)"
-    typer.echo(f"Detectors stopped; minutes evaluated: {until}.")
+    typer.echo(f"Detectors stopped; minutes evaluated: {_evaluated(detectors.runner.cursor)}.")
+
+
+def _evaluated(cursor: datetime | None) -> str:
+    """How far the runner got, e.g. ``up to 2026-12-04 13:52 UTC``."""
+    return f"up to {cursor:%Y-%m-%d %H:%M} UTC" if cursor else "none yet (no spans stored)"
 
 
 def _stop_on_signal() -> threading.Event:
@@ -271,11 +289,16 @@ def _warn_severity_unused(severity_file: Path | None, in_force: str | None) -> N
         asked = f"--severity {severity_file}"
     else:
         asked = f"{SEVERITY_FILE_ENV}={path}"
-    ranks_with = f"the file {in_force}" if in_force else "its own severity file"
+    restart = f"restart the process with {SEVERITY_FILE_ENV} set to yours"
+    if in_force and Path(in_force) == DEFAULT_SEVERITY_FILE.resolve():
+        # the built-in file belongs to the package: an edit there is lost with the next install
+        ranks_with, remedy = "the built-in severity file", restart
+    else:
+        ranks_with = f"the file {in_force}" if in_force else "its own severity file"
+        remedy = f"edit that file (the process reads it again), or {restart}"
     typer.echo(
         f"Warning: {asked} is not used: the running Seamwatch that holds the store ranks alerts "
-        f"with {ranks_with}; to rank with yours, edit that file (the process reads it again), "
-        f"or restart the process with {SEVERITY_FILE_ENV} set to yours.",
+        f"with {ranks_with}; to rank with yours, {remedy}.",
         err=True,
     )
 

@@ -26,6 +26,7 @@ from notify.outbox import DestinationWorker, RetryPolicy, make_destination
 from notify.records import SENT, CallbackRecorder, Outcome
 from notify.routing import NOTIFY_FILE_ENV, NotifyFileError, Route, load_routes
 from notify.service import public_dashboard_url, start_notifications
+from seamwatch.logs import configure_logging
 from seamwatch.settings import Settings, SettingsError, load_settings
 
 BAD_INPUT_EXIT = 2
@@ -163,6 +164,12 @@ def with_notifications(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def run(*args: Any, notify_file: Path | None = None, **kwargs: Any) -> None:
+        try:
+            # the command's own logging starts later: without it now, the line that says
+            # where notifications go is dropped, and nothing shows that they are on
+            configure_logging(kwargs.get("log_level", "info"))
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
         try:
             notifications = start_notifications(load_settings(notify_file=notify_file))
         except (SettingsError, NotifyFileError, SeverityFileError) as exc:

@@ -115,7 +115,8 @@ def build_notification(
         priority_label=priority_label(value),
         score=float(alert.peak_score),
         affected=int(alert.affected),
-        money_at_risk=float(alert.money_at_risk),
+        # a sum of amounts in floating point: cents, as the alert API gives it
+        money_at_risk=round(float(alert.money_at_risk), 2),
         opened_at=_utc(alert.opened_at),
         resolved_at=_resolved_as_of(alert, _utc(event["at"])),
         what_changed=str(event.get("detail") or ""),

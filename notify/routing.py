@@ -21,13 +21,21 @@ from __future__ import annotations
 import fnmatch
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from detectors.priority import LOWEST_LABEL, PRIORITY_LABELS
-from detectors.severity import TIER_NAMES
+from detectors.severity import TIER_NAMES, check_glob
 from notify.message import NOTIFIED_EVENTS, Notification
 from seamwatch.yaml_files import describe_errors, read_text_file, read_yaml
 
@@ -39,6 +47,16 @@ KindName = Literal["slack", "teams", "google_chat", "webhook", "alertmanager"]
 TierName = Literal["critical", "high", "medium", "low"]
 PriorityName = Literal["P1", "P2", "P3", "P4"]
 EventName = Literal["opened", "escalated", "resolved"]
+
+
+def _glob_pattern(pattern: str) -> str:
+    # as in the severity file: a blank pattern or an unclosed '[' matches no flow, and the
+    # destination would stay silent without anyone noticing
+    check_glob(pattern)
+    return pattern
+
+
+FlowPattern = Annotated[str, AfterValidator(_glob_pattern)]
 
 
 class NotifyFileError(ValueError):
@@ -58,7 +76,7 @@ class DestinationModel(BaseModel):
     secret_env: str | None = None
     min_tier: TierName = "low"
     min_priority: PriorityName = "P4"
-    flows: list[str] = Field(default_factory=list)
+    flows: list[FlowPattern] = Field(default_factory=list)
     events: list[EventName] = Field(default_factory=lambda: list(NOTIFIED_EVENTS))
     timeout_seconds: float = Field(10.0, gt=0, le=120)
     resend_interval_seconds: float = Field(60.0, ge=1, le=3600)

@@ -58,8 +58,9 @@ def api_routes(store: Store) -> list[BaseRoute]:
 
 
 async def _index(request: Request) -> Response:
+    # a set: a path served by two routes (GET and POST /silences) is listed once
     paths = sorted(
-        route.path for route in request.app.routes if route.path.startswith(API_PREFIX + "/")
+        {route.path for route in request.app.routes if route.path.startswith(API_PREFIX + "/")}
     )
     return JSONResponse({"endpoints": paths})
 
@@ -183,7 +184,7 @@ def _call(
     try:
         response = httpx.request(method, url, headers=headers, timeout=timeout_seconds, **request)
     except httpx.TimeoutException as exc:
-        raise ApiError(_no_answer(endpoint, holder, timeout_seconds)) from exc
+        raise ApiError(_no_answer(endpoint, holder, timeout_seconds, method)) from exc
     except httpx.HTTPError as exc:
         raise ApiError(_unreachable(endpoint, holder, exc)) from exc
     try:
@@ -201,11 +202,18 @@ def _call(
     return document
 
 
-def _no_answer(endpoint: str, holder: str, timeout_seconds: float) -> str:
+def _no_answer(endpoint: str, holder: str, timeout_seconds: float, method: str) -> str:
+    # a stopped process takes the request in once it runs again: repeating a change blindly
+    # would then make it twice (two silences where one was meant)
+    repeat = (
+        "then check whether the change was made before trying again"
+        if method == "POST"
+        else "then try again"
+    )
     return (
         f"The Seamwatch process that holds the store (pid {holder}, API at {endpoint}) did not "
         f"answer within {timeout_seconds:g} s. Check that it is running and not stopped or "
-        f"overloaded (ps -o pid,stat,args -p {holder}), or restart it, then try again."
+        f"overloaded (ps -o pid,stat,args -p {holder}), or restart it, {repeat}."
     )
 
 

@@ -104,6 +104,19 @@ def test_an_acknowledgement_needs_a_name(store):
         acknowledge(store, alert.alert_id, "")
 
 
+def test_a_blank_name_is_refused_and_a_padded_one_is_the_holder(store):
+    # "   " was refused as someone other than ana, and "ana " needed --take-over from ana
+    alert = record_alert(store, "billing.invoice-post", datetime.now(UTC))
+    earlier = datetime.now(UTC) - timedelta(minutes=5)
+    acknowledge(store, alert.alert_id, "ana", "checking", now=earlier)
+    with pytest.raises(AlertActionError, match="by .who acknowledges. is empty"):
+        acknowledge(store, alert.alert_id, "   ")
+
+    again = acknowledge(store, alert.alert_id, " ana ", "found it")
+
+    assert (again["acknowledged_by"], again["taken_over_from"]) == ("ana", None)
+
+
 def test_the_silenceable_kinds_are_the_kinds_the_runner_raises():
     from detectors.alert_actions import ALERT_KINDS
     from detectors.runner import EXCEPTION_CATEGORY, FINDING_KINDS, LATENCY, SIGNALS

@@ -14,11 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 import seamwatch.access
 from detectors.alert_actions import active_silences, add_silence
-from detectors.alerts_cli import format_alerts
+from detectors.alerts_cli import _catch_up_once, format_alerts
+from detectors.runner import RunReport
 from detectors.severity import DEFAULT_SEVERITY_FILE
 from seamwatch.cli import app
 from storage import StoreLocked
@@ -153,6 +155,29 @@ def test_the_warning_names_the_severity_file_the_running_process_ranks_with(
         "store ranks alerts with the file /etc/seamwatch/severity.yaml; to rank with yours, "
         "edit that file (the process reads it again), or restart the process with "
         "SEAMWATCH_SEVERITY_FILE set to yours.\n"
+    )
+
+
+def test_a_process_ranking_with_the_built_in_file_is_not_sent_to_edit_it(
+    cli, chdb_data_dir, tmp_path, monkeypatch
+):
+    # it said to edit the package's own severity_default.yaml, lost with the next install
+    _running_seamwatch(monkeypatch)
+    built_in = str(DEFAULT_SEVERITY_FILE.resolve())
+    in_force = {"file": built_in, "modified_at": None, "refused": None}
+    monkeypatch.setattr(
+        seamwatch.access, "get_json", lambda *_, **__: {"alerts": [], "severity": in_force}
+    )
+    severity = tmp_path / "sev.yaml"
+
+    result = cli.invoke(
+        app, ["alerts", "--severity", str(severity), "--data-dir", str(chdb_data_dir)]
+    )
+
+    assert result.stderr == (
+        f"Warning: --severity {severity} is not used: the running Seamwatch that holds the "
+        "store ranks alerts with the built-in severity file; to rank with yours, restart the "
+        "process with SEAMWATCH_SEVERITY_FILE set to yours.\n"
     )
 
 
@@ -495,3 +520,26 @@ def test_a_silence_pattern_with_an_unclosed_set_is_refused(cli, store, chdb_data
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: flow '[abc': the '[' at position 1 opens a set")
     assert active_silences(store) == []
+
+
+def test_ctrl_c_during_a_catch_up_once_says_where_it_stopped(capsys):
+    # it ended with exit code 130 and not a word about how far it had got
+    class Interrupted:
+        def catch_up(self, until, stop):
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.wait(5)  # set by the handler, not a KeyboardInterrupt
+            return RunReport(evaluated_until=datetime(2026, 12, 1, 15, 10, tzinfo=UTC))
+
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(typer.Exit) as ended:
+            _catch_up_once(Interrupted())
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+    assert ended.value.exit_code == 130
+    assert capsys.readouterr().out == (
+        "Detectors stopped; minutes evaluated: up to 2026-12-01 15:10 UTC. "
+        "Run again to continue from there.\n"
+    )

@@ -142,3 +142,26 @@ def test_a_broken_severity_file_stops_the_detectors_and_the_stack_at_start(tmp_p
         assert "line 3, field tiers.high.weight" in result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "data" / "clickhouse").exists()  # up checked before opening a store
+
+
+def test_the_detectors_log_where_notifications_go(tmp_path):
+    # the line was logged before the command set up its logging, so it never showed
+    data_dir = tmp_path / "data"
+    made = "from seamwatch.settings import load_settings\nfrom storage import open_store\n"
+    made += f"open_store(load_settings(data_dir={str(data_dir)!r})).close()\n"
+    subprocess.run([sys.executable, "-c", made], check=True, timeout=120)
+    notify_file = tmp_path / "notify.yaml"
+    notify_file.write_text(
+        "destinations:\n  - name: ops\n    kind: webhook\n    url: http://127.0.0.1:9/hook\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "from seamwatch.cli import app; app()", "detectors", "--once"]
+        + ["--data-dir", str(data_dir), "--notify-file", str(notify_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "INFO    notify.outbox: Notifications go to 1 destination(s): ops (webhook)" in (
+        result.stderr
+    )

@@ -184,3 +184,11 @@ def test_an_opening_sent_after_its_catch_up_resolved_the_alert_reads_as_open():
     resolution = make_notification("resolved", resolved, state="resolved", resolved_at=resolved)
     assert opening.resolved_at is None
     assert resolution.resolved_at == resolved
+
+
+def test_webhook_money_at_risk_is_in_cents_as_the_alert_api_gives_it():
+    # the sum of a dropped-payment alert's amounts, as stored, came out in float noise
+    noisy = make_notification(money_at_risk=293746.69999999995)
+    with RecordingServer() as server:
+        got = _deliver("webhook", server, noisy)
+    assert got.json["alert"]["money_at_risk"] == 293746.7

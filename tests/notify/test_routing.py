@@ -111,3 +111,19 @@ def test_no_file_means_no_destinations_and_an_unreadable_one_says_what_to_do(tmp
         NotifyFileError, match="Pass --notify-file FILE or set SEAMWATCH_NOTIFY_FILE"
     ):
         load_routes(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "pattern, expected",
+    [
+        ("[abc", "the '[' at position 1 opens a set of characters that is never closed"),
+        ("  ", "the pattern is blank"),
+    ],
+)
+def test_a_flow_pattern_that_could_never_match_is_refused(pattern, expected):
+    message = _error(
+        "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n"
+        f'    flows: ["billing.*", "{pattern}"]\n'
+    )
+    assert "notify.yaml, line 5, field destinations.0.flows.1: " in message
+    assert expected in message
