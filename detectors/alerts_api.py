@@ -36,7 +36,7 @@ from detectors.alert_actions import (
     list_alerts,
 )
 from detectors.severity import Severity, SeverityFileError, severity_in_force
-from seamwatch.api import API_PREFIX, bad_request
+from seamwatch.api import API_PREFIX, bad_request, query_problem
 from storage import Store, StoreError
 
 ACK_FIELDS = ("by", "note", "take_over")
@@ -168,10 +168,9 @@ def _flag(body: dict[str, Any], name: str) -> bool:
 
 
 def _only(request: Request, allowed: set[str]) -> None:
-    unknown = sorted(set(request.query_params) - allowed)
-    if unknown:
-        takes = ", ".join(sorted(allowed)) or "no query parameters"
-        raise BadBody(f"Unknown query parameter {unknown[0]!r}; this route takes {takes}.")
+    problem = query_problem(request.query_params, allowed)
+    if problem:
+        raise BadBody(problem)
 
 
 async def _body(request: Request, fields: Iterable[str]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from lineage.reconcile import (
     reconcile,
     recorded_exceptions,
 )
-from seamwatch.api import API_PREFIX, bad_request
+from seamwatch.api import API_PREFIX, bad_request, query_problem
 from seamwatch.times import utc_text
 from storage import Store
 
@@ -120,12 +120,9 @@ def _kpis(store: Store, request: Request) -> dict[str, Any]:
 
 
 def _only(params: Any, allowed: set[str]) -> None:
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise _BadQuery(
-            f"Unknown query parameter {unknown[0]!r}; this route takes "
-            f"{', '.join(sorted(allowed))}."
-        )
+    problem = query_problem(params, allowed)
+    if problem:
+        raise _BadQuery(problem)
 
 
 def _time(text: str | None, name: str) -> datetime | None:

@@ -118,6 +118,19 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods - {"HEAD"})
 
 
+def query_problem(params: Any, allowed: set[str]) -> str | None:
+    """What is wrong with a request's query parameters, or None: a name the route does not
+    take, or one given twice (``state=open&state=all`` would otherwise mean the last one)."""
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "no query parameters"
+        return f"Unknown query parameter {unknown[0]!r}; this route takes {takes}."
+    repeated = sorted(name for name in set(params) if len(params.getlist(name)) > 1)
+    if repeated:
+        return f"Query parameter {repeated[0]!r} is given more than once; give it once."
+    return None
+
+
 def bad_request(message: str) -> JSONResponse:
     """A 400 answer naming what is wrong with the query."""
     return JSONResponse({"error": message}, status_code=400)

@@ -119,6 +119,15 @@ def test_an_unknown_query_parameter_is_refused(client, method, path):
     assert response.json()["error"].startswith("Unknown query parameter 'foo'")
 
 
+def test_a_query_parameter_given_twice_is_refused(client):
+    # state=open&state=all used to list all alerts, the last value silently winning
+    response = client.get("/api/v1/alerts?state=open&state=all")
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "Query parameter 'state' is given more than once; give it once."
+    )
+
+
 def test_times_are_utc_with_a_z_to_the_millisecond(client, store):
     now = datetime.now(UTC)
     resolved = record_alert(store, "billing.invoice-post", now - timedelta(hours=2), now)

@@ -68,6 +68,7 @@ def test_flow_routes_read_the_rollups(client):
         ("/lineage", {}, "Give exactly one of key, correlation_id or trace_id (got none)."),
         ("/lineage", {"trace_id": "zz"}, "trace_id 'zz' is not a trace id"),
         ("/lineage", {"sku": "1"}, "Unknown query parameter 'sku'"),
+        ("/lineage", [("key", "a"), ("key", "b")], "'key' is given more than once"),
         ("/reconciliation", {"since": "yesterday"}, "since 'yesterday' is not an ISO-8601 time"),
         ("/exceptions", {"kind": "lost"}, "kind 'lost' is not one of dropped"),
         ("/exceptions", {"limit": "0"}, "limit must be between 1 and 5000; got 0."),
