@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -80,6 +81,15 @@ class DestinationModel(BaseModel):
     events: list[EventName] = Field(default_factory=lambda: list(NOTIFIED_EVENTS))
     timeout_seconds: float = Field(10.0, gt=0, le=120)
     resend_interval_seconds: float = Field(60.0, ge=1, le=3600)
+
+    @field_validator("flows")
+    @classmethod
+    def _flows_name_some(cls, value: list[str]) -> list[str]:
+        # only a list given in the file gets here; an empty one reads as "no flow", but the
+        # filter lets every flow through
+        if not value:
+            raise ValueError("an empty list matches no flow; leave flows out for every flow")
+        return value
 
     @model_validator(mode="after")
     def _url_is_given_once(self) -> DestinationModel:

@@ -127,3 +127,11 @@ def test_a_flow_pattern_that_could_never_match_is_refused(pattern, expected):
     )
     assert "notify.yaml, line 5, field destinations.0.flows.1: " in message
     assert expected in message
+
+
+def test_an_empty_flows_list_is_refused_rather_than_read_as_every_flow():
+    message = _error(
+        "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n    flows: []\n"
+    )
+    assert "notify.yaml, line 5, field destinations.0.flows: " in message
+    assert "an empty list matches no flow; leave flows out for every flow" in message
