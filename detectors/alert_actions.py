@@ -290,9 +290,12 @@ def _silence_record(silence: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_silence_length(duration: timedelta) -> None:
-    """Raise AlertActionError unless ``duration`` is more than zero and at most a year."""
-    if duration <= timedelta(0):
-        raise AlertActionError(f"a silence must last a positive time, got {duration}")
+    """Raise AlertActionError unless ``duration`` is at least a second and at most a year."""
+    if duration < timedelta(seconds=1):
+        # a shorter one ends before it could be read back; 1e-7 s was "got 0:00:00"
+        raise AlertActionError(
+            f"a silence must last at least a second, got {duration.total_seconds():g} s"
+        )
     if duration > LONGEST_SILENCE:
         days = f"{duration / timedelta(days=1):,.1f}".removesuffix(".0")
         raise AlertActionError(

@@ -534,7 +534,9 @@ def _silence_length(text: str) -> timedelta:
     try:
         length = parse_duration(text, longest=LONGEST_SILENCE)
         check_silence_length(length)
-    except ValueError as exc:  # AlertActionError is a ValueError too
+    except AlertActionError as exc:
+        raise _fail(f"--for {text!r}: {exc}") from None
+    except ValueError as exc:  # parse_duration's errors quote the text already
         raise _fail(f"--for {exc}") from None
     return length
 

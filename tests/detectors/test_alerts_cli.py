@@ -97,9 +97,12 @@ def test_a_missing_data_dir_is_an_error_not_a_new_store(cli, tmp_path, command, 
         ("1" + "0" * 400 + "s", "is too long; at most 365 days"),
         ("100000d", "'100000d' is too long; at most 365 days"),
         ("366d", "'366d' is too long; at most 365 days"),
+        # shorter than a microsecond, it read "got 0:00:00"
+        ("0.0000001s", "'0.0000001s': a silence must last at least a second, got 0 s"),
+        ("0.5s", "'0.5s': a silence must last at least a second, got 0.5 s"),
     ],
 )
-def test_a_silence_too_long_is_one_error_line(cli, store, chdb_data_dir, length, problem):
+def test_a_silence_too_long_or_too_short_is_one_error_line(cli, store, chdb_data_dir, length, problem):
     result = cli.invoke(
         app, ["alerts", "--data-dir", str(chdb_data_dir), "silence", "--for", length]
     )
