@@ -102,7 +102,9 @@ def test_a_missing_data_dir_is_an_error_not_a_new_store(cli, tmp_path, command, 
         ("0.5s", "'0.5s': a silence must last at least a second, got 0.5 s"),
     ],
 )
-def test_a_silence_too_long_or_too_short_is_one_error_line(cli, store, chdb_data_dir, length, problem):
+def test_a_silence_too_long_or_too_short_is_one_error_line(
+    cli, store, chdb_data_dir, length, problem
+):
     result = cli.invoke(
         app, ["alerts", "--data-dir", str(chdb_data_dir), "silence", "--for", length]
     )
