@@ -1,5 +1,5 @@
 """``python -m seamwatch`` runs the command line."""
 
-from seamwatch.cli import main
+from seamwatch.console import main
 
 main()

@@ -261,8 +261,3 @@ def _register_feature_commands() -> None:
 
 
 _register_feature_commands()
-
-
-def main() -> None:
-    """Console entry point."""
-    app()

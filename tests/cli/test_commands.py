@@ -258,3 +258,19 @@ def test_severity_file_advice_names_only_what_each_command_takes(tmp_path: Path,
         assert "--severity" not in runner.invoke(app, [command[0], "--help"]).output
         assert "Traceback" not in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_a_ctrl_c_while_the_command_line_loads_ends_quietly_with_130(monkeypatch, capsys):
+    # the console script named the CLI itself, so a Ctrl-C during its imports (about a
+    # second) printed a KeyboardInterrupt traceback
+    import seamwatch.cli
+    from seamwatch.console import main
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(seamwatch.cli, "app", interrupted)
+    with pytest.raises(SystemExit) as ended:
+        main()
+    assert ended.value.code == 130
+    assert capsys.readouterr().err == ""
