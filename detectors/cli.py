@@ -27,7 +27,7 @@ from detectors.corpus import (
 from detectors.corpus import resolve_data_dir as _resolve_data_dir
 from detectors.evaluate import evaluate
 from detectors.nab import PROFILES
-from detectors.product import sampling_interval, score_series, warm_up
+from detectors.product import FINEST_INTERVAL, sampling_interval, score_series, warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +70,15 @@ def detect_series_command(
         text, stamps, values = read_series_with_text(input_csv)
     except SeriesFormatError as exc:
         raise _fail(str(exc)) from None
+    interval = sampling_interval(stamps)
+    if interval < FINEST_INTERVAL:
+        # a day of 10 ms rows is 8.6 million values of season and history per detector
+        raise _fail(
+            f"the rows are {interval.total_seconds() * 1000:g} ms apart; series are judged "
+            "at one row a second or coarser: aggregate them to seconds or minutes first"
+        )
     learned = int(np.count_nonzero(~np.isnan(values)))
-    needed = warm_up(kind, sampling_interval(stamps))
+    needed = warm_up(kind, interval)
     if not len(values):
         source = "standard input" if input_csv == "-" else input_csv
         _note(f"{source} has a header but no rows; there is nothing to score")

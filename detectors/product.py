@@ -127,11 +127,14 @@ def sampling_interval(timestamps: np.ndarray) -> timedelta:
     """Typical spacing of ``datetime64`` timestamps (the product's minute if unknown)."""
     if len(timestamps) < 2:
         return PRODUCT_INTERVAL
-    steps = np.diff(timestamps).astype("timedelta64[s]").astype(float)
+    steps = np.diff(timestamps).astype("timedelta64[ns]").astype(float) / 1e9
     steps = steps[steps > 0]
     if steps.size == 0:
         return PRODUCT_INTERVAL
     return timedelta(seconds=float(np.median(steps)))
+
+
+FINEST_INTERVAL = timedelta(seconds=1)
 
 
 def missing_steps(timestamps: np.ndarray, interval: timedelta, season: int) -> np.ndarray:

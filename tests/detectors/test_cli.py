@@ -55,6 +55,12 @@ def test_detect_series_writes_one_row_per_input_row(tmp_path):
         ("timestamp,value,Value\n2024-01-01,1,2\n", "two 'value' columns"),
         ("timestamp;value\n2024-01-01;1,5\n", "looks semicolon-separated; separate the fields"),
         ("timestamp\tvalue\n2024-01-01\t1\n", "looks tab-separated; separate the fields"),
+        # 10 ms rows were read as per-minute data, without a word
+        (
+            "timestamp,value\n"
+            + "".join(f"2024-01-01T00:00:00.{i * 10:03d},1\n" for i in range(30)),
+            "the rows are 10 ms apart; series are judged at one row a second or coarser",
+        ),
         # pandas said "EOF inside string starting at row 2"
         (
             'timestamp,value\n2024-01-01,1\n2024-01-02,"2\n2024-01-03,3\n',
