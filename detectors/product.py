@@ -43,6 +43,8 @@ TAIL_REFRESH = timedelta(minutes=10)
 FINE_INTERVAL = timedelta(minutes=5)
 # rows missing for at least this long are fed to the detectors as gaps
 MIN_FILLED_GAP = timedelta(hours=1)
+# finer series would hold millions of values of season and history per detector
+FINEST_INTERVAL = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,6 @@ def sampling_interval(timestamps: np.ndarray) -> timedelta:
     if steps.size == 0:
         return PRODUCT_INTERVAL
     return timedelta(seconds=float(np.median(steps)))
-
-
-FINEST_INTERVAL = timedelta(seconds=1)
 
 
 def missing_steps(timestamps: np.ndarray, interval: timedelta, season: int) -> np.ndarray:
