@@ -141,12 +141,29 @@ def test_a_severity_file_the_running_process_ignores_is_warned_about(
     assert "No open alerts" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("file_in_force", "advice"),
+    [
+        # it once told a user whose process already had the variable set to start it with it
+        (
+            "/etc/seamwatch/severity.yaml",
+            "the file /etc/seamwatch/severity.yaml; to rank with yours, edit that file (the "
+            "process reads it again), or restart the process with SEAMWATCH_SEVERITY_FILE "
+            "set to yours.",
+        ),
+        # it said to edit the package's own severity_default.yaml, lost with the next install
+        (
+            str(DEFAULT_SEVERITY_FILE.resolve()),
+            "the built-in severity file; to rank with yours, restart the process with "
+            "SEAMWATCH_SEVERITY_FILE set to yours.",
+        ),
+    ],
+)
 def test_the_warning_names_the_severity_file_the_running_process_ranks_with(
-    cli, chdb_data_dir, tmp_path, monkeypatch
+    cli, chdb_data_dir, tmp_path, monkeypatch, file_in_force, advice
 ):
-    # it once told a user whose process already had the variable set to start it with it
     _running_seamwatch(monkeypatch)
-    in_force = {"file": "/etc/seamwatch/severity.yaml", "modified_at": None, "refused": None}
+    in_force = {"file": file_in_force, "modified_at": None, "refused": None}
     answer = {"alerts": [], "severity": in_force}
     monkeypatch.setattr(seamwatch.access, "get_json", lambda *_, **__: answer)
     severity = tmp_path / "sev.yaml"
@@ -157,32 +174,7 @@ def test_the_warning_names_the_severity_file_the_running_process_ranks_with(
 
     assert result.stderr == (
         f"Warning: --severity {severity} is not used: the running Seamwatch that holds the "
-        "store ranks alerts with the file /etc/seamwatch/severity.yaml; to rank with yours, "
-        "edit that file (the process reads it again), or restart the process with "
-        "SEAMWATCH_SEVERITY_FILE set to yours.\n"
-    )
-
-
-def test_a_process_ranking_with_the_built_in_file_is_not_sent_to_edit_it(
-    cli, chdb_data_dir, tmp_path, monkeypatch
-):
-    # it said to edit the package's own severity_default.yaml, lost with the next install
-    _running_seamwatch(monkeypatch)
-    built_in = str(DEFAULT_SEVERITY_FILE.resolve())
-    in_force = {"file": built_in, "modified_at": None, "refused": None}
-    monkeypatch.setattr(
-        seamwatch.access, "get_json", lambda *_, **__: {"alerts": [], "severity": in_force}
-    )
-    severity = tmp_path / "sev.yaml"
-
-    result = cli.invoke(
-        app, ["alerts", "--severity", str(severity), "--data-dir", str(chdb_data_dir)]
-    )
-
-    assert result.stderr == (
-        f"Warning: --severity {severity} is not used: the running Seamwatch that holds the "
-        "store ranks alerts with the built-in severity file; to rank with yours, restart the "
-        "process with SEAMWATCH_SEVERITY_FILE set to yours.\n"
+        f"store ranks alerts with {advice}\n"
     )
 
 
