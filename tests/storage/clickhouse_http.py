@@ -41,11 +41,12 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, urlsplit
 
 LOOPBACK = "127.0.0.1"
@@ -398,6 +399,22 @@ def decode_body(body: bytes, encoding: str | None) -> bytes:
     )
 
 
+def read_request_body(rfile: BinaryIO, headers: Message) -> bytes:
+    """The whole body of a request, sent with a length or in chunks (as clickhouse-connect
+    streams inserts), still encoded as sent."""
+    if headers.get("Transfer-Encoding", "").lower() != "chunked":
+        return rfile.read(int(headers.get("Content-Length") or 0))
+    chunks = []
+    while True:
+        size = int(rfile.readline().split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            while rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(chunks)
+        chunks.append(rfile.read(size))
+        rfile.readline()
+
+
 def parse_form(content_type: str, body: bytes) -> dict[str, str]:
     """The fields of a multipart/form-data body (the query and ``param_`` values)."""
     message = BytesParser(policy=HTTP).parsebytes(
@@ -482,19 +499,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_error(ClickHouseError(1001, "STD_EXCEPTION", repr(exc)), query_id)
 
     def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            body = b"".join(chunks)
-        else:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = read_request_body(self.rfile, self.headers)
         return decode_body(body, self.headers.get("Content-Encoding"))
 
     def _authenticate(self, request: Request) -> None:

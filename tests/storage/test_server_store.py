@@ -26,7 +26,7 @@ from storage import QueryError, Store, StoreError, StoreUnavailable, open_store
 from storage.schema import MIGRATIONS, SCHEMA_TABLE, TRACE_ID_TS_TABLE, TRACES_TABLE
 from storage.server import ServerStore
 from tests.rows import make_span_rows
-from tests.storage.clickhouse_http import serve
+from tests.storage.clickhouse_http import read_request_body, serve
 
 DATABASE = "swtest"
 
@@ -534,6 +534,10 @@ class _Gate:
         self.status = 503
 
         class Forward(BaseHTTPRequestHandler):
+            # persistent connections, as the client expects: over HTTP/1.0 with the server's
+            # Keep-Alive header passed on, the client reused a connection the gate had closed
+            protocol_version = "HTTP/1.1"
+
             def do_GET(self) -> None:  # noqa: N802 - name fixed by http.server
                 self._forward()
 
@@ -544,14 +548,17 @@ class _Gate:
                 pass
 
             def _forward(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                # the whole body, chunked too: an insert answered while it is still being
+                # sent ends with a closed connection instead of the status under test
+                body = read_request_body(self.rfile, self.headers)
                 if not gate.open:
                     self.send_response(gate.status)
                     self.send_header("Content-Length", "19")
                     self.end_headers()
                     self.wfile.write(b"Service Unavailable")
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                passed = ("host", "transfer-encoding", "content-length")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in passed}
                 answer = httpx.request(
                     self.command,
                     f"http://127.0.0.1:{upstream}{self.path}",
@@ -560,7 +567,8 @@ class _Gate:
                 )
                 self.send_response(answer.status_code)
                 for name, value in answer.headers.items():
-                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    hop_by_hop = ("content-length", "transfer-encoding", "connection", "keep-alive")
+                    if name.lower() not in hop_by_hop:
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(answer.content)))
                 self.end_headers()
