@@ -48,6 +48,7 @@ NS_PER_DAY = 24 * NS_PER_HOUR
 RECONCILIATION_HOUR = 2
 PROGRESS_INTERVAL_SECONDS = 0.5
 IDLE_WAIT_SECONDS = 0.2
+IDLE_STEP_NS = int(IDLE_WAIT_SECONDS * 1e9)
 
 
 class SimulationConfig(BaseModel):
@@ -367,7 +368,9 @@ def _advance(
         if end_ns is not None:
             target = min(target, end_ns)
         target = int(target)
-        if target <= cursor:
+        # caught up with the clock, the next step would be microseconds long: stepping at
+        # once again kept a core busy in a live demo, so wait for the clock to move on
+        if target - cursor < IDLE_STEP_NS and target != end_ns:
             stop_event.wait(IDLE_WAIT_SECONDS)
             continue
         simulation.loop.run_until(target)
