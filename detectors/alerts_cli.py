@@ -26,6 +26,7 @@ import typer
 from typer.core import TyperGroup
 
 from detectors.alert_actions import (
+    ALERT_KINDS,
     LONGEST_SILENCE,
     STATES,
     AlertActionError,
@@ -435,7 +436,7 @@ def silence_command(
     duration: str = typer.Option(..., "--for", help="How long, e.g. 30m, 2h, 1d; at most 365d."),
     flow: str = typer.Option("*", "--flow", help="Flow name or glob."),
     target: str = typer.Option("*", "--target", help="Target system or glob."),
-    kind: str = typer.Option("*", "--kind", help="latency, error_rate, volume or a glob."),
+    kind: str = typer.Option("*", "--kind", help=f"{', '.join(ALERT_KINDS)} or a glob."),
     everything: bool = typer.Option(
         False, "--all", help="Silence every alert; needed when no --flow, --target or --kind."
     ),

@@ -91,6 +91,14 @@ class DestinationModel(BaseModel):
             raise ValueError("an empty list matches no flow; leave flows out for every flow")
         return value
 
+    @field_validator("events")
+    @classmethod
+    def _events_name_some(cls, value: list[str]) -> list[str]:
+        # a destination that wants no event would never get a message
+        if not value:
+            raise ValueError("an empty list sends nothing; leave events out for every event")
+        return value
+
     @model_validator(mode="after")
     def _url_is_given_once(self) -> DestinationModel:
         if (self.url is None) == (self.url_env is None):

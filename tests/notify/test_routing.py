@@ -135,3 +135,11 @@ def test_an_empty_flows_list_is_refused_rather_than_read_as_every_flow():
     )
     assert "notify.yaml, line 5, field destinations.0.flows: " in message
     assert "an empty list matches no flow; leave flows out for every flow" in message
+
+
+def test_an_empty_events_list_is_refused_as_a_destination_that_would_get_nothing():
+    message = _error(
+        "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n    events: []\n"
+    )
+    assert "notify.yaml, line 5, field destinations.0.events: " in message
+    assert "an empty list sends nothing; leave events out for every event" in message
