@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -64,6 +65,12 @@ class NotifyFileError(ValueError):
     """The notification file cannot be read or does not validate; the message says where."""
 
 
+_EMPTY_LIST_ADVICE = {
+    "flows": "an empty list matches no flow; leave flows out for every flow",
+    "events": "an empty list sends nothing; leave events out for every event",
+}
+
+
 class DestinationModel(BaseModel):
     """One destination: where it is, what kind, which notifications it wants."""
 
@@ -82,21 +89,13 @@ class DestinationModel(BaseModel):
     timeout_seconds: float = Field(10.0, gt=0, le=120)
     resend_interval_seconds: float = Field(60.0, ge=1, le=3600)
 
-    @field_validator("flows")
+    @field_validator("flows", "events")
     @classmethod
-    def _flows_name_some(cls, value: list[str]) -> list[str]:
-        # only a list given in the file gets here; an empty one reads as "no flow", but the
-        # filter lets every flow through
+    def _lists_name_some(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # only a list given in the file gets here: an empty flows list reads as "no flow" but
+        # would let every flow through, and an empty events list would send nothing
         if not value:
-            raise ValueError("an empty list matches no flow; leave flows out for every flow")
-        return value
-
-    @field_validator("events")
-    @classmethod
-    def _events_name_some(cls, value: list[str]) -> list[str]:
-        # a destination that wants no event would never get a message
-        if not value:
-            raise ValueError("an empty list sends nothing; leave events out for every event")
+            raise ValueError(_EMPTY_LIST_ADVICE[info.field_name])
         return value
 
     @model_validator(mode="after")
