@@ -43,6 +43,15 @@ that category in the last ``W`` minutes, the evidence it opened on, are taken ba
 history (:meth:`CategoryDrift.forget`): otherwise the first failures of every burst would
 raise the usual rate, and each later burst of the same category would need more failures.
 
+Reference data is the exception to "one alone never alerts". A ``mapping`` or
+``master_data_missing`` failure says that a shared record is missing (a code mapping, a customer,
+an item), and every document referring to it fails until someone adds it. With
+``new_category_score`` set, the first failure of such a category on a flow that has not shown it
+in its history (at least ``NEW_CATEGORY_HOURS``, at most the week) scores at least that much:
+the runner passes its threshold, so the alarm opens at once. That failure stays learned unless a
+second one arrives while the alarm is open (then both belong to the incident); otherwise every
+one-off would leave the category new and alert again.
+
 Categories in ``ignored`` are not judged: by default ``duplicate``, the receiving system's
 idempotency check rejecting a redelivered document (HTTP 409). That rejection is the
 safeguard working, not a failed transaction; redeliveries cluster (a consumer rebalance
@@ -56,6 +65,7 @@ Naus, J. and Wallenstein, S. (2001). Scan Statistics, ch. 1 (windows of several 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter, deque
 from collections.abc import Collection, Mapping
@@ -69,6 +79,10 @@ MAX_SCORE = 40.0
 WINDOWS = (3, 5, 15)
 # categories that are not failures of the transaction (see the module docstring)
 IGNORED = frozenset({"duplicate"})
+# failures of shared reference data: a code mapping, a customer or item master record
+REFERENCE_DATA = frozenset({"mapping", "master_data_missing"})
+# a category is new to a flow only once the flow has this much history without it
+NEW_CATEGORY_HOURS = 24
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,9 @@ class CategoryScore:
     failures: int
     transactions: int
     minutes: int
+    # a reference-data category the flow had not shown in its last ``history_hours``
+    new_to_flow: bool = False
+    history_hours: int = 0
 
 
 class CategoryDrift:
@@ -106,6 +123,8 @@ class CategoryDrift:
         prior: float = 0.5,
         min_failures: int = 2,
         ignored: frozenset[str] = IGNORED,
+        new_category_score: float | None = None,
+        reference_data: frozenset[str] = REFERENCE_DATA,
     ) -> None:
         self.windows = tuple(sorted(windows))
         self.ignored = ignored
@@ -113,6 +132,8 @@ class CategoryDrift:
         self.min_failures = min_failures
         self.min_history = min_history
         self.prior = prior
+        self.new_category_score = new_category_score
+        self.reference_data = reference_data
         self._hours: deque[tuple[float, float, Counter[str]]] = deque()
         self._week_transactions = 0.0
         self._week_calls = 0.0
@@ -127,6 +148,10 @@ class CategoryDrift:
         # per recent minute: the hour it was learned into and the failures it added per category
         self._learned: deque[tuple[int, Counter[str]]] = deque(maxlen=self.window)
         self._hour_index = 0
+        # categories new to the flow in the latest window: their first failure stays learned
+        self._new_in_window: set[str] = set()
+        # per new category in alarm, the hours its first failure was learned into
+        self._unconfirmed: dict[str, list[tuple[int, int]]] = {}
 
     def learn(
         self, transactions: float, failures: Mapping[str, Collection[str]], calls: float = 0.0
@@ -152,6 +177,7 @@ class CategoryDrift:
         failures = self._judged(failures)
         self._recent.append((transactions, calls, failures))
         scores = self._score()
+        self._confirm_new_categories(failures, unlearned)
         kept = {c: keys for c, keys in failures.items() if c not in unlearned}
         self._add_to_history(transactions, calls, kept)
         return scores
@@ -166,6 +192,7 @@ class CategoryDrift:
             return []
         minutes = list(self._recent)
         scores = []
+        self._new_in_window = set()
         for category in {c for _, _, failures in minutes for c, keys in failures.items() if keys}:
             failures = self._week_failures[category] + self.prior
             rate = failures / (self._week_transactions + 1.0)
@@ -177,9 +204,29 @@ class CategoryDrift:
                 found = self._window_score(category, rate, call_rate, minutes[-window:], window)
                 if found is not None and (best is None or found.score > best.score):
                     best = found
+            if best is None and self._is_new(category):
+                best = self._window_score(category, rate, call_rate, minutes, self.window, 1)
+            if best is not None and self._is_new(category):
+                best = dataclasses.replace(
+                    best,
+                    score=max(best.score, self.new_category_score),
+                    new_to_flow=True,
+                    history_hours=len(self._hours),
+                )
+                self._new_in_window.add(category)
             if best is not None:
                 scores.append(best)
         return scores
+
+    def _is_new(self, category: str) -> bool:
+        """A reference-data category the flow has not shown in a day or more of history."""
+        return (
+            self.new_category_score is not None
+            and category in self.reference_data
+            and len(self._hours) >= NEW_CATEGORY_HOURS
+            and self._week_failures[category] <= 0
+            and self._hour_failures[category] <= 0
+        )
 
     def _window_score(
         self,
@@ -188,6 +235,7 @@ class CategoryDrift:
         call_rate: float,
         minutes: list[tuple[float, float, Mapping[str, Collection[str]]]],
         window: int,
+        min_failures: int | None = None,
     ) -> CategoryScore | None:
         n = sum(minute[0] for minute in minutes)
         calls = sum(minute[1] for minute in minutes)
@@ -196,7 +244,7 @@ class CategoryDrift:
         for _, _, failures in minutes:
             keys.update(failures.get(category, ()))
         k = len(keys)
-        if k < self.min_failures:
+        if k < (self.min_failures if min_failures is None else min_failures):
             return None
         expected = max(max(n, 1.0) * rate, calls * call_rate)
         tail = float(stats.poisson.sf(k - 1, expected))
@@ -208,17 +256,42 @@ class CategoryDrift:
         """Take the failures of ``category`` in the last ``window`` minutes back out of the
         history: an alarm just opened on them, so they are the incident's first failures,
         not the flow's usual rate (the minutes that follow are not learned while it is open).
+
+        An alarm on a category new to the flow opened on one failure, which may be a one-off:
+        it stays learned until a second failure arrives while the alarm is open and shows an
+        incident (:meth:`step`). Otherwise each one-off would be new again, and alert, for ever.
         """
-        oldest_kept = self._hour_index - len(self._hours)
+        evidence = []
         for hour, added in self._learned:
             count = added.pop(category, 0)
-            if not count:
-                continue
+            if count:
+                evidence.append((hour, count))
+        if category in self._new_in_window:
+            self._unconfirmed[category] = evidence
+            return
+        self._take_back(category, evidence)
+
+    def _take_back(self, category: str, evidence: list[tuple[int, int]]) -> None:
+        """Remove failures of ``category`` learned into the given hours (those still held)."""
+        oldest_kept = self._hour_index - len(self._hours)
+        for hour, count in evidence:
             if hour == self._hour_index:
                 self._hour_failures[category] -= count
             elif hour >= oldest_kept:
                 self._hours[hour - oldest_kept][2][category] -= count
                 self._week_failures[category] -= count
+
+    def _confirm_new_categories(
+        self, failures: Mapping[str, Collection[str]], in_alarm: frozenset[str]
+    ) -> None:
+        """A second failure of a new category while its alarm is open shows an incident: its
+        first failure is taken back out of the history. An alarm that closed without one
+        leaves it learned."""
+        for category in list(self._unconfirmed):
+            if category not in in_alarm:
+                del self._unconfirmed[category]
+            elif failures.get(category):
+                self._take_back(category, self._unconfirmed.pop(category))
 
     def _add_to_history(
         self, transactions: float, calls: float, failures: Mapping[str, Collection[str]]

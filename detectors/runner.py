@@ -39,7 +39,7 @@ import pandas as pd
 import pyarrow as pa
 
 from detectors.alarm import HysteresisAlarm
-from detectors.category_drift import CategoryDrift
+from detectors.category_drift import CategoryDrift, CategoryScore
 from detectors.error_rate import ErrorRateDriftDetector
 from detectors.flow_series import CATEGORY_SEPARATOR, data_bounds, read_minutes
 from detectors.latency_shift import LatencyShiftTest
@@ -177,7 +177,7 @@ class SeriesState:
             signal: deque(maxlen=BASELINE_MINUTES) for signal, _ in SIGNALS
         }
         self.latency = LatencyShiftTest()
-        self.categories = CategoryDrift()
+        self.categories = CategoryDrift(new_category_score=CATEGORY_LATCH.threshold)
         # latches of scored signals, by signal name: latency, one per category, findings
         self.latches: dict[str, tuple[str, Latch]] = {
             LATENCY_SIGNAL: (LATENCY, Latch(LATENCY_LATCH)),
@@ -279,8 +279,7 @@ class SeriesState:
                     found.score,
                     found.baseline_rate,
                     found.failures / max(found.transactions, 1),
-                    f"{category} failures: {found.failures} of {found.transactions} "
-                    f"transactions in {found.minutes} min (usual rate {found.baseline_rate:.3%})",
+                    _category_text(found),
                 )
             )
         for kind in FINDING_KINDS:
@@ -317,6 +316,23 @@ class SeriesState:
         if signal == "error_rate":
             return minute.failed / minute.transactions if minute.transactions > 0 else math.nan
         return minute.transactions
+
+
+def _category_text(found: CategoryScore) -> str:
+    counts = f"{found.failures} of {found.transactions} transactions in {found.minutes} min"
+    if found.new_to_flow:
+        return (
+            f"first {found.category} failure on this flow in "
+            f"{_hours_text(found.history_hours)}: {counts}"
+        )
+    return f"{found.category} failures: {counts} (usual rate {found.baseline_rate:.3%})"
+
+
+def _hours_text(hours: int) -> str:
+    days, rest = divmod(hours, 24)
+    if rest:
+        return f"{hours} hours"
+    return "a day" if days == 1 else f"{days} days"
 
 
 def category_counts(pairs: Any) -> dict[str, list[str]]:

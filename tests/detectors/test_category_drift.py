@@ -137,3 +137,61 @@ def test_a_category_of_posting_calls_is_judged_per_call_in_a_batch():
         again.step(10.0, {})
     found = again.step(10.0, {"rate_limit": ["B", "C"]}) + again.step(10.0, {"rate_limit": ["D"]})
     assert max(s.score for s in found) > 4
+
+
+def _new_category_drift(hours: int, failures_every: int | None = None) -> CategoryDrift:
+    """A flow of 5 transactions a minute learned for ``hours`` hours, with one ``mapping``
+    failure every ``failures_every`` minutes (none without it)."""
+    drift = CategoryDrift(min_history=100, new_category_score=4.2)
+    for minute in range(hours * 60):
+        due = failures_every is not None and minute % failures_every == failures_every - 1
+        drift.learn(5.0, {"mapping": [f"OLD-{minute}"]} if due else {})
+    return drift
+
+
+def test_the_first_reference_data_failure_after_a_day_without_one_scores_at_the_threshold():
+    drift = _new_category_drift(25)
+    [found] = drift.step(5.0, {"master_data_missing": ["INV-1"]})
+    assert found.new_to_flow
+    assert (found.failures, found.minutes) == (1, 15)
+    assert found.score == 4.2
+    # the same failure without the rule is one failure, which never alerts
+    plain = _new_category_drift(25)
+    plain.new_category_score = None
+    assert plain.step(5.0, {"master_data_missing": ["INV-1"]}) == []
+
+
+def test_a_category_seen_in_the_past_week_or_outside_reference_data_is_not_new():
+    seen = _new_category_drift(25, failures_every=600)  # a mapping failure every 10 hours
+    assert seen.step(5.0, {"mapping": ["SO-1"]}) == []
+    assert _new_category_drift(25).step(5.0, {"timeout": ["SO-1"]}) == []
+
+
+def test_nothing_is_new_before_the_flow_has_a_day_of_history():
+    assert _new_category_drift(23).step(5.0, {"mapping": ["SO-1"]}) == []
+
+
+def test_the_failure_an_alarm_on_a_new_category_opened_on_stays_learned():
+    drift = _new_category_drift(25)
+    [found] = drift.step(5.0, {"mapping": ["SO-1"]})
+    assert found.new_to_flow
+    drift.forget("mapping")  # the runner forgets the evidence of every alarm it opens
+    _clean(drift, 120, 5.0)
+    # the category is no longer new: a second lone failure two hours later stays quiet
+    assert drift.step(5.0, {"mapping": ["SO-2"]}) == []
+
+
+def test_a_second_failure_while_the_alarm_is_open_takes_the_first_back_out():
+    drift = _new_category_drift(25)
+    [found] = drift.step(5.0, {"master_data_missing": ["INV-1"]})
+    assert found.new_to_flow
+    drift.forget("master_data_missing")
+    in_alarm = frozenset({"master_data_missing"})
+    drift.step(5.0, {}, in_alarm)
+    drift.step(5.0, {"master_data_missing": ["INV-2"]}, in_alarm)  # an incident, not a one-off
+    for _ in range(60):
+        drift.step(5.0, {}, in_alarm)
+    _clean(drift, 30, 5.0)  # the alarm has closed
+    # nothing of that incident was learned: the category is still new to the flow
+    [again] = drift.step(5.0, {"master_data_missing": ["INV-3"]})
+    assert again.new_to_flow

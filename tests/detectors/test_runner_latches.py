@@ -50,3 +50,27 @@ def test_the_error_rate_alarm_settles_through_everyday_single_failures():
         if not alarm.is_open and closed_after is None:
             closed_after = minute
     assert closed_after is not None and closed_after <= 2 * 60 + 5
+
+
+def test_one_missing_master_record_on_a_flow_that_never_had_one_opens_at_once():
+    # an invoice whose item is not in the ERP item master: every invoice of that item will
+    # fail the same way until the record is there, so the first one is reported
+    from detectors.runner import EXCEPTION_CATEGORY, Minute, SeriesState
+
+    series = SeriesState("billing.invoice-post", "erp")
+    for minute in range(25 * 60):
+        failed = {"validation": [f"INV-{minute}"]} if minute % 120 == 0 else {}
+        series.step(Minute(calls=3, transactions=3, failed=len(failed), categories=failed))
+    onsets, _ = series.step(
+        Minute(calls=3, transactions=3, failed=1, categories={"master_data_missing": ["INV-X"]})
+    )
+    [onset] = [seen for seen in onsets if seen.kind == EXCEPTION_CATEGORY]
+    assert onset.signal == "category:master_data_missing"
+    assert onset.detail == (
+        "first master_data_missing failure on this flow in 25 hours: 1 of 45 transactions in 15 min"
+    )
+    # a validation failure, common on this flow, is no news however rare it is this hour
+    onsets, _ = series.step(
+        Minute(calls=3, transactions=3, failed=1, categories={"validation": ["INV-Y"]})
+    )
+    assert [seen for seen in onsets if seen.kind == EXCEPTION_CATEGORY] == []
