@@ -48,9 +48,11 @@ Reference data is the exception to "one alone never alerts". A ``mapping`` or
 an item), and every document referring to it fails until someone adds it. With
 ``new_category_score`` set, the first failure of such a category on a flow that has not shown it
 in its history (at least ``NEW_CATEGORY_HOURS``, at most the week) scores at least that much:
-the runner passes its threshold, so the alarm opens at once. That failure stays learned unless a
-second one arrives while the alarm is open (then both belong to the incident); otherwise every
-one-off would leave the category new and alert again.
+the runner passes its threshold, so the alarm opens at once. That failure stays learned unless
+another transaction fails the same way while the alarm is open (then all belong to the
+incident, as they do at once when two failed in the opening window); otherwise every one-off
+would leave the category new and alert again. Names are compared as :func:`reference_name`
+writes them.
 
 Categories in ``ignored`` are not judged: by default ``duplicate``, the receiving system's
 idempotency check rejecting a redelivered document (HTTP 409). That rejection is the
@@ -83,6 +85,12 @@ IGNORED = frozenset({"duplicate"})
 REFERENCE_DATA = frozenset({"mapping", "master_data_missing"})
 # a category is new to a flow only once the flow has this much history without it
 NEW_CATEGORY_HOURS = 24
+
+
+def reference_name(category: str) -> str:
+    """``category`` as the vocabulary writes it: senders write ``Mapping`` or
+    ``master-data-missing`` too."""
+    return category.strip().lower().replace("-", "_").replace(" ", "_")
 
 
 @dataclass(frozen=True)
@@ -148,10 +156,10 @@ class CategoryDrift:
         # per recent minute: the hour it was learned into and the failures it added per category
         self._learned: deque[tuple[int, Counter[str]]] = deque(maxlen=self.window)
         self._hour_index = 0
-        # categories new to the flow in the latest window: their first failure stays learned
-        self._new_in_window: set[str] = set()
+        # categories new to the flow in the latest window, with their failed transactions
+        self._new_in_window: dict[str, set[str]] = {}
         # per new category in alarm, the hours its first failure was learned into
-        self._unconfirmed: dict[str, list[tuple[int, int]]] = {}
+        self._unconfirmed: dict[str, tuple[list[tuple[int, int]], set[str]]] = {}
 
     def learn(
         self, transactions: float, failures: Mapping[str, Collection[str]], calls: float = 0.0
@@ -192,7 +200,7 @@ class CategoryDrift:
             return []
         minutes = list(self._recent)
         scores = []
-        self._new_in_window = set()
+        self._new_in_window = {}
         for category in {c for _, _, failures in minutes for c, keys in failures.items() if keys}:
             failures = self._week_failures[category] + self.prior
             rate = failures / (self._week_transactions + 1.0)
@@ -213,7 +221,9 @@ class CategoryDrift:
                     new_to_flow=True,
                     history_hours=len(self._hours),
                 )
-                self._new_in_window.add(category)
+                self._new_in_window[category] = {
+                    key for _, _, failed in minutes for key in failed.get(category, ())
+                }
             if best is not None:
                 scores.append(best)
         return scores
@@ -222,7 +232,7 @@ class CategoryDrift:
         """A reference-data category the flow has not shown in a day or more of history."""
         return (
             self.new_category_score is not None
-            and category in self.reference_data
+            and reference_name(category) in self.reference_data
             and len(self._hours) >= NEW_CATEGORY_HOURS
             and self._week_failures[category] <= 0
             and self._hour_failures[category] <= 0
@@ -257,17 +267,20 @@ class CategoryDrift:
         history: an alarm just opened on them, so they are the incident's first failures,
         not the flow's usual rate (the minutes that follow are not learned while it is open).
 
-        An alarm on a category new to the flow opened on one failure, which may be a one-off:
-        it stays learned until a second failure arrives while the alarm is open and shows an
-        incident (:meth:`step`). Otherwise each one-off would be new again, and alert, for ever.
+        An alarm on a category new to the flow may have opened on one failed transaction,
+        which may be a one-off: it stays learned until another transaction fails the same way
+        while the alarm is open and shows an incident (:meth:`step`); the same document failing
+        again on a retry shows nothing new. Otherwise each one-off would be new again, and
+        alert, for ever.
         """
         evidence = []
         for hour, added in self._learned:
             count = added.pop(category, 0)
             if count:
                 evidence.append((hour, count))
-        if category in self._new_in_window:
-            self._unconfirmed[category] = evidence
+        keys = self._new_in_window.get(category)
+        if keys is not None and len(keys) < 2:
+            self._unconfirmed[category] = (evidence, keys)
             return
         self._take_back(category, evidence)
 
@@ -284,14 +297,15 @@ class CategoryDrift:
     def _confirm_new_categories(
         self, failures: Mapping[str, Collection[str]], in_alarm: frozenset[str]
     ) -> None:
-        """A second failure of a new category while its alarm is open shows an incident: its
-        first failure is taken back out of the history. An alarm that closed without one
-        leaves it learned."""
-        for category in list(self._unconfirmed):
+        """Another transaction failing in a new category while its alarm is open shows an
+        incident: the first failure is taken back out of the history. An alarm that closed
+        without one leaves it learned."""
+        for category, (evidence, keys) in list(self._unconfirmed.items()):
             if category not in in_alarm:
                 del self._unconfirmed[category]
-            elif failures.get(category):
-                self._take_back(category, self._unconfirmed.pop(category))
+            elif set(failures.get(category, ())) - keys:
+                del self._unconfirmed[category]
+                self._take_back(category, evidence)
 
     def _add_to_history(
         self, transactions: float, calls: float, failures: Mapping[str, Collection[str]]

@@ -70,6 +70,14 @@ def detect_series_command(
         text, stamps, values = read_series_with_text(input_csv)
     except SeriesFormatError as exc:
         raise _fail(str(exc)) from None
+    negative = np.flatnonzero(values < 0) if kind == "error_rate" else []
+    if len(negative):
+        # a rate of failures, in whatever unit, is zero or more (latency takes any metric)
+        row = int(negative[0])
+        raise _fail(
+            f"{input_csv}: data row {row + 1} has a negative error rate ({values[row]:g}); "
+            "a rate of failures is zero or more: check the value column"
+        )
     interval = sampling_interval(stamps)
     if interval < FINEST_INTERVAL:
         # a day of 10 ms rows is 8.6 million values of season and history per detector

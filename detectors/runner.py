@@ -300,13 +300,20 @@ class SeriesState:
             entry = self.latches[name] = (kind, Latch(config))
         return entry
 
-    def mark_open(self, kinds: list[str]) -> None:
-        """An alert of these kinds is open in the store: open the matching alarms."""
+    def mark_open(self, kinds: list[str], strongest: str = "") -> None:
+        """An alert of these kinds is open in the store: open the matching alarms.
+
+        ``strongest`` is the alert's strongest signal; when it names a category, that
+        category's alarm opens, so its failures stay out of the history as before the restart.
+        """
         for signal, kind in SIGNALS:
             if kind in kinds:
                 self.alarms[signal].is_open = True
         if EXCEPTION_CATEGORY in kinds:
-            self._latch(f"category:{EXCEPTION_CATEGORY}", EXCEPTION_CATEGORY)
+            named = strongest.startswith("category:")
+            self._latch(
+                strongest if named else f"category:{EXCEPTION_CATEGORY}", EXCEPTION_CATEGORY
+            )
         for kind, latch in self.latches.values():
             if kind in kinds:
                 latch.is_open = True
@@ -322,17 +329,15 @@ def _category_text(found: CategoryScore) -> str:
     counts = f"{found.failures} of {found.transactions} transactions in {found.minutes} min"
     if found.new_to_flow:
         return (
-            f"first {found.category} failure on this flow in "
-            f"{_hours_text(found.history_hours)}: {counts}"
+            f"{found.category} is new to this flow (no such failure outside alerts in the "
+            f"previous {_hours_text(found.history_hours)}): {counts}"
         )
     return f"{found.category} failures: {counts} (usual rate {found.baseline_rate:.3%})"
 
 
 def _hours_text(hours: int) -> str:
-    days, rest = divmod(hours, 24)
-    if rest:
-        return f"{hours} hours"
-    return "a day" if days == 1 else f"{days} days"
+    """``hours`` in words: hours up to two days, whole days beyond."""
+    return f"{hours} hours" if hours < 48 else f"{hours // 24} days"
 
 
 def category_counts(pairs: Any) -> dict[str, list[str]]:
@@ -462,7 +467,7 @@ class DetectorRunner:
         )
         self._warm_up(self.cursor - self.warmup, self.cursor)
         for (flow, target), alert in self.book.load_open().items():
-            self._series(flow, target, alert.business_object).mark_open(alert.kinds)
+            self._series(flow, target, alert.business_object).mark_open(alert.kinds, alert.signal)
         self._started = True
         logger.info(
             "Detector runner %r starts at %s with %d series and %d open alerts",

@@ -389,7 +389,7 @@ def format_judgement(judgement: Judgement) -> str:
             caught = "missed"
         else:
             caught = f"caught after {verdict.delay_minutes:.2f} min" + (
-                " (in time)"
+                f" (in time, deadline {verdict.deadline_minutes:g})"
                 if verdict.caught_in_time
                 else f" (deadline {verdict.deadline_minutes:g})"
             )

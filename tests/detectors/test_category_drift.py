@@ -195,3 +195,38 @@ def test_a_second_failure_while_the_alarm_is_open_takes_the_first_back_out():
     # nothing of that incident was learned: the category is still new to the flow
     [again] = drift.step(5.0, {"master_data_missing": ["INV-3"]})
     assert again.new_to_flow
+
+
+def _alarm_on_new(drift: CategoryDrift, failed: list[str]) -> frozenset[str]:
+    [found] = drift.step(5.0, {"mapping": failed})
+    assert found.new_to_flow
+    drift.forget("mapping")
+    return frozenset({"mapping"})
+
+
+def test_the_same_document_failing_again_on_a_retry_confirms_nothing():
+    drift = _new_category_drift(25)
+    in_alarm = _alarm_on_new(drift, ["SO-1"])
+    drift.step(5.0, {}, in_alarm)
+    drift.step(5.0, {"mapping": ["SO-1"]}, in_alarm)  # the middleware retries SO-1
+    for _ in range(60):
+        drift.step(5.0, {}, in_alarm)
+    _clean(drift, 120, 5.0)
+    # SO-1 stayed learned: a lone failure of another order is no news
+    assert drift.step(5.0, {"mapping": ["SO-9"]}) == []
+
+
+def test_two_documents_failing_in_the_opening_window_are_the_incident_s_at_once():
+    drift = _new_category_drift(25)
+    in_alarm = _alarm_on_new(drift, ["SO-1", "SO-2"])
+    for _ in range(61):
+        drift.step(5.0, {}, in_alarm)
+    _clean(drift, 30, 5.0)
+    [again] = drift.step(5.0, {"mapping": ["SO-3"]})
+    assert again.new_to_flow
+
+
+def test_reference_data_is_recognised_however_the_sender_writes_it():
+    for written in ("Master-Data-Missing", "MAPPING", " mapping "):
+        [found] = _new_category_drift(25).step(5.0, {written: ["INV-1"]})
+        assert found.new_to_flow and found.category == written

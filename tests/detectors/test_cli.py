@@ -61,6 +61,11 @@ def test_detect_series_writes_one_row_per_input_row(tmp_path):
             + "".join(f"2024-01-01T00:00:00.{i * 10:03d},1\n" for i in range(30)),
             "the rows are 10 ms apart; series are judged at one row a second or coarser",
         ),
+        # a negative rate was scored 0 without a word
+        (
+            "timestamp,value\n2024-01-01T00:00,0.01\n2024-01-01T01:00,-0.2\n",
+            "data row 2 has a negative error rate (-0.2); a rate of failures is zero or more",
+        ),
         # pandas said "EOF inside string starting at row 2"
         (
             'timestamp,value\n2024-01-01,1\n2024-01-02,"2\n2024-01-03,3\n',
@@ -74,6 +79,13 @@ def test_detect_series_rejects_bad_input(tmp_path, content, message):
     assert result.exit_code == 2
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_negative_value_is_a_latency_series_own_business(tmp_path):
+    # latency takes any metric (NAB's generic series go through it), so no sign is refused
+    path = write(tmp_path, "timestamp,value\n2024-01-01T00:00,-3\n2024-01-01T01:00,-2\n")
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 0, result.output
 
 
 def test_detect_series_missing_file_and_unknown_kind(tmp_path):

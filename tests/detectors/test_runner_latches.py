@@ -67,10 +67,31 @@ def test_one_missing_master_record_on_a_flow_that_never_had_one_opens_at_once():
     [onset] = [seen for seen in onsets if seen.kind == EXCEPTION_CATEGORY]
     assert onset.signal == "category:master_data_missing"
     assert onset.detail == (
-        "first master_data_missing failure on this flow in 25 hours: 1 of 45 transactions in 15 min"
+        "master_data_missing is new to this flow (no such failure outside alerts in the previous "
+        "25 hours): 1 of 45 transactions in 15 min"
     )
     # a validation failure, common on this flow, is no news however rare it is this hour
     onsets, _ = series.step(
         Minute(calls=3, transactions=3, failed=1, categories={"validation": ["INV-Y"]})
     )
     assert [seen for seen in onsets if seen.kind == EXCEPTION_CATEGORY] == []
+
+
+def test_a_restart_reopens_the_alarm_of_the_alert_s_category():
+    # the generic latch opened instead, and the category's failures were learned as usual
+    from detectors.runner import EXCEPTION_CATEGORY, Minute, SeriesState
+
+    series = SeriesState("order-to-cash.order-submit", "erp")
+    for _ in range(25 * 60):
+        series.step(Minute(calls=3, transactions=3))
+    series.mark_open([EXCEPTION_CATEGORY], "category:mapping")
+    kind, latch = series.latches["category:mapping"]
+    assert kind == EXCEPTION_CATEGORY and latch.is_open
+    before = (
+        series.categories._week_failures["mapping"] + series.categories._hour_failures["mapping"]
+    )
+    series.step(Minute(calls=3, transactions=3, failed=1, categories={"mapping": ["SO-7"]}))
+    after = (
+        series.categories._week_failures["mapping"] + series.categories._hour_failures["mapping"]
+    )
+    assert after == before  # in alarm: not learned

@@ -181,6 +181,9 @@ def test_judgement_of_a_short_simulated_run_with_planned_incidents(tmp_path):
     text = format_judgement(judgement)
     assert len(re.findall(r"caught after \d+\.\d\d min", text)) == 2
     assert not re.search(r"\d+\.\d min|\d+\.\d{3,} min", text)
+    # an in-time verdict names its deadline: a dropped event caught after 35 min is in time
+    assert f"(in time, deadline {dropped.deadline_minutes:g})" in text
+    assert "(in time, deadline 5)" in text
 
 
 def test_a_run_without_incidents_says_that_only_false_alerts_were_judged():
