@@ -212,21 +212,34 @@ class CategoryDrift:
                 found = self._window_score(category, rate, call_rate, minutes[-window:], window)
                 if found is not None and (best is None or found.score > best.score):
                     best = found
-            if best is None and self._is_new(category):
-                best = self._window_score(category, rate, call_rate, minutes, self.window, 1)
-            if best is not None and self._is_new(category):
-                best = dataclasses.replace(
-                    best,
-                    score=max(best.score, self.new_category_score),
-                    new_to_flow=True,
-                    history_hours=len(self._hours),
-                )
-                self._new_in_window[category] = {
-                    key for _, _, failed in minutes for key in failed.get(category, ())
-                }
+            if self._is_new(category):
+                best = self._as_new(category, best, rate, call_rate, minutes)
             if best is not None:
                 scores.append(best)
         return scores
+
+    def _as_new(
+        self,
+        category: str,
+        best: CategoryScore | None,
+        rate: float,
+        call_rate: float,
+        minutes: list[tuple[float, float, Mapping[str, Collection[str]]]],
+    ) -> CategoryScore | None:
+        """The window's evidence about a category new to the flow (one failure is enough),
+        scored at least ``new_category_score``; its failed transactions are remembered."""
+        found = best or self._window_score(category, rate, call_rate, minutes, self.window, 1)
+        if found is None or self.new_category_score is None:
+            return found
+        self._new_in_window[category] = {
+            key for _, _, failed in minutes for key in failed.get(category, ())
+        }
+        return dataclasses.replace(
+            found,
+            score=max(found.score, self.new_category_score),
+            new_to_flow=True,
+            history_hours=len(self._hours),
+        )
 
     def _is_new(self, category: str) -> bool:
         """A reference-data category the flow has not shown in a day or more of history."""
