@@ -48,7 +48,8 @@ Reference data is the exception to "one alone never alerts". A ``mapping`` or
 an item), and every document referring to it fails until someone adds it. With
 ``new_category_score`` set, the first failure of such a category on a flow that has not shown it
 in its history (at least ``NEW_CATEGORY_HOURS``, at most the week) scores at least that much:
-the runner passes its threshold, so the alarm opens at once. That failure stays learned unless
+the runner passes its threshold, so the alarm opens at once. Within six hours of an alarm on
+the category, a failure is the incident's tail, not news. The failure stays learned unless
 another transaction fails the same way while the alarm is open (then all belong to the
 incident, as they do at once when two failed in the opening window); otherwise every one-off
 would leave the category new and alert again. Names are compared as :func:`reference_name`
@@ -85,6 +86,8 @@ IGNORED = frozenset({"duplicate"})
 REFERENCE_DATA = frozenset({"mapping", "master_data_missing"})
 # a category is new to a flow only once the flow has this much history without it
 NEW_CATEGORY_HOURS = 24
+# nor within this many minutes of an alarm on it: late failures are the incident's tail
+NEW_CATEGORY_QUIET_MINUTES = 6 * 60
 
 
 def reference_name(category: str) -> str:
@@ -158,6 +161,9 @@ class CategoryDrift:
         self._hour_index = 0
         # categories new to the flow in the latest window, with their failed transactions
         self._new_in_window: dict[str, set[str]] = {}
+        # minutes scored, and the last of them on which each category was in alarm
+        self._minutes_stepped = 0
+        self._last_in_alarm: dict[str, int] = {}
         # per new category in alarm, the hours its first failure was learned into
         self._unconfirmed: dict[str, tuple[list[tuple[int, int]], set[str]]] = {}
 
@@ -184,6 +190,9 @@ class CategoryDrift:
         teach itself as the usual rate."""
         failures = self._judged(failures)
         self._recent.append((transactions, calls, failures))
+        self._minutes_stepped += 1
+        for category in unlearned:
+            self._last_in_alarm[category] = self._minutes_stepped
         scores = self._score()
         self._confirm_new_categories(failures, unlearned)
         kept = {c: keys for c, keys in failures.items() if c not in unlearned}
@@ -242,13 +251,16 @@ class CategoryDrift:
         )
 
     def _is_new(self, category: str) -> bool:
-        """A reference-data category the flow has not shown in a day or more of history."""
+        """A reference-data category the flow has not shown in a day or more of history, nor
+        in alarm for ``NEW_CATEGORY_QUIET_MINUTES``."""
         return (
             self.new_category_score is not None
             and reference_name(category) in self.reference_data
             and len(self._hours) >= NEW_CATEGORY_HOURS
             and self._week_failures[category] <= 0
             and self._hour_failures[category] <= 0
+            and self._minutes_stepped - self._last_in_alarm.get(category, -math.inf)
+            > NEW_CATEGORY_QUIET_MINUTES
         )
 
     def _window_score(

@@ -573,8 +573,10 @@ class DetectorRunner:
         money = values.money_at_risk
         top_error = values.top_error
         if strongest.kind == EXCEPTION_CATEGORY:
+            # another category's error would send the reader the wrong way: without one of
+            # this category this minute, the quote stays as it was
             category = strongest.signal.split(":", 1)[1]
-            top_error = values.category_errors.get(category, top_error)
+            top_error = values.category_errors.get(category, "")
         if strongest.kind in FINDING_KINDS:
             # the minute's most frequent error is some other transaction's: quote the finding,
             # and leave the quote as it is in the minutes that found nothing new

@@ -171,6 +171,14 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_is_named(cls, value: object) -> object:
+        # Path("") is the working folder: an empty variable would scatter a store there
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"is empty; name a folder, e.g. {DEFAULT_DATA_DIR}")
+        return value
+
     @field_validator("database")
     @classmethod
     def _database_is_identifier(cls, value: str) -> str:

@@ -274,3 +274,13 @@ def test_a_ctrl_c_while_the_command_line_loads_ends_quietly_with_130(monkeypatch
         main()
     assert ended.value.code == 130
     assert capsys.readouterr().err == ""
+
+
+def test_an_empty_data_directory_variable_is_refused(monkeypatch, tmp_path: Path):
+    # Path("") is the working folder: the store, spool and lock were scattered there
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEAMWATCH_DATA_DIR", "")
+    result = runner.invoke(app, ["detectors"])
+    assert result.exit_code == 2
+    assert "data_dir (SEAMWATCH_DATA_DIR) = '': is empty; name a folder" in result.output
+    assert list(tmp_path.iterdir()) == []

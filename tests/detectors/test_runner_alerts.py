@@ -225,3 +225,22 @@ def test_a_duplicate_posting_alert_quotes_the_finding_not_the_minutes_errors(sto
         assert alert.top_error == (
             "1 billing.invoice-post transaction(s) posted twice to erp: INV-1; amount 100.50"
         )
+
+
+def test_a_category_alert_keeps_its_quote_through_minutes_without_its_category(store):
+    # a minute of 429s alone once replaced a mapping alert's quote with "429 Too Many Requests"
+    spans = []
+    burst_end = CLEAN_MINUTES * 4 + BURST_MINUTES
+    for minute in range(CLEAN_MINUTES * 4):
+        spans += _categorised(minute, 0)
+    for minute in range(CLEAN_MINUTES * 4, burst_end):
+        spans += _categorised(minute, 1)
+    for minute in range(burst_end, burst_end + 3):
+        spans += _categorised(minute, 0)
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+
+    DetectorRunner(store).catch_up(START + timedelta(minutes=burst_end + 3))
+
+    [alert] = list_alerts(store, load_severity(), "open")
+    assert alert["signal"] == "category:mapping"
+    assert alert["top_error"] == "unmapped tax code DE-RC"
