@@ -358,7 +358,11 @@ def _alert_cells(alert: dict[str, Any]) -> list[str]:
     # the kind that opened the alert, and how many joined it (the full list is in --json):
     # the joined names cut to the column's width read as a kind of their own
     joined = [kind for kind in alert["kinds"] if kind != alert["kind"]]
-    kinds = alert["kind"] + (f" +{len(joined)}" if joined else "")
+    opening = alert["kind"]
+    signal = str(alert.get("signal") or "")
+    if opening == "exception_category" and signal.startswith("category:"):
+        opening = signal  # which category: what an on-call reader needs first
+    kinds = opening + (f" +{len(joined)}" if joined else "")
     return [
         alert["alert_id"],
         _cut(alert["flow"], FLOW_WIDTH),

@@ -237,6 +237,13 @@ def test_the_table_names_the_opening_kind_and_counts_the_joined_ones():
     assert "+er" not in row
 
 
+def test_a_category_alert_names_its_category():
+    # the table said "exception_category" and left the reader to guess which one
+    alert = _listed_alert(kinds=["exception_category", "error_rate"], signal="category:mapping")
+    row = format_alerts([alert]).splitlines()[1]
+    assert " category:mapping +1 " in row
+
+
 def test_a_flow_name_too_long_for_its_column_ends_with_an_ellipsis():
     alert = _listed_alert(flow="order-to-cash.order-submit-very-long-name")
     row = format_alerts([alert]).splitlines()[1]
