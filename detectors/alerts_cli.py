@@ -49,7 +49,7 @@ from seamwatch.api import ApiError, ApiRefused
 from seamwatch.api_server import ApiServer, ApiServerError
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
-from seamwatch.settings import Settings, SettingsError, load_settings
+from seamwatch.settings import Settings, SettingsError, load_settings, store_folder
 from seamwatch.times import readable_utc, table_time
 from storage import Store, StoreError, open_store
 from storage.embedded import holds_a_store
@@ -60,7 +60,9 @@ BAD_INPUT_EXIT = 2
 STORE_EXIT = 1
 INTERRUPTED_EXIT = 130  # as a shell reports a command ended by Ctrl-C
 
-DataDirOption = typer.Option(None, "--data-dir", help="Embedded store directory.")
+DataDirOption = typer.Option(
+    None, "--data-dir", parser=store_folder, help="Embedded store directory."
+)
 ClickHouseOption = typer.Option(None, "--clickhouse-url", help="ClickHouse server URL.")
 SeverityOption = typer.Option(
     None,

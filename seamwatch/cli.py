@@ -9,7 +9,7 @@ import typer
 
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
-from seamwatch.settings import SettingsError, load_settings
+from seamwatch.settings import SettingsError, load_settings, store_folder
 from storage import StoreError
 
 app = typer.Typer(
@@ -31,7 +31,10 @@ _DEFAULT_DEMO_SEED = 7
 _DEFAULT_BACKFILL = "7d"
 
 DataDirOption = typer.Option(
-    None, "--data-dir", help="Embedded store directory [env SEAMWATCH_DATA_DIR; default .seamwatch]"
+    None,
+    "--data-dir",
+    parser=store_folder,
+    help="Embedded store directory [env SEAMWATCH_DATA_DIR; default .seamwatch]",
 )
 ClickHouseOption = typer.Option(
     None,

@@ -44,6 +44,16 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message says which and why."""
 
 
+def store_folder(text: str) -> Path:
+    """A ``--data-dir`` value as a path; an empty one is refused rather than read as the
+    working folder, where the store, spool and lock would be scattered."""
+    if not text.strip():
+        import typer  # a usage error of the command line, not a settings one
+
+        raise typer.BadParameter(f"it is empty; name a folder, e.g. {DEFAULT_DATA_DIR}")
+    return Path(text)
+
+
 class Settings(BaseSettings):
     """Every tunable of Seamwatch. Environment variables carry the ``SEAMWATCH_`` prefix."""
 

@@ -97,13 +97,16 @@ def ensure_ports_free(settings: Settings, *, receivers: bool, dashboard: bool) -
                 "SEAMWATCH_DASHBOARD_PORT",
             )
         )
-    for listener in listeners:
-        _ensure_port_free(listener)
+    # every taken port at once: one at a time took a user three tries
+    problems = [problem for problem in map(_port_problem, listeners) if problem]
+    if problems:
+        raise PortInUse("\n".join(problems))
 
 
-def _ensure_port_free(listener: _Listener) -> None:
+def _port_problem(listener: _Listener) -> str | None:
+    """Why ``listener`` cannot listen on its port, or None when it can."""
     if listener.port == 0:  # the system picks a free one
-        return
+        return None
     family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # as the servers bind: a port left in TIME_WAIT by a stopped process is free
@@ -111,7 +114,8 @@ def _ensure_port_free(listener: _Listener) -> None:
         try:
             probe.bind((listener.host, listener.port))
         except OSError as exc:
-            raise PortInUse(_port_message(listener, exc)) from exc
+            return _port_message(listener, exc)
+    return None
 
 
 def _port_message(listener: _Listener, exc: OSError) -> str:

@@ -204,6 +204,22 @@ def test_a_taken_receiver_port_stops_up_before_the_store_is_opened(tmp_path: Pat
     assert not (tmp_path / "d").exists()
 
 
+def test_every_taken_port_is_named_at_once(tmp_path: Path):
+    # they were reported one at a time: three tries to find the three taken ports
+    with _taken_port() as http_port, _taken_port() as grpc_port:
+        result = _collector_alone(
+            tmp_path, "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port)
+        )
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(
+        f"Error: The OTLP/HTTP receiver cannot listen on 127.0.0.1:{http_port}"
+    )
+    assert lines[1].startswith(f"The OTLP/gRPC receiver cannot listen on 127.0.0.1:{grpc_port}")
+    assert not (tmp_path / "data").exists()
+
+
 @contextmanager
 def _taken_port() -> Iterator[int]:
     """A loopback port another socket listens on."""
@@ -283,4 +299,14 @@ def test_an_empty_data_directory_variable_is_refused(monkeypatch, tmp_path: Path
     result = runner.invoke(app, ["detectors"])
     assert result.exit_code == 2
     assert "data_dir (SEAMWATCH_DATA_DIR) = '': is empty; name a folder" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["up"], ["alerts"], ["lineage", "SO-1"], ["collector"]])
+def test_an_empty_data_directory_option_is_refused(monkeypatch, tmp_path: Path, command):
+    # typed as a path, "" became the working folder before the settings could see it
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [*command, "--data-dir", ""])
+    assert result.exit_code == 2
+    assert "Invalid value for '--data-dir': it is empty; name a folder" in result.output
     assert list(tmp_path.iterdir()) == []
