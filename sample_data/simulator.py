@@ -315,10 +315,10 @@ def run(
     processor = ReleasingBatchProcessor(exporter)
     simulation = Simulation(config, ServiceTracers(config.seed, processor), start_ns, end_ns)
     logger.info(
-        "Simulating from %s for %s at speed %s to %s",
+        "Simulating from %s for %s, %s, to %s",
         start.isoformat(),
         config.duration or "ever",
-        "live" if config.live else config.speed,
+        _pace(config, start),
         destination,
     )
     wall_start = time.monotonic()
@@ -398,6 +398,17 @@ def _progress(
         incidents=len(simulation.labelled) + len(simulation.book.active_incidents),
         wall_seconds=wall,
     )
+
+
+def _pace(config: SimulationConfig, start: datetime) -> str:
+    """How fast simulated time runs, in words for the log."""
+    if config.live:
+        if start < datetime.now(UTC) - timedelta(seconds=1):
+            return "as fast as possible until it reaches the present, then in real time"
+        return "in real time"
+    if math.isinf(config.speed) or config.speed == 0:
+        return "as fast as possible"
+    return f"{config.speed:g} times as fast as the clock"
 
 
 def run_demo(

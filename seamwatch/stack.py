@@ -412,7 +412,10 @@ class _ProgressLog:
         elif not self._live:
             self._live = True
             # spans are sent in batches behind the simulation: count what it generated
-            logger.info(
-                "Backfill done: %d spans generated; the simulator now runs in real time",
-                progress.spans_emitted,
-            )
+            if progress.spans_emitted:
+                logger.info(
+                    "Backfill done: %d spans generated; the simulator now runs in real time",
+                    progress.spans_emitted,
+                )
+            else:  # a restart right after the stored history: nothing was missing
+                logger.info("Nothing to backfill; the simulator now runs in real time")

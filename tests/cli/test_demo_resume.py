@@ -68,3 +68,15 @@ def test_a_quick_backfill_reports_the_spans_it_generated(caplog):
     assert caplog.messages == [
         "Backfill done: 1880 spans generated; the simulator now runs in real time"
     ]
+
+
+def test_a_restart_with_nothing_to_backfill_says_so(caplog):
+    # it logged "Backfill done: 0 spans generated" when the store already held the history
+    from sample_data.simulator import SimProgress
+    from seamwatch.stack import _ProgressLog
+
+    now = datetime.now(UTC)
+    progress = SimProgress(now, now, None, 0, 0, 0, 0, 0, 0.1)
+    with caplog.at_level("INFO", logger="seamwatch.stack"):
+        _ProgressLog()(progress)
+    assert caplog.messages == ["Nothing to backfill; the simulator now runs in real time"]
