@@ -47,9 +47,10 @@ from detectors.severity import (
 from seamwatch.access import act, answer
 from seamwatch.api import ApiError, ApiRefused
 from seamwatch.api_server import ApiServer, ApiServerError
+from seamwatch.cli_options import data_dir_option
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
-from seamwatch.settings import Settings, SettingsError, load_settings, store_folder
+from seamwatch.settings import Settings, SettingsError, load_settings
 from seamwatch.times import readable_utc, table_time
 from storage import Store, StoreError, open_store
 from storage.embedded import holds_a_store
@@ -60,9 +61,7 @@ BAD_INPUT_EXIT = 2
 STORE_EXIT = 1
 INTERRUPTED_EXIT = 130  # as a shell reports a command ended by Ctrl-C
 
-DataDirOption = typer.Option(
-    None, "--data-dir", parser=store_folder, help="Embedded store directory."
-)
+DataDirOption = data_dir_option()
 ClickHouseOption = typer.Option(None, "--clickhouse-url", help="ClickHouse server URL.")
 SeverityOption = typer.Option(
     None,

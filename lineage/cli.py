@@ -17,8 +17,8 @@ from typing import Any
 import typer
 
 from lineage import report
+from seamwatch.cli_options import data_dir_option
 from seamwatch.durations import parse_duration
-from seamwatch.settings import store_folder
 
 BAD_INPUT_EXIT = 2
 STORE_EXIT = 1
@@ -76,9 +76,7 @@ def lineage_command(
     correlation_id: str | None = typer.Option(None, "--correlation-id", help="Correlation id."),
     trace_id: str | None = typer.Option(None, "--trace-id", help="Trace id (32 hex digits)."),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON."),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", parser=store_folder, help="Embedded store directory."
-    ),
+    data_dir: Path | None = data_dir_option(),
 ) -> None:
     """Every hop of one business transaction across its traces, with where it failed."""
     from lineage.lookup import LineageQuery, LineageQueryError, lineage
@@ -107,9 +105,7 @@ def reconcile_command(
     until: str | None = typer.Option(None, "--until", help="End of the window [now]."),
     target: str = typer.Option("erp", "--target", help="System of record to reconcile with."),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON."),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", parser=store_folder, help="Embedded store directory."
-    ),
+    data_dir: Path | None = data_dir_option(),
 ) -> None:
     """Dropped events, duplicate postings, missing master data and failures, by business key."""
     from lineage.reconcile import ReconcileError, Window, reconcile

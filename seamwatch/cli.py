@@ -7,9 +7,10 @@ from pathlib import Path
 
 import typer
 
+from seamwatch.cli_options import data_dir_option
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
-from seamwatch.settings import SettingsError, load_settings, store_folder
+from seamwatch.settings import SettingsError, load_settings
 from storage import StoreError
 
 app = typer.Typer(
@@ -30,11 +31,8 @@ app = typer.Typer(
 _DEFAULT_DEMO_SEED = 7
 _DEFAULT_BACKFILL = "7d"
 
-DataDirOption = typer.Option(
-    None,
-    "--data-dir",
-    parser=store_folder,
-    help="Embedded store directory [env SEAMWATCH_DATA_DIR; default .seamwatch]",
+DataDirOption = data_dir_option(
+    "Embedded store directory [env SEAMWATCH_DATA_DIR; default .seamwatch]"
 )
 ClickHouseOption = typer.Option(
     None,

@@ -40,18 +40,12 @@ DEFAULT_MASKED_KEYS = (
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
+# Path("") is the working folder, where an empty setting would scatter a store
+EMPTY_DATA_DIR = f"is empty; name a folder, e.g. {DEFAULT_DATA_DIR}"
+
+
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message says which and why."""
-
-
-def store_folder(text: str) -> Path:
-    """A ``--data-dir`` value as a path; an empty one is refused rather than read as the
-    working folder, where the store, spool and lock would be scattered."""
-    if not text.strip():
-        import typer  # a usage error of the command line, not a settings one
-
-        raise typer.BadParameter(f"it is empty; name a folder, e.g. {DEFAULT_DATA_DIR}")
-    return Path(text)
 
 
 class Settings(BaseSettings):
@@ -184,9 +178,8 @@ class Settings(BaseSettings):
     @field_validator("data_dir", mode="before")
     @classmethod
     def _data_dir_is_named(cls, value: object) -> object:
-        # Path("") is the working folder: an empty variable would scatter a store there
         if isinstance(value, str) and not value.strip():
-            raise ValueError(f"is empty; name a folder, e.g. {DEFAULT_DATA_DIR}")
+            raise ValueError(EMPTY_DATA_DIR)
         return value
 
     @field_validator("database")
