@@ -9,12 +9,18 @@ import typer
 
 from seamwatch.settings import EMPTY_DATA_DIR
 
+BAD_INPUT_EXIT = 2  # as every command exits on an option to correct
+
 
 def store_folder(text: str) -> Path:
     """A ``--data-dir`` value as a path; an empty one is refused rather than read as the
-    working folder, where the store, spool and lock would be scattered."""
+    working folder, where the store, spool and lock would be scattered.
+
+    The refusal is one ``Error:`` line, as for every other option to correct: the command
+    line library's own refusal would print its usage lines above it."""
     if not text.strip():
-        raise typer.BadParameter(f"it {EMPTY_DATA_DIR}")
+        typer.echo(f"Error: --data-dir {EMPTY_DATA_DIR}, or leave the option out.", err=True)
+        raise typer.Exit(BAD_INPUT_EXIT)
     return Path(text)
 
 
