@@ -106,12 +106,11 @@ def _require_store(settings: Settings) -> None:
 
 
 def _what_is_at(data_dir: Path) -> str:
-    """What stands where a store was expected, e.g. ``no data directory at /x``."""
+    """What stands where a store was expected, e.g. ``no data directory at /x`` (a file there
+    is refused with the settings)."""
     where = data_dir.absolute()
     if data_dir.is_dir():
         return f"no Seamwatch store at {where}"
-    if data_dir.exists():
-        return f"{where} is a file, not a data directory"
     return f"no data directory at {where}"
 
 

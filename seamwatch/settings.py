@@ -42,6 +42,10 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 # Path("") is the working folder, where an empty setting would scatter a store
 EMPTY_DATA_DIR = f"is empty; name a folder, e.g. {DEFAULT_DATA_DIR}"
+# A folder setting that names a regular file is a value to correct, refused with the others
+# before anything starts, so every command exits as it does on a bad option.
+FILE_AS_DATA_DIR = "is a file, not a folder; name a folder for the store"
+FILE_AS_SPOOL_DIR = "is a file, not a folder; name a folder, or unset it to spool in the data dir"
 
 
 class SettingsError(ValueError):
@@ -54,7 +58,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEAMWATCH_", extra="ignore")
 
     data_dir: Path = Field(
-        DEFAULT_DATA_DIR, description="Directory of the embedded ClickHouse store (chDB)."
+        DEFAULT_DATA_DIR,
+        description="Directory of the embedded ClickHouse store (chDB).",
+        validate_default=True,  # a file named .seamwatch is refused like one named by a flag
     )
     clickhouse_url: str | None = Field(
         None,
@@ -182,6 +188,16 @@ class Settings(BaseSettings):
             raise ValueError(EMPTY_DATA_DIR)
         return value
 
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_is_no_file(cls, value: Path) -> Path:
+        return _no_file(value, FILE_AS_DATA_DIR)
+
+    @field_validator("spool_dir")
+    @classmethod
+    def _spool_dir_is_no_file(cls, value: Path | None) -> Path | None:
+        return value if value is None else _no_file(value, FILE_AS_SPOOL_DIR)
+
     @field_validator("database")
     @classmethod
     def _database_is_identifier(cls, value: str) -> str:
@@ -247,6 +263,13 @@ class Settings(BaseSettings):
         return f"Settings({shown})"
 
 
+def _no_file(folder: Path, problem: str) -> Path:
+    """``folder``, unless a regular file stands there (a folder to create is fine)."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(problem)
+    return folder
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment plus explicit overrides (flags; None means unset).
 
@@ -274,5 +297,7 @@ def _describe(exc: ValidationError) -> str:
         if name in _SECRET_SETTINGS:  # never echo a secret, even a wrong one
             lines.append(f"{name} ({env}): {problem}")
             continue
-        lines.append(f"{name} ({env}) = {error.get('input')!r}: {problem}")
+        value = error.get("input")
+        shown = str(value) if isinstance(value, Path) else value  # a flag's path, as typed
+        lines.append(f"{name} ({env}) = {shown!r}: {problem}")
     return "Invalid settings:\n  " + "\n  ".join(lines)

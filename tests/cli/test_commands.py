@@ -160,11 +160,15 @@ def _collector_alone(tmp_path: Path, *arguments: str, **environment: str):
 
 def test_a_spool_directory_that_is_a_file_is_one_clear_line(tmp_path: Path):
     (tmp_path / "not-a-folder").write_text("")
+    # a setting to correct, so exit code 2 as for any other, not 1 (the machine in the way)
     result = _collector_alone(tmp_path, SEAMWATCH_SPOOL_DIR=str(tmp_path / "not-a-folder"))
-    assert result.returncode == 1
-    output = result.stderr + result.stdout
-    assert "not-a-folder': it is a file, not a directory. Set SEAMWATCH_SPOOL_DIR" in output
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "Error: Invalid settings:",
+        f"  spool_dir (SEAMWATCH_SPOOL_DIR) = '{tmp_path / 'not-a-folder'}': is a file, not a "
+        "folder; name a folder, or unset it to spool in the data dir",
+    ]
+    assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.parametrize(
@@ -300,6 +304,14 @@ def test_an_empty_data_directory_variable_is_refused(monkeypatch, tmp_path: Path
     assert result.exit_code == 2
     assert "data_dir (SEAMWATCH_DATA_DIR) = '': is empty; name a folder" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_where_the_default_data_directory_goes_is_a_settings_error(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".seamwatch").write_text("notes")
+    result = runner.invoke(app, ["detectors", "--once"])
+    assert result.exit_code == 2
+    assert "data_dir (SEAMWATCH_DATA_DIR) = '.seamwatch': is a file, not a folder" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -366,12 +366,20 @@ def test_a_typical_alerts_table_fits_a_terminal():
     assert "opened (UTC)" in lines[0] and "2025-03-03 13:23" in lines[1]
 
 
-def test_a_data_dir_that_is_a_file_is_named_as_such(cli, tmp_path):
+@pytest.mark.parametrize(
+    "command", [["alerts"], ["alerts", "silences"], ["detectors", "--once"], ["up"], ["collector"]]
+)
+def test_a_data_dir_that_is_a_file_is_named_as_such(cli, tmp_path, command):
+    # 'up' exited 1 on it, as if the machine stood in the way, where 'alerts' exited 2
     regular = tmp_path / "store.txt"
     regular.write_text("not a store")
-    result = cli.invoke(app, ["alerts", "--data-dir", str(regular)])
+    result = cli.invoke(app, [*command, "--data-dir", str(regular)])
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"Error: {regular} is a file, not a data directory")
+    assert result.stderr.splitlines() == [
+        "Error: Invalid settings:",
+        f"  data_dir (SEAMWATCH_DATA_DIR) = '{regular}': is a file, not a folder; name a "
+        "folder for the store",
+    ]
     assert regular.read_text() == "not a store"
 
 
