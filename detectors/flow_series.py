@@ -18,12 +18,15 @@ without stages), and ``failed_categories``, the distinct (exception category, tr
 pairs of the minute's failed spans, each as ``category + "\\x1f" + transaction`` (an array of
 tuples does not convert to a data frame reliably). ``category_errors`` holds a few distinct
 ``category + "\\x1f" + message`` pairs, so an alert on one category quotes an error of that
-category rather than the minute's most frequent one.
+category rather than the minute's most frequent one. The category is written with ``%`` and
+the separator percent-encoded, so a category name holding ``\\x1f`` itself (span attributes
+are free text) still splits at the right place; :func:`split_category` reads a pair back.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import unquote
 
 import pandas as pd
 
@@ -33,6 +36,8 @@ from storage import Store
 MIN_LATENCY_SPANS = 3
 # Separates the category from the transaction in ``failed_categories`` (ASCII unit separator).
 CATEGORY_SEPARATOR = "\x1f"
+# The category as written before the separator: "%" and the separator percent-encoded.
+_CATEGORY_WRITTEN = "replaceAll(replaceAll(category, '%', '%25'), char(31), '%1F')"
 
 SERIES_COLUMNS = (
     "minute",
@@ -71,10 +76,10 @@ SELECT
     arraySum(pair -> pair.2, groupUniqArrayIf((transaction, amount), is_error)) AS money_at_risk,
     arrayStringConcat(topKIf(1)(StatusMessage, is_error), '') AS top_error,
     groupArrayIf(Duration / 1e6, is_posting_call) AS post_durations_ms,
-    groupUniqArrayIf(concat(category, char(31), transaction), category != '')
+    groupUniqArrayIf(concat({category}, char(31), transaction), category != '')
         AS failed_categories,
     groupUniqArrayIf({errors_kept})(
-        concat(category, char(31), StatusMessage), category != '' AND StatusMessage != ''
+        concat({category}, char(31), StatusMessage), category != '' AND StatusMessage != ''
     ) AS category_errors
 FROM (
     SELECT
@@ -114,8 +119,10 @@ def read_minutes(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
 
     ``minute`` is a naive UTC timestamp; minutes without spans have no row.
     """
-    sql = _MINUTES_SQL.replace("{traces}", store.table("otel_traces")).replace(
-        "{errors_kept}", str(CATEGORY_ERRORS_KEPT)
+    sql = (
+        _MINUTES_SQL.replace("{traces}", store.table("otel_traces"))
+        .replace("{errors_kept}", str(CATEGORY_ERRORS_KEPT))
+        .replace("{category}", _CATEGORY_WRITTEN)
     )
     frame = store.query_df(sql, {"start": _naive(start), "end": _naive(end)})
     if frame.empty:
@@ -124,6 +131,13 @@ def read_minutes(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
     too_few = frame["posting_calls"] < MIN_LATENCY_SPANS
     frame.loc[too_few, ["p50_ms", "p95_ms"]] = float("nan")
     return frame
+
+
+def split_category(pair: str) -> tuple[str, str]:
+    """A ``failed_categories`` or ``category_errors`` item as (category, transaction or
+    message); the category is decoded, the part after the separator taken as it is."""
+    category, _, rest = pair.partition(CATEGORY_SEPARATOR)
+    return unquote(category), rest
 
 
 def data_bounds(store: Store) -> tuple[datetime, datetime] | None:

@@ -41,7 +41,7 @@ import pyarrow as pa
 from detectors.alarm import HysteresisAlarm
 from detectors.category_drift import CategoryDrift, CategoryScore
 from detectors.error_rate import ErrorRateDriftDetector
-from detectors.flow_series import CATEGORY_SEPARATOR, data_bounds, read_minutes
+from detectors.flow_series import data_bounds, read_minutes, split_category
 from detectors.latency_shift import LatencyShiftTest
 from detectors.lifecycle import Alert, AlertBook, Signal
 from detectors.posting_watch import (
@@ -346,7 +346,7 @@ def category_counts(pairs: Any) -> dict[str, list[str]]:
         return {}
     failed: dict[str, list[str]] = {}
     for pair in pairs:
-        category, _, transaction = str(pair).partition(CATEGORY_SEPARATOR)
+        category, transaction = split_category(str(pair))
         failed.setdefault(category, []).append(transaction)
     return failed
 
@@ -358,7 +358,7 @@ def category_messages(pairs: Any) -> dict[str, str]:
         return {}
     messages: dict[str, str] = {}
     for pair in sorted((str(pair) for pair in pairs), key=lambda text: (len(text), text)):
-        category, _, message = pair.partition(CATEGORY_SEPARATOR)
+        category, message = split_category(pair)
         messages.setdefault(category, message)
     return messages
 

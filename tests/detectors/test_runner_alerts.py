@@ -19,8 +19,9 @@ from detectors.alert_actions import (
     list_alerts,
 )
 from detectors.alerts_api import routes
+from detectors.flow_series import read_minutes
 from detectors.posting_watch import DUPLICATE_POSTING, Finding
-from detectors.runner import DetectorRunner, Minute
+from detectors.runner import DetectorRunner, Minute, category_counts, category_messages
 from detectors.severity import load_severity
 from seamwatch.cli import app
 from seamwatch.times import utc_text
@@ -171,11 +172,12 @@ def test_an_empty_list_says_which_alerts_there_are_none_of():
     assert format_alerts([], "all") == "No alerts."
 
 
-def _categorised(minute: int, mapping: int) -> list[dict]:
-    """Six postings; two rate-limited every minute (usual here), then ``mapping`` failures."""
+def _categorised(minute: int, mapping: int, name: str = "mapping") -> list[dict]:
+    """Six postings; two rate-limited every minute (usual here), then ``mapping`` failures
+    (of category ``name``)."""
     spans = _spans(minute, 6, 2 + mapping)
     for i, span in enumerate(spans[: 2 + mapping]):
-        category = "rate_limit" if i < 2 else "mapping"
+        category = "rate_limit" if i < 2 else name
         span["StatusMessage"] = "429 Too Many Requests" if i < 2 else "unmapped tax code DE-RC"
         span["attributes"]["integration.exception.category"] = category
     return spans
@@ -243,4 +245,43 @@ def test_a_category_alert_keeps_its_quote_through_minutes_without_its_category(s
 
     [alert] = list_alerts(store, load_severity(), "open")
     assert alert["signal"] == "category:mapping"
+    assert alert["top_error"] == "unmapped tax code DE-RC"
+
+
+UNIT_SEPARATOR = "\x1f"
+
+
+def test_category_names_holding_the_unit_separator_are_read_whole(store):
+    # the minutes carry "category \x1f transaction" items: "tax\x1fcode" was read as "tax"
+    names = [f"tax{UNIT_SEPARATOR}code", "100%", "%1F", f"{UNIT_SEPARATOR}lead"]
+    spans = _spans(0, len(names), len(names))
+    for name, span in zip(names, spans, strict=True):
+        span["attributes"]["integration.exception.category"] = name
+        span["StatusMessage"] = f"failed{UNIT_SEPARATOR}{name}"
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+
+    [minute] = read_minutes(store, START, START + timedelta(minutes=1)).to_dict("records")
+
+    keys = [span["attributes"]["business.key"] for span in spans]
+    assert category_counts(minute["failed_categories"]) == {
+        name: [key] for name, key in zip(names, keys, strict=True)
+    }
+    assert category_messages(minute["category_errors"]) == {
+        name: f"failed{UNIT_SEPARATOR}{name}" for name in names
+    }
+
+
+def test_a_category_alert_names_a_category_holding_the_unit_separator(store):
+    name = f"vendor{UNIT_SEPARATOR}mapping"
+    spans = []
+    for minute in range(CLEAN_MINUTES * 4):
+        spans += _categorised(minute, 0, name)
+    for minute in range(CLEAN_MINUTES * 4, CLEAN_MINUTES * 4 + BURST_MINUTES):
+        spans += _categorised(minute, 1, name)
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+
+    DetectorRunner(store).catch_up(START + timedelta(minutes=CLEAN_MINUTES * 4 + BURST_MINUTES))
+
+    [alert] = list_alerts(store, load_severity(), "open")
+    assert alert["signal"] == f"category:{name}"
     assert alert["top_error"] == "unmapped tax code DE-RC"
