@@ -18,9 +18,12 @@ without stages), and ``failed_categories``, the distinct (exception category, tr
 pairs of the minute's failed spans, each as ``category + "\\x1f" + transaction`` (an array of
 tuples does not convert to a data frame reliably). ``category_errors`` holds a few distinct
 ``category + "\\x1f" + message`` pairs, so an alert on one category quotes an error of that
-category rather than the minute's most frequent one. The category is written with ``%`` and
-the separator percent-encoded, so a category name holding ``\\x1f`` itself (span attributes
-are free text) still splits at the right place; :func:`split_category` reads a pair back.
+category rather than the minute's most frequent one. ``failed_amounts`` holds each failed
+transaction with its amount, ``transaction + "\\x1f" + amount``, so an alert counts a
+transaction that fails again in a later minute once. The part before the separator is written
+with ``%`` and the separator percent-encoded, so a name holding ``\\x1f`` itself (span
+attributes are free text) still splits at the right place; :func:`split_pair` reads an item
+back.
 """
 
 from __future__ import annotations
@@ -34,10 +37,8 @@ from storage import Store
 
 # Fewer posting spans than this in a minute say too little about its latency: a gap.
 MIN_LATENCY_SPANS = 3
-# Separates the category from the transaction in ``failed_categories`` (ASCII unit separator).
-CATEGORY_SEPARATOR = "\x1f"
-# The category as written before the separator: "%" and the separator percent-encoded.
-_CATEGORY_WRITTEN = "replaceAll(replaceAll(category, '%', '%25'), char(31), '%1F')"
+# Separates the two parts of an item of ``failed_categories`` (ASCII unit separator).
+PAIR_SEPARATOR = "\x1f"
 
 SERIES_COLUMNS = (
     "minute",
@@ -56,6 +57,7 @@ SERIES_COLUMNS = (
     "post_durations_ms",
     "failed_categories",
     "category_errors",
+    "failed_amounts",
 )
 # Distinct (category, message) pairs kept per minute for the alerts' top error.
 CATEGORY_ERRORS_KEPT = 20
@@ -80,7 +82,9 @@ SELECT
         AS failed_categories,
     groupUniqArrayIf({errors_kept})(
         concat({category}, char(31), StatusMessage), category != '' AND StatusMessage != ''
-    ) AS category_errors
+    ) AS category_errors,
+    groupUniqArrayIf(concat({transaction}, char(31), toString(amount)), is_error)
+        AS failed_amounts
 FROM (
     SELECT
         Timestamp,
@@ -122,7 +126,8 @@ def read_minutes(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
     sql = (
         _MINUTES_SQL.replace("{traces}", store.table("otel_traces"))
         .replace("{errors_kept}", str(CATEGORY_ERRORS_KEPT))
-        .replace("{category}", _CATEGORY_WRITTEN)
+        .replace("{category}", _written("category"))
+        .replace("{transaction}", _written("transaction"))
     )
     frame = store.query_df(sql, {"start": _naive(start), "end": _naive(end)})
     if frame.empty:
@@ -133,11 +138,16 @@ def read_minutes(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
     return frame
 
 
-def split_category(pair: str) -> tuple[str, str]:
-    """A ``failed_categories`` or ``category_errors`` item as (category, transaction or
-    message); the category is decoded, the part after the separator taken as it is."""
-    category, _, rest = pair.partition(CATEGORY_SEPARATOR)
-    return unquote(category), rest
+def split_pair(item: str) -> tuple[str, str]:
+    """A ``failed_categories``, ``category_errors`` or ``failed_amounts`` item as its two
+    parts; the first is decoded, the second taken as it is."""
+    first, _, rest = item.partition(PAIR_SEPARATOR)
+    return unquote(first), rest
+
+
+def _written(column: str) -> str:
+    """SQL of ``column`` as written before the separator: ``%`` and the separator encoded."""
+    return f"replaceAll(replaceAll({column}, '%', '%25'), char(31), '%1F')"
 
 
 def data_bounds(store: Store) -> tuple[datetime, datetime] | None:

@@ -105,20 +105,30 @@ HAVING countIf(span_kind = 'Producer') > 0
 
 @dataclass
 class Finding:
-    """What one check found on one flow and target in one minute."""
+    """What one check found on one flow and target: business keys in the order found, each
+    with its amount (0 when it has none)."""
 
     kind: str
     flow: str
     target: str
-    keys: list[str] = field(default_factory=list)
-    amount: float = 0.0
+    amounts: dict[str, float] = field(default_factory=dict)
     source: str = ""
 
     def add(self, key: str, amount: float | None) -> None:
-        """Add one business key (and its amount, when it has one)."""
-        self.keys.append(key)
-        if amount is not None and not pd.isna(amount):
-            self.amount += float(amount)
+        """Add one business key (and its amount, when it has one); a key found again keeps
+        its first amount."""
+        known = amount is not None and not pd.isna(amount)
+        self.amounts.setdefault(key, float(amount) if known else 0.0)
+
+    @property
+    def keys(self) -> list[str]:
+        """The business keys, first found first."""
+        return list(self.amounts)
+
+    @property
+    def amount(self) -> float:
+        """The amounts of all its keys."""
+        return sum(self.amounts.values())
 
 
 # minute (naive UTC) -> (flow, target) -> kind -> finding

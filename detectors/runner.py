@@ -38,14 +38,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from detectors.affected import AlertLedger, finding_text
 from detectors.alarm import HysteresisAlarm
 from detectors.category_drift import CategoryDrift, CategoryScore
 from detectors.error_rate import ErrorRateDriftDetector
-from detectors.flow_series import data_bounds, read_minutes, split_category
+from detectors.flow_series import data_bounds, read_minutes, split_pair
 from detectors.latency_shift import LatencyShiftTest
 from detectors.lifecycle import Alert, AlertBook, Signal
 from detectors.posting_watch import (
-    CONSUME_WITHIN,
     DROPPED,
     DUPLICATE_POSTING,
     Finding,
@@ -109,7 +109,6 @@ ERROR_RATE_COUNTS_RELEASE = 3.2
 # Findings are certain: one opens; 30 minutes without a new one settle.
 FINDING_LATCH = LatchConfig(threshold=1.0, release=0.5, settle=30)
 FINDING_BASE_SCORE = 10.0
-SHOWN_KEYS = 5
 
 _STATE_SCHEMA = pa.schema(
     [
@@ -136,6 +135,8 @@ class Minute:
     categories: dict[str, list[str]] = field(default_factory=dict)
     # one error message per failure category, for an alert on that category
     category_errors: dict[str, str] = field(default_factory=dict)
+    # each failed transaction's business key with its amount, for an alert to count it once
+    failed_amounts: dict[str, float] = field(default_factory=dict)
 
 
 class Latch:
@@ -346,9 +347,21 @@ def category_counts(pairs: Any) -> dict[str, list[str]]:
         return {}
     failed: dict[str, list[str]] = {}
     for pair in pairs:
-        category, transaction = split_category(str(pair))
+        category, transaction = split_pair(str(pair))
         failed.setdefault(category, []).append(transaction)
     return failed
+
+
+def failed_amounts(pairs: Any) -> dict[str, float]:
+    """Each failed transaction's amount from ``transaction\\x1famount`` items (the first of
+    a transaction seen with two amounts)."""
+    if not isinstance(pairs, list | np.ndarray) or not len(pairs):
+        return {}
+    amounts: dict[str, float] = {}
+    for pair in pairs:
+        transaction, amount = split_pair(str(pair))
+        amounts.setdefault(transaction, float(amount))
+    return amounts
 
 
 def category_messages(pairs: Any) -> dict[str, str]:
@@ -358,24 +371,39 @@ def category_messages(pairs: Any) -> dict[str, str]:
         return {}
     messages: dict[str, str] = {}
     for pair in sorted((str(pair) for pair in pairs), key=lambda text: (len(text), text)):
-        category, message = split_category(pair)
+        category, message = split_pair(pair)
         messages.setdefault(category, message)
     return messages
 
 
-def finding_text(finding: Finding) -> str:
-    """What a finding says to on-call: what happened, to which business keys, how much money."""
-    keys = ", ".join(finding.keys[:SHOWN_KEYS])
-    more = f" (+{len(finding.keys) - SHOWN_KEYS} more)" if len(finding.keys) > SHOWN_KEYS else ""
-    amount = f"; amount {finding.amount:,.2f}" if finding.amount else ""
-    if finding.kind == DUPLICATE_POSTING:
-        what = f"posted twice to {finding.target}"
-    else:
-        minutes = int(CONSUME_WITHIN.total_seconds() // 60)
-        what = (
-            f"published by {finding.source or 'the source'} but not consumed within {minutes} min"
-        )
-    return f"{len(finding.keys)} {finding.flow} transaction(s) {what}: {keys}{more}{amount}"
+def _affected(active: list[Signal], values: Minute, failed: int) -> float:
+    """The minute's affected transactions besides findings: its failed ones not counted yet,
+    all of them while latency is in alarm (all were slowed), the shortfall while volume is."""
+    kinds = {signal.kind for signal in active}
+    affected = float(failed)
+    if LATENCY in kinds:
+        affected = max(affected, values.transactions)
+    if "volume" in kinds:
+        volume = next(s for s in active if s.kind == "volume")
+        affected = max(affected, max(0.0, volume.baseline - values.transactions))
+    return affected
+
+
+def _quote(strongest: Signal, values: Minute, ledger: AlertLedger, found_now: bool) -> str:
+    """What the alert quotes after this minute; empty leaves the quote as it was."""
+    if strongest.kind in FINDING_KINDS:
+        # the minute's most frequent error is some other transaction's: quote every finding
+        # of the alert's life, which its numbers count
+        return ledger.text(strongest.kind) if ledger.found else ""
+    top_error = values.top_error
+    if strongest.kind == EXCEPTION_CATEGORY:
+        # another category's error would send the reader the wrong way: without one of
+        # this category this minute, the quote stays as it was
+        category = strongest.signal.split(":", 1)[1]
+        top_error = values.category_errors.get(category, "")
+    if not top_error and found_now:
+        top_error = ledger.text(strongest.kind)
+    return top_error
 
 
 def _latency_text(test: LatencyShiftTest, score: float) -> str:
@@ -415,6 +443,8 @@ class DetectorRunner:
         self.chunk = chunk
         self.warmup = warmup
         self.book = AlertBook(store)
+        # what each open alert has counted, by alert id
+        self.ledgers: dict[str, AlertLedger] = {}
         self.series: dict[tuple[str, str], SeriesState] = {}
         self.cursor: datetime | None = None
         self._started = False
@@ -468,6 +498,7 @@ class DetectorRunner:
         self._warm_up(self.cursor - self.warmup, self.cursor)
         for (flow, target), alert in self.book.load_open().items():
             self._series(flow, target, alert.business_object).mark_open(alert.kinds, alert.signal)
+        self._restore_ledgers()
         self._started = True
         logger.info(
             "Detector runner %r starts at %s with %d series and %d open alerts",
@@ -534,6 +565,7 @@ class DetectorRunner:
                 post_durations_ms=list(row["post_durations_ms"]),
                 categories=category_counts(row["failed_categories"]),
                 category_errors=category_messages(row.get("category_errors")),
+                failed_amounts=failed_amounts(row.get("failed_amounts")),
             )
         for key, state in self.series.items():
             values = seen.get(key) or Minute()
@@ -561,35 +593,41 @@ class DetectorRunner:
             self.book.escalate(alert, minute, signal)
         if not active:
             self.book.resolve(alert, minute)
+            self.ledgers.pop(alert.alert_id, None)
             return
         strongest = max(active, key=lambda s: s.score)
-        kinds = {signal.kind for signal in active}
-        affected = values.failed
-        if "latency" in kinds:
-            affected = max(affected, values.transactions)
-        if "volume" in kinds:
-            volume = next(s for s in active if s.kind == "volume")
-            affected = max(affected, max(0.0, volume.baseline - values.transactions))
-        money = values.money_at_risk
-        top_error = values.top_error
-        if strongest.kind == EXCEPTION_CATEGORY:
-            # another category's error would send the reader the wrong way: without one of
-            # this category this minute, the quote stays as it was
-            category = strongest.signal.split(":", 1)[1]
-            top_error = values.category_errors.get(category, "")
-        if strongest.kind in FINDING_KINDS:
-            # the minute's most frequent error is some other transaction's: quote the finding,
-            # and leave the quote as it is in the minutes that found nothing new
-            finding = (findings or {}).get(strongest.kind)
-            top_error = finding_text(finding) if finding else ""
+        ledger = self.ledgers.setdefault(alert.alert_id, AlertLedger())
+        failed, money = ledger.count(values.failed_amounts)
+        affected = _affected(active, values, failed)
         for finding in (findings or {}).values():
             # postings made twice and events never consumed are affected money, not failures
-            affected += len(finding.keys)
-            money += finding.amount
-            top_error = top_error or finding_text(finding)
-        self.book.observe(
-            alert, minute, strongest, round(affected), round(values.failed), money, top_error
-        )
+            found, found_money = ledger.record(finding)
+            affected += found
+            money += found_money
+        top_error = _quote(strongest, values, ledger, bool(findings))
+        self.book.observe(alert, minute, strongest, round(affected), failed, money, top_error)
+
+    def _restore_ledgers(self) -> None:
+        """Count again what the open alerts counted before a restart: a transaction counted
+        then is not counted twice, and an alert's text goes on naming its whole life."""
+        alerts = list(self.book.open_alerts.values())
+        if not alerts or self.cursor is None:
+            return
+        start = min(_floor_minute(alert.opened_at) for alert in alerts)
+        frame = read_minutes(self.store, start, self.cursor)
+        found = watch_chunk(self.store, start, self.cursor)
+        for alert in alerts:
+            ledger = self.ledgers[alert.alert_id] = AlertLedger()
+            series = (alert.flow, alert.target)
+            rows = frame[(frame["flow"] == alert.flow) & (frame["target"] == alert.target)]
+            failed = {row.minute: row.failed_amounts for row in rows.itertuples()}
+            opened = pd.Timestamp(_naive(_floor_minute(alert.opened_at)))
+            for stamp in sorted({*failed, *found}):
+                if stamp < opened:
+                    continue
+                ledger.count(failed_amounts(failed.get(stamp)))
+                for finding in found.get(stamp, {}).get(series, {}).values():
+                    ledger.record(finding)
 
     def _series(self, flow: str, target: str, business_object: str) -> SeriesState:
         key = (flow, target)

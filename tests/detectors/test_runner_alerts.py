@@ -20,11 +20,12 @@ from detectors.alert_actions import (
 )
 from detectors.alerts_api import routes
 from detectors.flow_series import read_minutes
-from detectors.posting_watch import DUPLICATE_POSTING, Finding
+from detectors.posting_watch import DROPPED, DUPLICATE_POSTING, Finding
 from detectors.runner import DetectorRunner, Minute, category_counts, category_messages
 from detectors.severity import load_severity
 from seamwatch.cli import app
 from seamwatch.times import utc_text
+from tests.lineage.spans import posted, published
 from tests.rows import make_span_rows
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -89,6 +90,26 @@ def test_error_burst_opens_one_alert_at_its_first_minute(burst_store):
     assert alert["top_error"] == "unmapped tax code"
     assert alert["baseline"] == 0.0 and alert["observed"] == 0.5
     assert ("opened", "error_rate") in _events(burst_store)
+
+
+def test_a_transaction_that_fails_again_is_counted_once_by_its_alert(store):
+    # each minute's failed transactions were added up, so a retried invoice counted again
+    spans = []
+    for minute in range(CLEAN_MINUTES):
+        spans += _spans(minute, 6, 0)
+    for minute in range(CLEAN_MINUTES, CLEAN_MINUTES + BURST_MINUTES):
+        retried = _spans(minute, 6, 3)
+        for i, span in enumerate(retried[:3]):
+            span["attributes"]["business.key"] = f"INV-RETRIED-{i}"
+        spans += retried
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+
+    DetectorRunner(store).catch_up(START + timedelta(minutes=CLEAN_MINUTES + BURST_MINUTES))
+
+    [alert] = list_alerts(store, load_severity(), "open")
+    assert alert["kind"] == "error_rate"
+    assert (alert["failed"], alert["affected"]) == (3, 3)
+    assert alert["money_at_risk"] == pytest.approx(100.5 * 3)
 
 
 def test_catch_up_after_restart_does_not_alert_twice(burst_store):
@@ -217,7 +238,7 @@ def test_a_duplicate_posting_alert_quotes_the_finding_not_the_minutes_errors(sto
     runner = DetectorRunner(store)
     state = runner._series(FLOW, "erp", "Invoice")
     unrelated = "422 INV-7: field 'paymentTerms' is invalid"
-    twice = Finding(DUPLICATE_POSTING, FLOW, "erp", ["INV-1"], 100.5)
+    twice = Finding(DUPLICATE_POSTING, FLOW, "erp", {"INV-1": 100.5})
     for minute, findings in enumerate(({DUPLICATE_POSTING: twice}, {})):
         values = Minute(transactions=5.0, failed=1.0, top_error=unrelated)
         onsets, active = state.step(values, findings)
@@ -225,8 +246,70 @@ def test_a_duplicate_posting_alert_quotes_the_finding_not_the_minutes_errors(sto
         runner._apply(state, at, values, onsets, active, findings)
         alert = runner.book.open_alerts[(FLOW, "erp")]
         assert alert.top_error == (
-            "1 billing.invoice-post transaction(s) posted twice to erp: INV-1; amount 100.50"
+            "1 billing.invoice-post transaction(s) posted twice to erp since the alert opened, "
+            "amount 100.50; INV-1"
         )
+
+
+def _found(kind: str, **amounts: float) -> dict[str, Finding]:
+    return {kind: Finding(kind, FLOW, "erp", dict(amounts), "billing")}
+
+
+def test_a_finding_alert_counts_each_transaction_once_and_names_them_all(store):
+    # an alert read "posted twice: INV-2003372; amount 10,062.56" while it counted 32
+    # transactions and 232,588.44: the text named the latest minute's key alone
+    runner = DetectorRunner(store)
+    state = runner._series(FLOW, "erp", "Invoice")
+    minutes = [
+        (_found(DUPLICATE_POSTING, **{"INV-1": 100.5}), {"INV-7": 40.0}),
+        (_found(DUPLICATE_POSTING, **{"INV-2": 200.0}), {"INV-7": 40.0}),  # failed again
+        (_found(DROPPED, **{"INV-1": 100.5, "INV-3": 9.5}), {}),  # INV-1 counted already
+        ({}, {}),
+    ]
+    for minute, (findings, failed) in enumerate(minutes):
+        values = Minute(transactions=5.0, failed=len(failed), failed_amounts=failed)
+        onsets, active = state.step(values, findings)
+        runner._apply(state, START + timedelta(minutes=minute), values, onsets, active, findings)
+
+    alert = runner.book.open_alerts[(FLOW, "erp")]
+    assert alert.affected == 4  # INV-1, INV-2, INV-3 and INV-7, each once
+    assert alert.money_at_risk == pytest.approx(100.5 + 200.0 + 9.5 + 40.0)
+    assert alert.failed == 1
+    assert alert.top_error == (
+        "2 billing.invoice-post transaction(s) posted twice to erp since the alert opened, "
+        "amount 300.50; latest first: INV-2, INV-1; "
+        "2 billing.invoice-post transaction(s) published by billing but not consumed within "
+        "5 min since the alert opened, amount 110.00; latest first: INV-3, INV-1; "
+        "also 1 failed transaction(s), amount 40.00"
+    )
+
+
+def _posted_twice(keys: int) -> list[dict]:
+    """Invoices published and posted at minute i, and posted again a minute later."""
+    spans = []
+    for i in range(keys):
+        key, at = f"INV-{i}", START + timedelta(minutes=i, seconds=10)
+        spans += published(key, at=at) + posted(key, at=at + timedelta(seconds=1))
+        spans += posted(key, attempt=2, at=at + timedelta(minutes=1))
+    return spans
+
+
+@pytest.mark.parametrize("restarted_at_minute", [None, 3])
+def test_a_duplicate_posting_alert_adds_up_over_minutes_and_restarts(store, restarted_at_minute):
+    store.insert_arrow("otel_traces", make_span_rows(_posted_twice(4)))
+    end = START + timedelta(minutes=10)
+    if restarted_at_minute:
+        DetectorRunner(store).catch_up(START + timedelta(minutes=restarted_at_minute))
+    DetectorRunner(store).catch_up(end)
+
+    [alert] = list_alerts(store, load_severity(), "open")
+    assert alert["kind"] == DUPLICATE_POSTING
+    assert alert["affected"] == 4
+    assert alert["money_at_risk"] == 4 * 1250.50
+    assert alert["top_error"] == (
+        "4 billing.invoice-post transaction(s) posted twice to erp since the alert opened, "
+        "amount 5,002.00; latest first: INV-3, INV-2, INV-1, INV-0"
+    )
 
 
 def test_a_category_alert_keeps_its_quote_through_minutes_without_its_category(store):

@@ -1,0 +1,79 @@
+"""What an open alert counts as affected: each business transaction once over its life.
+
+The minutes and the posting checks both name business transactions: the transactions that
+failed in a minute, the keys posted twice or never consumed. A retried transaction fails
+again a minute later, and a key can fail in one minute and be found posted twice in another,
+so adding up each minute's counts would count it again. An alert's ledger remembers every
+transaction it has counted, by business key, with the amount it counted, so the alert's
+affected transactions and money at risk count each once, and its text names what it counted
+over its whole life rather than the latest minute's finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from detectors.posting_watch import CONSUME_WITHIN, DUPLICATE_POSTING, Finding
+
+# Business keys named in an alert's text; the count says how many more there are.
+SHOWN_KEYS = 5
+
+
+class AlertLedger:
+    """The transactions one alert has counted, and every finding over its life by kind."""
+
+    def __init__(self) -> None:
+        self.amounts: dict[str, float] = {}
+        self.found: dict[str, Finding] = {}
+
+    def count(self, amounts: Mapping[str, float]) -> tuple[int, float]:
+        """Count the transactions of ``amounts`` (business key to amount) that were not
+        counted yet; return how many that is and their money."""
+        new = {key: amount for key, amount in amounts.items() if key not in self.amounts}
+        self.amounts.update(new)
+        return len(new), sum(new.values())
+
+    def record(self, finding: Finding) -> tuple[int, float]:
+        """Add one minute's finding to its kind's tally and count its transactions not
+        counted yet; return how many that is and their money."""
+        counted = self.count(finding.amounts)
+        tally = self.found.setdefault(
+            finding.kind, Finding(finding.kind, finding.flow, finding.target)
+        )
+        tally.source = tally.source or finding.source
+        for key in finding.keys:
+            tally.amounts.setdefault(key, self.amounts[key])
+        return counted
+
+    def text(self, first_kind: str) -> str:
+        """Every finding over the alert's life, ``first_kind`` first, then the transactions
+        counted besides (failures), so the sentence adds up to the alert's numbers."""
+        kinds = sorted(self.found, key=lambda kind: kind != first_kind)
+        parts = [finding_text(self.found[kind], over_life=True) for kind in kinds]
+        named = {key for finding in self.found.values() for key in finding.amounts}
+        others = [amount for key, amount in self.amounts.items() if key not in named]
+        if others:
+            amount = f", amount {sum(others):,.2f}" if sum(others) else ""
+            parts.append(f"also {len(others)} failed transaction(s){amount}")
+        return "; ".join(parts)
+
+
+def finding_text(finding: Finding, over_life: bool = False) -> str:
+    """What a finding says to on-call: what happened, how much money, to which business keys
+    (the numbers first, so a line cut to a terminal's width keeps them).
+
+    ``over_life``: the finding is an alert's tally, its keys named latest first."""
+    keys = list(reversed(finding.keys)) if over_life else finding.keys
+    if finding.kind == DUPLICATE_POSTING:
+        what = f"posted twice to {finding.target}"
+    else:
+        minutes = int(CONSUME_WITHIN.total_seconds() // 60)
+        what = (
+            f"published by {finding.source or 'the source'} but not consumed within {minutes} min"
+        )
+    since = " since the alert opened" if over_life else ""
+    amount = f", amount {finding.amount:,.2f}" if finding.amount else ""
+    order = "latest first: " if over_life and len(keys) > 1 else ""
+    shown = ", ".join(keys[:SHOWN_KEYS])
+    more = f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else ""
+    return f"{len(keys)} {finding.flow} transaction(s) {what}{since}{amount}; {order}{shown}{more}"
