@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from detectors.alert_text import alert_summary
 from detectors.lifecycle import ALERTS_TABLE, OPEN, RESOLVED
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity, check_glob
@@ -148,8 +149,10 @@ def _describe(
     holder = acks[-1] if acks else {}
     open_now = row["state"] == OPEN
     silence = next((s for s in silences if open_now and _silence_matches(s, row)), None)
+    plain = {name: _plain(value) for name, value in row.items()}
     return {
-        **{name: _plain(value) for name, value in row.items()},
+        **plain,
+        "summary": alert_summary(plain),
         "kinds": list(row["kinds"]),
         # a sum of amounts in floating point: cents, as money is written
         "money_at_risk": round(float(row["money_at_risk"]), 2),

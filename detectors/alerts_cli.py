@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from detectors.alert_actions import (
     cancel_silence,
     check_silence_length,
 )
+from detectors.alert_text import alert_summary
 from detectors.alerts_api import alerts_document, silences_document
 from detectors.runner import DEFAULT_DELAY, DetectorRunner, RunnerThread
 from detectors.severity import (
@@ -252,7 +254,8 @@ def alerts_command(
     data_dir: Path | None = DataDirOption,
     clickhouse_url: str | None = ClickHouseOption,
 ) -> None:
-    """List alerts: flow, target, kind, tier, priority, opened and resolved times.
+    """List alerts: flow, target, kind, tier, priority, opened and resolved times, and
+    under each a line that says what is wrong.
 
     Options before a sub-command (--data-dir, --clickhouse-url, --json) apply to it.
     """
@@ -277,7 +280,12 @@ def alerts_command(
     if as_json:
         typer.echo(json.dumps(alerts, indent=2))
         return
-    typer.echo(format_alerts(alerts, state))
+    typer.echo(format_alerts(alerts, state, _terminal_columns()))
+
+
+def _terminal_columns() -> int:
+    """The terminal's width (``COLUMNS`` if set); 0 when the output goes elsewhere."""
+    return shutil.get_terminal_size(fallback=(0, 0)).columns
 
 
 def _warn_severity_unused(severity_file: Path | None, in_force: str | None) -> None:
@@ -318,18 +326,26 @@ def _warn_severity_refused(in_force: dict[str, Any]) -> None:
     )
 
 
-def format_alerts(alerts: list[dict[str, Any]], state: str = "all") -> str:
+def format_alerts(alerts: list[dict[str, Any]], state: str = "all", width: int = 0) -> str:
     """A table of alerts, or a line saying there are none (in ``state``).
 
     Columns are as wide as their widest value, flows and kinds cut at a limit, so that the
     table fits a terminal; state, scores, amounts and every kind joined are in --json. An
-    open alert's resolved time is ``-``.
+    open alert's resolved time is ``-``. Under each alert's row, an indented line says what
+    is wrong (its summary), cut to the table's width or ``width`` if wider (the terminal's
+    columns); the whole sentence is in --json.
     """
     if not alerts:
         if state == "all":
             return "No alerts."
         return f"No {state} alerts (--state all lists every alert)."
-    return _table(ALERT_COLUMNS, [_alert_cells(alert) for alert in alerts])
+    header, *rows = _table(ALERT_COLUMNS, [_alert_cells(alert) for alert in alerts]).split("\n")
+    room = max(width, len(header), *(len(row) for row in rows)) - len(SUMMARY_INDENT)
+    lines = [header]
+    for row, alert in zip(rows, alerts, strict=True):
+        summary = " ".join((alert.get("summary") or alert_summary(alert)).split())
+        lines += [row, SUMMARY_INDENT + _cut(summary, room)]
+    return "\n".join(lines)
 
 
 ALERT_COLUMNS = (
@@ -343,6 +359,8 @@ ALERT_COLUMNS = (
     "resolved (UTC)",
     "notes",
 )
+# Sets each alert's summary line apart from the rows of the table.
+SUMMARY_INDENT = "    "
 # The widest a flow, target or kind may be in the table before it is cut with an ellipsis.
 FLOW_WIDTH = 28
 TARGET_WIDTH = 12

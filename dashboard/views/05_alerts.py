@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard import data
 from dashboard.text import literal
 from detectors.alert_actions import active_silences, list_alerts
+from detectors.alert_text import what_changed
 from detectors.lifecycle import EVENTS_TABLE
 from detectors.severity import SeverityFileError, severity_in_force
 from notify.message import lineage_link
@@ -120,7 +121,7 @@ def _facts(alert: dict) -> list[tuple[str, str]]:
         ("Flow", alert["flow"]),
         ("Target", alert["target"]),
         ("Kinds", " + ".join(alert["kinds"]) or alert["kind"]),
-        ("What changed", _change(alert)),
+        ("What changed", what_changed(alert)),
         ("Top error", alert["top_error"] or "—"),
         ("Opened", _when(alert["opened_at"])),
         ("Resolved", resolved),
@@ -147,7 +148,7 @@ def show_alerts(alerts: list[dict], empty_text: str) -> None:
         st.caption(empty_text)
         return
     frame = pd.DataFrame(alerts)
-    frame["change"] = [_change(alert) for alert in alerts]
+    frame["change"] = [what_changed(alert) for alert in alerts]
     for column in ("opened_at", "resolved_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     st.dataframe(
@@ -164,22 +165,6 @@ def show_silences(silences: list[dict]) -> None:
         st.caption("No silences in force. Add one with: seamwatch alerts silence --for 2h ...")
         return
     st.dataframe(pd.DataFrame(silences), hide_index=True, width="stretch")
-
-
-def _change(alert: dict) -> str:
-    baseline, observed = alert.get("baseline"), alert.get("observed")
-    if baseline is None or observed is None:
-        return alert["signal"]
-    signal = alert["signal"]
-    if signal == "error_rate":
-        return f"error rate {baseline:.2%} → {observed:.2%}"
-    if signal.startswith("category:"):
-        # a category's usual share of transactions against its share in the window
-        return f"{signal.split(':', 1)[1]} failures {baseline:.2%} → {observed:.2%} of transactions"
-    if signal in ("duplicate_posting", "dropped"):
-        return f"{signal.replace('_', ' ')}: {observed:,.0f} transaction(s)"
-    unit = " ms" if signal.startswith("latency") else " tx/min"
-    return f"{signal} {baseline:,.0f}{unit} → {observed:,.0f}{unit}"
 
 
 main()

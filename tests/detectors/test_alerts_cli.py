@@ -366,6 +366,37 @@ def test_a_typical_alerts_table_fits_a_terminal():
     assert "opened (UTC)" in lines[0] and "2025-03-03 13:23" in lines[1]
 
 
+def test_each_alert_says_what_is_wrong_under_its_row_cut_to_fit():
+    # the table had no alert text: on-call had to ask --json what was wrong
+    found = (
+        "23 billing.invoice-post transaction(s) posted twice to erp since the alert opened, "
+        "amount 124,784.42; latest first: INV-1001885, INV-1001882, INV-1001884, INV-1001883, "
+        "INV-1001880 (+18 more); also 2 failed transaction(s), amount 6,826.95"
+    )
+    twice = _listed_alert(kind="duplicate_posting", kinds=["duplicate_posting"], summary=found)
+    mapping = _listed_alert(signal="category:mapping", baseline=0.0005, observed=0.26)
+    header, row, summary, _, other = format_alerts([twice, mapping]).splitlines()
+
+    assert len(summary) == len(header)
+    assert summary == "    " + found[: len(header) - 5] + "…"
+    assert other == "    mapping failures 0.05% → 26.00% of transactions"
+    wide = format_alerts([twice], width=400).splitlines()
+    assert wide[2] == "    " + found
+
+
+def test_the_listing_from_the_store_says_what_is_wrong(cli, store, chdb_data_dir):
+    alert = record_alert(store, "billing.invoice-post", datetime.now(UTC))
+    given = ["alerts", "--data-dir", str(chdb_data_dir)]
+
+    table = cli.invoke(app, given, env={"COLUMNS": "100"})
+    listed = cli.invoke(app, [*given, "--json"])
+
+    assert table.exit_code == 0, table.output
+    assert table.stdout.splitlines()[1].startswith(alert.alert_id)
+    assert table.stdout.splitlines()[2] == "    error rate 0.00% → 50.00%"
+    assert json.loads(listed.stdout)[0]["summary"] == "error rate 0.00% → 50.00%"
+
+
 @pytest.mark.parametrize(
     "command", [["alerts"], ["alerts", "silences"], ["detectors", "--once"], ["up"], ["collector"]]
 )
@@ -406,13 +437,17 @@ def test_alert_commands_ask_the_running_detectors(tmp_path):
     given = ["--data-dir", str(data_dir)]
     with _detectors_running(data_dir) as detectors:
         listed = relay.invoke(app, ["alerts", "--state", "all", "--json", *given])
+        table = relay.invoke(app, ["alerts", *given], env={"COLUMNS": "100"})
         acked = relay.invoke(app, ["alerts", "ack", alert_id, "--by", "ana", *given])
         silenced = relay.invoke(app, ["alerts", "silence", "--for", "1h", "--all", *given])
         silences = relay.invoke(app, ["alerts", "silences", "--json", *given])
         detectors.send_signal(signal.SIGINT)
         stopped, logged = detectors.communicate(timeout=60)
     assert listed.exit_code == 0, listed.output
-    assert [alert["alert_id"] for alert in json.loads(listed.stdout)] == [alert_id]
+    [listed_alert] = json.loads(listed.stdout)
+    assert listed_alert["alert_id"] == alert_id
+    assert listed_alert["summary"] == "error rate 0.00% → 50.00%"
+    assert table.stdout.splitlines()[2] == "    error rate 0.00% → 50.00%"
     assert acked.stdout == f"Alert {alert_id} acknowledged by ana.\n"
     assert silenced.exit_code == 0, silenced.output
     assert len(json.loads(silences.stdout)) == 1
