@@ -79,6 +79,10 @@ LATENCY = "latency"
 LATENCY_SIGNAL = "latency_shift"
 EXCEPTION_CATEGORY = "exception_category"
 FINDING_KINDS = (DUPLICATE_POSTING, DROPPED)
+# A category's signal is named after it: ``category:mapping``.
+CATEGORY_PREFIX = "category:"
+# Failure categories a slowdown explains: a latency alert quotes only these.
+SLOWNESS_CATEGORIES = ("timeout",)
 
 
 @dataclass(frozen=True)
@@ -276,7 +280,7 @@ class SeriesState:
             signals.append(
                 Signal(
                     EXCEPTION_CATEGORY,
-                    f"category:{category}",
+                    f"{CATEGORY_PREFIX}{category}",
                     found.score,
                     found.baseline_rate,
                     found.failures / max(found.transactions, 1),
@@ -311,9 +315,9 @@ class SeriesState:
             if kind in kinds:
                 self.alarms[signal].is_open = True
         if EXCEPTION_CATEGORY in kinds:
-            named = strongest.startswith("category:")
+            named = strongest.startswith(CATEGORY_PREFIX)
             self._latch(
-                strongest if named else f"category:{EXCEPTION_CATEGORY}", EXCEPTION_CATEGORY
+                strongest if named else f"{CATEGORY_PREFIX}{EXCEPTION_CATEGORY}", EXCEPTION_CATEGORY
             )
         for kind, latch in self.latches.values():
             if kind in kinds:
@@ -389,20 +393,30 @@ def _affected(active: list[Signal], values: Minute, failed: int) -> float:
     return affected
 
 
-def _quote(strongest: Signal, values: Minute, ledger: AlertLedger, found_now: bool) -> str:
-    """What the alert quotes after this minute; empty leaves the quote as it was."""
-    if strongest.kind in FINDING_KINDS:
+def _quote(quoted: str, values: Minute, ledger: AlertLedger, found_now: bool) -> str:
+    """What the alert quotes after this minute, for the signal its text names (``quoted``,
+    the peak's); empty leaves the quote as it was, so a minute without a fitting error keeps
+    the last one that fitted."""
+    if quoted in FINDING_KINDS:
         # the minute's most frequent error is some other transaction's: quote every finding
         # of the alert's life, which its numbers count
-        return ledger.text(strongest.kind) if ledger.found else ""
-    top_error = values.top_error
-    if strongest.kind == EXCEPTION_CATEGORY:
-        # another category's error would send the reader the wrong way: without one of
-        # this category this minute, the quote stays as it was
-        category = strongest.signal.split(":", 1)[1]
-        top_error = values.category_errors.get(category, "")
+        return ledger.text(quoted) if ledger.found else ""
+    if quoted.startswith(CATEGORY_PREFIX):
+        # another category's error would send the reader the wrong way
+        top_error = values.category_errors.get(quoted.removeprefix(CATEGORY_PREFIX), "")
+    elif quoted == LATENCY_SIGNAL:
+        # of the minute's errors, only a timeout is what a slowdown explains; a validation
+        # error beside slow calls is the everyday background
+        top_error = next(
+            (values.category_errors[c] for c in SLOWNESS_CATEGORIES if c in values.category_errors),
+            "",
+        )
+    elif quoted == "volume":
+        top_error = ""  # a flow gone quiet fails nothing
+    else:
+        top_error = values.top_error
     if not top_error and found_now:
-        top_error = ledger.text(strongest.kind)
+        top_error = ledger.text(quoted)
     return top_error
 
 
@@ -604,7 +618,9 @@ class DetectorRunner:
             found, found_money = ledger.record(finding)
             affected += found
             money += found_money
-        top_error = _quote(strongest, values, ledger, bool(findings))
+        # the quote goes with the signal the alert's text names: its peak after this minute
+        quoted = strongest.signal if strongest.score > alert.peak_score else alert.signal
+        top_error = _quote(quoted, values, ledger, bool(findings))
         self.book.observe(alert, minute, strongest, round(affected), failed, money, top_error)
 
     def _restore_ledgers(self) -> None:

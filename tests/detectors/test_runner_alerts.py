@@ -20,6 +20,7 @@ from detectors.alert_actions import (
 )
 from detectors.alerts_api import routes
 from detectors.flow_series import read_minutes
+from detectors.lifecycle import Signal
 from detectors.posting_watch import DROPPED, DUPLICATE_POSTING, Finding
 from detectors.runner import DetectorRunner, Minute, category_counts, category_messages
 from detectors.severity import load_severity
@@ -275,11 +276,13 @@ def test_a_finding_alert_counts_each_transaction_once_and_names_them_all(store):
     assert alert.affected == 4  # INV-1, INV-2, INV-3 and INV-7, each once
     assert alert.money_at_risk == pytest.approx(100.5 + 200.0 + 9.5 + 40.0)
     assert alert.failed == 1
+    # the dropped events are the alert's peak, so its text names them first
+    assert alert.signal == DROPPED
     assert alert.top_error == (
-        "2 billing.invoice-post transaction(s) posted twice to erp since the alert opened, "
-        "amount 300.50; latest first: INV-2, INV-1; "
         "2 billing.invoice-post transaction(s) published by billing but not consumed within "
         "5 min since the alert opened, amount 110.00; latest first: INV-3, INV-1; "
+        "2 billing.invoice-post transaction(s) posted twice to erp since the alert opened, "
+        "amount 300.50; latest first: INV-2, INV-1; "
         "also 1 failed transaction(s), amount 40.00"
     )
 
@@ -368,3 +371,65 @@ def test_a_category_alert_names_a_category_holding_the_unit_separator(store):
     [alert] = list_alerts(store, load_severity(), "open")
     assert alert["signal"] == f"category:{name}"
     assert alert["top_error"] == "unmapped tax code DE-RC"
+
+
+def _quotes(store, minutes: list[tuple[Signal, Minute]]) -> list[str]:
+    """The alert's quote after each of ``minutes`` (its strongest signal and values)."""
+    runner = DetectorRunner(store)
+    state = runner._series(FLOW, "erp", "Invoice")
+    quotes = []
+    for offset, (signal, values) in enumerate(minutes):
+        onsets = [signal] if offset == 0 else []
+        runner._apply(state, START + timedelta(minutes=offset), values, onsets, [signal])
+        quotes.append(runner.book.open_alerts[(FLOW, "erp")].top_error)
+    return quotes
+
+
+def test_a_latency_alert_quotes_a_timeout_never_the_minutes_validation_error(store):
+    # an ERP slowdown's alert once quoted "422 ...: field 'paymentTerms' is invalid"
+    slow = Signal("latency", "latency_shift", 6.0, 400.0, 2600.0)
+    invalid = "422 INV-7: field 'paymentTerms' is invalid"
+    timeout = "ERP did not answer POST /api/v1/arInvoices within 8s"
+    quotes = _quotes(
+        store,
+        [
+            (slow, Minute(failed=1.0, top_error=invalid, category_errors={"validation": invalid})),
+            (
+                slow,
+                Minute(
+                    failed=2.0,
+                    top_error=invalid,
+                    category_errors={"validation": invalid, "timeout": timeout},
+                ),
+            ),
+            (slow, Minute(failed=1.0, top_error=invalid, category_errors={"validation": invalid})),
+        ],
+    )
+    assert quotes == ["", timeout, timeout]
+
+
+def test_a_category_alert_keeps_its_quote_when_a_weaker_error_rate_leads_a_minute(store):
+    # a master_data_missing alert once quoted a validation error: the error rate led a later
+    # minute, under the category's peak, and the quote followed it
+    missing = "Customer CUST-10518 is not active in the ERP"
+    invalid = "422 INV-7: field 'paymentTerms' is invalid"
+    both = {"master_data_missing": missing, "validation": invalid}
+    quotes = _quotes(
+        store,
+        [
+            (
+                Signal("exception_category", "category:master_data_missing", 9.0, 0.0, 0.2),
+                Minute(failed=3.0, top_error=missing, category_errors=both),
+            ),
+            (
+                Signal("error_rate", "error_rate", 6.0, 0.01, 0.2),
+                Minute(failed=4.0, top_error=invalid, category_errors=both),
+            ),
+            (
+                Signal("error_rate", "error_rate", 12.0, 0.01, 0.3),
+                Minute(failed=5.0, top_error=invalid, category_errors=both),
+            ),
+        ],
+    )
+    # the error rate's own error once it is the peak the alert names
+    assert quotes == [missing, missing, invalid]
