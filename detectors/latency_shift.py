@@ -40,6 +40,10 @@ after the ERP had recovered. The CUSUM is for sparse traffic: when the window ho
 over; over a batch of hundreds of calls a few slow ones in a row are bound to occur, and the
 CUSUM would sum them into a false alarm.
 
+A flow is judged from its ``min_history``-th call (30, the warm-up); until the baseline holds
+ten times ``refresh`` calls, it is taken again whenever it has grown by a tenth, so a first
+day's baseline is not held at its first few dozen calls.
+
 References
 ----------
 Stouffer, S. A. et al. (1949). The American Soldier, Vol. 1 (combining z-scores).
@@ -62,6 +66,8 @@ import numpy as np
 MAD_TO_SD = 1.4826
 # a floor under the scale, so a flow whose calls all take the same time is not infinitely touchy
 MIN_LOG_SCALE = 0.05
+# a baseline of fewer than ten times ``refresh`` calls is taken again whenever it grows by a tenth
+YOUNG_BASELINE_GROWTH = 10
 
 
 class LatencyShiftTest:
@@ -80,7 +86,8 @@ class LatencyShiftTest:
     clip
         Bound on each call's z-score.
     refresh
-        Calls learned between two recomputations of the baseline.
+        Calls learned between two recomputations of the baseline; fewer while the baseline
+        is young: a tenth of its size.
     min_ratio
         Smallest slowdown of the window's median call against the usual median that scores.
     cusum_k
@@ -116,7 +123,7 @@ class LatencyShiftTest:
         window: int = 5,
         history: int = 5000,
         min_calls: int = 3,
-        min_history: int = 100,
+        min_history: int = 30,
         clip: float = 4.0,
         refresh: int = 200,
         min_ratio: float = 1.5,
@@ -168,9 +175,12 @@ class LatencyShiftTest:
 
     def _score(self) -> float:
         self.observed_ms = math.nan
-        if len(self._history) < self.min_history:
+        learned = len(self._history)
+        if learned < self.min_history:
             return 0.0
-        if self._since_refresh >= self.refresh:
+        # a young baseline is taken again each time it grows by a tenth: held at its first
+        # 30 calls until 230, it made a flow's usual calls look slow on its first day
+        if self._since_refresh >= min(self.refresh, learned // YOUNG_BASELINE_GROWTH):
             self._refresh()
         window, window_ms = self._window_score()
         cusum, run_ms = self._cusum_step(self._recent[-1])

@@ -89,3 +89,26 @@ def _calls_until_calm(cap: float) -> int:
 def test_the_cusum_falls_back_within_a_few_usual_calls_after_a_long_drift():
     assert _calls_until_calm(9.0) <= 8
     assert _calls_until_calm(math.inf) > 100  # summed without bound: a night of calls
+
+
+def _steps(test: LatencyShiftTest, durations_ms: np.ndarray) -> list[float]:
+    """Scores of one call a minute, learned as the runner learns them (under the alarm)."""
+    return [test.step([float(ms)], learn_below=4.5) for ms in durations_ms]
+
+
+def test_a_new_flow_is_judged_from_its_thirtieth_call():
+    # an ERP drift 4.5 hours into a flow's first day (66 calls) went unseen for 104 minutes:
+    # the test waited for 100 calls and meanwhile learned the slow calls as usual
+    rng = np.random.default_rng(23)
+    test = LatencyShiftTest()
+    assert max(_steps(test, 450 * np.exp(rng.normal(0, 0.5, 40)))) < 4.5
+    slow = _steps(test, [2300.0, 2800.0, 2400.0, 4400.0])
+    assert max(slow) > 4.5
+
+
+def test_a_young_baseline_follows_the_flow_as_it_grows():
+    # held at its first 30 calls until the 230th, a baseline read a flow's usual calls as a
+    # drift (4.9 on these); taken again at each tenth of growth, it stays calm
+    rng = np.random.default_rng(3)
+    usual = 400 * np.exp(rng.normal(0, 0.5, 260))
+    assert max(_steps(LatencyShiftTest(), usual)) < 3.5
