@@ -232,7 +232,11 @@ class Simulation:
 
     def _start_incident(self, at_ns: int, incident: inc.Incident) -> None:
         logger.info(
-            "Incident %s on %s begins at %s", incident.kind, incident.flow, inc.iso_utc(at_ns)
+            "Fault %s put in place on %s at %s; its incident starts with the first transaction "
+            "it affects",
+            incident.kind,
+            incident.flow,
+            inc.iso_utc(at_ns),
         )
         self.book.start(incident)
 
@@ -249,6 +253,14 @@ class Simulation:
             )
             return
         record = incident.label(end_ns)
+        logger.info(
+            "Incident %s on %s labelled: %d transaction(s) affected from %s to %s",
+            incident.kind,
+            incident.flow,
+            len(incident.affected_keys),
+            record["start"],
+            record["end"],
+        )
         self.labels.write(record)
         self.labelled.append(record)
 

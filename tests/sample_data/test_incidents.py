@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
@@ -54,18 +55,41 @@ PLAN = [
 ]
 
 
+# the simulator's log lines of ``incident_run``
+RUN_LOG: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def incident_run(tmp_path_factory):
     labels = tmp_path_factory.mktemp("labels") / "labels.jsonl"
-    summary, spans = simulate_in_memory(
-        start=START,
-        duration=timedelta(hours=3, minutes=30),
-        incidents=True,
-        incident_plan=PLAN,
-        labels_path=labels,
-    )
+    log = _LogLines()
+    simulator_log = logging.getLogger("sample_data.simulator")
+    simulator_log.addHandler(log)
+    simulator_log.setLevel(logging.INFO)
+    try:
+        summary, spans = simulate_in_memory(
+            start=START,
+            duration=timedelta(hours=3, minutes=30),
+            incidents=True,
+            incident_plan=PLAN,
+            labels_path=labels,
+        )
+    finally:
+        simulator_log.removeHandler(log)
     records = [json.loads(line) for line in labels.read_text().splitlines()]
+    RUN_LOG[:] = log.lines
     return summary, spans, {record["kind"]: record for record in records}
+
+
+class _LogLines(logging.Handler):
+    """Keeps the formatted messages of a logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def erp_posts(spans, flow):
@@ -120,6 +144,20 @@ def test_labels_start_at_the_first_affected_transaction(incident_run):
         ]
         # a span of an affected transaction is under way when the label starts
         assert min(abs(t - start) for t in times) < 2e9, kind
+
+
+def test_the_log_gives_each_incident_the_start_its_label_has(incident_run):
+    # the log once said an incident "begins at" its fault's start, 40 minutes before the
+    # first transaction it affected, where its label starts
+    _, _, labels = incident_run
+    for kind, record in labels.items():
+        labelled = [line for line in RUN_LOG if line.startswith(f"Incident {kind} ")]
+        assert labelled == [
+            f"Incident {kind} on {record['flow']} labelled: {len(record['affected_keys'])} "
+            f"transaction(s) affected from {record['start']} to {record['end']}"
+        ]
+        put_in_place = f"Fault {kind} put in place on {record['flow']} at {record['fault_start']}"
+        assert any(line.startswith(put_in_place) for line in RUN_LOG), kind
 
 
 def test_duplicate_postings_post_the_same_key_twice(incident_run):
