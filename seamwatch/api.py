@@ -1,4 +1,6 @@
-"""The read-only JSON API of a running Seamwatch process, under ``/api/v1``.
+"""The JSON API of a running Seamwatch process, under ``/api/v1``: reads of lineage,
+reconciliation, KPIs and alerts, and the changes people make to alerts (acknowledge, silence,
+cancel a silence).
 
 It is served on the OTLP/HTTP port beside ``/v1/traces``, so one address answers both, and by
 ``seamwatch detectors`` on a loopback port of its own (``seamwatch.api_server``). Each feature
@@ -105,8 +107,9 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
 
 
 async def api_not_found(request: Request, exc: Exception) -> Response:
-    """A JSON 404 for a path the API does not have."""
-    return JSONResponse({"error": f"No such path: {request.url.path}."}, 404)
+    """A JSON 404 for a path the API does not have, pointing to the index of its routes."""
+    message = f"No such path: {request.url.path}. GET {API_PREFIX} lists the API's routes."
+    return JSONResponse({"error": message}, 404)
 
 
 def _allowed_methods(request: Request) -> list[str]:
