@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from storage import Store
+from storage import Store, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,11 @@ def query_problem(params: Any, allowed: set[str]) -> str | None:
 def bad_request(message: str) -> JSONResponse:
     """A 400 answer naming what is wrong with the query."""
     return JSONResponse({"error": message}, status_code=400)
+
+
+def store_failed(exc: StoreError) -> JSONResponse:
+    """A 503 answer for a request the store could not serve (down, or refusing the query)."""
+    return JSONResponse({"error": f"store error: {exc}"}, status_code=503)
 
 
 def publish_endpoint(data_dir: Path, endpoint: str) -> Path:

@@ -28,6 +28,7 @@ from seamwatch import runtime
 from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
 from seamwatch.settings import Settings
 from storage import Store, open_store
+from storage.pending import open_store_or_pending
 
 if TYPE_CHECKING:
     from sample_data.simulator import SimProgress
@@ -243,8 +244,10 @@ def run_collector(settings: Settings) -> None:
     ensure_ports_free(settings, receivers=True, dashboard=False)
     check_severity_file()
     stopped = _stop_on_signal()  # from the start: a stop during start-up still drains
-    store = open_store(settings)
-    collector = Collector(store, settings, extra_routes=api_routes(store))
+    # a ClickHouse server that is down does not keep the receivers from starting: the spool
+    # keeps what they acknowledged before, clients get 503 until the server answers
+    store, store_down = open_store_or_pending(settings)
+    collector = Collector(store, settings, extra_routes=api_routes(store), store_down=store_down)
     try:
         collector.start()
         if not settings.uses_server:
