@@ -17,6 +17,7 @@ from pydantic import ValidationError
 Lines = dict[tuple[Any, ...], int]
 
 YAML_HINT = "check the indentation there and that every quote and bracket is closed"
+_COMPOUND_KEY = "a key is a list or a mapping; a key must be a name"
 
 
 class Problem(NamedTuple):
@@ -46,19 +47,18 @@ def read_text_file(path: Path | str, error: type[Exception], what: str, fix: str
 def read_yaml(text: str, source: str, error: type[Exception], empty_hint: str) -> tuple[Any, Lines]:
     """The plain data of ``text`` and the line of every path; ``error`` when it is not YAML or
     gives a key twice."""
-    data, lines, twice = read_yaml_and_problems(text, source, error, empty_hint)
-    if twice:
-        key, line = twice[0].path[-1], twice[0].line
-        raise error(f"{source}, line {line}: {key!r} is {twice[0].message}")
+    data, lines, problems = read_yaml_and_problems(text, source, error, empty_hint)
+    if problems:
+        raise error(f"{source}, line {problems[0].line}: {problems[0].message}")
     return data, lines
 
 
 def read_yaml_and_problems(
     text: str, source: str, error: type[Exception], empty_hint: str
 ) -> tuple[Any, Lines, list[Problem]]:
-    """The plain data of ``text``, the line of every path, and every key given twice (the first
-    one is kept), for a file whose other mistakes are reported with them; ``error`` when it is
-    not YAML at all."""
+    """The plain data of ``text``, the line of every path, and the keys it cannot take (given
+    twice, of which the first is kept; or a list or mapping as a key), for a file whose other
+    mistakes are reported with them; ``error`` when it is not YAML at all."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -75,8 +75,8 @@ def read_yaml_and_problems(
             f"mapping of keys to values; {empty_hint}"
         )
     lines: Lines = {}
-    twice: list[Problem] = []
-    return _with_lines(node, (), lines, twice), lines, twice
+    problems: list[Problem] = []
+    return _with_lines(node, (), lines, problems), lines, problems
 
 
 def describe_errors(
@@ -145,23 +145,31 @@ def _problem(error: Any, hidden_fields: Container[str], key_nouns: Mapping[str, 
     return Problem(loc, message + shown)
 
 
-def _with_lines(node: yaml.Node, path: tuple[Any, ...], lines: Lines, twice: list[Problem]) -> Any:
+def _with_lines(
+    node: yaml.Node, path: tuple[Any, ...], lines: Lines, problems: list[Problem]
+) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result = {}
         for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):  # "? [a, b]": no name to look up
+                problems.append(Problem(path, _COMPOUND_KEY, line=line))
+                continue
             key_path = (*path, key_node.value)
             if key_node.value in result:
                 # YAML loaders keep the last of two equal keys; a file that says two things is
                 # a mistake, reported with the file's others
-                message = f"given twice (first on line {lines[key_path]}); keep one"
-                twice.append(Problem(key_path, message, line=key_node.start_mark.line + 1))
+                first = lines[key_path]
+                message = f"{key_node.value!r} is given twice (first on line {first}); keep one"
+                problems.append(Problem(key_path, message, line=line))
                 continue
-            result[key_node.value] = _with_lines(value_node, key_path, lines, twice)
-            lines[key_path] = key_node.start_mark.line + 1
+            result[key_node.value] = _with_lines(value_node, key_path, lines, problems)
+            lines[key_path] = line
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _with_lines(item, (*path, index), lines, twice) for index, item in enumerate(node.value)
+            _with_lines(item, (*path, index), lines, problems)
+            for index, item in enumerate(node.value)
         ]
     return yaml.SafeLoader("").construct_object(node, deep=True)

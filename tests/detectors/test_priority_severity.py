@@ -103,7 +103,8 @@ def test_every_problem_of_the_file_is_in_one_report():
         "comes first and wins, so this rule never applies; remove one of them",
         "  sev.yaml, line 9, field rules.3.tier: Input should be 'critical', 'high', 'medium' "
         "or 'low' (got 'urgent')",
-        "  sev.yaml, line 10, field default_tier: given twice (first on line 4); keep one",
+        "  sev.yaml, line 10, field default_tier: 'default_tier' is given twice (first on line "
+        "4); keep one",
     ]
 
 
@@ -124,11 +125,16 @@ def test_every_problem_of_the_file_is_in_one_report():
         # a key given twice used to be taken silently, the last one winning
         (
             "default_tier: low\ntiers:\n  low: {weight: 0.1}\ndefault_tier: low\n",
-            "line 4, field default_tier: given twice (first on line 1); keep one",
+            "line 4, field default_tier: 'default_tier' is given twice (first on line 1); keep one",
+        ),
+        # a list as a key raised TypeError (unhashable type: 'list')
+        (
+            "? [a, b]\n: 1\ntiers: {medium: {weight: 0.5}}\n",
+            "line 1: a key is a list or a mapping; a key must be a name",
         ),
         (
             "tiers:\n  low: {weight: 0.1}\n  low: {weight: 0.2}\n",
-            "line 3, field tiers.low: given twice (first on line 2); keep one",
+            "line 3, field tiers.low: 'low' is given twice (first on line 2); keep one",
         ),
     ],
 )
