@@ -7,12 +7,18 @@ Large) and the connection is closed. The head is measured as the parser hands ov
 (the URL in pieces, each header once complete); reads that leave the head unfinished are
 counted too, so one giant header is refused before it is complete, within one read of the
 limit.
+
+The 431 is written here, before the application sees the request, in the shape the application
+gives every other error: a ``google.rpc.Status`` in the request's encoding (as far as its
+Content-Type header arrived), or the JSON API's ``{"error": ...}`` for a path under ``/api/``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
+from google.rpc import code_pb2, status_pb2
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 logger = logging.getLogger(__name__)
@@ -24,10 +30,11 @@ _HEADER_LINE_OVERHEAD = 4
 
 _REFUSAL = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-type: %s\r\n"
     b"connection: close\r\n"
     b"content-length: %d\r\n\r\n%s"
 )
+_PROTOBUF_TYPES = (b"application/x-protobuf", b"application/protobuf")
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
@@ -85,7 +92,24 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         message = (
             f"The request line and headers exceed {MAX_HEAD_BYTES} bytes; send fewer or "
             "smaller headers."
-        ).encode()
+        )
         logger.warning("Refused a request whose headers exceed %d bytes", MAX_HEAD_BYTES)
-        self.transport.write(_REFUSAL % (len(message), message))
+        # the head may be refused before the parser began a message (and set these)
+        url, headers = getattr(self, "url", b""), self.headers or []
+        media_type, body = refusal_body(url, headers, message)
+        self.transport.write(_REFUSAL % (media_type, len(body), body))
         self.transport.close()
+
+
+def refusal_body(
+    url: bytes, headers: list[tuple[bytes, bytes]], message: str
+) -> tuple[bytes, bytes]:
+    """The media type and body of an error answer, shaped as the application shapes its own."""
+    if url.startswith(b"/api/"):
+        return b"application/json", json.dumps({"error": message}).encode()
+    media_type = dict(headers).get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    if media_type in _PROTOBUF_TYPES:
+        status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message)
+        return b"application/x-protobuf", status.SerializeToString()
+    document = {"code": code_pb2.RESOURCE_EXHAUSTED, "message": message}
+    return b"application/json", json.dumps(document).encode()

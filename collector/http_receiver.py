@@ -39,7 +39,7 @@ from starlette.routing import BaseRoute, Route
 from collector.pipeline import IngestError, IngestPipeline, Refusal
 from collector.spans import SpanBatch
 from collector.writer import SpanWriter
-from seamwatch.api import ApiTokenGuard, method_not_allowed
+from seamwatch.api import ApiTokenGuard, api_not_found, method_not_allowed
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -118,9 +118,9 @@ def create_app(
         return Response(pipeline.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        message = f"No such path: {request.url.path}. Traces go to POST /v1/traces."
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": message}, 404)
+            return await api_not_found(request, exc)
+        message = f"No such path: {request.url.path}. Traces go to POST /v1/traces."
         if _response_encoding(request) == PROTOBUF:
             status = status_pb2.Status(code=code_pb2.NOT_FOUND, message=message)
             return Response(status.SerializeToString(), 404, media_type=PROTOBUF)

@@ -19,7 +19,7 @@ from collector.redaction import RedactionPolicy
 from collector.spool import Spool
 from collector.writer import SpanWriter, count_spans
 from seamwatch.settings import Settings
-from storage import Store
+from storage import Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,15 @@ class Collector:
     """Receives OTLP over HTTP and gRPC and writes the spans to ``store``, in background threads."""
 
     def __init__(
-        self, store: Store, settings: Settings, extra_routes: Sequence[BaseRoute] = ()
+        self,
+        store: Store,
+        settings: Settings,
+        extra_routes: Sequence[BaseRoute] = (),
+        *,
+        store_down: StoreUnavailable | None = None,
     ) -> None:
+        """``store_down``: why ``store`` could not be opened yet (a ClickHouse server that does
+        not answer); the receivers then start in an outage, see ``SpanWriter``."""
         self.metrics = CollectorMetrics()
         self.writer = SpanWriter(
             store,
@@ -51,6 +58,7 @@ class Collector:
             max_queue_spans=settings.max_queue_spans,
             retry_after_seconds=settings.retry_after_seconds,
             metrics=self.metrics,
+            store_down=store_down,
         )
         token = settings.auth_token.get_secret_value() if settings.auth_token else None
         self.pipeline = IngestPipeline(

@@ -116,7 +116,10 @@ class SpanWriter:
         max_queue_spans: int,
         retry_after_seconds: int = _DEFAULT_RETRY_AFTER_SECONDS,
         metrics: CollectorMetrics | None = None,
+        store_down: StoreUnavailable | None = None,
     ) -> None:
+        """``store_down``: the store could not be opened, so the writer starts in an outage
+        (503 for new requests, the spool kept) and tries it every second from the start."""
         if batch_max_spans <= 0:
             raise ValueError(f"batch_max_spans must be positive, not {batch_max_spans!r}")
         if flush_interval_millis <= 0:
@@ -161,6 +164,8 @@ class SpanWriter:
                 "Storing %s left in the spool by the previous run",
                 count_spans(self._backlog_spans),
             )
+        if store_down is not None:
+            self._note_outage(store_down)
         self._publish_depth()
         self._spooler = threading.Thread(
             target=self._spool_loop, name="seamwatch-span-spooler", daemon=True

@@ -36,7 +36,7 @@ from detectors.alert_actions import (
     list_alerts,
 )
 from detectors.severity import Severity, SeverityFileError, severity_in_force
-from seamwatch.api import API_PREFIX, bad_request, query_problem
+from seamwatch.api import API_PREFIX, bad_request, query_problem, store_failed
 from storage import Store, StoreError
 
 ACK_FIELDS = ("by", "note", "take_over")
@@ -199,4 +199,4 @@ async def _answer(work: Any) -> Response:
     except (AlertActionError, SeverityFileError) as exc:
         return bad_request(str(exc))
     except StoreError as exc:
-        return JSONResponse({"error": f"store error: {exc}"}, status_code=503)
+        return store_failed(exc)

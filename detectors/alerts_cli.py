@@ -361,10 +361,11 @@ ALERT_COLUMNS = (
 )
 # Sets each alert's summary line apart from the rows of the table.
 SUMMARY_INDENT = "    "
-# The widest a flow, target or kind may be in the table before it is cut with an ellipsis.
+# The widest a flow, target or kind may be in the table before it is cut with an ellipsis; a
+# kind holds an alert's category ("category:master_data_missing +1"), which must read whole.
 FLOW_WIDTH = 28
 TARGET_WIDTH = 12
-KIND_WIDTH = 21
+KIND_WIDTH = 34
 
 
 def _alert_cells(alert: dict[str, Any]) -> list[str]:
@@ -380,12 +381,14 @@ def _alert_cells(alert: dict[str, Any]) -> list[str]:
     signal = str(alert.get("signal") or "")
     if opening == "exception_category" and signal.startswith("category:"):
         opening = signal  # which category: what an on-call reader needs first
-    kinds = opening + (f" +{len(joined)}" if joined else "")
+    # a long category is cut, never the count of the kinds that joined it
+    joined_count = f" +{len(joined)}" if joined else ""
+    kinds = _cut(opening, KIND_WIDTH - len(joined_count)) + joined_count
     return [
         alert["alert_id"],
         _cut(alert["flow"], FLOW_WIDTH),
         _cut(alert["target"], TARGET_WIDTH),
-        _cut(kinds, KIND_WIDTH),
+        kinds,
         alert["tier"],
         f"{alert['priority']:5.1f} {alert['priority_label']}",
         table_time(alert["opened_at"]),

@@ -19,6 +19,7 @@ not validate.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import os
@@ -34,11 +35,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from seamwatch.yaml_files import (
     Lines,
     Problem,
-    describe_errors,
     describe_problems,
     line_of,
+    problem_line,
     read_text_file,
-    read_yaml,
+    read_yaml_and_problems,
+    validation_problems,
 )
 
 logger = logging.getLogger(__name__)
@@ -101,7 +103,7 @@ class RuleModel(BaseModel):
 
 
 class SeverityModel(BaseModel):
-    """The whole severity file; :func:`cross_check` then checks the rules against the tiers."""
+    """The whole severity file; :func:`cross_check` also checks the rules against the tiers."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -143,29 +145,36 @@ def _unclosed_set(pattern: str) -> int | None:
     return None
 
 
-def cross_check(model: SeverityModel, lines: Lines) -> list[Problem]:
-    """What a valid-looking file still gets wrong: tiers used but not defined, and rules that
-    can never match because an earlier rule has exactly the same patterns."""
-    defined = ", ".join(name for name in TIER_NAMES if name in model.tiers)
+def cross_check(data: dict[str, Any], lines: Lines) -> list[Problem]:
+    """What validation of each part alone does not see: tiers used but not defined, and rules
+    that can never match because an earlier rule has exactly the same patterns.
+
+    Only the parts that validate are judged, so these come in the same report as the file's
+    other mistakes rather than after those are fixed; a part that does not validate is
+    reported by validation and left out here (a broken rule, a tiers that is no mapping)."""
+    tiers = data.get("tiers")
+    defined = [name for name in TIER_NAMES if isinstance(tiers, dict) and name in tiers]
     problems = []
-    if model.default_tier not in model.tiers:
+    default_tier = data.get("default_tier", SeverityModel.model_fields["default_tier"].default)
+    if isinstance(tiers, dict) and default_tier in TIER_NAMES and default_tier not in defined:
         given = ("default_tier",) in lines
         problems.append(
             Problem(
                 ("default_tier",) if given else ("tiers",),
-                f"default tier {model.default_tier!r}{'' if given else ' (when none is given)'} "
-                f"is not defined under tiers; define it or set default_tier to one of {defined}",
+                f"default tier {default_tier!r}{'' if given else ' (when none is given)'} "
+                f"is not defined under tiers; define it or set default_tier to one of "
+                f"{', '.join(defined)}",
                 "default_tier",
             )
         )
     first_with: dict[tuple[str | None, ...], int] = {}
-    for index, rule in enumerate(model.rules):
-        if rule.tier not in model.tiers:
+    for index, rule in _valid_rules(data.get("rules")):
+        if isinstance(tiers, dict) and rule.tier not in defined:
             problems.append(
                 Problem(
                     ("rules", index, "tier"),
                     f"tier {rule.tier!r} is not defined under tiers; define it or use one of "
-                    f"{defined}",
+                    f"{', '.join(defined)}",
                 )
             )
         earlier = first_with.setdefault(rule.match(), index)
@@ -179,6 +188,16 @@ def cross_check(model: SeverityModel, lines: Lines) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _valid_rules(rules: object) -> list[tuple[int, RuleModel]]:
+    """The rules that validate on their own, with their place in the file."""
+    valid = []
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
+        # a rule that does not validate is reported by the validation of the whole file
+        with contextlib.suppress(ValidationError):
+            valid.append((index, RuleModel.model_validate(rule)))
+    return valid
 
 
 @dataclass(frozen=True)
@@ -232,15 +251,19 @@ def parse_severity(
     text: str, source: str = "<severity>", modified_at: datetime | None = None
 ) -> Severity:
     """Validate the YAML ``text``; errors name ``source``, the line and the field."""
-    data, lines = read_yaml(text, source, SeverityFileError, "it needs at least 'tiers'.")
+    data, lines, problems = read_yaml_and_problems(
+        text, source, SeverityFileError, "it needs at least 'tiers'."
+    )
+    # every problem of the file in one report: a fix for each, not one round per kind
     try:
         model = SeverityModel.model_validate(data)
     except ValidationError as exc:
-        message = describe_errors(exc, source, lines, INVALID_TITLE, key_nouns={"tiers": "tier"})
-        raise SeverityFileError(message) from None
-    problems = cross_check(model, lines)
-    if problems:
-        raise SeverityFileError(describe_problems(problems, source, lines, INVALID_TITLE))
+        model = None
+        problems += validation_problems(exc, key_nouns={"tiers": "tier"})
+    problems += cross_check(data, lines)
+    if problems or model is None:
+        in_file_order = sorted(problems, key=lambda problem: problem_line(problem, lines))
+        raise SeverityFileError(describe_problems(in_file_order, source, lines, INVALID_TITLE))
     return Severity(model, source, modified_at)
 
 

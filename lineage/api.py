@@ -26,9 +26,9 @@ from lineage.reconcile import (
     reconcile,
     recorded_exceptions,
 )
-from seamwatch.api import API_PREFIX, bad_request, query_problem
+from seamwatch.api import API_PREFIX, bad_request, query_problem, store_failed
 from seamwatch.times import utc_text
-from storage import Store
+from storage import Store, StoreError
 
 DEFAULT_HEALTH_WINDOW = timedelta(hours=1)
 MAX_EXCEPTIONS = 5000
@@ -47,6 +47,8 @@ def routes(store: Store) -> list[BaseRoute]:
                 document = await asyncio.to_thread(handler, store, request)
             except (_BadQuery, LineageQueryError, ReconcileError) as exc:
                 return bad_request(str(exc))
+            except StoreError as exc:  # a server store that is down: no traceback, a 503
+                return store_failed(exc)
             return JSONResponse(document)
 
         return Route(f"{API_PREFIX}{path}", endpoint, methods=["GET"])

@@ -116,7 +116,11 @@ def lineage(store: Store, query: LineageQuery, source: str = "index") -> dict[st
 
 def _trace_outside_lineage(store: Store, trace_id: str) -> str | None:
     """Why a stored trace has no lineage, or None when the trace is not stored at all."""
-    sql = f"SELECT count() FROM {store.table(TRACES_TABLE)} WHERE TraceId = {{trace_id:String}}"
+    # a resent batch stores a span twice: within one trace, distinct span ids are its spans
+    sql = (
+        f"SELECT uniqExact(SpanId) FROM {store.table(TRACES_TABLE)} "
+        "WHERE TraceId = {trace_id:String}"
+    )
     spans = store.query_rows(sql, {"trace_id": trace_id})[0][0]
     if not spans:
         return None

@@ -1,4 +1,6 @@
-"""The read-only JSON API of a running Seamwatch process, under ``/api/v1``.
+"""The JSON API of a running Seamwatch process, under ``/api/v1``: reads of lineage,
+reconciliation, KPIs and alerts, and the changes people make to alerts (acknowledge, silence,
+cancel a silence).
 
 It is served on the OTLP/HTTP port beside ``/v1/traces``, so one address answers both, and by
 ``seamwatch detectors`` on a loopback port of its own (``seamwatch.api_server``). Each feature
@@ -23,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from storage import Store
+from storage import Store, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +107,9 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
 
 
 async def api_not_found(request: Request, exc: Exception) -> Response:
-    """A JSON 404 for a path the API does not have."""
-    return JSONResponse({"error": f"No such path: {request.url.path}."}, 404)
+    """A JSON 404 for a path the API does not have, pointing to the index of its routes."""
+    message = f"No such path: {request.url.path}. GET {API_PREFIX} lists the API's routes."
+    return JSONResponse({"error": message}, 404)
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -134,6 +137,11 @@ def query_problem(params: Any, allowed: set[str]) -> str | None:
 def bad_request(message: str) -> JSONResponse:
     """A 400 answer naming what is wrong with the query."""
     return JSONResponse({"error": message}, status_code=400)
+
+
+def store_failed(exc: StoreError) -> JSONResponse:
+    """A 503 answer for a request the store could not serve (down, or refusing the query)."""
+    return JSONResponse({"error": f"store error: {exc}"}, status_code=503)
 
 
 def publish_endpoint(data_dir: Path, endpoint: str) -> Path:

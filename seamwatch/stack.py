@@ -28,6 +28,7 @@ from seamwatch import runtime
 from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
 from seamwatch.settings import Settings
 from storage import Store, open_store
+from storage.pending import open_store_or_pending
 
 if TYPE_CHECKING:
     from sample_data.simulator import SimProgress
@@ -52,6 +53,10 @@ class PortInUse(RuntimeError):
     """A port this process needs is taken; the message names the setting that moves it."""
 
 
+class PortClash(ValueError):
+    """Two listeners of this command are set to one port: a settings mistake (exit 2)."""
+
+
 @dataclass(frozen=True)
 class _Listener:
     """A port this process listens on, and the option and variable that set it."""
@@ -65,7 +70,21 @@ class _Listener:
 
 def ensure_ports_free(settings: Settings, *, receivers: bool, dashboard: bool) -> None:
     """Fail before anything starts (no store opened, no schema migrated, no library's own
-    bind error printed) when a port this command needs is taken."""
+    bind error printed) when two listeners of this command are set to one port, or when a
+    port this command needs is taken."""
+    listeners = _listeners(settings, receivers=receivers, dashboard=dashboard)
+    # probed one by one, two of our own on one port both look free: compare them first
+    clashes = _clashes(listeners)
+    if clashes:
+        raise PortClash("\n".join(clashes))
+    # every taken port at once: one at a time took a user three tries
+    problems = [problem for problem in map(_port_problem, listeners) if problem]
+    if problems:
+        raise PortInUse("\n".join(problems))
+
+
+def _listeners(settings: Settings, *, receivers: bool, dashboard: bool) -> list[_Listener]:
+    """The listeners a command starts: the receivers, the dashboard, or both."""
     listeners = []
     if receivers:
         listeners.append(
@@ -97,10 +116,42 @@ def ensure_ports_free(settings: Settings, *, receivers: bool, dashboard: bool) -
                 "SEAMWATCH_DASHBOARD_PORT",
             )
         )
-    # every taken port at once: one at a time took a user three tries
-    problems = [problem for problem in map(_port_problem, listeners) if problem]
-    if problems:
-        raise PortInUse("\n".join(problems))
+    return listeners
+
+
+def _clashes(listeners: list[_Listener]) -> list[str]:
+    """One line for each listener set to the port of an earlier one on an overlapping address."""
+    lines = []
+    for index, listener in enumerate(listeners):
+        earlier = next((other for other in listeners[:index] if _collide(other, listener)), None)
+        if earlier is not None:
+            lines.append(_clash_message(earlier, listener))
+    return lines
+
+
+def _collide(first: _Listener, second: _Listener) -> bool:
+    if first.port != second.port or first.port == 0:  # 0: the system picks a free one each
+        return False
+    hosts = (first.host, second.host)
+    if first.host == second.host or "::" in hosts:  # "::" takes IPv4 addresses too
+        return True
+    both_ipv4 = ":" not in first.host and ":" not in second.host
+    return both_ipv4 and "0.0.0.0" in hosts
+
+
+def _clash_message(first: _Listener, second: _Listener) -> str:
+    if first.host == second.host:
+        where = f"both set to listen on {first.host}:{first.port}"
+    else:
+        where = (
+            f"set to listen on {first.host}:{first.port} and {second.host}:{second.port}, "
+            "which overlap"
+        )
+    return (
+        f"The {first.role} ({first.option} or {first.variable}) and the {second.role} "
+        f"({second.option} or {second.variable}) are {where}; choose another port for one "
+        "of them."
+    )
 
 
 def _port_problem(listener: _Listener) -> str | None:
@@ -193,8 +244,10 @@ def run_collector(settings: Settings) -> None:
     ensure_ports_free(settings, receivers=True, dashboard=False)
     check_severity_file()
     stopped = _stop_on_signal()  # from the start: a stop during start-up still drains
-    store = open_store(settings)
-    collector = Collector(store, settings, extra_routes=api_routes(store))
+    # a ClickHouse server that is down does not keep the receivers from starting: the spool
+    # keeps what they acknowledged before, clients get 503 until the server answers
+    store, store_down = open_store_or_pending(settings)
+    collector = Collector(store, settings, extra_routes=api_routes(store), store_down=store_down)
     try:
         collector.start()
         if not settings.uses_server:

@@ -17,15 +17,17 @@ from pydantic import ValidationError
 Lines = dict[tuple[Any, ...], int]
 
 YAML_HINT = "check the indentation there and that every quote and bracket is closed"
+_COMPOUND_KEY = "a key is a list or a mapping; a key must be a name"
 
 
 class Problem(NamedTuple):
-    """One thing wrong in a file: where (``path``, whose line is reported), what, and the field
-    shown when it is not ``path`` itself."""
+    """One thing wrong in a file: where (``path``, whose line is reported unless ``line`` says
+    another), what, and the field shown when it is not ``path`` itself."""
 
     path: tuple[Any, ...]
     message: str
     field: str | None = None
+    line: int | None = None
 
 
 def read_text_file(path: Path | str, error: type[Exception], what: str, fix: str) -> str:
@@ -42,14 +44,21 @@ def read_text_file(path: Path | str, error: type[Exception], what: str, fix: str
         ) from None
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, key: object, first: int, again: int) -> None:
-        super().__init__(key)
-        self.key, self.first, self.again = key, first, again
-
-
 def read_yaml(text: str, source: str, error: type[Exception], empty_hint: str) -> tuple[Any, Lines]:
-    """The plain data of ``text`` and the line of every path; ``error`` when it is not YAML."""
+    """The plain data of ``text`` and the line of every path; ``error`` when it is not YAML or
+    gives a key twice."""
+    data, lines, problems = read_yaml_and_problems(text, source, error, empty_hint)
+    if problems:
+        raise error(f"{source}, line {problems[0].line}: {problems[0].message}")
+    return data, lines
+
+
+def read_yaml_and_problems(
+    text: str, source: str, error: type[Exception], empty_hint: str
+) -> tuple[Any, Lines, list[Problem]]:
+    """The plain data of ``text``, the line of every path, and the keys it cannot take (given
+    twice, of which the first is kept; or a list or mapping as a key), for a file whose other
+    mistakes are reported with them; ``error`` when it is not YAML at all."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -66,14 +75,8 @@ def read_yaml(text: str, source: str, error: type[Exception], empty_hint: str) -
             f"mapping of keys to values; {empty_hint}"
         )
     lines: Lines = {}
-    try:
-        return _with_lines(node, (), lines), lines
-    except _DuplicateKey as twice:
-        # YAML loaders keep the last of two equal keys; a file that says two things is a mistake
-        raise error(
-            f"{source}, line {twice.again}: {twice.key!r} is given twice (first on line "
-            f"{twice.first}); keep one"
-        ) from None
+    problems: list[Problem] = []
+    return _with_lines(node, (), lines, problems), lines, problems
 
 
 def describe_errors(
@@ -89,11 +92,17 @@ def describe_errors(
     A key of a mapping that the model does not know reads ``field tiers: unknown tier 'x';
     use one of ...``, with the noun for the mapping's keys taken from ``key_nouns``."""
     return describe_problems(
-        [_problem(error, hidden_fields, key_nouns or {}) for error in exc.errors()],
-        source,
-        lines,
-        title,
+        validation_problems(exc, hidden_fields, key_nouns), source, lines, title
     )
+
+
+def validation_problems(
+    exc: ValidationError,
+    hidden_fields: Container[str] = (),
+    key_nouns: Mapping[str, str] | None = None,
+) -> list[Problem]:
+    """Each validation error as a problem of the file (see :func:`describe_errors`)."""
+    return [_problem(error, hidden_fields, key_nouns or {}) for error in exc.errors()]
 
 
 def describe_problems(problems: Iterable[Problem], source: str, lines: Lines, title: str) -> str:
@@ -102,9 +111,14 @@ def describe_problems(problems: Iterable[Problem], source: str, lines: Lines, ti
     for problem in problems:
         field = ".".join(str(part) for part in problem.path)
         field = field if problem.field is None else problem.field
-        where = f"{source}, line {line_of(lines, problem.path)}"
+        where = f"{source}, line {problem_line(problem, lines)}"
         messages.append(f"{where}{f', field {field}' if field else ''}: {problem.message}")
     return f"{title}:\n  " + "\n  ".join(messages)
+
+
+def problem_line(problem: Problem, lines: Lines) -> int:
+    """The line a problem is reported on."""
+    return problem.line or line_of(lines, problem.path)
 
 
 def line_of(lines: Lines, path: tuple[Any, ...]) -> int:
@@ -131,17 +145,31 @@ def _problem(error: Any, hidden_fields: Container[str], key_nouns: Mapping[str, 
     return Problem(loc, message + shown)
 
 
-def _with_lines(node: yaml.Node, path: tuple[Any, ...], lines: Lines) -> Any:
+def _with_lines(
+    node: yaml.Node, path: tuple[Any, ...], lines: Lines, problems: list[Problem]
+) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result = {}
         for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):  # "? [a, b]": no name to look up
+                problems.append(Problem(path, _COMPOUND_KEY, line=line))
+                continue
+            key_path = (*path, key_node.value)
             if key_node.value in result:
-                first = lines[(*path, key_node.value)]
-                raise _DuplicateKey(key_node.value, first, key_node.start_mark.line + 1)
-            result[key_node.value] = _with_lines(value_node, (*path, key_node.value), lines)
-            lines[(*path, key_node.value)] = key_node.start_mark.line + 1
+                # YAML loaders keep the last of two equal keys; a file that says two things is
+                # a mistake, reported with the file's others
+                first = lines[key_path]
+                message = f"{key_node.value!r} is given twice (first on line {first}); keep one"
+                problems.append(Problem(key_path, message, line=line))
+                continue
+            result[key_node.value] = _with_lines(value_node, key_path, lines, problems)
+            lines[key_path] = line
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_with_lines(item, (*path, index), lines) for index, item in enumerate(node.value)]
+        return [
+            _with_lines(item, (*path, index), lines, problems)
+            for index, item in enumerate(node.value)
+        ]
     return yaml.SafeLoader("").construct_object(node, deep=True)

@@ -336,6 +336,13 @@ def migrate(store: Store, retention_days: int | None = None) -> int:
             "VALUES ({version:UInt32}, {description:String})",
             {"version": migration.version, "description": migration.description},
         )
-        logger.info("Schema of %s migrated to version %d", store.database, migration.version)
+        # versions are numbered in ranges, one per feature (1, 10s, 20s): the description
+        # says what each added, so a list with gaps does not read as out of order
+        logger.info(
+            "Schema of %s migrated to version %d: %s",
+            store.database,
+            migration.version,
+            migration.description,
+        )
         applied.add(migration.version)
     return max(applied)

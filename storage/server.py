@@ -47,7 +47,7 @@ def _store_call() -> Iterator[None]:
         _in_store_call.active = False
 
 
-def _address(url: str) -> str:
+def server_address(url: str) -> str:
     """``host:port`` of a ClickHouse URL, without its credentials."""
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
@@ -95,7 +95,7 @@ class ServerStore:
 
         self._errors = ch_errors
         self.database = database
-        self.address = _address(url)
+        self.address = server_address(url)
         options = {"autogenerate_session_id": False, "tz_mode": "schema"}
         try:
             with _store_call():
@@ -158,19 +158,32 @@ class ServerStore:
             with _store_call():
                 return method(*args, **kwargs)
         except self._errors.Error as exc:
-            # Read by people (logs, a client's 503, /health): no URL, query or password.
-            status = _passing_status(exc)
-            if status is not None:
-                raise StoreUnavailable(
-                    f"the ClickHouse server at {self.address} answers HTTP {status} (busy, "
-                    "starting or behind a proxy that cannot reach it)"
-                ) from exc
-            if isinstance(exc, self._errors.OperationalError):
-                cause = re.sub(r"^\[Errno -?\d+\]\s*", "", _root_cause(exc))
-                raise StoreUnavailable(
-                    f"the ClickHouse server at {self.address} does not answer: {cause.lower()}"
-                ) from exc
+            outage = server_outage(exc, self.address)
+            if outage is not None:
+                raise outage from exc
             raise QueryError(str(exc)) from exc
+
+
+def server_outage(exc: BaseException | None, address: str) -> StoreUnavailable | None:
+    """A driver error that means the server at ``address`` cannot be reached now, as one short
+    sentence; None for any other error (the server answered)."""
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    if exc is None:
+        return None
+    # Read by people (logs, a client's 503, /health): no URL, query or password.
+    status = _passing_status(exc)
+    if status is not None:
+        return StoreUnavailable(
+            f"the ClickHouse server at {address} answers HTTP {status} (busy, "
+            "starting or behind a proxy that cannot reach it)"
+        )
+    if isinstance(exc, OperationalError):
+        cause = re.sub(r"^\[Errno -?\d+\]\s*", "", _root_cause(exc))
+        return StoreUnavailable(
+            f"the ClickHouse server at {address} does not answer: {cause.lower()}"
+        )
+    return None
 
 
 # Statuses a proxy or a waking server answers before ClickHouse itself has seen the request:
@@ -178,7 +191,7 @@ class ServerStore:
 PASSING_STATUSES = (429, 502, 503, 504)
 
 
-def _passing_status(exc: Exception) -> int | None:
+def _passing_status(exc: BaseException) -> int | None:
     """The HTTP status of an error that did not come from ClickHouse and will pass, or None.
 
     ClickHouse's own errors carry its exception code; an answer without one is the driver's

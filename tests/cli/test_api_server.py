@@ -33,7 +33,9 @@ def test_the_api_server_answers_in_json_and_withdraws_its_address(store, tmp_pat
         "error": "GET is not allowed on /api/v1/alerts/abc/ack; use POST."
     }
     assert unknown.status_code == 404
-    assert unknown.json() == {"error": "No such path: /api/v1/nothing-here."}
+    assert unknown.json() == {
+        "error": "No such path: /api/v1/nothing-here. GET /api/v1 lists the API's routes."
+    }
     assert running_endpoint(tmp_path) is None
 
 

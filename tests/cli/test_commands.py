@@ -224,6 +224,65 @@ def test_every_taken_port_is_named_at_once(tmp_path: Path):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize(
+    "arguments, first, second, port",
+    [
+        # it printed "Seamwatch is running.", then Streamlit's "Port 8501 is not available"
+        (
+            ["up", "--otlp-http-port", "8501"],
+            "OTLP/HTTP receiver (--otlp-http-port or SEAMWATCH_OTLP_HTTP_PORT)",
+            "dashboard (--dashboard-port or SEAMWATCH_DASHBOARD_PORT)",
+            8501,
+        ),
+        # uvicorn's "ERROR: [Errno 98]" came first, then an error blaming another process
+        (
+            ["collector", "--otlp-http-port", "4317", "--otlp-grpc-port", "4317"],
+            "OTLP/HTTP receiver (--otlp-http-port or SEAMWATCH_OTLP_HTTP_PORT)",
+            "OTLP/gRPC receiver (--otlp-grpc-port or SEAMWATCH_OTLP_GRPC_PORT)",
+            4317,
+        ),
+    ],
+)
+def test_two_listeners_on_one_port_are_a_settings_error_before_anything_starts(
+    tmp_path: Path, arguments: list[str], first: str, second: str, port: int
+):
+    result = subprocess.run(
+        [sys.executable, "-m", "seamwatch", *arguments, "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"Error: The {first} and the {second} are both set to listen on 127.0.0.1:{port}; "
+        "choose another port for one of them."
+    ]
+    assert not (tmp_path / "data").exists()
+
+
+def test_every_address_on_a_port_overlaps_a_loopback_one_there():
+    from seamwatch.settings import Settings
+    from seamwatch.stack import PortClash, ensure_ports_free
+
+    settings = Settings(otlp_http_host="0.0.0.0", otlp_http_port=9000, dashboard_port=9000)
+    with pytest.raises(PortClash, match="0.0.0.0:9000 and 127.0.0.1:9000, which overlap"):
+        ensure_ports_free(settings, receivers=True, dashboard=True)
+
+
+def test_two_loopback_addresses_may_share_a_port():
+    from seamwatch.settings import Settings
+    from seamwatch.stack import ensure_ports_free
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(
+        otlp_http_port=port, otlp_grpc_port=-1, dashboard_host="127.0.0.2", dashboard_port=port
+    )
+    ensure_ports_free(settings, receivers=True, dashboard=True)  # no error
+
+
 @contextmanager
 def _taken_port() -> Iterator[int]:
     """A loopback port another socket listens on."""

@@ -3,6 +3,8 @@ a wrong path gets a Status document."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import socket
 
@@ -50,6 +52,58 @@ def test_a_head_just_over_the_limit_in_one_read_gets_431(running_collector):
     )
 
 
+def _refused_head(port: int, path: bytes, content_type: bytes) -> tuple[bytes, bytes]:
+    """The Content-Type and body of the answer to a request whose head is over the limit."""
+    request = (
+        b"POST "
+        + path
+        + b" HTTP/1.1\r\nHost: collector\r\nContent-Type: "
+        + content_type
+        + b"\r\nX-Note: "
+        + b"a" * (MAX_HEAD_BYTES + 100)
+        + b"\r\nContent-Length: 0\r\n\r\n"
+    )
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(request)
+        with contextlib.suppress(OSError):
+            while chunk := client.recv(4096):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    [media_type] = [line[14:] for line in head.split(b"\r\n") if line.startswith(b"content-type: ")]
+    return media_type, body
+
+
+TOO_LARGE = (
+    f"The request line and headers exceed {MAX_HEAD_BYTES} bytes; send fewer or smaller headers."
+)
+
+
+def test_the_431_is_a_status_document_as_every_other_error(running_collector):
+    # it was the one plain-text error answer of the receiver
+    media_type, body = _refused_head(running_collector.port, b"/v1/traces", b"application/json")
+    assert media_type == b"application/json"
+    assert json.loads(body) == {"code": 8, "message": TOO_LARGE}
+
+
+def test_the_431_answers_protobuf_to_a_protobuf_request(running_collector):
+    from google.rpc import status_pb2
+
+    media_type, body = _refused_head(
+        running_collector.port, b"/v1/traces", b"application/x-protobuf"
+    )
+    assert media_type == b"application/x-protobuf"
+    status = status_pb2.Status.FromString(body)
+    assert (status.code, status.message) == (8, TOO_LARGE)
+
+
+def test_the_431_of_an_api_path_is_the_api_error_document(running_collector):
+    media_type, body = _refused_head(running_collector.port, b"/api/v1/alerts", b"text/plain")
+    assert media_type == b"application/json"
+    assert json.loads(body) == {"error": TOO_LARGE}
+
+
 def test_a_long_request_line_gets_431(running_collector):
     request = (
         b"POST /v1/traces?" + b"a" * (MAX_HEAD_BYTES + 10) + b" HTTP/1.1\r\nHost: collector\r\n"
@@ -91,6 +145,25 @@ def test_a_wrong_path_gets_a_status_document_naming_the_right_one(running_collec
     assert response.json() == {
         "code": 5,
         "message": "No such path: /v1/metrics. Traces go to POST /v1/traces.",
+    }
+
+
+def test_an_unknown_api_path_points_to_the_api_index(store, collector_settings):
+    # it answered "Traces go to POST /v1/traces", the receiver's hint, to an API caller
+    import httpx
+
+    from collector.service import Collector
+    from seamwatch.api import api_routes
+
+    service = Collector(store, collector_settings, extra_routes=api_routes(store))
+    service.start()
+    try:
+        response = httpx.get(f"{service.endpoint}/api/v1/nonexistent")
+    finally:
+        service.stop()
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "No such path: /api/v1/nonexistent. GET /api/v1 lists the API's routes."
     }
 
 

@@ -75,6 +75,26 @@ def test_base64_id_fails_the_whole_request(running_collector, store):
     assert count_rows(store) == 0
 
 
+@pytest.mark.parametrize(
+    ("trace_id", "problem"),
+    [
+        # 31 digits were refused as "not hex"
+        ("5b8efff798038103d269b633813fc60", "has 31 hex digits; it must have 32."),
+        ("5b8efff798038103d269b633813fc6", "has 30 hex digits; it must have 32."),
+        ("5b8efff798038103d269b633813fc60g", "is not hex; OTLP/JSON ids are 32 hex digits."),
+    ],
+)
+def test_a_wrong_trace_id_is_named_with_what_is_wrong(running_collector, store, trace_id, problem):
+    span = {"traceId": trace_id, "spanId": "eee19b7ec3c1b174", "name": "x"}
+    body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode()
+    response = post(running_collector, body)
+    assert_status_body(response, 400)
+    assert response.json()["message"] == (
+        f'$.resourceSpans[0].scopeSpans[0].spans[0].traceId = "{trace_id}" {problem}'
+    )
+    assert count_rows(store) == 0
+
+
 def test_enum_names_and_unknown_fields_are_accepted(running_collector, store):
     body = shared_file("cases/03-enum-names-unknown-fields.json").read_bytes()
     assert_success_body(post(running_collector, body))

@@ -244,6 +244,24 @@ def test_a_category_alert_names_its_category():
     assert " category:mapping +1 " in row
 
 
+def test_a_category_name_reads_whole_in_the_table():
+    # it read "category:master_data…"
+    alert = _listed_alert(
+        kinds=["exception_category", "error_rate"], signal="category:master_data_missing"
+    )
+    row = format_alerts([alert]).splitlines()[1]
+    assert " category:master_data_missing +1 " in row
+
+
+def test_a_category_too_long_for_its_column_keeps_the_count_of_joined_kinds():
+    alert = _listed_alert(
+        kinds=["exception_category", "error_rate", "latency"],
+        signal="category:" + "x" * 40,
+    )
+    row = format_alerts([alert]).splitlines()[1]
+    assert f" category:{'x' * 21}… +2 " in row
+
+
 def test_a_flow_name_too_long_for_its_column_ends_with_an_ellipsis():
     alert = _listed_alert(flow="order-to-cash.order-submit-very-long-name")
     row = format_alerts([alert]).splitlines()[1]

@@ -76,6 +76,38 @@ def test_validation_errors_name_the_line_and_the_field():
     assert "'urgent'" in message
 
 
+def test_every_problem_of_the_file_is_in_one_report():
+    # the duplicate rule, and the rule's undefined tier, showed only once the weight was fixed;
+    # the key given twice hid everything else
+    text = (
+        "tiers:\n"  # 1
+        "  critical: {weight: 2}\n"  # 2
+        "  low: {weight: 0.1}\n"  # 3
+        "default_tier: low\n"  # 4
+        "rules:\n"  # 5
+        "  - {flow: 'billing.*', tier: critical}\n"  # 6
+        "  - {flow: 'usage.*', tier: high}\n"  # 7
+        "  - {flow: 'billing.*', tier: low}\n"  # 8
+        "  - {flow: 'crm.*', tier: urgent}\n"  # 9
+        "default_tier: critical\n"  # 10
+    )
+    with pytest.raises(SeverityFileError) as caught:
+        parse_severity(text, "sev.yaml")
+    assert str(caught.value).splitlines() == [
+        "Invalid severity file:",
+        "  sev.yaml, line 2, field tiers.critical.weight: Input should be less than or equal "
+        "to 1 (got 2)",
+        "  sev.yaml, line 7, field rules.1.tier: tier 'high' is not defined under tiers; define "
+        "it or use one of critical, low",
+        "  sev.yaml, line 8, field rules.2: the same patterns as the rule on line 6, which "
+        "comes first and wins, so this rule never applies; remove one of them",
+        "  sev.yaml, line 9, field rules.3.tier: Input should be 'critical', 'high', 'medium' "
+        "or 'low' (got 'urgent')",
+        "  sev.yaml, line 10, field default_tier: 'default_tier' is given twice (first on line "
+        "4); keep one",
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -93,11 +125,16 @@ def test_validation_errors_name_the_line_and_the_field():
         # a key given twice used to be taken silently, the last one winning
         (
             "default_tier: low\ntiers:\n  low: {weight: 0.1}\ndefault_tier: low\n",
-            "line 4: 'default_tier' is given twice (first on line 1); keep one",
+            "line 4, field default_tier: 'default_tier' is given twice (first on line 1); keep one",
+        ),
+        # a list as a key raised TypeError (unhashable type: 'list')
+        (
+            "? [a, b]\n: 1\ntiers: {medium: {weight: 0.5}}\n",
+            "line 1: a key is a list or a mapping; a key must be a name",
         ),
         (
             "tiers:\n  low: {weight: 0.1}\n  low: {weight: 0.2}\n",
-            "line 3: 'low' is given twice (first on line 2)",
+            "line 3, field tiers.low: 'low' is given twice (first on line 2); keep one",
         ),
     ],
 )

@@ -127,6 +127,18 @@ def test_a_stored_trace_without_integration_attributes_says_why_it_has_no_lineag
     assert not missing["found"] and missing["note"] is None
 
 
+def test_a_resent_span_is_counted_once_in_the_note(store):
+    # the same request sent twice (same TraceId and SpanId) read "is stored (2 spans)"
+    plain = "4bf92f3577b34da6a3ce929d0e0e0937"
+    request = [{"TraceId": plain, "SpanId": "00f067aa0ba902b7", "SpanName": "GET /pay"}]
+    store.insert_arrow("otel_traces", make_span_rows(request))
+    store.insert_arrow("otel_traces", make_span_rows(request))
+
+    note = lineage(store, LineageQuery(trace_id=plain))["note"]
+
+    assert note.startswith(f"trace {plain} is stored (1 span), but none of its spans")
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [

@@ -11,7 +11,8 @@ chDB allows one data directory per process, so the server runs in a process of i
 
     python tests/storage/clickhouse_http.py --data-dir DIR --port-file FILE
 
-It listens on an ephemeral loopback port, writes the port number to FILE once it accepts
+It listens on an ephemeral loopback port (or the one ``--port`` names, for a server that
+comes back where a client expects it), writes the port number to FILE once it accepts
 connections, and stops on SIGTERM or when its standard input closes (its parent is gone).
 :func:`serve` does all of that for a test.
 
@@ -547,8 +548,8 @@ class ClickHouseHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, engine: Engine, user: str, password: str) -> None:
-        super().__init__((LOOPBACK, 0), Handler)
+    def __init__(self, engine: Engine, user: str, password: str, port: int = 0) -> None:
+        super().__init__((LOOPBACK, port), Handler)
         self.engine = engine
         self.user = user
         self.password = password
@@ -567,11 +568,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--user", default="default")
     parser.add_argument("--password", default="")
+    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
     engine = Engine(args.data_dir)
-    server = ClickHouseHTTPServer(engine, args.user, args.password)
+    server = ClickHouseHTTPServer(engine, args.user, args.password, args.port)
 
     def stop(*_: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -594,14 +596,19 @@ def main(argv: list[str] | None = None) -> None:
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path, start_timeout_seconds: float = 60.0) -> Iterator[int]:
-    """Run the server in a child process over ``data_dir``; yield its port, stop it after."""
+def serve(data_dir: Path, start_timeout_seconds: float = 60.0, port: int = 0) -> Iterator[int]:
+    """Run the server in a child process over ``data_dir`` (on ``port``, or one the system
+    picks); yield its port, stop it after."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port_file = data_dir / "port"
+    port_file.unlink(missing_ok=True)  # left by an earlier run over the same folder
     log_path = data_dir / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, __file__, "--data-dir", str(data_dir), "--port-file", str(port_file)],
+            [
+                *(sys.executable, __file__, "--data-dir", str(data_dir)),
+                *("--port-file", str(port_file), "--port", str(port)),
+            ],
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=log,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from storage import schema
 from storage.schema import Migration, applied_versions, migrate
 
@@ -37,3 +39,18 @@ def test_a_lower_version_added_later_still_runs(store, monkeypatch):
     migrate(store)
     assert created == ["b", "a"]
     assert {1, 9001, 9002} <= applied_versions(store)
+
+
+def test_the_log_names_each_migration_in_numeric_order(store, monkeypatch, caplog):
+    # the versions 1, 10, 11, 13, 20 of the log read like a sort as text
+    def empty(target, retention_days):
+        return []
+
+    later = [Migration(10_001, "ten thousand and one", empty), Migration(9_002, "nine", empty)]
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, *later])
+    caplog.set_level(logging.INFO, logger="storage.schema")
+    migrate(store)
+    assert caplog.messages == [
+        f"Schema of {store.database} migrated to version 9002: nine",
+        f"Schema of {store.database} migrated to version 10001: ten thousand and one",
+    ]

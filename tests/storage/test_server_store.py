@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from collector.service import Collector
+from collector.spool import Spool
 from seamwatch.settings import Settings
 from storage import QueryError, Store, StoreError, StoreUnavailable, open_store
 from storage.schema import MIGRATIONS, SCHEMA_TABLE, TRACE_ID_TS_TABLE, TRACES_TABLE
@@ -520,6 +521,80 @@ def test_ctrl_c_with_the_server_down_leaves_the_spool_at_once(tmp_path):
     assert "urllib3" not in stderr and "?" not in stderr
     assert "Collector stopped after storing 1 span\n" in stderr
     assert len(list((data_dir / "spool").glob("*.arrow"))) == 1
+
+
+def test_the_collector_starts_with_the_server_down_and_inserts_its_spool_once_it_is_back(
+    tmp_path,
+):
+    # it refused to start ("Cannot reach the ClickHouse server", exit 1) with a span waiting
+    # in its spool from an earlier outage, and its clients got "connection refused"
+    port = closed_port()
+    url = f"http://default:@127.0.0.1:{port}/{DATABASE}"
+    data_dir = tmp_path / "data"
+    spool = Spool(data_dir / "spool", store=Settings(clickhouse_url=url).store_identity())
+    spool.write(make_span_rows([{"TraceId": "ab" * 16}]))
+    spool.close()
+    collector = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "seamwatch", "collector", "--data-dir", str(data_dir)),
+            *("--clickhouse-url", url, "--otlp-http-port", "0", "--otlp-grpc-port", "-1"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        endpoint = collector.stdout.readline().removeprefix("OTLP/HTTP receiver: ").strip()
+        health = endpoint.removesuffix("/v1/traces") + "/health"
+        refused = httpx.post(endpoint, json=_otlp_json("cd" * 16), timeout=30)
+        down = httpx.get(health, timeout=30)
+        lineage = httpx.get(
+            endpoint.removesuffix("/v1/traces") + "/api/v1/lineage",
+            params={"trace_id": "ab" * 16},
+            timeout=30,
+        )
+        with serve(tmp_path / "server", port=port):
+            deadline = time.monotonic() + 30
+            while httpx.get(health, timeout=10).status_code != 200:
+                assert time.monotonic() < deadline, "the collector did not take the server back"
+                time.sleep(0.1)
+            accepted = httpx.post(endpoint, json=_otlp_json("ef" * 16), timeout=30)
+            collector.send_signal(signal.SIGINT)
+            _, stderr = collector.communicate(timeout=60)
+            store = ServerStore(url.removesuffix(f"/{DATABASE}"), DATABASE)
+            try:
+                stored = store.query_rows(f"SELECT DISTINCT TraceId FROM {TRACES_TABLE}")
+            finally:
+                store.close()
+    finally:
+        if collector.poll() is None:
+            collector.kill()
+            collector.communicate()
+
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "5"
+    assert refused.json()["message"] == (
+        f"The store cannot take spans now (the ClickHouse server at 127.0.0.1:{port} does not "
+        "answer: connection refused); retry after 5 s."
+    )
+    assert down.status_code == 503 and down.json()["queued_spans"] == 1
+    # the API beside the receiver answered 500 with a traceback in the log
+    assert lineage.status_code == 503
+    assert lineage.json() == {
+        "error": f"store error: the ClickHouse server at 127.0.0.1:{port} does not answer: "
+        "connection refused"
+    }
+    assert accepted.status_code == 200
+    assert collector.returncode == 0
+    assert sorted(row[0] for row in stored) == ["ab" * 16, "ef" * 16]
+    warnings = [line for line in stderr.splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, stderr
+    assert warnings[0].endswith(
+        f"The store is unavailable: the ClickHouse server at 127.0.0.1:{port} does not answer: "
+        "connection refused. New requests get 503 until it answers; 1 span waits in the spool."
+    )
+    assert "the spool inserted" in stderr.split(warnings[0])[1]
+    assert "Traceback" not in stderr
 
 
 class _Gate:
