@@ -98,7 +98,7 @@ class AlertmanagerDestination(Destination):
             "priority": notification.priority_label,
             "priority_score": f"{notification.priority:.1f}",
             "affected_transactions": str(notification.affected),
-            "money_at_risk": f"{notification.money_at_risk:.2f}",
+            "money_at_risk": notification.money_text,
             "opened": format_time(notification.opened_at),
             "top_error": notification.top_error,
             "dashboard": notification.alert_url,
