@@ -120,7 +120,6 @@ class DestinationWorker:
         self._queue: queue.Queue[Notification] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._client = httpx.Client(follow_redirects=False)
-        self._next_resend = time.monotonic()
         self._thread = threading.Thread(
             target=self._run, name=f"seamwatch-notify-{destination.name}", daemon=True
         )
@@ -216,10 +215,6 @@ class DestinationWorker:
         destination = self.destination
         if not isinstance(destination, AlertmanagerDestination):
             return
-        now = time.monotonic()
-        if now < self._next_resend:
-            return
-        self._next_resend = now + destination.resend_interval.total_seconds()
         request = destination.resend_request()
         if request is None:
             return
@@ -467,7 +462,8 @@ class Notifier:
                 if alert.state == OPEN and isinstance(worker.destination, AlertmanagerDestination):
                     event = {"event": OPENED, "at": alert.opened_at, "kind": alert.kind}
                     worker.destination.track(
-                        build_notification(alert, event, self._severity(), self.dashboard_url)
+                        build_notification(alert, event, self._severity(), self.dashboard_url),
+                        posted=False,
                     )
 
 
