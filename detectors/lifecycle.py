@@ -282,6 +282,24 @@ class AlertBook:
         )
 
 
+def opening_events(store: Store, alert_ids: list[str]) -> dict[str, dict[str, object]]:
+    """The ``opened`` event of each of ``alert_ids``, as ``flush`` wrote it, by alert id."""
+    if not alert_ids:
+        return {}
+    frame = store.query_df(
+        f"SELECT alert_id, at, event, kind, score, detail FROM {store.table(EVENTS_TABLE)} "
+        "WHERE event = 'opened' AND has(splitByChar(',', {ids:String}), alert_id) "
+        "ORDER BY alert_id, at LIMIT 1 BY alert_id",
+        # one string, not an array: the embedded store passes arrays unquoted; ids are hex
+        {"ids": ",".join(alert_ids)},
+    )
+    found: dict[str, dict[str, object]] = {}
+    for row in frame.to_dict("records"):
+        row["at"] = row["at"].to_pydatetime()
+        found[str(row["alert_id"])] = row
+    return found
+
+
 def _change_text(signal: Signal) -> str:
     if signal.detail:
         return signal.detail
