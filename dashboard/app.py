@@ -8,11 +8,15 @@ import streamlit as st
 
 # Not "pages/": Streamlit would list that folder on its own before the navigation runs.
 PAGES_DIR = Path(__file__).parent / "views"
+# A file of ours, sent inline: a ":material/...:" page icon makes every browser fetch it from
+# fonts.gstatic.com, which an offline or private site must not contact. (The icons of the
+# navigation and messages are drawn from a font Streamlit serves itself.)
+PAGE_ICON = Path(__file__).with_name("icon.svg")
 
 
 def main() -> None:
     """Set up the page and run the one the visitor chose."""
-    st.set_page_config(page_title="Seamwatch", page_icon=":material/hub:", layout="wide")
+    st.set_page_config(page_title="Seamwatch", page_icon=PAGE_ICON, layout="wide")
     st.title("Seamwatch")
     pages = {
         "Monitor": [

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from detectors.posting_watch import CONSUME_WITHIN, DUPLICATE_POSTING, Finding
+from detectors.alert_text import money_text
+from detectors.posting_watch import CONSUME_WITHIN, DUPLICATE_POSTING, Finding, add_by_currency
 
 # Business keys named in an alert's text; the count says how many more there are.
 SHOWN_KEYS = 5
@@ -24,26 +25,36 @@ class AlertLedger:
 
     def __init__(self) -> None:
         self.amounts: dict[str, float] = {}
+        self.currencies: dict[str, str] = {}
         self.found: dict[str, Finding] = {}
 
-    def count(self, amounts: Mapping[str, float]) -> tuple[int, float]:
-        """Count the transactions of ``amounts`` (business key to amount) that were not
-        counted yet; return how many that is and their money."""
+    def count(
+        self, amounts: Mapping[str, float], currencies: Mapping[str, str] | None = None
+    ) -> tuple[int, float]:
+        """Count the transactions of ``amounts`` (business key to amount, in the currency
+        ``currencies`` gives the key, if any) that were not counted yet; return how many that
+        is and their money."""
         new = {key: amount for key, amount in amounts.items() if key not in self.amounts}
         self.amounts.update(new)
+        currencies = currencies or {}
+        self.currencies.update({key: currencies[key] for key in new if currencies.get(key)})
         return len(new), sum(new.values())
 
     def record(self, finding: Finding) -> tuple[int, float]:
         """Add one minute's finding to its kind's tally and count its transactions not
         counted yet; return how many that is and their money."""
-        counted = self.count(finding.amounts)
+        counted = self.count(finding.amounts, finding.currencies)
         tally = self.found.setdefault(
             finding.kind, Finding(finding.kind, finding.flow, finding.target)
         )
         tally.source = tally.source or finding.source
         for key in finding.keys:
-            tally.amounts.setdefault(key, self.amounts[key])
+            tally.add(key, self.amounts[key], self.currencies.get(key, ""))
         return counted
+
+    def money_by_currency(self) -> dict[str, float]:
+        """The money counted, added up by currency (an amount without one under ``""``)."""
+        return add_by_currency(self.amounts, self.currencies)
 
     def text(self, first_kind: str) -> str:
         """Every finding over the alert's life, ``first_kind`` first, then the transactions
@@ -51,10 +62,12 @@ class AlertLedger:
         kinds = sorted(self.found, key=lambda kind: kind != first_kind)
         parts = [finding_text(self.found[kind], over_life=True) for kind in kinds]
         named = {key for finding in self.found.values() for key in finding.amounts}
-        others = [amount for key, amount in self.amounts.items() if key not in named]
+        others = {key: amount for key, amount in self.amounts.items() if key not in named}
         if others:
-            amount = f", amount {sum(others):,.2f}" if sum(others) else ""
-            parts.append(f"also {len(others)} failed transaction(s){amount}")
+            parts.append(
+                f"also {len(others)} failed transaction(s)"
+                f"{_amount_text(sum(others.values()), add_by_currency(others, self.currencies))}"
+            )
         return "; ".join(parts)
 
 
@@ -72,8 +85,13 @@ def finding_text(finding: Finding, over_life: bool = False) -> str:
             f"published by {finding.source or 'the source'} but not consumed within {minutes} min"
         )
     since = " since the alert opened" if over_life else ""
-    amount = f", amount {finding.amount:,.2f}" if finding.amount else ""
+    amount = _amount_text(finding.amount, finding.money_by_currency())
     order = "latest first: " if over_life and len(keys) > 1 else ""
     shown = ", ".join(keys[:SHOWN_KEYS])
     more = f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else ""
     return f"{len(keys)} {finding.flow} transaction(s) {what}{since}{amount}; {order}{shown}{more}"
+
+
+def _amount_text(total: float, by_currency: dict[str, float]) -> str:
+    """``, amount 1,250.50 EUR``, or nothing when no amount is known."""
+    return f", amount {money_text(total, by_currency)}" if total else ""

@@ -11,6 +11,10 @@ from typing import Any
 
 # Signals whose alerts quote their findings: the quote says what is wrong, with the keys.
 FINDING_SIGNALS = ("duplicate_posting", "dropped")
+# The part of an amount whose currency no span said (``business.currency`` missing).
+UNKNOWN_CURRENCY = ""
+# Less than a cent is a rounding remainder, not money of an unknown currency.
+_CENT = 0.005
 
 
 def what_changed(alert: Mapping[str, Any]) -> str:
@@ -38,3 +42,45 @@ def alert_summary(alert: Mapping[str, Any]) -> str:
         return top_error
     change = what_changed(alert)
     return f"{change}; top error: {top_error}" if top_error else change
+
+
+def currency_split(total: float, by_currency: Mapping[str, float]) -> list[tuple[str, float]]:
+    """``total`` by currency, in cents: the known currencies in order, then the rest of the
+    total, whose currency is not known, as ``UNKNOWN_CURRENCY`` (when there is any).
+
+    >>> currency_split(150.0, {"USD": 50.0, "EUR": 60.0})
+    [('EUR', 60.0), ('USD', 50.0), ('', 40.0)]
+    """
+    known = {code: amount for code, amount in by_currency.items() if code and abs(amount) >= _CENT}
+    split = [(code, round(known[code], 2)) for code in sorted(known)]
+    rest = total - sum(known.values())
+    if abs(rest) >= _CENT:
+        split.append((UNKNOWN_CURRENCY, round(rest, 2)))
+    return split
+
+
+def money_text(total: float, by_currency: Mapping[str, float]) -> str:
+    """An amount with its currency, saying so when it mixes currencies or has none: amounts
+    of different currencies are listed side by side, never added up.
+
+    >>> money_text(4321.0, {"EUR": 4321.0})
+    '4,321.00 EUR'
+    >>> money_text(4321.0, {})
+    '4,321.00 (currency unknown)'
+    >>> money_text(4321.0, {"EUR": 3000.0, "USD": 1321.0})
+    '3,000.00 EUR + 1,321.00 USD (mixed currencies)'
+    """
+    split = currency_split(total, by_currency)
+    if not split:
+        return f"{total:,.2f}"
+    if len(split) == 1:
+        code, amount = split[0]
+        return f"{amount:,.2f} {code}" if code else f"{amount:,.2f} (currency unknown)"
+    parts = [f"{amount:,.2f} {code or 'in an unknown currency'}" for code, amount in split]
+    return " + ".join(parts) + " (mixed currencies)"
+
+
+def single_currency(total: float, by_currency: Mapping[str, float]) -> str | None:
+    """The one currency all of ``total`` is in, or None when it mixes them or has none."""
+    split = currency_split(total, by_currency)
+    return (split[0][0] or None) if len(split) == 1 else None

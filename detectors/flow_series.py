@@ -20,7 +20,9 @@ tuples does not convert to a data frame reliably). ``category_errors`` holds a f
 ``category + "\\x1f" + message`` pairs, so an alert on one category quotes an error of that
 category rather than the minute's most frequent one. ``failed_amounts`` holds each failed
 transaction with its amount, ``transaction + "\\x1f" + amount``, so an alert counts a
-transaction that fails again in a later minute once. The part before the separator is written
+transaction that fails again in a later minute once; ``failed_currencies`` holds the
+``business.currency`` of those that name one, ``transaction + "\\x1f" + currency``, so an alert
+can say which currency its money is in. The part before the separator is written
 with ``%`` and the separator percent-encoded, so a name holding ``\\x1f`` itself (span
 attributes are free text) still splits at the right place; :func:`split_pair` reads an item
 back.
@@ -58,6 +60,7 @@ SERIES_COLUMNS = (
     "failed_categories",
     "category_errors",
     "failed_amounts",
+    "failed_currencies",
 )
 # Distinct (category, message) pairs kept per minute for the alerts' top error.
 CATEGORY_ERRORS_KEPT = 20
@@ -84,7 +87,9 @@ SELECT
         concat({category}, char(31), StatusMessage), category != '' AND StatusMessage != ''
     ) AS category_errors,
     groupUniqArrayIf(concat({transaction}, char(31), toString(amount)), is_error)
-        AS failed_amounts
+        AS failed_amounts,
+    groupUniqArrayIf(concat({transaction}, char(31), currency), is_error AND currency != '')
+        AS failed_currencies
 FROM (
     SELECT
         Timestamp,
@@ -100,7 +105,8 @@ FROM (
         is_posting AND (SpanKind = 'Client' OR SpanAttributes['integration.stage'] = '')
             AS is_posting_call,
         SpanAttributes['integration.exception.category'] AS category,
-        toFloat64OrZero(SpanAttributes['business.amount']) AS amount
+        toFloat64OrZero(SpanAttributes['business.amount']) AS amount,
+        SpanAttributes['business.currency'] AS currency
     FROM {traces}
     WHERE Timestamp >= {start:DateTime64(9)}
         AND Timestamp < {end:DateTime64(9)}

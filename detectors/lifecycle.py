@@ -73,7 +73,12 @@ _EVENT_SCHEMA = pa.schema(
 
 @dataclass
 class Alert:
-    """One alert of a flow and target; ``kinds`` lists every signal kind that joined it."""
+    """One alert of a flow and target; ``kinds`` lists every signal kind that joined it.
+
+    ``money_by_currency`` splits ``money_at_risk`` by the transactions' currency (``""``: none
+    named) for the messages of this process. It is not stored: the detector runner counts it
+    again from the spans after a restart, as it counts the transactions of open alerts.
+    """
 
     alert_id: str
     flow: str
@@ -94,6 +99,7 @@ class Alert:
     failed: int = 0
     money_at_risk: float = 0.0
     top_error: str = ""
+    money_by_currency: dict[str, float] = field(default_factory=dict)
     _last_peak_event: float = field(default=0.0, repr=False)
 
 
@@ -276,6 +282,24 @@ class AlertBook:
         )
 
 
+def opening_events(store: Store, alert_ids: list[str]) -> dict[str, dict[str, object]]:
+    """The ``opened`` event of each of ``alert_ids``, as ``flush`` wrote it, by alert id."""
+    if not alert_ids:
+        return {}
+    frame = store.query_df(
+        f"SELECT alert_id, at, event, kind, score, detail FROM {store.table(EVENTS_TABLE)} "
+        "WHERE event = 'opened' AND has(splitByChar(',', {ids:String}), alert_id) "
+        "ORDER BY alert_id, at LIMIT 1 BY alert_id",
+        # one string, not an array: the embedded store passes arrays unquoted; ids are hex
+        {"ids": ",".join(alert_ids)},
+    )
+    found: dict[str, dict[str, object]] = {}
+    for row in frame.to_dict("records"):
+        row["at"] = row["at"].to_pydatetime()
+        found[str(row["alert_id"])] = row
+    return found
+
+
 def _change_text(signal: Signal) -> str:
     if signal.detail:
         return signal.detail
@@ -290,6 +314,7 @@ def _alert_table(alerts: list[Alert]) -> pa.Table:
     for alert in alerts:
         row = asdict(alert)
         row.pop("_last_peak_event")
+        row.pop("money_by_currency")
         row["kinds"] = list(alert.kinds)
         row["version"] = _version(alert)
         rows.append(row)

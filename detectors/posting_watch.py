@@ -55,6 +55,7 @@ WITH posts AS (
         flow, target, business_key, correlation_id, TraceId,
         min(Timestamp) AS posted_at,
         anyIf(amount, amount IS NOT NULL) AS t_amount,
+        anyIf(currency, currency != '') AS t_currency,
         countIf({failed}) AS failed_spans
     FROM {lineage}
     WHERE lookup_key IN (
@@ -71,7 +72,8 @@ SELECT
     flow, target, business_key,
     toUnixTimestamp64Milli(arraySort(groupArray(posted_at))[2]) AS second_ms,
     count() AS postings,
-    anyIf(t_amount, t_amount IS NOT NULL) AS amount
+    anyIf(t_amount, t_amount IS NOT NULL) AS amount,
+    anyIf(t_currency, t_currency != '') AS currency
 FROM posts
 GROUP BY flow, target, business_key, correlation_id
 HAVING postings >= 2
@@ -86,6 +88,7 @@ SELECT
     toUnixTimestamp64Milli(minIf(Timestamp, span_kind = 'Consumer')) AS consumed_ms,
     countIf(span_kind = 'Consumer') AS consumers,
     anyIf(amount, amount IS NOT NULL) AS amount,
+    anyIf(currency, currency != '') AS currency,
     anyIf(source, source != '') AS source
 FROM {lineage}
 WHERE lookup_key IN (
@@ -106,18 +109,21 @@ HAVING countIf(span_kind = 'Producer') > 0
 @dataclass
 class Finding:
     """What one check found on one flow and target: business keys in the order found, each
-    with its amount (0 when it has none)."""
+    with its amount (0 when it has none) and the currency of those that name one."""
 
     kind: str
     flow: str
     target: str
     amounts: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    currencies: dict[str, str] = field(default_factory=dict)
 
-    def add(self, key: str, amount: float | None) -> None:
-        """Add one business key (and its amount, when it has one); a key found again keeps
-        its first amount."""
+    def add(self, key: str, amount: float | None, currency: str = "") -> None:
+        """Add one business key (and its amount and currency, when it has them); a key found
+        again keeps its first amount."""
         known = amount is not None and not pd.isna(amount)
+        if key not in self.amounts and currency:
+            self.currencies[key] = currency
         self.amounts.setdefault(key, float(amount) if known else 0.0)
 
     @property
@@ -129,6 +135,21 @@ class Finding:
     def amount(self) -> float:
         """The amounts of all its keys."""
         return sum(self.amounts.values())
+
+    def money_by_currency(self) -> dict[str, float]:
+        """Its amounts added up by currency (an amount without one under ``""``)."""
+        return add_by_currency(self.amounts, self.currencies)
+
+
+def add_by_currency(amounts: dict[str, float], currencies: dict[str, str]) -> dict[str, float]:
+    """``amounts`` (business key to amount) added up by the keys' ``currencies`` (an amount
+    whose key names none under ``""``); amounts of 0 (none known) are left out."""
+    totals: dict[str, float] = {}
+    for key, amount in amounts.items():
+        if amount:
+            code = currencies.get(key, "")
+            totals[code] = totals.get(code, 0.0) + amount
+    return totals
 
 
 # minute (naive UTC) -> (flow, target) -> kind -> finding
@@ -145,7 +166,7 @@ def watch_chunk(
     for row in duplicates.itertuples():
         minute = _minute_of(row.second_ms)
         _finding(found, minute, DUPLICATE_POSTING, row.flow, row.target).add(
-            row.business_key, row.amount
+            row.business_key, row.amount, row.currency
         )
     # events whose deadline falls in the chunk were published one deadline earlier
     published = _query(
@@ -157,7 +178,7 @@ def watch_chunk(
         if row.consumers > 0 and row.consumed_ms <= deadline:
             continue
         finding = _finding(found, _minute_of(deadline), DROPPED, row.flow, row.target)
-        finding.add(row.business_key, row.amount)
+        finding.add(row.business_key, row.amount, row.currency)
         finding.source = finding.source or str(row.source)
     return found
 

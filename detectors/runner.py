@@ -141,6 +141,8 @@ class Minute:
     category_errors: dict[str, str] = field(default_factory=dict)
     # each failed transaction's business key with its amount, for an alert to count it once
     failed_amounts: dict[str, float] = field(default_factory=dict)
+    # and with its currency, when its spans name one
+    failed_currencies: dict[str, str] = field(default_factory=dict)
 
 
 class Latch:
@@ -345,13 +347,18 @@ def _hours_text(hours: int) -> str:
     return f"{hours} hours" if hours < 48 else f"{hours // 24} days"
 
 
+def _items(pairs: Any) -> list[str]:
+    """The items of a pair column's cell (an array, or nothing for a minute without any)."""
+    if not isinstance(pairs, list | np.ndarray) or not len(pairs):
+        return []
+    return [str(pair) for pair in pairs]
+
+
 def category_counts(pairs: Any) -> dict[str, list[str]]:
     """Failed transactions per exception category from ``category\\x1ftransaction`` items."""
-    if not isinstance(pairs, list | np.ndarray) or not len(pairs):
-        return {}
     failed: dict[str, list[str]] = {}
-    for pair in pairs:
-        category, transaction = split_pair(str(pair))
+    for pair in _items(pairs):
+        category, transaction = split_pair(pair)
         failed.setdefault(category, []).append(transaction)
     return failed
 
@@ -359,22 +366,26 @@ def category_counts(pairs: Any) -> dict[str, list[str]]:
 def failed_amounts(pairs: Any) -> dict[str, float]:
     """Each failed transaction's amount from ``transaction\\x1famount`` items (the first of
     a transaction seen with two amounts)."""
-    if not isinstance(pairs, list | np.ndarray) or not len(pairs):
-        return {}
     amounts: dict[str, float] = {}
-    for pair in pairs:
-        transaction, amount = split_pair(str(pair))
+    for transaction, amount in map(split_pair, _items(pairs)):
         amounts.setdefault(transaction, float(amount))
     return amounts
+
+
+def failed_currencies(pairs: Any) -> dict[str, str]:
+    """Each failed transaction's currency from ``transaction\\x1fcurrency`` items (the first
+    in sort order of a transaction seen with two, so every minute picks the same)."""
+    currencies: dict[str, str] = {}
+    for transaction, currency in map(split_pair, sorted(_items(pairs))):
+        currencies.setdefault(transaction, currency)
+    return currencies
 
 
 def category_messages(pairs: Any) -> dict[str, str]:
     """One error message per category from ``category\\x1fmessage`` items (the shortest, so
     the same one is quoted minute after minute)."""
-    if not isinstance(pairs, list | np.ndarray) or not len(pairs):
-        return {}
     messages: dict[str, str] = {}
-    for pair in sorted((str(pair) for pair in pairs), key=lambda text: (len(text), text)):
+    for pair in sorted(_items(pairs), key=lambda text: (len(text), text)):
         category, message = split_pair(pair)
         messages.setdefault(category, message)
     return messages
@@ -580,6 +591,7 @@ class DetectorRunner:
                 categories=category_counts(row["failed_categories"]),
                 category_errors=category_messages(row.get("category_errors")),
                 failed_amounts=failed_amounts(row.get("failed_amounts")),
+                failed_currencies=failed_currencies(row.get("failed_currencies")),
             )
         for key, state in self.series.items():
             values = seen.get(key) or Minute()
@@ -611,7 +623,7 @@ class DetectorRunner:
             return
         strongest = max(active, key=lambda s: s.score)
         ledger = self.ledgers.setdefault(alert.alert_id, AlertLedger())
-        failed, money = ledger.count(values.failed_amounts)
+        failed, money = ledger.count(values.failed_amounts, values.failed_currencies)
         affected = _affected(active, values, failed)
         for finding in (findings or {}).values():
             # postings made twice and events never consumed are affected money, not failures
@@ -622,6 +634,7 @@ class DetectorRunner:
         quoted = strongest.signal if strongest.score > alert.peak_score else alert.signal
         top_error = _quote(quoted, values, ledger, bool(findings))
         self.book.observe(alert, minute, strongest, round(affected), failed, money, top_error)
+        alert.money_by_currency = ledger.money_by_currency()
 
     def _restore_ledgers(self) -> None:
         """Count again what the open alerts counted before a restart: a transaction counted
@@ -636,14 +649,18 @@ class DetectorRunner:
             ledger = self.ledgers[alert.alert_id] = AlertLedger()
             series = (alert.flow, alert.target)
             rows = frame[(frame["flow"] == alert.flow) & (frame["target"] == alert.target)]
-            failed = {row.minute: row.failed_amounts for row in rows.itertuples()}
+            failed = {
+                row.minute: (row.failed_amounts, row.failed_currencies) for row in rows.itertuples()
+            }
             opened = pd.Timestamp(_naive(_floor_minute(alert.opened_at)))
             for stamp in sorted({*failed, *found}):
                 if stamp < opened:
                     continue
-                ledger.count(failed_amounts(failed.get(stamp)))
+                amounts, currencies = failed.get(stamp, (None, None))
+                ledger.count(failed_amounts(amounts), failed_currencies(currencies))
                 for finding in found.get(stamp, {}).get(series, {}).values():
                     ledger.record(finding)
+            alert.money_by_currency = ledger.money_by_currency()
 
     def _series(self, flow: str, target: str, business_object: str) -> SeriesState:
         key = (flow, target)

@@ -14,6 +14,7 @@ traffic and money grow as the alert goes on and are annotations.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -38,15 +39,24 @@ class AlertmanagerDestination(Destination):
         super().__init__(route)
         self.resend_interval = timedelta(seconds=route.model.resend_interval_seconds)
         self._firing: dict[str, Notification] = {}
+        # when each firing alert is posted again (time.monotonic): an interval after its
+        # last post, not on a timer of the destination's own, which resent a new alert at once
+        self._due: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def track(self, notification: Notification) -> None:
-        """Remember a firing alert for the resends, or forget it once resolved."""
+    def track(self, notification: Notification, *, posted: bool = True) -> None:
+        """Remember a firing alert for the resends, or forget it once resolved.
+
+        ``posted``: the notification is being posted now, so its first resend is an interval
+        away; a firing alert taken over from before a restart (False) is resent at once."""
         with self._lock:
             if notification.event == RESOLVED or notification.test:
                 self._firing.pop(notification.alert_id, None)
-            else:
-                self._firing[notification.alert_id] = notification
+                self._due.pop(notification.alert_id, None)
+                return
+            self._firing[notification.alert_id] = notification
+            wait = self.resend_interval.total_seconds() if posted else 0.0
+            self._due[notification.alert_id] = time.monotonic() + wait
 
     def firing(self) -> list[Notification]:
         """The alerts that are resent while they fire."""
@@ -57,11 +67,16 @@ class AlertmanagerDestination(Destination):
         return HttpRequest(self.api_url(), self.payload(notification))
 
     def resend_request(self, now: datetime | None = None) -> HttpRequest | None:
-        """One POST of every firing alert with a fresh ``endsAt``, or None when none fires."""
-        firing = self.firing()
-        if not firing:
+        """One POST of the firing alerts whose resend is due, with a fresh ``endsAt``, or None
+        when none is; each is due again an interval later, whether the POST works or not."""
+        moment = time.monotonic()
+        with self._lock:
+            due = [n for n in self._firing.values() if self._due[n.alert_id] <= moment]
+            for notification in due:
+                self._due[notification.alert_id] = moment + self.resend_interval.total_seconds()
+        if not due:
             return None
-        return HttpRequest(self.api_url(), [self._alert(n, now) for n in firing])
+        return HttpRequest(self.api_url(), [self._alert(n, now) for n in due])
 
     def payload(self, notification: Notification) -> list[dict[str, Any]]:
         return [self._alert(notification)]
@@ -98,7 +113,7 @@ class AlertmanagerDestination(Destination):
             "priority": notification.priority_label,
             "priority_score": f"{notification.priority:.1f}",
             "affected_transactions": str(notification.affected),
-            "money_at_risk": f"{notification.money_at_risk:.2f}",
+            "money_at_risk": notification.money_text,
             "opened": format_time(notification.opened_at),
             "top_error": notification.top_error,
             "dashboard": notification.alert_url,

@@ -136,6 +136,7 @@ def sample_alert(opened: datetime) -> Alert:
         failed=42,
         money_at_risk=18_250.0,
         top_error="422 Unprocessable Entity: tax code T9 is not mapped",
+        money_by_currency={"EUR": 18_250.0},
     )
 
 

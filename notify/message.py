@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from detectors.alert_text import FINDING_SIGNALS, currency_split, money_text, single_currency
 from detectors.lifecycle import Alert
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity
@@ -50,6 +51,8 @@ class Notification:
     top_error: str
     alert_url: str
     lineage_url: str
+    # money_at_risk by currency; "" is the part whose currency no span named
+    money_by_currency: tuple[tuple[str, float], ...] = ()
     test: bool = False
 
     @property
@@ -64,6 +67,17 @@ class Notification:
         """Names this event of this alert, the same for every attempt and every restart."""
         return f"{self.alert_id}:{self.event}:{int(self.at.timestamp())}"
 
+    @property
+    def money_text(self) -> str:
+        """The money at risk with its currency, e.g. ``4,321.00 EUR``; says when it mixes
+        currencies or none is known (:func:`detectors.alert_text.money_text`)."""
+        return money_text(self.money_at_risk, dict(self.money_by_currency))
+
+    @property
+    def currency(self) -> str | None:
+        """The one currency all the money at risk is in; None when mixed or not known."""
+        return single_currency(self.money_at_risk, dict(self.money_by_currency))
+
     def facts(self) -> list[tuple[str, str]]:
         """The facts on-call reads first, as (label, value) pairs in reading order."""
         facts = [
@@ -75,7 +89,7 @@ class Notification:
             ("Priority", f"{self.priority_label} ({self.priority:.1f})"),
             ("Score", f"{self.score:.1f}"),
             ("Affected transactions", f"{self.affected:,}"),
-            ("Money at risk", f"{self.money_at_risk:,.2f}"),
+            ("Money at risk", self.money_text),
             ("Opened", format_time(self.opened_at)),
         ]
         if self.resolved_at is not None:
@@ -101,6 +115,8 @@ def build_notification(
     tier = severity.tier_for(alert.flow, alert.business_object, alert.target)
     value = priority(alert.peak_score, tier.weight, alert.affected, alert.money_at_risk)
     kind = str(event.get("kind") or alert.kind)
+    # a sum of amounts in floating point: cents, as the alert API gives it
+    money = round(float(alert.money_at_risk), 2)
     return Notification(
         event=str(event["event"]),
         at=_utc(event["at"]),
@@ -115,15 +131,26 @@ def build_notification(
         priority_label=priority_label(value),
         score=float(alert.peak_score),
         affected=int(alert.affected),
-        # a sum of amounts in floating point: cents, as the alert API gives it
-        money_at_risk=round(float(alert.money_at_risk), 2),
+        money_at_risk=money,
         opened_at=_utc(alert.opened_at),
         resolved_at=_resolved_as_of(alert, _utc(event["at"])),
         what_changed=str(event.get("detail") or ""),
-        top_error=alert.top_error,
+        top_error="" if _quote_restates_event(alert, event) else alert.top_error,
         alert_url=alert_link(dashboard_url, alert.alert_id),
         lineage_url=lineage_link(dashboard_url, alert.flow),
+        money_by_currency=tuple(currency_split(money, alert.money_by_currency)),
         test=test,
+    )
+
+
+def _quote_restates_event(alert: Alert, event: dict[str, Any]) -> bool:
+    """Whether the alert's quote says again what the event says: a duplicate-posting or
+    dropped alert quotes its findings, which its opening (or the escalation that found them)
+    already gives as what changed. A resolution says only that it settled, so it keeps them."""
+    return (
+        alert.signal in FINDING_SIGNALS
+        and event.get("kind") == alert.signal
+        and event["event"] != RESOLVED
     )
 
 

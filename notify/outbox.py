@@ -15,6 +15,12 @@ Catch-up after downtime must not flood chat: an event raised more than ``max_age
 the wall clock is recorded as ``stale`` and not sent. The one exception is the resolution of
 an alert whose opening or escalation was sent to a destination: it is always sent there, so
 no channel is left showing an alert as open forever.
+
+A silenced alert is recorded as ``silenced`` and withheld: once no silence covers it (the
+silence was ended or expired) and it is still open, its opening goes, once, to the
+destinations it was kept from, and its resolution follows as for any alert. The check runs at
+every flush of the detector runner (each minute); after a restart the delivery log says which
+open alerts were withheld from where.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +46,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from detectors.lifecycle import OPEN, Alert, AlertBook
+from detectors.lifecycle import OPEN, Alert, AlertBook, opening_events
 from detectors.severity import Severity, SeveritySource
 from notify.alertmanager import AlertmanagerDestination
 from notify.base import DeliveryError, Destination, HttpRequest, TransientDeliveryError
@@ -54,7 +60,7 @@ from notify.records import (
     STALE,
     Outcome,
     Recorder,
-    delivered_alert_ids,
+    told_and_withheld,
 )
 from notify.routing import Route
 from notify.slack import SlackDestination
@@ -120,7 +126,6 @@ class DestinationWorker:
         self._queue: queue.Queue[Notification] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._client = httpx.Client(follow_redirects=False)
-        self._next_resend = time.monotonic()
         self._thread = threading.Thread(
             target=self._run, name=f"seamwatch-notify-{destination.name}", daemon=True
         )
@@ -216,10 +221,6 @@ class DestinationWorker:
         destination = self.destination
         if not isinstance(destination, AlertmanagerDestination):
             return
-        now = time.monotonic()
-        if now < self._next_resend:
-            return
-        self._next_resend = now + destination.resend_interval.total_seconds()
         request = destination.resend_request()
         if request is None:
             return
@@ -294,6 +295,15 @@ class DestinationWorker:
         )
 
 
+@dataclass
+class Withheld:
+    """An open alert that silences kept from ``destinations``, none of which heard of it
+    since; ``opening`` is what they get once no silence covers it."""
+
+    opening: Notification
+    destinations: set[str] = field(default_factory=set)
+
+
 class Notifier:
     """Turns alert events into notifications and queues them for their destinations.
 
@@ -326,6 +336,8 @@ class Notifier:
         self._clock = clock or (lambda: datetime.now(UTC))
         # Destinations told of each open alert, so its resolution goes to the same places.
         self._announced: dict[str, set[str]] = {}
+        # Open alerts that silences kept from destinations, by alert id.
+        self.withheld: dict[str, Withheld] = {}
         self._store: Store | None = None
 
     def start(self) -> None:
@@ -359,6 +371,8 @@ class Notifier:
                 if event["event"] in NOTIFIED_EVENTS and event["alert_id"] in by_id
             ]
             self.submit(notifications)
+            self._refresh_withheld(alerts, severity)
+            self.release_unsilenced()
         except Exception:  # noqa: BLE001 - detection must go on whatever happens to chat
             logger.exception("Could not queue notifications of %d alert event(s)", len(events))
 
@@ -368,6 +382,9 @@ class Notifier:
         outcomes: list[Outcome] = []
         silences: list[dict[str, Any]] | None = None
         for notification in notifications:
+            if notification.event == RESOLVED:
+                # nothing is left to release, whoever wants the resolution
+                self.withheld.pop(notification.alert_id, None)
             workers = self._workers_for(notification)
             if not workers:
                 continue
@@ -390,17 +407,76 @@ class Notifier:
                 if silence is not None:
                     reason = f"silence {silence['silence_id']}"
                     outcomes += [w._outcome(notification, SILENCED, reason=reason) for w in workers]
+                    self._withhold(notification, workers)
                     continue
             for worker in workers:
                 outcomes += self._offer(worker, notification)
         self.recorder.record(outcomes)
 
+    def release_unsilenced(self) -> None:
+        """Send the opening of each withheld alert that no silence covers any more, once, to
+        the destinations it was kept from (those that still want it)."""
+        if not self.withheld or self._store is None:
+            return
+        from detectors.alert_actions import active_silences
+
+        try:
+            silences = active_silences(self._store, self._clock())
+        except Exception as exc:  # noqa: BLE001 - the next flush checks again
+            logger.warning("Could not read silences (%s); withheld alerts wait", exc)
+            return
+        outcomes: list[Outcome] = []
+        for alert_id, withheld in list(self.withheld.items()):
+            if _matching_silence(silences, withheld.opening) is not None:
+                continue
+            del self.withheld[alert_id]
+            workers = [
+                w
+                for w in self.workers
+                if w.destination.name in withheld.destinations and w.route.wants(withheld.opening)
+            ]
+            logger.info(
+                "Alert %s is open and no longer silenced; sending its opening to %s",
+                alert_id,
+                ", ".join(w.destination.name for w in workers) or "no destination (none wants it)",
+            )
+            for worker in workers:
+                outcomes += self._offer(worker, withheld.opening)
+        self.recorder.record(outcomes)
+
+    def _withhold(self, notification: Notification, workers: list[DestinationWorker]) -> None:
+        """Remember the destinations a silence kept ``notification`` from, unless they were
+        told of its alert already (they get its resolution anyway)."""
+        if notification.event == RESOLVED:
+            return
+        told = self._announced.get(notification.alert_id, set())
+        names = {w.destination.name for w in workers} - told
+        if not names:
+            return
+        withheld = self.withheld.setdefault(
+            notification.alert_id, Withheld(replace(notification, event=OPENED))
+        )
+        withheld.destinations |= names
+
+    def _refresh_withheld(self, alerts: list[Alert], severity: Severity) -> None:
+        """Withheld openings carry the facts of the alert's latest minute, as a live opening
+        would when it is sent."""
+        for alert in alerts:
+            withheld = self.withheld.get(alert.alert_id)
+            if withheld is None:
+                continue
+            if alert.state != OPEN:
+                del self.withheld[alert.alert_id]
+                continue
+            event = _event_of(withheld.opening)
+            withheld.opening = build_notification(alert, event, severity, self.dashboard_url)
+
     def _offer(self, worker: DestinationWorker, notification: Notification) -> list[Outcome]:
         if worker.offer(notification):
             if notification.event != RESOLVED:
-                self._announced.setdefault(notification.alert_id, set()).add(
-                    worker.destination.name
-                )
+                name = worker.destination.name
+                self._announced.setdefault(notification.alert_id, set()).add(name)
+                self._heard(notification.alert_id, name)
             return []
         logger.warning(
             "Queue of %s is full; dropping %s of alert %s (%d dropped so far)",
@@ -410,6 +486,15 @@ class Notifier:
             worker.dropped,
         )
         return [worker._outcome(notification, DROPPED, reason="queue full")]
+
+    def _heard(self, alert_id: str, destination: str) -> None:
+        """``destination`` was told of the alert: nothing is withheld from it any more."""
+        withheld = self.withheld.get(alert_id)
+        if withheld is None:
+            return
+        withheld.destinations.discard(destination)
+        if not withheld.destinations:
+            del self.withheld[alert_id]
 
     def _workers_for(self, notification: Notification) -> list[DestinationWorker]:
         announced = self._announced.get(notification.alert_id)
@@ -445,30 +530,67 @@ class Notifier:
         if attach is not None:
             attach(store)
         try:
-            open_alerts = list(AlertBook(store).load_open().values())
+            loaded = AlertBook(store).load_open()
         except Exception as exc:  # noqa: BLE001 - a fresh start simply has nothing to resume
             logger.warning("Could not read open alerts to resume notifications: %s", exc)
             return
-        # This flush may already have resolved some of them.
-        known = {alert.alert_id for alert in open_alerts}
-        open_alerts += [alert for alert in changed if alert.alert_id not in known]
-        ids = [alert.alert_id for alert in open_alerts]
+        # This flush has the runner's own copies, newer, and may have resolved some of them.
+        by_id = {alert.alert_id: alert for alert in loaded.values()}
+        by_id.update({alert.alert_id: alert for alert in changed})
+        withheld: dict[str, set[str]] = {}
         for worker in self.workers:
             name = worker.destination.name
             try:
-                delivered = delivered_alert_ids(store, name, ids)
+                told, kept = told_and_withheld(store, name, list(by_id))
             except Exception as exc:  # noqa: BLE001 - as above
                 logger.warning("Could not read the delivery log of %s: %s", name, exc)
                 continue
-            for alert in open_alerts:
-                if alert.alert_id not in delivered:
-                    continue
-                self._announced.setdefault(alert.alert_id, set()).add(name)
-                if alert.state == OPEN and isinstance(worker.destination, AlertmanagerDestination):
-                    event = {"event": OPENED, "at": alert.opened_at, "kind": alert.kind}
-                    worker.destination.track(
-                        build_notification(alert, event, self._severity(), self.dashboard_url)
-                    )
+            for alert_id in kept:
+                withheld.setdefault(alert_id, set()).add(name)
+            for alert_id in told:
+                self._resume_told(worker, by_id[alert_id])
+        self._resume_withheld(store, [by_id[alert_id] for alert_id in withheld], withheld)
+
+    def _resume_told(self, worker: DestinationWorker, alert: Alert) -> None:
+        """``worker``'s destination was told of ``alert`` before a restart: its resolution
+        goes there, and Alertmanager goes on hearing that it fires."""
+        self._announced.setdefault(alert.alert_id, set()).add(worker.destination.name)
+        if alert.state == OPEN and isinstance(worker.destination, AlertmanagerDestination):
+            event = {"event": OPENED, "at": alert.opened_at, "kind": alert.kind}
+            worker.destination.track(
+                build_notification(alert, event, self._severity(), self.dashboard_url),
+                posted=False,
+            )
+
+    def _resume_withheld(
+        self, store: Store, alerts: list[Alert], destinations: dict[str, set[str]]
+    ) -> None:
+        """Silences kept these open alerts from ``destinations`` before a restart: their
+        openings wait for the silences to end, as if the process had not stopped."""
+        alerts = [alert for alert in alerts if alert.state == OPEN]
+        try:
+            openings = opening_events(store, [alert.alert_id for alert in alerts])
+        except Exception as exc:  # noqa: BLE001 - as above
+            logger.warning("Could not read how the silenced open alerts opened: %s", exc)
+            return
+        for alert in alerts:
+            event = openings.get(alert.alert_id) or {
+                "event": OPENED,
+                "at": alert.opened_at,
+                "kind": alert.kind,
+            }
+            opening = build_notification(alert, event, self._severity(), self.dashboard_url)
+            self.withheld[alert.alert_id] = Withheld(opening, destinations[alert.alert_id])
+
+
+def _event_of(notification: Notification) -> dict[str, Any]:
+    """The alert event ``notification`` tells of, as ``alert_events`` holds it."""
+    return {
+        "event": notification.event,
+        "at": notification.at,
+        "kind": notification.kind,
+        "detail": notification.what_changed,
+    }
 
 
 def _matching_silence(
@@ -485,4 +607,11 @@ def _matching_silence(
     return None
 
 
-__all__ = ["HttpRequest", "Notifier", "DestinationWorker", "RetryPolicy", "make_destination"]
+__all__ = [
+    "HttpRequest",
+    "Notifier",
+    "DestinationWorker",
+    "RetryPolicy",
+    "Withheld",
+    "make_destination",
+]

@@ -122,17 +122,28 @@ class CallbackRecorder:
             self._callback(outcome)
 
 
-def delivered_alert_ids(store: Store, destination: str, alert_ids: list[str]) -> set[str]:
-    """Which of ``alert_ids`` had an opening or escalation sent to ``destination``."""
+def told_and_withheld(
+    store: Store, destination: str, alert_ids: list[str]
+) -> tuple[set[str], set[str]]:
+    """Which of ``alert_ids`` had an opening or escalation sent to ``destination`` (told), and
+    which had them all kept from it by a silence, none sent (withheld)."""
     if not alert_ids:
-        return set()
+        return set(), set()
     rows = store.query_rows(
-        f"SELECT DISTINCT alert_id FROM {store.table(DELIVERIES_TABLE)} "
-        "WHERE destination = {destination:String} AND outcome = {sent:String} "
-        "AND event IN ('opened', 'escalated')",
-        {"destination": destination, "sent": SENT},
+        f"SELECT alert_id, countIf(outcome = {{sent:String}}) > 0, "
+        f"countIf(outcome = {{silenced:String}}) > 0 FROM {store.table(DELIVERIES_TABLE)} "
+        "WHERE destination = {destination:String} AND event IN ('opened', 'escalated') "
+        "GROUP BY alert_id",
+        {"destination": destination, "sent": SENT, "silenced": SILENCED},
     )
-    return {str(row[0]) for row in rows} & set(alert_ids)
+    wanted = set(alert_ids)
+    told = {str(alert_id) for alert_id, sent, _ in rows if sent and alert_id in wanted}
+    withheld = {
+        str(alert_id)
+        for alert_id, sent, silenced in rows
+        if silenced and not sent and alert_id in wanted
+    }
+    return told, withheld
 
 
 def delivery_tables(store: Store, retention_days: int | None) -> list[str]:

@@ -70,6 +70,11 @@ class WebhookDestination(Destination):
                 "score": notification.score,
                 "affected_transactions": notification.affected,
                 "money_at_risk": notification.money_at_risk,
+                "currency": notification.currency,
+                "money_by_currency": [
+                    {"currency": code or None, "amount": amount}
+                    for code, amount in notification.money_by_currency
+                ],
                 "opened_at": utc_text(notification.opened_at),
                 "resolved_at": (
                     utc_text(notification.resolved_at) if notification.resolved_at else None

@@ -3,7 +3,9 @@
 chDB lets one process open the embedded store. When a long-running process (``seamwatch up``,
 ``collector`` or ``detectors``) holds it, commands such as ``seamwatch lineage`` ask that
 process through its JSON API instead, and print the same answer. When another short command
-holds it for a moment (three ``seamwatch alerts`` started at once), they wait their turn.
+holds it for a moment (three ``seamwatch alerts`` started at once), they wait their turn. A
+holder that serves no API and does not let go (``seamwatch dashboard`` running alone) is
+named, with what to do instead.
 """
 
 from __future__ import annotations
@@ -94,7 +96,23 @@ def _open_waiting(settings: Settings) -> Store | _Holder:
         wait=wait_random(*_LOCK_POLL_SECONDS),
         reraise=True,
     )
-    return retrying(_open_or_find_holder, settings)
+    try:
+        return retrying(_open_or_find_holder, settings)
+    except StoreLocked as locked:
+        raise StoreLocked(_held_without_api(settings, locked.holder), locked.holder) from None
+
+
+def _held_without_api(settings: Settings, holder: str) -> str:
+    """What to do about a store that a process without the API kept through the wait."""
+    return (
+        f"The data directory {str(settings.data_dir)!r} is held by Seamwatch process {holder}, "
+        "which serves no API for this command: 'seamwatch dashboard' running alone, or "
+        f"another command still at work after {LOCK_WAIT_SECONDS:g} s. 'seamwatch up', "
+        "'collector' and 'detectors' answer 'alerts' (ack, silence and the rest), 'lineage' "
+        "and 'reconcile' while they hold the store; to use them beside the dashboard, stop "
+        f"process {holder} and run 'seamwatch up', which serves the dashboard and the API "
+        "over one store. If it was another command, try again once it is done."
+    )
 
 
 def _open_or_find_holder(settings: Settings) -> Store | _Holder:

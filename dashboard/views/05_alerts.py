@@ -15,6 +15,7 @@ from detectors.alert_text import what_changed
 from detectors.lifecycle import EVENTS_TABLE
 from detectors.severity import SeverityFileError, severity_in_force
 from notify.message import lineage_link
+from seamwatch.times import readable_utc, table_time
 from storage import Store, StoreError
 
 REFRESH_INTERVAL_SECONDS = 15
@@ -37,6 +38,24 @@ _ALERT_COLUMNS = {
     "acknowledged_by": st.column_config.TextColumn("Acknowledged by"),
     "silenced_by": st.column_config.TextColumn("Silence"),
     "alert_id": st.column_config.TextColumn("Id"),
+}
+# Times in these tables are text from seamwatch.times, as in `seamwatch alerts`: a datetime
+# column showed the alert's events as "2026-12-03 13:02:00+00:00".
+_EVENT_COLUMNS = {
+    "at": st.column_config.TextColumn("At (UTC)"),
+    "event": st.column_config.TextColumn("Event"),
+    "kind": st.column_config.TextColumn("Kind"),
+    "score": st.column_config.NumberColumn("Score", format="%.1f"),
+    "detail": st.column_config.TextColumn("Detail", width="large"),
+}
+_SILENCE_COLUMNS = {
+    "silence_id": st.column_config.TextColumn("Id"),
+    "flow": st.column_config.TextColumn("Flow"),
+    "target": st.column_config.TextColumn("Target"),
+    "kind": st.column_config.TextColumn("Kind"),
+    "created_by": st.column_config.TextColumn("Created by"),
+    "expires_at": st.column_config.TextColumn("Expires (UTC)"),
+    "reason": st.column_config.TextColumn("Reason", width="medium"),
 }
 
 
@@ -111,19 +130,24 @@ def show_linked_alert(alert_id: str, alerts: list[dict], events: pd.DataFrame) -
             "\n".join(f"- **{label}:** {literal(value, 300)}" for label, value in _facts(alert))
         )
         if not events.empty:
-            st.dataframe(events, hide_index=True, width="stretch")
+            st.dataframe(
+                events.assign(at=events["at"].map(table_time))[list(_EVENT_COLUMNS)],
+                column_config=_EVENT_COLUMNS,
+                hide_index=True,
+                width="stretch",
+            )
         st.markdown(f"[Lineage of {literal(alert['flow'])}]({lineage_link('.', alert['flow'])})")
 
 
 def _facts(alert: dict) -> list[tuple[str, str]]:
-    resolved = _when(alert["resolved_at"]) if alert["resolved_at"] else "still open"
+    resolved = readable_utc(alert["resolved_at"]) if alert["resolved_at"] else "still open"
     return [
         ("Flow", alert["flow"]),
         ("Target", alert["target"]),
         ("Kinds", " + ".join(alert["kinds"]) or alert["kind"]),
         ("What changed", what_changed(alert)),
         ("Top error", alert["top_error"] or "—"),
-        ("Opened", _when(alert["opened_at"])),
+        ("Opened", readable_utc(alert["opened_at"])),
         ("Resolved", resolved),
         ("Acknowledged by", _acknowledged(alert)),
         ("Silenced by", alert["silenced_by"] or "not silenced"),
@@ -135,11 +159,7 @@ def _acknowledged(alert: dict) -> str:
     if not alert["acknowledged_by"]:
         return "nobody yet"
     note = f": {alert['ack_note']}" if alert.get("ack_note") else ""
-    return f"{alert['acknowledged_by']} at {_when(alert['acknowledged_at'])}{note}"
-
-
-def _when(moment: str) -> str:
-    return pd.to_datetime(moment, utc=True).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{alert['acknowledged_by']} at {readable_utc(alert['acknowledged_at'])}{note}"
 
 
 def show_alerts(alerts: list[dict], empty_text: str) -> None:
@@ -164,7 +184,14 @@ def show_silences(silences: list[dict]) -> None:
     if not silences:
         st.caption("No silences in force. Add one with: seamwatch alerts silence --for 2h ...")
         return
-    st.dataframe(pd.DataFrame(silences), hide_index=True, width="stretch")
+    frame = pd.DataFrame(silences)
+    frame["expires_at"] = frame["expires_at"].map(table_time)
+    st.dataframe(
+        frame[list(_SILENCE_COLUMNS)],
+        column_config=_SILENCE_COLUMNS,
+        hide_index=True,
+        width="stretch",
+    )
 
 
 main()

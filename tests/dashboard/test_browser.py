@@ -18,6 +18,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -203,13 +204,17 @@ class Browser:
     def __init__(self, socket: ClientConnection) -> None:
         self.socket = socket
         self._next_id = itertools.count(1)
+        # every URL the page asked for, once the Network domain is enabled
+        self.requested: list[str] = []
 
     def call(self, method: str, **params: object) -> dict:
-        """Send one DevTools command and return its result, skipping events in between."""
+        """Send one DevTools command and return its result, noting requests in between."""
         call_id = next(self._next_id)
         self.socket.send(json.dumps({"id": call_id, "method": method, "params": params}))
         while True:
             message = json.loads(self.socket.recv(timeout=BROWSER_TIMEOUT_SECONDS))
+            if message.get("method") == "Network.requestWillBeSent":
+                self.requested.append(message["params"]["request"]["url"])
             if message.get("id") != call_id:
                 continue
             if "error" in message:
@@ -290,3 +295,31 @@ def test_a_chat_link_opens_the_alerts_page_on_its_alert(dashboard_url, browser):
     assert "Priority" in text
     assert f"Lineage of {ALERT_FLOW}" in text
     assert "No alert with id" not in text
+
+
+def _leaves_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme not in ("data", "blob", "about") and parts.hostname not in (
+        "127.0.0.1",
+        "::1",
+        "localhost",
+    )
+
+
+def test_no_page_asks_anything_of_a_host_but_the_dashboards_own(dashboard_url, browser):
+    # every page made the browser fetch its icon from fonts.gstatic.com, which an offline or
+    # private site must not contact
+    browser.call("Network.enable")
+    icons = []
+    for page in ("", "alerts", "collector", "lineage", "exceptions", "executive"):
+        browser.call("Page.navigate", url=dashboard_url + page)
+        # drawn, and the icon the page sets has replaced the server's default favicon.png
+        browser.wait_for(
+            "document.querySelector('[data-testid=\"stMain\"]')"
+            " && !document.querySelector('[data-testid=\"stSkeleton\"]')"
+            " && !document.querySelector(\"link[rel='shortcut icon']\").href"
+            ".endsWith('/favicon.png')"
+        )
+        icons.append(browser.evaluate("document.querySelector(\"link[rel='shortcut icon']\").href"))
+    assert [url for url in browser.requested + icons if _leaves_loopback(url)] == []
+    assert len(browser.requested) > 20  # the pages' scripts, fonts and styles were seen

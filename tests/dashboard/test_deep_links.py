@@ -8,9 +8,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import APP_PATH
-from detectors.alert_actions import list_alerts
+from detectors.alert_actions import add_silence, list_alerts
 from detectors.lifecycle import AlertBook, Signal
 from detectors.severity import load_severity
+from seamwatch.times import readable_utc, table_time
 from tests.rows import make_span_rows
 
 ALERTS_PAGE = APP_PATH.parent / "views" / "05_alerts.py"
@@ -70,7 +71,23 @@ def test_a_linked_alert_opens_in_a_panel_above_the_tabs(store, resolved):
     events = app.dataframe[0].value
     expected = ["opened", "resolved"] if resolved else ["opened"]
     assert events["event"].tolist() == expected
+    # written as every table of the product writes UTC times; it showed "...13:02:00+00:00"
+    assert events["at"].tolist()[0] == table_time(alert.opened_at)
+    assert f"**Opened:** {readable_utc(alert.opened_at)}" in facts
     assert len(app.tabs) == 3
+
+
+def test_silences_in_force_show_when_they_expire_in_utc_as_the_cli_does(store):
+    record_alert(store, "billing.invoice-post")
+    now = datetime.now(UTC).replace(microsecond=0)
+    add_silence(store, timedelta(hours=2), flow="billing.*", created_by="ana", now=now)
+
+    app = open_page(ALERTS_PAGE)
+
+    assert not app.exception
+    [silences] = [frame.value for frame in app.dataframe if "expires_at" in frame.value]
+    assert silences["expires_at"].tolist() == [table_time(now + timedelta(hours=2))]
+    assert silences["created_by"].tolist() == ["ana"]
 
 
 def test_an_unknown_alert_id_says_so_and_the_page_still_works(store):

@@ -113,6 +113,38 @@ def test_a_transaction_that_fails_again_is_counted_once_by_its_alert(store):
     assert alert["money_at_risk"] == pytest.approx(100.5 * 3)
 
 
+def _burst(currency_of) -> list[dict]:
+    """An hour of clean postings, then failures whose currency ``currency_of(i)`` gives."""
+    spans = [span for minute in range(CLEAN_MINUTES) for span in _spans(minute, 6, 0)]
+    for minute in range(CLEAN_MINUTES, CLEAN_MINUTES + BURST_MINUTES):
+        for i, span in enumerate(_spans(minute, 6, 3)):
+            currency = currency_of(i)
+            if currency:
+                span["attributes"]["business.currency"] = currency
+            spans.append(span)
+    return spans
+
+
+@pytest.mark.parametrize(
+    "currency_of, expected",
+    [
+        (lambda i: "EUR", {"EUR": 100.5 * 3 * BURST_MINUTES}),
+        (lambda i: "EUR" if i else "USD", {"EUR": 100.5 * 2 * BURST_MINUTES, "USD": 100.5 * 5}),
+        (lambda i: "", {"": 100.5 * 3 * BURST_MINUTES}),
+    ],
+)
+def test_an_error_burst_alert_splits_its_money_by_the_failed_spans_currency(
+    store, currency_of, expected
+):
+    store.insert_arrow("otel_traces", make_span_rows(_burst(currency_of)))
+    runner = DetectorRunner(store)
+    runner.catch_up(START + timedelta(minutes=CLEAN_MINUTES + BURST_MINUTES))
+
+    alert = runner.book.open_alerts[(FLOW, "erp")]
+    assert alert.money_by_currency == pytest.approx(expected)
+    assert sum(alert.money_by_currency.values()) == pytest.approx(alert.money_at_risk)
+
+
 def test_catch_up_after_restart_does_not_alert_twice(burst_store):
     end = START + timedelta(minutes=CLEAN_MINUTES + BURST_MINUTES)
     DetectorRunner(burst_store).catch_up(end - timedelta(minutes=3))
@@ -239,7 +271,7 @@ def test_a_duplicate_posting_alert_quotes_the_finding_not_the_minutes_errors(sto
     runner = DetectorRunner(store)
     state = runner._series(FLOW, "erp", "Invoice")
     unrelated = "422 INV-7: field 'paymentTerms' is invalid"
-    twice = Finding(DUPLICATE_POSTING, FLOW, "erp", {"INV-1": 100.5})
+    twice = Finding(DUPLICATE_POSTING, FLOW, "erp", {"INV-1": 100.5}, currencies={"INV-1": "EUR"})
     for minute, findings in enumerate(({DUPLICATE_POSTING: twice}, {})):
         values = Minute(transactions=5.0, failed=1.0, top_error=unrelated)
         onsets, active = state.step(values, findings)
@@ -248,12 +280,13 @@ def test_a_duplicate_posting_alert_quotes_the_finding_not_the_minutes_errors(sto
         alert = runner.book.open_alerts[(FLOW, "erp")]
         assert alert.top_error == (
             "1 billing.invoice-post transaction(s) posted twice to erp since the alert opened, "
-            "amount 100.50; INV-1"
+            "amount 100.50 EUR; INV-1"
         )
 
 
 def _found(kind: str, **amounts: float) -> dict[str, Finding]:
-    return {kind: Finding(kind, FLOW, "erp", dict(amounts), "billing")}
+    currencies = dict.fromkeys(amounts, "EUR")
+    return {kind: Finding(kind, FLOW, "erp", dict(amounts), "billing", currencies)}
 
 
 def test_a_finding_alert_counts_each_transaction_once_and_names_them_all(store):
@@ -268,7 +301,12 @@ def test_a_finding_alert_counts_each_transaction_once_and_names_them_all(store):
         ({}, {}),
     ]
     for minute, (findings, failed) in enumerate(minutes):
-        values = Minute(transactions=5.0, failed=len(failed), failed_amounts=failed)
+        values = Minute(
+            transactions=5.0,
+            failed=len(failed),
+            failed_amounts=failed,
+            failed_currencies=dict.fromkeys(failed, "USD"),
+        )
         onsets, active = state.step(values, findings)
         runner._apply(state, START + timedelta(minutes=minute), values, onsets, active, findings)
 
@@ -276,14 +314,16 @@ def test_a_finding_alert_counts_each_transaction_once_and_names_them_all(store):
     assert alert.affected == 4  # INV-1, INV-2, INV-3 and INV-7, each once
     assert alert.money_at_risk == pytest.approx(100.5 + 200.0 + 9.5 + 40.0)
     assert alert.failed == 1
+    # the money is in two currencies: split, never added up
+    assert alert.money_by_currency == {"EUR": pytest.approx(310.0), "USD": 40.0}
     # the dropped events are the alert's peak, so its text names them first
     assert alert.signal == DROPPED
     assert alert.top_error == (
         "2 billing.invoice-post transaction(s) published by billing but not consumed within "
-        "5 min since the alert opened, amount 110.00; latest first: INV-3, INV-1; "
+        "5 min since the alert opened, amount 110.00 EUR; latest first: INV-3, INV-1; "
         "2 billing.invoice-post transaction(s) posted twice to erp since the alert opened, "
-        "amount 300.50; latest first: INV-2, INV-1; "
-        "also 1 failed transaction(s), amount 40.00"
+        "amount 300.50 EUR; latest first: INV-2, INV-1; "
+        "also 1 failed transaction(s), amount 40.00 USD"
     )
 
 
@@ -303,7 +343,8 @@ def test_a_duplicate_posting_alert_adds_up_over_minutes_and_restarts(store, rest
     end = START + timedelta(minutes=10)
     if restarted_at_minute:
         DetectorRunner(store).catch_up(START + timedelta(minutes=restarted_at_minute))
-    DetectorRunner(store).catch_up(end)
+    runner = DetectorRunner(store)
+    runner.catch_up(end)
 
     [alert] = list_alerts(store, load_severity(), "open")
     assert alert["kind"] == DUPLICATE_POSTING
@@ -311,8 +352,10 @@ def test_a_duplicate_posting_alert_adds_up_over_minutes_and_restarts(store, rest
     assert alert["money_at_risk"] == 4 * 1250.50
     assert alert["top_error"] == (
         "4 billing.invoice-post transaction(s) posted twice to erp since the alert opened, "
-        "amount 5,002.00; latest first: INV-3, INV-2, INV-1, INV-0"
+        "amount 5,002.00 EUR; latest first: INV-3, INV-2, INV-1, INV-0"
     )
+    # the spans' business.currency, counted again from the spans after a restart
+    assert runner.book.open_alerts[(FLOW, "erp")].money_by_currency == {"EUR": 4 * 1250.50}
 
 
 def test_a_category_alert_keeps_its_quote_through_minutes_without_its_category(store):

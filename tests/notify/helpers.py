@@ -41,6 +41,7 @@ def make_alert(**changes: Any) -> Alert:
         "failed": 99,
         "money_at_risk": 9999.0,
         "top_error": "tax code <T9> & rate not mapped",
+        "money_by_currency": {"EUR": 9999.0},
     }
     fields.update(changes)
     return Alert(**fields)

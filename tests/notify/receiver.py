@@ -17,6 +17,7 @@ class Received:
     path: str
     headers: dict[str, str]
     raw: bytes
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def json(self) -> Any:

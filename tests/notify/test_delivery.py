@@ -200,6 +200,22 @@ def test_silenced_alerts_are_recorded_not_sent(store):
     assert server.received == []
 
 
+def test_alertmanager_resends_a_firing_alert_an_interval_after_posting_it():
+    # with resend_interval_seconds: 30 an alert posted at 08:52:30 came again at 08:52:33:
+    # resends ran on a timer of the worker's own, whatever the alert's last post
+    with RecordingServer() as server:
+        destination = make_destination(route("alertmanager", server.url, resend_interval_seconds=1))
+        worker = DestinationWorker(destination, ListRecorder(), FAST)
+        worker.start()
+        time.sleep(0.6)  # the worker's own second is well under way
+        worker.offer(make_notification(at=datetime.now(UTC)))
+        posts = server.wait_for(3, timeout_seconds=5)
+        worker.stop(timeout_seconds=2)
+    gaps = [later.at - earlier.at for earlier, later in zip(posts, posts[1:], strict=False)]
+    assert [post.path for post in posts] == ["/api/v2/alerts"] * 3
+    assert all(0.95 <= gap < 1.5 for gap in gaps), gaps
+
+
 def test_a_broken_flush_is_logged_and_never_raises(caplog):
     notifier = _notifier([], ListRecorder())
     alert = make_alert()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,13 +12,17 @@ from typer.testing import CliRunner
 
 from detectors import lifecycle
 from detectors.lifecycle import AlertBook, Signal
+from detectors.runner import DetectorRunner
 from detectors.severity import load_severity
 from notify.outbox import Notifier
 from notify.records import DELIVERIES_TABLE, StoreRecorder
 from seamwatch.cli import app
+from tests.lineage.spans import posted, published
 from tests.notify.helpers import DASHBOARD, FAST, route
 from tests.notify.receiver import Answer, RecordingServer
+from tests.rows import make_span_rows
 
+MINUTE = timedelta(minutes=1)
 SIGNAL = Signal("error_rate", "error_rate", 12.0, 0.001, 0.2, "error_rate from 0.10% to 20.00%")
 
 
@@ -94,6 +99,31 @@ def test_after_a_restart_a_resolution_goes_where_the_opening_went(store):
             second.stop(timeout_seconds=2)
     assert got.json["event"] == "resolved"
     assert [row[3] for row in _outcomes(store)] == ["stale", "sent", "sent"]
+
+
+def test_a_duplicate_posting_reaches_chat_with_its_currency_and_its_findings_said_once(store):
+    # Slack showed "Money at risk 1,250.50" and a "Top error" line repeating "What changed"
+    start = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+    at = start + timedelta(seconds=10)
+    spans = published("INV-0", at=at) + posted("INV-0", at=at + timedelta(seconds=1))
+    store.insert_arrow("otel_traces", make_span_rows(spans + posted("INV-0", 2, at=at + MINUTE)))
+    with RecordingServer() as server:
+        routes = [route("slack", server.url + "/services/T/B/x", name="finance")]
+        clock = lambda: start + timedelta(minutes=3)  # noqa: E731 - the events are live
+        notifier = Notifier(routes, load_severity(), DASHBOARD, StoreRecorder(), clock=clock)
+        notifier.start()
+        lifecycle.add_listener(notifier.on_flush)
+        try:
+            DetectorRunner(store, chunk=MINUTE).catch_up(start + timedelta(minutes=3))
+            (got,) = server.wait_for(1)
+        finally:
+            lifecycle.remove_listener(notifier.on_flush)
+            notifier.stop(timeout_seconds=2)
+    text = json.dumps(got.json)
+    assert "posted twice to erp, amount 1,250.50 EUR; INV-0" in text
+    assert "*Money at risk*\\n1,250.50 EUR" in text
+    assert text.count("posted twice") == 1
+    assert "Top error" not in text
 
 
 def test_notify_test_and_check_commands_say_what_happened(tmp_path, monkeypatch):

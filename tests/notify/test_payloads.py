@@ -55,7 +55,7 @@ def test_slack_posts_block_kit_with_facts_escaped_text_and_buttons():
         "*Priority*\nP2 (55.0)",
         "*Score*\n10.0",
         "*Affected transactions*\n99",
-        "*Money at risk*\n9,999.00",
+        "*Money at risk*\n9,999.00 EUR",
         "*Opened*\n2025-03-03 09:05 UTC",
     ]
     assert (
@@ -96,7 +96,7 @@ def test_teams_posts_an_adaptive_card_in_a_message_envelope():
     assert headline["color"] == "Warning"
     assert changed["text"] == "error_rate from 0.10% to 20.00%"
     assert {"title": "Priority", "value": "P2 (55.0)"} in facts["facts"]
-    assert {"title": "Money at risk", "value": "9,999.00"} in facts["facts"]
+    assert {"title": "Money at risk", "value": "9,999.00 EUR"} in facts["facts"]
     assert error["text"] == "Top error: tax code <T9> & rate not mapped"
     assert [(a["type"], a["url"]) for a in card["actions"]] == [
         ("Action.OpenUrl", ALERT_URL),
@@ -150,6 +150,8 @@ def test_webhook_body_is_documented_and_signed_over_timestamp_and_raw_body():
         "score": 10.0,
         "affected_transactions": 99,
         "money_at_risk": 9999.0,
+        "currency": "EUR",
+        "money_by_currency": [{"currency": "EUR", "amount": 9999.0}],
         "opened_at": "2025-03-03T09:05:00.000Z",
         "resolved_at": None,
         "what_changed": "error_rate from 0.10% to 20.00%",
@@ -192,3 +194,30 @@ def test_webhook_money_at_risk_is_in_cents_as_the_alert_api_gives_it():
     with RecordingServer() as server:
         got = _deliver("webhook", server, noisy)
     assert got.json["alert"]["money_at_risk"] == 293746.7
+
+
+def test_a_finding_alert_quotes_its_findings_beside_its_resolution_not_its_opening():
+    findings = "1 billing.invoice-post transaction(s) posted twice to erp since the alert opened"
+    alert = {"kind": "duplicate_posting", "signal": "duplicate_posting", "top_error": findings}
+    opening = make_notification(**alert)
+    resolved_at = minutes_after_opening(40)
+    resolution = make_notification(
+        "resolved", resolved_at, state="resolved", resolved_at=resolved_at, **alert
+    )
+    assert opening.top_error == ""
+    assert resolution.top_error == findings
+
+
+def test_money_in_two_currencies_is_listed_side_by_side_in_every_format():
+    mixed = make_notification(money_by_currency={"EUR": 6000.0, "USD": 3999.0})
+    with RecordingServer() as chat, RecordingServer() as hook:
+        slack = _deliver("slack", chat, mixed).json
+        webhook = _deliver("webhook", hook, mixed).json
+    text = "6,000.00 EUR + 3,999.00 USD (mixed currencies)"
+    assert f"*Money at risk*\n{text}" in [f["text"] for f in slack["blocks"][2]["fields"]]
+    assert webhook["alert"]["money_at_risk"] == 9999.0
+    assert webhook["alert"]["currency"] is None
+    assert webhook["alert"]["money_by_currency"] == [
+        {"currency": "EUR", "amount": 6000.0},
+        {"currency": "USD", "amount": 3999.0},
+    ]
