@@ -48,7 +48,7 @@ from detectors.severity import (
 )
 from seamwatch.access import act, answer
 from seamwatch.api import ApiError, ApiRefused
-from seamwatch.api_server import ApiServer, ApiServerError
+from seamwatch.api_server import ApiServer, ApiServerError, serve_api
 from seamwatch.cli_options import data_dir_option
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
@@ -175,7 +175,7 @@ def detectors_command(
         store = open_store(settings)
         api = None
         try:
-            api = _serve_api(store, settings)
+            api = serve_api(store, settings)
             if once:
                 _catch_up_once(DetectorRunner(store))
             else:
@@ -186,16 +186,6 @@ def detectors_command(
             store.close()
 
     _guarded(run)
-
-
-def _serve_api(store: Store, settings: Settings) -> ApiServer | None:
-    """Serve the API while this process holds the embedded store (a server needs none)."""
-    if settings.uses_server:
-        return None
-    token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    api = ApiServer(store, settings.data_dir, token)
-    api.start()
-    return api
 
 
 def _catch_up_once(runner: DetectorRunner) -> None:

@@ -1,11 +1,11 @@
 """Answering a CLI question from the store, or from the process that holds it.
 
-chDB lets one process open the embedded store. When a long-running process (``seamwatch up``,
-``collector`` or ``detectors``) holds it, commands such as ``seamwatch lineage`` ask that
-process through its JSON API instead, and print the same answer. When another short command
-holds it for a moment (three ``seamwatch alerts`` started at once), they wait their turn. A
-holder that serves no API and does not let go (``seamwatch dashboard`` running alone) is
-named, with what to do instead.
+chDB lets one process open the embedded store. When a long-running process (``seamwatch
+up``, ``collector``, ``detectors`` or ``dashboard``) holds it, commands such as ``seamwatch
+lineage`` ask that process through its JSON API instead, and print the same answer. When
+another short command holds it for a moment (three ``seamwatch alerts`` started at once),
+they wait their turn. A holder that serves no API and does not let go (a command still at
+work) is named, with what to do.
 """
 
 from __future__ import annotations
@@ -106,12 +106,10 @@ def _held_without_api(settings: Settings, holder: str) -> str:
     """What to do about a store that a process without the API kept through the wait."""
     return (
         f"The data directory {str(settings.data_dir)!r} is held by Seamwatch process {holder}, "
-        "which serves no API for this command: 'seamwatch dashboard' running alone, or "
-        f"another command still at work after {LOCK_WAIT_SECONDS:g} s. 'seamwatch up', "
-        "'collector' and 'detectors' answer 'alerts' (ack, silence and the rest), 'lineage' "
-        "and 'reconcile' while they hold the store; to use them beside the dashboard, stop "
-        f"process {holder} and run 'seamwatch up', which serves the dashboard and the API "
-        "over one store. If it was another command, try again once it is done."
+        f"which serves no API for this command and kept the store for {LOCK_WAIT_SECONDS:g} s "
+        "(another command still at work). Try again once it is done. 'seamwatch up', "
+        "'collector', 'detectors' and 'dashboard' answer 'alerts' (ack, silence and the "
+        "rest), 'lineage' and 'reconcile' while they hold the store."
     )
 
 

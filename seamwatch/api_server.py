@@ -1,9 +1,10 @@
 """The JSON API on its own, for a process that holds the embedded store without a receiver.
 
 ``seamwatch up`` and ``seamwatch collector`` serve the API on the OTLP/HTTP port. ``seamwatch
-detectors`` has no receiver, yet holds the store as long as it runs, so it serves the same
-routes (``seamwatch.api.api_routes``) on a free loopback port and publishes the address in
-the data directory, where the CLI finds it and relays its questions there.
+detectors`` and ``seamwatch dashboard`` run alone have no receiver, yet hold the store as long
+as they run, so they serve the same routes (``seamwatch.api.api_routes``) on a free loopback
+port and publish the address in the data directory, where the CLI finds it and relays its
+questions there.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from seamwatch.api import (
     publish_endpoint,
     withdraw_endpoint,
 )
+from seamwatch.settings import Settings
 from storage import Store
 
 logger = logging.getLogger(__name__)
@@ -78,3 +80,14 @@ class ApiServer:
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(_STOP_TIMEOUT_SECONDS)
+
+
+def serve_api(store: Store, settings: Settings) -> ApiServer | None:
+    """Serve the API while this process holds the embedded store; None on a ClickHouse
+    server, which every process opens itself."""
+    if settings.uses_server:
+        return None
+    token = settings.auth_token.get_secret_value() if settings.auth_token else None
+    api = ApiServer(store, settings.data_dir, token)
+    api.start()
+    return api

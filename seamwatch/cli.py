@@ -205,13 +205,14 @@ def _run(role, *args: object, **kwargs: object) -> None:  # noqa: ANN001 - any r
     from collector.service import ReceiverStartError
     from detectors.severity import SeverityFileError
     from notify.routing import NotifyFileError
+    from seamwatch.api_server import ApiServerError
     from seamwatch.stack import PortClash, PortInUse
 
     try:
         role(*args, **kwargs)
     except (NotifyFileError, SeverityFileError, PortClash) as exc:
         _fail(str(exc))
-    except (StoreError, ReceiverStartError, PortInUse) as exc:
+    except (StoreError, ReceiverStartError, PortInUse, ApiServerError) as exc:
         _fail(str(exc), code=1)
     except KeyboardInterrupt:
         pass

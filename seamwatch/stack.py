@@ -26,6 +26,7 @@ from collector.service import Collector
 from notify.service import check_configuration_files, start_notifications
 from seamwatch import runtime
 from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
+from seamwatch.api_server import serve_api
 from seamwatch.settings import Settings
 from storage import Store, open_store
 from storage.pending import open_store_or_pending
@@ -272,10 +273,16 @@ def run_dashboard_alone(settings: Settings) -> None:
     store = open_store(settings)
     runtime.share_store(store)
     runtime.share_settings(settings)
+    api = None
     try:
+        # the dashboard holds the embedded store: the CLI's alerts, acks and silences, lineage
+        # and reconcile reach it through this API
+        api = serve_api(store, settings)
         print(f"Dashboard: {dashboard_url(settings)}", flush=True)
         run_dashboard(settings)
     finally:
+        if api is not None:
+            api.stop()
         runtime.share_store(None)
         store.close()
 
