@@ -39,7 +39,14 @@ from pydantic import (
 from detectors.priority import LOWEST_LABEL, PRIORITY_LABELS
 from detectors.severity import TIER_NAMES, check_glob
 from notify.message import NOTIFIED_EVENTS, Notification
-from seamwatch.yaml_files import describe_errors, read_text_file, read_yaml
+from seamwatch.yaml_files import (
+    Problem,
+    describe_problems,
+    problem_line,
+    read_text_file,
+    read_yaml_and_problems,
+    validation_problems,
+)
 
 NOTIFY_FILE_ENV = "SEAMWATCH_NOTIFY_FILE"
 KINDS = ("slack", "teams", "google_chat", "webhook", "alertmanager")
@@ -106,8 +113,6 @@ class DestinationModel(BaseModel):
             raise ValueError("give at most one of secret or secret_env")
         if (self.secret is not None or self.secret_env) and self.kind != "webhook":
             raise ValueError("secret and secret_env sign generic webhooks only (kind: webhook)")
-        if self.url is not None:
-            _check_url(self.url.get_secret_value())
         return self
 
 
@@ -117,14 +122,6 @@ class NotifyModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     destinations: list[DestinationModel] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _names_are_unique(self) -> NotifyModel:
-        names = [destination.name for destination in self.destinations]
-        twice = sorted({name for name in names if names.count(name) > 1})
-        if twice:
-            raise ValueError(f"destination name(s) {', '.join(twice)} are used more than once")
-        return self
 
 
 class Route:
@@ -169,14 +166,21 @@ def parse_routes(
     text: str, source: str = "<notify>", environ: dict[str, str] | None = None
 ) -> list[Route]:
     """Validate the YAML ``text``; errors name ``source``, the line and the field."""
-    data, lines = read_yaml(text, source, NotifyFileError, "it needs a list of 'destinations'.")
+    data, lines, problems = read_yaml_and_problems(
+        text, source, NotifyFileError, "it needs a list of 'destinations'."
+    )
+    # every problem of the file in one report: a fix for each, not one round per kind
     try:
         model = NotifyModel.model_validate(data)
     except ValidationError as exc:
-        message = describe_errors(
-            exc, source, lines, "Invalid notification file", hidden_fields=("url", "secret")
+        model = None
+        problems += validation_problems(exc, hidden_fields=("url", "secret"))
+    problems += cross_check(data)
+    if problems or model is None:
+        in_file_order = sorted(problems, key=lambda problem: problem_line(problem, lines))
+        raise NotifyFileError(
+            describe_problems(in_file_order, source, lines, "Invalid notification file")
         )
-        raise NotifyFileError(message) from None
     environ = dict(os.environ) if environ is None else environ
     routes = []
     for index, destination in enumerate(model.destinations):
@@ -188,6 +192,33 @@ def parse_routes(
                 f"{source}, line {line}, destination {destination.name}: {exc}"
             ) from None
     return routes
+
+
+def cross_check(data: object) -> list[Problem]:
+    """The checks of the file as written that need no valid destination: names given twice
+    and urls that are no http(s) address. Judged on the raw data, they come in the same
+    report as the file's other mistakes, not after those are fixed."""
+    destinations = data.get("destinations") if isinstance(data, dict) else None
+    if not isinstance(destinations, list):
+        return []
+    problems = []
+    seen: set[str] = set()
+    for index, destination in enumerate(destinations):
+        if not isinstance(destination, dict):
+            continue
+        name, url = destination.get("name"), destination.get("url")
+        if isinstance(name, str) and name in seen:
+            problems.append(
+                Problem(("destinations", index, "name"), f"destination name {name!r} is used twice")
+            )
+        if isinstance(name, str):
+            seen.add(name)
+        if isinstance(url, str):
+            try:
+                _check_url(url)
+            except ValueError as exc:
+                problems.append(Problem(("destinations", index, "url"), str(exc)))
+    return problems
 
 
 def load_routes(path: Path | str | None = None) -> list[Route]:

@@ -71,7 +71,7 @@ def test_a_good_file_reads_urls_from_the_environment():
         (
             "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n"
             "  - name: a\n    kind: teams\n    url: http://127.0.0.1/\n",
-            "notify.yaml, line 1: destination name(s) a are used more than once",
+            "notify.yaml, line 5, field destinations.1.name: destination name 'a' is used twice",
         ),
         ("destinations: [\n", "notify.yaml, line 2: not valid YAML"),
         ("", "notify.yaml: the file is empty"),
@@ -85,8 +85,25 @@ def test_a_bad_url_is_refused_without_being_quoted():
     message = _error(
         "destinations:\n  - name: a\n    kind: slack\n    url: ftp://host/T123/secret-token\n"
     )
-    assert "line 2" in message and "http:// or https://" in message
+    assert "line 4, field destinations.0.url" in message and "http:// or https://" in message
     assert "secret-token" not in message
+
+
+def test_every_problem_of_the_file_comes_in_one_report():
+    # a name given twice and a url that is no address showed only once the file's other
+    # mistakes were fixed, one round each
+    message = _error(
+        "destinations:\n"
+        "  - name: a\n    kind: slack\n    url: not a url\n    min_tier: urgent\n"
+        "  - name: a\n    kind: teams\n    url: http://127.0.0.1/\n"
+    )
+    assert message.splitlines()[1:] == [
+        "  notify.yaml, line 4, field destinations.0.url: the url must be an http:// or "
+        "https:// address with a host",
+        "  notify.yaml, line 5, field destinations.0.min_tier: Input should be 'critical', "
+        "'high', 'medium' or 'low' (got 'urgent')",
+        "  notify.yaml, line 6, field destinations.1.name: destination name 'a' is used twice",
+    ]
 
 
 def test_a_missing_environment_variable_is_named():
