@@ -121,23 +121,37 @@ def _listeners(settings: Settings, *, receivers: bool, dashboard: bool) -> list[
 
 
 def _clashes(listeners: list[_Listener]) -> list[str]:
-    """One line for each listener set to the port of an earlier one on an overlapping address."""
-    lines = []
-    for index, listener in enumerate(listeners):
-        earlier = next((other for other in listeners[:index] if _collide(other, listener)), None)
-        if earlier is not None:
-            lines.append(_clash_message(earlier, listener))
-    return lines
+    """One line for each pair of listeners set to one port on overlapping addresses: all of
+    them, so fixing one port does not reveal another clash."""
+    return [
+        _clash_message(earlier, listener)
+        for index, listener in enumerate(listeners)
+        for earlier in listeners[:index]
+        if _collide(earlier, listener)
+    ]
 
 
 def _collide(first: _Listener, second: _Listener) -> bool:
     if first.port != second.port or first.port == 0:  # 0: the system picks a free one each
         return False
-    hosts = (first.host, second.host)
-    if first.host == second.host or "::" in hosts:  # "::" takes IPv4 addresses too
+    ours, theirs = _addresses(first.host), _addresses(second.host)
+    if ours & theirs or "::" in ours | theirs:  # "::" takes IPv4 addresses too
         return True
-    both_ipv4 = ":" not in first.host and ":" not in second.host
-    return both_ipv4 and "0.0.0.0" in hosts
+    any_ipv4 = "0.0.0.0"
+    return (any_ipv4 in ours and _has_ipv4(theirs)) or (any_ipv4 in theirs and _has_ipv4(ours))
+
+
+def _addresses(host: str) -> set[str]:
+    """The addresses a listener on ``host`` binds: ``localhost`` is 127.0.0.1 and ::1."""
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return {host}  # binding will say what is wrong with it
+    return {str(info[4][0]) for info in found} | {host}
+
+
+def _has_ipv4(addresses: set[str]) -> bool:
+    return any(":" not in address for address in addresses)
 
 
 def _clash_message(first: _Listener, second: _Listener) -> str:

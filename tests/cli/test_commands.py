@@ -388,3 +388,33 @@ def test_an_empty_data_directory_option_is_refused(monkeypatch, tmp_path: Path, 
         "Error: --data-dir is empty; name a folder, e.g. .seamwatch, or leave the option out."
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_localhost_overlaps_the_loopback_address_on_one_port():
+    # --otlp-http-host localhost with the dashboard's 127.0.0.1:8501 created the store, started
+    # the receivers, then stopped on Streamlit's "Port 8501 is not available" with exit 1
+    from seamwatch.settings import Settings
+    from seamwatch.stack import PortClash, ensure_ports_free
+
+    settings = Settings(otlp_http_host="localhost", otlp_http_port=8501, dashboard_port=8501)
+    with pytest.raises(PortClash, match="localhost:8501 and 127.0.0.1:8501, which overlap"):
+        ensure_ports_free(settings, receivers=True, dashboard=True)
+
+
+def test_three_listeners_on_one_port_name_every_pair():
+    # only two of the three pairs were named, so fixing one port revealed another clash
+    from seamwatch.settings import Settings
+    from seamwatch.stack import PortClash, ensure_ports_free
+
+    settings = Settings(otlp_http_port=9000, otlp_grpc_port=9000, dashboard_port=9000)
+    with pytest.raises(PortClash) as raised:
+        ensure_ports_free(settings, receivers=True, dashboard=True)
+    pairs = [line.split(" are ")[0] for line in str(raised.value).splitlines()]
+    assert pairs == [
+        "The OTLP/HTTP receiver (--otlp-http-port or SEAMWATCH_OTLP_HTTP_PORT) and the "
+        "OTLP/gRPC receiver (--otlp-grpc-port or SEAMWATCH_OTLP_GRPC_PORT)",
+        "The OTLP/HTTP receiver (--otlp-http-port or SEAMWATCH_OTLP_HTTP_PORT) and the "
+        "dashboard (--dashboard-port or SEAMWATCH_DASHBOARD_PORT)",
+        "The OTLP/gRPC receiver (--otlp-grpc-port or SEAMWATCH_OTLP_GRPC_PORT) and the "
+        "dashboard (--dashboard-port or SEAMWATCH_DASHBOARD_PORT)",
+    ]
