@@ -384,7 +384,8 @@ def format_judgement(judgement: Judgement) -> str:
             "only false alerts were judged; a longer run gets a few incidents a day.",
             "",
         ]
-    for verdict in judgement.incidents:
+    # labels are written as incidents end: a short one that began later can come first
+    for verdict in sorted(judgement.incidents, key=lambda verdict: _utc(verdict.start)):
         if verdict.delay_minutes is None:
             caught = "missed"
         else:

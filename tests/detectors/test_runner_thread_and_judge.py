@@ -11,7 +11,12 @@ import pytest
 from collector.service import Collector
 from detectors.runner import DetectorRunner, RunnerThread, seconds_to_next_evaluation
 from detectors.severity import load_severity
-from detectors.simulator_judge import Judgement, format_judgement, simulate_and_judge
+from detectors.simulator_judge import (
+    IncidentVerdict,
+    Judgement,
+    format_judgement,
+    simulate_and_judge,
+)
 from sample_data.incidents import PlannedIncident
 from seamwatch.settings import Settings
 from tests.rows import make_span_rows
@@ -193,3 +198,23 @@ def test_a_run_without_incidents_says_that_only_false_alerts_were_judged():
         "Objectives met.\nNo incident was injected in 0.01 simulated day(s), so only false "
         "alerts were judged; a longer run gets a few incidents a day.\n"
     )
+
+
+def test_incidents_are_listed_in_the_order_they_started():
+    # labels are written as incidents end, so a 07:53 duplicate was listed before a 07:33 burst
+    def verdict(kind: str, start: str) -> IncidentVerdict:
+        return IncidentVerdict(
+            kind, "billing.invoice-post", "erp", "critical", start, start, None, None
+        )
+
+    judgement = Judgement(
+        simulated_days=1.0,
+        incidents=[
+            verdict("duplicate_postings", "2025-03-09T07:53:00.000Z"),
+            verdict("mapping_error_burst", "2025-03-09T07:33:00.000Z"),
+        ],
+    )
+    listed = [
+        line.split()[1] for line in format_judgement(judgement).splitlines() if "missed" in line
+    ]
+    assert listed == ["mapping_error_burst", "duplicate_postings"]
