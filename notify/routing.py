@@ -21,7 +21,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -33,7 +33,6 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from detectors.priority import LOWEST_LABEL, PRIORITY_LABELS
@@ -104,16 +103,6 @@ class DestinationModel(BaseModel):
         if not value:
             raise ValueError(_EMPTY_LIST_ADVICE[info.field_name])
         return value
-
-    @model_validator(mode="after")
-    def _url_is_given_once(self) -> DestinationModel:
-        if (self.url is None) == (self.url_env is None):
-            raise ValueError("give exactly one of url or url_env")
-        if self.secret is not None and self.secret_env is not None:
-            raise ValueError("give at most one of secret or secret_env")
-        if (self.secret is not None or self.secret_env) and self.kind != "webhook":
-            raise ValueError("secret and secret_env sign generic webhooks only (kind: webhook)")
-        return self
 
 
 class NotifyModel(BaseModel):
@@ -195,9 +184,10 @@ def parse_routes(
 
 
 def cross_check(data: object) -> list[Problem]:
-    """The checks of the file as written that need no valid destination: names given twice
-    and urls that are no http(s) address. Judged on the raw data, they come in the same
-    report as the file's other mistakes, not after those are fixed."""
+    """The checks of the file as written that hold across fields or destinations: where the
+    url and the secret come from, names given twice and urls that are no http(s) address.
+    Judged on the raw data, they come in the same report as the file's other mistakes (a
+    destination's bad field hid its url problem), not after those are fixed."""
     destinations = data.get("destinations") if isinstance(data, dict) else None
     if not isinstance(destinations, list):
         return []
@@ -206,18 +196,31 @@ def cross_check(data: object) -> list[Problem]:
     for index, destination in enumerate(destinations):
         if not isinstance(destination, dict):
             continue
+        where = ("destinations", index)
+        problems += [Problem(where, message) for message in _source_problems(destination)]
         name, url = destination.get("name"), destination.get("url")
         if isinstance(name, str) and name in seen:
-            problems.append(
-                Problem(("destinations", index, "name"), f"destination name {name!r} is used twice")
-            )
+            problems.append(Problem((*where, "name"), f"destination name {name!r} is used twice"))
         if isinstance(name, str):
             seen.add(name)
         if isinstance(url, str):
             try:
                 _check_url(url)
             except ValueError as exc:
-                problems.append(Problem(("destinations", index, "url"), str(exc)))
+                problems.append(Problem((*where, "url"), str(exc)))
+    return problems
+
+
+def _source_problems(destination: dict[str, Any]) -> list[str]:
+    """Where one destination's url and signing secret come from, every mistake of it."""
+    given = {key for key in ("url", "url_env", "secret", "secret_env") if destination.get(key)}
+    problems = []
+    if ("url" in given) == ("url_env" in given):
+        problems.append("give exactly one of url or url_env")
+    if {"secret", "secret_env"} <= given:
+        problems.append("give at most one of secret or secret_env")
+    if given & {"secret", "secret_env"} and destination.get("kind") != "webhook":
+        problems.append("secret and secret_env sign generic webhooks only (kind: webhook)")
     return problems
 
 

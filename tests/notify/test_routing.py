@@ -106,6 +106,24 @@ def test_every_problem_of_the_file_comes_in_one_report():
     ]
 
 
+def test_a_destination_s_field_error_does_not_hide_where_its_url_and_secret_come_from():
+    # url with url_env beside a bad timeout, and a webhook without url whose secret was given
+    # twice, showed one problem each, the rest only after it was fixed
+    message = _error(
+        "destinations:\n"
+        "  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n    url_env: A_URL\n"
+        "    timeout_seconds: 0\n"
+        "  - name: b\n    kind: webhook\n    secret: s\n    secret_env: B_SECRET\n"
+    )
+    assert message.splitlines()[1:] == [
+        "  notify.yaml, line 2, field destinations.0: give exactly one of url or url_env",
+        "  notify.yaml, line 6, field destinations.0.timeout_seconds: Input should be greater "
+        "than 0 (got 0)",
+        "  notify.yaml, line 7, field destinations.1: give exactly one of url or url_env",
+        "  notify.yaml, line 7, field destinations.1: give at most one of secret or secret_env",
+    ]
+
+
 def test_a_missing_environment_variable_is_named():
     message = _error(GOOD)
     assert message == (
