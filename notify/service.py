@@ -38,13 +38,6 @@ def public_dashboard_url(settings: Settings) -> str:
     return f"http://{shown}:{settings.dashboard_port}"
 
 
-def check_configuration_files(settings: Settings, notify_file: Path | None = None) -> None:
-    """Read the severity and notification files, raising their errors, without starting
-    anything: a command checks them before it creates or opens a store."""
-    severity_in_force()
-    load_routes(notify_file or settings.notify_file)
-
-
 def start_notifications(
     settings: Settings, notify_file: Path | None = None
 ) -> Notifications | None:

@@ -206,11 +206,11 @@ def _run(role, *args: object, **kwargs: object) -> None:  # noqa: ANN001 - any r
     from detectors.severity import SeverityFileError
     from notify.routing import NotifyFileError
     from seamwatch.api_server import ApiServerError
-    from seamwatch.stack import PortClash, PortInUse
+    from seamwatch.stack import PortClash, PortInUse, StartProblems
 
     try:
         role(*args, **kwargs)
-    except (NotifyFileError, SeverityFileError, PortClash) as exc:
+    except (NotifyFileError, SeverityFileError, PortClash, StartProblems) as exc:
         _fail(str(exc))
     except (StoreError, ReceiverStartError, PortInUse, ApiServerError) as exc:
         _fail(str(exc), code=1)

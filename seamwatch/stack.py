@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.service import Collector
-from notify.service import check_configuration_files, start_notifications
+from notify.service import start_notifications
 from seamwatch import runtime
 from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
 from seamwatch.api_server import serve_api
@@ -69,15 +69,50 @@ class _Listener:
     variable: str
 
 
-def ensure_ports_free(settings: Settings, *, receivers: bool, dashboard: bool) -> None:
+class StartProblems(ValueError):
+    """Settings mistakes of several kinds found before a start, all in one message (exit 2)."""
+
+
+def check_before_start(
+    settings: Settings, *, receivers: bool, dashboard: bool, notify_file: bool
+) -> None:
     """Fail before anything starts (no store opened, no schema migrated, no library's own
-    bind error printed) when two listeners of this command are set to one port, or when a
-    port this command needs is taken."""
-    listeners = _listeners(settings, receivers=receivers, dashboard=dashboard)
+    bind error printed): on every settings mistake at once (listeners set to one port, a
+    broken severity file, a broken notification file when ``notify_file``), then on a port
+    this command needs that another process has taken."""
+    from detectors.severity import SeverityFileError
+    from notify.routing import NotifyFileError, load_routes
+
+    checks = [
+        lambda: _refuse_clashes(settings, receivers=receivers, dashboard=dashboard),
+        check_severity_file,
+    ]
+    if notify_file:
+        checks.append(lambda: load_routes(settings.notify_file))
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except (PortClash, SeverityFileError, NotifyFileError) as exc:
+            problems.append(str(exc))
+    if problems:
+        # one round for the user: fixing the ports first only to meet the files' errors next
+        raise StartProblems("\n".join(problems))
+    ensure_ports_free(settings, receivers=receivers, dashboard=dashboard)
+
+
+def _refuse_clashes(settings: Settings, *, receivers: bool, dashboard: bool) -> None:
     # probed one by one, two of our own on one port both look free: compare them first
-    clashes = _clashes(listeners)
+    clashes = _clashes(_listeners(settings, receivers=receivers, dashboard=dashboard))
     if clashes:
         raise PortClash("\n".join(clashes))
+
+
+def ensure_ports_free(settings: Settings, *, receivers: bool, dashboard: bool) -> None:
+    """Fail when two listeners of this command are set to one port, or when a port this
+    command needs is taken."""
+    _refuse_clashes(settings, receivers=receivers, dashboard=dashboard)
+    listeners = _listeners(settings, receivers=receivers, dashboard=dashboard)
     # every taken port at once: one at a time took a user three tries
     problems = [problem for problem in map(_port_problem, listeners) if problem]
     if problems:
@@ -208,9 +243,8 @@ def dashboard_url(settings: Settings) -> str:
 
 def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool = True) -> None:
     """Run receiver, dashboard and optionally the simulator until SIGINT or SIGTERM."""
-    ensure_ports_free(settings, receivers=True, dashboard=with_dashboard)
     # a broken severity or notification file stops the command before anything is created
-    check_configuration_files(settings)
+    check_before_start(settings, receivers=True, dashboard=with_dashboard, notify_file=True)
     store = open_store(settings)
     runtime.share_store(store)
     runtime.share_settings(settings)
@@ -256,8 +290,7 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
 
 def run_collector(settings: Settings) -> None:
     """Run the OTLP receiver alone until SIGINT or SIGTERM."""
-    ensure_ports_free(settings, receivers=True, dashboard=False)
-    check_severity_file()
+    check_before_start(settings, receivers=True, dashboard=False, notify_file=False)
     stopped = _stop_on_signal()  # from the start: a stop during start-up still drains
     # a ClickHouse server that is down does not keep the receivers from starting: the spool
     # keeps what they acknowledged before, clients get 503 until the server answers
@@ -282,8 +315,7 @@ def run_collector(settings: Settings) -> None:
 
 def run_dashboard_alone(settings: Settings) -> None:
     """Run the dashboard alone over its own store until SIGINT or SIGTERM."""
-    ensure_ports_free(settings, receivers=False, dashboard=True)
-    check_severity_file()
+    check_before_start(settings, receivers=False, dashboard=True, notify_file=False)
     store = open_store(settings)
     runtime.share_store(store)
     runtime.share_settings(settings)

@@ -418,3 +418,37 @@ def test_three_listeners_on_one_port_name_every_pair():
         "The OTLP/gRPC receiver (--otlp-grpc-port or SEAMWATCH_OTLP_GRPC_PORT) and the "
         "dashboard (--dashboard-port or SEAMWATCH_DASHBOARD_PORT)",
     ]
+
+
+def test_up_names_a_port_clash_and_both_broken_files_in_one_error(tmp_path: Path):
+    # only the port clash was named; each file's errors came one round after another
+    severity = tmp_path / "severity.yaml"
+    severity.write_text("tiers:\n  critical: {weight: high}\n")
+    notify = tmp_path / "notify.yaml"
+    notify.write_text("destinations:\n  - name: a\n    kind: slack\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seamwatch",
+            "up",
+            "--otlp-http-port",
+            "8501",
+            "--notify-file",
+            str(notify),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SEAMWATCH_SEVERITY_FILE": str(severity)},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Error: The OTLP/HTTP receiver (--otlp-http-port")
+    assert any(f"{severity}, line 2, field tiers.critical.weight" in line for line in lines)
+    assert any(
+        f"{notify}, line 2, field destinations.0: give exactly one" in line for line in lines
+    )
+    assert not (tmp_path / "data").exists()
