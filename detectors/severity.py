@@ -167,16 +167,20 @@ def cross_check(data: dict[str, Any], lines: Lines) -> list[Problem]:
                 "default_tier",
             )
         )
-    first_with: dict[tuple[str | None, ...], int] = {}
-    for index, rule in _valid_rules(data.get("rules")):
-        if isinstance(tiers, dict) and rule.tier not in defined:
+    rules = data.get("rules")
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
+        # judged on every rule, so a rule's bad pattern does not hide its undefined tier
+        tier = rule.get("tier") if isinstance(rule, dict) else None
+        if isinstance(tiers, dict) and tier in TIER_NAMES and tier not in defined:
             problems.append(
                 Problem(
                     ("rules", index, "tier"),
-                    f"tier {rule.tier!r} is not defined under tiers; define it or use one of "
+                    f"tier {tier!r} is not defined under tiers; define it or use one of "
                     f"{', '.join(defined)}",
                 )
             )
+    first_with: dict[tuple[str | None, ...], int] = {}
+    for index, rule in _valid_rules(rules):
         earlier = first_with.setdefault(rule.match(), index)
         if earlier != index:
             problems.append(

@@ -76,6 +76,20 @@ def test_validation_errors_name_the_line_and_the_field():
     assert "'urgent'" in message
 
 
+def test_a_rule_s_bad_pattern_does_not_hide_its_undefined_tier():
+    # only the unclosed '[' was reported; the undefined tier came a round later
+    text = "tiers:\n  critical: {weight: 1}\ndefault_tier: critical\nrules:\n  - {flow: '[abc', tier: low}\n"
+    with pytest.raises(SeverityFileError) as caught:
+        parse_severity(text, "sev.yaml")
+    problems = str(caught.value).splitlines()[1:]
+    assert len(problems) == 2
+    assert problems[0].startswith("  sev.yaml, line 5, field rules.0.flow")
+    assert problems[1] == (
+        "  sev.yaml, line 5, field rules.0.tier: tier 'low' is not defined under tiers; define "
+        "it or use one of critical"
+    )
+
+
 def test_every_problem_of_the_file_is_in_one_report():
     # the duplicate rule, and the rule's undefined tier, showed only once the weight was fixed;
     # the key given twice hid everything else
