@@ -78,7 +78,10 @@ def test_validation_errors_name_the_line_and_the_field():
 
 def test_a_rule_s_bad_pattern_does_not_hide_its_undefined_tier():
     # only the unclosed '[' was reported; the undefined tier came a round later
-    text = "tiers:\n  critical: {weight: 1}\ndefault_tier: critical\nrules:\n  - {flow: '[abc', tier: low}\n"
+    text = (
+        "tiers:\n  critical: {weight: 1}\ndefault_tier: critical\n"
+        "rules:\n  - {flow: '[abc', tier: low}\n"
+    )
     with pytest.raises(SeverityFileError) as caught:
         parse_severity(text, "sev.yaml")
     problems = str(caught.value).splitlines()[1:]
