@@ -279,4 +279,12 @@ class LabelWriter:
         line = json.dumps(record, separators=(",", ":")) + "\n"
         with self._lock, self._path.open("a", encoding="utf-8") as handle:
             handle.write(line)
-        logger.info("Incident %s on %s labelled in %s", record["kind"], record["flow"], self._path)
+        logger.info(
+            "Incident %s on %s labelled in %s: %d transaction(s) affected from %s to %s",
+            record["kind"],
+            record["flow"],
+            self._path,
+            len(record["affected_keys"]),
+            record["start"],
+            record["end"],
+        )

@@ -253,14 +253,6 @@ class Simulation:
             )
             return
         record = incident.label(end_ns)
-        logger.info(
-            "Incident %s on %s labelled: %d transaction(s) affected from %s to %s",
-            incident.kind,
-            incident.flow,
-            len(incident.affected_keys),
-            record["start"],
-            record["end"],
-        )
         self.labels.write(record)
         self.labelled.append(record)
 
