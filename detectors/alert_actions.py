@@ -240,9 +240,16 @@ def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> di
         except ValueError as exc:
             raise AlertActionError(f"{name} {pattern!r}: {exc}") from None
     if not any(fnmatch.fnmatchcase(known, patterns["kind"]) for known in ALERT_KINDS):
+        # the alerts table names a category alert "category:mapping": a reader copies that
+        category = (
+            "a category alert is kind exception_category, and a silence of it covers every "
+            "category; "
+            if kind.startswith("category:")
+            else ""
+        )
         raise AlertActionError(
-            f"kind {kind!r} matches no alert kind; use one of {', '.join(ALERT_KINDS)}, "
-            "a glob of them, or '*'"
+            f"kind {kind!r} matches no alert kind; {category}use one of "
+            f"{', '.join(ALERT_KINDS)}, a glob of them, or '*'"
         )
     matches_all = all(set(pattern) == {"*"} for pattern in patterns.values())
     if everything and not matches_all:

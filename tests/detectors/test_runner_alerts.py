@@ -181,6 +181,13 @@ def test_bad_requests_raise_clear_errors(store):
         acknowledge(store, "nope", "ana")
     with pytest.raises(AlertActionError, match="at least a second, got 0 s"):
         add_silence(store, timedelta(0))
+    # the alerts table's "category:mapping" copied into --kind matched no kind, unexplained
+    with pytest.raises(AlertActionError) as raised:
+        add_silence(store, timedelta(hours=1), kind="category:mapping")
+    assert str(raised.value).startswith(
+        "kind 'category:mapping' matches no alert kind; a category alert is kind "
+        "exception_category, and a silence of it covers every category; use one of latency, "
+    )
 
 
 def test_api_serves_alerts_and_takes_acknowledgements(burst_store):
