@@ -364,21 +364,22 @@ def category_counts(pairs: Any) -> dict[str, list[str]]:
 
 
 def failed_amounts(pairs: Any) -> dict[str, float]:
-    """Each failed transaction's amount from ``transaction\\x1famount`` items (the first of
-    a transaction seen with two amounts)."""
-    amounts: dict[str, float] = {}
-    for transaction, amount in map(split_pair, _items(pairs)):
-        amounts.setdefault(transaction, float(amount))
-    return amounts
+    """Each failed transaction's amount from ``transaction\x1famount`` items."""
+    return {key: float(amount) for key, amount in _first_per_transaction(pairs).items()}
 
 
 def failed_currencies(pairs: Any) -> dict[str, str]:
-    """Each failed transaction's currency from ``transaction\\x1fcurrency`` items (the first
-    in sort order of a transaction seen with two, so every minute picks the same)."""
-    currencies: dict[str, str] = {}
-    for transaction, currency in map(split_pair, sorted(_items(pairs))):
-        currencies.setdefault(transaction, currency)
-    return currencies
+    """Each failed transaction's currency from ``transaction\x1fcurrency`` items."""
+    return _first_per_transaction(pairs)
+
+
+def _first_per_transaction(pairs: Any) -> dict[str, str]:
+    """The value of each transaction in ``transaction\x1fvalue`` items: the first in sort
+    order of one seen with two, so every minute picks the same."""
+    values: dict[str, str] = {}
+    for transaction, value in map(split_pair, sorted(_items(pairs))):
+        values.setdefault(transaction, value)
+    return values
 
 
 def category_messages(pairs: Any) -> dict[str, str]:

@@ -98,7 +98,7 @@ def check_before_start(
     if problems:
         # one round for the user: fixing the ports first only to meet the files' errors next
         raise StartProblems("\n".join(problems))
-    ensure_ports_free(settings, receivers=receivers, dashboard=dashboard)
+    _refuse_taken_ports(_listeners(settings, receivers=receivers, dashboard=dashboard))
 
 
 def _refuse_clashes(settings: Settings, *, receivers: bool, dashboard: bool) -> None:
@@ -112,7 +112,10 @@ def ensure_ports_free(settings: Settings, *, receivers: bool, dashboard: bool) -
     """Fail when two listeners of this command are set to one port, or when a port this
     command needs is taken."""
     _refuse_clashes(settings, receivers=receivers, dashboard=dashboard)
-    listeners = _listeners(settings, receivers=receivers, dashboard=dashboard)
+    _refuse_taken_ports(_listeners(settings, receivers=receivers, dashboard=dashboard))
+
+
+def _refuse_taken_ports(listeners: list[_Listener]) -> None:
     # every taken port at once: one at a time took a user three tries
     problems = [problem for problem in map(_port_problem, listeners) if problem]
     if problems:
