@@ -103,15 +103,17 @@ LATENCY_LATCH = LatchConfig(threshold=4.5, release=2.0, settle=30)
 # sees about ten thousand windows a week, and judges five or six categories in each, so the
 # one in 10,000 of a single category's window (4.0) opened false alerts at 4.05 and 4.10 in
 # sixteen simulated days.
-CATEGORY_LATCH = LatchConfig(threshold=4.2, release=1.3, settle=60)
+CATEGORY_LATCH = LatchConfig(threshold=4.2, release=1.3, settle=30)
 # The error rate judged on counts: one failed call at a flow's usual rate scores about 2 to
 # 3.1 (a binomial tail of 1e-3 to 2e-2), so at the series default of 1.7 each everyday failure,
 # once an hour on a busy flow, restarted the two calm hours and held an alert open all
 # afternoon, long after its incident. A minute must be stronger evidence than one failure to
 # keep the alarm open.
 ERROR_RATE_COUNTS_RELEASE = 3.2
-# Findings are certain: one opens; 30 minutes without a new one settle.
-FINDING_LATCH = LatchConfig(threshold=1.0, release=0.5, settle=30)
+# Findings are certain: one opens; an hour without a new one settles. On a quiet flow the
+# findings of one incident come tens of minutes apart: a dropped-events incident on payments
+# went 37 minutes between two, and a 30-minute settle split it into two alerts.
+FINDING_LATCH = LatchConfig(threshold=1.0, release=0.5, settle=60)
 FINDING_BASE_SCORE = 10.0
 
 _STATE_SCHEMA = pa.schema(

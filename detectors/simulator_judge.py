@@ -11,6 +11,9 @@ its alerts are compared with the labels:
   its end plus ``GRACE``. A score that grows on an alert opened for another reason does not
   count. Every kind is judged on its own flow: in this simulator even the ERP's latency drift
   slows the postings of one flow, so there is no system-wide incident to credit to the target.
+  A latency drift slows postings from the moment it is in place (``fault_start``), by less
+  than one posting shows until its label starts: an alert opened in between saw it early and
+  is caught with no delay.
 * **delay**: from the incident's start to the end of the minute that raised the alert (when
   the runner could first have known).
 * **in time**: a delay of at most ``CAUGHT_WITHIN`` (5 simulated minutes). For
@@ -57,6 +60,7 @@ GRACE = timedelta(minutes=30)
 RECOVERY_TAIL = GRACE
 CRITICAL = "critical"
 DROPPED_EVENTS = "dropped_events"
+ERP_LATENCY_DRIFT = "erp_latency_drift"
 JUDGE_RUNNER = "simulator-judge"
 DEFAULT_START = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday, so a week covers every weekday
 
@@ -200,6 +204,7 @@ def _verdict(
     store: Store, label: dict[str, Any], events: pd.DataFrame, severity: Severity
 ) -> IncidentVerdict:
     start, end = _utc(label["start"]), _utc(label["end"])
+    effects_from = _effects_from(label)
     target = label.get("target", "")
     keys = list(label.get("affected_keys", []))
     first_seen, pattern, early = _first_evidence(store, keys, start, start + CAUGHT_WITHIN)
@@ -211,7 +216,7 @@ def _verdict(
     hits = events[
         (events["flow"] == label["flow"])
         & (events["target"] == target)
-        & (known >= start)
+        & (known >= effects_from)
         & (events["at"] <= end + GRACE)
     ]
     caught_at = delay = after_evidence = None
@@ -237,6 +242,14 @@ def _verdict(
         len(keys),
         early,
     )
+
+
+def _effects_from(label: dict[str, Any]) -> pd.Timestamp:
+    """When the incident's effects begin: a latency drift's at its fault's start (smaller
+    than one posting shows before its label starts), every other kind's at its label's."""
+    if label["kind"] == ERP_LATENCY_DRIFT and label.get("fault_start"):
+        return min(_utc(label["fault_start"]), _utc(label["start"]))
+    return _utc(label["start"])
 
 
 def _first_evidence(
@@ -279,7 +292,7 @@ def _false_alerts(
         related = any(
             label["flow"] == row.flow
             and opened <= _utc(label["end"]) + GRACE
-            and closed >= _utc(label["start"])
+            and closed >= _effects_from(label)
             for label in labels
         )
         if not related:

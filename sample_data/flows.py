@@ -33,6 +33,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from statistics import NormalDist
 
 from opentelemetry.sdk.trace import Tracer
 from opentelemetry.trace import Link, SpanContext, SpanKind
@@ -46,6 +47,12 @@ logger = logging.getLogger(__name__)
 NS_PER_MS = 1_000_000
 NS_PER_MINUTE = 60 * 1_000_000_000
 NS_PER_HOUR = 60 * NS_PER_MINUTE
+
+# log-normal spread of ERP posting times around a posting's median
+ERP_LATENCY_SPREAD = 0.5
+# a latency drift counts a posting as affected from the multiplier at which a typical posting
+# is slower than 99 in 100 normal ones (about 3.2x at this spread)
+NOTICEABLE_DRIFT = math.exp(NormalDist().inv_cdf(0.99) * ERP_LATENCY_SPREAD)
 
 SERVER = SpanKind.SERVER
 CLIENT = SpanKind.CLIENT
@@ -406,13 +413,17 @@ class Stack:
         return failure
 
     def erp_latency(self, posting: Posting, txn: Transaction, now_ns: int) -> float:
-        """How long the ERP takes for this posting, stretched by a latency drift in force."""
-        latency = self.ms(posting.median_ms, 0.5)
+        """How long the ERP takes for this posting, stretched by a latency drift in force.
+
+        A drift affects a posting once it makes a typical one slower than 99 in 100 normal
+        postings (``NOTICEABLE_DRIFT``): before that, a stretched posting hides in the normal
+        spread (at 1.5x, one normal posting in five is slower still)."""
+        latency = self.ms(posting.median_ms, ERP_LATENCY_SPREAD)
         drift = self.incidents.active(inc.ERP_LATENCY_DRIFT, txn.flow, now_ns)
         if drift:
             multiplier = drift.latency_multiplier(now_ns)
             latency *= multiplier
-            if multiplier >= 1.5:
+            if multiplier >= NOTICEABLE_DRIFT:
                 drift.affect(txn.key, now_ns)
         return latency
 

@@ -483,3 +483,20 @@ def test_a_category_alert_keeps_its_quote_when_a_weaker_error_rate_leads_a_minut
     )
     # the error rate's own error once it is the peak the alert names
     assert quotes == [missing, missing, invalid]
+
+
+def test_dropped_events_found_37_minutes_apart_stay_one_alert(store):
+    # a dropped-events incident on a quiet payments flow went 37 minutes between two findings:
+    # its alert resolved after 30 and a second one opened for the same incident 7 minutes later
+    runner = DetectorRunner(store)
+    state = runner._series(FLOW, "erp", "Invoice")
+    found_at = {0: _found(DROPPED, **{"INV-1": 10.0}), 37: _found(DROPPED, **{"INV-2": 20.0})}
+    opened = set()
+    for minute in range(38):
+        findings = found_at.get(minute, {})
+        values = Minute(transactions=1.0)
+        onsets, active = state.step(values, findings)
+        runner._apply(state, START + timedelta(minutes=minute), values, onsets, active, findings)
+        opened |= {alert.alert_id for alert in runner.book.open_alerts.values()}
+    assert len(opened) == 1
+    assert runner.book.open_alerts[(FLOW, "erp")].affected == 2

@@ -6,6 +6,7 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from collector.service import Collector
@@ -14,6 +15,7 @@ from detectors.severity import load_severity
 from detectors.simulator_judge import (
     IncidentVerdict,
     Judgement,
+    _verdict,
     format_judgement,
     simulate_and_judge,
 )
@@ -218,3 +220,40 @@ def test_incidents_are_listed_in_the_order_they_started():
         line.split()[1] for line in format_judgement(judgement).splitlines() if "missed" in line
     ]
     assert listed == ["mapping_error_burst", "duplicate_postings"]
+
+
+def _drift_label(kind: str = "erp_latency_drift") -> dict:
+    return {
+        "kind": kind,
+        "flow": "billing.invoice-post",
+        "target": "erp",
+        "fault_start": "2025-03-04T13:30:00.000Z",
+        "start": "2025-03-04T13:38:30.000Z",
+        "end": "2025-03-04T14:30:00.000Z",
+        "affected_keys": [],
+    }
+
+
+def _opened_at(at: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "at": [pd.Timestamp(at, tz=UTC)],
+            "flow": ["billing.invoice-post"],
+            "target": ["erp"],
+            "event": ["opened"],
+        }
+    )
+
+
+def test_a_drift_alerted_before_its_label_starts_is_caught_with_no_delay():
+    # a busy flow's pooled test saw a drift at 13:36, before its postings left the normal
+    # spread (13:38): the judge credited only a timeout escalation 24 minutes later
+    severity = load_severity(None)
+    verdict = _verdict(None, _drift_label(), _opened_at("2025-03-04 13:36"), severity)
+    assert verdict.caught_at is not None
+    assert verdict.delay_minutes == 0.0
+    # a fault that does nothing until a transaction needs it is credited from its label's start
+    burst = _verdict(
+        None, _drift_label("mapping_error_burst"), _opened_at("2025-03-04 13:36"), severity
+    )
+    assert burst.caught_at is None

@@ -11,6 +11,7 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sample_data import incidents as inc
+from sample_data.flows import NOTICEABLE_DRIFT
 from sample_data.incidents import PlannedIncident
 
 from .conftest import MONDAY, simulate_in_memory
@@ -259,6 +260,23 @@ def test_latency_drift_ramps_up_until_timeouts(incident_run):
     assert len(timeouts) >= 3
     assert all(s.status.status_code is StatusCode.ERROR for s in timeouts)
     assert labels["erp_latency_drift"]["affected_keys"]
+
+
+def test_latency_drift_starts_when_postings_leave_the_normal_spread(incident_run):
+    """At 1.5x a drifted posting is no slower than one normal posting in five: the label
+    starts once a typical posting is slower than 99 in 100 normal ones."""
+    _, _, labels = incident_run
+    plan = PLAN[0]
+    label = labels["erp_latency_drift"]
+    noticeable_after = (NOTICEABLE_DRIFT - 1) / (plan.intensity - 1) * (plan.end - plan.start)
+    assert pytest.approx(3.2, abs=0.01) == NOTICEABLE_DRIFT
+    assert label["fault_start"] == inc.iso_utc(int(plan.start.timestamp()) * 1_000_000_000)
+    started = datetime.fromisoformat(label["start"].replace("Z", "+00:00"))
+    assert (
+        plan.start + noticeable_after
+        <= started
+        < plan.start + noticeable_after + timedelta(minutes=3)
+    )
 
 
 def test_seeded_schedule_is_deterministic_and_quiet_at_first():
