@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from detectors.alert_text import alert_summary
-from detectors.lifecycle import ALERTS_TABLE, OPEN, RESOLVED
+from detectors.alert_text import alert_summary, currency_list, money_text
+from detectors.lifecycle import ALERTS_TABLE, OPEN, RESOLVED, currency_map
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity, check_glob
 from lineage.schema import ROLLUP_TABLE
@@ -150,12 +150,19 @@ def _describe(
     open_now = row["state"] == OPEN
     silence = next((s for s in silences if open_now and _silence_matches(s, row)), None)
     plain = {name: _plain(value) for name, value in row.items()}
+    # split before any rounding: each currency is rounded to its own minor units, and a sum
+    # rounded to cents would leave a mill of a BHD amount over as money of no currency
+    money = float(row["money_at_risk"])
+    by_currency = currency_map(row.get("money_by_currency"))
     return {
         **plain,
         "summary": alert_summary(plain),
         "kinds": list(row["kinds"]),
-        # a sum of amounts in floating point: cents, as money is written
-        "money_at_risk": round(float(row["money_at_risk"]), 2),
+        # the sum of every currency, in cents, kept for the clients that read it before the
+        # split (a sum of amounts in floating point)
+        "money_at_risk": round(money, 2),
+        "money_by_currency": currency_list(money, by_currency),
+        "money_text": money_text(money, by_currency),
         "tier": tier.name,
         "priority": value,
         "priority_label": priority_label(value),

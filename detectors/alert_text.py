@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from seamwatch.money import amount_text, round_amount
+
 # Signals whose alerts quote their findings: the quote says what is wrong, with the keys.
 FINDING_SIGNALS = ("duplicate_posting", "dropped")
 # The part of an amount whose currency no span said (``business.currency`` missing).
@@ -45,23 +47,32 @@ def alert_summary(alert: Mapping[str, Any]) -> str:
 
 
 def currency_split(total: float, by_currency: Mapping[str, float]) -> list[tuple[str, float]]:
-    """``total`` by currency, in cents: the known currencies in order, then the rest of the
-    total, whose currency is not known, as ``UNKNOWN_CURRENCY`` (when there is any).
+    """``total`` by currency, each rounded to its currency's minor units (cents for most): the
+    known currencies in order, then the rest of the total, whose currency is not known, as
+    ``UNKNOWN_CURRENCY`` (when there is any).
 
     >>> currency_split(150.0, {"USD": 50.0, "EUR": 60.0})
     [('EUR', 60.0), ('USD', 50.0), ('', 40.0)]
+    >>> currency_split(12000.4, {"JPY": 12000.4})
+    [('JPY', 12000.0)]
     """
-    known = {code: amount for code, amount in by_currency.items() if code and abs(amount) >= _CENT}
-    split = [(code, round(known[code], 2)) for code in sorted(known)]
-    rest = total - sum(known.values())
+    known = {
+        code: amount
+        for code, amount in by_currency.items()
+        if code and round_amount(amount, code) != 0
+    }
+    split = [(code, round_amount(known[code], code)) for code in sorted(known)]
+    # what is left once every named currency is taken out: less than half a yen is still yen
+    rest = total - sum(amount for code, amount in by_currency.items() if code)
     if abs(rest) >= _CENT:
-        split.append((UNKNOWN_CURRENCY, round(rest, 2)))
+        split.append((UNKNOWN_CURRENCY, round_amount(rest, UNKNOWN_CURRENCY)))
     return split
 
 
 def money_text(total: float, by_currency: Mapping[str, float]) -> str:
     """An amount with its currency, saying so when it mixes currencies or has none: amounts
-    of different currencies are listed side by side, never added up.
+    of different currencies are listed side by side, never added up, each with its
+    currency's decimals.
 
     >>> money_text(4321.0, {"EUR": 4321.0})
     '4,321.00 EUR'
@@ -69,15 +80,29 @@ def money_text(total: float, by_currency: Mapping[str, float]) -> str:
     '4,321.00 (currency unknown)'
     >>> money_text(4321.0, {"EUR": 3000.0, "USD": 1321.0})
     '3,000.00 EUR + 1,321.00 USD (mixed currencies)'
+    >>> money_text(120000.0, {"JPY": 120000.0})
+    '120,000 JPY'
     """
     split = currency_split(total, by_currency)
     if not split:
-        return f"{total:,.2f}"
+        return amount_text(total)
     if len(split) == 1:
         code, amount = split[0]
-        return f"{amount:,.2f} {code}" if code else f"{amount:,.2f} (currency unknown)"
-    parts = [f"{amount:,.2f} {code or 'in an unknown currency'}" for code, amount in split]
+        return amount_text(amount, code) if code else f"{amount_text(amount)} (currency unknown)"
+    parts = [
+        amount_text(amount, code) if code else f"{amount_text(amount)} in an unknown currency"
+        for code, amount in split
+    ]
     return " + ".join(parts) + " (mixed currencies)"
+
+
+def currency_list(total: float, by_currency: Mapping[str, float]) -> list[dict[str, Any]]:
+    """:func:`currency_split` as JSON gives it: ``[{"currency": "EUR", "amount": 3000.0}]``,
+    with ``"currency": None`` for the part whose currency is not known."""
+    return [
+        {"currency": code or None, "amount": amount}
+        for code, amount in currency_split(total, by_currency)
+    ]
 
 
 def single_currency(total: float, by_currency: Mapping[str, float]) -> str | None:

@@ -244,8 +244,8 @@ def alerts_command(
     data_dir: Path | None = DataDirOption,
     clickhouse_url: str | None = ClickHouseOption,
 ) -> None:
-    """List alerts: flow, target, kind, tier, priority, opened and resolved times, and
-    under each a line that says what is wrong.
+    """List alerts: flow, target, kind, tier, priority, money at risk, opened and resolved
+    times, and under each a line that says what is wrong.
 
     Options before a sub-command (--data-dir, --clickhouse-url, --json) apply to it.
     """
@@ -320,7 +320,8 @@ def format_alerts(alerts: list[dict[str, Any]], state: str = "all", width: int =
     """A table of alerts, or a line saying there are none (in ``state``).
 
     Columns are as wide as their widest value, flows and kinds cut at a limit, so that the
-    table fits a terminal; state, scores, amounts and every kind joined are in --json. An
+    table fits a terminal; the money at risk is never cut (each currency side by side, as
+    chat writes it); state, scores, amounts and every kind joined are in --json. An
     open alert's resolved time is ``-``. Under each alert's row, an indented line says what
     is wrong (its summary), cut to the table's width or ``width`` if wider (the terminal's
     columns); the whole sentence is in --json.
@@ -345,6 +346,7 @@ ALERT_COLUMNS = (
     "kind",
     "tier",
     "priority",
+    "at risk",
     "opened (UTC)",
     "resolved (UTC)",
     "notes",
@@ -381,6 +383,8 @@ def _alert_cells(alert: dict[str, Any]) -> list[str]:
         kinds,
         alert["tier"],
         f"{alert['priority']:5.1f} {alert['priority_label']}",
+        # each currency whole, never cut: a cut could hide one (an answer without it: "-")
+        alert.get("money_text") or "-",
         table_time(alert["opened_at"]),
         table_time(alert.get("resolved_at")),
         ", ".join(notes),

@@ -7,8 +7,8 @@ minute, and events are keyed by alert, time and type, so evaluating the same min
 (a restart between writing alerts and recording progress) writes the same rows again instead of
 new ones.
 
-Tables (migrations 20 and 21): ``alerts`` keeps every version of an alert and the newest wins
-(ReplacingMergeTree on ``version``); ``alert_events`` records openings, escalations, peaks and
+Tables (migrations 20, 21 and 24): ``alerts`` keeps every version of an alert and the newest
+wins (ReplacingMergeTree on ``version``); ``alert_events`` records openings, escalations, peaks and
 resolutions for the notification outbox; silences and acknowledgements live in
 :mod:`detectors.alert_actions`.
 """
@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
 
@@ -56,6 +57,7 @@ _ALERT_SCHEMA = pa.schema(
         ("failed", pa.uint64()),
         ("money_at_risk", pa.float64()),
         ("top_error", pa.string()),
+        ("money_by_currency", pa.map_(pa.string(), pa.float64())),
         ("version", pa.uint64()),
     ]
 )
@@ -76,8 +78,8 @@ class Alert:
     """One alert of a flow and target; ``kinds`` lists every signal kind that joined it.
 
     ``money_by_currency`` splits ``money_at_risk`` by the transactions' currency (``""``: none
-    named) for the messages of this process. It is not stored: the detector runner counts it
-    again from the spans after a restart, as it counts the transactions of open alerts.
+    named); it is stored with the alert (schema version 24), so every reader can name the
+    currencies without adding them up. An alert stored before that version has none.
     """
 
     alert_id: str
@@ -159,6 +161,7 @@ class AlertBook:
         self.open_alerts = {}
         for row in rows.to_dict("records"):
             row["kinds"] = list(row["kinds"])
+            row["money_by_currency"] = currency_map(row["money_by_currency"])
             row["resolved_at"] = None
             for name in ("opened_at", "updated_at"):
                 row[name] = row[name].to_pydatetime()
@@ -314,11 +317,20 @@ def _alert_table(alerts: list[Alert]) -> pa.Table:
     for alert in alerts:
         row = asdict(alert)
         row.pop("_last_peak_event")
-        row.pop("money_by_currency")
+        row["money_by_currency"] = sorted(alert.money_by_currency.items())
         row["kinds"] = list(alert.kinds)
         row["version"] = _version(alert)
         rows.append(row)
     return pa.Table.from_pylist(rows, _ALERT_SCHEMA)
+
+
+def currency_map(stored: Any) -> dict[str, float]:
+    """The ``money_by_currency`` column as read back: a mapping from either backend (the
+    embedded store gives a dict, a server's driver may give pairs), empty when missing."""
+    if stored is None:
+        return {}
+    pairs = stored.items() if isinstance(stored, Mapping) else stored
+    return {str(code): float(amount) for code, amount in pairs}
 
 
 def _version(alert: Alert) -> int:

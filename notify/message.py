@@ -71,12 +71,19 @@ class Notification:
     def money_text(self) -> str:
         """The money at risk with its currency, e.g. ``4,321.00 EUR``; says when it mixes
         currencies or none is known (:func:`detectors.alert_text.money_text`)."""
-        return money_text(self.money_at_risk, dict(self.money_by_currency))
+        return money_text(*self._as_split)
 
     @property
     def currency(self) -> str | None:
         """The one currency all the money at risk is in; None when mixed or not known."""
-        return single_currency(self.money_at_risk, dict(self.money_by_currency))
+        return single_currency(*self._as_split)
+
+    @property
+    def _as_split(self) -> tuple[float, dict[str, float]]:
+        """The money at risk as its split adds up, and the split: against the sum in cents,
+        a BHD amount's third decimal would read as money of no currency."""
+        parts = dict(self.money_by_currency)
+        return (sum(parts.values()) if parts else self.money_at_risk), parts
 
     def facts(self) -> list[tuple[str, str]]:
         """The facts on-call reads first, as (label, value) pairs in reading order."""
@@ -138,7 +145,8 @@ def build_notification(
         top_error="" if _quote_restates_event(alert, event) else alert.top_error,
         alert_url=alert_link(dashboard_url, alert.alert_id),
         lineage_url=lineage_link(dashboard_url, alert.flow),
-        money_by_currency=tuple(currency_split(money, alert.money_by_currency)),
+        # split from the sum as counted: each currency is rounded to its own minor units
+        money_by_currency=tuple(currency_split(alert.money_at_risk, alert.money_by_currency)),
         test=test,
     )
 

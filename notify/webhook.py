@@ -57,33 +57,39 @@ class WebhookDestination(Destination):
             "test": notification.test,
             "delivery_id": delivery[:32],
             "summary": notification.headline,
-            "alert": {
-                "id": notification.alert_id,
-                "flow": notification.flow,
-                "target": notification.target,
-                "business_object": notification.business_object,
-                "kind": notification.kind,
-                "kinds": list(notification.kinds),
-                "tier": notification.tier,
-                "priority": notification.priority,
-                "priority_label": notification.priority_label,
-                "score": notification.score,
-                "affected_transactions": notification.affected,
-                "money_at_risk": notification.money_at_risk,
-                "currency": notification.currency,
-                "money_by_currency": [
-                    {"currency": code or None, "amount": amount}
-                    for code, amount in notification.money_by_currency
-                ],
-                "opened_at": utc_text(notification.opened_at),
-                "resolved_at": (
-                    utc_text(notification.resolved_at) if notification.resolved_at else None
-                ),
-                "what_changed": notification.what_changed,
-                "top_error": notification.top_error,
-            },
+            "alert": alert_body(notification),
             "links": {"alert": notification.alert_url, "lineage": notification.lineage_url},
         }
+
+
+def alert_body(notification: Notification) -> dict[str, Any]:
+    """The ``alert`` object of the body: the alert's facts, as docs/notify.md lists them."""
+    alert: dict[str, Any] = {
+        "id": notification.alert_id,
+        "flow": notification.flow,
+        "target": notification.target,
+        "business_object": notification.business_object,
+        "kind": notification.kind,
+        "kinds": list(notification.kinds),
+        "tier": notification.tier,
+        "priority": notification.priority,
+        "priority_label": notification.priority_label,
+        "score": notification.score,
+        "affected_transactions": notification.affected,
+        "money_at_risk": notification.money_at_risk,
+        "currency": notification.currency,
+        "money_by_currency": [
+            {"currency": code or None, "amount": amount}
+            for code, amount in notification.money_by_currency
+        ],
+        "opened_at": utc_text(notification.opened_at),
+        "resolved_at": utc_text(notification.resolved_at) if notification.resolved_at else None,
+        "what_changed": notification.what_changed,
+    }
+    # left out when there is no error to quote, as documented, rather than sent as ""
+    if notification.top_error:
+        alert["top_error"] = notification.top_error
+    return alert
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -276,12 +276,26 @@ def _acknowledgement_history(store: Store, retention_days: int | None) -> list[s
     ]
 
 
+def _alert_money_by_currency(store: Store, retention_days: int | None) -> list[str]:
+    """An alert's money at risk by currency, so nothing that lists alerts adds up currencies.
+
+    The column is added in place: the rows already stored keep every value and read an empty
+    map, which says their currency was not recorded. Adding it again changes nothing, so an
+    interrupted migration can run once more."""
+    return [
+        f"ALTER TABLE {store.table('alerts')} "
+        "ADD COLUMN IF NOT EXISTS money_by_currency Map(LowCardinality(String), Float64) "
+        "AFTER top_error"
+    ]
+
+
 # Version ranges: 1-9 trace tables, 10-19 flow rollups and lineage, 20-29 alerts.
 MIGRATIONS: list[Migration] = [
     Migration(1, "OpenTelemetry exporter trace tables", _exporter_tables),
     Migration(20, "Alerts, alert events, silences and acknowledgements", _alert_tables),
     Migration(21, "Detector runner state", _detector_state_table),
     Migration(23, "Acknowledgement history, silence end times", _acknowledgement_history),
+    Migration(24, "Alerts' money at risk by currency", _alert_money_by_currency),
 ]
 
 # Lineage, flow rollups and reconciliation (versions 10-19) live with their feature.

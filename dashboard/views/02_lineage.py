@@ -18,6 +18,7 @@ from dashboard.text import literal
 from lineage.flows import flow_map, window_parameters
 from lineage.lookup import LineageQuery, LineageQueryError, lineage
 from lineage.schema import LINEAGE_TABLE
+from seamwatch.money import amount_text
 from storage import StoreError
 
 QUERY_TTL_SECONDS = 5
@@ -130,7 +131,7 @@ def show_transactions(transactions: list[dict]) -> None:
             status, latency, amount, traces = st.columns(4)
             status.metric("Source → target", f"{txn['source'] or '?'} → {txn['target'] or '?'}")
             latency.metric("Sync latency", _ms(txn["sync_latency_ms"]))
-            money = f"{txn['amount']:,.2f} {txn['currency']}" if txn["amount"] else "—"
+            money = amount_text(txn["amount"], txn["currency"]) if txn["amount"] else "—"
             amount.metric("Amount", money)
             traces.metric("Traces", txn["traces"])
             if txn["failed_at"]:

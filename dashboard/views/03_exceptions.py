@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard import data
 from lineage.exceptions import exception_summary
 from lineage.reconcile import reconcile
+from seamwatch.money import amount_text
 from storage import StoreError
 
 QUERY_TTL_SECONDS = 30
@@ -68,8 +69,13 @@ def show_findings(document: dict) -> None:
         return
     frame = pd.DataFrame(document["findings"])
     frame["kind"] = frame["kind"].map(KIND_WORDS)
+    # with its currency's decimals (none for JPY), as chat and the CLI write money
+    frame["amount"] = [
+        "—" if pd.isna(amount) else amount_text(amount, currency)
+        for amount, currency in zip(frame["amount"], frame["currency"], strict=True)
+    ]
     shown = [
-        "kind", "business_key", "flow", "source", "target", "amount", "currency",
+        "kind", "business_key", "flow", "source", "target", "amount",
         "diagnosis", "recovered", "first_seen",
     ]  # fmt: skip
     st.dataframe(frame[shown], hide_index=True, width="stretch")

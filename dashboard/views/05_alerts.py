@@ -31,7 +31,8 @@ _ALERT_COLUMNS = {
     "tier": st.column_config.TextColumn("Tier"),
     "change": st.column_config.TextColumn("What changed", width="medium"),
     "affected": st.column_config.NumberColumn("Transactions", format="localized"),
-    "money_at_risk": st.column_config.NumberColumn("Money at risk", format="localized"),
+    # by currency, side by side as chat writes it: a number column would add currencies up
+    "money_text": st.column_config.TextColumn("Money at risk"),
     "top_error": st.column_config.TextColumn("Top error", width="medium"),
     "opened_at": st.column_config.DatetimeColumn("Opened (UTC)", format="YYYY-MM-DD HH:mm"),
     "resolved_at": st.column_config.DatetimeColumn("Resolved (UTC)", format="YYYY-MM-DD HH:mm"),
@@ -121,11 +122,12 @@ def show_linked_alert(alert_id: str, alerts: list[dict], events: pd.DataFrame) -
         st.subheader(
             f"{alert['priority_label']} · {literal(alert['flow'])} → {literal(alert['target'])}"
         )
-        priority, tier, affected, money = st.columns(4)
+        # the money at risk is a fact below, not a metric: a metric cuts a value wider than
+        # its column, and "18,250.00 EUR + 120,000 JPY" would lose a currency
+        priority, tier, affected = st.columns(3)
         priority.metric("Priority", f"{alert['priority_label']} ({alert['priority']:.1f})")
         tier.metric("Tier", alert["tier"])
         affected.metric("Transactions affected", f"{alert['affected']:,}")
-        money.metric("Money at risk", f"{alert['money_at_risk']:,.2f}")
         st.markdown(
             "\n".join(f"- **{label}:** {literal(value, 300)}" for label, value in _facts(alert))
         )
@@ -145,6 +147,7 @@ def _facts(alert: dict) -> list[tuple[str, str]]:
         ("Flow", alert["flow"]),
         ("Target", alert["target"]),
         ("Kinds", " + ".join(alert["kinds"]) or alert["kind"]),
+        ("Money at risk", alert["money_text"]),
         ("What changed", what_changed(alert)),
         ("Top error", alert["top_error"] or "—"),
         ("Opened", readable_utc(alert["opened_at"])),

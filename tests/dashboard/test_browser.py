@@ -43,6 +43,8 @@ DEMO_FLOWS = (
 # A resolved alert of the seeded store, at a fixed time so that its id is known in advance.
 ALERT_FLOW = "billing.invoice-post"
 ALERT_OPENED_AT = datetime(2025, 3, 4, 9, 30, tzinfo=UTC)
+ALERT_MONEY = {"EUR": 3000.0, "JPY": 120000.0}
+ALERT_MONEY_TEXT = "3,000.00 EUR + 120,000 JPY (mixed currencies)"
 
 pytestmark = [
     pytest.mark.slow,
@@ -84,12 +86,15 @@ def seed_store(minutes: int = 60, spans_per_minute: int = 12) -> None:
 
 
 def record_resolved_alert(store) -> None:
-    """Store one error-rate alert of ``ALERT_FLOW`` on erp, opened and resolved."""
+    """Store one error-rate alert of ``ALERT_FLOW`` on erp, opened and resolved, with money
+    at risk in ``ALERT_MONEY``'s currencies."""
     from detectors.lifecycle import AlertBook, Signal
 
     book = AlertBook(store)
     signal = Signal("error_rate", "error_rate", 8.0, 0.01, 0.4)
     alert = book.open(ALERT_FLOW, "erp", "Invoice", ALERT_OPENED_AT, signal)
+    book.observe(alert, ALERT_OPENED_AT, signal, 3, 3, sum(ALERT_MONEY.values()), "")
+    alert.money_by_currency = dict(ALERT_MONEY)
     book.resolve(alert, ALERT_OPENED_AT + timedelta(minutes=20))
     book.flush()
 
@@ -293,6 +298,13 @@ def test_a_chat_link_opens_the_alerts_page_on_its_alert(dashboard_url, browser):
 
     assert f"{ALERT_FLOW} → erp" in text
     assert "Priority" in text
+    # each currency side by side, and whole on screen, not cut to the metric's width
+    assert f"Money at risk: {ALERT_MONEY_TEXT}" in text
+    cut = browser.evaluate(
+        "[...document.querySelectorAll('[data-testid=\"stMetricValue\"] *')]"
+        ".filter(value => value.scrollWidth > value.clientWidth).map(value => value.innerText)"
+    )
+    assert cut == []
     assert f"Lineage of {ALERT_FLOW}" in text
     assert "No alert with id" not in text
 

@@ -29,12 +29,14 @@ def open_page(page, **query) -> AppTest:
     return app.run()
 
 
-def record_alert(store, flow: str, resolved: bool = False):
-    """Store an error-rate alert of ``flow`` on erp that affected 12 invoices worth 3,400."""
+def record_alert(store, flow: str, resolved: bool = False, by_currency=None):
+    """Store an error-rate alert of ``flow`` on erp that affected 12 invoices worth 3,400
+    (EUR unless ``by_currency`` splits it otherwise)."""
     book = AlertBook(store)
     opened_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
     alert = book.open(flow, "erp", "Invoice", opened_at, ERRORS)
     book.observe(alert, opened_at, ERRORS, 12, 12, 3400.0, "422 invalid tax code")
+    alert.money_by_currency = by_currency if by_currency is not None else {"EUR": 3400.0}
     if resolved:
         book.resolve(alert, opened_at + timedelta(minutes=10))
     book.flush()
@@ -62,8 +64,8 @@ def test_a_linked_alert_opens_in_a_panel_above_the_tabs(store, resolved):
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Priority"] == f"{label} ({ranked['priority']:.1f})"
     assert metrics["Transactions affected"] == "12"
-    assert metrics["Money at risk"] == "3,400.00"
     facts = page_text(app)
+    assert "**Money at risk:** 3,400.00 EUR" in facts
     assert "**Top error:** 422 invalid tax code" in facts
     assert "**What changed:** error rate 1.00% → 40.00%" in facts
     assert ("**Resolved:** still open" in facts) == (not resolved)
@@ -75,6 +77,25 @@ def test_a_linked_alert_opens_in_a_panel_above_the_tabs(store, resolved):
     assert events["at"].tolist()[0] == table_time(alert.opened_at)
     assert f"**Opened:** {readable_utc(alert.opened_at)}" in facts
     assert len(app.tabs) == 3
+
+
+def test_money_at_risk_names_its_currencies_side_by_side_never_added_up(store):
+    # the page showed one number, "3,400.00", the sum of yen and euros
+    mixed = record_alert(store, "billing.invoice-post", by_currency={"JPY": 3000.0, "EUR": 400.0})
+    record_alert(store, "order-to-cash.order-submit", by_currency={})
+
+    app = open_page(ALERTS_PAGE, alert_id=mixed.alert_id)
+
+    assert not app.exception
+    both = "400.00 EUR + 3,000 JPY (mixed currencies)"
+    assert f"**Money at risk:** {both}" in page_text(app)
+    [table] = [frame.value for frame in app.dataframe if "money_text" in frame.value]
+    shown = dict(zip(table["flow"], table["money_text"], strict=True))
+    assert shown == {
+        "billing.invoice-post": both,
+        "order-to-cash.order-submit": "3,400.00 (currency unknown)",
+    }
+    assert "money_at_risk" not in table.columns  # no column that adds them up
 
 
 def test_silences_in_force_show_when_they_expire_in_utc_as_the_cli_does(store):

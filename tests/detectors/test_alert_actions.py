@@ -28,10 +28,21 @@ from storage.schema import _acknowledgement_history
 ERRORS = Signal("error_rate", "error_rate", 8.0, 0.0, 0.5)
 
 
-def record_alert(store, flow: str, opened_at: datetime, resolved_at: datetime | None = None):
-    """Store one error-rate alert of ``flow`` on erp, resolved at ``resolved_at`` if given."""
+def record_alert(
+    store,
+    flow: str,
+    opened_at: datetime,
+    resolved_at: datetime | None = None,
+    money_by_currency: dict[str, float] | None = None,
+):
+    """Store one error-rate alert of ``flow`` on erp, resolved at ``resolved_at`` if given,
+    with money at risk in the currencies of ``money_by_currency`` (``""``: none named)."""
     book = AlertBook(store)
     alert = book.open(flow, "erp", "Invoice", opened_at, ERRORS)
+    if money_by_currency:
+        money = sum(money_by_currency.values())
+        book.observe(alert, opened_at, ERRORS, len(money_by_currency), 0, money, "")
+        alert.money_by_currency = dict(money_by_currency)
     if resolved_at is not None:
         book.resolve(alert, resolved_at)
     book.flush()
@@ -261,3 +272,26 @@ def test_acknowledgements_of_the_one_row_table_are_copied_into_the_history(store
 
     rows = store.query_rows(f"SELECT acknowledged_by, note FROM {store.table(ACKS_TABLE)} FINAL")
     assert rows == [("ana", "checking ERP item master")]
+
+
+@pytest.mark.parametrize(
+    "money, split, text",
+    [
+        (
+            {"EUR": 3000.0, "JPY": 120000.0},
+            [{"currency": "EUR", "amount": 3000.0}, {"currency": "JPY", "amount": 120000.0}],
+            "3,000.00 EUR + 120,000 JPY (mixed currencies)",
+        ),
+        # rounded to cents before the split, the third decimal was left over as no currency's
+        ({"BHD": 2500.125}, [{"currency": "BHD", "amount": 2500.125}], "2,500.125 BHD"),
+        ({"": 80.5}, [{"currency": None, "amount": 80.5}], "80.50 (currency unknown)"),
+    ],
+)
+def test_a_listed_alert_gives_its_money_by_currency(store, money, split, text):
+    record_alert(store, "billing.invoice-post", datetime.now(UTC), None, money)
+
+    [alert] = list_alerts(store, load_severity(), "open")
+
+    assert alert["money_at_risk"] == round(sum(money.values()), 2)
+    assert alert["money_by_currency"] == split
+    assert alert["money_text"] == text

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -22,6 +23,7 @@ from detectors.alert_actions import active_silences, add_silence
 from detectors.alerts_cli import _catch_up_once, format_alerts
 from detectors.runner import RunReport
 from detectors.severity import DEFAULT_SEVERITY_FILE
+from seamwatch.api import running_endpoint
 from seamwatch.cli import app
 from storage import StoreLocked
 from tests.detectors.test_alert_actions import record_alert
@@ -378,9 +380,11 @@ def test_a_typical_alerts_table_fits_a_terminal():
         kinds=["exception_category", "error_rate"],
         acknowledged_by="ana",
         resolved_at="2025-03-03T14:05:00.000Z",
+        money_text="18,250.00 EUR",
     )
     lines = format_alerts([alert]).splitlines()
-    assert max(len(line) for line in lines) < 140
+    # under 140 before the money at risk had a column of its own
+    assert max(len(line) for line in lines) < 155
     assert "opened (UTC)" in lines[0] and "2025-03-03 13:23" in lines[1]
 
 
@@ -475,6 +479,50 @@ def test_alert_commands_ask_the_running_detectors(tmp_path):
     assert not (data_dir / "api-endpoint").exists()
 
 
+def test_money_at_risk_names_each_currency_in_the_cli_and_the_api(tmp_path):
+    # the listing and the API gave one number, euros, yen and the unknown part added up
+    data_dir = tmp_path / "data"
+    alert_id = _store_with_an_alert(data_dir, {"EUR": 3000.0, "JPY": 120000.0, "": 12.5})
+    listing = [sys.executable, "-m", "seamwatch", "alerts", "--data-dir", str(data_dir)]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SEAMWATCH_")}
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [*listing, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**environment, "COLUMNS": "200"},
+            check=True,
+        )
+        return done.stdout
+
+    as_json, table = run("--json"), run()
+    with _detectors_running(data_dir):
+        endpoint = running_endpoint(data_dir)
+        served = httpx.get(f"{endpoint}/api/v1/alerts", trust_env=False, timeout=30).json()
+        relayed = run("--json")  # asked of the running process, through its API
+
+    text = "3,000.00 EUR + 120,000 JPY + 12.50 in an unknown currency (mixed currencies)"
+    expected = {
+        "alert_id": alert_id,
+        # the sum stays, for the clients that read it before; it adds currencies up
+        "money_at_risk": 123012.5,
+        "money_by_currency": [
+            {"currency": "EUR", "amount": 3000.0},
+            {"currency": "JPY", "amount": 120000.0},
+            {"currency": None, "amount": 12.5},
+        ],
+        "money_text": text,
+    }
+    for alerts in (json.loads(as_json), served["alerts"], json.loads(relayed)):
+        [alert] = alerts
+        assert {name: alert[name] for name in expected} == expected
+    header, row, _ = table.splitlines()
+    assert header.split()[6:9] == ["at", "risk", "opened"]
+    assert f"  {text}  " in row
+
+
 def test_alerts_against_stopped_detectors_name_the_process_and_what_to_do(tmp_path):
     # a process stopped with SIGSTOP kept the command waiting 64 s for "timed out"
     data_dir = tmp_path / "data"
@@ -514,21 +562,24 @@ def test_listings_started_together_on_an_idle_store_wait_their_turn(tmp_path):
         assert alert_id in stdout
 
 
-def _store_with_an_alert(data_dir: Path) -> str:
+def _store_with_an_alert(data_dir: Path, money_by_currency: dict | None = None) -> str:
     """A store in ``data_dir`` with one open alert, made by another process (chDB binds this
-    one to the suite's directory); the alert's id."""
+    one to the suite's directory), with money at risk in ``money_by_currency`` if given; the
+    alert's id."""
     script = (
-        "import sys\n"
+        "import json, sys\n"
         "from datetime import UTC, datetime\n"
         "from seamwatch.settings import load_settings\n"
         "from storage import open_store\n"
         "from tests.detectors.test_alert_actions import record_alert\n"
         "store = open_store(load_settings(data_dir=sys.argv[1]))\n"
-        "print(record_alert(store, 'billing.invoice-post', datetime.now(UTC)).alert_id)\n"
+        "money = json.loads(sys.argv[2])\n"
+        "alert = record_alert(store, 'billing.invoice-post', datetime.now(UTC), None, money)\n"
+        "print(alert.alert_id)\n"
         "store.close()\n"
     )
     made = subprocess.run(
-        [sys.executable, "-c", script, str(data_dir)],
+        [sys.executable, "-c", script, str(data_dir), json.dumps(money_by_currency)],
         capture_output=True,
         text=True,
         timeout=120,

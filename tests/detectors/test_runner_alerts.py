@@ -145,6 +145,22 @@ def test_an_error_burst_alert_splits_its_money_by_the_failed_spans_currency(
     assert sum(alert.money_by_currency.values()) == pytest.approx(alert.money_at_risk)
 
 
+def test_the_stored_alert_keeps_its_money_by_currency_for_every_reader(store):
+    # the split lived in the runner's memory; the listing added euros and dollars up
+    store.insert_arrow("otel_traces", make_span_rows(_burst(lambda i: "EUR" if i else "USD")))
+    DetectorRunner(store).catch_up(START + timedelta(minutes=CLEAN_MINUTES + BURST_MINUTES))
+
+    [alert] = list_alerts(store, load_severity(), "open")
+    assert alert["money_at_risk"] == pytest.approx(100.5 * 3 * BURST_MINUTES)
+    assert alert["money_by_currency"] == [
+        {"currency": "EUR", "amount": 1005.0},
+        {"currency": "USD", "amount": 502.5},
+    ]
+    assert alert["money_text"] == "1,005.00 EUR + 502.50 USD (mixed currencies)"
+    restarted = DetectorRunner(store).book.load_open()[(FLOW, "erp")]
+    assert restarted.money_by_currency == pytest.approx({"EUR": 1005.0, "USD": 502.5})
+
+
 def test_catch_up_after_restart_does_not_alert_twice(burst_store):
     end = START + timedelta(minutes=CLEAN_MINUTES + BURST_MINUTES)
     DetectorRunner(burst_store).catch_up(end - timedelta(minutes=3))

@@ -22,3 +22,29 @@ def test_the_reconciliation_says_it_judged_as_of_the_newest_span():
         "2026-12-05T01:20:00.000Z (judged as of the newest span stored, "
         "2026-12-05T01:16:28.344Z)"
     )
+
+
+def test_a_finding_in_yen_is_written_without_decimals():
+    # "120,000.00 JPY": the yen has no minor unit
+    finding = {
+        "kind": "dropped",
+        "business_key": "INV-2000412",
+        "flow": "billing.invoice-post",
+        "source": "billing",
+        "target": "erp",
+        "amount": 120000.0,
+        "currency": "JPY",
+        "diagnosis": "billing published the event but no consumer received it.",
+    }
+    document = {
+        "transactions": 1,
+        "target": "erp",
+        "since": "2026-12-04T01:00:00.000Z",
+        "until": "2026-12-05T01:20:00.000Z",
+        "as_of": "2026-12-05T01:16:28.344Z",
+        "counts": {"dropped": 1},
+        "findings": [finding, {**finding, "amount": 1.235, "currency": "KWD"}],
+    }
+    lines = reconciliation_text(document).splitlines()
+    assert lines[2].endswith("billing -> erp  120,000 JPY")
+    assert lines[4].endswith("billing -> erp  1.235 KWD")

@@ -7,6 +7,8 @@ import hmac
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from notify.outbox import DestinationWorker, make_destination
 from tests.notify.helpers import (
     FAST,
@@ -206,6 +208,45 @@ def test_a_finding_alert_quotes_its_findings_beside_its_resolution_not_its_openi
     )
     assert opening.top_error == ""
     assert resolution.top_error == findings
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"top_error": ""},  # the failures carried no message
+        # a finding alert's opening gives its findings as what changed, not again as a quote
+        {"kind": "duplicate_posting", "signal": "duplicate_posting", "top_error": "2 found"},
+    ],
+    ids=["no error", "finding opening"],
+)
+def test_webhook_leaves_top_error_out_when_there_is_none_to_quote(changes):
+    # the body carried "top_error": "" where docs/notify.md says the field is left out
+    with RecordingServer() as server:
+        got = _deliver("webhook", server, make_notification(**changes))
+    assert "top_error" not in got.json["alert"]
+    assert got.json["alert"]["what_changed"] == "error_rate from 0.10% to 20.00%"
+
+
+def test_money_in_yen_is_written_without_decimals_in_chat_and_in_whole_yen_in_json():
+    yen = make_notification(money_at_risk=1_250_000.0, money_by_currency={"JPY": 1_250_000.0})
+    with RecordingServer() as chat, RecordingServer() as hook:
+        slack = _deliver("slack", chat, yen).json
+        webhook = _deliver("webhook", hook, yen).json
+    fields = [f["text"] for f in slack["blocks"][2]["fields"]]
+    assert "*Money at risk*\n1,250,000 JPY" in fields
+    assert webhook["alert"]["currency"] == "JPY"
+    assert webhook["alert"]["money_by_currency"] == [{"currency": "JPY", "amount": 1250000.0}]
+
+
+def test_a_third_decimal_is_not_read_as_money_of_an_unknown_currency():
+    # split against the sum in cents, 2,500.125 BHD left 0.005 over as a currency of its own
+    dinars = make_notification(money_at_risk=2500.125, money_by_currency={"BHD": 2500.125})
+    with RecordingServer() as chat, RecordingServer() as hook:
+        slack = _deliver("slack", chat, dinars).json
+        webhook = _deliver("webhook", hook, dinars).json
+    assert "*Money at risk*\n2,500.125 BHD" in [f["text"] for f in slack["blocks"][2]["fields"]]
+    assert webhook["alert"]["currency"] == "BHD"
+    assert webhook["alert"]["money_by_currency"] == [{"currency": "BHD", "amount": 2500.125}]
 
 
 def test_money_in_two_currencies_is_listed_side_by_side_in_every_format():
