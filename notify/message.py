@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from detectors.alert_text import FINDING_SIGNALS, currency_split, money_text, single_currency
+from detectors.alert_text import (
+    FINDING_SIGNALS,
+    currency_split,
+    kind_names,
+    money_text,
+    single_currency,
+)
 from detectors.lifecycle import Alert
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity
@@ -54,6 +60,13 @@ class Notification:
     # money_at_risk by currency; "" is the part whose currency no span named
     money_by_currency: tuple[tuple[str, float], ...] = ()
     test: bool = False
+    # the failure categories the alert has shown (``mapping``): category silences match them
+    categories: tuple[str, ...] = ()
+    # who holds the alert (the latest to acknowledge it), when and with what note; the
+    # outbox fills them in from the store when it sends the message
+    acknowledged_by: str = ""
+    acknowledged_at: datetime | None = None
+    ack_note: str = ""
 
     @property
     def headline(self) -> str:
@@ -68,6 +81,15 @@ class Notification:
         return f"{self.alert_id}:{self.event}:{int(self.at.timestamp())}"
 
     @property
+    def acknowledgement(self) -> str:
+        """Who holds the alert, as the alert commands say it: ``ana at 2026-12-04 13:52 UTC
+        (checking ERP item master)``; empty when nobody has acknowledged it."""
+        if not self.acknowledged_by or self.acknowledged_at is None:
+            return ""
+        note = f" ({self.ack_note})" if self.ack_note else ""
+        return f"{self.acknowledged_by} at {format_time(self.acknowledged_at)}{note}"
+
+    @property
     def money_text(self) -> str:
         """The money at risk with its currency, e.g. ``4,321.00 EUR``; says when it mixes
         currencies or none is known (:func:`detectors.alert_text.money_text`)."""
@@ -78,13 +100,19 @@ class Notification:
         """The one currency all the money at risk is in; None when mixed or not known."""
         return single_currency(self.money_at_risk, dict(self.money_by_currency))
 
+    @property
+    def shown_kinds(self) -> list[str]:
+        """The kinds the alert has shown, a failure category as ``category:NAME``, as the
+        alerts table names them (:func:`detectors.alert_text.kind_names`)."""
+        return kind_names({"kind": self.kind, "kinds": self.kinds, "categories": self.categories})
+
     def facts(self) -> list[tuple[str, str]]:
         """The facts on-call reads first, as (label, value) pairs in reading order."""
         facts = [
             ("Flow", self.flow),
             ("Target", self.target),
             ("Business object", self.business_object or "-"),
-            ("Kind", " + ".join(self.kinds) or self.kind),
+            ("Kind", " + ".join(self.shown_kinds)),
             ("Tier", self.tier),
             ("Priority", f"{self.priority_label} ({self.priority:.1f})"),
             ("Score", f"{self.score:.1f}"),
@@ -140,6 +168,7 @@ def build_notification(
         lineage_url=lineage_link(dashboard_url, alert.flow),
         money_by_currency=tuple(currency_split(money, alert.money_by_currency)),
         test=test,
+        categories=tuple(alert.categories),
     )
 
 

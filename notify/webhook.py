@@ -3,7 +3,10 @@
 The body (version 1; docs/notify.md shows a full one)::
 
     {"version": 1, "event": "opened", "at": "...", "test": false,
-     "delivery_id": "...", "alert": {...}, "links": {"alert": "...", "lineage": "..."}}
+     "delivery_id": "...", "alert": {...}, "links": {"alert": "...", "lineage": "..."},
+     "acknowledgement": {"by": "...", "at": "...", "note": "..."}}
+
+``acknowledgement`` is null while nobody has acknowledged the alert.
 
 Headers: ``X-Seamwatch-Event`` and ``X-Seamwatch-Delivery`` (the same id for every attempt,
 so a receiver can drop repeats). With a secret, ``X-Seamwatch-Timestamp`` (Unix seconds) and
@@ -83,7 +86,19 @@ class WebhookDestination(Destination):
                 "top_error": notification.top_error,
             },
             "links": {"alert": notification.alert_url, "lineage": notification.lineage_url},
+            "acknowledgement": _acknowledgement(notification),
         }
+
+
+def _acknowledgement(notification: Notification) -> dict[str, Any] | None:
+    """Who holds the alert, as the alert API lists acknowledgements; None when nobody."""
+    if not notification.acknowledged_by or notification.acknowledged_at is None:
+        return None
+    return {
+        "by": notification.acknowledged_by,
+        "at": utc_text(notification.acknowledged_at),
+        "note": notification.ack_note,
+    }
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
