@@ -22,7 +22,7 @@ from detectors.alert_text import (
 from detectors.lifecycle import Alert
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity
-from seamwatch.times import readable_utc
+from seamwatch.times import readable_utc, utc_text
 
 OPENED = "opened"
 ESCALATED = "escalated"
@@ -88,6 +88,15 @@ class Notification:
             return ""
         note = f" ({self.ack_note})" if self.ack_note else ""
         return f"{self.acknowledged_by} at {format_time(self.acknowledged_at)}{note}"
+
+    @property
+    def holder(self) -> dict[str, str] | None:
+        """The acknowledgement of whoever holds the alert as the alert API lists it,
+        ``{"by": "ana", "at": "...Z", "note": "..."}``; None when nobody has acknowledged it."""
+        if not self.acknowledged_by or self.acknowledged_at is None:
+            return None
+        at = utc_text(self.acknowledged_at)
+        return {"by": self.acknowledged_by, "at": at, "note": self.ack_note}
 
     @property
     def money_text(self) -> str:

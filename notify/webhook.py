@@ -86,19 +86,8 @@ class WebhookDestination(Destination):
                 "top_error": notification.top_error,
             },
             "links": {"alert": notification.alert_url, "lineage": notification.lineage_url},
-            "acknowledgement": _acknowledgement(notification),
+            "acknowledgement": notification.holder,
         }
-
-
-def _acknowledgement(notification: Notification) -> dict[str, Any] | None:
-    """Who holds the alert, as the alert API lists acknowledgements; None when nobody."""
-    if not notification.acknowledged_by or notification.acknowledged_at is None:
-        return None
-    return {
-        "by": notification.acknowledged_by,
-        "at": utc_text(notification.acknowledged_at),
-        "note": notification.ack_note,
-    }
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -12,7 +12,8 @@ from starlette.testclient import TestClient
 from detectors.alert_actions import active_silences, add_silence
 from detectors.alerts_api import routes
 from detectors.lifecycle import AlertBook, Signal
-from tests.detectors.test_alert_actions import record_alert, record_category_alert
+from tests.detectors.test_alert_actions import record_alert
+from tests.detectors.test_category_silences import record_category_alert
 
 UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SLOW = Signal("latency", "latency_shift", 5.0, 800.0, 4000.0)

@@ -24,7 +24,8 @@ from detectors.runner import RunReport
 from detectors.severity import DEFAULT_SEVERITY_FILE
 from seamwatch.cli import app
 from storage import StoreLocked
-from tests.detectors.test_alert_actions import record_alert, record_category_alert
+from tests.detectors.test_alert_actions import record_alert
+from tests.detectors.test_category_silences import record_category_alert
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = [
