@@ -2,9 +2,10 @@
 
 Tier and priority are computed here, when alerts are read, from the severity rules in force:
 a changed severity file re-ranks every alert at once. A silence matches alerts by flow, target
-and kind (shell-style globs) until it expires; a silenced alert is still recorded and shown,
-marked silenced, so that nothing is lost while notifications stay quiet. Only open alerts are
-marked: a silence speaks for what is still going on, not for what was over before it began.
+and kind (shell-style globs), or by one failure category (:mod:`detectors.silence_scope`),
+until it expires; a silenced alert is still recorded and shown, marked silenced, so that
+nothing is lost while notifications stay quiet. Only open alerts are marked: a silence speaks
+for what is still going on, not for what was over before it began.
 
 Every acknowledgement is kept. An alert has one holder at a time, the latest to acknowledge it:
 a second person is refused unless they take it over, so that nobody's claim is replaced
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +28,8 @@ from detectors.alert_text import alert_summary, currency_list, money_text
 from detectors.lifecycle import ALERTS_TABLE, OPEN, RESOLVED, currency_map
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity, check_glob
-from lineage.schema import ROLLUP_TABLE
+from detectors.silence_scope import covering_silence, same_category, split_category
+from lineage.schema import LINEAGE_TABLE, ROLLUP_TABLE
 from seamwatch.times import readable_utc, utc_text
 from storage import Store
 
@@ -47,6 +50,7 @@ _SILENCE_SCHEMA = pa.schema(
         ("flow", pa.string()),
         ("target", pa.string()),
         ("kind", pa.string()),
+        ("category", pa.string()),
         ("reason", pa.string()),
         ("created_by", pa.string()),
         ("created_at", _TIME),
@@ -148,7 +152,7 @@ def _describe(
     value = priority(row["peak_score"], tier.weight, row["affected"], row["money_at_risk"])
     holder = acks[-1] if acks else {}
     open_now = row["state"] == OPEN
-    silence = next((s for s in silences if open_now and _silence_matches(s, row)), None)
+    silence = _covering(silences, row) if open_now else None
     plain = {name: _plain(value) for name, value in row.items()}
     # split before any rounding: each currency is rounded to its own minor units, and a sum
     # rounded to cents would leave a mill of a BHD amount over as money of no currency
@@ -187,13 +191,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _silence_matches(silence: dict[str, Any], alert: dict[str, Any]) -> bool:
+def _covering(silences: list[dict[str, Any]], alert: dict[str, Any]) -> dict[str, Any] | None:
     kinds = list(alert["kinds"]) or [alert["kind"]]
-    return (
-        fnmatch.fnmatchcase(alert["flow"], silence["flow"])
-        and fnmatch.fnmatchcase(alert["target"], silence["target"])
-        and any(fnmatch.fnmatchcase(kind, silence["kind"]) for kind in kinds)
-    )
+    categories = list(alert["categories"])
+    return covering_silence(silences, alert["flow"], alert["target"], kinds, categories)
 
 
 def add_silence(
@@ -211,9 +212,11 @@ def add_silence(
 
     The patterns are shell-style globs; ``*`` matches anything. An empty one is refused rather
     than read as ``*``, so that a blank value cannot silence every alert; nor can leaving them
-    all out, unless ``everything`` says that every alert is meant. The answer's ``warnings``
-    name a flow or target pattern that matches nothing seen in the store: the silence is kept,
-    since that flow may come later, but a typo should not pass unnoticed.
+    all out, unless ``everything`` says that every alert is meant. A ``kind`` of
+    ``category:NAME`` silences the alerts of that failure category alone
+    (:mod:`detectors.silence_scope`). The answer's ``warnings`` name a flow, target or
+    category that matches nothing seen in the store: the silence is kept, since that flow may
+    come later, but a typo should not pass unnoticed.
     """
     check_silence_length(duration)
     patterns = _silence_patterns(flow, target, kind, everything)
@@ -237,8 +240,15 @@ def add_silence(
 
 
 def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> dict[str, str]:
-    """The patterns of a new silence, checked; AlertActionError says what is wrong."""
-    patterns = {"flow": flow.strip(), "target": target.strip(), "kind": kind.strip()}
+    """The patterns of a new silence and its category (empty for none), checked;
+    AlertActionError says what is wrong."""
+    stored_kind, category = split_category(kind.strip())
+    if category == "":
+        raise AlertActionError(
+            f"kind {kind!r} names no category; give it as the alerts table shows it, "
+            "e.g. category:mapping, or use exception_category for every category"
+        )
+    patterns = {"flow": flow.strip(), "target": target.strip(), "kind": stored_kind}
     for name, pattern in patterns.items():
         if not pattern:
             raise AlertActionError(f"{name} is empty; give a {name} or glob, or '*' for any")
@@ -247,16 +257,9 @@ def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> di
         except ValueError as exc:
             raise AlertActionError(f"{name} {pattern!r}: {exc}") from None
     if not any(fnmatch.fnmatchcase(known, patterns["kind"]) for known in ALERT_KINDS):
-        # the alerts table names a category alert "category:mapping": a reader copies that
-        category = (
-            "a category alert is kind exception_category, and a silence of it covers every "
-            "category; "
-            if kind.startswith("category:")
-            else ""
-        )
         raise AlertActionError(
-            f"kind {kind!r} matches no alert kind; {category}use one of "
-            f"{', '.join(ALERT_KINDS)}, a glob of them, or '*'"
+            f"kind {kind!r} matches no alert kind; use one of {', '.join(ALERT_KINDS)}, a "
+            "glob of them, '*', or category:NAME for one failure category"
         )
     matches_all = all(set(pattern) == {"*"} for pattern in patterns.values())
     if everything and not matches_all:
@@ -269,41 +272,81 @@ def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> di
             "a silence without a flow, target or kind would mute every alert; name what to "
             'silence, or ask for every alert explicitly (--all; in the API, "all": true)'
         )
-    return patterns
+    return {**patterns, "category": category or ""}
 
 
 def _unseen_pattern_warnings(store: Store, patterns: dict[str, str]) -> list[str]:
-    """A warning for each flow or target pattern that matches nothing the store has seen."""
+    """A warning for each flow or target pattern, or category, that matches nothing the
+    store has seen, and for a category that reads like a glob (it is compared whole)."""
     warnings = []
     for name in ("flow", "target"):
         pattern = patterns[name]
         seen = _seen(store, name)
-        if not seen or any(fnmatch.fnmatchcase(value, pattern) for value in seen):
-            continue
-        shown = ", ".join(seen[:SEEN_EXAMPLES])
-        more = f" and {len(seen) - SEEN_EXAMPLES} more" if len(seen) > SEEN_EXAMPLES else ""
+        if not any(fnmatch.fnmatchcase(value, pattern) for value in seen):
+            warnings += _unseen_warning(name, pattern, seen)
+    category = patterns["category"]
+    if not category:
+        return warnings
+    if _GLOB_CHARACTERS.search(category):
         warnings.append(
-            f"{name} {pattern!r} matches none of the {len(seen)} {name}s seen in the store "
-            f"({shown}{more}); the silence is kept and applies if such a {name} appears"
+            f"category {category!r} is compared whole, not as a glob (a category name may "
+            "hold any character); kind exception_category silences every category"
         )
+    seen = _seen_categories(store)
+    if not any(same_category(value, category) for value in seen):
+        warnings += _unseen_warning("category", category, seen)
     return warnings
+
+
+# What makes a pattern a glob; a category name is never one.
+_GLOB_CHARACTERS = re.compile(r"[*?\[]")
+
+
+def _unseen_warning(name: str, pattern: str, seen: list[str]) -> list[str]:
+    """The warning that ``pattern`` matches none of the ``seen`` values of ``name``; none
+    while the store has seen nothing to compare with."""
+    if not seen:
+        return []
+    shown = ", ".join(seen[:SEEN_EXAMPLES])
+    more = f" and {len(seen) - SEEN_EXAMPLES} more" if len(seen) > SEEN_EXAMPLES else ""
+    kinds = "categories" if name == "category" else f"{name}s"
+    return [
+        f"{name} {pattern!r} matches none of the {len(seen)} {kinds} seen in the store "
+        f"({shown}{more}); the silence is kept and applies if such a {name} appears"
+    ]
 
 
 def _seen(store: Store, column: str) -> list[str]:
     """The flows or targets (``column``) of the stored traffic and alerts, sorted."""
-    rows = store.query_rows(
-        f"SELECT DISTINCT name FROM ("
-        f"SELECT {column} AS name FROM {store.table(ROLLUP_TABLE)} "
-        f"UNION ALL SELECT {column} AS name FROM {store.table(ALERTS_TABLE)}"
-        ") WHERE name != '' ORDER BY name"
+    return _distinct_names(
+        store,
+        f"SELECT {column} AS name FROM {store.table(ROLLUP_TABLE)}",
+        f"SELECT {column} AS name FROM {store.table(ALERTS_TABLE)}",
     )
+
+
+def _seen_categories(store: Store) -> list[str]:
+    """The failure categories of the stored hops and alerts, sorted."""
+    return _distinct_names(
+        store,
+        f"SELECT toString(exception_category) AS name FROM {store.table(LINEAGE_TABLE)}",
+        f"SELECT arrayJoin(categories) AS name FROM {store.table(ALERTS_TABLE)}",
+    )
+
+
+def _distinct_names(store: Store, *selects: str) -> list[str]:
+    """The distinct, non-empty ``name`` of every row the ``selects`` give, sorted."""
+    union = " UNION ALL ".join(selects)
+    rows = store.query_rows(f"SELECT DISTINCT name FROM ({union}) WHERE name != '' ORDER BY name")
     return [str(row[0]) for row in rows]
 
 
 def _silence_record(silence: dict[str, Any]) -> dict[str, Any]:
     """A silence as plain data: times as text, ``cancelled`` a boolean, no version."""
     record = {name: _plain(value) for name, value in silence.items() if name != "version"}
-    return {**record, "cancelled": bool(record["cancelled"])}
+    # a silence without a category says so with null, not with an empty name
+    category = record.get("category") or None
+    return {**record, "category": category, "cancelled": bool(record["cancelled"])}
 
 
 def check_silence_length(duration: timedelta) -> None:

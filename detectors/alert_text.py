@@ -13,6 +13,11 @@ from seamwatch.money import amount_text, round_amount
 
 # Signals whose alerts quote their findings: the quote says what is wrong, with the keys.
 FINDING_SIGNALS = ("duplicate_posting", "dropped")
+# The kind of a failure-category alert, and the prefix of its signals: ``category:mapping``.
+EXCEPTION_CATEGORY = "exception_category"
+CATEGORY_PREFIX = "category:"
+# Signals named otherwise than the kind of alert they raise.
+_SIGNAL_KINDS = {"latency_shift": "latency"}
 # The part of an amount whose currency no span said (``business.currency`` missing).
 UNKNOWN_CURRENCY = ""
 # Less than a cent is a rounding remainder, not money of an unknown currency.
@@ -27,7 +32,7 @@ def what_changed(alert: Mapping[str, Any]) -> str:
         return signal
     if signal == "error_rate":
         return f"error rate {baseline:.2%} → {observed:.2%}"
-    if signal.startswith("category:"):
+    if signal.startswith(CATEGORY_PREFIX):
         # a category's usual share of transactions against its share in the window
         return f"{signal.split(':', 1)[1]} failures {baseline:.2%} → {observed:.2%} of transactions"
     if signal in FINDING_SIGNALS:
@@ -36,14 +41,54 @@ def what_changed(alert: Mapping[str, Any]) -> str:
     return f"{signal} {baseline:,.0f}{unit} → {observed:,.0f}{unit}"
 
 
+def kind_names(alert: Mapping[str, Any]) -> list[str]:
+    """The kinds an alert has shown, as the alerts table names them: the one it opened with
+    first, and a failure category as ``category:NAME`` (each category it has shown, in the
+    order they first fired), e.g. ``["latency", "category:mapping", "error_rate"]``."""
+    kinds = _listed(alert.get("kinds")) or [str(alert.get("kind") or "")]
+    categories = [CATEGORY_PREFIX + name for name in _listed(alert.get("categories"))]
+    names: list[str] = []
+    for kind in kinds:
+        names += categories if kind == EXCEPTION_CATEGORY and categories else [kind]
+    return names
+
+
+def _listed(values: Any) -> list[str]:
+    """A list column as a list, whether read as a list or an array; empty when missing."""
+    return [] if values is None else [str(value) for value in values]
+
+
+def strongest_kind(alert: Mapping[str, Any]) -> str:
+    """The name, as :func:`kind_names` writes it, of the signal at the alert's peak: the one
+    its summary describes."""
+    signal = str(alert.get("signal") or alert.get("kind") or "")
+    return _SIGNAL_KINDS.get(signal, signal)
+
+
+def strongest_change(alert: Mapping[str, Any]) -> str:
+    """:func:`what_changed`, begun with the kind it describes when the alert has shown
+    several, so that a reader knows which of the kinds listed it is about:
+    ``error_rate (strongest): error rate 1.00% → 40.00%`` under ``latency +error_rate``."""
+    return _naming_strongest(alert, what_changed(alert))
+
+
 def alert_summary(alert: Mapping[str, Any]) -> str:
     """What is wrong, in one sentence: the findings of a duplicate or dropped alert, which
-    name their transactions; otherwise what changed at the peak and the error quoted."""
+    name their transactions; otherwise what changed at the peak and the error quoted. An
+    alert that has shown several kinds says first which one the sentence is about."""
     top_error = str(alert.get("top_error") or "")
     if alert.get("signal") in FINDING_SIGNALS and top_error:
-        return top_error
+        return _naming_strongest(alert, top_error)
     change = what_changed(alert)
-    return f"{change}; top error: {top_error}" if top_error else change
+    return _naming_strongest(alert, f"{change}; top error: {top_error}" if top_error else change)
+
+
+def _naming_strongest(alert: Mapping[str, Any], text: str) -> str:
+    """``text`` about the alert's peak, begun with the name of its kind when the alert has
+    shown several kinds (the alerts table lists them all)."""
+    if len(kind_names(alert)) < 2:
+        return text
+    return f"{strongest_kind(alert)} (strongest): {text}"
 
 
 def currency_split(total: float, by_currency: Mapping[str, float]) -> list[tuple[str, float]]:

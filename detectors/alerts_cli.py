@@ -37,7 +37,7 @@ from detectors.alert_actions import (
     cancel_silence,
     check_silence_length,
 )
-from detectors.alert_text import alert_summary
+from detectors.alert_text import alert_summary, kind_names
 from detectors.alerts_api import alerts_document, silences_document
 from detectors.runner import DEFAULT_DELAY, DetectorRunner, RunnerThread
 from detectors.severity import (
@@ -46,6 +46,7 @@ from detectors.severity import (
     SeverityFileError,
     load_severity,
 )
+from detectors.silence_scope import silenced_kind
 from seamwatch.access import act, answer
 from seamwatch.api import ApiError, ApiRefused
 from seamwatch.api_server import ApiServer, ApiServerError, serve_api
@@ -353,8 +354,9 @@ ALERT_COLUMNS = (
 )
 # Sets each alert's summary line apart from the rows of the table.
 SUMMARY_INDENT = "    "
-# The widest a flow, target or kind may be in the table before it is cut with an ellipsis; a
-# kind holds an alert's category ("category:master_data_missing +1"), which must read whole.
+# The widest a flow, target or one kind may be in the table before it is cut with an
+# ellipsis; a kind may be an alert's category ("category:master_data_missing"), which must
+# read whole.
 FLOW_WIDTH = 28
 TARGET_WIDTH = 12
 KIND_WIDTH = 34
@@ -366,16 +368,10 @@ def _alert_cells(alert: dict[str, Any]) -> list[str]:
         notes.append(f"ack {alert['acknowledged_by']}")
     if alert.get("silenced_by"):
         notes.append(f"silenced {alert['silenced_by']}")
-    # the kind that opened the alert, and how many joined it (the full list is in --json):
-    # the joined names cut to the column's width read as a kind of their own
-    joined = [kind for kind in alert["kinds"] if kind != alert["kind"]]
-    opening = alert["kind"]
-    signal = str(alert.get("signal") or "")
-    if opening == "exception_category" and signal.startswith("category:"):
-        opening = signal  # which category: what an on-call reader needs first
-    # a long category is cut, never the count of the kinds that joined it
-    joined_count = f" +{len(joined)}" if joined else ""
-    kinds = _cut(opening, KIND_WIDTH - len(joined_count)) + joined_count
+    # the kind that opened the alert, then every other kind it has shown, each named (a
+    # failure category as category:NAME), so that the summary's kind is among them
+    opening, *joined = (_cut(name, KIND_WIDTH) for name in kind_names(alert))
+    kinds = " ".join([opening, *(f"+{name}" for name in joined)])
     return [
         alert["alert_id"],
         _cut(alert["flow"], FLOW_WIDTH),
@@ -455,7 +451,12 @@ def silence_command(
     duration: str = typer.Option(..., "--for", help="How long, e.g. 30m, 2h, 1d; at most 365d."),
     flow: str = typer.Option("*", "--flow", help="Flow name or glob."),
     target: str = typer.Option("*", "--target", help="Target system or glob."),
-    kind: str = typer.Option("*", "--kind", help=f"{', '.join(ALERT_KINDS)} or a glob."),
+    kind: str = typer.Option(
+        "*",
+        "--kind",
+        help=f"{', '.join(ALERT_KINDS)} or a glob; or category:NAME for one failure category, "
+        "as 'seamwatch alerts' shows it.",
+    ),
     everything: bool = typer.Option(
         False, "--all", help="Silence every alert; needed when no --flow, --target or --kind."
     ),
@@ -540,7 +541,7 @@ def format_silences(silences: list[dict[str, Any]]) -> str:
             item["silence_id"],
             item["flow"],
             item["target"],
-            item["kind"],
+            silenced_kind(item),
             item["created_by"] or "-",
             table_time(item["expires_at"]),
             item["reason"],

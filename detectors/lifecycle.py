@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from detectors.alert_text import CATEGORY_PREFIX
 from storage import Store
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ _ALERT_SCHEMA = pa.schema(
         ("business_object", pa.string()),
         ("kind", pa.string()),
         ("kinds", pa.list_(pa.string())),
+        ("categories", pa.list_(pa.string())),
         ("state", pa.string()),
         ("opened_at", _TIME),
         ("updated_at", _TIME),
@@ -101,6 +103,8 @@ class Alert:
     failed: int = 0
     money_at_risk: float = 0.0
     top_error: str = ""
+    # the failure categories the alert has shown, in the order they first fired (``mapping``)
+    categories: list[str] = field(default_factory=list)
     money_by_currency: dict[str, float] = field(default_factory=dict)
     _last_peak_event: float = field(default=0.0, repr=False)
 
@@ -160,6 +164,7 @@ class AlertBook:
         )
         self.open_alerts = {}
         for row in rows.to_dict("records"):
+            row["categories"] = list(row["categories"])
             row["kinds"] = list(row["kinds"])
             row["money_by_currency"] = currency_map(row["money_by_currency"])
             row["resolved_at"] = None
@@ -192,6 +197,7 @@ class AlertBook:
             observed=signal.observed,
             _last_peak_event=signal.score,
         )
+        _note_category(alert, signal)
         self.open_alerts[(flow, target)] = alert
         self.opened += 1
         self._event(alert, at, "opened", signal, _change_text(signal))
@@ -199,7 +205,13 @@ class AlertBook:
         return alert
 
     def escalate(self, alert: Alert, at: datetime, signal: Signal) -> None:
-        """A signal of another kind fired on the flow of an open alert: it joins the alert."""
+        """A signal of another kind fired on the flow of an open alert: it joins the alert.
+
+        A failure category joins an alert that has shown another one without an event (the
+        kind is the same), and is listed in its ``categories``."""
+        if _note_category(alert, signal):
+            alert.updated_at = at
+            self._changed[alert.alert_id] = alert
         if signal.kind in alert.kinds:
             return
         alert.kinds.append(signal.kind)
@@ -301,6 +313,17 @@ def opening_events(store: Store, alert_ids: list[str]) -> dict[str, dict[str, ob
         row["at"] = row["at"].to_pydatetime()
         found[str(row["alert_id"])] = row
     return found
+
+
+def _note_category(alert: Alert, signal: Signal) -> bool:
+    """List the category of ``signal`` in the alert's categories; whether it was new there."""
+    if not signal.signal.startswith(CATEGORY_PREFIX):
+        return False
+    category = signal.signal.removeprefix(CATEGORY_PREFIX)
+    if category in alert.categories:
+        return False
+    alert.categories.append(category)
+    return True
 
 
 def _change_text(signal: Signal) -> str:

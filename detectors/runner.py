@@ -40,6 +40,7 @@ import pyarrow as pa
 
 from detectors.affected import AlertLedger, finding_text
 from detectors.alarm import HysteresisAlarm
+from detectors.alert_text import CATEGORY_PREFIX, EXCEPTION_CATEGORY
 from detectors.category_drift import CategoryDrift, CategoryScore
 from detectors.error_rate import ErrorRateDriftDetector
 from detectors.flow_series import data_bounds, read_minutes, split_pair
@@ -77,10 +78,7 @@ SIGNALS: tuple[tuple[str, str], ...] = (
 )
 LATENCY = "latency"
 LATENCY_SIGNAL = "latency_shift"
-EXCEPTION_CATEGORY = "exception_category"
 FINDING_KINDS = (DUPLICATE_POSTING, DROPPED)
-# A category's signal is named after it: ``category:mapping``.
-CATEGORY_PREFIX = "category:"
 # Failure categories a slowdown explains: a latency alert quotes only these.
 SLOWNESS_CATEGORIES = ("timeout",)
 

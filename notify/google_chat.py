@@ -32,6 +32,9 @@ class GoogleChatDestination(Destination):
         if notification.what_changed:
             text = f"<b>What changed:</b> {_html(notification.what_changed)}"
             widgets.append({"textParagraph": {"text": text}})
+        if notification.acknowledgement:
+            text = f"<b>Acknowledged by:</b> {_html(notification.acknowledgement)}"
+            widgets.append({"textParagraph": {"text": text}})
         widgets += [_fact(label, value) for label, value in notification.facts()]
         if notification.top_error:
             widgets.append(_fact("Top error", notification.top_error))

@@ -12,11 +12,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from detectors.alert_text import FINDING_SIGNALS, currency_split, money_text, single_currency
+from detectors.alert_text import (
+    FINDING_SIGNALS,
+    currency_split,
+    kind_names,
+    money_text,
+    single_currency,
+)
 from detectors.lifecycle import Alert
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity
-from seamwatch.times import readable_utc
+from seamwatch.times import readable_utc, utc_text
 
 OPENED = "opened"
 ESCALATED = "escalated"
@@ -54,6 +60,13 @@ class Notification:
     # money_at_risk by currency; "" is the part whose currency no span named
     money_by_currency: tuple[tuple[str, float], ...] = ()
     test: bool = False
+    # the failure categories the alert has shown (``mapping``): category silences match them
+    categories: tuple[str, ...] = ()
+    # who holds the alert (the latest to acknowledge it), when and with what note; the
+    # outbox fills them in from the store when it sends the message
+    acknowledged_by: str = ""
+    acknowledged_at: datetime | None = None
+    ack_note: str = ""
 
     @property
     def headline(self) -> str:
@@ -66,6 +79,24 @@ class Notification:
     def delivery_key(self) -> str:
         """Names this event of this alert, the same for every attempt and every restart."""
         return f"{self.alert_id}:{self.event}:{int(self.at.timestamp())}"
+
+    @property
+    def acknowledgement(self) -> str:
+        """Who holds the alert, as the alert commands say it: ``ana at 2026-12-04 13:52 UTC
+        (checking ERP item master)``; empty when nobody has acknowledged it."""
+        if not self.acknowledged_by or self.acknowledged_at is None:
+            return ""
+        note = f" ({self.ack_note})" if self.ack_note else ""
+        return f"{self.acknowledged_by} at {format_time(self.acknowledged_at)}{note}"
+
+    @property
+    def holder(self) -> dict[str, str] | None:
+        """The acknowledgement of whoever holds the alert as the alert API lists it,
+        ``{"by": "ana", "at": "...Z", "note": "..."}``; None when nobody has acknowledged it."""
+        if not self.acknowledged_by or self.acknowledged_at is None:
+            return None
+        at = utc_text(self.acknowledged_at)
+        return {"by": self.acknowledged_by, "at": at, "note": self.ack_note}
 
     @property
     def money_text(self) -> str:
@@ -85,13 +116,19 @@ class Notification:
         parts = dict(self.money_by_currency)
         return (sum(parts.values()) if parts else self.money_at_risk), parts
 
+    @property
+    def shown_kinds(self) -> list[str]:
+        """The kinds the alert has shown, a failure category as ``category:NAME``, as the
+        alerts table names them (:func:`detectors.alert_text.kind_names`)."""
+        return kind_names({"kind": self.kind, "kinds": self.kinds, "categories": self.categories})
+
     def facts(self) -> list[tuple[str, str]]:
         """The facts on-call reads first, as (label, value) pairs in reading order."""
         facts = [
             ("Flow", self.flow),
             ("Target", self.target),
             ("Business object", self.business_object or "-"),
-            ("Kind", " + ".join(self.kinds) or self.kind),
+            ("Kind", " + ".join(self.shown_kinds)),
             ("Tier", self.tier),
             ("Priority", f"{self.priority_label} ({self.priority:.1f})"),
             ("Score", f"{self.score:.1f}"),
@@ -148,6 +185,7 @@ def build_notification(
         # split from the sum as counted: each currency is rounded to its own minor units
         money_by_currency=tuple(currency_split(alert.money_at_risk, alert.money_by_currency)),
         test=test,
+        categories=tuple(alert.categories),
     )
 
 

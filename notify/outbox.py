@@ -17,15 +17,19 @@ an alert whose opening or escalation was sent to a destination: it is always sen
 no channel is left showing an alert as open forever.
 
 A silenced alert is recorded as ``silenced`` and withheld: once no silence covers it (the
-silence was ended or expired) and it is still open, its opening goes, once, to the
-destinations it was kept from, and its resolution follows as for any alert. The check runs at
-every flush of the detector runner (each minute); after a restart the delivery log says which
-open alerts were withheld from where.
+silence was ended or expired, or a category silence no longer covers every category the alert
+has shown) and it is still open, its opening goes, once, to the destinations it was kept from,
+and its resolution follows as for any alert. The check runs at every flush of the detector
+runner (each minute); after a restart the delivery log says which open alerts were withheld
+from where.
+
+Every message sent says who holds its alert, read from the acknowledgements when it is
+queued: an opening released after a silence tells the channel that someone took the alert
+on meanwhile.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import queue
 import threading
@@ -48,6 +52,7 @@ from tenacity import (
 
 from detectors.lifecycle import OPEN, Alert, AlertBook, opening_events
 from detectors.severity import Severity, SeveritySource
+from detectors.silence_scope import covering_silence
 from notify.alertmanager import AlertmanagerDestination
 from notify.base import DeliveryError, Destination, HttpRequest, TransientDeliveryError
 from notify.google_chat import GoogleChatDestination
@@ -381,7 +386,7 @@ class Notifier:
         now = self._clock()
         outcomes: list[Outcome] = []
         silences: list[dict[str, Any]] | None = None
-        for notification in notifications:
+        for notification in self._with_holders(notifications):
             if notification.event == RESOLVED:
                 # nothing is left to release, whoever wants the resolution
                 self.withheld.pop(notification.alert_id, None)
@@ -425,15 +430,20 @@ class Notifier:
         except Exception as exc:  # noqa: BLE001 - the next flush checks again
             logger.warning("Could not read silences (%s); withheld alerts wait", exc)
             return
+        released = [
+            withheld
+            for withheld in self.withheld.values()
+            if _matching_silence(silences, withheld.opening) is None
+        ]
+        openings = self._with_holders([withheld.opening for withheld in released])
         outcomes: list[Outcome] = []
-        for alert_id, withheld in list(self.withheld.items()):
-            if _matching_silence(silences, withheld.opening) is not None:
-                continue
+        for withheld, opening in zip(released, openings, strict=True):
+            alert_id = opening.alert_id
             del self.withheld[alert_id]
             workers = [
                 w
                 for w in self.workers
-                if w.destination.name in withheld.destinations and w.route.wants(withheld.opening)
+                if w.destination.name in withheld.destinations and w.route.wants(opening)
             ]
             logger.info(
                 "Alert %s is open and no longer silenced; sending its opening to %s",
@@ -441,7 +451,7 @@ class Notifier:
                 ", ".join(w.destination.name for w in workers) or "no destination (none wants it)",
             )
             for worker in workers:
-                outcomes += self._offer(worker, withheld.opening)
+                outcomes += self._offer(worker, opening)
         self.recorder.record(outcomes)
 
     def _withhold(self, notification: Notification, workers: list[DestinationWorker]) -> None:
@@ -505,6 +515,20 @@ class Notifier:
                 if w.destination.name in announced and RESOLVED in w.route.model.events
             ]
         return [w for w in self.workers if w.route.wants(notification)]
+
+    def _with_holders(self, notifications: list[Notification]) -> list[Notification]:
+        """``notifications``, each saying who holds its alert now (the latest to acknowledge
+        it); as they are when nobody does or the store cannot say."""
+        if not notifications or self._store is None:
+            return notifications
+        from detectors.alert_actions import acknowledgements
+
+        try:
+            held = acknowledgements(self._store, sorted({n.alert_id for n in notifications}))
+        except Exception as exc:  # noqa: BLE001 - a message without it beats no message
+            logger.warning("Could not read who acknowledged alerts (%s); sending without", exc)
+            return notifications
+        return [_held_by(n, held.get(n.alert_id)) for n in notifications]
 
     def _severity(self) -> Severity:
         """The severity in force now."""
@@ -593,18 +617,28 @@ def _event_of(notification: Notification) -> dict[str, Any]:
     }
 
 
+def _held_by(
+    notification: Notification, acknowledgements: list[dict[str, Any]] | None
+) -> Notification:
+    """``notification`` naming the holder of its alert, the last of ``acknowledgements``."""
+    if not acknowledgements:
+        return notification
+    holder = acknowledgements[-1]
+    return replace(
+        notification,
+        acknowledged_by=holder["by"],
+        acknowledged_at=datetime.fromisoformat(holder["at"]),
+        ack_note=holder["note"],
+    )
+
+
 def _matching_silence(
     silences: list[dict[str, Any]], notification: Notification
 ) -> dict[str, Any] | None:
     kinds = notification.kinds or (notification.kind,)
-    for silence in silences:
-        if (
-            fnmatch.fnmatchcase(notification.flow, silence["flow"])
-            and fnmatch.fnmatchcase(notification.target, silence["target"])
-            and any(fnmatch.fnmatchcase(kind, silence["kind"]) for kind in kinds)
-        ):
-            return silence
-    return None
+    return covering_silence(
+        silences, notification.flow, notification.target, kinds, notification.categories
+    )
 
 
 __all__ = [

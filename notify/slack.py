@@ -1,8 +1,9 @@
 """Slack: an incoming webhook message in Block Kit.
 
 The body is ``{"text": ..., "blocks": [...]}``: ``text`` is the notification line Slack shows
-in alerts and previews; the blocks are a header, what changed, the facts as fields, the top
-error and two buttons (the alert and the flow's lineage on the dashboard).
+in alerts and previews; the blocks are a header, what changed, who acknowledged the alert (if
+anyone has), the facts as fields, the top error and two buttons (the alert and the flow's
+lineage on the dashboard).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class SlackDestination(Destination):
         ]
         if notification.what_changed:
             blocks.append(_section(f"*What changed:* {escape(notification.what_changed)}"))
+        if notification.acknowledgement:
+            blocks.append(_section(f"*Acknowledged by:* {escape(notification.acknowledgement)}"))
         blocks.append(
             {
                 "type": "section",

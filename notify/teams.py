@@ -2,7 +2,8 @@
 
 Teams' Workflows webhooks take the same envelope as the retired Office 365 connectors: a
 ``message`` with one attachment whose content is the card. The card holds the headline in the
-priority's colour, what changed, the facts as a FactSet, the top error and two links.
+priority's colour, what changed, who acknowledged the alert (if anyone has), the facts as a
+FactSet, the top error and two links.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class TeamsDestination(Destination):
         ]
         if notification.what_changed:
             body.append({"type": "TextBlock", "text": notification.what_changed, "wrap": True})
+        if notification.acknowledgement:
+            text = f"Acknowledged by {notification.acknowledgement}"
+            body.append({"type": "TextBlock", "text": text, "wrap": True})
         body.append(
             {
                 "type": "FactSet",

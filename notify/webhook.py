@@ -3,7 +3,10 @@
 The body (version 1; docs/notify.md shows a full one)::
 
     {"version": 1, "event": "opened", "at": "...", "test": false,
-     "delivery_id": "...", "alert": {...}, "links": {"alert": "...", "lineage": "..."}}
+     "delivery_id": "...", "alert": {...}, "links": {"alert": "...", "lineage": "..."},
+     "acknowledgement": {"by": "...", "at": "...", "note": "..."}}
+
+``acknowledgement`` is null while nobody has acknowledged the alert.
 
 Headers: ``X-Seamwatch-Event`` and ``X-Seamwatch-Delivery`` (the same id for every attempt,
 so a receiver can drop repeats). With a secret, ``X-Seamwatch-Timestamp`` (Unix seconds) and
@@ -59,6 +62,7 @@ class WebhookDestination(Destination):
             "summary": notification.headline,
             "alert": alert_body(notification),
             "links": {"alert": notification.alert_url, "lineage": notification.lineage_url},
+            "acknowledgement": notification.holder,
         }
 
 

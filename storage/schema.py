@@ -312,6 +312,25 @@ from notify import records as _notify  # noqa: E402 - needs Migration, defined a
 
 MIGRATIONS.append(Migration(22, "Notification delivery log", _notify.delivery_tables))
 
+
+def _category_silences(store: Store, retention_days: int | None) -> list[str]:
+    """Silences of one failure category, and the categories each alert has shown.
+
+    Both columns are added in place. A silence stored before has no category (it covers
+    what its kind glob matches, as before); an alert stored before reads the category of its
+    peak signal, the one category it was known by. Adding them again changes nothing, so an
+    interrupted migration can run once more."""
+    return [
+        f"ALTER TABLE {store.table('alert_silences')} "
+        "ADD COLUMN IF NOT EXISTS category String DEFAULT '' AFTER kind",
+        f"ALTER TABLE {store.table('alerts')} "
+        "ADD COLUMN IF NOT EXISTS categories Array(String) "
+        "DEFAULT if(startsWith(signal, 'category:'), [substring(signal, 10)], []) AFTER kinds",
+    ]
+
+
+MIGRATIONS.append(Migration(25, "Silences of one failure category", _category_silences))
+
 LATEST_VERSION = max(migration.version for migration in MIGRATIONS)
 
 

@@ -11,9 +11,10 @@ import streamlit as st
 from dashboard import data
 from dashboard.text import literal
 from detectors.alert_actions import active_silences, list_alerts
-from detectors.alert_text import what_changed
+from detectors.alert_text import kind_names, strongest_change
 from detectors.lifecycle import EVENTS_TABLE
 from detectors.severity import SeverityFileError, severity_in_force
+from detectors.silence_scope import silenced_kind
 from notify.message import lineage_link
 from seamwatch.times import readable_utc, table_time
 from storage import Store, StoreError
@@ -146,9 +147,9 @@ def _facts(alert: dict) -> list[tuple[str, str]]:
     return [
         ("Flow", alert["flow"]),
         ("Target", alert["target"]),
-        ("Kinds", " + ".join(alert["kinds"]) or alert["kind"]),
+        ("Kinds", " + ".join(kind_names(alert))),
         ("Money at risk", alert["money_text"]),
-        ("What changed", what_changed(alert)),
+        ("What changed", strongest_change(alert)),
         ("Top error", alert["top_error"] or "—"),
         ("Opened", readable_utc(alert["opened_at"])),
         ("Resolved", resolved),
@@ -171,7 +172,10 @@ def show_alerts(alerts: list[dict], empty_text: str) -> None:
         st.caption(empty_text)
         return
     frame = pd.DataFrame(alerts)
-    frame["change"] = [what_changed(alert) for alert in alerts]
+    # the kinds named as `seamwatch alerts` names them, the change begun with the one it is
+    # about when there are several
+    frame["kinds"] = [kind_names(alert) for alert in alerts]
+    frame["change"] = [strongest_change(alert) for alert in alerts]
     for column in ("opened_at", "resolved_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     st.dataframe(
@@ -189,6 +193,7 @@ def show_silences(silences: list[dict]) -> None:
         return
     frame = pd.DataFrame(silences)
     frame["expires_at"] = frame["expires_at"].map(table_time)
+    frame["kind"] = [silenced_kind(item) for item in silences]
     st.dataframe(
         frame[list(_SILENCE_COLUMNS)],
         column_config=_SILENCE_COLUMNS,

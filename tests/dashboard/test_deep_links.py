@@ -111,6 +111,40 @@ def test_silences_in_force_show_when_they_expire_in_utc_as_the_cli_does(store):
     assert silences["created_by"].tolist() == ["ana"]
 
 
+def test_a_silence_of_one_category_shows_its_category_as_its_kind(store):
+    add_silence(store, timedelta(hours=2), flow="billing.*", kind="category:mapping")
+
+    app = open_page(ALERTS_PAGE)
+
+    assert not app.exception
+    [silences] = [frame.value for frame in app.dataframe if "expires_at" in frame.value]
+    assert silences["kind"].tolist() == ["category:mapping"]
+
+
+def test_an_alert_of_several_kinds_names_them_and_says_which_one_changed(store):
+    # the table listed "latency, error_rate" beside a change of the error rate, and the kind
+    # of a category alert as "exception_category", whichever category it was
+    book = AlertBook(store)
+    opened_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    slow = Signal("latency", "latency_shift", 5.0, 800.0, 4000.0)
+    alert = book.open("billing.invoice-post", "erp", "Invoice", opened_at, slow)
+    book.escalate(alert, opened_at, ERRORS)
+    mapping = Signal("exception_category", "category:mapping", 6.0, 0.001, 0.08)
+    book.escalate(alert, opened_at, mapping)
+    book.flush()
+
+    app = open_page(ALERTS_PAGE, alert_id=alert.alert_id)
+
+    assert not app.exception
+    [alerts] = [frame.value for frame in app.dataframe if "change" in frame.value]
+    assert list(alerts["kinds"][0]) == ["latency", "error_rate", "category:mapping"]
+    change = "error_rate (strongest): error rate 1.00% → 40.00%"
+    assert alerts["change"].tolist() == [change]
+    facts = page_text(app)  # markdown: the underscores are escaped
+    assert r"**Kinds:** latency + error\_rate + category:mapping" in facts
+    assert "**What changed:** " + change.replace("_", r"\_") in facts
+
+
 def test_an_unknown_alert_id_says_so_and_the_page_still_works(store):
     record_alert(store, "billing.invoice-post")
 

@@ -11,9 +11,13 @@ from starlette.testclient import TestClient
 
 from detectors.alert_actions import active_silences, add_silence
 from detectors.alerts_api import routes
+from detectors.lifecycle import AlertBook, Signal
 from tests.detectors.test_alert_actions import record_alert
+from tests.detectors.test_category_silences import record_category_alert
 
 UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+SLOW = Signal("latency", "latency_shift", 5.0, 800.0, 4000.0)
+ERRORS = Signal("error_rate", "error_rate", 12.0, 0.01, 0.4)
 
 
 @pytest.fixture
@@ -207,3 +211,43 @@ def test_silences_say_cancelled_as_a_boolean(client, store):
     add_silence(store, timedelta(hours=1), flow="billing.*", created_by="ana")
     [silence] = client.get("/api/v1/silences").json()["silences"]
     assert silence["cancelled"] is False and silence["created_by"] == "ana"
+
+
+def test_a_silence_of_one_category_is_made_listed_and_marks_its_alerts(client, store):
+    # "kind": "category:mapping" was answered 400, as the CLI refused --kind category:mapping
+    alert = record_category_alert(store, "billing.invoice-post", "mapping", "timeout")
+    made = client.post(
+        "/api/v1/silences", json={"seconds": 3600, "flow": "billing.*", "kind": "category:mapping"}
+    )
+    timeout = client.post("/api/v1/silences", json={"seconds": 3600, "kind": "category:timeout"})
+
+    assert made.status_code == 200, made.json()
+    assert (made.json()["kind"], made.json()["category"]) == ("exception_category", "mapping")
+    listed = client.get("/api/v1/silences").json()["silences"]
+    assert sorted(s["category"] for s in listed) == ["mapping", "timeout"]
+    [shown] = client.get("/api/v1/alerts").json()["alerts"]
+    assert shown["alert_id"] == alert.alert_id
+    assert shown["categories"] == ["mapping", "timeout"]
+    assert shown["silenced_by"] == made.json()["silence_id"]
+    assert timeout.json()["warnings"] == []
+
+
+def test_a_silence_of_no_category_is_refused(client, store):
+    response = client.post("/api/v1/silences", json={"seconds": 60, "kind": "category:"})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("kind 'category:' names no category")
+    assert active_silences(store) == []
+
+
+def test_a_listed_alert_of_several_kinds_says_which_one_its_summary_is_about(client, store):
+    # "kind": "latency" beside a summary about the error rate, with nothing to tie them
+    book = AlertBook(store)
+    opened_at = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    alert = book.open("billing.invoice-post", "erp", "Invoice", opened_at, SLOW)
+    book.escalate(alert, opened_at + timedelta(minutes=1), ERRORS)
+    book.flush()
+
+    [shown] = client.get("/api/v1/alerts").json()["alerts"]
+
+    assert (shown["kind"], shown["kinds"]) == ("latency", ["latency", "error_rate"])
+    assert shown["summary"] == "error_rate (strongest): error rate 1.00% → 40.00%"

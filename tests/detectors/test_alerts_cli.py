@@ -27,6 +27,7 @@ from seamwatch.api import running_endpoint
 from seamwatch.cli import app
 from storage import StoreLocked
 from tests.detectors.test_alert_actions import record_alert
+from tests.detectors.test_category_silences import record_category_alert
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = [
@@ -231,37 +232,77 @@ def _listed_alert(**changes: object) -> dict:
     return {**alert, **changes}
 
 
-def test_the_table_names_the_opening_kind_and_counts_the_joined_ones():
-    # the joined names, cut to the column, once read "exception_category+er"
+def test_the_table_names_the_opening_kind_then_each_joined_one():
+    # the joined names, cut to the column, once read "exception_category+er"; then a count
+    # ("+2") left the reader to guess which kind the summary under the row was about
     alert = _listed_alert(kinds=["exception_category", "error_rate", "duplicate_posting"])
     row = format_alerts([alert]).splitlines()[1]
-    assert "exception_category +2 " in row
-    assert "+er" not in row
+    assert " exception_category +error_rate +duplicate_posting " in row
+    assert "+er " not in row
 
 
 def test_a_category_alert_names_its_category():
     # the table said "exception_category" and left the reader to guess which one
-    alert = _listed_alert(kinds=["exception_category", "error_rate"], signal="category:mapping")
+    alert = _listed_alert(kinds=["exception_category", "error_rate"], categories=["mapping"])
     row = format_alerts([alert]).splitlines()[1]
-    assert " category:mapping +1 " in row
+    assert " category:mapping +error_rate " in row
 
 
 def test_a_category_name_reads_whole_in_the_table():
     # it read "category:master_data…"
     alert = _listed_alert(
-        kinds=["exception_category", "error_rate"], signal="category:master_data_missing"
+        kinds=["exception_category", "error_rate"], categories=["master_data_missing"]
     )
     row = format_alerts([alert]).splitlines()[1]
-    assert " category:master_data_missing +1 " in row
+    assert " category:master_data_missing +error_rate " in row
 
 
-def test_a_category_too_long_for_its_column_keeps_the_count_of_joined_kinds():
+def test_a_category_too_long_for_its_column_is_cut_not_the_kinds_after_it():
     alert = _listed_alert(
-        kinds=["exception_category", "error_rate", "latency"],
-        signal="category:" + "x" * 40,
+        kinds=["exception_category", "error_rate", "latency"], categories=["x" * 40]
     )
     row = format_alerts([alert]).splitlines()[1]
-    assert f" category:{'x' * 21}… +2 " in row
+    assert f" category:{'x' * 24}… +error_rate +latency " in row
+
+
+def test_the_kind_column_names_the_kind_the_summary_is_about():
+    # the row read "latency" over a summary about the error rate: the column named the
+    # opening kind alone, the summary the strongest signal, and neither said so
+    alert = _listed_alert(
+        kind="latency",
+        kinds=["latency", "error_rate"],
+        signal="error_rate",
+        baseline=0.01,
+        observed=0.4,
+        top_error="HTTP 500 from erp",
+    )
+    _, row, summary = format_alerts([alert], width=200).splitlines()
+    assert " latency +error_rate " in row
+    assert (
+        summary
+        == "    error_rate (strongest): error rate 1.00% → 40.00%; top error: HTTP 500 from erp"
+    )
+
+
+def test_the_summary_names_the_category_it_is_about_among_several():
+    alert = _listed_alert(
+        categories=["mapping", "timeout"],
+        signal="category:timeout",
+        baseline=0.001,
+        observed=0.2,
+    )
+    _, row, summary = format_alerts([alert], width=200).splitlines()
+    assert " category:mapping +category:timeout " in row
+    assert summary == (
+        "    category:timeout (strongest): timeout failures 0.10% → 20.00% of transactions"
+    )
+
+
+def test_a_single_kind_alert_keeps_its_summary_as_it_was():
+    alert = _listed_alert(categories=["mapping"], signal="category:mapping", baseline=0.0005)
+    _, row, summary = format_alerts([{**alert, "observed": 0.26}]).splitlines()
+    assert " category:mapping " in row
+    assert summary == "    mapping failures 0.05% → 26.00% of transactions"
 
 
 def test_a_flow_name_too_long_for_its_column_ends_with_an_ellipsis():
@@ -374,17 +415,49 @@ def test_the_silences_table_shows_who_created_each_in_utc(cli, store, chdb_data_
     assert "Z" not in lines[1].split("ana")[1]  # the table's time, not JSON's
 
 
+def test_a_category_copied_from_the_alerts_table_silences_that_category(cli, store, chdb_data_dir):
+    # --kind category:mapping, as the table shows the alert, was refused: only
+    # exception_category was taken, which silenced every category of the flow
+    mapping = record_category_alert(store, "billing.invoice-post", "mapping")
+    timeout = record_category_alert(store, "billing.payment-post", "timeout")
+    listing = _alerts(cli, chdb_data_dir).stdout
+    assert "category:mapping" in listing and "category:timeout" in listing
+
+    made = _alerts(cli, chdb_data_dir, "silence", "--for", "2h", "--kind", "category:mapping")
+    table = _alerts(cli, chdb_data_dir).stdout
+    silences = _alerts(cli, chdb_data_dir, "silences").stdout.splitlines()
+
+    assert made.exit_code == 0, made.output
+    [silence] = active_silences(store)
+    rows = {line.split()[0]: line for line in table.splitlines()[1:] if line[:1] != " "}
+    assert f"silenced {silence['silence_id']}" in rows[mapping.alert_id]
+    assert "silenced" not in rows[timeout.alert_id]
+    assert silences[1].split()[:4] == [silence["silence_id"], "*", "*", "category:mapping"]
+
+
+def test_a_kind_naming_no_category_is_one_error_line(cli, store, chdb_data_dir):
+    result = _alerts(cli, chdb_data_dir, "silence", "--for", "2h", "--kind", "category:")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: kind 'category:' names no category; give it as the alerts table shows it, "
+        "e.g. category:mapping, or use exception_category for every category\n"
+    )
+    assert active_silences(store) == []
+
+
 def test_a_typical_alerts_table_fits_a_terminal():
-    # the table was once about 170 columns wide, whatever it held
+    # the table was once about 170 columns wide, whatever it held; each kind an alert has
+    # shown is named (it was counted, "+1"), which takes a few columns more
     alert = _listed_alert(
         kinds=["exception_category", "error_rate"],
+        categories=["mapping"],
         acknowledged_by="ana",
         resolved_at="2025-03-03T14:05:00.000Z",
         money_text="18,250.00 EUR",
     )
     lines = format_alerts([alert]).splitlines()
-    # under 140 before the money at risk had a column of its own
-    assert max(len(line) for line in lines) < 155
+    # under 140 before the money at risk had a column of its own and every kind was named
+    assert max(len(line) for line in lines) < 160
     assert "opened (UTC)" in lines[0] and "2025-03-03 13:23" in lines[1]
 
 

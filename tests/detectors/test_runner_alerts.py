@@ -19,6 +19,7 @@ from detectors.alert_actions import (
     list_alerts,
 )
 from detectors.alerts_api import routes
+from detectors.alerts_cli import format_alerts
 from detectors.flow_series import read_minutes
 from detectors.lifecycle import Signal
 from detectors.posting_watch import DROPPED, DUPLICATE_POSTING, Finding
@@ -197,13 +198,15 @@ def test_bad_requests_raise_clear_errors(store):
         acknowledge(store, "nope", "ana")
     with pytest.raises(AlertActionError, match="at least a second, got 0 s"):
         add_silence(store, timedelta(0))
-    # the alerts table's "category:mapping" copied into --kind matched no kind, unexplained
     with pytest.raises(AlertActionError) as raised:
-        add_silence(store, timedelta(hours=1), kind="category:mapping")
-    assert str(raised.value).startswith(
-        "kind 'category:mapping' matches no alert kind; a category alert is kind "
-        "exception_category, and a silence of it covers every category; use one of latency, "
+        add_silence(store, timedelta(hours=1), kind="mapping")
+    assert str(raised.value) == (
+        "kind 'mapping' matches no alert kind; use one of latency, error_rate, volume, "
+        "exception_category, duplicate_posting, dropped, a glob of them, '*', or category:NAME "
+        "for one failure category"
     )
+    with pytest.raises(AlertActionError, match="kind 'category: ' names no category"):
+        add_silence(store, timedelta(hours=1), kind="category: ")
 
 
 def test_api_serves_alerts_and_takes_acknowledgements(burst_store):
@@ -423,20 +426,39 @@ def test_category_names_holding_the_unit_separator_are_read_whole(store):
     }
 
 
-def test_a_category_alert_names_a_category_holding_the_unit_separator(store):
-    name = f"vendor{UNIT_SEPARATOR}mapping"
+def _category_burst_alert(store, name: str) -> dict:
+    """The open alert the runner raises on a burst of failures of category ``name``."""
     spans = []
     for minute in range(CLEAN_MINUTES * 4):
         spans += _categorised(minute, 0, name)
     for minute in range(CLEAN_MINUTES * 4, CLEAN_MINUTES * 4 + BURST_MINUTES):
         spans += _categorised(minute, 1, name)
     store.insert_arrow("otel_traces", make_span_rows(spans))
-
     DetectorRunner(store).catch_up(START + timedelta(minutes=CLEAN_MINUTES * 4 + BURST_MINUTES))
-
     [alert] = list_alerts(store, load_severity(), "open")
+    return alert
+
+
+def test_a_category_alert_names_a_category_holding_the_unit_separator(store):
+    name = f"vendor{UNIT_SEPARATOR}mapping"
+    alert = _category_burst_alert(store, name)
     assert alert["signal"] == f"category:{name}"
     assert alert["top_error"] == "unmapped tax code DE-RC"
+
+
+def test_a_runner_alert_is_silenced_by_its_category_as_the_table_names_it(store):
+    # the name holds the unit separator, which the minutes' items percent-encode
+    name = f"Vendor{UNIT_SEPARATOR}Mapping"
+    alert = _category_burst_alert(store, name)
+
+    other = add_silence(store, timedelta(hours=1), kind="category:rate_limit")
+    assert list_alerts(store, load_severity(), "open")[0]["silenced_by"] is None
+    silence = add_silence(store, timedelta(hours=1), kind=f"category:{name.lower()}")
+
+    assert alert["categories"] == [name]
+    assert f"  category:{name}  " in format_alerts([alert]).splitlines()[1]
+    [listed] = list_alerts(store, load_severity(), "open")
+    assert listed["silenced_by"] == silence["silence_id"] != other["silence_id"]
 
 
 def _quotes(store, minutes: list[tuple[Signal, Minute]]) -> list[str]:

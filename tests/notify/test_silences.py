@@ -7,6 +7,7 @@ for it, and its resolution was not sent either (resolutions go where the opening
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from detectors import lifecycle
-from detectors.alert_actions import add_silence, cancel_silence
+from detectors.alert_actions import acknowledge, add_silence, cancel_silence
 from detectors.lifecycle import Alert, AlertBook, Signal
 from detectors.severity import load_severity
 from notify.outbox import Notifier
@@ -189,3 +190,141 @@ def test_an_alert_that_resolved_while_silenced_is_never_sent(store, start, serve
     assert ops.received == [] and finance.received == []
     assert {row[2] for row in _outcomes(store)} == {"silenced"}
     assert scene.notifier.withheld == {}
+
+
+FORMATS = ("slack", "teams", "google_chat", "webhook", "alertmanager")
+
+
+@contextmanager
+def _every_format(clock: Clock) -> Iterator[tuple[Notifier, dict[str, RecordingServer]]]:
+    """A notifier posting to one recording server per destination format."""
+    with contextlib.ExitStack() as stack:
+        servers = {kind: stack.enter_context(RecordingServer()) for kind in FORMATS}
+        routes = [route(kind, server.url + "/hook", name=kind) for kind, server in servers.items()]
+        notifier = Notifier(
+            routes, load_severity(), DASHBOARD, StoreRecorder(), policy=FAST, clock=clock
+        )
+        notifier.start()
+        lifecycle.add_listener(notifier.on_flush)
+        try:
+            yield notifier, servers
+        finally:
+            _stop(notifier)
+
+
+def _acknowledgement_in(kind: str, body) -> str:
+    """Where each format says who acknowledged the alert."""
+    if kind == "slack":
+        return next(b["text"]["text"] for b in body["blocks"] if "Acknowledged" in str(b))
+    if kind == "teams":
+        card = body["attachments"][0]["content"]["body"]
+        return next(block["text"] for block in card if "Acknowledged" in str(block))
+    if kind == "google_chat":
+        widgets = body["cardsV2"][0]["card"]["sections"][0]["widgets"]
+        return next(w["textParagraph"]["text"] for w in widgets if "Acknowledged" in str(w))
+    if kind == "webhook":
+        return body["acknowledgement"]
+    return body[0]["annotations"]["acknowledged_by"]
+
+
+@pytest.mark.parametrize("ends", ["ended", "expired"])
+def test_an_opening_sent_after_a_silence_says_who_acknowledged_the_alert_meanwhile(
+    store, start, ends
+):
+    # ana took the alert on while it was silenced; the opening sent when the silence ended
+    # did not say so, and the channel started on it a second time
+    clock = Clock(start + MINUTE)
+    silence = add_silence(store, timedelta(minutes=30), flow="payments.*", now=start)
+    with _every_format(clock) as (_, servers):
+        book = AlertBook(store)
+        alert = book.open(FLOW, "erp", "Payment", start, OPENING)
+        _minute(book, alert, start)
+        acknowledged_at = start + 2 * MINUTE
+        acknowledge(store, alert.alert_id, "ana", "checking ERP item master", acknowledged_at)
+        if ends == "ended":
+            cancel_silence(store, silence["silence_id"])
+            clock.now = start + 3 * MINUTE
+        else:
+            clock.now = start + 31 * MINUTE
+        _minute(book, alert, start + 3 * MINUTE)
+        bodies = {kind: server.wait_for(1)[0].json for kind, server in servers.items()}
+
+    said = f"ana at {acknowledged_at:%Y-%m-%d %H:%M} UTC (checking ERP item master)"
+    assert {kind: _acknowledgement_in(kind, body) for kind, body in bodies.items()} == {
+        "slack": f"*Acknowledged by:* {said}",
+        "teams": f"Acknowledged by {said}",
+        "google_chat": f"<b>Acknowledged by:</b> {said}",
+        "webhook": {
+            "by": "ana",
+            "at": acknowledged_at.isoformat().replace("+00:00", ".000Z"),
+            "note": "checking ERP item master",
+        },
+        "alertmanager": said,
+    }
+    assert bodies["webhook"]["event"] == "opened"
+
+
+def test_an_opening_nobody_acknowledged_says_nothing_of_it(store, start):
+    with _every_format(Clock(start)) as (_, servers):
+        book = AlertBook(store)
+        _minute(book, book.open(FLOW, "erp", "Payment", start, OPENING), start)
+        bodies = {kind: server.wait_for(1)[0].json for kind, server in servers.items()}
+    assert not any("Acknowledged" in str(body) for body in bodies.values())
+    assert bodies["webhook"]["acknowledgement"] is None
+    assert "acknowledged_by" not in bodies["alertmanager"][0]["annotations"]
+
+
+def _category(name: str) -> Signal:
+    return Signal("exception_category", f"category:{name}", 9.0, 0.001, 0.2, f"{name} failures")
+
+
+@contextmanager
+def _mapping_silenced(store, start: datetime, servers) -> Iterator[Notifier]:
+    """The notifier listening while a silence of the mapping category of payments holds."""
+    add_silence(store, timedelta(minutes=30), flow="payments.*", kind="category:Mapping", now=start)
+    notifier = _listening(servers, Clock(start + MINUTE))
+    try:
+        yield notifier
+    finally:
+        _stop(notifier)
+
+
+def test_a_category_silence_withholds_that_category_alone(store, start, servers):
+    # --kind category:mapping was refused; exception_category withheld every category
+    ops, finance = servers
+    with _mapping_silenced(store, start, servers):
+        book = AlertBook(store)
+        book.open(FLOW, "erp", "Payment", start, _category("mapping"))
+        book.open("payments.refund", "erp", "Payment", start, _category("timeout"))
+        book.flush()
+        (sent,) = ops.wait_for(1)
+    assert sent.json["alert"]["flow"] == "payments.refund"
+    assert sorted((row[1], row[2]) for row in _outcomes(store)) == [
+        ("finance", "sent"),
+        ("finance", "silenced"),
+        ("ops", "sent"),
+        ("ops", "silenced"),
+    ]
+
+
+def test_a_second_category_ends_a_category_silence_and_the_opening_goes_out(store, start, servers):
+    ops, finance = servers
+    with _mapping_silenced(store, start, servers) as notifier:
+        book = AlertBook(store)
+        alert = book.open(FLOW, "erp", "Payment", start, _category("mapping"))
+        book.observe(alert, start, _category("mapping"), 2, 2, 0.0, "no tax code mapped")
+        book.flush()
+        # the error rate joins: the same failures, still silenced
+        book.escalate(alert, start + MINUTE, OPENING)
+        book.flush()
+        assert ops.received == [] and notifier.withheld
+        # a timeout burst is a failure of its own, which the silence does not speak for
+        book.escalate(alert, start + 2 * MINUTE, _category("timeout"))
+        book.flush()
+        (opened,) = ops.wait_for(1)
+        finance.wait_for(1)
+    assert opened.json["event"] == "opened"
+    assert opened.json["alert"]["kinds"] == ["exception_category", "error_rate"]
+    fields = finance.received[0].json["blocks"][2]["fields"]
+    facts = dict(field["text"].split("\n") for field in fields)
+    assert facts["*Kind*"] == "category:mapping + category:timeout + error_rate"
