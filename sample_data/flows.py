@@ -922,14 +922,17 @@ class Stack:
         """Redeliver a consumed event: rarely as a rebalance, often during a duplicate incident."""
         incident = self.incidents.active(inc.DUPLICATE_POSTINGS, txn.flow, now_ns)
         if incident and self.chance(incident.intensity):
-            incident.affect(txn.key, now_ns)
             redelivery = "incident"
         elif self.chance(0.001):
             redelivery = "rebalance"
         else:
             return
+        redelivered_at = self.later(now_ns, 0.5, 5)
+        if incident and redelivery == "incident":
+            # the first posting is the right one: the harm is done when the event comes again
+            incident.affect(txn.key, redelivered_at)
         self.scheduler.schedule(
-            self.later(now_ns, 0.5, 5),
+            redelivered_at,
             self.consume_and_post,
             txn,
             link,

@@ -171,7 +171,8 @@ class Incident:
 
         ``start`` is when the fault was first exercised (its first affected transaction): a
         broken mapping or a missing record does nothing to the business until a transaction
-        needs it. ``fault_start`` is when the fault was put in place."""
+        needs it, and a redelivered event until it is posted the second time. ``fault_start``
+        is when the fault was put in place."""
         start_ns = self.start_ns if self.first_affected_ns is None else self.first_affected_ns
         return {
             "kind": self.kind,
@@ -179,7 +180,8 @@ class Incident:
             "target": TARGET,
             "start": iso_utc(start_ns),
             "fault_start": iso_utc(self.start_ns),
-            "end": iso_utc(self.end_ns if end_ns is None else end_ns),
+            # a redelivery in the window's last minutes posts twice after the window closed
+            "end": iso_utc(max(start_ns, self.end_ns if end_ns is None else end_ns)),
             "affected_keys": list(self.affected_keys),
             "description": self.description(),
         }

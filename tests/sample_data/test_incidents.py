@@ -172,6 +172,21 @@ def test_duplicate_postings_post_the_same_key_twice(incident_run):
     assert sum(1 for count in posts.values() if count > 1) == len(affected)
 
 
+def test_duplicate_postings_start_at_the_first_second_posting(incident_run):
+    # the label started when the event was first consumed, up to 5 minutes before the
+    # redelivery posted it again, so a duplicate alerted 0.4 minutes after it was 5.1 late
+    _, spans, labels = incident_run
+    label = labels["duplicate_postings"]
+    affected = set(label["affected_keys"])
+    by_key = defaultdict(list)
+    for span in erp_posts(spans, "billing.invoice-post"):
+        if span.attributes["business.key"] in affected:
+            by_key[span.attributes["business.key"]].append(span.start_time)
+    first_second_posting = min(sorted(times)[1] for times in by_key.values())
+    started = datetime.fromisoformat(label["start"].replace("Z", "+00:00"))
+    assert abs(started.timestamp() * 1e9 - first_second_posting) < 1e9
+
+
 def test_dropped_events_are_published_but_never_consumed(incident_run):
     _, spans, labels = incident_run
     affected = set(labels["dropped_events"]["affected_keys"])
