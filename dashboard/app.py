@@ -6,12 +6,16 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard import data
+
 # Not "pages/": Streamlit would list that folder on its own before the navigation runs.
 PAGES_DIR = Path(__file__).parent / "views"
 # A file of ours, sent inline: a ":material/...:" page icon makes every browser fetch it from
 # fonts.gstatic.com, which an offline or private site must not contact. (The icons of the
 # navigation and messages are drawn from a font Streamlit serves itself.)
 PAGE_ICON = Path(__file__).with_name("icon.svg")
+# How often a page waiting for the store's server looks again.
+NOTICE_REFRESH_SECONDS = 3
 
 
 def main() -> None:
@@ -41,7 +45,21 @@ def main() -> None:
             ),
         ],
     }
-    st.navigation(pages).run()
+    page = st.navigation(pages)
+    if data.store_notice() is not None:
+        # the navigation stays, so that a chat link's page opens once the server answers
+        store_notice()
+        return
+    page.run()
+
+
+@st.fragment(run_every=NOTICE_REFRESH_SECONDS)
+def store_notice() -> None:
+    """Say why no page shows yet; run the whole app again once the store is open."""
+    notice = data.store_notice()
+    if notice is None:
+        st.rerun()
+    st.warning(notice, icon=":material/hourglass_top:")
 
 
 main()

@@ -13,6 +13,7 @@ from dashboard import queries
 from seamwatch.runtime import shared_settings, shared_store
 from seamwatch.settings import Settings, load_settings
 from storage import Store, open_store
+from storage.pending import PendingServerStore
 
 # Shorter than the page's refresh interval, so that every refresh reads fresh rows while
 # viewers who refresh at the same moment share one query.
@@ -30,6 +31,21 @@ def get_store() -> Store:
     Run on its own, the dashboard opens the store the settings name.
     """
     return shared_store() or open_store(current_settings())
+
+
+def store_notice() -> str | None:
+    """What the pages show instead of themselves while the store of this process waits for
+    its ClickHouse server (which did not answer at start); None once the store is open."""
+    store = shared_store()
+    if not isinstance(store, PendingServerStore) or store.is_open:
+        return None
+    if store.refusal is not None:
+        return f"{store.refusal} Seamwatch stops: correct SEAMWATCH_CLICKHOUSE_URL."
+    reason = store.last_outage or f"the ClickHouse server at {store.address} does not answer"
+    return (
+        f"Waiting for the store: {reason}. Seamwatch keeps trying, and this page shows the "
+        "data once the server answers."
+    )
 
 
 def current_settings() -> Settings:

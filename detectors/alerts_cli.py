@@ -55,8 +55,9 @@ from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
 from seamwatch.settings import Settings, SettingsError, load_settings
 from seamwatch.times import readable_utc, table_time
-from storage import Store, StoreError, open_store
+from storage import Store, StoreError
 from storage.embedded import holds_a_store
+from storage.pending import open_store_or_pending, wait_for_server
 
 logger = logging.getLogger(__name__)
 
@@ -173,14 +174,20 @@ def detectors_command(
     _require_store(settings)
 
     def run() -> None:
-        store = open_store(settings)
+        store, _ = open_store_or_pending(settings)
+        stop = _stop_on_signal()
         api = None
         try:
+            if not wait_for_server(store, stop, "The detectors start once it does"):
+                typer.echo("Detectors stopped before the ClickHouse server answered.")
+                if once:
+                    raise typer.Exit(INTERRUPTED_EXIT)
+                return
             api = serve_api(store, settings)
             if once:
-                _catch_up_once(DetectorRunner(store))
+                _catch_up_once(DetectorRunner(store), stop)
             else:
-                _evaluate_until_stopped(store, api)
+                _evaluate_until_stopped(store, api, stop)
         finally:
             if api is not None:
                 api.stop()
@@ -189,10 +196,9 @@ def detectors_command(
     _guarded(run)
 
 
-def _catch_up_once(runner: DetectorRunner) -> None:
+def _catch_up_once(runner: DetectorRunner, stop: threading.Event) -> None:
     # Ctrl-C ends the catch-up after the chunk in progress, whose position is saved, and says
     # where it stopped: a week's first catch-up takes minutes
-    stop = _stop_on_signal()
     report = runner.catch_up(datetime.now(UTC) - DEFAULT_DELAY, stop)
     if stop.is_set():
         typer.echo(
@@ -207,9 +213,8 @@ def _catch_up_once(runner: DetectorRunner) -> None:
     )
 
 
-def _evaluate_until_stopped(store: Store, api: ApiServer | None) -> None:
+def _evaluate_until_stopped(store: Store, api: ApiServer | None, stop: threading.Event) -> None:
     """Evaluate in a thread, as ``seamwatch up`` does, until SIGINT or SIGTERM."""
-    stop = _stop_on_signal()
     serving = f" JSON API for 'seamwatch alerts': {api.endpoint}/api/v1." if api else ""
     typer.echo(
         f"Detectors running; each minute is evaluated {DEFAULT_DELAY.seconds} s after it ends."

@@ -24,7 +24,7 @@ from detectors.corpus import (
     SeriesFormatError,
     read_series_with_text,
 )
-from detectors.corpus import resolve_data_dir as _resolve_data_dir
+from detectors.corpus import resolve_series_dir as _resolve_series_dir
 from detectors.evaluate import evaluate
 from detectors.nab import PROFILES
 from detectors.product import FINEST_INTERVAL, sampling_interval, score_series, warm_up
@@ -149,9 +149,9 @@ class _ProgressLine:
 
 
 def evaluate_command(
-    data_dir: str | None = typer.Option(
+    series_dir: str | None = typer.Option(
         None,
-        "--data-dir",
+        "--series-dir",
         help=f"Labelled data folder (default: ${DATA_DIR_ENV} or ../shared/data).",
     ),
     profile: str | None = typer.Option(
@@ -166,7 +166,7 @@ def evaluate_command(
     window to score shows n/a in the table and null in --json."""
     if profile is not None and profile not in PROFILES:
         raise _fail(f"unknown --profile {profile!r}; expected one of {', '.join(PROFILES)}")
-    folder = _resolve_data_dir(data_dir)
+    folder = _resolve_series_dir(series_dir)
     sets = _sets_in(folder)
     try:
         results = evaluate(folder, sets, warn=_warn)
@@ -197,20 +197,20 @@ def _sets_in(folder: Path) -> list[str]:
     """The labelled sets that ``folder`` holds, with a note for each one it lacks; an error
     when it holds none."""
     if folder.is_file():
-        raise _fail(f"{folder} is a file, not a folder; {_DATA_DIR_HINT}")
+        raise _fail(f"{folder} is a file, not a folder; {_SERIES_DIR_HINT}")
     if not folder.is_dir():
-        raise _fail(f"data folder {folder} not found; pass --data-dir or set {DATA_DIR_ENV}")
+        raise _fail(f"data folder {folder} not found; pass --series-dir or set {DATA_DIR_ENV}")
     present = [name for name in SETS if (folder / name / WINDOWS_FILE).is_file()]
     missing = [f"{name}/{WINDOWS_FILE}" for name in SETS if name not in present]
     if not present:
-        raise _fail(f"{folder} has no {' or '.join(missing)}; {_DATA_DIR_HINT}")
+        raise _fail(f"{folder} has no {' or '.join(missing)}; {_SERIES_DIR_HINT}")
     for name in missing:
         _note(f"{folder} has no {name}; evaluating {', '.join(present)} only")
     return present
 
 
-_DATA_DIR_HINT = (
-    f"--data-dir takes the folder that holds {' and '.join(f'{name}/' for name in SETS)}"
+_SERIES_DIR_HINT = (
+    f"--series-dir takes the folder that holds {' and '.join(f'{name}/' for name in SETS)}"
 )
 
 

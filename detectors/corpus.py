@@ -48,8 +48,9 @@ class LabelledSeries:
     windows: list[Window]
 
 
-def resolve_data_dir(flag: str | None) -> Path:
-    """Data folder: the flag, then ``SEAMWATCH_EVAL_DATA_DIR``, then ``../shared/data``."""
+def resolve_series_dir(flag: str | None) -> Path:
+    """Labelled data folder: the flag, then ``SEAMWATCH_EVAL_DATA_DIR``, then
+    ``../shared/data``."""
     chosen = flag or os.environ.get(DATA_DIR_ENV) or str(DEFAULT_DATA_DIR)
     return Path(chosen)
 

@@ -20,15 +20,18 @@ from detectors.simulator_judge import format_judgement, simulate_and_judge
 from storage import StoreError
 
 BAD_INPUT_EXIT = 2
+STORE_EXIT = 1
 MAX_SIMULATED_DAYS = 28.0
 
 
 def evaluate_command(
-    data_dir: str | None = typer.Option(
+    series_dir: str | None = typer.Option(
         None,
-        "--data-dir",
+        "--series-dir",
         help=f"Labelled data folder (default: ${DATA_DIR_ENV} or ../shared/data).",
     ),
+    # its name until this release; on every other command --data-dir is the store
+    old_series_dir: str | None = typer.Option(None, "--data-dir", hidden=True),
     profile: str | None = typer.Option(None, "--profile", help="Only this NAB profile."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     simulator: bool = typer.Option(
@@ -47,40 +50,57 @@ def evaluate_command(
     is absent is skipped with a note; a set without a window to score has no score: n/a in
     the table, null in --json.
     """
+    series_dir = _series_dir(series_dir, old_series_dir)
     if not simulator:
         if severity_file is not None:
-            typer.echo(
-                "Error: --severity ranks the simulator's flows; use it with --simulator "
-                "(the labelled series have no flows to rank).",
-                err=True,
+            raise _fail(
+                "--severity ranks the simulator's flows; use it with --simulator "
+                "(the labelled series have no flows to rank)."
             )
-            raise typer.Exit(BAD_INPUT_EXIT)
-        evaluate_labelled_series(data_dir=data_dir, profile=profile, as_json=as_json)
+        evaluate_labelled_series(series_dir=series_dir, profile=profile, as_json=as_json)
         return
     # they choose what the labelled series are scored on; the simulator has neither
-    for option, value in (("--data-dir", data_dir), ("--profile", profile)):
+    for option, value in (("--series-dir", series_dir), ("--profile", profile)):
         if value is not None:
-            typer.echo(
-                f"Error: {option} applies to the labelled series; leave it out with "
-                "--simulator, which judges the simulator's incidents.",
-                err=True,
+            raise _fail(
+                f"{option} applies to the labelled series; leave it out with "
+                "--simulator, which judges the simulator's incidents."
             )
-            raise typer.Exit(BAD_INPUT_EXIT)
     if not 0 < days <= MAX_SIMULATED_DAYS:
-        typer.echo(f"Error: --days must be above 0 and at most {MAX_SIMULATED_DAYS:g}.", err=True)
-        raise typer.Exit(BAD_INPUT_EXIT)
+        raise _fail(f"--days must be above 0 and at most {MAX_SIMULATED_DAYS:g}.")
     logging.getLogger("sample_data").setLevel(logging.WARNING)
     try:
         judgement = simulate_and_judge(
             load_severity(severity_file, option="--severity"), days, seed
         )
     except SeverityFileError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(BAD_INPUT_EXIT) from None
+        raise _fail(str(exc)) from None
     except StoreError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise _fail(str(exc), STORE_EXIT) from None
     if as_json:
         typer.echo(json.dumps(judgement.as_dict(), indent=2))
         return
     typer.echo(format_judgement(judgement))
+
+
+def _series_dir(series_dir: str | None, old_series_dir: str | None) -> str | None:
+    """The labelled data folder, given by ``--series-dir`` or, for one more release, by its
+    old name ``--data-dir`` with a warning."""
+    if old_series_dir is None:
+        return series_dir
+    if series_dir is not None:
+        raise _fail(
+            "--data-dir is the old name of --series-dir; give the labelled data folder once, "
+            "with --series-dir."
+        )
+    typer.echo(
+        "Warning: 'seamwatch evaluate --data-dir' is deprecated and goes in the next release; "
+        "use --series-dir for the labelled data folder.",
+        err=True,
+    )
+    return old_series_dir
+
+
+def _fail(message: str, code: int = BAD_INPUT_EXIT) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code)

@@ -53,7 +53,8 @@ from detectors.posting_watch import (
     watch_chunk,
 )
 from detectors.product import build_alarm
-from storage import Store
+from storage import Store, StoreError
+from storage.pending import wait_until_open
 
 logger = logging.getLogger(__name__)
 
@@ -747,6 +748,13 @@ class RunnerThread:
             logger.warning("Detector runner did not stop within %.0fs", timeout_seconds)
 
     def _run(self) -> None:
+        # a ClickHouse server that was down at start: begin once it answers, from the stored
+        # position, so the minutes missed meanwhile are caught up like any downtime
+        try:
+            if not wait_until_open(self.runner.store, self._stop):
+                return
+        except StoreError:
+            return  # the server refused the store: the command stops and says why
         run_periodically(self.runner, self._stop, self.delay, self.interval_seconds)
 
 

@@ -7,9 +7,10 @@ that names the setting, quotes the value and says what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,10 @@ DEFAULT_MASKED_KEYS = (
 )
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# One label of a host name; "_" too, as in the service names of compose files.
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+_URL_SHAPE = "http://user:password@host:8123/database"
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^/@]+@")
 
 
 # Path("") is the working folder, where an empty setting would scatter a store
@@ -222,7 +227,11 @@ class Settings(BaseSettings):
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must look like http://user:password@host:8123/database")
+            raise ValueError(f"must look like {_URL_SHAPE}")
+        # a server that is down is waited for; an address that can never answer is not
+        problem = _address_problem(parts)
+        if problem:
+            raise ValueError(f"{problem}; it must look like {_URL_SHAPE}")
         database = parts.path.strip("/")
         if database and not _IDENTIFIER.match(database):
             raise ValueError(
@@ -257,10 +266,34 @@ class Settings(BaseSettings):
     def __repr__(self) -> str:
         shown = self.model_dump()
         if self.clickhouse_url:
-            parts = urlsplit(self.clickhouse_url)
-            if parts.password:
-                shown["clickhouse_url"] = self.clickhouse_url.replace(parts.password, "***", 1)
+            shown["clickhouse_url"] = _masked_url(self.clickhouse_url)
         return f"Settings({shown})"
+
+
+def _masked_url(url: str) -> str:
+    """``url`` with its password, if any, as ``***`` (malformed URLs too)."""
+    return _URL_PASSWORD.sub(r"\1***@", url, count=1)
+
+
+def _address_problem(parts: SplitResult) -> str | None:
+    """What makes the host or port of a URL one that no server can ever answer at, or None."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "its port must be a number from 1 to 65535"
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    looks_numeric = all(label.isdigit() for label in labels)  # 127.0.0.256 is no address
+    if len(host) > 253 or looks_numeric or not all(map(_HOST_LABEL.match, labels)):
+        return f"host {host!r} is not a host name or an IP address"
+    return None
 
 
 def _no_file(folder: Path, problem: str) -> Path:
@@ -299,5 +332,7 @@ def _describe(exc: ValidationError) -> str:
             continue
         value = error.get("input")
         shown = str(value) if isinstance(value, Path) else value  # a flag's path, as typed
+        if name == "clickhouse_url" and isinstance(value, str):
+            shown = _masked_url(value)
         lines.append(f"{name} ({env}) = {shown!r}: {problem}")
     return "Invalid settings:\n  " + "\n  ".join(lines)

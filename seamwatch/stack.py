@@ -11,6 +11,7 @@ acknowledged, then the store.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import logging
 import signal
@@ -28,8 +29,8 @@ from seamwatch import runtime
 from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
 from seamwatch.api_server import serve_api
 from seamwatch.settings import Settings
-from storage import Store, open_store
-from storage.pending import open_store_or_pending
+from storage import Store, StoreError, StoreUnavailable
+from storage.pending import PendingServerStore, open_store_or_pending, wait_until_open
 
 if TYPE_CHECKING:
     from sample_data.simulator import SimProgress
@@ -245,13 +246,19 @@ def dashboard_url(settings: Settings) -> str:
 
 
 def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool = True) -> None:
-    """Run receiver, dashboard and optionally the simulator until SIGINT or SIGTERM."""
+    """Run receiver, dashboard and optionally the simulator until SIGINT or SIGTERM.
+
+    With a ClickHouse server that does not answer yet, the receivers answer 503 and the
+    dashboard shows a notice; the detectors and the simulator start once it answers."""
     # a broken severity or notification file stops the command before anything is created
     check_before_start(settings, receivers=True, dashboard=with_dashboard, notify_file=True)
-    store = open_store(settings)
+    store, store_down = open_store_or_pending(settings)
+    waiting = _ServerWait.begin(
+        store, store_down, _UP_WAITING if with_dashboard else _HEADLESS_UP_WAITING
+    )
     runtime.share_store(store)
     runtime.share_settings(settings)
-    collector = Collector(store, settings, extra_routes=api_routes(store))
+    collector = Collector(store, settings, extra_routes=api_routes(store), store_down=store_down)
     simulator: _SimulatorThread | None = None
     from detectors.runner import RunnerThread  # here: a lone collector does not need SciPy
 
@@ -265,16 +272,16 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
             publish_endpoint(settings.data_dir, collector.endpoint)
         resume = None
         if demo is not None:
-            resume = plan_demo_resume(store, settings)
-            simulator = _SimulatorThread(collector.endpoint, demo, resume)
+            # with the server down, the simulator plans its run once it answers
+            resume = plan_demo_resume(store, settings) if waiting is None else None
+            simulator = _SimulatorThread(collector.endpoint, demo, store, settings, resume)
             simulator.start()
-        _print_banner(settings, collector, demo, resume, with_dashboard)
-        if with_dashboard:
-            run_dashboard(settings)
-        else:
-            _wait_for_signal()
+        _print_banner(settings, collector, demo, resume, with_dashboard, store_down)
+        _serve_until_stopped(settings, with_dashboard, waiting)
     finally:
         logger.info("Shutting down")
+        if waiting is not None:
+            waiting.end()
         if simulator is not None:
             simulator.stop()
         detectors.stop()
@@ -289,6 +296,72 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
             logger.info("Stopped; every acknowledged span is stored or waits in the spool")
         else:
             logger.info("Stopped; every acknowledged span is stored")
+    if waiting is not None:
+        waiting.raise_refusal()
+
+
+def _serve_until_stopped(
+    settings: Settings, with_dashboard: bool, waiting: _ServerWait | None
+) -> None:
+    """Serve the dashboard, or just wait, until SIGINT or SIGTERM."""
+    stopped = waiting.stopped if waiting is not None else None
+    if stopped is not None and stopped.is_set():
+        return  # stopped while starting: Streamlit would take the handlers over and miss it
+    if with_dashboard:
+        run_dashboard(settings)
+    else:
+        _wait_for_signal(stopped)
+
+
+# what waits for the server, in the log line that says it does not answer
+_UP_WAITING = "The detectors start and the dashboard shows its pages once it does"
+_HEADLESS_UP_WAITING = "The detectors start once it does"
+_DASHBOARD_WAITING = "The dashboard shows a notice until it does"
+
+
+class _ServerWait:
+    """A command that started while its ClickHouse server does not answer.
+
+    The store opens in the background (``PendingServerStore.keep_opening``). Until Streamlit
+    takes the signal handlers over, SIGINT and SIGTERM set ``stopped``. A server that answers
+    but refuses the store stops the command as a SIGTERM would, and the command then fails
+    with the refusal, as it would have at start."""
+
+    def __init__(self, store: PendingServerStore, waiting: str) -> None:
+        self.store = store
+        self.stopped = _stop_on_signal()
+        self._ended = threading.Event()
+        store.keep_opening(waiting)
+        threading.Thread(
+            target=self._stop_on_refusal, name="seamwatch-refusal", daemon=True
+        ).start()
+
+    @classmethod
+    def begin(
+        cls, store: Store, store_down: StoreUnavailable | None, waiting: str
+    ) -> _ServerWait | None:
+        """Wait for the server of ``store`` when it was down at start; None when it is open."""
+        if store_down is None or not isinstance(store, PendingServerStore):
+            return None
+        return cls(store, waiting)
+
+    def end(self) -> None:
+        """The command is stopping: no more signals on a refusal."""
+        self._ended.set()
+
+    def raise_refusal(self) -> None:
+        """Raise the server's refusal if it ended the command."""
+        if self.store.refusal is not None and not self.store.is_open:
+            raise self.store.refusal
+
+    def _stop_on_refusal(self) -> None:
+        try:
+            self.store.wait_until_open(self._ended)
+        except StoreError:
+            # again until the command ends: Streamlit may be installing its handlers just now
+            while not self._ended.is_set():
+                _thread.interrupt_main(signal.SIGTERM)
+                self._ended.wait(1.0)
 
 
 def run_collector(settings: Settings) -> None:
@@ -317,9 +390,11 @@ def run_collector(settings: Settings) -> None:
 
 
 def run_dashboard_alone(settings: Settings) -> None:
-    """Run the dashboard alone over its own store until SIGINT or SIGTERM."""
+    """Run the dashboard alone over its own store until SIGINT or SIGTERM; with a ClickHouse
+    server that does not answer yet, its pages show a notice until it does."""
     check_before_start(settings, receivers=False, dashboard=True, notify_file=False)
-    store = open_store(settings)
+    store, store_down = open_store_or_pending(settings)
+    waiting = _ServerWait.begin(store, store_down, _DASHBOARD_WAITING)
     runtime.share_store(store)
     runtime.share_settings(settings)
     api = None
@@ -328,12 +403,16 @@ def run_dashboard_alone(settings: Settings) -> None:
         # and reconcile reach it through this API
         api = serve_api(store, settings)
         print(f"Dashboard: {dashboard_url(settings)}", flush=True)
-        run_dashboard(settings)
+        _serve_until_stopped(settings, True, waiting)
     finally:
+        if waiting is not None:
+            waiting.end()
         if api is not None:
             api.stop()
         runtime.share_store(None)
         store.close()
+    if waiting is not None:
+        waiting.raise_refusal()
 
 
 def check_severity_file() -> None:
@@ -390,8 +469,11 @@ def _print_banner(
     demo: DemoOptions | None,
     resume: DemoResume | None,
     with_dashboard: bool,
+    store_down: StoreUnavailable | None = None,
 ) -> None:
     store_text = "ClickHouse server" if settings.uses_server else f"embedded ({settings.data_dir})"
+    if store_down is not None:
+        store_text += " (does not answer yet; see the log)"
     lines = [
         "",
         "Seamwatch is running.",
@@ -405,7 +487,9 @@ def _print_banner(
     lines.append(f"  Store:              {store_text}")
     if demo is not None:
         history = f"backfilling {_describe_timedelta(demo.backfill)} of history"
-        if resume is not None and resume.history_end is not None:
+        if store_down is not None:
+            history = "starting once the store answers"
+        elif resume is not None and resume.history_end is not None:
             history = (
                 f"continuing after the stored history (to {resume.history_end:%Y-%m-%d %H:%M} UTC)"
             )
@@ -456,10 +540,22 @@ def plan_demo_resume(store: Store, settings: Settings) -> DemoResume:
 
 
 class _SimulatorThread:
-    """The simulator feeding the receiver: a backfill of history, then real time."""
+    """The simulator feeding the receiver: a backfill of history, then real time.
 
-    def __init__(self, endpoint: str, demo: DemoOptions, resume: DemoResume) -> None:
+    Without ``resume`` (the store's server did not answer at start) it waits for the store
+    and plans the run from what it holds."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        demo: DemoOptions,
+        store: Store,
+        settings: Settings,
+        resume: DemoResume | None,
+    ) -> None:
         self._stop = threading.Event()
+        self._store = store
+        self._settings = settings
         self._thread = threading.Thread(
             target=self._run,
             args=(endpoint, demo, resume),
@@ -476,10 +572,13 @@ class _SimulatorThread:
         if self._thread.is_alive():
             logger.warning("Simulator did not stop within %.0fs", _SIMULATOR_STOP_TIMEOUT_SECONDS)
 
-    def _run(self, endpoint: str, demo: DemoOptions, resume: DemoResume) -> None:
+    def _run(self, endpoint: str, demo: DemoOptions, resume: DemoResume | None) -> None:
         from sample_data import simulator
 
         try:
+            resume = resume or self._plan_once_the_store_opens()
+            if resume is None:
+                return
             simulator.run_demo(
                 endpoint,
                 demo.seed,
@@ -492,6 +591,15 @@ class _SimulatorThread:
             )
         except Exception:  # noqa: BLE001 - a thread boundary: log it, keep the stack running
             logger.exception("The simulator stopped with an error; the stack keeps running")
+
+    def _plan_once_the_store_opens(self) -> DemoResume | None:
+        """The run planned from the store once its server answers; None when stopped first."""
+        try:
+            if not wait_until_open(self._store, self._stop):
+                return None
+        except StoreError:
+            return None  # the server refused the store: the command stops and says why
+        return plan_demo_resume(self._store, self._settings)
 
 
 class _ProgressLog:

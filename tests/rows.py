@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -89,3 +89,38 @@ def _utc_naive(moment: datetime) -> datetime:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
+
+
+def invoice_postings(start: datetime, minute: int, count: int, failed: int) -> list[dict]:
+    """``count`` invoice postings to the ERP in minute ``minute`` after ``start``, for
+    ``make_span_rows``; the first ``failed`` of them fail on an unmapped tax code."""
+    return [
+        {
+            "timestamp": start + timedelta(minutes=minute, seconds=i),
+            "status": "Error" if i < failed else "Unset",
+            "StatusMessage": "unmapped tax code" if i < failed else "",
+            "duration_ms": 200 + 10 * (i % 3),
+            "attributes": {
+                "integration.flow": "billing.invoice-post",
+                "integration.target": "erp",
+                "integration.stage": "post",
+                "business.object": "Invoice",
+                "business.key": f"INV-{minute}-{i}",
+                "business.amount": "100.50",
+            },
+        }
+        for i in range(count)
+    ]
+
+
+def otlp_json_request(trace_id: str) -> dict:
+    """An OTLP/JSON export request of one server span of trace ``trace_id``."""
+    span = {
+        "traceId": trace_id,
+        "spanId": "00f067aa0ba90801",
+        "name": "GET /pay",
+        "kind": 2,
+        "startTimeUnixNano": "1697982593201336123",
+        "endTimeUnixNano": "1697982593201347750",
+    }
+    return {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}

@@ -38,6 +38,29 @@ def test_bad_clickhouse_url_says_what_it_should_look_like():
     assert "http://user:password@host:8123/database" in result.output
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        # a traceback from urllib.parse
+        ("http://u:hunter2@127.0.0.1:99999/sw", "its port must be a number from 1 to 65535"),
+        ("http://u:hunter2@127.0.0.1:8l23/sw", "its port must be a number from 1 to 65535"),
+        # "Cannot reach the ClickHouse server": now a server that is down is waited for
+        ("http://u:hunter2@click house:8123/sw", "host 'click house' is not a host name"),
+        ("http://u:hunter2@clickhouse..local:8123/sw", "host 'clickhouse..local' is not a"),
+        ("http://u:hunter2@127.0.0.300:8123/sw", "host '127.0.0.300' is not a host name"),
+    ],
+)
+@pytest.mark.parametrize("command", ["up", "collector", "detectors", "dashboard"])
+def test_a_server_address_that_can_never_answer_is_refused_at_once(command, url, problem):
+    started = time.monotonic()
+    result = runner.invoke(app, [command, "--clickhouse-url", url])
+    assert result.exit_code == 2, result.output
+    assert time.monotonic() - started < 5
+    assert result.stderr.startswith("Error: Invalid settings:\n  clickhouse_url (SEAMWATCH_")
+    assert problem in result.stderr
+    assert "hunter2" not in result.stderr and "Traceback" not in result.output
+
+
 def test_bad_backfill_duration_is_refused():
     result = runner.invoke(app, ["up", "--demo", "--backfill", "a week"])
     assert result.exit_code == 2

@@ -113,9 +113,9 @@ def test_evaluate_without_data_is_a_clear_error(tmp_path, monkeypatch):
 def test_evaluate_names_the_folder_it_expects(tmp_path):
     # the set's own folder used to fail on a doubled path (nab/nab/combined_windows.json)
     (tmp_path / "nab").mkdir()
-    result = runner.invoke(app, ["evaluate", "--data-dir", str(tmp_path / "nab")])
+    result = runner.invoke(app, ["evaluate", "--series-dir", str(tmp_path / "nab")])
     assert result.exit_code == 2
-    assert "--data-dir takes the folder that holds nab/ and cloud-monitoring/" in result.stderr
+    assert "--series-dir takes the folder that holds nab/ and cloud-monitoring/" in result.stderr
 
 
 def test_evaluate_refuses_a_severity_file_without_the_simulator():
@@ -126,7 +126,7 @@ def test_evaluate_refuses_a_severity_file_without_the_simulator():
     assert "use it with --simulator" in result.output
 
 
-@pytest.mark.parametrize("option", [["--data-dir", "/nonexistent"], ["--profile", "standard"]])
+@pytest.mark.parametrize("option", [["--series-dir", "/nonexistent"], ["--profile", "standard"]])
 def test_evaluate_refuses_labelled_series_options_with_the_simulator(option):
     # both were ignored: a one-day run started and printed nothing of the folder or profile
     from seamwatch.cli import app as seamwatch_app

@@ -20,7 +20,7 @@ def test_evaluate_reaches_the_measured_scores():
     app = typer.Typer()
     app.command("evaluate")(evaluate_command)
     app.command("noop")(lambda: None)
-    result = CliRunner().invoke(app, ["evaluate", "--data-dir", str(DATA_DIR), "--json"])
+    result = CliRunner().invoke(app, ["evaluate", "--series-dir", str(DATA_DIR), "--json"])
     assert result.exit_code == 0, result.output
     by_set = {row["set"]: row for row in json.loads(result.stdout)}
     assert by_set["nab"]["windows"] == 18

@@ -32,7 +32,7 @@ WINDOW = ["2024-01-02 11:00:00", "2024-01-02 14:00:00"]
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
+def series_dir(tmp_path: Path) -> Path:
     """Both sets, each one file with one window."""
     for name in ("nab", "cloud-monitoring"):
         (tmp_path / name / "folder").mkdir(parents=True)
@@ -47,8 +47,8 @@ def write_windows(folder: Path, windows: object) -> Path:
     return path
 
 
-def evaluate(data_dir: Path, *flags: str):
-    return runner.invoke(app, ["evaluate", "--data-dir", str(data_dir), *flags])
+def evaluate(series_dir: Path, *flags: str):
+    return runner.invoke(app, ["evaluate", "--series-dir", str(series_dir), *flags])
 
 
 def assert_one_line_error(result, *parts: str) -> None:
@@ -60,8 +60,8 @@ def assert_one_line_error(result, *parts: str) -> None:
         assert part in lines[0]
 
 
-def test_evaluate_scores_a_small_folder(data_dir):
-    result = evaluate(data_dir, "--json")
+def test_evaluate_scores_a_small_folder(series_dir):
+    result = evaluate(series_dir, "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [(row["set"], row["files"], row["windows"]) for row in rows] == [
@@ -70,13 +70,13 @@ def test_evaluate_scores_a_small_folder(data_dir):
     ]
 
 
-def test_evaluate_refuses_a_series_out_of_time_order(data_dir):
+def test_evaluate_refuses_a_series_out_of_time_order(series_dir):
     lines = series_text().splitlines()
     lines[10], lines[11] = lines[11], lines[10]
-    (data_dir / "nab" / "folder" / "a.csv").write_text("\n".join(lines) + "\n")
+    (series_dir / "nab" / "folder" / "a.csv").write_text("\n".join(lines) + "\n")
     assert_one_line_error(
-        evaluate(data_dir),
-        f"{data_dir / 'nab' / 'folder' / 'a.csv'}: timestamps go backwards at data row 11",
+        evaluate(series_dir),
+        f"{series_dir / 'nab' / 'folder' / 'a.csv'}: timestamps go backwards at data row 11",
         "sort the rows by time",
     )
 
@@ -133,22 +133,22 @@ PAIR = 'expected a pair ["start", "end"] of timestamp strings'
         ),
     ],
 )
-def test_evaluate_names_the_windows_file_and_key(data_dir, content, message):
-    path = write_windows(data_dir / "nab", content)
-    assert_one_line_error(evaluate(data_dir), f"Error: {path}", message)
+def test_evaluate_names_the_windows_file_and_key(series_dir, content, message):
+    path = write_windows(series_dir / "nab", content)
+    assert_one_line_error(evaluate(series_dir), f"Error: {path}", message)
 
 
-def test_evaluate_names_a_windows_file_that_is_not_text(data_dir):
-    path = data_dir / "nab" / "combined_windows.json"
+def test_evaluate_names_a_windows_file_that_is_not_text(series_dir):
+    path = series_dir / "nab" / "combined_windows.json"
     path.write_bytes(b"\xff\xfe{}")
-    assert_one_line_error(evaluate(data_dir), f"Error: {path} is not UTF-8 text; {SHAPE}")
+    assert_one_line_error(evaluate(series_dir), f"Error: {path} is not UTF-8 text; {SHAPE}")
 
 
-def test_evaluate_warns_of_a_window_outside_the_file_and_goes_on(data_dir):
-    write_windows(data_dir / "nab", {"folder/a.csv": [WINDOW, ["2025-01-01", "2025-01-02"]]})
-    result = evaluate(data_dir, "--json")
+def test_evaluate_warns_of_a_window_outside_the_file_and_goes_on(series_dir):
+    write_windows(series_dir / "nab", {"folder/a.csv": [WINDOW, ["2025-01-01", "2025-01-02"]]})
+    result = evaluate(series_dir, "--json")
     assert result.exit_code == 0, result.output
-    csv_path = data_dir / "nab" / "folder" / "a.csv"
+    csv_path = series_dir / "nab" / "folder" / "a.csv"
     assert result.stderr.splitlines() == [
         f"Warning: {csv_path}: window [2025-01-01 00:00:00, 2025-01-02 00:00:00] lies outside "
         "the file's time range (2024-01-01 00:00:00 to 2024-01-02 23:00:00); it is not scored"
@@ -156,10 +156,10 @@ def test_evaluate_warns_of_a_window_outside_the_file_and_goes_on(data_dir):
     assert json.loads(result.stdout)[0]["windows"] == 1
 
 
-def test_evaluate_reads_utc_offsets_in_window_bounds(data_dir):
+def test_evaluate_reads_utc_offsets_in_window_bounds(series_dir):
     offsets = ["2024-01-02T12:00:00+01:00", "2024-01-02T14:00:00Z"]
-    write_windows(data_dir / "nab", {"folder/a.csv": [offsets]})
-    result = evaluate(data_dir, "--json")
+    write_windows(series_dir / "nab", {"folder/a.csv": [offsets]})
+    result = evaluate(series_dir, "--json")
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
 
@@ -172,16 +172,16 @@ def test_evaluate_reads_utc_offsets_in_window_bounds(data_dir):
         {"folder/a.csv": [["2024-01-01 00:00:00", "2024-01-01 02:00:00"]]},
     ],
 )
-def test_evaluate_says_a_set_without_windows_has_no_score(data_dir, windows):
+def test_evaluate_says_a_set_without_windows_has_no_score(series_dir, windows):
     # the score divides by the windows: it was once printed as nan, and as NaN in --json
-    write_windows(data_dir / "nab", windows)
-    table = evaluate(data_dir)
+    write_windows(series_dir / "nab", windows)
+    table = evaluate(series_dir)
     assert table.exit_code == 0, table.output
     nab = table.stdout.splitlines()[1].split()
     assert nab[0] == "nab" and nab[2] == "0" and nab[-3:] == ["n/a", "n/a", "n/a"]
     note = "Note: the nab set has no window to score, so it has no score (n/a)"
     assert note in table.stderr.splitlines()
-    as_json = evaluate(data_dir, "--json")
+    as_json = evaluate(series_dir, "--json")
     assert as_json.exit_code == 0, as_json.output
     assert "NaN" not in as_json.stdout
     rows = json.loads(as_json.stdout)
@@ -193,12 +193,12 @@ def test_evaluate_says_a_set_without_windows_has_no_score(data_dir, windows):
     assert isinstance(rows[1]["scores"]["standard"], float)
 
 
-def test_evaluate_says_a_data_folder_is_a_file(tmp_path):
+def test_evaluate_says_a_series_folder_is_a_file(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text("timestamp,value\n")
     assert_one_line_error(
         evaluate(path),
-        f"Error: {path} is a file, not a folder; --data-dir takes the folder that holds nab/ "
+        f"Error: {path} is a file, not a folder; --series-dir takes the folder that holds nab/ "
         "and cloud-monitoring/",
     )
 
@@ -206,13 +206,13 @@ def test_evaluate_says_a_data_folder_is_a_file(tmp_path):
 @pytest.mark.parametrize(
     ("absent", "present"), [("nab", "cloud-monitoring"), ("cloud-monitoring", "nab")]
 )
-def test_evaluate_scores_the_one_set_that_is_there(data_dir, absent, present):
-    (data_dir / absent / "combined_windows.json").unlink()
-    result = evaluate(data_dir, "--json")
+def test_evaluate_scores_the_one_set_that_is_there(series_dir, absent, present):
+    (series_dir / absent / "combined_windows.json").unlink()
+    result = evaluate(series_dir, "--json")
     assert result.exit_code == 0, result.output
     assert [row["set"] for row in json.loads(result.stdout)] == [present]
     assert result.stderr.splitlines() == [
-        f"Note: {data_dir} has no {absent}/combined_windows.json; evaluating {present} only"
+        f"Note: {series_dir} has no {absent}/combined_windows.json; evaluating {present} only"
     ]
 
 
@@ -221,17 +221,55 @@ def test_evaluate_refuses_a_folder_without_either_set(tmp_path):
     assert_one_line_error(
         evaluate(tmp_path),
         f"Error: {tmp_path} has no nab/combined_windows.json or "
-        "cloud-monitoring/combined_windows.json; --data-dir takes the folder",
+        "cloud-monitoring/combined_windows.json; --series-dir takes the folder",
     )
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
-def test_evaluate_names_a_full_output_in_one_line(data_dir):
-    command = [sys.executable, "-m", "seamwatch", "evaluate", "--data-dir", str(data_dir), "--json"]
+def test_evaluate_names_a_full_output_in_one_line(series_dir):
+    command = [
+        *(sys.executable, "-m", "seamwatch", "evaluate"),
+        *("--series-dir", str(series_dir), "--json"),
+    ]
     with open("/dev/full", "w") as full:
         result = subprocess.run(
             command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, check=False
         )
     assert result.returncode == 1
     assert result.stderr == "Error: cannot write to standard output: No space left on device\n"
+
+
+def test_the_old_data_dir_option_still_names_the_series_folder_with_a_warning(series_dir):
+    # on every other command --data-dir names the store; evaluate's is now --series-dir
+    from seamwatch.cli import app as seamwatch_app
+
+    old = runner.invoke(seamwatch_app, ["evaluate", "--data-dir", str(series_dir), "--json"])
+    new = runner.invoke(seamwatch_app, ["evaluate", "--series-dir", str(series_dir), "--json"])
+
+    assert old.exit_code == new.exit_code == 0, old.output
+    assert old.stdout == new.stdout
+    assert old.stderr == (
+        "Warning: 'seamwatch evaluate --data-dir' is deprecated and goes in the next release; "
+        "use --series-dir for the labelled data folder.\n"
+    )
+    assert new.stderr == ""
+
+
+def test_the_series_folder_given_by_both_names_is_refused(series_dir):
+    from seamwatch.cli import app as seamwatch_app
+
+    result = runner.invoke(
+        seamwatch_app,
+        ["evaluate", "--series-dir", str(series_dir), "--data-dir", str(series_dir)],
+    )
+    assert_one_line_error(result, "Error: --data-dir is the old name of --series-dir")
+
+
+def test_help_names_the_series_folder_option_only():
+    from seamwatch.cli import app as seamwatch_app
+
+    result = runner.invoke(seamwatch_app, ["evaluate", "--help"])
+    assert result.exit_code == 0
+    assert "--series-dir" in result.stdout
+    assert "--data-dir" not in result.stdout

@@ -28,7 +28,7 @@ from detectors.severity import load_severity
 from seamwatch.cli import app
 from seamwatch.times import utc_text
 from tests.lineage.spans import posted, published
-from tests.rows import make_span_rows
+from tests.rows import invoice_postings, make_span_rows
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 FLOW = "billing.invoice-post"
@@ -37,25 +37,7 @@ BURST_MINUTES = 5
 
 
 def _spans(minute: int, count: int, failed: int) -> list[dict]:
-    spans = []
-    for i in range(count):
-        spans.append(
-            {
-                "timestamp": START + timedelta(minutes=minute, seconds=i),
-                "status": "Error" if i < failed else "Unset",
-                "StatusMessage": "unmapped tax code" if i < failed else "",
-                "duration_ms": 200 + 10 * (i % 3),
-                "attributes": {
-                    "integration.flow": FLOW,
-                    "integration.target": "erp",
-                    "integration.stage": "post",
-                    "business.object": "Invoice",
-                    "business.key": f"INV-{minute}-{i}",
-                    "business.amount": "100.50",
-                },
-            }
-        )
-    return spans
+    return invoice_postings(START, minute, count, failed)
 
 
 @pytest.fixture

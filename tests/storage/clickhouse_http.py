@@ -596,9 +596,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path, start_timeout_seconds: float = 60.0, port: int = 0) -> Iterator[int]:
+def serve(
+    data_dir: Path, start_timeout_seconds: float = 60.0, port: int = 0, password: str = ""
+) -> Iterator[int]:
     """Run the server in a child process over ``data_dir`` (on ``port``, or one the system
-    picks); yield its port, stop it after."""
+    picks, with ``password`` for its user ``default``); yield its port, stop it after."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port_file = data_dir / "port"
     port_file.unlink(missing_ok=True)  # left by an earlier run over the same folder
@@ -607,7 +609,7 @@ def serve(data_dir: Path, start_timeout_seconds: float = 60.0, port: int = 0) ->
         process = subprocess.Popen(
             [
                 *(sys.executable, __file__, "--data-dir", str(data_dir)),
-                *("--port-file", str(port_file), "--port", str(port)),
+                *("--port-file", str(port_file), "--port", str(port), "--password", password),
             ],
             stdin=subprocess.PIPE,
             stdout=log,

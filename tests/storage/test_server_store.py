@@ -26,7 +26,7 @@ from seamwatch.settings import Settings
 from storage import QueryError, Store, StoreError, StoreUnavailable, open_store
 from storage.schema import MIGRATIONS, SCHEMA_TABLE, TRACE_ID_TS_TABLE, TRACES_TABLE
 from storage.server import ServerStore
-from tests.rows import make_span_rows
+from tests.rows import make_span_rows, otlp_json_request
 from tests.storage.clickhouse_http import read_request_body, serve
 
 DATABASE = "swtest"
@@ -412,18 +412,6 @@ def test_an_unreachable_server_is_one_sentence_without_the_password():
     assert "hunter2" not in message and "HTTPConnectionPool" not in message
 
 
-def _otlp_json(trace_id: str) -> dict:
-    span = {
-        "traceId": trace_id,
-        "spanId": "00f067aa0ba90801",
-        "name": "GET /pay",
-        "kind": 2,
-        "startTimeUnixNano": "1697982593201336123",
-        "endTimeUnixNano": "1697982593201347750",
-    }
-    return {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
-
-
 def test_a_stopped_server_is_one_short_warning_and_one_short_503(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     with serve(tmp_path / "short-lived") as port:
@@ -442,9 +430,9 @@ def test_a_stopped_server_is_one_short_warning_and_one_short_503(tmp_path, caplo
     # the server stopped before the first request: the store has not taken an insert yet
     try:
         traces = f"{collector.endpoint}/v1/traces"
-        first = httpx.post(traces, json=_otlp_json("ab" * 16), timeout=30)
+        first = httpx.post(traces, json=otlp_json_request("ab" * 16), timeout=30)
         time.sleep(2.5)  # several more attempts, every second
-        again = httpx.post(traces, json=_otlp_json("cd" * 16), timeout=30)
+        again = httpx.post(traces, json=otlp_json_request("cd" * 16), timeout=30)
         health = httpx.get(f"{collector.endpoint}/health", timeout=30)
     finally:
         collector.stop()
@@ -484,14 +472,14 @@ def test_ctrl_c_with_the_server_down_leaves_the_spool_at_once(tmp_path):
             first_line = collector.stdout.readline()
             endpoint = first_line.removeprefix("OTLP/HTTP receiver: ").strip()
             assert endpoint.endswith("/v1/traces"), first_line
-            stored = httpx.post(endpoint, json=_otlp_json("ab" * 16), timeout=30)
+            stored = httpx.post(endpoint, json=otlp_json_request("ab" * 16), timeout=30)
         except BaseException:
             collector.kill()
             collector.wait()
             raise
     try:
         # the store took an insert before, so this one is acknowledged and waits in the spool
-        spooled = httpx.post(endpoint, json=_otlp_json("cd" * 16), timeout=30)
+        spooled = httpx.post(endpoint, json=otlp_json_request("cd" * 16), timeout=30)
         health = endpoint.removesuffix("/v1/traces") + "/health"
         deadline = time.monotonic() + 10
         while httpx.get(health, timeout=10).status_code != 503 and time.monotonic() < deadline:
@@ -546,7 +534,7 @@ def test_the_collector_starts_with_the_server_down_and_inserts_its_spool_once_it
     try:
         endpoint = collector.stdout.readline().removeprefix("OTLP/HTTP receiver: ").strip()
         health = endpoint.removesuffix("/v1/traces") + "/health"
-        refused = httpx.post(endpoint, json=_otlp_json("cd" * 16), timeout=30)
+        refused = httpx.post(endpoint, json=otlp_json_request("cd" * 16), timeout=30)
         down = httpx.get(health, timeout=30)
         lineage = httpx.get(
             endpoint.removesuffix("/v1/traces") + "/api/v1/lineage",
@@ -558,7 +546,7 @@ def test_the_collector_starts_with_the_server_down_and_inserts_its_spool_once_it
             while httpx.get(health, timeout=10).status_code != 200:
                 assert time.monotonic() < deadline, "the collector did not take the server back"
                 time.sleep(0.1)
-            accepted = httpx.post(endpoint, json=_otlp_json("ef" * 16), timeout=30)
+            accepted = httpx.post(endpoint, json=otlp_json_request("ef" * 16), timeout=30)
             collector.send_signal(signal.SIGINT)
             _, stderr = collector.communicate(timeout=60)
             store = ServerStore(url.removesuffix(f"/{DATABASE}"), DATABASE)
