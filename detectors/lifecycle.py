@@ -205,16 +205,16 @@ class AlertBook:
         return alert
 
     def escalate(self, alert: Alert, at: datetime, signal: Signal) -> None:
-        """A signal of another kind fired on the flow of an open alert: it joins the alert.
+        """A signal of another kind, or a failure category the alert has not shown, fired on
+        the flow of an open alert: it joins the alert (``escalated``).
 
-        A failure category joins an alert that has shown another one without an event (the
-        kind is the same), and is listed in its ``categories``."""
-        if _note_category(alert, signal):
-            alert.updated_at = at
-            self._changed[alert.alert_id] = alert
-        if signal.kind in alert.kinds:
+        A second category is a failure of its own (a timeout burst during a mapping
+        incident): on-call hears of it, as of a new kind, and it is listed in ``categories``."""
+        new_category = _note_category(alert, signal)
+        if signal.kind in alert.kinds and not new_category:
             return
-        alert.kinds.append(signal.kind)
+        if signal.kind not in alert.kinds:
+            alert.kinds.append(signal.kind)
         alert.updated_at = at
         self._event(alert, at, "escalated", signal, _change_text(signal))
         self._peak(alert, at, signal)

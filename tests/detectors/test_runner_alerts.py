@@ -21,7 +21,7 @@ from detectors.alert_actions import (
 from detectors.alerts_api import routes
 from detectors.alerts_cli import format_alerts
 from detectors.flow_series import read_minutes
-from detectors.lifecycle import Signal
+from detectors.lifecycle import AlertBook, Signal
 from detectors.posting_watch import DROPPED, DUPLICATE_POSTING, Finding
 from detectors.runner import DetectorRunner, Minute, category_counts, category_messages
 from detectors.severity import load_severity
@@ -520,3 +520,21 @@ def test_dropped_events_found_37_minutes_apart_stay_one_alert(store):
         opened |= {alert.alert_id for alert in runner.book.open_alerts.values()}
     assert len(opened) == 1
     assert runner.book.open_alerts[(FLOW, "erp")].affected == 2
+
+
+def test_a_second_category_joining_an_alert_is_an_escalation(store):
+    # a timeout burst during a mapping incident joined its alert without an event, so chat
+    # never heard of it and on-call saw only the mapping failures
+    book = AlertBook(store)
+    mapping = Signal("exception_category", "category:mapping", 6.0, 0.001, 0.2, "mapping: 3 of 9")
+    timeouts = Signal("exception_category", "category:timeout", 5.0, 0.001, 0.3, "timeout: 4 of 9")
+    alert = book.open(FLOW, "erp", "Invoice", START, mapping)
+    book.escalate(alert, START, mapping)  # the opening signal is not news
+    book.escalate(alert, START + timedelta(minutes=3), timeouts)
+    book.escalate(alert, START + timedelta(minutes=4), timeouts)  # nor is it twice
+    book.flush()
+    assert _events(store) == [
+        ("opened", "exception_category"),
+        ("escalated", "exception_category"),
+    ]
+    assert alert.categories == ["mapping", "timeout"]
