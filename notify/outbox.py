@@ -56,7 +56,14 @@ from detectors.silence_scope import covering_silence
 from notify.alertmanager import AlertmanagerDestination
 from notify.base import DeliveryError, Destination, HttpRequest, TransientDeliveryError
 from notify.google_chat import GoogleChatDestination
-from notify.message import NOTIFIED_EVENTS, OPENED, RESOLVED, Notification, build_notification
+from notify.message import (
+    ESCALATED,
+    NOTIFIED_EVENTS,
+    OPENED,
+    RESOLVED,
+    Notification,
+    build_notification,
+)
 from notify.records import (
     DROPPED,
     FAILED,
@@ -415,8 +422,20 @@ class Notifier:
                     self._withhold(notification, workers)
                     continue
             for worker in workers:
-                outcomes += self._offer(worker, notification)
+                outcomes += self._offer(worker, self._first_word(notification, worker))
         self.recorder.record(outcomes)
+
+    def _first_word(self, notification: Notification, worker: DestinationWorker) -> Notification:
+        """An escalation that reaches a destination a silence kept the alert's opening from
+        is that destination's opening: it never heard of the alert."""
+        withheld = self.withheld.get(notification.alert_id)
+        if (
+            notification.event == ESCALATED
+            and withheld is not None
+            and worker.destination.name in withheld.destinations
+        ):
+            return replace(notification, event=OPENED)
+        return notification
 
     def release_unsilenced(self) -> None:
         """Send the opening of each withheld alert that no silence covers any more, once, to
