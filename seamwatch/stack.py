@@ -14,6 +14,7 @@ from __future__ import annotations
 import _thread
 import errno
 import logging
+import os
 import signal
 import socket
 import threading
@@ -308,9 +309,25 @@ def _serve_until_stopped(
     if stopped is not None and stopped.is_set():
         return  # stopped while starting: Streamlit would take the handlers over and miss it
     if with_dashboard:
+        if stopped is not None:
+            _pass_on_late_stop(stopped)
         run_dashboard(settings)
     else:
         _wait_for_signal(stopped)
+
+
+def _pass_on_late_stop(stopped: threading.Event) -> None:
+    """A stop that comes while Streamlit starts sets ``stopped``, which Streamlit never
+    reads: once Streamlit has put its own handlers in place, send it the stop again."""
+    ours = signal.getsignal(signal.SIGTERM)
+
+    def pass_on() -> None:
+        stopped.wait()
+        while signal.getsignal(signal.SIGTERM) is ours:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=pass_on, name="seamwatch-late-stop", daemon=True).start()
 
 
 # what waits for the server, in the log line that says it does not answer

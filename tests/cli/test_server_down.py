@@ -335,3 +335,22 @@ def _wait_for_dashboard(port: int) -> httpx.Response:
         except httpx.TransportError:
             assert time.monotonic() < deadline, "the dashboard did not start"
             time.sleep(0.2)
+
+
+@pytest.mark.parametrize("name", ["dashboard", "up"])
+@pytest.mark.parametrize("delay", [0.0, 0.3, 0.8])
+def test_a_stop_while_streamlit_starts_still_ends_the_command(tmp_path, name, delay):
+    # a Ctrl-C between the wait's handlers and Streamlit's set a flag Streamlit never read:
+    # on a busy machine the dashboard went on serving until it was killed
+    args, waiting, exit_code = WAITING_COMMANDS[name]
+    port = free_port()
+    args = [*args, "--dashboard-port", str(free_port())]
+    with command(
+        *args, "--clickhouse-url", server_url(port), "--data-dir", str(tmp_path / "data")
+    ) as waiting_command:
+        waiting_command.log(waiting_line(port, waiting))
+        time.sleep(delay)
+        seconds = waiting_command.stop(signal.SIGINT)
+    assert waiting_command.process.returncode == exit_code
+    assert seconds < STOP_SECONDS
+    assert "Traceback" not in waiting_command.output()
