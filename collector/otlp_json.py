@@ -5,7 +5,8 @@ wrong: trace and span ids are hex strings (the generic mapping would read them a
 quietly yield ids of the wrong length), and an unknown enum name would be dropped silently
 instead of refused. This module rewrites ids to the generic form and checks enum names first,
 then lets ``json_format`` do the rest: lowerCamelCase or snake_case keys, 64-bit integers as
-strings or numbers, enums as names or numbers, unknown fields ignored.
+strings or numbers, enums as names or numbers, unknown fields ignored. What it refuses is
+named by its JSON path and the type the field takes (``collector.otlp_json_errors``).
 
 See https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding
 """
@@ -21,6 +22,8 @@ from typing import Any
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1 import trace_pb2
+
+from collector.otlp_json_errors import TOO_DEEP, as_json, explain_refusal
 
 
 class InvalidRequest(ValueError):
@@ -38,13 +41,14 @@ _STATUS_CODE_NAMES = frozenset(trace_pb2.Status.StatusCode.keys())
 def decode_json_request(body: bytes) -> ExportTraceServiceRequest:
     """Decode an OTLP/JSON ``ExportTraceServiceRequest``; raise InvalidRequest if malformed.
 
-    Bytes that are not valid UTF-8 are replaced with U+FFFD, as the JSON encoding allows no
-    other repair and the rest of the span is still worth keeping.
+    A string holding bytes that are not valid UTF-8 is refused, naming its field, as the
+    protobuf encoding refuses it: replacing them would store text the client never sent.
     """
     try:
-        return _decode(body.decode("utf-8", errors="replace"))
+        # undecodable bytes become lone surrogates, which json_format refuses in a string
+        return _decode(body.decode("utf-8", errors="surrogateescape"))
     except RecursionError:
-        raise InvalidRequest("Body is nested too deeply to be an OTLP trace request.") from None
+        raise InvalidRequest(TOO_DEEP) from None
 
 
 def _decode(text: str) -> ExportTraceServiceRequest:
@@ -63,7 +67,8 @@ def _decode(text: str) -> ExportTraceServiceRequest:
             document, ExportTraceServiceRequest(), ignore_unknown_fields=True
         )
     except json_format.ParseError as exc:
-        raise InvalidRequest(f"Body is not an OTLP trace request: {exc}") from exc
+        message = explain_refusal(document, ExportTraceServiceRequest.DESCRIPTOR, exc)
+        raise InvalidRequest(message) from exc
 
 
 def _get(mapping: dict[str, Any], camel: str, snake: str) -> tuple[str | None, Any]:
@@ -82,7 +87,7 @@ def _items(mapping: Any, camel: str, snake: str, path: str) -> Iterator[tuple[st
     if value is None:
         return
     if not isinstance(value, list):
-        raise InvalidRequest(f"{path}.{key} must be an array, not {_as_json(value)}.")
+        raise InvalidRequest(f"{path}.{key} must be an array, not {as_json(value)}.")
     for index, item in enumerate(value):
         yield f"{path}.{key}[{index}]", item
 
@@ -108,7 +113,7 @@ def _check_bytes_values(node: Any, path: str) -> None:
         if key in ("bytesValue", "bytes_value"):
             if not _is_base64(value):
                 raise InvalidRequest(
-                    f"{path}.{key} = {_as_json(value)} is not base64; OTLP/JSON bytes are "
+                    f"{path}.{key} = {as_json(value)} is not base64; OTLP/JSON bytes are "
                     "base64 text."
                 )
         else:
@@ -137,7 +142,7 @@ def _rewrite_span(path: str, span: dict[str, Any]) -> None:
         _check_enum(status, "code", "code", _STATUS_CODE_NAMES, f"{path}.status")
     elif status is not None:
         raise InvalidRequest(
-            f'{path}.status must be an object like {{"code": 2}}, not {_as_json(status)}.'
+            f'{path}.status must be an object like {{"code": 2}}, not {as_json(status)}.'
         )
     for link_path, link in _items(span, "links", "links", path):
         if not isinstance(link, dict):
@@ -152,16 +157,16 @@ def _rewrite_id(owner: dict[str, Any], camel: str, snake: str, size: int, path: 
     if key is None or value is None or value == "":
         return
     if not isinstance(value, str):
-        raise InvalidRequest(f"{path}.{key} must be a hex string, not {_as_json(value)}.")
+        raise InvalidRequest(f"{path}.{key} must be a hex string, not {as_json(value)}.")
     digits = size * 2
     if not all(char in _HEX_DIGITS for char in value):
         raise InvalidRequest(
-            f"{path}.{key} = {_as_json(value)} is not hex; OTLP/JSON ids are {digits} hex digits."
+            f"{path}.{key} = {as_json(value)} is not hex; OTLP/JSON ids are {digits} hex digits."
         )
     # an id cut short by a digit is hex all the same: say how long it is, not that it is not hex
     if len(value) != digits:
         raise InvalidRequest(
-            f"{path}.{key} = {_as_json(value)} has {len(value)} hex digits; it must have {digits}."
+            f"{path}.{key} = {as_json(value)} has {len(value)} hex digits; it must have {digits}."
         )
     owner[key] = base64.b64encode(binascii.unhexlify(value)).decode("ascii")
 
@@ -175,11 +180,5 @@ def _check_enum(
     if not isinstance(value, str) or value not in names:
         allowed = ", ".join(sorted(names))
         raise InvalidRequest(
-            f"{path}.{key} = {_as_json(value)} is not one of {allowed} or a number."
+            f"{path}.{key} = {as_json(value)} is not one of {allowed} or a number."
         )
-
-
-def _as_json(value: Any) -> str:
-    """A value as the client wrote it (JSON), shortened for an error message."""
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 80 else text[:77] + "..."

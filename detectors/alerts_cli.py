@@ -50,7 +50,7 @@ from detectors.silence_scope import silenced_kind
 from seamwatch.access import act, answer
 from seamwatch.api import ApiError, ApiRefused
 from seamwatch.api_server import ApiServer, ApiServerError, serve_api
-from seamwatch.cli_options import data_dir_option
+from seamwatch.cli_options import clickhouse_url_option, data_dir_option
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
 from seamwatch.settings import Settings, SettingsError, load_settings
@@ -66,7 +66,7 @@ STORE_EXIT = 1
 INTERRUPTED_EXIT = 130  # as a shell reports a command ended by Ctrl-C
 
 DataDirOption = data_dir_option()
-ClickHouseOption = typer.Option(None, "--clickhouse-url", help="ClickHouse server URL.")
+ClickHouseOption = clickhouse_url_option()
 SeverityOption = typer.Option(
     None,
     "--severity",

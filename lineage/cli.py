@@ -12,12 +12,12 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import typer
 
 from lineage import report
-from seamwatch.cli_options import data_dir_option
+from seamwatch.cli_options import clickhouse_url_option, data_dir_option
 from seamwatch.durations import parse_duration
 
 BAD_INPUT_EXIT = 2
@@ -46,6 +46,13 @@ def parse_time(text: str | None, option: str) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
+class StoreOptions(NamedTuple):
+    """Where a command's store is: the ``--data-dir`` and ``--clickhouse-url`` given, if any."""
+
+    data_dir: Path | None
+    clickhouse_url: str | None
+
+
 # reconciling a day of a busy store reads every posting of it: more than a lookup
 RECONCILE_TIMEOUT_SECONDS = 60.0
 
@@ -54,7 +61,7 @@ def _answer(
     local: Any,
     api_path: str,
     params: dict[str, Any],
-    data_dir: Path | None,
+    store: StoreOptions,
     **options: Any,
 ) -> Any:
     from seamwatch.access import answer
@@ -63,7 +70,7 @@ def _answer(
     from storage import StoreError
 
     try:
-        settings = load_settings(data_dir=data_dir)
+        settings = load_settings(data_dir=store.data_dir, clickhouse_url=store.clickhouse_url)
         return answer(settings, local, api_path, params, **options)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
@@ -77,6 +84,7 @@ def lineage_command(
     trace_id: str | None = typer.Option(None, "--trace-id", help="Trace id (32 hex digits)."),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON."),
     data_dir: Path | None = data_dir_option(),
+    clickhouse_url: str | None = clickhouse_url_option(),
 ) -> None:
     """Every hop of one business transaction across its traces, with where it failed."""
     from lineage.lookup import LineageQuery, LineageQueryError, lineage
@@ -85,7 +93,8 @@ def lineage_command(
         query = LineageQuery(key=key, correlation_id=correlation_id, trace_id=trace_id)
     except LineageQueryError as exc:
         raise _fail(_as_options(str(exc))) from None
-    document = _answer(lambda store: lineage(store, query), "/lineage", query.as_dict(), data_dir)
+    where = StoreOptions(data_dir, clickhouse_url)
+    document = _answer(lambda store: lineage(store, query), "/lineage", query.as_dict(), where)
     _print(document, as_json, report.lineage_text)
 
 
@@ -106,6 +115,7 @@ def reconcile_command(
     target: str = typer.Option("erp", "--target", help="System of record to reconcile with."),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON."),
     data_dir: Path | None = data_dir_option(),
+    clickhouse_url: str | None = clickhouse_url_option(),
 ) -> None:
     """Dropped events, duplicate postings, missing master data and failures, by business key."""
     from lineage.reconcile import ReconcileError, Window, reconcile
@@ -122,7 +132,7 @@ def reconcile_command(
         lambda store: reconcile(store, window.since, window.until, target),
         "/reconciliation",
         params,
-        data_dir,
+        StoreOptions(data_dir, clickhouse_url),
         timeout_seconds=RECONCILE_TIMEOUT_SECONDS,
     )
     _print(document, as_json, report.reconciliation_text)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +24,7 @@ from seamwatch.durations import parse_duration as parse_any_duration
 logger = logging.getLogger(__name__)
 
 _FASTEST = ("max", "inf", "0")
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def parse_duration(text: str) -> timedelta | None:
@@ -84,10 +88,12 @@ def simulate_command(
     """
     config = _config(endpoint, seed, duration, speed, labels, no_incidents, start)
     console = Console(stderr=True)
-    summary = _run_with_progress(config, console)
-    _print_summary(console, summary, config)
+    summary, stopped_by = _run_with_progress(config, console)
+    _print_summary(console, summary, config, stopped=bool(stopped_by))
     if summary.spans_failed:
         raise typer.Exit(code=1)
+    if stopped_by:
+        raise typer.Exit(code=128 + stopped_by)  # as a shell reports a process ended by it
 
 
 def _config(
@@ -136,9 +142,14 @@ def _config(
         raise typer.BadParameter(f"{endpoint!r}: {problems}", param_hint="'--endpoint'") from None
 
 
-def _run_with_progress(config: SimulationConfig, console: Console) -> SimSummary:
-    """Run on a worker thread so Ctrl-C stops the run cleanly and still flushes the spans."""
+def _run_with_progress(config: SimulationConfig, console: Console) -> tuple[SimSummary, int]:
+    """Run on a worker thread until done or stopped by SIGINT or SIGTERM.
+
+    Returns the summary and the number of the signal that stopped the run (0 when it ran to
+    its end). A stopped run still flushes every span generated so far.
+    """
     stop = threading.Event()
+    done = threading.Event()
     outcome: dict[str, SimSummary | BaseException] = {}
     columns = [SpinnerColumn(), TextColumn("{task.description}")]
     if config.duration is not None:
@@ -155,19 +166,43 @@ def _run_with_progress(config: SimulationConfig, console: Console) -> SimSummary
                 outcome["summary"] = run(config, stop, report)
             except BaseException as exc:  # handed to the main thread, which re-raises it
                 outcome["error"] = exc
+            finally:
+                done.set()
 
-        worker = threading.Thread(target=work, name="simulator", daemon=True)
-        worker.start()
-        try:
-            while worker.is_alive():
-                worker.join(0.2)
-        except KeyboardInterrupt:
-            console.print("Stopping: flushing the spans generated so far...")
-            stop.set()
-            worker.join()
+        with _stop_on_signals(stop, console) as received:
+            threading.Thread(target=work, name="simulator", daemon=True).start()
+            # an Event rather than Thread.join: a join interrupted by a signal can return
+            # while the thread still runs, before the summary exists
+            while not done.wait(0.2):
+                pass
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
-    return outcome["summary"]  # type: ignore[return-value]
+    return outcome["summary"], received[0] if received else 0  # type: ignore[return-value]
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event, console: Console) -> Iterator[list[int]]:
+    """While inside, SIGINT and SIGTERM set ``stop`` instead of raising; yields the signals seen.
+
+    Off the main thread (where handlers cannot be set) nothing is installed.
+    """
+    received: list[int] = []
+
+    def on_signal(number: int, frame: object) -> None:
+        if not received:
+            console.print("Stopping: flushing the spans generated so far...")
+        received.append(number)
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {number: signal.signal(number, on_signal) for number in _STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _describe(state: SimProgress) -> str:
@@ -180,9 +215,12 @@ def _describe(state: SimProgress) -> str:
     )
 
 
-def _print_summary(console: Console, summary: SimSummary, config: SimulationConfig) -> None:
+def _print_summary(
+    console: Console, summary: SimSummary, config: SimulationConfig, *, stopped: bool = False
+) -> None:
     console.print(
-        f"Simulated {summary.sim_start:%Y-%m-%d %H:%M} to {summary.sim_end:%Y-%m-%d %H:%M} UTC: "
+        ("Stopped early. " if stopped else "")
+        + f"Simulated {summary.sim_start:%Y-%m-%d %H:%M} to {summary.sim_end:%Y-%m-%d %H:%M} UTC: "
         f"{summary.spans_emitted:,} spans ({summary.spans_exported:,} exported, "
         f"{summary.spans_failed:,} failed) from {summary.transactions:,} transactions, "
         f"{len(summary.incidents)} incidents, in {summary.wall_seconds:.1f}s "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from seamwatch.cli_options import data_dir_option
+from seamwatch.cli_options import clickhouse_url_option, data_dir_option
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
 from seamwatch.settings import SettingsError, load_settings
@@ -34,12 +34,7 @@ _DEFAULT_BACKFILL = "7d"
 DataDirOption = data_dir_option(
     "Embedded store directory [env SEAMWATCH_DATA_DIR; default .seamwatch]"
 )
-ClickHouseOption = typer.Option(
-    None,
-    "--clickhouse-url",
-    help="Use a ClickHouse server instead of the embedded store, e.g. "
-    "http://default:@127.0.0.1:8123/seamwatch [env SEAMWATCH_CLICKHOUSE_URL]",
-)
+ClickHouseOption = clickhouse_url_option()
 OtlpPortOption = typer.Option(
     None, "--otlp-http-port", help="OTLP/HTTP port [env SEAMWATCH_OTLP_HTTP_PORT; default 4318]"
 )

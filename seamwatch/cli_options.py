@@ -27,3 +27,14 @@ def store_folder(text: str) -> Path:
 def data_dir_option(help_text: str = "Embedded store directory.") -> Any:
     """The ``--data-dir`` option of every command that opens the store."""
     return typer.Option(None, "--data-dir", parser=store_folder, help=help_text)
+
+
+CLICKHOUSE_URL_HELP = (
+    "Use a ClickHouse server instead of the embedded store, e.g. "
+    "http://default:@127.0.0.1:8123/seamwatch [env SEAMWATCH_CLICKHOUSE_URL]"
+)
+
+
+def clickhouse_url_option(help_text: str = CLICKHOUSE_URL_HELP) -> Any:
+    """The ``--clickhouse-url`` option of every command that opens the store."""
+    return typer.Option(None, "--clickhouse-url", help=help_text)

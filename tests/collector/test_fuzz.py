@@ -160,13 +160,97 @@ def test_random_bytes_as_protobuf_never_give_a_server_error(client, body):
     assert response.status_code in (200, 400), response.status_code
 
 
-def test_invalid_utf8_in_json_is_replaced(client):
+SPAN_PATH = "$.resourceSpans[0].scopeSpans[0].spans[0]"
+
+
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [
+        (b'"name":"caf\xff\xfe"', "name"),
+        (
+            b'"name":"x","attributes":[{"key":"k\xc3","value":{"stringValue":"v"}}]',
+            "attributes[0].key",
+        ),
+        (b'"name":"x","status":{"message":"\xed\xa0\x80"}', "status.message"),
+    ],
+)
+def test_invalid_utf8_in_json_is_400_naming_the_field(client, where, field):
+    # it was stored as U+FFFD with 200, while the same string in protobuf is refused
     body = (
         b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c",'
-        b'"spanId":"eee19b7ec3c1b174","name":"caf\xff\xfe"}]}]}]}'
+        b'"spanId":"eee19b7ec3c1b174",' + where + b"}]}]}]}"
     )
     response = client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
-    assert response.status_code == 200
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert message.startswith(f"{SPAN_PATH}.{field}: ")
+    assert message.endswith("is not valid UTF-8; OTLP/JSON strings are UTF-8 text.")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "startTimeUnixNano",
+            "abc",
+            'startTimeUnixNano: "abc" is not an integer (nanoseconds since the epoch, as a '
+            "number or a decimal string).",
+        ),
+        ("endTimeUnixNano", -1, "endTimeUnixNano: -1 is out of range; it must be from 0 to 18"),
+        ("name", 5, "name: 5 is not a string."),
+        ("droppedEventsCount", "z", 'droppedEventsCount: "z" is not an integer (a number or a'),
+        ("attributes", {"a": 1}, 'attributes must be an array, not {"a": 1}.'),
+        ("attributes", [None], "attributes[0] must be an object, not null."),
+        (
+            "attributes",
+            [{"key": "k", "value": {"boolValue": "true"}}],
+            'attributes[0].value.boolValue: "true" is not true or false (without quotes).',
+        ),
+        (
+            "attributes",
+            [{"key": "k", "value": {"intValue": "1", "stringValue": "1"}}],
+            "attributes[0].value sets intValue, stringValue; it takes only one of them.",
+        ),
+        (
+            "events",
+            [{"name": "e"}, {"timeUnixNano": 1.5}],
+            "events[1].timeUnixNano: 1.5 is not an integer (nanoseconds since the epoch,",
+        ),
+    ],
+)
+def test_a_wrongly_typed_field_is_400_naming_its_path_and_type(client, field, value, message):
+    # these came out as json_format's chain: "Failed to parse resourceSpans field: Failed to
+    # parse scopeSpans field: ... invalid literal for int() with base 10: 'abc'...."
+    span = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"}
+    good = {**span, "name": "fine"}
+    document = {"resourceSpans": [{"scopeSpans": [{"spans": [good, {**span, field: value}]}]}]}
+    response = client.post("/v1/traces", json=document)
+    assert response.status_code == 400
+    text = response.json()["message"]
+    assert text.startswith(f"$.resourceSpans[0].scopeSpans[0].spans[1].{message}"), text
+    assert "Failed to parse" not in text and "...." not in text
+
+
+def test_every_form_otlp_json_allows_is_still_accepted(client):
+    span = {
+        "trace_id": "5B8EFFF798038103D269B633813FC60C",
+        "spanId": "eee19b7ec3c1b174",
+        "name": "forms",
+        "kind": 2,
+        "startTimeUnixNano": "1700000000000000000",
+        "end_time_unix_nano": 1700000000500000000,
+        "status": {"code": "STATUS_CODE_ERROR"},
+        "attributes": [
+            {"key": "n", "value": {"intValue": "-9223372036854775808"}},
+            {"key": "d", "value": {"doubleValue": "NaN"}},
+            {"key": "b", "value": {"boolValue": False}},
+        ],
+        "events": [{"timeUnixNano": 1.7e18, "name": "e"}],
+    }
+    response = client.post(
+        "/v1/traces", json={"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    )
+    assert response.status_code == 200, response.text
 
 
 def test_invalid_utf8_in_protobuf_is_400(client):

@@ -435,6 +435,26 @@ def test_a_category_copied_from_the_alerts_table_silences_that_category(cli, sto
     assert silences[1].split()[:4] == [silence["silence_id"], "*", "*", "category:mapping"]
 
 
+def test_a_category_silence_is_listed_as_written_and_covers_the_same_name(
+    cli, store, chdb_data_dir
+):
+    # listed as typed: the docs said "listed as tax_engine", which it never was
+    alert = record_category_alert(store, "billing.invoice-post", "tax_engine")
+    kind = "category:Tax Engine"
+    made = _alerts(cli, chdb_data_dir, "silence", "--for", "1h", "--kind", kind)
+    assert made.exit_code == 0, made.output
+
+    [silence] = active_silences(store)
+    table = _alerts(cli, chdb_data_dir, "silences").stdout.splitlines()
+    assert table[1].split()[:5] == [silence["silence_id"], "*", "*", "category:Tax", "Engine"]
+    listed = _alerts(cli, chdb_data_dir, "--json", "silences").stdout
+    assert [(s["kind"], s["category"]) for s in json.loads(listed)] == [
+        ("exception_category", "Tax Engine")
+    ]
+    rows = _alerts(cli, chdb_data_dir).stdout
+    assert f"silenced {silence['silence_id']}" in rows and alert.alert_id in rows
+
+
 def test_a_kind_naming_no_category_is_one_error_line(cli, store, chdb_data_dir):
     result = _alerts(cli, chdb_data_dir, "silence", "--for", "2h", "--kind", "category:")
     assert result.exit_code == 2

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -93,3 +98,34 @@ def test_short_run_sends_spans_and_writes_labels(tmp_path):
     assert "spans" in result.output
     # 15 simulated minutes are inside the quiet start of a run: no incidents, so no labels.
     assert not labels.exists() or not labels.read_text().strip()
+
+
+@pytest.mark.parametrize(
+    ("number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"]
+)
+def test_a_signal_stops_a_run_with_its_summary_and_loses_nothing(tmp_path, number, code):
+    # Ctrl-C used to end in a KeyError traceback: the interrupted join of the worker thread
+    # returned while the worker was still flushing, before the summary existed
+    with RecordingReceiver(keep_requests=False) as receiver:
+        command = [sys.executable, "-m", "seamwatch", "simulate", "--endpoint", receiver.endpoint]
+        command += ["--speed", "max", "--duration", "7d", "--labels", str(tmp_path / "l.jsonl")]
+        run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 60
+            while receiver.span_count == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert receiver.span_count, "the simulator sent nothing within a minute"
+            run.send_signal(number)
+            _, errors = run.communicate(timeout=60)
+        finally:
+            run.kill()
+        received = receiver.span_count
+    assert "Traceback" not in errors, errors
+    assert run.returncode == code, errors
+    summary = " ".join(errors.split())
+    assert "Stopping: flushing the spans generated so far..." in summary
+    exported = re.search(
+        r"Stopped early\. Simulated .* spans \(([\d,]+) exported, 0 failed\)", summary
+    )
+    assert exported, summary
+    assert int(exported[1].replace(",", "")) == received > 0
