@@ -14,7 +14,10 @@ timeout lasts and is recorded as ``dropped`` after it.
 Catch-up after downtime must not flood chat: an event raised more than ``max_age`` before
 the wall clock is recorded as ``stale`` and not sent. The one exception is the resolution of
 an alert whose opening or escalation was sent to a destination: it is always sent there, so
-no channel is left showing an alert as open forever.
+no channel is left showing an alert as open forever. An escalation that reaches a
+destination never told of its alert goes there as the opening: a channel's first message of
+an alert is always its opening, whether the alert opened during downtime, under a silence,
+below the channel's thresholds or before notifications were set up.
 
 A silenced alert is recorded as ``silenced`` and withheld: once no silence covers it (the
 silence was ended or expired, or a category silence no longer covers every category the alert
@@ -426,14 +429,11 @@ class Notifier:
         self.recorder.record(outcomes)
 
     def _first_word(self, notification: Notification, worker: DestinationWorker) -> Notification:
-        """An escalation that reaches a destination a silence kept the alert's opening from
-        is that destination's opening: it never heard of the alert."""
-        withheld = self.withheld.get(notification.alert_id)
-        if (
-            notification.event == ESCALATED
-            and withheld is not None
-            and worker.destination.name in withheld.destinations
-        ):
+        """An escalation that reaches a destination never told of its alert is that
+        destination's opening: a silence kept the opening from it, the opening was stale or
+        below its thresholds, or notifications were set up while the alert was open."""
+        told = self._announced.get(notification.alert_id, set())
+        if notification.event == ESCALATED and worker.destination.name not in told:
             return replace(notification, event=OPENED)
         return notification
 
@@ -533,7 +533,8 @@ class Notifier:
                 for w in self.workers
                 if w.destination.name in announced and RESOLVED in w.route.model.events
             ]
-        return [w for w in self.workers if w.route.wants(notification)]
+        # a destination that wants openings only still gets the escalation that is its opening
+        return [w for w in self.workers if w.route.wants(self._first_word(notification, w))]
 
     def _with_holders(self, notifications: list[Notification]) -> list[Notification]:
         """``notifications``, each saying who holds its alert now (the latest to acknowledge

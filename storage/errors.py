@@ -3,6 +3,7 @@
 StoreError
 ├── StoreUnavailable   the store cannot be reached now; worth retrying later
 ├── StoreLocked        another process holds the embedded data directory
+├── NotClickHouse      something answers at the server's address, but not ClickHouse
 └── QueryError         the statement or its data was refused; retrying will not help
 """
 
@@ -21,6 +22,11 @@ class StoreLocked(StoreError):
     def __init__(self, message: str, holder: str = "unknown") -> None:
         super().__init__(message)
         self.holder = holder
+
+
+class NotClickHouse(StoreError):
+    """Something answers at the ClickHouse URL's address, but it is not a ClickHouse server
+    (a web page, another service): waiting for it will not help, the URL needs correcting."""
 
 
 class QueryError(StoreError):

@@ -22,7 +22,7 @@ from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 from seamwatch.settings import Settings
 from storage import open_store
 from storage.base import Store
-from storage.errors import StoreError, StoreUnavailable
+from storage.errors import NotClickHouse, StoreError, StoreUnavailable
 from storage.server import server_address, server_outage
 
 logger = logging.getLogger(__name__)
@@ -192,6 +192,8 @@ class PendingServerStore:
             # keeps them and the writer keeps trying, naming the reason in its log
             self.refusal = exc
             self._settle()
+            if isinstance(exc, NotClickHouse):
+                raise StoreUnavailable(str(exc)) from exc  # it names the address itself
             raise StoreUnavailable(
                 f"the ClickHouse server at {self.address} answers but cannot be opened: {exc}"
             ) from exc

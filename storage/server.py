@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pyarrow as pa
 
-from storage.errors import QueryError, StoreError, StoreUnavailable
+from storage.errors import NotClickHouse, QueryError, StoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 # The driver logs a warning before raising each connection error; the error we raise says it.
@@ -61,11 +61,7 @@ def _root_cause(exc: BaseException) -> str:
     """
     from urllib3.exceptions import ProtocolError, TimeoutError
 
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
+    chain = _chain(exc)
     for error in chain:
         match = re.search(r"\[Errno -?\d+\][^\"')]*", str(error))
         if match:
@@ -109,6 +105,13 @@ class ServerStore:
                 raise StoreUnavailable(
                     f"The ClickHouse server at {self.address} answers HTTP {status} (busy, "
                     "starting or behind a proxy that cannot reach it); try again shortly."
+                ) from exc
+            answer = foreign_answer(exc)
+            if answer is not None:
+                raise NotClickHouse(
+                    f"{self.address} answered but is not a ClickHouse server ({answer}); check "
+                    "--clickhouse-url or SEAMWATCH_CLICKHOUSE_URL (ClickHouse's HTTP port is "
+                    "8123)."
                 ) from exc
             if isinstance(exc, ch_errors.OperationalError):
                 raise StoreUnavailable(
@@ -202,3 +205,80 @@ def _passing_status(exc: BaseException) -> int | None:
     found = re.search(r"HTTP status (\d{3})", str(exc))
     status = int(found.group(1)) if found else None
     return status if status in PASSING_STATUSES else None
+
+
+_ANSWER_PATTERNS = (
+    # the driver's text when the status is not 200 and no ClickHouse exception code came
+    re.compile(r"HTTP driver received HTTP status (?P<status>\d{3})(?:, server response: )?"),
+    # a 200 whose body is not the answer to SELECT version(): a web page, say
+    re.compile(r"Unexpected response to server version query: (?P<body>.*)", re.DOTALL),
+)
+_QUOTED_CHARACTERS = 60
+
+
+def foreign_answer(exc: BaseException) -> str | None:
+    """What answered at the server's address, in a few words, when it is not ClickHouse:
+    "HTTP 501, an HTML page", "not HTTP: 'SSH-2.0-OpenSSH_9.6'"; None when the answer may be
+    ClickHouse's, or nothing answered at all.
+
+    ClickHouse answers every error with its exception code (a header the driver reads, and
+    ``Code: N. DB::Exception`` in the body); a status that passes (a proxy's 502, a server
+    starting up) is an outage, not a wrong address."""
+    from http.client import BadStatusLine, LineTooLong, RemoteDisconnected
+
+    for error in _chain(exc):
+        # a server that closes before answering may be restarting: that is an outage
+        if isinstance(error, BadStatusLine | LineTooLong) and not isinstance(
+            error, RemoteDisconnected
+        ):
+            return f"not HTTP: {_first_line(str(error.args[0]) if error.args else '')}"
+    if getattr(exc, "code", None) or _passing_status(exc) is not None:
+        return None
+    text = str(exc)
+    if "DB::Exception" in text:  # a ClickHouse too old to send the code in a header
+        return None
+    status = _ANSWER_PATTERNS[0].match(text)
+    if status is not None:
+        return f"HTTP {status.group('status')}, {_describe_body(text[status.end() :])}"
+    version = _ANSWER_PATTERNS[1].match(text)
+    if version is not None:
+        return f"HTTP 200, {_describe_body(_unquote(version.group('body')))}"
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the errors it was raised from, outermost first, each once."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for error in list(chain):  # urllib3 wraps the http.client error in its arguments
+        chain += [arg for arg in error.args if isinstance(arg, BaseException)]
+    return chain
+
+
+def _describe_body(body: str) -> str:
+    """A body in a few words: never a page of HTML in an error line."""
+    body = re.sub(r"\s*\(for url \S*\)$", "", body).strip()
+    if not body:
+        return "an empty body"
+    if re.match(r"<(!doctype\s+html|html)\b", body, re.IGNORECASE):
+        return "an HTML page"
+    return _first_line(body)
+
+
+def _first_line(text: str) -> str:
+    """The first line of ``text``, shortened and quoted."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    if len(line) > _QUOTED_CHARACTERS:
+        line = line[: _QUOTED_CHARACTERS - 3] + "..."
+    return repr(line)
+
+
+def _unquote(text: str) -> str:
+    """The driver quotes the body it did not expect with repr(); its text, roughly."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    return text.replace("\\n", "\n")

@@ -187,6 +187,23 @@ def test_filters_by_tier_priority_flow_and_event():
     ]
 
 
+def test_an_escalation_is_the_opening_of_a_destination_never_told_of_the_alert():
+    # a destination that takes openings only never heard of an alert announced by its
+    # escalation (opened under a silence, or before notifications were set up)
+    recorder = ListRecorder()
+    with RecordingServer() as server:
+        opened_only = route("webhook", server.url + "/opened", name="opened", events=["opened"])
+        clock = lambda: minutes_after_opening(2)  # noqa: E731
+        notifier = Notifier([opened_only], load_severity(), DASHBOARD, recorder, clock=clock)
+        notifier.start()
+        notifier.submit([make_notification("escalated")])
+        notifier.submit([make_notification("escalated")])
+        server.wait_for(1)
+        notifier.stop(timeout_seconds=2)
+    # the second escalation is no opening: the destination has heard of the alert now
+    assert [r.json["event"] for r in server.received] == ["opened"]
+
+
 def test_silenced_alerts_are_recorded_not_sent(store):
     from detectors.alert_actions import add_silence
 

@@ -328,3 +328,38 @@ def test_a_second_category_ends_a_category_silence_and_the_opening_goes_out(stor
     fields = finance.received[0].json["blocks"][2]["fields"]
     facts = dict(field["text"].split("\n") for field in fields)
     assert facts["*Kind*"] == "category:mapping + category:timeout + error_rate"
+
+
+def test_notifications_first_set_up_announce_a_silenced_alert_with_its_next_escalation(
+    store, start, servers
+):
+    # the alert opened and was silenced while no notification file was given; after a
+    # restart with one, the joining category ended the silence but no channel heard of it
+    ops, finance = servers
+    add_silence(store, timedelta(minutes=30), flow="payments.*", kind="category:Mapping", now=start)
+    book = AlertBook(store)
+    alert = book.open(FLOW, "erp", "Payment", start, _category("mapping"))
+    book.observe(alert, start, _category("mapping"), 2, 2, 0.0, "no tax code mapped")
+    book.flush()
+
+    notifier = _listening(servers, Clock(start + 2 * MINUTE))
+    try:
+        again = AlertBook(store)
+        reloaded = again.load_open()[(FLOW, "erp")]
+        # a minute with nothing new: an alert open before notifications were set up waits
+        again.observe(reloaded, start + MINUTE, _category("mapping"), 2, 2, 0.0, "no tax code")
+        again.flush()
+        assert _outcomes(store) == []
+        again.escalate(reloaded, start + 2 * MINUTE, _category("timeout"))
+        again.flush()
+        (opened,) = ops.wait_for(1)
+        (posted,) = finance.wait_for(1)
+    finally:
+        _stop(notifier)
+    assert opened.json["event"] == "opened"
+    assert opened.json["alert"]["kinds"] == ["exception_category"]
+    assert posted.json["text"].startswith("P") and " opened: " in posted.json["text"]
+    assert sorted((row[0], row[1], row[2]) for row in _outcomes(store)) == [
+        ("opened", "finance", "sent"),
+        ("opened", "ops", "sent"),
+    ]
