@@ -171,7 +171,10 @@ class _Reader:
         raise NotImplementedError
 
     def by_traces(self, trace_ids: list[str]) -> pd.DataFrame:
-        """Hop spans of whole traces, with or without business context, from otel_traces."""
+        """Hop spans of whole traces, with or without business context, from otel_traces.
+
+        The trace's bounds (whole seconds) only narrow the scan; a second more on each side,
+        since a span in the bounds' last second was at times left out."""
         if not trace_ids:
             return _empty()
         traces = self.store.table(TRACES_TABLE)
@@ -184,8 +187,8 @@ class _Reader:
         SELECT {semantics.hop_columns()}
         FROM {traces}
         WHERE TraceId IN {_TRACE_IDS}
-          AND Timestamp >= (SELECT first FROM bounds)
-          AND Timestamp < (SELECT last FROM bounds) + INTERVAL 1 SECOND
+          AND Timestamp >= (SELECT first FROM bounds) - INTERVAL 1 SECOND
+          AND Timestamp < (SELECT last FROM bounds) + INTERVAL 2 SECOND
           AND {semantics.IS_HOP}
         LIMIT 1 BY TraceId, SpanId
         """

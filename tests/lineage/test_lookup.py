@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -111,10 +112,27 @@ def test_an_unknown_key_finds_nothing(store):
     assert answer["hops"] == [] and answer["transactions"] == []
 
 
+# an inner span of a service (not its entry, not failed, not a posting): no hop of any flow
+NO_HOP = {"SpanName": "render invoice", "SpanKind": "Internal", "ParentSpanId": "b7ad6b7169203331"}
+
+
+def test_a_trace_of_plain_http_spans_is_found_under_its_derived_flow(store):
+    # a span in the last second of its trace's bounds was left out at times, so the same
+    # request was found or not from one run to the next
+    for _ in range(5):
+        plain = uuid.uuid4().hex
+        store.insert_arrow(
+            "otel_traces", make_span_rows([{"TraceId": plain, "SpanName": "GET /pay"}])
+        )
+        answer = lineage(store, LineageQuery(trace_id=plain))
+        assert answer["found"]
+        assert answer["hops"][0]["flow"] == "svc:GET /pay"
+
+
 def test_a_stored_trace_without_integration_attributes_says_why_it_has_no_lineage(store):
     # it answered found: false, as for a trace that never arrived
     plain = "4bf92f3577b34da6a3ce929d0e0e0936"
-    store.insert_arrow("otel_traces", make_span_rows([{"TraceId": plain, "SpanName": "GET /pay"}]))
+    store.insert_arrow("otel_traces", make_span_rows([{"TraceId": plain, **NO_HOP}]))
 
     stored = lineage(store, LineageQuery(trace_id=plain))
     missing = lineage(store, LineageQuery(trace_id="f" * 32))
@@ -130,7 +148,7 @@ def test_a_stored_trace_without_integration_attributes_says_why_it_has_no_lineag
 def test_a_resent_span_is_counted_once_in_the_note(store):
     # the same request sent twice (same TraceId and SpanId) read "is stored (2 spans)"
     plain = "4bf92f3577b34da6a3ce929d0e0e0937"
-    request = [{"TraceId": plain, "SpanId": "00f067aa0ba902b7", "SpanName": "GET /pay"}]
+    request = [{"TraceId": plain, "SpanId": "00f067aa0ba902b7", **NO_HOP}]
     store.insert_arrow("otel_traces", make_span_rows(request))
     store.insert_arrow("otel_traces", make_span_rows(request))
 
