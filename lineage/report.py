@@ -105,7 +105,8 @@ def bench_text(results: Sequence[Any]) -> str:
     """A table of the benchmark figures and the growth from the smallest to the largest size."""
     header = (
         f"{'spans':>12} {'load s':>8} {'lookup index':>13} {'lookup raw':>11} {'x':>6} "
-        f"{'health rollup':>14} {'health raw':>11} {'x':>6}"
+        f"{'health rollup':>14} {'health raw':>11} {'x':>6} {'KPIs, day':>10} "
+        f"{'failures, day':>14}"
     )
     lines = [header]
     for result in results:
@@ -113,7 +114,8 @@ def bench_text(results: Sequence[Any]) -> str:
             f"{result.spans:>12,} {result.load_seconds:>8.1f} "
             f"{result.lookup_index_ms:>10.1f} ms {result.lookup_raw_ms:>8.1f} ms "
             f"{result.lookup_speedup:>5.1f}x {result.health_rollup_ms:>11.1f} ms "
-            f"{result.health_raw_ms:>8.1f} ms {result.health_speedup:>5.1f}x"
+            f"{result.health_raw_ms:>8.1f} ms {result.health_speedup:>5.1f}x "
+            f"{result.kpis_ms:>7.0f} ms {result.exceptions_ms:>11.1f} ms"
         )
     if len(results) > 1:
         first, last = results[0], results[-1]
