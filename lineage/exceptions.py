@@ -7,6 +7,7 @@ alerts and chat do, ``1,250.50 EUR + 5,000 JPY (mixed currencies)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import pandas as pd
@@ -51,7 +52,8 @@ def exception_summary(store: Store, start: datetime, end: datetime) -> pd.DataFr
         flow,
         exception_category,
         sum(keys) AS transactions,
-        groupArrayIf((currency, total), priced > 0) AS amounts,
+        groupArrayIf(toString(currency), priced > 0) AS currencies,
+        groupArrayIf(assumeNotNull(total), priced > 0) AS amounts,
         arraySlice(arraySort(arrayDistinct(arrayFlatten(groupArray(samples)))), 1,
                    {SAMPLE_KEYS}) AS sample_keys,
         anyIf(error, error != '') AS example_error
@@ -87,16 +89,19 @@ def exception_summary(store: Store, start: datetime, end: datetime) -> pd.DataFr
     frame["meaning"] = frame["exception_category"].map(describe_category)
     frame["sample_keys"] = frame["sample_keys"].map(lambda keys: ", ".join(sorted(keys)))
     frame["transactions"] = frame["transactions"].astype("int64")
-    splits = [_split(amounts) for amounts in frame["amounts"]]
+    splits = [
+        _split(currencies, amounts)
+        for currencies, amounts in zip(frame["currencies"], frame["amounts"], strict=True)
+    ]
     frame["amount_by_currency"] = [currency_records(split) for split in splits]
     frame["amount"] = [
-        amounts_text(split) if len(amounts) else "—"
-        for split, amounts in zip(splits, frame["amounts"], strict=True)
+        amounts_text(split) if len(currencies) else "—"
+        for split, currencies in zip(splits, frame["currencies"], strict=True)
     ]
     return frame[COLUMNS]
 
 
-def _split(amounts: object) -> list[tuple[str, float]]:
-    """``(currency, amount)`` pairs, one per currency, as :func:`currency_split` orders them."""
-    parts = {str(currency): float(amount) for currency, amount in amounts}
+def _split(currencies: Sequence[str], amounts: Sequence[float]) -> list[tuple[str, float]]:
+    """One ``(currency, amount)`` pair per currency, as :func:`currency_split` orders them."""
+    parts = {str(code): float(amount) for code, amount in zip(currencies, amounts, strict=True)}
     return currency_split(sum(parts.values()), parts)

@@ -68,9 +68,9 @@ def kpi_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     money = _risk_by_currency(frame)
     rows = []
     for (day, flow), group in frame.groupby(["day", "flow"], sort=True):
-        kpis = _flow_kpis(group, as_of)
-        kpis["revenue_at_risk_by_currency"] = money.get((day, flow), [])
-        rows.append({"period": day, "flow": flow, **kpis})
+        values = _flow_kpis(group, as_of)
+        values["revenue_at_risk_by_currency"] = money.get((day, flow), [])
+        rows.append({"period": day, "flow": flow, **values})
     return rows
 
 
