@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from seamwatch.money import amount_text, round_amount
+from seamwatch.money import (
+    amount_text,
+    amounts_text,
+    currency_records,
+    currency_split,
+)
 
 # Signals whose alerts quote their findings: the quote says what is wrong, with the keys.
 FINDING_SIGNALS = ("duplicate_posting", "dropped")
@@ -18,10 +23,6 @@ EXCEPTION_CATEGORY = "exception_category"
 CATEGORY_PREFIX = "category:"
 # Signals named otherwise than the kind of alert they raise.
 _SIGNAL_KINDS = {"latency_shift": "latency"}
-# The part of an amount whose currency no span said (``business.currency`` missing).
-UNKNOWN_CURRENCY = ""
-# Less than a cent is a rounding remainder, not money of an unknown currency.
-_CENT = 0.005
 
 
 def what_changed(alert: Mapping[str, Any]) -> str:
@@ -91,29 +92,6 @@ def _naming_strongest(alert: Mapping[str, Any], text: str) -> str:
     return f"{strongest_kind(alert)} (strongest): {text}"
 
 
-def currency_split(total: float, by_currency: Mapping[str, float]) -> list[tuple[str, float]]:
-    """``total`` by currency, each rounded to its currency's minor units (cents for most): the
-    known currencies in order, then the rest of the total, whose currency is not known, as
-    ``UNKNOWN_CURRENCY`` (when there is any).
-
-    >>> currency_split(150.0, {"USD": 50.0, "EUR": 60.0})
-    [('EUR', 60.0), ('USD', 50.0), ('', 40.0)]
-    >>> currency_split(12000.4, {"JPY": 12000.4})
-    [('JPY', 12000.0)]
-    """
-    known = {
-        code: amount
-        for code, amount in by_currency.items()
-        if code and round_amount(amount, code) != 0
-    }
-    split = [(code, round_amount(known[code], code)) for code in sorted(known)]
-    # what is left once every named currency is taken out: less than half a yen is still yen
-    rest = total - sum(amount for code, amount in by_currency.items() if code)
-    if abs(rest) >= _CENT:
-        split.append((UNKNOWN_CURRENCY, round_amount(rest, UNKNOWN_CURRENCY)))
-    return split
-
-
 def money_text(total: float, by_currency: Mapping[str, float]) -> str:
     """An amount with its currency, saying so when it mixes currencies or has none: amounts
     of different currencies are listed side by side, never added up, each with its
@@ -129,25 +107,13 @@ def money_text(total: float, by_currency: Mapping[str, float]) -> str:
     '120,000 JPY'
     """
     split = currency_split(total, by_currency)
-    if not split:
-        return amount_text(total)
-    if len(split) == 1:
-        code, amount = split[0]
-        return amount_text(amount, code) if code else f"{amount_text(amount)} (currency unknown)"
-    parts = [
-        amount_text(amount, code) if code else f"{amount_text(amount)} in an unknown currency"
-        for code, amount in split
-    ]
-    return " + ".join(parts) + " (mixed currencies)"
+    return amounts_text(split) if split else amount_text(total)
 
 
 def currency_list(total: float, by_currency: Mapping[str, float]) -> list[dict[str, Any]]:
     """:func:`currency_split` as JSON gives it: ``[{"currency": "EUR", "amount": 3000.0}]``,
     with ``"currency": None`` for the part whose currency is not known."""
-    return [
-        {"currency": code or None, "amount": amount}
-        for code, amount in currency_split(total, by_currency)
-    ]
+    return currency_records(currency_split(total, by_currency))
 
 
 def single_currency(total: float, by_currency: Mapping[str, float]) -> str | None:

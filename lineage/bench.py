@@ -4,13 +4,16 @@ Spans are generated as columns (numpy and pyarrow, no SDK) in the exporter's lay
 inserted into an embedded store in a temporary directory, in large Arrow batches, so the
 materialized views fill exactly as they do in production. Each business transaction is eight
 spans in two traces joined by a span link: a source system publishes an event, middleware
-consumes it and posts to the ERP. About 2 % of the postings fail.
+consumes it and posts to the ERP. About 2 % of the postings fail. Transactions are in euros,
+dollars and yen, and one in ten names no currency, so money is split as in a mixed store.
 
 At each size the benchmark times, as the median of several runs after one warm-up:
 
 * a lineage lookup by business key from the lineage index, and the same answer from
   ``otel_traces`` alone;
-* the last hour's flow health from the rollups, and from raw spans (the live-health query).
+* the last hour's flow health from the rollups, and from raw spans (the live-health query);
+* the last day's business KPIs (revenue at risk by currency among them) and the failures by
+  flow and category, both from the lineage index.
 """
 
 from __future__ import annotations
@@ -87,6 +90,10 @@ _ATTRIBUTE_KEYS = (
     "integration.exception.category",
 )
 _FAILURE_SHARE = 0.02
+# Currencies of the transactions and their shares; "" names none. Yen amounts are whole.
+_CURRENCIES = ("EUR", "USD", "JPY", "")
+_CURRENCY_SHARES = (0.55, 0.25, 0.1, 0.1)
+_YEN_PER_EURO = 160
 _FAILING_SPANS = (3, 5, 6)
 
 
@@ -100,6 +107,8 @@ class BenchResult:
     lookup_raw_ms: float
     health_rollup_ms: float
     health_raw_ms: float
+    kpis_ms: float = 0.0
+    exceptions_ms: float = 0.0
     lineage_rows: int = 0
     rollup_rows: int = 0
 
@@ -132,7 +141,12 @@ class SpanGenerator:
         start_ns = self.end_ns - self.rng.integers(0, self.history_ns, transactions)
         failed = self.rng.random(transactions) < _FAILURE_SHARE
         amounts = np.round(np.exp(self.rng.normal(8.0, 0.9, transactions)), 2)
-        return _spans_table(numbers, flow_of, start_ns, failed, amounts)
+        currencies = self.rng.choice(
+            np.array(_CURRENCIES, dtype=object), transactions, p=_CURRENCY_SHARES
+        )
+        yen = currencies == "JPY"
+        amounts[yen] = np.round(amounts[yen] * _YEN_PER_EURO)
+        return _spans_table(numbers, flow_of, start_ns, failed, (amounts, currencies))
 
 
 def _hex_ids(values: np.ndarray, width_bytes: int) -> pa.Array:
@@ -153,7 +167,7 @@ def _spans_table(
     flow_of: np.ndarray,
     start_ns: np.ndarray,
     failed: np.ndarray,
-    amounts: np.ndarray,
+    money: tuple[np.ndarray, np.ndarray],
 ) -> pa.Table:
     per = SPANS_PER_TRANSACTION
     count = len(numbers) * per
@@ -191,6 +205,7 @@ def _spans_table(
         pa.array(prefixes[flows]), pc.cast(pa.array(number + 1_000_000), pa.string()), ""
     )
     correlation = _hex_ids((number * 7919 + 17).astype(np.uint64), 8)
+    amounts, currencies = money
     amount_text = pc.cast(pa.array(amounts[txn]), pa.string())
     is_messaging = np.isin(position, (2, 3))
     values = [
@@ -203,7 +218,7 @@ def _spans_table(
         keys,
         correlation,
         amount_text,
-        pa.array(np.full(count, "EUR", dtype=object)),
+        pa.array(currencies[txn]),
         pa.array(np.where(is_messaging, topics[flows], "")),
         pa.array(np.where(position == 5, "erp", "")),
         pa.array(np.where(is_failed, "timeout", "")),
@@ -324,12 +339,15 @@ def median_millis(action: Callable[[], object], runs: int = RUNS_PER_MEASURE) ->
 def measure(store: Store, spans: int, load_seconds: float, end: datetime) -> BenchResult:
     """Time lookups and flow health on what the store holds now."""
     from dashboard.queries import TIME_RANGES, flow_summary
+    from lineage.exceptions import exception_summary
     from lineage.flows import flow_health
+    from lineage.kpis import kpis
     from lineage.lookup import LineageQuery, lineage
 
     keys = _sample_keys(store)
     hour = TIME_RANGES["1h"]
     start, stop = hour.bounds(end)
+    day_start = end - timedelta(days=1)
 
     def lookups(source: str) -> Callable[[], object]:
         return lambda: [lineage(store, LineageQuery(key=key), source) for key in keys]
@@ -345,6 +363,8 @@ def measure(store: Store, spans: int, load_seconds: float, end: datetime) -> Ben
         lookup_raw_ms=median_millis(lookups("raw")) / len(keys),
         health_rollup_ms=median_millis(lambda: flow_health(store, start, stop)),
         health_raw_ms=median_millis(lambda: flow_summary(store, hour, end=end)),
+        kpis_ms=median_millis(lambda: kpis(store, day_start, end)),
+        exceptions_ms=median_millis(lambda: exception_summary(store, day_start, end)),
         lineage_rows=_count(store, "seamwatch_lineage"),
         rollup_rows=_count(store, "seamwatch_flow_minute"),
     )

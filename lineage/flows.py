@@ -8,6 +8,10 @@ Which spans count for flow health is the live-health rule: a span that names its
 work enters a service (``Server``, ``Consumer`` or a trace root). The flow map draws one edge per
 hop that crosses a system boundary: a client calling a peer, a producer writing to a topic, a
 consumer reading from one.
+
+Money is kept by currency: each span's ``business.amount`` under its ``business.currency``,
+never added across currencies. Rows rolled up before the rollups kept currencies (schema
+version 14) count as money of an unknown currency.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from datetime import datetime
 import pandas as pd
 
 from lineage.schema import LATENCY_LEVELS, ROLLUP_TABLE
+from seamwatch.money import currency_records, currency_split
 from storage import Store
 
 HEALTH_COLUMNS = [
@@ -27,8 +32,8 @@ HEALTH_COLUMNS = [
     "error_rate",
     "p50_ms",
     "p95_ms",
-    "amount",
-    "failed_amount",
+    "amount_by_currency",
+    "failed_amount_by_currency",
     "last_seen",
 ]
 EDGE_COLUMNS = [
@@ -70,7 +75,9 @@ def flow_health(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
         uniqCombined64Merge(errors) AS errors,
         quantilesTDigestMerge({_LEVELS})(latency) AS latency_ns,
         sum(amount) AS amount,
+        sumMap(amount_by_currency) AS amount_split,
         sum(failed_amount) AS failed_amount,
+        sumMap(failed_amount_by_currency) AS failed_amount_split,
         toUnixTimestamp64Milli(max(last_seen)) AS last_seen_ms
     FROM {store.table(ROLLUP_TABLE)}
     WHERE {_WINDOW} AND {_COUNTED}
@@ -85,7 +92,20 @@ def flow_health(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
     frame["p95_ms"] = latency.map(lambda levels: levels[1] / _NANOS_PER_MILLI)
     frame["last_seen"] = pd.to_datetime(frame["last_seen_ms"], unit="ms", utc=True)
     frame["derived"] = frame["derived"].astype(bool)
+    frame["amount_by_currency"] = _by_currency(frame["amount"], frame["amount_split"])
+    frame["failed_amount_by_currency"] = _by_currency(
+        frame["failed_amount"], frame["failed_amount_split"]
+    )
     return _with_error_rate(frame)[HEALTH_COLUMNS]
+
+
+def _by_currency(totals: pd.Series, splits: pd.Series) -> list[list[dict[str, object]]]:
+    """Each flow's amount as records by currency; what the split does not hold (rows of
+    before the split was kept) is of an unknown currency."""
+    return [
+        currency_records(currency_split(total, dict(split)))
+        for total, split in zip(totals, splits, strict=True)
+    ]
 
 
 def flow_map(store: Store, start: datetime, end: datetime, flow: str | None = None) -> pd.DataFrame:

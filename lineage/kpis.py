@@ -2,7 +2,7 @@
 
 Each KPI is computed over the transactions that *started* in a day (UTC) and is ``None`` where
 it does not apply to the flow (order acceptance only for sales orders, and so on) or where no
-transaction qualifies.
+transaction qualifies. Revenue at risk is kept by currency, never added across currencies.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lineage.reconcile import DEFAULT_TARGET, Window, findings, transactions
+from seamwatch.money import currency_records, round_amount
 from seamwatch.times import utc_text
 
 KPI_NAMES = (
@@ -24,12 +26,16 @@ KPI_NAMES = (
     "order_acceptance_accuracy",
     "invoice_reconciliation_accuracy",
     "onboarding_cycle_time_p50_minutes",
-    "revenue_at_risk",
+    "revenue_at_risk_by_currency",
 )
+# KPIs of money: a list of {"currency", "amount"} rather than one number.
+MONEY_KPIS = ("revenue_at_risk_by_currency",)
 ORDER_OBJECTS = ("SalesOrder",)
 INVOICE_OBJECTS = ("Invoice",)
 ONBOARDING_OBJECTS = ("CustomerAccount",)
 _MILLIS_PER_MINUTE = 60_000
+# What identifies a transaction: the same business key may travel several flows.
+_TRANSACTION = ["flow", "business_key", "correlation_id"]
 
 
 def kpis(
@@ -54,15 +60,17 @@ def kpi_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """One record per (day, flow) with every KPI of ``KPI_NAMES``."""
     if frame.empty:
         return []
-    at_risk = _amount_at_risk(frame)
     as_of = frame.attrs.get("as_of") or pd.Timestamp.now(tz="UTC")
     frame = frame.assign(
         day=frame["first_seen"].dt.strftime("%Y-%m-%d"),
-        at_risk=frame["business_key"].map(at_risk).fillna(0.0),
+        at_risk=_amount_at_risk(frame),
     )
+    money = _risk_by_currency(frame)
     rows = []
     for (day, flow), group in frame.groupby(["day", "flow"], sort=True):
-        rows.append({"period": day, "flow": flow, **_flow_kpis(group, as_of)})
+        values = _flow_kpis(group, as_of)
+        values["revenue_at_risk_by_currency"] = money.get((day, flow), [])
+        rows.append({"period": day, "flow": flow, **values})
     return rows
 
 
@@ -88,7 +96,6 @@ def _flow_kpis(group: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, Any]:
         "onboarding_cycle_time_p50_minutes": _quantile(latency_ms / _MILLIS_PER_MINUTE, 0.5)
         if objects & set(ONBOARDING_OBJECTS)
         else None,
-        "revenue_at_risk": round(float(group["at_risk"].sum()), 2),
     }
 
 
@@ -109,24 +116,34 @@ def _posted_exactly_once(group: pd.DataFrame, as_of: pd.Timestamp) -> float | No
     return float((judged["postings"] == 1).mean())
 
 
-def _amount_at_risk(frame: pd.DataFrame) -> dict[str, float]:
-    """Per business key: the money not (yet) where it belongs, from the open findings.
+def _amount_at_risk(frame: pd.DataFrame) -> np.ndarray:
+    """Per transaction of ``frame``: the money not (yet) where it belongs, from the open
+    findings, in the transaction's own currency (0 where nothing is at risk).
 
     An unposted transaction risks its whole amount; a duplicate risks each extra posting.
     """
     found = findings(frame)
-    risk: dict[str, float] = {}
-    for row in found.itertuples(index=False):
-        if row.amount is None or pd.isna(row.amount):
-            continue
-        if row.kind == "duplicate":
-            amount = row.amount * (row.postings - 1)
-        elif not row.recovered and row.postings == 0:
-            amount = row.amount
-        else:
-            continue
-        risk[row.business_key] = risk.get(row.business_key, 0.0) + amount
-    return risk
+    amount = found["amount"].astype(float)
+    risk = amount.where(~found["recovered"].astype(bool) & (found["postings"] == 0), 0.0)
+    risk = risk.mask(found["kind"] == "duplicate", amount * (found["postings"] - 1))
+    at_risk = found.assign(risk=risk.fillna(0.0)).groupby(_TRANSACTION)["risk"].sum()
+    keys = pd.MultiIndex.from_frame(frame[_TRANSACTION])
+    return at_risk.reindex(keys, fill_value=0.0).to_numpy()
+
+
+def _risk_by_currency(frame: pd.DataFrame) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Per (day, flow): the revenue at risk in each currency of its transactions that carry
+    an amount, 0 where none of them is at risk; amounts of no named currency come last."""
+    priced = frame[frame["amount"].notna()]
+    sums = priced.groupby(["day", "flow", "currency"], sort=True)["at_risk"].sum()
+    split: dict[tuple[str, str], list[tuple[str, float]]] = {}
+    for (day, flow, currency), amount in sums.items():
+        split.setdefault((day, flow), []).append((currency, round_amount(amount, currency)))
+    # '' sorts first; the amounts whose currency is not known go after the named ones
+    return {
+        place: currency_records(sorted(parts, key=lambda part: (not part[0], part[0])))
+        for place, parts in split.items()
+    }
 
 
 def _quantile(values: pd.Series, level: float) -> float | None:

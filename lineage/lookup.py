@@ -399,6 +399,7 @@ def _hop_record(hop: pd.Series) -> dict[str, Any]:
         "business_key": hop["business_key"],
         "business_object": hop["business_object"],
         "amount": None if pd.isna(amount) else float(amount),
+        "currency": hop["currency"],
         "status": "failed" if failed else "ok",
         "status_code": hop["status_code"],
         "exception_category": hop["exception_category"],

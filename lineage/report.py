@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from seamwatch.money import amount_text
+from seamwatch.money import currency_amount_text
 
 _HOP_LINE = (
     "{time:<24} {wait:>10} {service:<18} {kind:<9} {stage:<10} {status:<7} {dur:>10}  {name}"
@@ -30,11 +30,12 @@ def lineage_text(document: dict[str, Any]) -> str:
         return f"No transaction found for {query}" + (f": {note}." if note else ".")
     lines = [f"Lineage of {query}: {len(document['traces'])} traces"]
     for txn in document["transactions"]:
-        amount = amount_text(txn["amount"], txn["currency"]) if txn["amount"] is not None else "-"
+        amount = txn["amount"]
+        money = currency_amount_text(amount, txn["currency"]) if amount is not None else "-"
         lines.append(
             f"  {txn['flow']} {txn['business_key']} ({txn['business_object'] or '-'}) "
             f"{txn['source'] or '?'} -> {txn['target'] or '?'}: {txn['status']}, "
-            f"sync latency {_ms(txn['sync_latency_ms'])}, amount {amount}"
+            f"sync latency {_ms(txn['sync_latency_ms'])}, amount {money}"
         )
         if txn["failed_at"]:
             failed = txn["failed_at"]
@@ -90,7 +91,7 @@ def reconciliation_text(document: dict[str, Any]) -> str:
     ]
     for finding in document["findings"]:
         amount = finding["amount"]
-        money = amount_text(amount, finding["currency"]) if amount is not None else "-"
+        money = currency_amount_text(amount, finding["currency"]) if amount is not None else "-"
         lines.append(
             f"  {finding['kind']:<20} {finding['business_key']:<16} {finding['flow']:<30} "
             f"{finding['source'] or '?'} -> {finding['target']}  {money}\n"
@@ -105,7 +106,8 @@ def bench_text(results: Sequence[Any]) -> str:
     """A table of the benchmark figures and the growth from the smallest to the largest size."""
     header = (
         f"{'spans':>12} {'load s':>8} {'lookup index':>13} {'lookup raw':>11} {'x':>6} "
-        f"{'health rollup':>14} {'health raw':>11} {'x':>6}"
+        f"{'health rollup':>14} {'health raw':>11} {'x':>6} {'KPIs, day':>10} "
+        f"{'failures, day':>14}"
     )
     lines = [header]
     for result in results:
@@ -113,7 +115,8 @@ def bench_text(results: Sequence[Any]) -> str:
             f"{result.spans:>12,} {result.load_seconds:>8.1f} "
             f"{result.lookup_index_ms:>10.1f} ms {result.lookup_raw_ms:>8.1f} ms "
             f"{result.lookup_speedup:>5.1f}x {result.health_rollup_ms:>11.1f} ms "
-            f"{result.health_raw_ms:>8.1f} ms {result.health_speedup:>5.1f}x"
+            f"{result.health_raw_ms:>8.1f} ms {result.health_speedup:>5.1f}x "
+            f"{result.kpis_ms:>7.0f} ms {result.exceptions_ms:>11.1f} ms"
         )
     if len(results) > 1:
         first, last = results[0], results[-1]

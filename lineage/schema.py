@@ -14,7 +14,8 @@ Resent batches
     * the flow rollups count spans and errors with ``uniqCombined64`` states of
       ``(TraceId, SpanId)``, so a copy is not counted again. Latency digests and amount sums
       cannot tell a copy from a span and weigh a resent span twice; the lineage index, which
-      holds each span once, is the source of every money figure Seamwatch reports.
+      holds each span once, is the source of every money figure of transactions (KPIs,
+      reconciliation, exceptions, alerts). The rollups' amounts serve flow health only.
 """
 
 from __future__ import annotations
@@ -205,7 +206,44 @@ def flow_rollups(store: Store, retention_days: int | None) -> list[str]:
         """,
         f"""
         CREATE MATERIALIZED VIEW IF NOT EXISTS {store.table(ROLLUP_VIEW)} TO {table}
-        AS SELECT
+        AS {_rollup_query(store, by_currency=False)}
+        """,
+    ]
+
+
+def rollup_currencies(store: Store, retention_days: int | None) -> list[str]:
+    """Version 14: the rollups' amounts by currency, so flow health adds no currencies up.
+
+    ``amount`` and ``failed_amount`` sum every currency together; the new columns sum each
+    span's ``business.amount`` under its own ``business.currency`` ('' when it names none).
+    Rows stored before keep their totals and read an empty split, so readers take what the
+    split does not explain as money of an unknown currency. The view's query is replaced in
+    place; running both statements again changes nothing.
+    """
+    table = store.table(ROLLUP_TABLE)
+    split = "SimpleAggregateFunction(sumMap, Map(String, Float64))"
+    return [
+        f"ALTER TABLE {table} "
+        f"ADD COLUMN IF NOT EXISTS amount_by_currency {split} AFTER failed_amount, "
+        f"ADD COLUMN IF NOT EXISTS failed_amount_by_currency {split} AFTER amount_by_currency",
+        f"ALTER TABLE {store.table(ROLLUP_VIEW)} MODIFY QUERY "
+        f"{_rollup_query(store, by_currency=True)}",
+    ]
+
+
+def _rollup_query(store: Store, by_currency: bool) -> str:
+    """The select of the rollup view; ``by_currency`` adds the amounts by currency."""
+    amount = semantics.AMOUNT
+    # each span's amount under its currency; spans without an amount add no key
+    split = f"map({semantics.attribute('business.currency')}, assumeNotNull({amount}))"
+    currencies = (
+        f"""sumMapIf({split}, {amount} IS NOT NULL) AS amount_by_currency,
+            sumMapIf({split}, {amount} IS NOT NULL AND {semantics.FAILED})
+                AS failed_amount_by_currency,"""
+        if by_currency
+        else ""
+    )
+    return f"""SELECT
             toStartOfMinute(Timestamp) AS minute,
             {semantics.FLOW} AS flow,
             {semantics.FLOW_DERIVED} AS flow_derived,
@@ -221,15 +259,14 @@ def flow_rollups(store: Store, retention_days: int | None) -> list[str]:
             uniqCombined64StateIf(TraceId, SpanId, StatusCode = 'Error') AS errors,
             uniqCombined64StateIf(TraceId, SpanId, {semantics.FAILED}) AS exceptions,
             quantilesTDigestState({_LEVELS})(Duration) AS latency,
-            sum(ifNull({semantics.AMOUNT}, 0)) AS amount,
-            sumIf(ifNull({semantics.AMOUNT}, 0), {semantics.FAILED}) AS failed_amount,
+            sum(ifNull({amount}, 0)) AS amount,
+            sumIf(ifNull({amount}, 0), {semantics.FAILED}) AS failed_amount,
+            {currencies}
             max(Timestamp) AS last_seen
         FROM {store.table(TRACES_TABLE)}
         WHERE {semantics.IN_ROLLUP}
         GROUP BY minute, flow, flow_derived, source, target, target_derived, business_object,
-                 service, span_kind, is_root, peer
-        """,
-    ]
+                 service, span_kind, is_root, peer"""
 
 
 def exceptions_table(store: Store, retention_days: int | None) -> list[str]:

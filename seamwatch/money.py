@@ -6,16 +6,26 @@ decimal. The minor units come from Babel's copy of the Unicode CLDR currency dat
 follows ISO 4217 except for a few currencies whose minor unit is out of use in practice (HUF,
 IDR, IQD and others are written without decimals there). An amount whose currency is not
 known, or a code CLDR does not know, is written with two decimals.
+
+Amounts of different currencies are never added up: wherever several meet (an alert, a flow's
+revenue at risk, a group of failures) they are kept side by side, one per currency, as
+:func:`currency_split` gives them and :func:`amounts_text` writes them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 from babel.numbers import get_currency_precision
 
 # Decimals of an amount whose currency is not known (and of codes CLDR does not list).
 DEFAULT_MINOR_UNITS = 2
+# The currency of an amount whose spans named none (``business.currency`` missing).
+UNKNOWN_CURRENCY = ""
+# Less than a cent is a rounding remainder, not money of an unknown currency.
+_CENT = 0.005
 
 
 @lru_cache(maxsize=512)
@@ -48,3 +58,65 @@ def amount_text(amount: float, currency: str | None = "") -> str:
     currency = currency or ""
     number = f"{float(amount):,.{minor_units(currency)}f}"
     return f"{number} {currency}" if currency else number
+
+
+def currency_amount_text(amount: float, currency: str | None) -> str:
+    """One amount with its currency, or saying that its currency is not known.
+
+    >>> currency_amount_text(120000, "JPY"), currency_amount_text(812.4, "")
+    ('120,000 JPY', '812.40 (currency unknown)')
+    """
+    if currency:
+        return amount_text(amount, currency)
+    return f"{amount_text(amount)} (currency unknown)"
+
+
+def currency_split(total: float, by_currency: Mapping[str, float]) -> list[tuple[str, float]]:
+    """``total`` by currency, each rounded to its currency's minor units (cents for most): the
+    known currencies in order, then the rest of the total, whose currency is not known, as
+    ``UNKNOWN_CURRENCY`` (when there is any). Amounts that round to nothing are left out.
+
+    >>> currency_split(150.0, {"USD": 50.0, "EUR": 60.0})
+    [('EUR', 60.0), ('USD', 50.0), ('', 40.0)]
+    >>> currency_split(12000.4, {"JPY": 12000.4})
+    [('JPY', 12000.0)]
+    """
+    known = {
+        code: amount
+        for code, amount in by_currency.items()
+        if code and round_amount(amount, code) != 0
+    }
+    split = [(code, round_amount(known[code], code)) for code in sorted(known)]
+    # what is left once every named currency is taken out: less than half a yen is still yen
+    rest = total - sum(amount for code, amount in by_currency.items() if code)
+    if abs(rest) >= _CENT:
+        split.append((UNKNOWN_CURRENCY, round_amount(rest, UNKNOWN_CURRENCY)))
+    return split
+
+
+def amounts_text(split: Sequence[tuple[str, float]]) -> str:
+    """Amounts of one currency each, as :func:`currency_split` gives them, side by side and
+    never added up, saying so when they mix currencies or name none.
+
+    >>> amounts_text([("EUR", 3000.0), ("JPY", 120000.0)])
+    '3,000.00 EUR + 120,000 JPY (mixed currencies)'
+    >>> amounts_text([("USD", 5.0), ("", 12.5)])
+    '5.00 USD + 12.50 in an unknown currency (mixed currencies)'
+    >>> amounts_text([("", 80.5)]), amounts_text([])
+    ('80.50 (currency unknown)', '0.00')
+    """
+    if not split:
+        return amount_text(0)
+    if len(split) == 1:
+        return currency_amount_text(split[0][1], split[0][0])
+    parts = [
+        amount_text(amount, code) if code else f"{amount_text(amount)} in an unknown currency"
+        for code, amount in split
+    ]
+    return " + ".join(parts) + " (mixed currencies)"
+
+
+def currency_records(split: Sequence[tuple[str, float]]) -> list[dict[str, Any]]:
+    """A split as JSON gives it: ``[{"currency": "EUR", "amount": 3000.0}]``, with
+    ``"currency": None`` for the part whose currency is not known."""
+    return [{"currency": code or None, "amount": amount} for code, amount in split]

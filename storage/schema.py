@@ -305,6 +305,7 @@ MIGRATIONS += [
     Migration(10, "Lineage index, correlation map and span links", _lineage.lineage_tables),
     Migration(11, "Per-minute flow rollups", _lineage.flow_rollups),
     Migration(13, "Reconciliation exceptions", _lineage.exceptions_table),
+    Migration(14, "Flow rollups' amounts by currency", _lineage.rollup_currencies),
 ]
 
 # The notification delivery log lives with chat notifications.

@@ -132,7 +132,9 @@ def show_transactions(transactions: list[dict]) -> None:
             status.metric("Source → target", f"{txn['source'] or '?'} → {txn['target'] or '?'}")
             latency.metric("Sync latency", _ms(txn["sync_latency_ms"]))
             money = amount_text(txn["amount"], txn["currency"]) if txn["amount"] else "—"
-            amount.metric("Amount", money)
+            # said in the label: "(currency unknown)" after the number would be cut off
+            known = txn["currency"] or not txn["amount"]
+            amount.metric("Amount" if known else "Amount (currency unknown)", money)
             traces.metric("Traces", txn["traces"])
             if txn["failed_at"]:
                 failed = txn["failed_at"]

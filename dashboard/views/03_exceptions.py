@@ -10,7 +10,7 @@ import streamlit as st
 from dashboard import data
 from lineage.exceptions import exception_summary
 from lineage.reconcile import reconcile
-from seamwatch.money import amount_text
+from seamwatch.money import currency_amount_text
 from storage import StoreError
 
 QUERY_TTL_SECONDS = 30
@@ -55,7 +55,8 @@ def main() -> None:
     if groups.empty:
         st.caption("No data found.")
         return
-    st.dataframe(groups, hide_index=True, width="stretch")
+    # the amount of a group is a text by currency: a number column would add currencies up
+    st.dataframe(groups.drop(columns="amount_by_currency"), hide_index=True, width="stretch")
 
 
 def show_findings(document: dict) -> None:
@@ -71,7 +72,7 @@ def show_findings(document: dict) -> None:
     frame["kind"] = frame["kind"].map(KIND_WORDS)
     # with its currency's decimals (none for JPY), as chat and the CLI write money
     frame["amount"] = [
-        "—" if pd.isna(amount) else amount_text(amount, currency)
+        "—" if pd.isna(amount) else currency_amount_text(amount, currency)
         for amount, currency in zip(frame["amount"], frame["currency"], strict=True)
     ]
     shown = [

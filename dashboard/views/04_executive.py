@@ -1,4 +1,8 @@
-"""Executive trends: the business KPIs per flow and day, and this week against the last."""
+"""Executive trends: the business KPIs per flow and day, and this week against the last.
+
+Revenue at risk is drawn one chart per currency: amounts of different currencies are never
+added up, nor drawn on one axis.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,19 @@ import plotly.express as px
 import streamlit as st
 
 from dashboard import data
-from lineage.kpis import KPI_NAMES, kpis
+from dashboard.kpi_tables import (
+    KPI_LABELS,
+    UNKNOWN_CURRENCY_LABEL,
+    currencies,
+    money_rows,
+    week_over_week,
+)
+from lineage.kpis import MONEY_KPIS, kpis
+from seamwatch.money import minor_units
 from storage import StoreError
 
 QUERY_TTL_SECONDS = 60
 HISTORY = timedelta(days=14)
-KPI_LABELS = {
-    "sync_latency_p95_ms": "Sync latency p95 (ms)",
-    "sync_latency_p50_ms": "Sync latency p50 (ms)",
-    "exception_rate": "Exception rate",
-    "replay_recovery_p50_minutes": "Replay recovery p50 (min)",
-    "order_acceptance_accuracy": "Order acceptance accuracy",
-    "invoice_reconciliation_accuracy": "Invoice reconciliation accuracy",
-    "onboarding_cycle_time_p50_minutes": "Customer onboarding cycle time p50 (min)",
-    "revenue_at_risk": "Revenue at risk",
-    "transactions": "Transactions",
-}
 
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
@@ -46,36 +47,44 @@ def main() -> None:
         st.caption("No data found.")
         return
     chosen = st.selectbox("KPI", list(KPI_LABELS), format_func=KPI_LABELS.get, key="executive_kpi")
-    shown = frame.dropna(subset=[chosen])
-    if shown.empty:
-        st.caption("This KPI does not apply to any flow in the period.")
+    if chosen in MONEY_KPIS:
+        show_money_trends(frame, chosen)
     else:
-        figure = px.line(shown, x="period", y=chosen, color="flow", markers=True)
-        figure.update_layout(yaxis_title=KPI_LABELS[chosen], xaxis_title=None)
-        st.plotly_chart(figure, width="stretch")
+        show_trend(frame, chosen)
     st.subheader("Week over week")
     st.dataframe(week_over_week(frame), hide_index=True, width="stretch")
     st.caption("Definitions: docs/kpis.md. Days are UTC; a transaction counts on the day it began.")
 
 
-def week_over_week(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per flow: the mean of each KPI over the last 7 days and the 7 days before."""
-    periods = pd.to_datetime(frame["period"])
-    latest = periods.max()
-    this_week = periods > latest - pd.Timedelta(days=7)
-    measures = [name for name in KPI_NAMES if name != "transactions"]
-    rows = []
-    for flow, group in frame.groupby("flow"):
-        current = group[this_week.loc[group.index]]
-        previous = group[~this_week.loc[group.index]]
-        for name in measures:
-            now, before = current[name].mean(), previous[name].mean()
-            if pd.isna(now) and pd.isna(before):
-                continue
-            rows.append(
-                {"flow": flow, "kpi": KPI_LABELS[name], "this week": now, "last week": before}
-            )
-    return pd.DataFrame(rows, columns=["flow", "kpi", "this week", "last week"])
+def show_trend(frame: pd.DataFrame, chosen: str) -> None:
+    """One line per flow of a KPI that is a number."""
+    shown = frame.dropna(subset=[chosen])
+    if shown.empty:
+        st.caption("This KPI does not apply to any flow in the period.")
+        return
+    figure = px.line(shown, x="period", y=chosen, color="flow", markers=True)
+    figure.update_layout(yaxis_title=KPI_LABELS[chosen], xaxis_title=None)
+    st.plotly_chart(figure, width="stretch")
+
+
+def show_money_trends(frame: pd.DataFrame, chosen: str) -> None:
+    """One chart per currency, one line per flow: each axis holds one currency."""
+    money = money_rows(frame, chosen)
+    if money.empty:
+        st.caption("No transaction in the period carried an amount.")
+        return
+    for currency in currencies(money):
+        code = "" if currency == UNKNOWN_CURRENCY_LABEL else currency
+        title = f"{KPI_LABELS[chosen]} ({code or 'currency unknown'})"
+        shown = money[money["currency"] == currency]
+        figure = px.line(shown, x="period", y="amount", color="flow", markers=True, title=title)
+        figure.update_layout(yaxis_title=title, xaxis_title=None)
+        figure.update_yaxes(tickformat=f",.{minor_units(code)}f", rangemode="tozero")
+        st.plotly_chart(figure, width="stretch", key=f"executive_money_{currency}")
+    st.caption(
+        "One chart per currency: amounts are never added across currencies or converted. "
+        "Transactions whose spans name no business.currency are drawn as currency unknown."
+    )
 
 
 main()

@@ -26,6 +26,7 @@ from PIL import Image
 from websockets.sync.client import ClientConnection, connect
 
 from dashboard import APP_PATH
+from tests.lineage.ledger import INVOICES, MAPPING_TEXT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,9 +56,11 @@ pytestmark = [
 
 
 def seed_store(minutes: int = 60, spans_per_minute: int = 12) -> None:
-    """Fill the store the environment names with an hour of spans of a few flows."""
+    """Fill the store the environment names with an hour of spans of a few flows, and the
+    ledger of invoices in euros, dollars, yen and no currency of two hours ago."""
     from seamwatch.settings import load_settings
     from storage import open_store
+    from tests.lineage.ledger import ledger
     from tests.rows import make_span_rows
 
     rng = random.Random(12345)
@@ -77,6 +80,9 @@ def seed_store(minutes: int = 60, spans_per_minute: int = 12) -> None:
                         "status": "Error" if rng.random() < failure_share else "Unset",
                     }
                 )
+    # from the start of an hour, so that the ledger's transactions begin on one day
+    books = (end - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    spans += ledger(books)
     store = open_store(load_settings())
     try:
         store.insert_arrow("otel_traces", make_span_rows(spans))
@@ -307,6 +313,85 @@ def test_a_chat_link_opens_the_alerts_page_on_its_alert(dashboard_url, browser):
     assert cut == []
     assert f"Lineage of {ALERT_FLOW}" in text
     assert "No alert with id" not in text
+
+
+def drawn(expression: str) -> str:
+    """``expression`` and no part of the page still waiting for its script."""
+    return f"({expression}) && !document.querySelector('[data-testid=\"stSkeleton\"]')"
+
+
+def table_cells(browser: Browser, index: int) -> list[str]:
+    """The text of every cell of the page's ``index``-th table, row by row (the grid draws
+    on a canvas and mirrors the cells it shows in a table for screen readers)."""
+    return browser.evaluate(
+        f"[...document.querySelectorAll('[data-testid=\"stDataFrame\"]')[{index}]"
+        ".querySelectorAll('td')].map(cell => cell.innerText)"
+    )
+
+
+def choose(browser: Browser, option: str) -> None:
+    """Open the page's select box with a click, as a visitor does, and pick ``option``."""
+    x, y = browser.evaluate(
+        "(() => { const box = document.querySelector('[data-testid=\"stSelectbox\"] input')"
+        ".getBoundingClientRect(); return [box.x + box.width / 2, box.y + box.height / 2]; })()"
+    )
+    for event in ("mousePressed", "mouseReleased"):
+        browser.call("Input.dispatchMouseEvent", type=event, x=x, y=y, button="left", clickCount=1)
+    browser.wait_for("!!document.querySelector('[role=option]')")
+    browser.evaluate(
+        "[...document.querySelectorAll('[role=option]')]"
+        f".find(item => item.innerText === {json.dumps(option)}).click()"
+    )
+
+
+def test_the_exceptions_page_writes_the_amounts_of_each_currency(dashboard_url, browser):
+    browser.call("Page.navigate", url=dashboard_url + "exceptions")
+    browser.wait_for(
+        drawn("document.querySelectorAll('[data-testid=\"stDataFrame\"] table').length == 2")
+    )
+    findings, groups = table_cells(browser, 0), table_cells(browser, 1)
+
+    assert "120,000 JPY" in findings
+    assert "80.50 (currency unknown)" in findings
+    # the failures by flow and category: one text naming every currency, none added up
+    mapping = groups.index("mapping")
+    assert groups[mapping - 1 : mapping + 4] == [
+        INVOICES,
+        "mapping",
+        "Data could not be translated between the systems' models",
+        "4",
+        MAPPING_TEXT,
+    ]
+
+
+def test_the_executive_page_draws_revenue_at_risk_one_chart_per_currency(dashboard_url, browser):
+    browser.call("Page.navigate", url=dashboard_url + "executive")
+    browser.wait_for(drawn("!!document.querySelector('.js-plotly-plot .main-svg')"))
+    choose(browser, "Revenue at risk")
+    browser.wait_for(
+        drawn(
+            "document.querySelectorAll('.js-plotly-plot .gtitle').length == 4 && [...document"
+            ".querySelectorAll('td')].some(cell => cell.innerText === 'Revenue at risk')"
+        )
+    )
+    titles = browser.evaluate(
+        "[...document.querySelectorAll('.js-plotly-plot .gtitle')].map(title => title.textContent)"
+    )
+    cells = table_cells(browser, 0)
+
+    assert titles == [
+        "Revenue at risk (EUR)",
+        "Revenue at risk (JPY)",
+        "Revenue at risk (USD)",
+        "Revenue at risk (currency unknown)",
+    ]
+    # week over week: one row per currency of the flow, with its currency named
+    at_risk = [
+        cells[index + 1 : index + 3]
+        for index, cell in enumerate(cells)
+        if cell == "Revenue at risk" and cells[index - 1] == INVOICES
+    ]
+    assert at_risk == [["EUR", "1250.5"], ["JPY", "125000"], ["USD", "99.99"], ["unknown", "100"]]
 
 
 def _leaves_loopback(url: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import APP_PATH
 from seamwatch.runtime import share_store
+from tests.lineage.ledger import INVOICES, MAPPING_TEXT, ledger
 from tests.lineage.spans import posted, published
 from tests.rows import make_span_rows
 
@@ -17,12 +19,21 @@ PAGES = APP_PATH.parent / "views"
 RUN_TIMEOUT_SECONDS = 30
 
 
-@pytest.fixture
-def shared(store):
-    """The test store, holding one posted and one dropped invoice of an hour ago."""
+def sharing(store, spans):
+    """``store`` with ``spans`` in it, shared as the dashboard process shares its own."""
     st.cache_data.clear()
     st.cache_resource.clear()
     share_store(store)
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+    yield store
+    share_store(None)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def shared(store):
+    """The test store, holding one posted and one dropped invoice of an hour ago."""
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     spans = (
         published("INV-1", at=hour_ago)
@@ -30,11 +41,7 @@ def shared(store):
         + published("INV-2", at=hour_ago)
         + published("INV-3", at=datetime.now(UTC) - timedelta(minutes=1))
     )
-    store.insert_arrow("otel_traces", make_span_rows(spans))
-    yield store
-    share_store(None)
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    yield from sharing(store, spans)
 
 
 def run(name: str) -> AppTest:
@@ -81,3 +88,47 @@ def test_executive_page_draws_the_kpis(shared):
     assert not app.exception
     assert app.header[0].value == "Executive trends"
     assert len(app.get("plotly_chart")) == 1
+
+
+@pytest.fixture
+def books(store):
+    """The test store holding the ledger of euros, dollars, yen and no currency, two hours
+    ago (from the start of an hour, so that its transactions begin on one day)."""
+    start = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    yield from sharing(store, ledger(start))
+
+
+def test_exceptions_page_writes_each_currency_of_a_group(books):
+    app = run("03_exceptions.py")
+
+    assert not app.exception
+    findings, groups = app.dataframe[0].value, app.dataframe[1].value
+    amounts = dict(zip(findings["business_key"], findings["amount"], strict=True))
+    assert (amounts["INV-J1"], amounts["INV-N1"]) == ("120,000 JPY", "80.50 (currency unknown)")
+    mapping = groups.set_index(["flow", "exception_category"]).loc[(INVOICES, "mapping")]
+    assert mapping["amount"] == MAPPING_TEXT
+    assert "amount_by_currency" not in groups
+
+
+def test_executive_page_draws_revenue_at_risk_one_chart_per_currency(books):
+    app = run("04_executive.py")
+    app.selectbox(key="executive_kpi").set_value("revenue_at_risk_by_currency").run()
+
+    assert not app.exception
+    titles = [
+        json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in app.get("plotly_chart")
+    ]
+    assert titles == [
+        "Revenue at risk (EUR)",
+        "Revenue at risk (JPY)",
+        "Revenue at risk (USD)",
+        "Revenue at risk (currency unknown)",
+    ]
+    weeks = app.dataframe[0].value
+    at_risk = weeks[(weeks["kpi"] == "Revenue at risk") & (weeks["flow"] == INVOICES)]
+    assert at_risk[["currency", "this week"]].values.tolist() == [
+        ["EUR", 1250.5],
+        ["JPY", 125000.0],
+        ["USD", 99.99],
+        ["unknown", 100.0],
+    ]

@@ -145,7 +145,7 @@ def test_kpis_per_flow_and_day(traffic):
     assert row["invoice_reconciliation_accuracy"] == pytest.approx(4 / 8)
     assert row["order_acceptance_accuracy"] is None
     # At risk: DROP, FAIL and STUCK unposted, plus one extra posting of DUP.
-    assert row["revenue_at_risk"] == pytest.approx(4 * 1250.5)
+    assert row["revenue_at_risk_by_currency"] == [{"currency": "EUR", "amount": 4 * 1250.5}]
     assert row["sync_latency_p50_ms"] == pytest.approx(2360.0)
 
 

@@ -7,7 +7,6 @@ its values, on the embedded store and on a ClickHouse server alike.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,9 +16,8 @@ from detectors.alert_actions import list_alerts
 from detectors.lifecycle import ALERTS_TABLE, AlertBook, Signal, _alert_table
 from detectors.severity import load_severity
 from storage import Store, schema
-from storage.embedded import EmbeddedStore
 from storage.schema import _alert_money_by_currency, applied_versions, migrate
-from storage.server import ServerStore
+from tests.older_schema import older_store
 from tests.storage.test_server_store import server_port  # noqa: F401 - a fixture, found by name
 
 PREVIOUS_VERSION = 23
@@ -33,21 +31,13 @@ OPENED_AT = datetime(2025, 3, 3, 9, 5, tzinfo=UTC)
 @pytest.fixture(params=["embedded", "server"])
 def previous_store(request, chdb_data_dir, monkeypatch) -> Iterator[Store]:
     """A new database migrated only as far as the version before the currencies."""
-    database = f"previous_{uuid.uuid4().hex[:12]}"
-    if request.param == "embedded":
-        store: Store = EmbeddedStore(chdb_data_dir, database=database)
-    else:
-        port = request.getfixturevalue("server_port")
-        store = ServerStore(f"http://default:@127.0.0.1:{port}/{database}", database)
-    try:
-        with monkeypatch.context() as previous:
-            known = [m for m in schema.MIGRATIONS if m.version <= PREVIOUS_VERSION]
-            previous.setattr(schema, "MIGRATIONS", known)
-            assert migrate(store) == PREVIOUS_VERSION
+
+    def applied(migration):
+        return migration.version <= PREVIOUS_VERSION
+
+    with older_store(request, chdb_data_dir, monkeypatch, applied) as store:
+        assert max(applied_versions(store)) == PREVIOUS_VERSION
         yield store
-    finally:
-        store.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
-        store.close()
 
 
 def _store_as_the_previous_version_did(store: Store) -> None:
