@@ -25,7 +25,7 @@ from detectors.corpus import (
     read_series_with_text,
 )
 from detectors.corpus import resolve_series_dir as _resolve_series_dir
-from detectors.evaluate import evaluate
+from detectors.evaluate import SetResult, evaluate
 from detectors.nab import PROFILES
 from detectors.product import FINEST_INTERVAL, sampling_interval, score_series, warm_up
 
@@ -158,6 +158,9 @@ def evaluate_command(
         None, "--profile", help=f"Only this profile: {', '.join(PROFILES)}."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    per_file: bool = typer.Option(
+        False, "--files", help="Also show each file's windows, misses and false alarms."
+    ),
 ) -> None:
     """Score the detectors on the labelled public series with the NAB-style scorer.
 
@@ -180,7 +183,7 @@ def evaluate_command(
     profiles = [profile] if profile else list(PROFILES)
     with _standard_output():
         if as_json:
-            rows = [r.as_dict() for r in results]
+            rows = [r.as_dict(with_files=per_file) for r in results]
             for row in rows:
                 row["scores"] = {p: row["scores"][p] for p in profiles}
             typer.echo(json.dumps(rows, indent=2))
@@ -191,6 +194,21 @@ def evaluate_command(
             line = f"{r.name:<18}{r.files:>6}{r.windows:>8}{r.caught:>7}{r.missed:>7}"
             line += f"{r.false_alarms:>7}" + "".join(_score_cell(r.scores[p]) for p in profiles)
             typer.echo(line)
+        if per_file:
+            for r in results:
+                _echo_files(r)
+
+
+def _echo_files(result: SetResult) -> None:
+    """One line per file of a set: its kind, window counts and raw standard score (NAB's
+    per-file sum before normalising; below 0, the file cost the set more than it earned)."""
+    width = max([len("file"), *(len(f.name) for f in result.per_file)]) + 2
+    typer.echo(f"\n{result.name}, per file (raw standard score):")
+    header = f"{'file':<{width}}{'kind':<12}{'windows':>8}{'caught':>7}{'missed':>7}{'false':>7}"
+    typer.echo(header + f"{'raw':>8}")
+    for f in result.per_file:
+        line = f"{f.name:<{width}}{f.kind:<12}{f.windows:>8}{f.caught:>7}{f.missed:>7}"
+        typer.echo(line + f"{f.false_alarms:>7}{f.raw_standard:>8.2f}")
 
 
 def _sets_in(folder: Path) -> list[str]:

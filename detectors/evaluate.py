@@ -32,6 +32,33 @@ def register_labelled_source(name: str, loader: LabelledSource) -> None:
     _EXTRA_SOURCES[name] = loader
 
 
+@dataclass(frozen=True)
+class FileResult:
+    """One file's window-level counts and its raw standard-profile score (NAB's per-file
+    score: the sum of its windows' rewards less its misses and false alarms, before a set is
+    normalised)."""
+
+    name: str
+    kind: str
+    windows: int
+    caught: int
+    missed: int
+    false_alarms: int
+    raw_standard: float
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain form for JSON output."""
+        return {
+            "file": self.name,
+            "kind": self.kind,
+            "windows": self.windows,
+            "caught": self.caught,
+            "missed": self.missed,
+            "false_alarms": self.false_alarms,
+            "raw_standard": round(self.raw_standard, 3),
+        }
+
+
 @dataclass
 class SetResult:
     """Scores of one labelled set under every profile, with window-level counts.
@@ -45,10 +72,11 @@ class SetResult:
     missed: int = 0
     false_alarms: int = 0
     scores: dict[str, float | None] = field(default_factory=dict)
+    per_file: list[FileResult] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, object]:
-        """Plain form for JSON output."""
-        return {
+    def as_dict(self, with_files: bool = False) -> dict[str, object]:
+        """Plain form for JSON output; ``with_files`` adds each file's counts."""
+        plain: dict[str, object] = {
             "set": self.name,
             "files": self.files,
             "windows": self.windows,
@@ -60,6 +88,9 @@ class SetResult:
                 for name, value in self.scores.items()
             },
         }
+        if with_files:
+            plain["per_file"] = [one.as_dict() for one in self.per_file]
+        return plain
 
 
 def alarm_rows(series: LabelledSeries) -> np.ndarray:
@@ -91,6 +122,17 @@ def evaluate_series(name: str, series: Iterable[LabelledSeries]) -> SetResult:
         result.caught += standard.caught
         result.missed += standard.missed
         result.false_alarms += standard.false_alarms
+        result.per_file.append(
+            FileResult(
+                one.name,
+                one.kind,
+                standard.windows,
+                standard.caught,
+                standard.missed,
+                standard.false_alarms,
+                standard.raw,
+            )
+        )
     # the normalised score divides by the windows: without one there is nothing to measure
     result.scores = {
         name: normalised_score(scores, PROFILES[name]) if result.windows else None

@@ -34,6 +34,9 @@ def evaluate_command(
     old_series_dir: str | None = typer.Option(None, "--data-dir", hidden=True),
     profile: str | None = typer.Option(None, "--profile", help="Only this NAB profile."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    per_file: bool = typer.Option(
+        False, "--files", help="Also show each labelled file's windows, misses and false alarms."
+    ),
     simulator: bool = typer.Option(
         False, "--simulator", help="Judge the detector runner on the simulator's incidents."
     ),
@@ -57,11 +60,14 @@ def evaluate_command(
                 "--severity ranks the simulator's flows; use it with --simulator "
                 "(the labelled series have no flows to rank)."
             )
-        evaluate_labelled_series(series_dir=series_dir, profile=profile, as_json=as_json)
+        evaluate_labelled_series(
+            series_dir=series_dir, profile=profile, as_json=as_json, per_file=per_file
+        )
         return
     # they choose what the labelled series are scored on; the simulator has neither
-    for option, value in (("--series-dir", series_dir), ("--profile", profile)):
-        if value is not None:
+    labelled_only = (("--series-dir", series_dir), ("--profile", profile), ("--files", per_file))
+    for option, value in labelled_only:
+        if value not in (None, False):
             raise _fail(
                 f"{option} applies to the labelled series; leave it out with "
                 "--simulator, which judges the simulator's incidents."

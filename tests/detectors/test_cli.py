@@ -126,7 +126,9 @@ def test_evaluate_refuses_a_severity_file_without_the_simulator():
     assert "use it with --simulator" in result.output
 
 
-@pytest.mark.parametrize("option", [["--series-dir", "/nonexistent"], ["--profile", "standard"]])
+@pytest.mark.parametrize(
+    "option", [["--series-dir", "/nonexistent"], ["--profile", "standard"], ["--files"]]
+)
 def test_evaluate_refuses_labelled_series_options_with_the_simulator(option):
     # both were ignored: a one-day run started and printed nothing of the folder or profile
     from seamwatch.cli import app as seamwatch_app

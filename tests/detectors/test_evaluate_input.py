@@ -273,3 +273,29 @@ def test_help_names_the_series_folder_option_only():
     assert result.exit_code == 0
     assert "--series-dir" in result.stdout
     assert "--data-dir" not in result.stdout
+
+
+def test_files_shows_each_file_with_its_windows_and_false_alarms(series_dir):
+    # a second file in the nab set, its one window placed where nothing happens
+    (series_dir / "nab" / "folder" / "b.csv").write_text(series_text())
+    quiet_window = ["2024-01-01 20:00:00", "2024-01-01 22:00:00"]
+    write_windows(series_dir / "nab", {"folder/a.csv": [WINDOW], "folder/b.csv": [quiet_window]})
+    result = evaluate(series_dir, "--json", "--files")
+    assert result.exit_code == 0, result.output
+    nab = next(row for row in json.loads(result.stdout) if row["set"] == "nab")
+    by_file = {one["file"]: one for one in nab["per_file"]}
+    assert by_file["folder/a.csv"]["caught"] == 1 and by_file["folder/a.csv"]["false_alarms"] == 0
+    # the step at hour 36 is outside b's window: a miss and a false alarm
+    assert (by_file["folder/b.csv"]["missed"], by_file["folder/b.csv"]["false_alarms"]) == (1, 1)
+    assert by_file["folder/b.csv"]["raw_standard"] < 0 < by_file["folder/a.csv"]["raw_standard"]
+    assert sum(one["windows"] for one in nab["per_file"]) == nab["windows"]
+
+    table = evaluate(series_dir, "--files").stdout
+    assert "nab, per file (raw standard score):" in table
+    b_line = next(line for line in table.splitlines() if line.startswith("folder/b.csv"))
+    assert b_line.split()[1:6] == ["generic", "1", "0", "1", "1"]
+
+
+def test_without_files_the_json_has_no_per_file_rows(series_dir):
+    rows = json.loads(evaluate(series_dir, "--json").stdout)
+    assert all("per_file" not in row for row in rows)
