@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from sample_data.delivery import START_THE_RECEIVER, receiver_problem
 from sample_data.incidents import check_labels_path
 from sample_data.simulator import DEFAULT_ENDPOINT, SimProgress, SimSummary, SimulationConfig, run
 from seamwatch.durations import parse_duration as parse_any_duration
@@ -87,6 +88,7 @@ def simulate_command(
     ERP) and send its OpenTelemetry spans to an OTLP/HTTP endpoint.
     """
     config = _config(endpoint, seed, duration, speed, labels, no_incidents, start)
+    _check_receiver(config.traces_url())
     console = Console(stderr=True)
     summary, stopped_by = _run_with_progress(config, console)
     _print_summary(console, summary, config, stopped=bool(stopped_by))
@@ -138,8 +140,20 @@ def _config(
             incidents=not no_incidents,
         )
     except ValidationError as exc:
-        problems = "; ".join(error["msg"] for error in exc.errors())
+        problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
         raise typer.BadParameter(f"{endpoint!r}: {problems}", param_hint="'--endpoint'") from None
+
+
+def _check_receiver(traces_url: str) -> None:
+    """Stop at once, with one line, when nothing accepts connections at the receiver's
+    address: every batch would otherwise wait out the exporter's retries."""
+    problem = receiver_problem(traces_url)
+    if problem is not None:
+        typer.echo(
+            f"Error: Nothing accepts connections at {traces_url} ({problem}). {START_THE_RECEIVER}",
+            err=True,
+        )
+        raise typer.Exit(code=1)
 
 
 def _run_with_progress(config: SimulationConfig, console: Console) -> tuple[SimSummary, int]:

@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sample_data import incidents as inc
+from sample_data.delivery import PatientExporter
 from sample_data.flows import NS_PER_HOUR, NS_PER_MINUTE, IncidentBook, Scheduler, Stack
 from sample_data.seasonality import PROFILES, poisson
 from sample_data.telemetry import SERVICES, ReleasingBatchProcessor, ServiceTracers
@@ -81,6 +82,10 @@ class SimulationConfig(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s) URL such as http://127.0.0.1:4318")
+        try:
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            raise ValueError("its port must be a number from 1 to 65535") from None
         return value
 
     @field_validator("speed")
@@ -305,7 +310,8 @@ def run(
     """Simulate until ``config.duration`` is covered or ``stop_event`` is set.
 
     Spans go to ``config.endpoint`` over OTLP/HTTP protobuf, or to ``exporter`` when given
-    (tests pass an in-memory one). ``progress`` is called about twice a second and once at
+    (tests pass an in-memory one); while the receiver does not accept connections, the run
+    waits for it (``PatientExporter``). ``progress`` is called about twice a second and once at
     the end. On return every span generated has been handed to the exporter and flushed.
     """
     stop_event = stop_event or threading.Event()
@@ -313,8 +319,10 @@ def run(
     start_ns = inc.to_ns(start)
     end_ns = start_ns + _ns(config.duration) if config.duration is not None else None
     destination = config.traces_url() if exporter is None else type(exporter).__name__
-    exporter = exporter or OTLPSpanExporter(
-        endpoint=config.traces_url(), timeout=EXPORT_TIMEOUT_SECONDS
+    exporter = exporter or PatientExporter(
+        lambda: OTLPSpanExporter(endpoint=config.traces_url(), timeout=EXPORT_TIMEOUT_SECONDS),
+        config.traces_url(),
+        stop_event,
     )
     processor = ReleasingBatchProcessor(exporter)
     simulation = Simulation(config, ServiceTracers(config.seed, processor), start_ns, end_ns)

@@ -108,7 +108,8 @@ class ReleasingBatchProcessor(SpanProcessor):
     its first span has waited ``max_delay_seconds`` (a live demo at night fills a batch in an
     hour, and the dashboard would show nothing new meanwhile). Putting into a full queue waits,
     so a slow receiver slows the simulation down rather than losing spans. Spans whose export
-    fails after the exporter's own retries are counted and logged.
+    fails after the exporter's own retries are counted; the first failed batch in a row is
+    logged.
     """
 
     def __init__(
@@ -128,6 +129,7 @@ class ReleasingBatchProcessor(SpanProcessor):
         self._queue: queue.Queue[list[ReadableSpan] | None] = queue.Queue(max_queued_batches)
         self._lock = threading.Lock()
         self._shut_down = False
+        self._failing = False  # the last batch failed
         self.stats = ExportStats()
         self._worker = threading.Thread(
             target=self._export_loop, name="simulator-span-export", daemon=True
@@ -211,10 +213,13 @@ class ReleasingBatchProcessor(SpanProcessor):
             self.stats.batches += 1
             if result is SpanExportResult.SUCCESS:
                 self.stats.exported += len(batch)
+                self._failing = False
                 return
             self.stats.failed += len(batch)
             failed = self.stats.failed
-        logger.warning("Failed to export %d spans (%d failed so far)", len(batch), failed)
+            first_in_a_row, self._failing = not self._failing, True
+        if first_in_a_row:  # the batches failing after it are counted in the run's summary
+            logger.warning("Failed to export %d spans (%d failed so far)", len(batch), failed)
 
 
 class ServiceTracers:

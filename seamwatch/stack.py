@@ -79,9 +79,10 @@ def check_before_start(
     settings: Settings, *, receivers: bool, dashboard: bool, notify_file: bool
 ) -> None:
     """Fail before anything starts (no store opened, no schema migrated, no library's own
-    bind error printed): on every settings mistake at once (listeners set to one port, a
-    broken severity file, a broken notification file when ``notify_file``), then on a port
-    this command needs that another process has taken."""
+    bind error printed), naming every problem at once: the settings mistakes (listeners set
+    to one port, a broken severity file, a broken notification file when ``notify_file``),
+    then the ports this command needs that other processes have taken. With a settings
+    mistake among them it is StartProblems (exit 2), with taken ports alone PortInUse."""
     from detectors.severity import SeverityFileError
     from notify.routing import NotifyFileError, load_routes
 
@@ -97,10 +98,12 @@ def check_before_start(
             check()
         except (PortClash, SeverityFileError, NotifyFileError) as exc:
             problems.append(str(exc))
+    # one round for the user: fixing the ports first only to meet the files' errors next
+    taken = _taken_ports(_listeners(settings, receivers=receivers, dashboard=dashboard))
     if problems:
-        # one round for the user: fixing the ports first only to meet the files' errors next
-        raise StartProblems("\n".join(problems))
-    _refuse_taken_ports(_listeners(settings, receivers=receivers, dashboard=dashboard))
+        raise StartProblems("\n".join(problems + taken))
+    if taken:
+        raise PortInUse("\n".join(taken))
 
 
 def _refuse_clashes(settings: Settings, *, receivers: bool, dashboard: bool) -> None:
@@ -118,10 +121,15 @@ def ensure_ports_free(settings: Settings, *, receivers: bool, dashboard: bool) -
 
 
 def _refuse_taken_ports(listeners: list[_Listener]) -> None:
-    # every taken port at once: one at a time took a user three tries
-    problems = [problem for problem in map(_port_problem, listeners) if problem]
+    problems = _taken_ports(listeners)
     if problems:
         raise PortInUse("\n".join(problems))
+
+
+def _taken_ports(listeners: list[_Listener]) -> list[str]:
+    """One line for each listener whose port is taken: all of them, as one at a time took
+    a user three tries."""
+    return [problem for problem in map(_port_problem, listeners) if problem]
 
 
 def _listeners(settings: Settings, *, receivers: bool, dashboard: bool) -> list[_Listener]:

@@ -25,12 +25,21 @@ __all__ = [
 ]
 
 
-def open_store(settings: Settings, *, database: str | None = None) -> Store:
-    """Open the store the settings name and migrate its schema forward."""
+def open_store(
+    settings: Settings, *, database: str | None = None, probe_seconds: int | None = None
+) -> Store:
+    """Open the store the settings name and migrate its schema forward.
+
+    ``probe_seconds`` first asks a ClickHouse server whether it answers at all, with that
+    short timeout (see ``ServerStore``); the embedded store ignores it."""
     if settings.uses_server:
         from storage.server import ServerStore
 
-        store: Store = ServerStore(settings.clickhouse_url, database or settings.server_database())
+        store: Store = ServerStore(
+            settings.clickhouse_url,
+            database or settings.server_database(),
+            probe_seconds=probe_seconds,
+        )
     else:
         from storage.embedded import EmbeddedStore
 

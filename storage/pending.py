@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 # minute, which costs nothing and keeps the wait after it comes back short.
 FIRST_RETRY_SECONDS = 1.0
 LONGEST_RETRY_SECONDS = 30.0
+# While waiting, each attempt first asks the server whether it answers, with this connect and
+# read timeout: a port that accepts connections but never answers is named within seconds,
+# not after the driver's read timeout of 300 s. The store's queries keep the driver's timeouts.
+PROBE_SECONDS = 5
 _POLL_SECONDS = 0.2  # how soon a waiting role notices a stop
 
 
@@ -41,7 +45,7 @@ def open_store_or_pending(settings: Settings) -> tuple[Store, StoreUnavailable |
     Any other error (the embedded store held, a server that refuses the credentials) is raised:
     a setting or a machine to fix before starting."""
     try:
-        return open_store(settings), None
+        return open_store(settings, probe_seconds=PROBE_SECONDS), None
     except StoreUnavailable as exc:
         if not settings.uses_server:
             raise
@@ -181,7 +185,7 @@ class PendingServerStore:
 
     def _open(self) -> Store:
         try:
-            store = open_store(self._settings)
+            store = open_store(self._settings, probe_seconds=PROBE_SECONDS)
         except StoreUnavailable as exc:
             outage = server_outage(exc.__cause__, self.address) or exc
             self.last_outage = outage

@@ -61,6 +61,9 @@ def _root_cause(exc: BaseException) -> str:
     """
     from urllib3.exceptions import ProtocolError, TimeoutError
 
+    silent = _silent_seconds(exc)
+    if silent is not None:
+        return f"it accepted the connection but did not answer within {silent:g} s"
     chain = _chain(exc)
     for error in chain:
         match = re.search(r"\[Errno -?\d+\][^\"')]*", str(error))
@@ -85,7 +88,13 @@ class ServerStore:
 
     backend = "server"
 
-    def __init__(self, url: str, database: str) -> None:
+    def __init__(self, url: str, database: str, *, probe_seconds: int | None = None) -> None:
+        """Connect, creating ``database`` if need be.
+
+        With ``probe_seconds``, the server is first asked whether it answers at all, with
+        that connect and read timeout: a port that accepts connections but never answers
+        then fails within seconds rather than after the driver's read timeout (300 s). The
+        store's own queries keep the driver's timeouts."""
         import clickhouse_connect
         from clickhouse_connect.driver import exceptions as ch_errors
 
@@ -95,6 +104,8 @@ class ServerStore:
         options = {"autogenerate_session_id": False, "tz_mode": "schema"}
         try:
             with _store_call():
+                if probe_seconds is not None:
+                    _probe(url, probe_seconds, options)
                 admin = clickhouse_connect.get_client(dsn=url, database="default", **options)
                 admin.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
                 admin.close()
@@ -167,6 +178,32 @@ class ServerStore:
             raise QueryError(str(exc)) from exc
 
 
+def _probe(url: str, seconds: int, options: dict[str, Any]) -> None:
+    """Ask the server at ``url`` for its version (as every new client does), giving up after
+    ``seconds`` to connect or to answer."""
+    import clickhouse_connect
+
+    clickhouse_connect.get_client(
+        dsn=url,
+        database="default",
+        connect_timeout=seconds,
+        send_receive_timeout=seconds,
+        **options,
+    ).close()
+
+
+def _silent_seconds(exc: BaseException) -> float | None:
+    """The read timeout that ran out when a server accepted the connection but did not
+    answer; None for any other error."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    for error in _chain(exc):
+        if isinstance(error, ReadTimeoutError):
+            found = re.search(r"read timeout=([\d.]+)", str(error))
+            return float(found.group(1)) if found else None
+    return None
+
+
 def server_outage(exc: BaseException | None, address: str) -> StoreUnavailable | None:
     """A driver error that means the server at ``address`` cannot be reached now, as one short
     sentence; None for any other error (the server answered)."""
@@ -180,6 +217,12 @@ def server_outage(exc: BaseException | None, address: str) -> StoreUnavailable |
         return StoreUnavailable(
             f"the ClickHouse server at {address} answers HTTP {status} (busy, "
             "starting or behind a proxy that cannot reach it)"
+        )
+    silent = _silent_seconds(exc)
+    if silent is not None:
+        return StoreUnavailable(
+            f"the ClickHouse server at {address} accepted the connection but did not answer "
+            f"within {silent:g} s"
         )
     if isinstance(exc, OperationalError):
         cause = re.sub(r"^\[Errno -?\d+\]\s*", "", _root_cause(exc))

@@ -475,3 +475,23 @@ def test_up_names_a_port_clash_and_both_broken_files_in_one_error(tmp_path: Path
         f"{notify}, line 2, field destinations.0: give exactly one" in line for line in lines
     )
     assert not (tmp_path / "data").exists()
+
+
+def test_up_names_a_broken_file_and_a_taken_port_in_one_error(monkeypatch, tmp_path: Path):
+    # the taken port was named only once the file was fixed: two rounds for one start
+    severity = tmp_path / "severity.yaml"
+    severity.write_text("tiers:\n  critical: {weight: high}\n")
+    monkeypatch.setenv("SEAMWATCH_SEVERITY_FILE", str(severity))
+    with _taken_port() as port:
+        result = runner.invoke(
+            app,
+            ["up", "--data-dir", str(tmp_path / "d"), "--otlp-http-port", str(port)],
+        )
+    assert result.exit_code == 2  # the file is a setting to correct; the port says the rest
+    assert f"{severity}, line 2, field tiers.critical.weight" in result.output
+    assert (
+        f"The OTLP/HTTP receiver cannot listen on 127.0.0.1:{port}: another process is using "
+        "the port." in result.output
+    )
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "d").exists()

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 import pytest
 
 from tests.cli.test_server_down import command, free_port, server_url
+from tests.loopback_tcp import tcp_server
 from tests.storage.clickhouse_http import serve
 
 pytestmark = pytest.mark.slow
@@ -91,32 +92,18 @@ def http_service(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
 @contextmanager
 def tcp_service(greeting: bytes) -> Iterator[int]:
     """A TCP service that reads what it is sent and answers ``greeting``, which is no HTTP."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stopped = threading.Event()
 
-    def answer() -> None:
-        while not stopped.is_set():
+    def answer(connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(5)
             try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                connection.settimeout(5)
-                try:
-                    connection.recv(65536)
-                    connection.sendall(greeting)
-                except OSError:
-                    pass
+                connection.recv(65536)
+                connection.sendall(greeting)
+            except OSError:
+                pass
 
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stopped.set()
-        thread.join(5)
-        listener.close()
+    with tcp_server(answer) as port:
+        yield port
 
 
 SERVICES = {

@@ -25,7 +25,9 @@ import pytest
 from detectors.runner import DetectorRunner
 from seamwatch.settings import Settings
 from storage import open_store
+from storage.pending import PROBE_SECONDS
 from storage.schema import TRACES_TABLE
+from tests.loopback_tcp import silent_server
 from tests.rows import invoice_postings, make_span_rows, otlp_json_request
 from tests.storage.clickhouse_http import serve
 
@@ -82,20 +84,26 @@ class Command:
         for line in stream:
             lines.append(line.rstrip("\n"))
 
-    def wait_for(self, lines: list[str], found: Callable[[str], bool], what: str) -> str:
-        """The first line that ``found`` accepts, waiting for it."""
-        deadline = time.monotonic() + TAKEN_TIMEOUT_SECONDS
+    def wait_for(
+        self,
+        lines: list[str],
+        found: Callable[[str], bool],
+        what: str,
+        seconds: float = TAKEN_TIMEOUT_SECONDS,
+    ) -> str:
+        """The first line that ``found`` accepts, waiting up to ``seconds`` for it."""
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             for line in list(lines):
                 if found(line):
                     return line
             assert self.process.poll() is None, f"ended before {what}:\n{self.output()}"
             time.sleep(0.1)
-        raise AssertionError(f"no {what} within {TAKEN_TIMEOUT_SECONDS} s:\n{self.output()}")
+        raise AssertionError(f"no {what} within {seconds:g} s:\n{self.output()}")
 
-    def log(self, text: str) -> str:
-        """The first log line that holds ``text``, waiting for it."""
-        return self.wait_for(self.stderr, lambda line: text in line, repr(text))
+    def log(self, text: str, seconds: float = TAKEN_TIMEOUT_SECONDS) -> str:
+        """The first log line that holds ``text``, waiting up to ``seconds`` for it."""
+        return self.wait_for(self.stderr, lambda line: text in line, repr(text), seconds)
 
     def stop(self, number: int = signal.SIGINT) -> float:
         """Send ``number`` and wait for the end; the seconds it took."""
@@ -301,6 +309,33 @@ def test_a_stop_while_waiting_for_the_server_ends_the_command_at_once(tmp_path, 
         assert waiting_command.stdout == [
             "Detectors stopped before the ClickHouse server answered."
         ]
+
+
+@pytest.mark.parametrize("name", ["detectors", "dashboard", "up"])
+def test_a_port_that_accepts_but_never_answers_is_waited_for_with_a_line_within_seconds(
+    tmp_path, name
+):
+    # the waiting line came only after the driver's read timeout of 300 s
+    args, waiting, exit_code = WAITING_COMMANDS[name]
+    if name != "detectors":
+        args = [*args, "--dashboard-port", str(free_port())]
+    with (
+        silent_server() as port,
+        command(
+            *args, "--clickhouse-url", server_url(port), "--data-dir", str(tmp_path / "data")
+        ) as waiting_command,
+    ):
+        waiting_command.log(
+            f"The ClickHouse server at 127.0.0.1:{port} accepted the connection but did "
+            f"not answer within {PROBE_SECONDS} s. {waiting}; trying again after 1 s",
+            seconds=PROBE_SECONDS + 15,  # the command's own start, then the probe
+        )
+        seconds = waiting_command.stop()
+
+    assert waiting_command.process.returncode == exit_code, waiting_command.output()
+    # the receivers of `up` give a try of the server under way a few seconds to end
+    assert seconds < STOP_SECONDS + (PROBE_SECONDS if name == "up" else 0)
+    assert "Traceback" not in waiting_command.output()
 
 
 @pytest.mark.parametrize("name", ["detectors", "dashboard", "up"])

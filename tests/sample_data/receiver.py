@@ -15,17 +15,18 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 class RecordingReceiver:
     """Accepts OTLP protobuf trace exports; can answer 503 to the first requests.
 
-    Use as a context manager: it binds an ephemeral port on 127.0.0.1 and stops on exit.
+    Use as a context manager: it binds ``port`` on 127.0.0.1 (an ephemeral one by default)
+    and stops on exit.
     """
 
-    def __init__(self, reject_first: int = 0, keep_requests: bool = True) -> None:
+    def __init__(self, reject_first: int = 0, keep_requests: bool = True, port: int = 0) -> None:
         self.requests: list[ExportTraceServiceRequest] = []
         self.span_count = 0
         self.rejected = 0
         self._reject_first = reject_first
         self._keep = keep_requests
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -11,7 +11,8 @@ import pytest
 import storage.pending
 from seamwatch.settings import Settings
 from storage.errors import StoreError, StoreUnavailable
-from storage.pending import PendingServerStore
+from storage.pending import PROBE_SECONDS, PendingServerStore, open_store_or_pending
+from tests.loopback_tcp import silent_server
 
 URL = "http://default:@127.0.0.1:1/swtest"
 DOWN = "the ClickHouse server at 127.0.0.1:1 does not answer: connection refused"
@@ -22,7 +23,7 @@ def attempts(monkeypatch) -> list[float]:
     """When the store was tried, each try finding the server down; waits shortened."""
     tried: list[float] = []
 
-    def server_down(settings: Settings) -> None:
+    def server_down(settings: Settings, **options: object) -> None:
         tried.append(time.monotonic())
         raise StoreUnavailable(DOWN)
 
@@ -69,7 +70,7 @@ def test_a_server_that_answers_but_refuses_ends_the_wait_with_its_refusal(monkey
     refusal = StoreError("The ClickHouse server refused the connection: bad password")
     tried = []
 
-    def refuse(settings: Settings) -> None:
+    def refuse(settings: Settings, **options: object) -> None:
         tried.append(settings)
         raise refusal
 
@@ -85,4 +86,29 @@ def test_a_server_that_answers_but_refuses_ends_the_wait_with_its_refusal(monkey
     # the collector's writer, which keeps its spool, still sees an outage
     with pytest.raises(StoreUnavailable, match="answers but cannot be opened"):
         store.query_rows("SELECT 1")
+    store.close()
+
+
+def test_a_port_that_accepts_but_never_answers_is_named_within_seconds():
+    # the first try waited for the driver's read timeout (300 s): a command started against
+    # such a port said nothing for five minutes
+    opened: list[tuple[object, StoreUnavailable | None]] = []
+    with silent_server() as port:
+        url = f"http://default:@127.0.0.1:{port}/swtest"
+        started = time.monotonic()
+        attempt = threading.Thread(
+            target=lambda: opened.append(open_store_or_pending(Settings(clickhouse_url=url))),
+            daemon=True,
+        )
+        attempt.start()
+        attempt.join(PROBE_SECONDS + 10)
+        seconds = time.monotonic() - started
+    assert opened, f"no answer within {seconds:.0f} s"
+    store, outage = opened[0]
+    assert isinstance(store, PendingServerStore) and not store.is_open
+    assert str(outage) == (
+        f"the ClickHouse server at 127.0.0.1:{port} accepted the connection but did not "
+        f"answer within {PROBE_SECONDS} s"
+    )
+    assert seconds < PROBE_SECONDS + 3
     store.close()
