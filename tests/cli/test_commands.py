@@ -248,27 +248,32 @@ def test_every_taken_port_is_named_at_once(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    "arguments, first, second, port",
+    "command, first, second",
     [
-        # it printed "Seamwatch is running.", then Streamlit's "Port 8501 is not available"
+        # with both on 8501 it printed "Seamwatch is running.", then Streamlit's
+        # "Port 8501 is not available"
         (
-            ["up", "--otlp-http-port", "8501"],
+            ["up", "--otlp-http-port", "{port}", "--dashboard-port", "{port}"],
             "OTLP/HTTP receiver (--otlp-http-port or SEAMWATCH_OTLP_HTTP_PORT)",
             "dashboard (--dashboard-port or SEAMWATCH_DASHBOARD_PORT)",
-            8501,
         ),
         # uvicorn's "ERROR: [Errno 98]" came first, then an error blaming another process
         (
-            ["collector", "--otlp-http-port", "4317", "--otlp-grpc-port", "4317"],
+            ["collector", "--otlp-http-port", "{port}", "--otlp-grpc-port", "{port}"],
             "OTLP/HTTP receiver (--otlp-http-port or SEAMWATCH_OTLP_HTTP_PORT)",
             "OTLP/gRPC receiver (--otlp-grpc-port or SEAMWATCH_OTLP_GRPC_PORT)",
-            4317,
         ),
     ],
 )
 def test_two_listeners_on_one_port_are_a_settings_error_before_anything_starts(
-    tmp_path: Path, arguments: list[str], first: str, second: str, port: int
+    tmp_path: Path, command: list[str], first: str, second: str
 ):
+    # free ports throughout, so a process holding a default port on this machine (a demo
+    # running) adds no "port taken" line of its own
+    port, grpc_port = free_loopback_port(), free_loopback_port()
+    arguments = [part.format(port=port) for part in command]
+    if "--otlp-grpc-port" not in arguments:
+        arguments += ["--otlp-grpc-port", str(grpc_port)]
     result = subprocess.run(
         [sys.executable, "-m", "seamwatch", *arguments, "--data-dir", str(tmp_path / "data")],
         capture_output=True,
@@ -282,6 +287,13 @@ def test_two_listeners_on_one_port_are_a_settings_error_before_anything_starts(
         "choose another port for one of them."
     ]
     assert not (tmp_path / "data").exists()
+
+
+def free_loopback_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_every_address_on_a_port_overlaps_a_loopback_one_there():
