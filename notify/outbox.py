@@ -637,7 +637,7 @@ class Notifier:
     ) -> tuple[list[tuple[Notification, set[str] | None]], list[Alert]]:
         """The notifications of the alert events since ``RESUME_LOOKBACK`` (and of
         ``events``), each with the destinations where the delivery log has no final outcome
-        for it; and their alerts, ``changed`` among them."""
+        for it; and their alerts with ``changed``."""
         severity = self._severity()
         since = self._clock() - RESUME_LOOKBACK
         try:
@@ -664,7 +664,8 @@ class Notifier:
             if alert is not None and left:
                 notification = build_notification(alert, event, severity, self.dashboard_url)
                 pending.append((notification, left))
-        return pending, list(alerts.values())
+        involved = {notification.alert_id for notification, _ in pending}
+        return pending, [*changed, *(alerts[alert_id] for alert_id in involved)]
 
     def _resume_pending(self, pending: list[tuple[Notification, set[str] | None]]) -> None:
         """Hand the unfinished notifications to their destinations by the usual rules, and
