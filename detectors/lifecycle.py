@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 
 from detectors.alert_text import CATEGORY_PREFIX
@@ -164,14 +165,7 @@ class AlertBook:
         )
         self.open_alerts = {}
         for row in rows.to_dict("records"):
-            row["categories"] = list(row["categories"])
-            row["kinds"] = list(row["kinds"])
-            row["money_by_currency"] = currency_map(row["money_by_currency"])
-            row["resolved_at"] = None
-            for name in ("opened_at", "updated_at"):
-                row[name] = row[name].to_pydatetime()
-            alert = Alert(**row)
-            alert._last_peak_event = alert.peak_score
+            alert = _alert_from_row(row)
             self.open_alerts[(alert.flow, alert.target)] = alert
         return self.open_alerts
 
@@ -313,6 +307,51 @@ def opening_events(store: Store, alert_ids: list[str]) -> dict[str, dict[str, ob
         row["at"] = row["at"].to_pydatetime()
         found[str(row["alert_id"])] = row
     return found
+
+
+def notified_events_since(store: Store, since: datetime) -> list[dict[str, object]]:
+    """The openings, escalations and resolutions raised at or after ``since``, as ``flush``
+    wrote them (each once, though a minute evaluated twice writes its events twice)."""
+    frame = store.query_df(
+        f"SELECT alert_id, at, event, kind, score, detail FROM {store.table(EVENTS_TABLE)} FINAL "
+        "WHERE toUnixTimestamp64Milli(at) >= {since:Int64} "
+        "AND event IN ('opened', 'escalated', 'resolved') ORDER BY at, alert_id",
+        {"since": round(since.timestamp() * 1000)},
+    )
+    events = frame.to_dict("records")
+    for row in events:
+        row["at"] = row["at"].to_pydatetime()
+    return events
+
+
+def load_alerts(store: Store, alert_ids: list[str]) -> dict[str, Alert]:
+    """The newest stored version of each of ``alert_ids``, open or resolved, by alert id."""
+    if not alert_ids:
+        return {}
+    frame = store.query_df(
+        f"SELECT * EXCEPT version FROM {store.table(ALERTS_TABLE)} FINAL "
+        "WHERE has(splitByChar(',', {ids:String}), alert_id)",
+        # one string, not an array, as in opening_events
+        {"ids": ",".join(alert_ids)},
+    )
+    alerts = [_alert_from_row(row) for row in frame.to_dict("records")]
+    return {alert.alert_id: alert for alert in alerts}
+
+
+def _alert_from_row(row: dict[str, Any]) -> Alert:
+    """An :class:`Alert` from one row of ``alerts`` as ``query_df`` reads it."""
+    row["categories"] = list(row["categories"])
+    row["kinds"] = list(row["kinds"])
+    row["money_by_currency"] = currency_map(row["money_by_currency"])
+    for name in ("opened_at", "updated_at"):
+        row[name] = row[name].to_pydatetime()
+    resolved_at = row["resolved_at"]
+    row["resolved_at"] = (
+        None if resolved_at is None or pd.isna(resolved_at) else (resolved_at.to_pydatetime())
+    )
+    alert = Alert(**row)
+    alert._last_peak_event = alert.peak_score
+    return alert
 
 
 def _note_category(alert: Alert, signal: Signal) -> bool:

@@ -526,6 +526,9 @@ class DetectorRunner:
         for (flow, target), alert in self.book.load_open().items():
             self._series(flow, target, alert.business_object).mark_open(alert.kinds, alert.signal)
         self._restore_ledgers()
+        # nothing to write yet: the book's listeners hear that the runner starts, so the
+        # notifier delivers what was left undelivered before it, ahead of the catch-up
+        self.book.flush()
         self._started = True
         logger.info(
             "Detector runner %r starts at %s with %d series and %d open alerts",

@@ -67,6 +67,9 @@ class Notification:
     acknowledged_by: str = ""
     acknowledged_at: datetime | None = None
     ack_note: str = ""
+    # the alert event this message tells of when it goes as another (an escalation sent as
+    # a destination's opening); empty: ``event`` itself
+    source_event: str = ""
 
     @property
     def headline(self) -> str:

@@ -3,13 +3,25 @@
 The detector runner hands every flush of alert events to :meth:`Notifier.on_flush`, which
 decides where each one goes and only queues it: each destination has a bounded queue and a
 worker thread of its own, so a chat outage delays that destination's messages and nothing
-else. A full queue drops the new notification, counts it and records it as ``dropped``.
+else. Each queued notification is recorded as ``queued`` in the delivery log, then as what
+became of it. A full queue drops the new notification, counts it and records it as
+``dropped``.
 
 A worker posts each notification with retries (tenacity): exponential backoff with jitter,
 the server's Retry-After when it gives one, at most ``attempts`` tries within
 ``deadline_seconds``; 4xx answers other than 408, 425 and 429 are not retried. Stopping
 interrupts a backoff sleep; what is still queued then gets one attempt each while the stop's
-timeout lasts and is recorded as ``dropped`` after it.
+timeout lasts and is left ``queued`` after it.
+
+The queues live in memory, but the outbox they stand for is in the store: ``alert_events``
+says what was raised and the delivery log what became of it. When the detectors start (and at
+the first flush of any alert book in the process), the notifier reads the notified events of
+the last ``RESUME_LOOKBACK`` and hands every one that has no final outcome at a destination
+routing sends it to (``sent``, ``failed``, ``dropped``, ``stale`` or ``silenced``) to that
+destination by the rules below, as if it had just been raised: left queued by a stop, caught
+by a crash between queueing and sending or while being retried, or raised while notifications
+were off. An event the log says went is never sent there again, and a minute evaluated again
+after a restart does not repeat the messages of its events.
 
 Catch-up after downtime must not flood chat: an event raised more than ``max_age`` before
 the wall clock is recorded as ``stale`` and not sent. The one exception is the resolution of
@@ -37,6 +49,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -53,7 +66,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from detectors.lifecycle import OPEN, Alert, AlertBook, opening_events
+from detectors.lifecycle import (
+    OPEN,
+    Alert,
+    AlertBook,
+    load_alerts,
+    notified_events_since,
+    opening_events,
+)
 from detectors.severity import Severity, SeveritySource
 from detectors.silence_scope import covering_silence
 from notify.alertmanager import AlertmanagerDestination
@@ -70,17 +90,21 @@ from notify.message import (
 from notify.records import (
     DROPPED,
     FAILED,
+    QUEUED,
     SENT,
     SILENCED,
     STALE,
     Outcome,
     Recorder,
+    epoch_millis,
+    settled,
     told_and_withheld,
 )
 from notify.routing import Route
 from notify.slack import SlackDestination
 from notify.teams import TeamsDestination
 from notify.webhook import WebhookDestination
+from seamwatch.times import as_utc, readable_utc
 from storage.base import Store
 
 logger = logging.getLogger(__name__)
@@ -94,6 +118,9 @@ DESTINATION_KINDS: dict[str, type[Destination]] = {
 }
 DEFAULT_QUEUE_SIZE = 1000
 DEFAULT_MAX_AGE = timedelta(minutes=15)
+# How far back a start looks for alert events left undelivered: a week's outage is caught up;
+# well inside the delivery log's 90 days, so an event that went is always known to have gone.
+RESUME_LOOKBACK = timedelta(days=7)
 _POLL_SECONDS = 0.2
 
 
@@ -179,11 +206,12 @@ class DestinationWorker:
                 break
         if left:
             logger.warning(
-                "Stopped with %d notification(s) for %s undelivered; dropping them",
+                "Stopped with %d notification(s) for %s undelivered; they stay queued in the "
+                "delivery log and go out at the next start (as stale if older than the "
+                "catch-up limit by then)",
                 len(left),
                 self.destination.describe(),
             )
-            self.recorder.record([self._outcome(n, DROPPED, reason="shutdown") for n in left])
         if not self._thread.is_alive():
             self._client.close()
 
@@ -307,6 +335,7 @@ class DestinationWorker:
             attempts=attempts,
             http_status=http_status,
             reason=reason,
+            source_event=notification.source_event or notification.event,
         )
 
 
@@ -353,6 +382,9 @@ class Notifier:
         self._announced: dict[str, set[str]] = {}
         # Open alerts that silences kept from destinations, by alert id.
         self.withheld: dict[str, Withheld] = {}
+        # (alert id, event, ms) of the events the start resumed: a minute evaluated again
+        # after a restart raises them again, and they must not go out twice
+        self._resumed: set[tuple[str, str, int]] = set()
         self._store: Store | None = None
 
     def start(self) -> None:
@@ -376,31 +408,47 @@ class Notifier:
     def on_flush(self, store: Store, alerts: list[Alert], events: list[dict[str, Any]]) -> None:
         """The alert book's listener: notify the events of one flush. Never raises."""
         try:
-            if self._store is None:
-                self._attach(store, alerts)
-            by_id = {alert.alert_id: alert for alert in alerts}
             severity = self._severity()
-            notifications = [
-                build_notification(by_id[event["alert_id"]], event, severity, self.dashboard_url)
-                for event in events
-                if event["event"] in NOTIFIED_EVENTS and event["alert_id"] in by_id
-            ]
-            self.submit(notifications)
+            if self._store is None:
+                # this flush's events are in alert_events already: the start resumes them
+                self._attach(store, alerts, events)
+            else:
+                fresh = [e for e in events if _event_key(e) not in self._resumed]
+                self.submit(self._notifications(alerts, fresh, severity))
             self._refresh_withheld(alerts, severity)
             self.release_unsilenced()
         except Exception:  # noqa: BLE001 - detection must go on whatever happens to chat
             logger.exception("Could not queue notifications of %d alert event(s)", len(events))
 
+    def _notifications(
+        self, alerts: list[Alert], events: list[dict[str, Any]], severity: Severity
+    ) -> list[Notification]:
+        """The notifications of the notified ``events`` among those of ``alerts``."""
+        by_id = {alert.alert_id: alert for alert in alerts}
+        return [
+            build_notification(by_id[event["alert_id"]], event, severity, self.dashboard_url)
+            for event in events
+            if event["event"] in NOTIFIED_EVENTS and event["alert_id"] in by_id
+        ]
+
     def submit(self, notifications: list[Notification]) -> None:
         """Queue each notification for the destinations that want it, or record why not."""
+        self.recorder.record(self._dispatch([(n, None) for n in notifications]))
+
+    def _dispatch(self, items: list[tuple[Notification, set[str] | None]]) -> list[Outcome]:
+        """Queue each notification for the destinations that want it (of those named with
+        it, when named) or say why not; return the outcomes to record."""
         now = self._clock()
         outcomes: list[Outcome] = []
         silences: list[dict[str, Any]] | None = None
-        for notification in self._with_holders(notifications):
+        notifications = self._with_holders([notification for notification, _ in items])
+        for notification, (_, only) in zip(notifications, items, strict=True):
             if notification.event == RESOLVED:
                 # nothing is left to release, whoever wants the resolution
                 self.withheld.pop(notification.alert_id, None)
             workers = self._workers_for(notification)
+            if only is not None:
+                workers = [w for w in workers if w.destination.name in only]
             if not workers:
                 continue
             if notification.event == RESOLVED:
@@ -426,7 +474,7 @@ class Notifier:
                     continue
             for worker in workers:
                 outcomes += self._offer(worker, self._first_word(notification, worker))
-        self.recorder.record(outcomes)
+        return outcomes
 
     def _first_word(self, notification: Notification, worker: DestinationWorker) -> Notification:
         """An escalation that reaches a destination never told of its alert is that
@@ -434,7 +482,7 @@ class Notifier:
         below its thresholds, or notifications were set up while the alert was open."""
         told = self._announced.get(notification.alert_id, set())
         if notification.event == ESCALATED and worker.destination.name not in told:
-            return replace(notification, event=OPENED)
+            return replace(notification, event=OPENED, source_event=ESCALATED)
         return notification
 
     def release_unsilenced(self) -> None:
@@ -482,9 +530,10 @@ class Notifier:
         names = {w.destination.name for w in workers} - told
         if not names:
             return
-        withheld = self.withheld.setdefault(
-            notification.alert_id, Withheld(replace(notification, event=OPENED))
+        opening = replace(
+            notification, event=OPENED, source_event=notification.source_event or notification.event
         )
+        withheld = self.withheld.setdefault(notification.alert_id, Withheld(opening))
         withheld.destinations |= names
 
     def _refresh_withheld(self, alerts: list[Alert], severity: Severity) -> None:
@@ -497,16 +546,21 @@ class Notifier:
             if alert.state != OPEN:
                 del self.withheld[alert.alert_id]
                 continue
-            event = _event_of(withheld.opening)
-            withheld.opening = build_notification(alert, event, severity, self.dashboard_url)
+            opening = withheld.opening
+            rebuilt = build_notification(alert, _event_of(opening), severity, self.dashboard_url)
+            withheld.opening = replace(rebuilt, source_event=opening.source_event)
 
     def _offer(self, worker: DestinationWorker, notification: Notification) -> list[Outcome]:
+        """Queue ``notification`` for ``worker``: the outcome says ``queued``, or ``dropped``
+        when the queue is full."""
+        # made before the worker can take it, so it is older than the outcome of sending
+        queued = worker._outcome(notification, QUEUED)
         if worker.offer(notification):
             if notification.event != RESOLVED:
                 name = worker.destination.name
                 self._announced.setdefault(notification.alert_id, set()).add(name)
                 self._heard(notification.alert_id, name)
-            return []
+            return [queued]
         logger.warning(
             "Queue of %s is full; dropping %s of alert %s (%d dropped so far)",
             worker.destination.describe(),
@@ -567,20 +621,82 @@ class Notifier:
             logger.warning("Could not read silences (%s); notifying as if none were set", exc)
             return []
 
-    def _attach(self, store: Store, changed: list[Alert]) -> None:
-        """First flush: record into ``store``; pick up the alerts that were open before it."""
+    def _attach(self, store: Store, changed: list[Alert], events: list[dict[str, Any]]) -> None:
+        """First flush: record into ``store``; pick up the alerts that were open before it;
+        deliver what the delivery log leaves unfinished, this flush's ``events`` included."""
         self._store = store
         attach = getattr(self.recorder, "attach", None)
         if attach is not None:
             attach(store)
+        pending, alerts = self._unfinished(store, changed, events)
+        self._resume_alerts(store, alerts)
+        self._resume_pending(pending)
+
+    def _unfinished(
+        self, store: Store, changed: list[Alert], events: list[dict[str, Any]]
+    ) -> tuple[list[tuple[Notification, set[str] | None]], list[Alert]]:
+        """The notifications of the alert events since ``RESUME_LOOKBACK`` (and of
+        ``events``), each with the destinations where the delivery log has no final outcome
+        for it; and their alerts with ``changed``."""
+        severity = self._severity()
+        since = self._clock() - RESUME_LOOKBACK
+        try:
+            stored = notified_events_since(store, since)
+            oldest = min([since, *(as_utc(event["at"]) for event in events)])
+            done = settled(store, oldest)
+            everything = _in_order(events, stored)
+            alerts = load_alerts(store, sorted({event["alert_id"] for event in everything}))
+        except Exception as exc:  # noqa: BLE001 - then only this flush's events go out
+            logger.warning(
+                "Could not read alert events and the delivery log to resume notifications "
+                "(%s); alert events left undelivered before this start are not sent",
+                exc,
+            )
+            return [(n, None) for n in self._notifications(changed, events, severity)], changed
+        alerts.update({alert.alert_id: alert for alert in changed})  # the runner's, newer
+        self._resumed = {_event_key(event) for event in everything}
+        names = [worker.destination.name for worker in self.workers]
+        pending: list[tuple[Notification, set[str] | None]] = []
+        for event in everything:
+            alert = alerts.get(event["alert_id"])
+            key = _event_key(event)
+            left = {name for name in names if (*key, name) not in done}
+            if alert is not None and left:
+                notification = build_notification(alert, event, severity, self.dashboard_url)
+                pending.append((notification, left))
+        involved = {notification.alert_id for notification, _ in pending}
+        return pending, [*changed, *(alerts[alert_id] for alert_id in involved)]
+
+    def _resume_pending(self, pending: list[tuple[Notification, set[str] | None]]) -> None:
+        """Hand the unfinished notifications to their destinations by the usual rules, and
+        say in one line what became of them."""
+        outcomes = self._dispatch(pending)
+        self.recorder.record(outcomes)
+        if not outcomes:
+            return
+        counts = Counter(outcome.outcome for outcome in outcomes)
+        logger.info(
+            "Notifications left unfinished before this start (alert events since %s with no "
+            "final outcome in the delivery log): %s",
+            readable_utc(self._clock() - RESUME_LOOKBACK),
+            ", ".join(
+                f"{count} {_RESUMED_AS.get(outcome, outcome)}"
+                for outcome, count in sorted(counts.items())
+            ),
+        )
+
+    def _resume_alerts(self, store: Store, alerts: list[Alert]) -> None:
+        """Which destinations were told of the open alerts and of ``alerts`` before this
+        start, so resolutions go where openings went, and which open alerts silences kept
+        from which destinations, so their openings wait for the silences to end."""
         try:
             loaded = AlertBook(store).load_open()
         except Exception as exc:  # noqa: BLE001 - a fresh start simply has nothing to resume
             logger.warning("Could not read open alerts to resume notifications: %s", exc)
             return
-        # This flush has the runner's own copies, newer, and may have resolved some of them.
+        # ``alerts`` has the runner's own copies, newer, and may have resolved some of them.
         by_id = {alert.alert_id: alert for alert in loaded.values()}
-        by_id.update({alert.alert_id: alert for alert in changed})
+        by_id.update({alert.alert_id: alert for alert in alerts})
         withheld: dict[str, set[str]] = {}
         for worker in self.workers:
             name = worker.destination.name
@@ -635,6 +751,32 @@ def _event_of(notification: Notification) -> dict[str, Any]:
         "kind": notification.kind,
         "detail": notification.what_changed,
     }
+
+
+# How the start's summary line says what became of the notifications it resumed.
+_RESUMED_AS = {
+    QUEUED: "queued for delivery",
+    STALE: "recorded as stale (too old to send)",
+    SILENCED: "kept back by a silence",
+    DROPPED: "dropped (queue full)",
+}
+# Raised in one minute, an alert's opening comes before its escalations, its resolution last.
+_EVENT_ORDER = {OPENED: 0, ESCALATED: 1, RESOLVED: 2}
+
+
+def _event_key(event: dict[str, Any]) -> tuple[str, str, int]:
+    """``(alert id, event, ms)``: names one row of ``alert_events`` for any destination."""
+    return str(event["alert_id"]), str(event["event"]), epoch_millis(as_utc(event["at"]))
+
+
+def _in_order(*batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The notified events of ``batches``, each once, in the order they were raised."""
+    unique: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for batch in batches:
+        for event in batch:
+            if event["event"] in NOTIFIED_EVENTS:
+                unique.setdefault(_event_key(event), event)
+    return sorted(unique.values(), key=lambda e: (as_utc(e["at"]), _EVENT_ORDER[str(e["event"])]))
 
 
 def _held_by(

@@ -1,15 +1,20 @@
 """The delivery log: what happened to every notification, per destination.
 
-Table ``notify_deliveries`` (migration 22): one row per notification and destination with its
-outcome:
+Table ``notify_deliveries`` (migration 22; ``source_event`` since migration 26): rows per
+notification and destination, each with an outcome:
 
+* ``queued``: waiting in the destination's queue; not final: a restart delivers what has no
+  final outcome yet (:mod:`notify.outbox`);
 * ``sent``: the destination accepted it (2xx), after ``attempts`` tries;
 * ``failed``: retries gave up, or the destination refused it for good (4xx);
-* ``dropped``: the destination's queue was full, or the process stopped before its turn;
+* ``dropped``: the destination's queue was full (before migration 26 also: the process
+  stopped before its turn);
 * ``stale``: older than the catch-up limit when it was raised, so recorded and not sent;
 * ``silenced``: a silence in force matched the alert.
 
-The destination's URL is never stored: its name and kind are.
+``event`` is what the message said; ``source_event`` is the ``alert_events`` row it tells of.
+They differ when an escalation goes to a destination never told of its alert: the message is
+that destination's opening. The destination's URL is never stored: its name and kind are.
 """
 
 from __future__ import annotations
@@ -30,11 +35,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DELIVERIES_TABLE = "notify_deliveries"
+QUEUED = "queued"
 SENT = "sent"
 FAILED = "failed"
 DROPPED = "dropped"
 STALE = "stale"
 SILENCED = "silenced"
+# Outcomes after which a notification is never delivered again, restart or not.
+FINAL_OUTCOMES = (SENT, FAILED, DROPPED, STALE, SILENCED)
 
 _TIME = pa.timestamp("ms", tz="UTC")
 _SCHEMA = pa.schema(
@@ -42,6 +50,7 @@ _SCHEMA = pa.schema(
         ("at", _TIME),
         ("alert_id", pa.string()),
         ("event", pa.string()),
+        ("source_event", pa.string()),
         ("event_at", _TIME),
         ("destination", pa.string()),
         ("kind", pa.string()),
@@ -67,6 +76,9 @@ class Outcome:
     attempts: int = 0
     http_status: int = 0
     reason: str = ""
+    # the alert event the message tells of, when it is not ``event`` (an escalation sent as
+    # a destination's opening); empty: ``event`` itself
+    source_event: str = ""
 
 
 class Recorder(Protocol):
@@ -100,7 +112,7 @@ class StoreRecorder:
         if self.store is None:
             return
         try:
-            rows = pa.Table.from_pylist([asdict(o) for o in outcomes], _SCHEMA)
+            rows = pa.Table.from_pylist([_row(o) for o in outcomes], _SCHEMA)
             self.store.insert_arrow(DELIVERIES_TABLE, rows)
         except Exception as exc:  # noqa: BLE001 - the log is an audit trail, never worth a crash
             logger.warning(
@@ -109,6 +121,13 @@ class StoreRecorder:
                 DELIVERIES_TABLE,
                 exc,
             )
+
+
+def _row(outcome: Outcome) -> dict[str, object]:
+    """``outcome`` as a row of the delivery log."""
+    row = asdict(outcome)
+    row["source_event"] = outcome.source_event or outcome.event
+    return row
 
 
 class CallbackRecorder:
@@ -146,6 +165,24 @@ def told_and_withheld(
     return told, withheld
 
 
+def settled(store: Store, since: datetime) -> set[tuple[str, str, int, str]]:
+    """The alert events whose notification has a final outcome at a destination, for events
+    raised at or after ``since``: ``(alert_id, source_event, event_at in ms, destination)``."""
+    rows = store.query_rows(
+        "SELECT DISTINCT alert_id, source_event, toUnixTimestamp64Milli(event_at), destination "
+        f"FROM {store.table(DELIVERIES_TABLE)} "
+        "WHERE toUnixTimestamp64Milli(event_at) >= {since:Int64} "
+        "AND has(splitByChar(',', {final:String}), outcome)",
+        {"since": epoch_millis(since), "final": ",".join(FINAL_OUTCOMES)},
+    )
+    return {(str(a), str(e), int(at), str(d)) for a, e, at, d in rows}
+
+
+def epoch_millis(moment: datetime) -> int:
+    """``moment`` in whole milliseconds since the epoch, as the delivery log keeps times."""
+    return round(moment.timestamp() * 1000)
+
+
 def delivery_tables(store: Store, retention_days: int | None) -> list[str]:
     """Migration 22: the delivery log, kept 90 days."""
     return [
@@ -165,4 +202,17 @@ def delivery_tables(store: Store, retention_days: int | None) -> list[str]:
         ORDER BY (destination, at)
         TTL toDateTime(at) + INTERVAL 90 DAY
         """
+    ]
+
+
+def delivery_source_events(store: Store, retention_days: int | None) -> list[str]:
+    """Migration 26: the alert event each delivery tells of, so a start can tell which
+    events reached which destination.
+
+    Added in place: a row stored before reads its own ``event``, right but for an escalation
+    that went as a destination's opening (it reads as that opening). Adding the column again
+    changes nothing, so an interrupted migration can run once more."""
+    return [
+        f"ALTER TABLE {store.table(DELIVERIES_TABLE)} "
+        "ADD COLUMN IF NOT EXISTS source_event LowCardinality(String) DEFAULT event AFTER event"
     ]

@@ -44,6 +44,15 @@ def readable_utc(moment: datetime | pd.Timestamp | str) -> str:
     return _utc(moment).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def as_utc(moment: datetime | pd.Timestamp | str) -> datetime:
+    """``moment`` as an aware datetime in UTC; a naive one is taken as UTC.
+
+    >>> as_utc(pd.Timestamp("2025-03-03 14:27:00", tz="Europe/Berlin")).isoformat()
+    '2025-03-03T13:27:00+00:00'
+    """
+    return _utc(moment).to_pydatetime()
+
+
 def _utc(moment: datetime | pd.Timestamp | str) -> pd.Timestamp:
     stamp = pd.Timestamp(moment)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

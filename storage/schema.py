@@ -312,6 +312,9 @@ MIGRATIONS += [
 from notify import records as _notify  # noqa: E402 - needs Migration, defined above
 
 MIGRATIONS.append(Migration(22, "Notification delivery log", _notify.delivery_tables))
+MIGRATIONS.append(
+    Migration(26, "Alert event of each notification delivery", _notify.delivery_source_events)
+)
 
 
 def _category_silences(store: Store, retention_days: int | None) -> list[str]:
