@@ -66,8 +66,11 @@ def create_app(
     max_request_bytes: int,
     max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
     extra_routes: Sequence[BaseRoute] = (),
+    loopback_only: bool = False,
 ) -> Starlette:
-    """The ASGI application of the receiver, plus ``extra_routes`` (the JSON API).
+    """The ASGI application of the receiver, plus ``extra_routes`` (the JSON API); with
+    ``loopback_only`` (it listens on a loopback address) the API answers requests addressed
+    to a loopback name only (:class:`seamwatch.api.ApiTokenGuard`).
 
     At most ``max_concurrent_requests`` trace requests are read and decoded at once; more get
     429 with Retry-After before their bodies are read, which bounds the memory requests take
@@ -129,7 +132,9 @@ def create_app(
 
     return Starlette(
         exception_handlers={404: not_found, 405: method_not_allowed},
-        middleware=[Middleware(ApiTokenGuard, token=pipeline.auth_token)],
+        middleware=[
+            Middleware(ApiTokenGuard, token=pipeline.auth_token, loopback_only=loopback_only)
+        ],
         routes=[
             Route("/v1/traces", traces, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             Route("/health", health, methods=["GET"]),

@@ -18,6 +18,7 @@ from collector.pipeline import IngestPipeline
 from collector.redaction import RedactionPolicy
 from collector.spool import Spool
 from collector.writer import SpanWriter, count_spans
+from seamwatch.api import is_loopback_host
 from seamwatch.settings import Settings
 from storage import Store, StoreUnavailable
 
@@ -70,6 +71,7 @@ class Collector:
             max_request_bytes=settings.max_request_bytes,
             max_concurrent_requests=settings.max_concurrent_requests,
             extra_routes=extra_routes,
+            loopback_only=is_loopback_host(settings.otlp_http_host),
         )
         config = uvicorn.Config(
             self.app,

@@ -13,6 +13,7 @@ the data directory.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
@@ -79,23 +81,95 @@ def bearer_matches(authorization: str | None, token: str | None) -> bool:
 BEARER_REFUSAL = "Missing or wrong bearer token; send 'Authorization: Bearer <token>'."
 
 
-class ApiTokenGuard:
-    """Asks the JSON API's callers for the configured bearer token, when one is set."""
+# methods that change something; a browser sends these cross-site without asking first when
+# their body is form data or text
+_CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_LOOPBACK_NAMES = frozenset({"localhost", "::1"})
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+
+class ApiTokenGuard:
+    """Guards the JSON API (``/api/``): the configured bearer token when one is set, and
+    requests that a web page could have made.
+
+    A page the operator has open may send a POST to a loopback address: it is refused when it
+    names another origin (``Origin``), and a change must come as ``application/json``, which
+    a page cannot send to another origin without the browser asking first. With
+    ``loopback_only`` (the API listens on a loopback address), a request must also address
+    the API by a loopback name or address, so a page whose domain is made to resolve to
+    127.0.0.1 (DNS rebinding) cannot read or change the alerts either.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, loopback_only: bool = False) -> None:
         self._app = app
         self._token = token
+        self._loopback_only = loopback_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/api/"):
-            authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-            if not bearer_matches(authorization, self._token):
-                response = JSONResponse(
-                    {"error": BEARER_REFUSAL}, 401, headers={"WWW-Authenticate": "Bearer"}
-                )
+            response = self._refusal(scope)
+            if response is not None:
                 await response(scope, receive, send)
                 return
         await self._app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        if self._loopback_only and not is_loopback_host(host):
+            message = (
+                f"This API listens on a loopback address and answers requests addressed to "
+                f"one (127.0.0.1, ::1 or localhost), not to {_quoted(host)}."
+            )
+            return JSONResponse({"error": message}, 403)
+        if scope["method"] in _CHANGES:
+            refusal = _cross_site_refusal(scope, headers, host)
+            if refusal is not None:
+                return refusal
+        if not bearer_matches(headers.get("authorization"), self._token):
+            return JSONResponse(
+                {"error": BEARER_REFUSAL}, 401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        return None
+
+
+def _cross_site_refusal(scope: Scope, headers: Headers, host: str) -> Response | None:
+    """403 for a change sent from a page of another origin, 415 for a body not sent as JSON
+    (a request without a body has nothing to label)."""
+    origin = headers.get("origin")
+    if origin is not None and origin.rstrip("/").lower() != f"{scope['scheme']}://{host}".lower():
+        message = (
+            f"Changes from a web page of another origin ({_quoted(origin)}) are refused; "
+            "acknowledge and silence alerts with the seamwatch CLI, the dashboard or a script."
+        )
+        return JSONResponse({"error": message}, 403)
+    media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+    has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    if media_type not in ("application/json", "") or (not media_type and has_body):
+        given = f"Content-Type {_quoted(media_type)}" if media_type else "no Content-Type"
+        message = f"Send the body as JSON with Content-Type: application/json (got {given})."
+        return JSONResponse({"error": message}, 415)
+    return None
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a Host header value (``name``, ``name:port``, ``[v6]:port``) names loopback."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name[1:]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _quoted(value: str, limit: int = 60) -> str:
+    """``value`` in quotes, shortened with an ellipsis past ``limit`` characters."""
+    shown = value if len(value) <= limit else value[: limit - 1] + "\u2026"
+    return repr(shown)
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:

@@ -20,6 +20,8 @@ def test_the_api_server_answers_in_json_and_withdraws_its_address(store, tmp_pat
         listing = httpx.get(f"{server.endpoint}/api/v1/alerts")
         wrong_method = httpx.get(f"{server.endpoint}/api/v1/alerts/abc/ack")
         unknown = httpx.get(f"{server.endpoint}/api/v1/nothing-here")
+        # it listens on loopback: a page whose domain resolves there is not answered
+        rebound = httpx.get(f"{server.endpoint}/api/v1/alerts", headers={"Host": "pages.example"})
     finally:
         server.stop()
     # /api/v1/silences (GET and POST) was listed twice
@@ -36,6 +38,7 @@ def test_the_api_server_answers_in_json_and_withdraws_its_address(store, tmp_pat
     assert unknown.json() == {
         "error": "No such path: /api/v1/nothing-here. GET /api/v1 lists the API's routes."
     }
+    assert rebound.status_code == 403
     assert running_endpoint(tmp_path) is None
 
 

@@ -1,0 +1,115 @@
+"""The JSON API refuses what a web page could send: a change from another origin, a change
+not sent as JSON, and, on a loopback address, a request addressed to another name."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from collector.service import Collector
+from seamwatch.api import api_routes, is_loopback_host
+
+SILENCE = {"seconds": 60, "flow": "billing.*", "reason": "planned ERP upgrade"}
+
+
+@pytest.fixture
+def api(store, collector_settings) -> Iterator[str]:
+    """The endpoint of a receiver serving the API on 127.0.0.1."""
+    service = Collector(store, collector_settings, extra_routes=api_routes(store))
+    service.start()
+    try:
+        yield service.endpoint
+    finally:
+        service.stop()
+
+
+def silences(endpoint: str) -> list[dict]:
+    return httpx.get(f"{endpoint}/api/v1/silences").json()["silences"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_a_change_from_a_page_of_another_origin_is_refused(api, content_type):
+    # a page could POST this without the browser asking first: it silenced every alert
+    answer = httpx.post(
+        f"{api}/api/v1/silences",
+        content=json.dumps(SILENCE),
+        headers={"Content-Type": content_type, "Origin": "http://pages.example"},
+    )
+    assert answer.status_code == 403
+    assert "another origin ('http://pages.example')" in answer.json()["error"]
+    assert silences(api) == []
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_a_change_not_sent_as_json_is_refused(api, content_type):
+    answer = httpx.post(
+        f"{api}/api/v1/silences",
+        content=json.dumps(SILENCE),
+        headers={"Content-Type": content_type},
+    )
+    assert answer.status_code == 415
+    assert answer.json() == {
+        "error": "Send the body as JSON with Content-Type: application/json "
+        f"(got Content-Type {content_type!r})."
+    }
+    assert silences(api) == []
+
+
+def test_a_body_without_a_content_type_is_refused(api):
+    answer = httpx.post(f"{api}/api/v1/silences", content=json.dumps(SILENCE).encode())
+    assert answer.status_code == 415
+    assert "(got no Content-Type)" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("origin", [None, "same"])
+def test_json_from_a_script_or_the_api_s_own_origin_is_taken(api, origin):
+    headers = {"Origin": api} if origin == "same" else {}
+    answer = httpx.post(f"{api}/api/v1/silences", json=SILENCE, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert [s["reason"] for s in silences(api)] == ["planned ERP upgrade"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/alerts", "/api/v1/alerts/"])
+def test_a_loopback_api_answers_loopback_names_only(api, path):
+    # a page whose domain is made to resolve to 127.0.0.1 sends its own name as Host; the
+    # trailing-slash redirect built its Location from that name
+    port = api.rsplit(":", 1)[1]
+    answer = httpx.get(f"{api}{path}", headers={"Host": f"pages.example:{port}"})
+    assert answer.status_code == 403
+    assert "not to 'pages.example:" in answer.json()["error"]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+        assert httpx.get(f"{api}/api/v1/alerts", headers={"Host": host}).status_code == 200
+
+
+def test_traces_are_not_asked_for_a_loopback_name(api):
+    # OTLP clients in containers address the receiver by a service name
+    answer = httpx.post(
+        f"{api}/v1/traces",
+        content=b"{}",
+        headers={"Host": "collector:4318", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1:4318", True),
+        ("127.1.2.3", True),
+        ("localhost:8501", True),
+        ("app.localhost", True),
+        ("[::1]:4318", True),
+        ("::1", True),
+        ("LOCALHOST", True),
+        ("10.0.0.5:4318", False),
+        ("pages.example", False),
+        ("localhost.pages.example", False),
+        ("[::ffff:10.0.0.1]:80", False),
+        ("", False),
+    ],
+)
+def test_loopback_host_names(host, loopback):
+    assert is_loopback_host(host) is loopback
