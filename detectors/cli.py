@@ -261,7 +261,8 @@ def bench_detect_command(
     )
     old = bench_series_alarms(flows)
     typer.echo(
-        f"per-minute residual alarms only (latency and error rate, no store), {old.flows} flows: "
+        "the series detectors of detect-series and evaluate, one per-minute value each (latency "
+        f"and error rate, no store; the runner does not use the latency one), {old.flows} flows: "
         f"{old.wall_seconds:.3f} s wall, {old.cpu_seconds:.3f} s CPU = "
         f"{old.core_percent:.2f} % of one core"
     )

@@ -150,7 +150,7 @@ def test_bench_prints_the_runner_figure_and_the_old_one(chdb_data_dir):
     assert lines[0].startswith("runner, 20 flows, ")
     assert "% of one core; within the 3 s target" in lines[0]
     assert "series query" in lines[1] and "lineage checks" in lines[1]
-    assert lines[2].startswith("per-minute residual alarms only")
+    assert lines[2].startswith("the series detectors of detect-series and evaluate")
 
 
 @pytest.mark.parametrize(
