@@ -43,6 +43,15 @@ that category in the last ``W`` minutes, the evidence it opened on, are taken ba
 history (:meth:`CategoryDrift.forget`): otherwise the first failures of every burst would
 raise the usual rate, and each later burst of the same category would need more failures.
 
+Reference-data categories (below) are also judged over the last ``REFERENCE_WINDOW`` (60)
+minutes, against the flow's rate without the failures those minutes taught it. A missing code
+mapping fails every document that carries the code until someone adds it, so on a quiet flow
+its failures accumulate at one every several minutes, never a burst in a quarter hour: six
+failed orders in an hour, of a category the flow shows a few times a day, is a finding. A week
+holds a quarter as many separate hours as quarter hours, so the hour takes no penalty of its
+own. Timeouts, rate limits and validation errors come and go in clusters and are not judged
+over the hour. An alarm takes the failures of the window it opened on back out of the history.
+
 Reference data is the exception to "one alone never alerts". A ``mapping`` or
 ``master_data_missing`` failure says that a shared record is missing (a code mapping, a customer,
 an item), and every document referring to it fails until someone adds it. With
@@ -88,6 +97,9 @@ REFERENCE_DATA = frozenset({"mapping", "master_data_missing"})
 NEW_CATEGORY_HOURS = 24
 # nor within this many minutes of an alarm on it: late failures are the incident's tail
 NEW_CATEGORY_QUIET_MINUTES = 6 * 60
+# reference-data failures accumulate (every document referring to the missing record fails
+# until it is added), so they are also judged over this many minutes
+REFERENCE_WINDOW = 60
 
 
 def reference_name(category: str) -> str:
@@ -154,16 +166,20 @@ class CategoryDrift:
         self._hour_failures: Counter[str] = Counter()
         self._minutes_in_hour = 0
         self._recent: deque[tuple[float, float, Mapping[str, Collection[str]]]] = deque(
-            maxlen=self.window
+            maxlen=max(self.window, REFERENCE_WINDOW)
         )
         # per recent minute: the hour it was learned into and the failures it added per category
-        self._learned: deque[tuple[int, Counter[str]]] = deque(maxlen=self.window)
+        self._learned: deque[tuple[int, Counter[str]]] = deque(
+            maxlen=max(self.window, REFERENCE_WINDOW)
+        )
         self._hour_index = 0
         # categories new to the flow in the latest window, with their failed transactions
         self._new_in_window: dict[str, set[str]] = {}
         # minutes scored, and the last of them on which each category was in alarm
         self._minutes_stepped = 0
         self._last_in_alarm: dict[str, int] = {}
+        # per category, the minutes of the window its latest score came from
+        self._evidence_minutes: dict[str, int] = {}
         # per new category in alarm, the hours its first failure was learned into
         self._unconfirmed: dict[str, tuple[list[tuple[int, int]], set[str]]] = {}
 
@@ -207,7 +223,8 @@ class CategoryDrift:
     def _score(self) -> list[CategoryScore]:
         if self._week_transactions < self.min_history:
             return []
-        minutes = list(self._recent)
+        every_minute = list(self._recent)
+        minutes = every_minute[-self.window :]
         scores = []
         self._new_in_window = {}
         for category in {c for _, _, failures in minutes for c, keys in failures.items() if keys}:
@@ -221,11 +238,39 @@ class CategoryDrift:
                 found = self._window_score(category, rate, call_rate, minutes[-window:], window)
                 if found is not None and (best is None or found.score > best.score):
                     best = found
+            if reference_name(category) in self.reference_data:
+                found = self._reference_score(category, every_minute)
+                if found is not None and (best is None or found.score > best.score):
+                    best = found
             if self._is_new(category):
                 best = self._as_new(category, best, rate, call_rate, minutes)
             if best is not None:
+                self._evidence_minutes[category] = best.minutes
                 scores.append(best)
         return scores
+
+    def _reference_score(
+        self, category: str, every_minute: list[tuple[float, float, Mapping[str, Collection[str]]]]
+    ) -> CategoryScore | None:
+        """The last ``REFERENCE_WINDOW`` minutes, against the flow's rate without the failures
+        those minutes taught it (they are the incident's own, if it is one)."""
+        if len(every_minute) < REFERENCE_WINDOW:
+            return None
+        oldest_kept = self._hour_index - len(self._hours)
+        own = sum(
+            added.get(category, 0)
+            for hour, added in list(self._learned)[-REFERENCE_WINDOW:]
+            if oldest_kept <= hour < self._hour_index
+        )
+        failures = max(0.0, self._week_failures[category] - own) + self.prior
+        rate = failures / (self._week_transactions + 1.0)
+        call_rate = (
+            failures / (self._week_calls + 1.0) if self._week_calls >= self.min_history else 0.0
+        )
+        found = self._window_score(category, rate, call_rate, every_minute, REFERENCE_WINDOW)
+        if found is None:
+            return None
+        return found
 
     def _as_new(
         self,
@@ -284,13 +329,14 @@ class CategoryDrift:
         expected = max(max(n, 1.0) * rate, calls * call_rate)
         tail = float(stats.poisson.sf(k - 1, expected))
         surprise = MAX_SCORE if tail <= 0 else min(MAX_SCORE, -math.log10(tail))
-        score = max(0.0, surprise - math.log10(self.window / window))
+        score = max(0.0, surprise - max(0.0, math.log10(self.window / window)))
         return CategoryScore(category, score, rate, k, int(n), window)
 
     def forget(self, category: str) -> None:
-        """Take the failures of ``category`` in the last ``window`` minutes back out of the
-        history: an alarm just opened on them, so they are the incident's first failures,
-        not the flow's usual rate (the minutes that follow are not learned while it is open).
+        """Take the failures of ``category`` in the window its alarm opened on (the last
+        ``window`` minutes, or ``REFERENCE_WINDOW``) back out of the history: they are the
+        incident's first failures, not the flow's usual rate (the minutes that follow are not
+        learned while it is open).
 
         An alarm on a category new to the flow may have opened on one failed transaction,
         which may be a one-off: it stays learned until another transaction fails the same way
@@ -299,7 +345,8 @@ class CategoryDrift:
         alert, for ever.
         """
         evidence = []
-        for hour, added in self._learned:
+        span = self._evidence_minutes.get(category, self.window)
+        for hour, added in list(self._learned)[-span:]:
             count = added.pop(category, 0)
             if count:
                 evidence.append((hour, count))

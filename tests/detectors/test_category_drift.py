@@ -27,7 +27,8 @@ def _clean(drift: CategoryDrift, minutes: int, per_minute: float) -> None:
 def test_a_short_burst_scores_in_the_three_minute_window():
     drift = _drift(600, 10.0, 100)  # 6 mapping failures in 6,000 transactions
     _clean(drift, 15, 10.0)
-    assert drift.step(10.0, {"mapping": ["A"]}) == []  # one failure never alerts
+    # one failure never alerts; the hour, with one of the usual failures, scores low
+    assert all(s.minutes == 60 and s.score < 1.5 for s in drift.step(10.0, {"mapping": ["A"]}))
     [two] = drift.step(10.0, {"mapping": ["B"]})
     [found] = drift.step(10.0, {"mapping": ["C"]})
     rate = 6.5 / 6001.0
@@ -248,3 +249,49 @@ def test_a_failure_soon_after_an_alarm_on_the_category_is_its_tail_not_news():
     assert _after_an_incident(60).step(5.0, {"mapping": ["INV-3"]}) == []
     [found] = _after_an_incident(6 * 60).step(5.0, {"mapping": ["INV-4"]})
     assert found.new_to_flow
+
+
+def _spread_burst(category: str) -> tuple[CategoryDrift, list[list]]:
+    """A quiet flow (5 transactions a minute, one ``category`` failure every 4 hours for a
+    day), then an hour in which one transaction in ten minutes fails: 6 in the hour, never
+    more than 2 in a quarter."""
+    drift = _drift(1440, 5.0, 240, category)
+    _clean(drift, 60, 5.0)
+    steps = []
+    for minute in range(60):
+        failed = {category: [f"SO-{minute}"]} if minute % 10 == 9 else {}
+        steps.append(drift.step(5.0, failed))
+    return drift, steps
+
+
+def test_reference_failures_spread_over_an_hour_are_judged_over_the_hour():
+    # a broken mapping on a quiet order flow was never alerted: 6 failures in 66 minutes
+    drift, steps = _spread_burst("mapping")
+    best_quarter = max(s.score for step in steps for s in step if s.minutes <= 15)
+    [hour] = steps[-1]
+    assert (hour.minutes, hour.failures, hour.transactions) == (60, 6, 300)
+    assert hour.baseline_rate == 6.5 / 7501.0
+    assert math.isclose(hour.score, -math.log10(stats.poisson.sf(5, 300 * hour.baseline_rate)))
+    assert hour.score > 4.2 > best_quarter  # the runner's category threshold is 4.2
+
+
+def test_other_categories_are_not_judged_over_the_hour():
+    # timeouts and rate limits come and go in clusters: an hour of them is no finding
+    _, steps = _spread_burst("timeout")
+    assert all(s.minutes <= 15 for step in steps for s in step)
+
+
+def test_an_alarm_on_the_hour_takes_the_hour_s_failures_out_of_the_usual_rate():
+    rates = []
+    for forget in (False, True):
+        drift, _ = _spread_burst("mapping")
+        if forget:
+            drift.forget("mapping")
+        for _ in range(59):
+            drift.step(5.0, {}, frozenset({"mapping"}))
+        drift.step(5.0, {"mapping": ["SO-A"]})
+        [quarter] = [s for s in drift.step(5.0, {"mapping": ["SO-B"]}) if s.minutes <= 15]
+        rates.append(quarter.baseline_rate)
+    # the six failures of the hour were its evidence, not the flow's usual rate: 27 hours
+    # then hold the day's 6 and SO-A, or those and the hour's 6
+    assert rates == [13.5 / 8101.0, 7.5 / 8101.0]
