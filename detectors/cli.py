@@ -28,6 +28,7 @@ from detectors.corpus import resolve_series_dir as _resolve_series_dir
 from detectors.evaluate import SetResult, evaluate
 from detectors.nab import PROFILES
 from detectors.product import FINEST_INTERVAL, sampling_interval, score_series, warm_up
+from detectors.series_bench import bench_detect_series
 
 logger = logging.getLogger(__name__)
 
@@ -280,3 +281,40 @@ def bench_detect_command(
         f"{old.wall_seconds:.3f} s wall, {old.cpu_seconds:.3f} s CPU = "
         f"{old.core_percent:.2f} % of one core"
     )
+
+
+def bench_series_command(
+    rows: str = typer.Option(
+        "60000,200000", "--rows", help="Per-minute rows of each series, comma-separated."
+    ),
+    kinds: str = typer.Option(
+        "latency,error_rate", "--kind", help="Detectors to time, comma-separated."
+    ),
+) -> None:
+    """Time detect-series on generated per-minute series: reading, then scoring and writing."""
+    sizes = _positive_counts(rows, "--rows")
+    chosen = [kind.strip() for kind in kinds.split(",")]
+    unknown = [kind for kind in chosen if kind not in SERIES_KINDS]
+    if unknown:
+        raise _fail(f"unknown --kind {unknown[0]!r}; expected {', '.join(SERIES_KINDS)}")
+    with tempfile.TemporaryDirectory(prefix="seamwatch-bench-") as scratch:
+        for kind in chosen:
+            for size in sizes:
+                result = bench_detect_series(kind, size, Path(scratch))
+                typer.echo(
+                    f"detect-series --kind {kind}, {size:,} per-minute rows: "
+                    f"{result.total_seconds:.1f} s (read {result.read_seconds:.1f} s, score "
+                    f"and write {result.score_seconds:.1f} s) = "
+                    f"{result.rows_per_second:,.0f} rows a second"
+                )
+
+
+def _positive_counts(text: str, option: str) -> list[int]:
+    """Comma-separated whole numbers above 0, or a one-line error naming ``option``."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise _fail(f"{option} takes whole numbers above 0, comma-separated, e.g. 60000,200000")
+    return counts

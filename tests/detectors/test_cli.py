@@ -543,3 +543,21 @@ def test_evaluate_says_a_windows_file_that_is_a_folder_is_one(tmp_path):
         f"Error: {tmp_path / 'nab' / 'combined_windows.json'} is a folder, not a file; it must "
         "be the nab set's JSON file of windows\n"
     )
+
+
+def test_bench_series_prints_rows_a_second_per_kind():
+    from seamwatch.cli import app as seamwatch_app
+
+    result = runner.invoke(seamwatch_app, ["bench", "series", "--rows", "300"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "detect-series --kind latency",
+        "detect-series --kind error_rate",
+    ]
+    assert all(
+        line.endswith(" rows a second") and " 300 per-minute rows: " in line for line in lines
+    )
+    refused = runner.invoke(seamwatch_app, ["bench", "series", "--rows", "0"])
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("Error: --rows takes whole numbers above 0")
