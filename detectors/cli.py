@@ -28,6 +28,7 @@ from detectors.corpus import resolve_series_dir as _resolve_series_dir
 from detectors.evaluate import SetResult, evaluate
 from detectors.nab import PROFILES
 from detectors.product import FINEST_INTERVAL, sampling_interval, score_series, warm_up
+from detectors.series_bench import bench_detect_series
 
 logger = logging.getLogger(__name__)
 
@@ -70,35 +71,26 @@ def detect_series_command(
         text, stamps, values = read_series_with_text(input_csv)
     except SeriesFormatError as exc:
         raise _fail(str(exc)) from None
+    source = "standard input" if input_csv == "-" else input_csv
     negative = np.flatnonzero(values < 0) if kind == "error_rate" else []
     if len(negative):
         # a rate of failures, in whatever unit, is zero or more (latency takes any metric)
         row = int(negative[0])
         raise _fail(
-            f"{input_csv}: data row {row + 1} has a negative error rate ({values[row]:g}); "
+            f"{source}: data row {row + 1} has a negative error rate ({values[row]:g}); "
             "a rate of failures is zero or more: check the value column"
         )
     interval = sampling_interval(stamps)
     if interval < FINEST_INTERVAL:
         # a day of 10 ms rows is 8.6 million values of season and history per detector
         raise _fail(
-            f"the rows are {interval.total_seconds() * 1000:g} ms apart; series are judged "
-            "at one row a second or coarser: aggregate them to seconds or minutes first"
+            f"{source}: the rows are {interval.total_seconds() * 1000:g} ms apart; series are "
+            "judged at one row a second or coarser: aggregate them to seconds or minutes first"
         )
-    learned = int(np.count_nonzero(~np.isnan(values)))
-    needed = warm_up(kind, interval)
-    if not len(values):
-        source = "standard input" if input_csv == "-" else input_csv
-        _note(f"{source} has a header but no rows; there is nothing to score")
-    elif learned <= needed:  # the warm-up's values are learned, not scored
-        _note(
-            f"only {learned} value{'s' if learned != 1 else ''}; the detector learns the "
-            f"first {needed} before it scores one, so every score is 0"
-        )
+    _note_too_few_values(source, values, warm_up(kind, interval))
     progress = _ProgressLine(len(values)) if len(values) > PROGRESS_ROWS else None
     with _standard_output():
-        # rows leave as they are scored, so `| head` or a stopped run still gives the first;
-        # the csv module quotes a timestamp written with a comma ("Jan 1, 2024 00:00")
+        # rows leave as they are scored, so `| head` or a stopped run still gives the first
         rows = csv.writer(sys.stdout, lineterminator="\n")
         rows.writerow(("timestamp", "score", "flag"))
         scored = score_series(kind, stamps, values)
@@ -106,6 +98,24 @@ def detect_series_command(
             rows.writerow((stamp, f"{score:.6g}", int(onset)))
             if progress is not None:
                 progress(done + 1)
+
+
+def _note_too_few_values(source: str, values: np.ndarray, needed: int) -> None:
+    """A note when no score can come out: no rows, no numbers, or no more values than the
+    detector's warm-up learns (those are learned, not scored)."""
+    learned = int(np.count_nonzero(~np.isnan(values)))
+    if not len(values):
+        _note(f"{source} has a header but no rows; there is nothing to score")
+    elif not learned:
+        _note(
+            f"{source}: the value column has no numbers (every value is blank or NaN); "
+            "there is nothing to score, so every score is 0"
+        )
+    elif learned <= needed:
+        _note(
+            f"only {learned} value{'s' if learned != 1 else ''}; the detector learns the "
+            f"first {needed} before it scores one, so every score is 0"
+        )
 
 
 @contextmanager
@@ -218,6 +228,12 @@ def _sets_in(folder: Path) -> list[str]:
         raise _fail(f"{folder} is a file, not a folder; {_SERIES_DIR_HINT}")
     if not folder.is_dir():
         raise _fail(f"data folder {folder} not found; pass --series-dir or set {DATA_DIR_ENV}")
+    for name in SETS:
+        if (folder / name / WINDOWS_FILE).is_dir():
+            raise _fail(
+                f"{folder / name / WINDOWS_FILE} is a folder, not a file; it must be the "
+                f"{name} set's JSON file of windows"
+            )
     present = [name for name in SETS if (folder / name / WINDOWS_FILE).is_file()]
     missing = [f"{name}/{WINDOWS_FILE}" for name in SETS if name not in present]
     if not present:
@@ -266,3 +282,40 @@ def bench_detect_command(
         f"{old.wall_seconds:.3f} s wall, {old.cpu_seconds:.3f} s CPU = "
         f"{old.core_percent:.2f} % of one core"
     )
+
+
+def bench_series_command(
+    rows: str = typer.Option(
+        "60000,200000", "--rows", help="Per-minute rows of each series, comma-separated."
+    ),
+    kinds: str = typer.Option(
+        "latency,error_rate", "--kind", help="Detectors to time, comma-separated."
+    ),
+) -> None:
+    """Time detect-series on generated per-minute series: reading, then scoring and writing."""
+    sizes = _positive_counts(rows, "--rows")
+    chosen = [kind.strip() for kind in kinds.split(",")]
+    unknown = [kind for kind in chosen if kind not in SERIES_KINDS]
+    if unknown:
+        raise _fail(f"unknown --kind {unknown[0]!r}; expected {', '.join(SERIES_KINDS)}")
+    with tempfile.TemporaryDirectory(prefix="seamwatch-bench-") as scratch:
+        for kind in chosen:
+            for size in sizes:
+                result = bench_detect_series(kind, size, Path(scratch))
+                typer.echo(
+                    f"detect-series --kind {kind}, {size:,} per-minute rows: "
+                    f"{result.total_seconds:.1f} s (read {result.read_seconds:.1f} s, score "
+                    f"and write {result.score_seconds:.1f} s) = "
+                    f"{result.rows_per_second:,.0f} rows a second"
+                )
+
+
+def _positive_counts(text: str, option: str) -> list[int]:
+    """Comma-separated whole numbers above 0, or a one-line error naming ``option``."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise _fail(f"{option} takes whole numbers above 0, comma-separated, e.g. 60000,200000")
+    return counts

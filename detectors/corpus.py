@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from detectors.nab import Window, windows_to_rows
+from detectors.nab import Window, probationary_length, windows_to_rows
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,14 @@ def read_series_with_text(path: Path | str) -> tuple[list[str], np.ndarray, np.n
     return text, stamps, _values(name, frame[columns["value"]])
 
 
-# pandas reads these as the current time or as a time of day today: not points in time
-RELATIVE_TIME = re.compile(r"now|today|\d{1,2}:\d{2}\S*", re.IGNORECASE)
+# ISO 8601 only: a date, then a time after "T" or a space with optional seconds, fraction and
+# "Z" or UTC offset. Other layouts are ambiguous: 01/03/2024 is 1 March or 3 January.
+ISO_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
+)
+ISO_ADVICE = (
+    "write ISO 8601 such as 2024-01-03 14:00:00 (UTC, or add Z or an offset such as +01:00)"
+)
 # datetime64[ns] holds 1677-09-21 to 2262-04-11; a later year would wrap round silently
 EARLIEST = pd.Timestamp.min.tz_localize("UTC")
 LATEST = pd.Timestamp.max.tz_localize("UTC")
@@ -106,16 +112,17 @@ LATEST = pd.Timestamp.max.tz_localize("UTC")
 def _timestamps(name: str, raw: pd.Series) -> np.ndarray:
     """The timestamp column as naive UTC ``datetime64[ns]``, in time order (a repeated
     timestamp is allowed); a row that breaks a rule is an error naming it."""
-    relative = raw.str.strip().str.fullmatch(RELATIVE_TIME)
-    if relative.any():
-        raise SeriesFormatError(_unparsable(name, raw, int(np.flatnonzero(relative)[0])))
-    try:
-        stamps = pd.to_datetime(raw.astype("string"), utc=True, format="mixed")
-    except (ValueError, TypeError, OverflowError):
-        raise SeriesFormatError(_first_bad_timestamp(name, raw)) from None
-    if stamps.isna().any():
-        row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+    written = raw.str.strip()
+    if (written == "").any():
+        row = int(np.flatnonzero((written == "").to_numpy())[0])
         raise SeriesFormatError(f"{name}: missing timestamp on data row {row + 1}")
+    not_iso = ~written.str.fullmatch(ISO_TIMESTAMP)
+    if not_iso.any():
+        raise SeriesFormatError(_not_iso(name, raw, int(np.flatnonzero(not_iso.to_numpy())[0])))
+    try:
+        stamps = pd.to_datetime(written.astype("string"), utc=True, format="ISO8601")
+    except (ValueError, TypeError, OverflowError):
+        raise SeriesFormatError(_first_impossible_timestamp(name, raw)) from None
     outside = ((stamps < EARLIEST) | (stamps > LATEST)).to_numpy()
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
@@ -138,36 +145,38 @@ def _timestamps(name: str, raw: pd.Series) -> np.ndarray:
 def _in_utc(raw: pd.Series, naive: np.ndarray, row: int) -> str:
     """The two rows in UTC, for the message, when either is written with another offset:
     "00:01+05:00" after "00:00Z" goes back in time but not as written."""
-    try:
-        offsets = [pd.Timestamp(str(raw.iloc[i]).strip()).utcoffset() for i in (row - 1, row)]
-    except (ValueError, TypeError, OverflowError):  # read by the column's format only
-        return ""
+    offsets = [pd.Timestamp(str(raw.iloc[i]).strip()).utcoffset() for i in (row - 1, row)]
     if not any(offsets):
         return ""
     return f" (in UTC, {_shown(naive[row])} after {_shown(naive[row - 1])})"
 
 
-def _first_bad_timestamp(name: str, raw: pd.Series) -> str:
-    """Which row's timestamp cannot be read, for the error message."""
+def _first_impossible_timestamp(name: str, raw: pd.Series) -> str:
+    """Which row's ISO 8601 timestamp names no real moment (2024-02-30, 25:00), for the
+    error message."""
     for row, text in enumerate(raw.tolist()):
         try:
-            pd.to_datetime(str(text), utc=True)
+            pd.to_datetime(str(text).strip(), utc=True, format="ISO8601")
         except (ValueError, TypeError, OverflowError):
-            return _unparsable(name, raw, row)
-    return f"{name}: the timestamps mix formats that cannot be read together; use ISO 8601"
+            return (
+                f"{name}: timestamp {_shown_text(raw, row)!r} on data row {row + 1} is not a "
+                f"real date and time; {ISO_ADVICE}"
+            )
+    return f"{name}: the timestamps cannot be read; {ISO_ADVICE}"
 
 
 # seconds or milliseconds since 1970: a number cannot say which, so none is guessed
 UNIX_TIME = re.compile(r"\d{9,}(\.\d*)?")
 
 
-def _unparsable(name: str, raw: pd.Series, row: int) -> str:
-    shown = str(raw.iloc[row]).replace("\n", " ")[:60]
+def _not_iso(name: str, raw: pd.Series, row: int) -> str:
+    shown = _shown_text(raw, row)
     unix = " it looks like a Unix time, which is not read;" if UNIX_TIME.fullmatch(shown) else ""
-    return (
-        f"{name}: unparsable timestamp {shown!r} on data row {row + 1};{unix} "
-        "use ISO 8601 with a date, e.g. 2024-01-01T00:00:00Z"
-    )
+    return f"{name}: timestamp {shown!r} on data row {row + 1} is not ISO 8601;{unix} {ISO_ADVICE}"
+
+
+def _shown_text(raw: pd.Series, row: int) -> str:
+    return str(raw.iloc[row]).strip().replace("\n", " ")[:60]
 
 
 # Detectors keep their history as float32; a larger magnitude cannot be a measurement.
@@ -192,6 +201,8 @@ def _read_text(path: Path | str, name: str) -> str:
             data = path.read_bytes()
         except OSError as exc:
             raise SeriesFormatError(f"cannot read {name}: {exc.strerror}") from None
+    if b"\x00" in data:  # valid UTF-8, but never in a CSV file's text
+        raise SeriesFormatError(f"{name} is not UTF-8 text; {_encoding_hint(data)}")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -201,20 +212,35 @@ def _read_text(path: Path | str, name: str) -> str:
     return text
 
 
+UTF16_HINT = "it is UTF-16 text; save it as CSV UTF-8"
 # what a file that is not UTF-8 usually is, by its first bytes, and what to do about it
 KNOWN_STARTS = (
     (b"\x1f\x8b", "it is gzip-compressed; decompress it first (gunzip)"),
     (b"PK\x03\x04", "it is a zip archive (an .xlsx workbook?); export the sheet as CSV"),
     (b"\xff\xfe", "it is UTF-16 text (Excel's Unicode text); save it as CSV UTF-8"),
-    (b"\xfe\xff", "it is UTF-16 text; save it as CSV UTF-8"),
+    (b"\xfe\xff", UTF16_HINT),
 )
+
+# enough of the start of a file to tell UTF-16 without a byte-order mark
+_SNIFFED_BYTES = 4096
 
 
 def _encoding_hint(data: bytes) -> str:
     for start, hint in KNOWN_STARTS:
         if data.startswith(start):
             return hint
+    if _is_utf16_without_mark(data[:_SNIFFED_BYTES]):
+        return UTF16_HINT
+    if b"\x00" in data:
+        return "it holds NUL bytes, which CSV text never does; expected a CSV file"
     return "expected a CSV file"
+
+
+def _is_utf16_without_mark(start: bytes) -> bool:
+    """UTF-16 text of Latin letters has a NUL byte at every other position (the second of
+    each pair in little-endian order, the first in big-endian)."""
+    pairs = len(start) // 2
+    return pairs > 0 and any(start[first::2][:pairs] == bytes(pairs) for first in (0, 1))
 
 
 def _read_frame(name: str, text: str) -> pd.DataFrame:
@@ -371,9 +397,9 @@ def _key_windows(path: Path, key: str, windows: object) -> list[Bounds]:
 def _bound(where: str, number: int, bound: object) -> np.datetime64:
     """A window bound as naive UTC ``datetime64[ns]``."""
     try:
-        if not isinstance(bound, str) or RELATIVE_TIME.fullmatch(bound.strip()):
+        if not isinstance(bound, str) or not ISO_TIMESTAMP.fullmatch(bound.strip()):
             raise ValueError(bound)
-        stamp = pd.Timestamp(bound)
+        stamp = pd.Timestamp(bound.strip())
         if stamp is pd.NaT:
             raise ValueError(bound)
         if stamp.tzinfo is not None:
@@ -399,8 +425,8 @@ def load_set(
 ) -> list[LabelledSeries]:
     """Load every labelled file of one set, in the order of its windows file.
 
-    A window that lies wholly outside its file's time range is not scored; ``warn`` gets a
-    line naming it."""
+    A window that cannot be scored (outside the file's time range, between two rows, or in
+    the rows the detector learns from) is left out; ``warn`` gets a line naming it."""
     folder = data_dir / set_name
     bounds = read_windows(folder)
     series = []
@@ -411,9 +437,9 @@ def load_set(
                 f"{folder / relative_path}; add the file or remove the key"
             )
         stamps, values = read_series(folder / relative_path)
-        for start, end in bounds[relative_path]:
-            if not len(stamps) or end < stamps[0] or start > stamps[-1]:
-                warn(_outside_note(folder / relative_path, stamps, start, end))
+        where = f"{folder / WINDOWS_FILE}, key {relative_path!r}"
+        for note in _unscored_windows(where, stamps, bounds[relative_path]):
+            warn(note)
         windows = windows_to_rows(stamps, bounds[relative_path])
         series.append(
             LabelledSeries(relative_path, kind_of(relative_path), stamps, values, windows)
@@ -421,12 +447,23 @@ def load_set(
     return series
 
 
-def _outside_note(path: Path, stamps: np.ndarray, start: np.datetime64, end: np.datetime64) -> str:
-    span = f"{_shown(stamps[0])} to {_shown(stamps[-1])}" if len(stamps) else "no rows"
-    return (
-        f"{path}: window [{_shown(start)}, {_shown(end)}] lies outside the file's time range "
-        f"({span}); it is not scored"
-    )
+def _unscored_windows(where: str, stamps: np.ndarray, bounds: list[Bounds]) -> Iterator[str]:
+    """A line for each window that the scorer leaves out, saying why."""
+    learned = probationary_length(len(stamps))
+    for number, (start, end) in enumerate(bounds, start=1):
+        window = f"{where}: window {number} [{_shown(start)}, {_shown(end)}]"
+        if not len(stamps):
+            yield f"{window}: the file has no rows; it is not scored"
+        elif end < stamps[0] or start > stamps[-1]:
+            span = f"{_shown(stamps[0])} to {_shown(stamps[-1])}"
+            yield f"{window} lies outside the file's time range ({span}); it is not scored"
+        elif not windows_to_rows(stamps, [(start, end)]):
+            yield f"{window} falls between two rows and holds none; it is not scored"
+        elif windows_to_rows(stamps, [(start, end)])[0][1] < learned:
+            yield (
+                f"{window} ends within the first {learned} rows, which the detector learns "
+                "from; it is not scored"
+            )
 
 
 def _shown(stamp: np.datetime64) -> str:

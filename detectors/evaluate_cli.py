@@ -22,6 +22,8 @@ from storage import StoreError
 BAD_INPUT_EXIT = 2
 STORE_EXIT = 1
 MAX_SIMULATED_DAYS = 28.0
+DEFAULT_DAYS = 7.0
+DEFAULT_SEED = 42
 
 
 def evaluate_command(
@@ -40,8 +42,13 @@ def evaluate_command(
     simulator: bool = typer.Option(
         False, "--simulator", help="Judge the detector runner on the simulator's incidents."
     ),
-    days: float = typer.Option(7.0, "--days", help="Simulated days (with --simulator)."),
-    seed: int = typer.Option(42, "--seed", help="Simulator seed (with --simulator)."),
+    # None tells "not given" from the default, which --simulator alone takes
+    days: float | None = typer.Option(
+        None, "--days", help=f"Simulated days (with --simulator; default {DEFAULT_DAYS:g})."
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help=f"Simulator seed (with --simulator; default {DEFAULT_SEED})."
+    ),
     severity_file: Path | None = typer.Option(
         None, "--severity", help=f"Severity file [env {SEVERITY_FILE_ENV}]."
     ),
@@ -55,11 +62,7 @@ def evaluate_command(
     """
     series_dir = _series_dir(series_dir, old_series_dir)
     if not simulator:
-        if severity_file is not None:
-            raise _fail(
-                "--severity ranks the simulator's flows; use it with --simulator "
-                "(the labelled series have no flows to rank)."
-            )
+        _refuse_simulator_options(days, seed, severity_file)
         evaluate_labelled_series(
             series_dir=series_dir, profile=profile, as_json=as_json, per_file=per_file
         )
@@ -72,6 +75,8 @@ def evaluate_command(
                 f"{option} applies to the labelled series; leave it out with "
                 "--simulator, which judges the simulator's incidents."
             )
+    days = DEFAULT_DAYS if days is None else days
+    seed = DEFAULT_SEED if seed is None else seed
     if not 0 < days <= MAX_SIMULATED_DAYS:
         raise _fail(f"--days must be above 0 and at most {MAX_SIMULATED_DAYS:g}.")
     logging.getLogger("sample_data").setLevel(logging.WARNING)
@@ -87,6 +92,21 @@ def evaluate_command(
         typer.echo(json.dumps(judgement.as_dict(), indent=2))
         return
     typer.echo(format_judgement(judgement))
+
+
+def _refuse_simulator_options(days: float | None, seed: int | None, severity: Path | None) -> None:
+    """Without ``--simulator`` the simulator's options would be ignored: refuse them."""
+    if severity is not None:
+        raise _fail(
+            "--severity ranks the simulator's flows; use it with --simulator "
+            "(the labelled series have no flows to rank)."
+        )
+    for option, value in (("--days", days), ("--seed", seed)):
+        if value is not None:
+            raise _fail(
+                f"{option} applies to the simulator; use it with --simulator "
+                "(the labelled series are scored as they are)."
+            )
 
 
 def _series_dir(series_dir: str | None, old_series_dir: str | None) -> str | None:

@@ -50,6 +50,7 @@ from detectors.runner import DetectorRunner
 from detectors.severity import Severity
 from lineage.reconcile import objective_of
 from lineage.schema import LINEAGE_TABLE
+from sample_data.incidents import MAX_DAILY_INCIDENTS, MIN_DAILY_INCIDENTS, QUIET_START
 from seamwatch.times import utc_text
 from storage import Store
 
@@ -58,6 +59,8 @@ logger = logging.getLogger(__name__)
 CAUGHT_WITHIN = timedelta(minutes=5)
 GRACE = timedelta(minutes=30)
 RECOVERY_TAIL = GRACE
+# a simulated day always holds incidents; a shorter run may hold none
+MIN_JUDGED_DAYS = 1.0
 CRITICAL = "critical"
 DROPPED_EVENTS = "dropped_events"
 ERP_LATENCY_DRIFT = "erp_latency_drift"
@@ -152,7 +155,8 @@ class Judgement:
             "alerts_by_flow": dict(sorted(self.alerts_by_flow.items())),
             "false_alerts_by_flow": dict(sorted(self.false_alerts.items())),
             "max_false_alerts_per_flow_week": round(self.max_false_alerts_per_flow_week, 2),
-            "passed": self.passed,
+            # with no incident injected nothing was judged: neither passed nor failed
+            "passed": self.passed if self.incidents else None,
             "verdicts": [asdict(v) for v in self.incidents],
         }
 
@@ -388,15 +392,9 @@ def format_judgement(judgement: Judgement) -> str:
     lines += [
         f"Alerts opened: {summary['alerts_opened']}; worst flow "
         f"{summary['max_false_alerts_per_flow_week']} false alerts per week.",
-        f"Objectives {'met' if judgement.passed else 'not met'}.",
+        _verdict_line(judgement),
         "",
     ]
-    if not judgement.incidents:  # "met" then only says there was no false alert
-        lines[-1:] = [
-            f"No incident was injected in {judgement.simulated_days:g} simulated day(s), so "
-            "only false alerts were judged; a longer run gets a few incidents a day.",
-            "",
-        ]
     # labels are written as incidents end: a short one that began later can come first
     for verdict in sorted(judgement.incidents, key=lambda verdict: _utc(verdict.start)):
         if verdict.delay_minutes is None:
@@ -420,6 +418,18 @@ def format_judgement(judgement: Judgement) -> str:
             f"{caught}{evidence}"
         )
     return "\n".join(lines)
+
+
+def _verdict_line(judgement: Judgement) -> str:
+    """Whether the objectives are met; with no incident injected there is nothing to judge."""
+    if judgement.incidents:
+        return f"Objectives {'met' if judgement.passed else 'not met'}."
+    return (
+        f"No incident was injected in {judgement.simulated_days:g} simulated day(s); nothing "
+        f"to judge: run at least {MIN_JUDGED_DAYS:g} day (--days {MIN_JUDGED_DAYS:g}), which "
+        f"injects {MIN_DAILY_INCIDENTS} to {MAX_DAILY_INCIDENTS} incidents after the run's "
+        f"first {QUIET_START.total_seconds() / 3600:g} hours."
+    )
 
 
 def _minutes(value: float | None) -> str:

@@ -81,6 +81,9 @@ _INTENSITY: dict[str, tuple[float, float]] = {
 }
 
 QUIET_START = timedelta(hours=3)
+# incidents drawn for each simulated day (each of another kind)
+MIN_DAILY_INCIDENTS = 2
+MAX_DAILY_INCIDENTS = 4
 TARGET = "erp"
 
 
@@ -214,7 +217,7 @@ def schedule_day(
     earliest = max(day_start, run_start_ns + int(QUIET_START.total_seconds() * 1e9))
     latest_end = day_start + day_ns if run_end_ns is None else min(day_start + day_ns, run_end_ns)
     incidents: list[Incident] = []
-    for kind in rng.sample(KINDS, rng.randint(2, 4)):
+    for kind in rng.sample(KINDS, rng.randint(MIN_DAILY_INCIDENTS, MAX_DAILY_INCIDENTS)):
         low, high = _DURATION_MINUTES[kind]
         length = rng.randint(low, high) * 60 * 1_000_000_000
         if latest_end - length <= earliest:

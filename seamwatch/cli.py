@@ -239,7 +239,7 @@ def bench_ingest(
 def _register_feature_commands() -> None:
     """Commands that live with their feature; registered here so one entry point has them all."""
     from detectors.alerts_cli import alerts_app, detectors_command
-    from detectors.cli import bench_detect_command, detect_series_command
+    from detectors.cli import bench_detect_command, bench_series_command, detect_series_command
     from detectors.evaluate_cli import evaluate_command
     from lineage.cli import bench_lineage_command, lineage_command, reconcile_command
     from notify.cli import notify_app, with_notifications
@@ -255,6 +255,7 @@ def _register_feature_commands() -> None:
     app.command("evaluate")(evaluate_command)
     bench.command("detect")(bench_detect_command)
     bench.command("lineage")(bench_lineage_command)
+    bench.command("series")(bench_series_command)
 
 
 _register_feature_commands()

@@ -1,8 +1,6 @@
-import csv
 import doctest
 import gzip
 import importlib
-import io
 import os
 import subprocess
 import sys
@@ -20,6 +18,9 @@ app.command("detect-series")(detect_series_command)
 app.command("evaluate")(evaluate_command)
 app.command("bench-detect")(bench_detect_command)
 runner = CliRunner()
+ISO_ADVICE = (
+    "write ISO 8601 such as 2024-01-03 14:00:00 (UTC, or add Z or an offset such as +01:00)"
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -47,7 +48,7 @@ def test_detect_series_writes_one_row_per_input_row(tmp_path):
         ("time,value\n2024-01-01,1\n", "no 'timestamp' column"),
         ("timestamp,latency\n2024-01-01,1\n", "no 'value' column"),
         ("timestamp,value\n2024-01-01,fast\n", "unparsable value 'fast' on data row 1"),
-        ("timestamp,value\nyesterday,1\n", "unparsable timestamp 'yesterday' on data row 1"),
+        ("timestamp,value\nyesterday,1\n", "timestamp 'yesterday' on data row 1 is not ISO 8601"),
         # a decimal comma once read as the value before it, silently
         ("timestamp,value\n2024-01-01T00:00:00,104,8\n", "data row 1 has 3 fields"),
         ("timestamp,value\n2024-01-01,inf\n", "unparsable value 'inf' on data row 1"),
@@ -173,15 +174,54 @@ def test_detect_series_keeps_columns_when_rows_end_with_a_comma(tmp_path):
     ]
 
 
-def test_detect_series_quotes_a_timestamp_with_a_comma(tmp_path):
-    path = write(tmp_path, 'timestamp,value\n"Jan 1, 2024 00:00",1\n"Jan 1, 2024 00:01",\n')
+@pytest.mark.parametrize(
+    ("rows", "row", "written"),
+    [
+        # a second layout in the same file was read by guessing, with exit 0
+        (["2024-01-01 00:00:00", "01/01/2024 00:05"], 2, "01/01/2024 00:05"),
+        # read month first, as 3 January, without a word
+        (["01/03/2024"], 1, "01/03/2024"),
+        (["Jan 2 2024 00:00"], 1, "Jan 2 2024 00:00"),
+        (["Tuesday 3 Jan 2024"], 1, "Tuesday 3 Jan 2024"),
+        (["2024-01-01T00:00:00Z", "2024-01-01 00:01:00 UTC"], 2, "2024-01-01 00:01:00 UTC"),
+        (["20240101T000000"], 1, "20240101T000000"),
+    ],
+)
+def test_detect_series_reads_iso_8601_timestamps_only(tmp_path, rows, row, written):
+    path = write(tmp_path, "timestamp,value\n" + "".join(f'"{text}",1\n' for text in rows))
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {path}: timestamp {written!r} on data row {row} is not ISO 8601; {ISO_ADVICE}\n"
+    )
+
+
+def test_detect_series_names_a_date_that_does_not_exist(tmp_path):
+    path = write(tmp_path, "timestamp,value\n2024-02-28 00:00,1\n2024-02-30 00:00,1\n")
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {path}: timestamp '2024-02-30 00:00' on data row 2 is not a real date and "
+        f"time; {ISO_ADVICE}\n"
+    )
+
+
+def test_detect_series_reads_every_iso_8601_layout_of_the_labelled_data(tmp_path):
+    # NAB writes a space and seconds, the cloud-monitoring set quoted "Z" times and spaces
+    rows = [
+        "2024-01-01",
+        "2024-01-01 00:01",
+        "2024-01-01 00:02:00",
+        '"2024-01-01T00:03:00Z"',
+        "2024-01-01T00:04:00.250",
+        "2024-01-01T01:05:00+01:00",
+        "2024-01-01T00:06:00-0000",
+    ]
+    path = write(tmp_path, "timestamp,value\n" + "".join(f"{row},1\n" for row in rows))
     result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
     assert result.exit_code == 0, result.output
-    rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows == [
-        ["timestamp", "score", "flag"],
-        ["Jan 1, 2024 00:00", "0", "0"],
-        ["Jan 1, 2024 00:01", "0", "0"],
+    assert [line.split(",")[0] for line in result.stdout.splitlines()[1:]] == [
+        row.strip('"') for row in rows
     ]
 
 
@@ -209,6 +249,10 @@ def test_detect_series_names_a_file_that_is_not_text(tmp_path):
     [
         (gzip.compress(b"timestamp,value\n"), "it is gzip-compressed; decompress it first"),
         ("timestamp,value\n".encode("utf-16"), "it is UTF-16 text (Excel's Unicode text)"),
+        # without a byte-order mark it decoded as UTF-8 and NUL bytes reached the terminal
+        ("timestamp,value\n".encode("utf-16-le"), "it is UTF-16 text; save it as CSV UTF-8"),
+        ("timestamp,value\n".encode("utf-16-be"), "it is UTF-16 text; save it as CSV UTF-8"),
+        (b"timestamp,value\n2024-01-01,1\x00\n", "it holds NUL bytes"),
         (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xa8", "export the sheet as CSV"),
     ],
 )
@@ -218,8 +262,9 @@ def test_detect_series_says_what_a_file_that_is_not_text_is(tmp_path, data, hint
     path.write_bytes(data)
     result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"Error: {path} is not UTF-8 text; it is ")
+    assert result.stderr.startswith(f"Error: {path} is not UTF-8 text; it ")
     assert hint in result.stderr
+    assert "\x00" not in result.output and len(result.stderr.splitlines()) == 1
 
 
 def test_detect_series_names_a_later_row_with_extra_fields(tmp_path):
@@ -273,15 +318,18 @@ def test_detect_series_names_a_device_instead_of_a_missing_file():
             "2024-01-01 00:00:00); sort the rows by time, oldest first",
         ),
         # pandas reads these as the current time, or a time of day today
-        ("timestamp,value\n2024-01-01,1\ntoday,2\n", "unparsable timestamp 'today' on data row 2"),
-        ("timestamp,value\nnow,1\n", "unparsable timestamp 'now' on data row 1"),
+        ("timestamp,value\n2024-01-01,1\ntoday,2\n", "timestamp 'today' on data row 2 is not"),
+        (
+            "timestamp,value\nnow,1\n",
+            f"timestamp 'now' on data row 1 is not ISO 8601; {ISO_ADVICE}",
+        ),
         # epoch seconds or milliseconds were refused without saying why
         (
             "timestamp,value\n1704067200,1\n",
-            "unparsable timestamp '1704067200' on data row 1; it looks like a Unix time, which "
-            "is not read; use ISO 8601 with a date, e.g. 2024-01-01T00:00:00Z",
+            "timestamp '1704067200' on data row 1 is not ISO 8601; it looks like a Unix time, "
+            f"which is not read; {ISO_ADVICE}",
         ),
-        ("timestamp,value\n10:00Z,1\n", "unparsable timestamp '10:00Z' on data row 1"),
+        ("timestamp,value\n10:00Z,1\n", "timestamp '10:00Z' on data row 1 is not ISO 8601"),
         # datetime64[ns] ends in 2262: 2500 once wrapped round to 1915 silently
         (
             "timestamp,value\n2024-01-01,1\n2500-01-01,2\n",
@@ -451,3 +499,65 @@ def test_detect_series_reads_a_file_named_dash(tmp_path, monkeypatch):
     result = runner.invoke(app, ["detect-series", "--kind", "latency", "./-"], input="")
     assert result.exit_code == 0, result.output
     assert result.stdout == "timestamp,score,flag\n2024-01-01T00:00:00Z,0,0\n"
+
+
+def test_detect_series_names_the_file_of_rows_too_close_together(tmp_path):
+    rows = "".join(f"2024-01-01T00:00:{i // 2:02d}.{i % 2 * 5}Z,1\n" for i in range(30))
+    path = write(tmp_path, "timestamp,value\n" + rows)
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {path}: the rows are 500 ms apart; ")
+
+
+def test_detect_series_notes_a_value_column_without_numbers(tmp_path):
+    # "only 0 values" did not say that every value was a gap
+    rows = "".join(f"2024-01-01T00:{minute:02d}:00Z,NaN\n" for minute in range(30))
+    path = write(tmp_path, "timestamp,value\n" + rows)
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"Note: {path}: the value column has no numbers (every value is blank or NaN); "
+        "there is nothing to score, so every score is 0\n"
+    )
+
+
+@pytest.mark.parametrize("option", [["--days", "3"], ["--seed", "7"]])
+def test_evaluate_refuses_simulator_options_without_the_simulator(option, tmp_path):
+    # both were ignored and the labelled series were scored
+    from seamwatch.cli import app as seamwatch_app
+
+    result = runner.invoke(seamwatch_app, ["evaluate", "--series-dir", str(tmp_path), *option])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {option[0]} applies to the simulator; use it with --simulator "
+        "(the labelled series are scored as they are).\n"
+    )
+
+
+def test_evaluate_says_a_windows_file_that_is_a_folder_is_one(tmp_path):
+    # it said the folder "has no nab/combined_windows.json"
+    (tmp_path / "nab" / "combined_windows.json").mkdir(parents=True)
+    result = runner.invoke(app, ["evaluate", "--series-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {tmp_path / 'nab' / 'combined_windows.json'} is a folder, not a file; it must "
+        "be the nab set's JSON file of windows\n"
+    )
+
+
+def test_bench_series_prints_rows_a_second_per_kind():
+    from seamwatch.cli import app as seamwatch_app
+
+    result = runner.invoke(seamwatch_app, ["bench", "series", "--rows", "300"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "detect-series --kind latency",
+        "detect-series --kind error_rate",
+    ]
+    assert all(
+        line.endswith(" rows a second") and " 300 per-minute rows: " in line for line in lines
+    )
+    refused = runner.invoke(seamwatch_app, ["bench", "series", "--rows", "0"])
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("Error: --rows takes whole numbers above 0")

@@ -148,12 +148,37 @@ def test_evaluate_warns_of_a_window_outside_the_file_and_goes_on(series_dir):
     write_windows(series_dir / "nab", {"folder/a.csv": [WINDOW, ["2025-01-01", "2025-01-02"]]})
     result = evaluate(series_dir, "--json")
     assert result.exit_code == 0, result.output
-    csv_path = series_dir / "nab" / "folder" / "a.csv"
+    windows_file = series_dir / "nab" / "combined_windows.json"
     assert result.stderr.splitlines() == [
-        f"Warning: {csv_path}: window [2025-01-01 00:00:00, 2025-01-02 00:00:00] lies outside "
-        "the file's time range (2024-01-01 00:00:00 to 2024-01-02 23:00:00); it is not scored"
+        f"Warning: {windows_file}, key 'folder/a.csv': window 2 [2025-01-01 00:00:00, "
+        "2025-01-02 00:00:00] lies outside the file's time range (2024-01-01 00:00:00 to "
+        "2024-01-02 23:00:00); it is not scored"
     ]
     assert json.loads(result.stdout)[0]["windows"] == 1
+
+
+@pytest.mark.parametrize(
+    ("window", "reason"),
+    [
+        (["2025-01-01", "2025-01-02"], "lies outside the file's time range"),
+        # both were left out of the score without a word: "nab 1 files 0 windows ... n/a"
+        (["2024-01-02 11:15:00", "2024-01-02 11:45:00"], "falls between two rows and holds none"),
+        (
+            ["2024-01-01 00:00:00", "2024-01-01 02:00:00"],
+            "ends within the first 7 rows, which the detector learns from",
+        ),
+    ],
+)
+def test_seamwatch_evaluate_names_each_window_it_cannot_score(series_dir, window, reason):
+    from seamwatch.cli import app as seamwatch_app
+
+    write_windows(series_dir / "nab", {"folder/a.csv": [window]})
+    result = runner.invoke(seamwatch_app, ["evaluate", "--series-dir", str(series_dir)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].split()[:3] == ["nab", "1", "0"]
+    windows_file = series_dir / "nab" / "combined_windows.json"
+    assert f"Warning: {windows_file}, key 'folder/a.csv': window 1 [" in result.stderr
+    assert reason in result.stderr and "it is not scored" in result.stderr
 
 
 def test_evaluate_reads_utc_offsets_in_window_bounds(series_dir):

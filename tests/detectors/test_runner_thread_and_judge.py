@@ -193,13 +193,16 @@ def test_judgement_of_a_short_simulated_run_with_planned_incidents(tmp_path):
     assert "(in time, deadline 5)" in text
 
 
-def test_a_run_without_incidents_says_that_only_false_alerts_were_judged():
-    # a quarter hour's run printed "Objectives met." and nothing about why
-    text = format_judgement(Judgement(simulated_days=0.01))
+def test_a_run_without_incidents_says_there_was_nothing_to_judge():
+    # a quarter hour's run printed "Objectives met." although nothing had been judged
+    judgement = Judgement(simulated_days=0.001)
+    text = format_judgement(judgement)
+    assert "Objectives" not in text
     assert text.endswith(
-        "Objectives met.\nNo incident was injected in 0.01 simulated day(s), so only false "
-        "alerts were judged; a longer run gets a few incidents a day.\n"
+        "No incident was injected in 0.001 simulated day(s); nothing to judge: run at least "
+        "1 day (--days 1), which injects 2 to 4 incidents after the run's first 3 hours.\n"
     )
+    assert judgement.as_dict()["passed"] is None
 
 
 def test_incidents_are_listed_in_the_order_they_started():
