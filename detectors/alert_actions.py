@@ -33,7 +33,6 @@ from lineage.schema import LINEAGE_TABLE, ROLLUP_TABLE
 from seamwatch.times import readable_utc, utc_text
 from seamwatch.user_text import (
     NAME_LIMIT,
-    PATTERN_LIMIT,
     TEXT_LIMIT,
     TextProblem,
     check_text,
@@ -50,14 +49,9 @@ DEFAULT_LIST_LIMIT = 500
 # is long enough for any planned quiet and keeps every expiry storable.
 LONGEST_SILENCE = timedelta(days=365)
 # The most characters each free-text field takes, by its name in the API (seamwatch.user_text).
-TEXT_FIELD_LIMITS = {
-    "by": NAME_LIMIT,
-    "note": TEXT_LIMIT,
-    "reason": TEXT_LIMIT,
-    "flow": PATTERN_LIMIT,
-    "target": PATTERN_LIMIT,
-    "kind": PATTERN_LIMIT,
-}
+# Patterns are not limited: they must match flows, targets and categories as spans name
+# them, which may be long or hold any character (a category may hold the unit separator).
+TEXT_FIELD_LIMITS = {"by": NAME_LIMIT, "note": TEXT_LIMIT, "reason": TEXT_LIMIT}
 # How many known flows or targets a warning about a pattern that matches none of them lists.
 SEEN_EXAMPLES = 5
 
@@ -237,9 +231,7 @@ def add_silence(
     come later, but a typo should not pass unnoticed.
     """
     check_silence_length(duration)
-    check_free_text(
-        {"flow": flow, "target": target, "kind": kind, "reason": reason, "by": created_by}
-    )
+    check_free_text({"reason": reason, "by": created_by})
     patterns = _silence_patterns(flow, target, kind, everything)
     now = now or datetime.now(UTC)
     silence = {
@@ -310,7 +302,7 @@ def _unseen_pattern_warnings(store: Store, patterns: dict[str, str]) -> list[str
         return warnings
     if _GLOB_CHARACTERS.search(category):
         warnings.append(
-            f"category {category!r} is compared whole, not as a glob (a category name may "
+            f"category {quoted(category)} is compared whole, not as a glob (a category name may "
             "hold any character); kind exception_category silences every category"
         )
     seen = _seen_categories(store)
@@ -332,7 +324,7 @@ def _unseen_warning(name: str, pattern: str, seen: list[str]) -> list[str]:
     more = f" and {len(seen) - SEEN_EXAMPLES} more" if len(seen) > SEEN_EXAMPLES else ""
     kinds = "categories" if name == "category" else f"{name}s"
     return [
-        f"{name} {pattern!r} matches none of the {len(seen)} {kinds} seen in the store "
+        f"{name} {quoted(pattern)} matches none of the {len(seen)} {kinds} seen in the store "
         f"({shown}{more}); the silence is kept and applies if such a {name} appears"
     ]
 

@@ -499,7 +499,7 @@ def silence_command(
     kept, for a flow that comes later.
     """
     length = _silence_length(duration)
-    _check_options({"flow": flow, "target": target, "kind": kind, "reason": reason, "by": by})
+    _check_options({"reason": reason, "by": by})
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
     body = {
         "seconds": length.total_seconds(),

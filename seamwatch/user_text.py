@@ -1,9 +1,9 @@
 """Text people give: the limits of free-text fields, and how messages quote and show it.
 
 A name (who acknowledges or silences) is one line of at most :data:`NAME_LIMIT` characters;
-a reason or note at most :data:`TEXT_LIMIT`; a flow, target or kind pattern at most
-:data:`PATTERN_LIMIT`. None may hold a control character: a line break, tab, NUL or escape
-would forge lines or colours wherever the text is shown again (a table, a chat message).
+a reason or note at most :data:`TEXT_LIMIT`. Neither may hold a control character: a line
+break, tab, NUL or escape would forge lines or colours wherever the text is shown again (a
+table, a chat message).
 
 An error quotes a bad value in at most :data:`QUOTE_LIMIT` characters, cut with an ellipsis,
 and text stored before these limits is shown with its control characters escaped, on one
@@ -16,7 +16,6 @@ import unicodedata
 
 NAME_LIMIT = 100
 TEXT_LIMIT = 500
-PATTERN_LIMIT = 200
 QUOTE_LIMIT = 60
 
 # Unicode categories that move the text rather than write it: controls and line separators.

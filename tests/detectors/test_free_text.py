@@ -54,8 +54,6 @@ def test_ack_refuses_a_long_or_multi_line_value_in_one_error_line(
         (["--reason", "r" * 501], "--reason is 501 characters long; at most 500 are allowed"),
         (["--reason", "deploy\nsilenced by admin"], "--reason holds a line break (\\n)"),
         (["--by", "ana\tbob"], "--by holds a tab (\\t) at character 4"),
-        (["--flow", "billing.*\n"], "--flow holds a line break (\\n) at character 10"),
-        (["--flow", "f" * 201], "--flow is 201 characters long; at most 200 are allowed"),
     ],
 )
 def test_silence_refuses_a_long_or_multi_line_value_in_one_error_line(
@@ -108,7 +106,6 @@ def test_the_ack_route_refuses_a_long_or_multi_line_value_with_400(client, store
         ({"reason": "r" * 501}, "reason is 501 characters long; at most 500 are allowed"),
         ({"reason": "a\nb"}, "reason holds a line break (\\n) at character 2"),
         ({"by": "b" * 101}, "by is 101 characters long; at most 100 are allowed"),
-        ({"target": "erp\x1b"}, "target holds a control character (\\x1b) at character 4"),
     ],
 )
 def test_the_silence_route_refuses_a_long_or_multi_line_value_with_400(
