@@ -31,6 +31,14 @@ from detectors.severity import Severity, check_glob
 from detectors.silence_scope import covering_silence, same_category, split_category
 from lineage.schema import LINEAGE_TABLE, ROLLUP_TABLE
 from seamwatch.times import readable_utc, utc_text
+from seamwatch.user_text import (
+    NAME_LIMIT,
+    TEXT_LIMIT,
+    TextProblem,
+    check_text,
+    one_line,
+    quoted,
+)
 from storage import Store
 
 STATES = ("open", "resolved", "all")
@@ -40,6 +48,10 @@ DEFAULT_LIST_LIMIT = 500
 # ClickHouse's DateTime64 ends in 2299 and a silence nobody remembers is a blind spot: a year
 # is long enough for any planned quiet and keeps every expiry storable.
 LONGEST_SILENCE = timedelta(days=365)
+# The most characters each free-text field takes, by its name in the API (seamwatch.user_text).
+# Patterns are not limited: they must match flows, targets and categories as spans name
+# them, which may be long or hold any character (a category may hold the unit separator).
+TEXT_FIELD_LIMITS = {"by": NAME_LIMIT, "note": TEXT_LIMIT, "reason": TEXT_LIMIT}
 # How many known flows or targets a warning about a pattern that matches none of them lists.
 SEEN_EXAMPLES = 5
 
@@ -102,7 +114,7 @@ def list_alerts(
 ) -> list[dict[str, Any]]:
     """Alerts in ``state`` (open, resolved or all), highest priority first, as plain data."""
     if state not in STATES:
-        raise AlertActionError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+        raise AlertActionError(f"state must be one of {', '.join(STATES)}, got {quoted(state)}")
     now = now or datetime.now(UTC)
     frame = store.query_df(
         f"SELECT * EXCEPT version FROM {store.table(ALERTS_TABLE)} FINAL "
@@ -219,6 +231,7 @@ def add_silence(
     come later, but a typo should not pass unnoticed.
     """
     check_silence_length(duration)
+    check_free_text({"reason": reason, "by": created_by})
     patterns = _silence_patterns(flow, target, kind, everything)
     now = now or datetime.now(UTC)
     silence = {
@@ -245,7 +258,7 @@ def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> di
     stored_kind, category = split_category(kind.strip())
     if category == "":
         raise AlertActionError(
-            f"kind {kind!r} names no category; give it as the alerts table shows it, "
+            f"kind {quoted(kind)} names no category; give it as the alerts table shows it, "
             "e.g. category:mapping, or use exception_category for every category"
         )
     patterns = {"flow": flow.strip(), "target": target.strip(), "kind": stored_kind}
@@ -255,10 +268,10 @@ def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> di
         try:
             check_glob(pattern)
         except ValueError as exc:
-            raise AlertActionError(f"{name} {pattern!r}: {exc}") from None
+            raise AlertActionError(f"{name} {quoted(pattern)}: {exc}") from None
     if not any(fnmatch.fnmatchcase(known, patterns["kind"]) for known in ALERT_KINDS):
         raise AlertActionError(
-            f"kind {kind!r} matches no alert kind; use one of {', '.join(ALERT_KINDS)}, a "
+            f"kind {quoted(kind)} matches no alert kind; use one of {', '.join(ALERT_KINDS)}, a "
             "glob of them, '*', or category:NAME for one failure category"
         )
     matches_all = all(set(pattern) == {"*"} for pattern in patterns.values())
@@ -289,7 +302,7 @@ def _unseen_pattern_warnings(store: Store, patterns: dict[str, str]) -> list[str
         return warnings
     if _GLOB_CHARACTERS.search(category):
         warnings.append(
-            f"category {category!r} is compared whole, not as a glob (a category name may "
+            f"category {quoted(category)} is compared whole, not as a glob (a category name may "
             "hold any character); kind exception_category silences every category"
         )
     seen = _seen_categories(store)
@@ -311,7 +324,7 @@ def _unseen_warning(name: str, pattern: str, seen: list[str]) -> list[str]:
     more = f" and {len(seen) - SEEN_EXAMPLES} more" if len(seen) > SEEN_EXAMPLES else ""
     kinds = "categories" if name == "category" else f"{name}s"
     return [
-        f"{name} {pattern!r} matches none of the {len(seen)} {kinds} seen in the store "
+        f"{name} {quoted(pattern)} matches none of the {len(seen)} {kinds} seen in the store "
         f"({shown}{more}); the silence is kept and applies if such a {name} appears"
     ]
 
@@ -349,6 +362,16 @@ def _silence_record(silence: dict[str, Any]) -> dict[str, Any]:
     return {**record, "category": category, "cancelled": bool(record["cancelled"])}
 
 
+def check_free_text(values: dict[str, str], prefix: str = "") -> None:
+    """Raise AlertActionError unless each free-text value is within its field's limit and
+    free of control characters; the field is named ``prefix`` + its API name (``--by``)."""
+    for name, value in values.items():
+        try:
+            check_text(prefix + name, value, TEXT_FIELD_LIMITS[name])
+        except TextProblem as exc:
+            raise AlertActionError(str(exc)) from None
+
+
 def check_silence_length(duration: timedelta) -> None:
     """Raise AlertActionError unless ``duration`` is at least a second and at most a year."""
     if duration < timedelta(seconds=1):
@@ -376,7 +399,7 @@ def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -
     )
     if rows.empty:
         raise UnknownId(
-            f"no silence with id {silence_id!r}; list them with 'seamwatch alerts silences'"
+            f"no silence with id {quoted(silence_id)}; list them with 'seamwatch alerts silences'"
         )
     now = now or datetime.now(UTC)
     silence = {name: _plain(value) for name, value in rows.to_dict("records")[0].items()}
@@ -428,6 +451,7 @@ def acknowledge(
     given. Acknowledging again as the holder records the new note. Every acknowledgement is
     kept; ``taken_over_from`` names the previous holder's acknowledgement, if any.
     """
+    check_free_text({"by": by, "note": note})
     # a blank or padded name would read as someone else than the holder ("ana " is ana)
     by = by.strip()
     if not by:
@@ -436,9 +460,9 @@ def acknowledge(
     history = acknowledgements(store, [alert_id]).get(alert_id, [])
     holder = history[-1] if history and history[-1]["by"] != by else None
     if holder and not take_over:
-        noted = f" ({holder['note']})" if holder["note"] else ""
+        noted = f" ({one_line(holder['note'])})" if holder["note"] else ""
         raise Conflict(
-            f"alert {alert_id} is already acknowledged by {holder['by']} at "
+            f"alert {alert_id} is already acknowledged by {one_line(holder['by'])} at "
             f"{readable_utc(holder['at'])}{noted}; nothing changed. To take it over, "
             'acknowledge again with --take-over (in the API, "take_over": true)'
         )
@@ -456,7 +480,7 @@ def _alert_state(store: Store, alert_id: str) -> str:
         {"id": alert_id},
     )
     if not found:
-        raise UnknownId(f"no alert with id {alert_id!r}; list them with 'seamwatch alerts'")
+        raise UnknownId(f"no alert with id {quoted(alert_id)}; list them with 'seamwatch alerts'")
     state, resolved_at = found[0]
     if state == RESOLVED:
         when = f" at {readable_utc(resolved_at)}" if not pd.isna(resolved_at) else ""
@@ -497,6 +521,7 @@ __all__ = [
     "add_silence",
     "api_times",
     "cancel_silence",
+    "check_free_text",
     "check_silence_length",
     "list_alerts",
 ]

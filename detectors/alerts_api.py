@@ -37,6 +37,7 @@ from detectors.alert_actions import (
 )
 from detectors.severity import Severity, SeverityFileError, severity_in_force
 from seamwatch.api import API_PREFIX, bad_request, query_problem, store_failed
+from seamwatch.user_text import quoted, shortened
 from storage import Store, StoreError
 
 ACK_FIELDS = ("by", "note", "take_over")
@@ -82,7 +83,7 @@ def routes(store: Store) -> list[BaseRoute]:
         _only(request, {"state"})
         state = request.query_params.get("state", "open")
         if state not in STATES:
-            raise BadBody(f"state must be one of {', '.join(STATES)}, got {state!r}")
+            raise BadBody(f"state must be one of {', '.join(STATES)}, got {quoted(state)}")
         return await _answer(lambda: ranked_alerts_document(store, state))
 
     async def silences(request: Request) -> Response:
@@ -142,7 +143,7 @@ def _silence_length(body: dict[str, Any]) -> timedelta:
     # bool is an int to Python, but true is no length of time
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if not is_number or not math.isfinite(value) or not 0 < value <= longest:
-        raise BadBody(f"seconds must be {allowed}, got {json.dumps(value)}")
+        raise BadBody(f"seconds must be {allowed}, got {_json_quoted(value)}")
     return timedelta(seconds=value)
 
 
@@ -155,7 +156,7 @@ def _text(body: dict[str, Any], name: str, absent: str, *, required: bool = Fals
     if not isinstance(value, str) or (required and not value):
         kind = "a non-empty string" if required else "a string"
         hint = f"; leave it out for {absent!r}" if required else ""
-        raise BadBody(f"{name} must be {kind}{hint}, got {json.dumps(value)}")
+        raise BadBody(f"{name} must be {kind}{hint}, got {_json_quoted(value)}")
     return value
 
 
@@ -163,8 +164,14 @@ def _flag(body: dict[str, Any], name: str) -> bool:
     """Field ``name`` of ``body``: false when left out, else it must be true or false."""
     value = body.get(name, False)
     if not isinstance(value, bool):
-        raise BadBody(f"{name} must be true or false, got {json.dumps(value)}")
+        raise BadBody(f"{name} must be true or false, got {_json_quoted(value)}")
     return value
+
+
+def _json_quoted(value: Any) -> str:
+    """A value of the body as JSON writes it, cut short as errors quote values."""
+    text = json.dumps(value)
+    return shortened(text, keep_end=text[-1] if text[-1] in '"]}' else "")
 
 
 def _only(request: Request, allowed: set[str]) -> None:
@@ -185,7 +192,7 @@ async def _body(request: Request, fields: Iterable[str]) -> dict[str, Any]:
     unknown = sorted(set(body) - set(known))
     if unknown:
         takes = ", ".join(known) or "no fields"
-        raise BadBody(f"Unknown field {unknown[0]!r} in the body; this route takes {takes}.")
+        raise BadBody(f"Unknown field {quoted(unknown[0])} in the body; this route takes {takes}.")
     return body
 
 

@@ -35,6 +35,7 @@ from detectors.alert_actions import (
     add_silence,
     api_times,
     cancel_silence,
+    check_free_text,
     check_silence_length,
 )
 from detectors.alert_text import alert_summary, kind_names
@@ -55,6 +56,7 @@ from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
 from seamwatch.settings import Settings, SettingsError, load_settings
 from seamwatch.times import readable_utc, table_time
+from seamwatch.user_text import one_line, quoted
 from storage import Store, StoreError
 from storage.embedded import holds_a_store
 from storage.pending import open_store_or_pending, wait_for_server
@@ -259,7 +261,7 @@ def alerts_command(
         _refuse_unused_group_options(ctx)
         return
     if state not in STATES:
-        raise _fail(f"--state {state!r} is not one of {', '.join(STATES)}.")
+        raise _fail(f"--state {quoted(state)} is not one of {', '.join(STATES)}.")
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
     ranked_here = []  # answer() runs local only when this process can open the store
 
@@ -303,9 +305,19 @@ def _warn_severity_unused(severity_file: Path | None, in_force: str | None) -> N
         remedy = f"edit that file (the process reads it again), or {restart}"
     typer.echo(
         f"Warning: {asked} is not used: the running Seamwatch that holds the store ranks alerts "
-        f"with {ranks_with}; to rank with yours, {remedy}.",
+        f"with {ranks_with}; to rank with yours, {remedy}.{_severity_problem(severity_file)}",
         err=True,
     )
+
+
+def _severity_problem(severity_file: Path | None) -> str:
+    """Why the severity file asked for (``--severity``, else the variable) could not be used
+    either, begun on the same line; empty when it is good."""
+    try:
+        load_severity(severity_file, option="--severity")
+    except SeverityFileError as exc:
+        return f" It is also invalid; fix it before ranking with it:\n{exc}"
+    return ""
 
 
 def _warn_severity_refused(in_force: dict[str, Any]) -> None:
@@ -370,7 +382,7 @@ KIND_WIDTH = 34
 def _alert_cells(alert: dict[str, Any]) -> list[str]:
     notes = []
     if alert.get("acknowledged_by"):
-        notes.append(f"ack {alert['acknowledged_by']}")
+        notes.append(f"ack {one_line(alert['acknowledged_by'])}")
     if alert.get("silenced_by"):
         notes.append(f"silenced {alert['silenced_by']}")
     # the kind that opened the alert, then every other kind it has shown, each named (a
@@ -431,6 +443,7 @@ def ack_command(
     An alert someone else has acknowledged is refused, and nothing changes, unless
     --take-over is given; every acknowledgement is kept either way.
     """
+    _check_options({"by": by, "note": note})
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
     body = {"by": by, "note": note, "take_over": take_over}
     path = f"/alerts/{_path_part(alert_id, 'alert', 'seamwatch alerts')}/ack"
@@ -442,13 +455,23 @@ def ack_command(
             body,
         )
     )
-    message = f"Alert {result['alert_id']} acknowledged by {result['acknowledged_by']}"
+    message = f"Alert {result['alert_id']} acknowledged by {one_line(result['acknowledged_by'])}"
     previous = result.get("taken_over_from")
     if previous:
         message += (
-            f", taking over from {previous['by']} (acknowledged {readable_utc(previous['at'])})"
+            f", taking over from {one_line(previous['by'])} "
+            f"(acknowledged {readable_utc(previous['at'])})"
         )
     typer.echo(message + ".")
+
+
+def _check_options(values: dict[str, str]) -> None:
+    """Refuse a free-text option that is too long or holds a control character, naming it as
+    typed (``--by``), before any store or running process is asked."""
+    try:
+        check_free_text(values, prefix="--")
+    except AlertActionError as exc:
+        raise _fail(str(exc)) from None
 
 
 def silence_command(
@@ -476,6 +499,7 @@ def silence_command(
     kept, for a flow that comes later.
     """
     length = _silence_length(duration)
+    _check_options({"reason": reason, "by": by})
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
     body = {
         "seconds": length.total_seconds(),
@@ -544,12 +568,12 @@ def format_silences(silences: list[dict[str, Any]]) -> str:
     rows = [
         [
             item["silence_id"],
-            item["flow"],
-            item["target"],
-            silenced_kind(item),
-            item["created_by"] or "-",
+            one_line(item["flow"]),
+            one_line(item["target"]),
+            one_line(silenced_kind(item)),
+            one_line(item["created_by"]) or "-",
             table_time(item["expires_at"]),
-            item["reason"],
+            one_line(item["reason"]),
         ]
         for item in silences
     ]
@@ -561,7 +585,7 @@ def _silence_length(text: str) -> timedelta:
         length = parse_duration(text, longest=LONGEST_SILENCE)
         check_silence_length(length)
     except AlertActionError as exc:
-        raise _fail(f"--for {text!r}: {exc}") from None
+        raise _fail(f"--for {quoted(text)}: {exc}") from None
     except ValueError as exc:  # parse_duration's errors quote the text already
         raise _fail(f"--for {exc}") from None
     return length

@@ -112,6 +112,13 @@ class SeverityModel(BaseModel):
     rules: list[RuleModel] = Field(default_factory=list)
 
 
+# How errors name what a tier or a rule must be, in the file's words.
+MODEL_NOUNS = {
+    "TierModel": f"a mapping of tier settings ({', '.join(TierModel.model_fields)})",
+    "RuleModel": f"a mapping of rule fields ({', '.join(RuleModel.model_fields)})",
+}
+
+
 def check_glob(pattern: str) -> None:
     """Raise ValueError when ``pattern`` cannot be meant as a shell-style glob."""
     if not pattern:
@@ -263,7 +270,7 @@ def parse_severity(
         model = SeverityModel.model_validate(data)
     except ValidationError as exc:
         model = None
-        problems += validation_problems(exc, key_nouns={"tiers": "tier"})
+        problems += validation_problems(exc, key_nouns={"tiers": "tier"}, model_nouns=MODEL_NOUNS)
     problems += cross_check(data, lines)
     if problems or model is None:
         in_file_order = sorted(problems, key=lambda problem: problem_line(problem, lines))

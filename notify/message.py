@@ -23,6 +23,7 @@ from detectors.lifecycle import Alert
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity
 from seamwatch.times import readable_utc, utc_text
+from seamwatch.user_text import one_line
 
 OPENED = "opened"
 ESCALATED = "escalated"
@@ -89,8 +90,9 @@ class Notification:
         (checking ERP item master)``; empty when nobody has acknowledged it."""
         if not self.acknowledged_by or self.acknowledged_at is None:
             return ""
-        note = f" ({self.ack_note})" if self.ack_note else ""
-        return f"{self.acknowledged_by} at {format_time(self.acknowledged_at)}{note}"
+        # escaped: a name stored before the limits on free text could forge a line of its own
+        note = f" ({one_line(self.ack_note)})" if self.ack_note else ""
+        return f"{one_line(self.acknowledged_by)} at {format_time(self.acknowledged_at)}{note}"
 
     @property
     def holder(self) -> dict[str, str] | None:

@@ -113,6 +113,14 @@ class NotifyModel(BaseModel):
     destinations: list[DestinationModel] = Field(min_length=1)
 
 
+# How errors name what a destination must be, in the file's words.
+MODEL_NOUNS = {
+    "DestinationModel": (
+        f"a mapping of destination settings ({', '.join(DestinationModel.model_fields)})"
+    )
+}
+
+
 class Route:
     """One destination's address and filters, with the secrets read from the environment."""
 
@@ -163,7 +171,9 @@ def parse_routes(
         model = NotifyModel.model_validate(data)
     except ValidationError as exc:
         model = None
-        problems += validation_problems(exc, hidden_fields=("url", "secret"))
+        problems += validation_problems(
+            exc, hidden_fields=("url", "secret"), model_nouns=MODEL_NOUNS
+        )
     problems += cross_check(data)
     if problems or model is None:
         in_file_order = sorted(problems, key=lambda problem: problem_line(problem, lines))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from seamwatch.user_text import quoted
+
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
 _WHOLE = re.compile(r"^(\s*\d+(?:\.\d+)?\s*[wdhms])+\s*$")
 _UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
@@ -26,16 +28,16 @@ def parse_duration(
     if not _WHOLE.match(value):
         forever = ", or 'forever'" if allow_forever else ""
         raise ValueError(
-            f"{text!r} is not a duration; use a number with a unit, e.g. 30m, 6h, 1d, 7d "
+            f"{quoted(text)} is not a duration; use a number with a unit, e.g. 30m, 6h, 1d, 7d "
             f"or 1h30m (units w, d, h, m, s){forever}"
         )
     seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
     if seconds <= 0:
-        raise ValueError(f"{text!r} is no time at all; a duration must be longer than zero")
+        raise ValueError(f"{quoted(text)} is no time at all; a duration must be longer than zero")
     limit = _LONGEST_SECONDS if longest is None else longest.total_seconds()
     if seconds > limit or seconds >= _LONGEST_SECONDS:  # inf too, from digits beyond a float
         most = timedelta.max if longest is None else longest
-        raise ValueError(f"{text!r} is too long; at most {_days(most)}")
+        raise ValueError(f"{quoted(text)} is too long; at most {_days(most)}")
     return timedelta(seconds=seconds)
 
 

@@ -14,8 +14,21 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import ValidationError
 
+from seamwatch.user_text import quoted, shortened
+
 Lines = dict[tuple[Any, ...], int]
 
+# What pydantic calls a value of the wrong shape, in the words of a YAML file; a mapping that
+# stands for a model is named by the caller's ``model_nouns`` (never by the class's name).
+_SHAPES = {
+    "dict_type": "a mapping of keys to values",
+    "model_type": "a mapping of keys to values",
+    "model_attributes_type": "a mapping of keys to values",
+    "list_type": "a list",
+    "string_type": "text",
+    "bool_type": "true or false",
+}
+_UNKNOWN_KEY = "unknown key; check its spelling, or remove it"
 YAML_HINT = "check the indentation there and that every quote and bracket is closed"
 _COMPOUND_KEY = "a key is a list or a mapping; a key must be a name"
 
@@ -35,13 +48,33 @@ def read_text_file(path: Path | str, error: type[Exception], what: str, fix: str
     when it cannot be read or is not text."""
     advice = f" {fix}" if fix else ""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise error(f"Cannot read {what} {str(path)!r}: {exc.strerror}.{advice}") from None
+    try:
+        text = data.decode("utf-8")
+        problem = utf16_problem(data)
     except UnicodeDecodeError as exc:
-        raise error(
-            f"Cannot read {what} {str(path)!r}: it is not UTF-8 text (byte {exc.start}).{advice}"
-        ) from None
+        problem = utf16_problem(data) or (
+            f"it is not UTF-8 text (byte {exc.start} cannot be read as UTF-8); save it as UTF-8"
+        )
+    if problem:
+        raise error(f"Cannot read {what} {str(path)!r}: {problem}.{advice}")
+    return text
+
+
+# The byte-order marks an editor writes at the start of UTF-16 text.
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+# Bytes read to tell UTF-16 text without a mark: its ASCII letters each come with a NUL.
+_SNIFFED_BYTES = 64
+
+
+def utf16_problem(data: bytes) -> str | None:
+    """What to say of ``data`` if it is UTF-16 text (with a byte-order mark, or NUL bytes
+    beside its letters), which a UTF-8 reader would refuse or misread; None otherwise."""
+    if data.startswith(UTF16_MARKS) or b"\x00" in data[:_SNIFFED_BYTES]:
+        return "it is UTF-16 text, not UTF-8; save it as UTF-8 in your editor"
+    return None
 
 
 def read_yaml(text: str, source: str, error: type[Exception], empty_hint: str) -> tuple[Any, Lines]:
@@ -86,13 +119,16 @@ def describe_errors(
     title: str,
     hidden_fields: Container[str] = (),
     key_nouns: Mapping[str, str] | None = None,
+    model_nouns: Mapping[str, str] | None = None,
 ) -> str:
     """One line per validation error; values of ``hidden_fields`` (secrets) are not shown.
 
     A key of a mapping that the model does not know reads ``field tiers: unknown tier 'x';
-    use one of ...``, with the noun for the mapping's keys taken from ``key_nouns``."""
+    use one of ...``, with the noun for the mapping's keys taken from ``key_nouns``. A value
+    that should be a mapping of a model's fields is described by ``model_nouns``, by the
+    model's class name (``"a mapping of tier settings (weight, ...)"``)."""
     return describe_problems(
-        validation_problems(exc, hidden_fields, key_nouns), source, lines, title
+        validation_problems(exc, hidden_fields, key_nouns, model_nouns), source, lines, title
     )
 
 
@@ -100,16 +136,19 @@ def validation_problems(
     exc: ValidationError,
     hidden_fields: Container[str] = (),
     key_nouns: Mapping[str, str] | None = None,
+    model_nouns: Mapping[str, str] | None = None,
 ) -> list[Problem]:
     """Each validation error as a problem of the file (see :func:`describe_errors`)."""
-    return [_problem(error, hidden_fields, key_nouns or {}) for error in exc.errors()]
+    return [
+        _problem(error, hidden_fields, key_nouns or {}, model_nouns or {}) for error in exc.errors()
+    ]
 
 
 def describe_problems(problems: Iterable[Problem], source: str, lines: Lines, title: str) -> str:
     """``title``, then ``FILE, line N, field F: message`` for each problem."""
     messages = []
     for problem in problems:
-        field = ".".join(str(part) for part in problem.path)
+        field = ".".join(shortened(str(part)) for part in problem.path)
         field = field if problem.field is None else problem.field
         where = f"{source}, line {problem_line(problem, lines)}"
         messages.append(f"{where}{f', field {field}' if field else ''}: {problem.message}")
@@ -126,8 +165,13 @@ def line_of(lines: Lines, path: tuple[Any, ...]) -> int:
     return next((lines[path[:end]] for end in range(len(path), -1, -1) if path[:end] in lines), 1)
 
 
-def _problem(error: Any, hidden_fields: Container[str], key_nouns: Mapping[str, str]) -> Problem:
-    """A pydantic error as a problem of the file."""
+def _problem(
+    error: Any,
+    hidden_fields: Container[str],
+    key_nouns: Mapping[str, str],
+    model_nouns: Mapping[str, str],
+) -> Problem:
+    """A pydantic error as a problem of the file, saying what the file gave."""
     loc = tuple(part for part in error["loc"] if not str(part).startswith("function-after"))
     value = error.get("input")
     if loc and loc[-1] == "[key]":
@@ -136,13 +180,45 @@ def _problem(error: Any, hidden_fields: Container[str], key_nouns: Mapping[str, 
         noun = key_nouns.get(parent, "key")
         expected = str((error.get("ctx") or {}).get("expected", "")).replace("'", "")
         allowed = f"; use one of {expected.replace(' or ', ', ')}" if expected else ""
-        return Problem(path, f"unknown {noun} {value!r}{allowed}", parent)
+        return Problem(path, f"unknown {noun} {quoted(value)}{allowed}", parent)
     hidden = bool(loc) and loc[-1] in hidden_fields
-    shown = "" if hidden or isinstance(value, dict | list) else f" (got {value!r})"
-    message = error["msg"].removeprefix("Value error, ")
+    shown = "" if hidden or error["type"] == "missing" else f" (got {yaml_value(value)})"
+    message = _message(error, model_nouns)
     if error["type"] in ("float_type", "int_type") and isinstance(value, str):
         message += ", written without quotes"  # YAML reads a quoted number as text
     return Problem(loc, message + shown)
+
+
+def _message(error: Any, model_nouns: Mapping[str, str]) -> str:
+    """What pydantic says is wrong, in the words of the file rather than of the code."""
+    if error["type"] == "extra_forbidden":
+        return _UNKNOWN_KEY
+    shape = _SHAPES.get(error["type"])
+    if shape is None:
+        return str(error["msg"]).removeprefix("Value error, ")
+    model = (error.get("ctx") or {}).get("class_name")
+    return f"Input should be {model_nouns.get(model, shape)}"
+
+
+def yaml_value(value: Any) -> str:
+    """A value read from a YAML file as the file would write it, shortened and saying what it
+    is when that is not plain: ``'urgent'``, ``true``, ``an empty value``, ``a list:
+    [critical]``. A mapping is shown by its keys, and a list of mappings or lists by its shape
+    alone, so that a secret nested in them is never quoted."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, str):
+        return quoted(value)
+    if isinstance(value, dict):
+        keys = ", ".join(str(key) for key in value)
+        return f"a mapping with keys {shortened(keys)}" if keys else "an empty mapping"
+    if isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
+        return "a list of mappings or lists"
+    written = yaml.safe_dump(value, default_flow_style=True, width=2**31 - 1)
+    written = written.removesuffix("\n...\n").strip()
+    if isinstance(value, list):
+        return f"a list: {shortened(written, keep_end=']')}"
+    return shortened(written)
 
 
 def _with_lines(
@@ -161,7 +237,8 @@ def _with_lines(
                 # YAML loaders keep the last of two equal keys; a file that says two things is
                 # a mistake, reported with the file's others
                 first = lines[key_path]
-                message = f"{key_node.value!r} is given twice (first on line {first}); keep one"
+                given = quoted(key_node.value)
+                message = f"{given} is given twice (first on line {first}); keep one"
                 problems.append(Problem(key_path, message, line=line))
                 continue
             result[key_node.value] = _with_lines(value_node, key_path, lines, problems)

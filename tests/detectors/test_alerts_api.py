@@ -6,11 +6,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from starlette.applications import Starlette
-from starlette.testclient import TestClient
 
 from detectors.alert_actions import active_silences, add_silence
-from detectors.alerts_api import routes
 from detectors.lifecycle import AlertBook, Signal
 from tests.detectors.test_alert_actions import record_alert
 from tests.detectors.test_category_silences import record_category_alert
@@ -18,11 +15,6 @@ from tests.detectors.test_category_silences import record_category_alert
 UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SLOW = Signal("latency", "latency_shift", 5.0, 800.0, 4000.0)
 ERRORS = Signal("error_rate", "error_rate", 12.0, 0.01, 0.4)
-
-
-@pytest.fixture
-def client(store):
-    return TestClient(Starlette(routes=routes(store)), raise_server_exceptions=False)
 
 
 @pytest.mark.parametrize(

@@ -38,15 +38,6 @@ SUBCOMMANDS = [
 ]
 
 
-@pytest.fixture
-def cli(store, monkeypatch, tmp_path):
-    """A runner over ``store``'s database, from a folder that holds no store."""
-    monkeypatch.setenv("SEAMWATCH_DATABASE", store.database)
-    monkeypatch.delenv("SEAMWATCH_DATA_DIR", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
-
-
 def test_every_sub_command_takes_the_data_dir_given_before_it(cli, store, chdb_data_dir, tmp_path):
     alert = record_alert(store, "billing.invoice-post", datetime.now(UTC))
     before = ["alerts", "--data-dir", str(chdb_data_dir)]
@@ -170,6 +161,7 @@ def test_the_warning_names_the_severity_file_the_running_process_ranks_with(
     answer = {"alerts": [], "severity": in_force}
     monkeypatch.setattr(seamwatch.access, "get_json", lambda *_, **__: answer)
     severity = tmp_path / "sev.yaml"
+    severity.write_text(DEFAULT_SEVERITY_FILE.read_text())
 
     result = cli.invoke(
         app, ["alerts", "--severity", str(severity), "--data-dir", str(chdb_data_dir)]
@@ -178,6 +170,28 @@ def test_the_warning_names_the_severity_file_the_running_process_ranks_with(
     assert result.stderr == (
         f"Warning: --severity {severity} is not used: the running Seamwatch that holds the "
         f"store ranks alerts with {advice}\n"
+    )
+
+
+def test_an_invalid_severity_file_the_running_process_ignores_is_named_invalid_too(
+    cli, chdb_data_dir, tmp_path, monkeypatch
+):
+    # the warning said only that the file was not used; fixed later, it still would not be
+    _running_seamwatch(monkeypatch)
+    severity = tmp_path / "invalid.yaml"
+    severity.write_text("tiers:\n  critical: {weight: 2}\ndefault_tier: critical\n")
+
+    result = cli.invoke(
+        app, ["alerts", "--severity", str(severity), "--data-dir", str(chdb_data_dir)]
+    )
+
+    assert result.exit_code == 0, result.output
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith(f"Warning: --severity {severity} is not used: ")
+    assert first.endswith(" It is also invalid; fix it before ranking with it:")
+    assert rest[0] == "Invalid severity file:"
+    assert (
+        "field tiers.critical.weight: Input should be less than or equal to 1 (got 2)" in (rest[1])
     )
 
 

@@ -202,7 +202,7 @@ TIERS = "tiers:\n  low: {weight: 0.2}\n  high: {weight: 0.7}\ndefault_tier: low\
         # a boolean and a quoted number were taken as 1.0 and 0.2
         (
             "tiers:\n  low: {weight: true}\ndefault_tier: low\n",
-            "line 2, field tiers.low.weight: Input should be a valid number (got True)",
+            "line 2, field tiers.low.weight: Input should be a valid number (got true)",
         ),
         (
             'tiers:\n  low: {weight: "0.2"}\ndefault_tier: low\n',
@@ -253,6 +253,47 @@ TIERS = "tiers:\n  low: {weight: 0.2}\n  high: {weight: 0.7}\ndefault_tier: low\
             "tiers:\n  low: {weight: 0.2}\n  urgent: {weight: 1}\ndefault_tier: low\n",
             "line 3, field tiers: unknown tier 'urgent'; use one of critical, high, medium, low",
         ),
+        # a list where a number or a tier name belongs was reported without what was given
+        (
+            "tiers:\n  low: {weight: 0.2, error_budget: [1]}\ndefault_tier: low\n",
+            "line 2, field tiers.low.error_budget: Input should be a valid number "
+            "(got a list: [1])",
+        ),
+        (
+            "tiers:\n  critical: {weight: 1}\ndefault_tier: [critical]\n",
+            "line 3, field default_tier: Input should be 'critical', 'high', 'medium' or 'low' "
+            "(got a list: [critical])",
+        ),
+        # a tier or rule that is no mapping named the code's classes
+        (
+            "tiers:\n  low: 5\ndefault_tier: low\n",
+            "line 2, field tiers.low: Input should be a mapping of tier settings (weight, "
+            "latency_objective_ms, error_budget) (got 5)",
+        ),
+        (
+            TIERS + "rules:\n  - [billing.*, high]\n",
+            "line 6, field rules.0: Input should be a mapping of rule fields (flow, "
+            "business_object, target, tier) (got a list: [billing.*, high])",
+        ),
+        (
+            "tiers: [low]\n",
+            "line 1, field tiers: Input should be a mapping of keys to values (got a list: [low])",
+        ),
+        (
+            "tiers:\n  low: {weight: 0.2, colour: red}\ndefault_tier: low\n",
+            "line 2, field tiers.low.colour: unknown key; check its spelling, or remove it "
+            "(got 'red')",
+        ),
+        (
+            "tiers:\n  low: {weight: {a: 1}}\ndefault_tier: low\n",
+            "line 2, field tiers.low.weight: Input should be a valid number "
+            "(got a mapping with keys a)",
+        ),
+        (
+            "tiers:\n  low:\ndefault_tier: low\n",
+            "line 2, field tiers.low: Input should be a mapping of tier settings (weight, "
+            "latency_objective_ms, error_budget) (got an empty value)",
+        ),
         # PyYAML's wording alone gave no clue what to look at
         (
             "tiers:\n  low: {weight: 0.2}\n default_tier: low\n",
@@ -265,6 +306,8 @@ def test_mistakes_a_valid_looking_file_made_are_refused_where_they_are(text, exp
     with pytest.raises(SeverityFileError) as caught:
         parse_severity(text, "sev.yaml")
     assert f"sev.yaml, {expected}" in str(caught.value)
+    # what the file gave, in its own words: never the code's class names
+    assert "Model" not in str(caught.value) and "dictionary" not in str(caught.value)
 
 
 @pytest.mark.parametrize("pattern", ["[[]x", "a[]]b", "[!]]", "billing.[ab]*", "*"])
@@ -278,3 +321,18 @@ def test_the_same_pattern_on_other_fields_is_another_match():
         TIERS + "rules:\n  - {flow: 'a*', tier: high}\n  - {flow: 'a*', target: erp, tier: low}\n"
     )
     assert parse_severity(text).tier_for("ab", "", "erp").name == "high"
+
+
+def test_a_long_value_is_quoted_cut_short():
+    with pytest.raises(SeverityFileError) as refused:
+        parse_severity(f"tiers:\n  low: {{weight: 0.2}}\ndefault_tier: {'x' * 5000}\n", "s")
+    assert "(got 'xxx" in str(refused.value) and len(str(refused.value)) < 300
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_file_is_named_as_such_with_how_to_save_it(tmp_path, encoding):
+    path = tmp_path / "sev.yaml"
+    path.write_text("tiers:\n  low: {weight: 0.2}\ndefault_tier: low\n", encoding=encoding)
+    with pytest.raises(SeverityFileError) as refused:
+        load_severity(path, option="--severity")
+    assert f"{path}': it is UTF-16 text, not UTF-8; save it as UTF-8" in str(refused.value)

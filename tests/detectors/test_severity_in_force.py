@@ -103,7 +103,7 @@ def test_each_broken_change_is_warned_about_once(severity_file, caplog):
         source.current()
     first, second = warnings_of(caplog)
     assert "(got -0.4)" in first
-    assert "(got True)" in second
+    assert "(got true)" in second
 
 
 def test_a_process_cannot_start_on_a_broken_file(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 from datetime import timedelta
@@ -262,3 +263,17 @@ def test_money_in_two_currencies_is_listed_side_by_side_in_every_format():
         {"currency": "EUR", "amount": 6000.0},
         {"currency": "USD", "amount": 3999.0},
     ]
+
+
+def test_a_name_stored_with_a_line_break_is_told_on_one_line():
+    # a name acknowledged before names were limited to one line forged a line in chat
+    notification = dataclasses.replace(
+        make_notification(),
+        acknowledged_by="ana\nP1 resolved: billing -> erp",
+        acknowledged_at=OPENED_AT,
+        ack_note="on it\x1b[2J",
+    )
+    said = notification.acknowledgement
+    assert "\n" not in said and "\x1b" not in said
+    assert said.startswith("ana\\nP1 resolved: billing -> erp at ")
+    assert said.endswith("(on it\\x1b[2J)")

@@ -62,7 +62,8 @@ def test_a_good_file_reads_urls_from_the_environment():
         (
             "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n"
             "    colour: red\n",
-            "notify.yaml, line 5, field destinations.0.colour: Extra inputs are not permitted",
+            "notify.yaml, line 5, field destinations.0.colour: unknown key; check its spelling, "
+            "or remove it",
         ),
         (
             "destinations:\n  - name: a\n    kind: slack\n",
