@@ -36,7 +36,10 @@ postings come in batches (hourly accruals, 250 calls in four minutes among event
 never posted one by one) the per-call rate is the one that holds in a batch minute, and the
 per-transaction one, averaged over an hour mostly without postings, would make every batch
 look like a burst of rate limits. Before the flow has ``min_history`` transactions of
-history, nothing scores (warm-up); the per-call rate counts from ``min_history`` calls.
+history, nothing scores, except in the flow's first day: then each category's usual rate is
+taken as at least ``WARM_UP_RATE`` (1 %), so an incident on the first morning of a quiet flow
+is still seen, and a flow that stays that quiet after its first day is left to the error rate;
+the per-call rate counts from ``min_history`` calls.
 
 Failures of a category in alarm are not learned, and when an alarm opens, the failures of
 that category in the last ``W`` minutes, the evidence it opened on, are taken back out of the
@@ -97,6 +100,8 @@ REFERENCE_DATA = frozenset({"mapping", "master_data_missing"})
 NEW_CATEGORY_HOURS = 24
 # nor within this many minutes of an alarm on it: late failures are the incident's tail
 NEW_CATEGORY_QUIET_MINUTES = 6 * 60
+# the usual rate of a category assumed at least, while a flow's history is too short to tell
+WARM_UP_RATE = 0.01
 # reference-data failures accumulate (every document referring to the missing record fails
 # until it is added), so they are also judged over this many minutes
 REFERENCE_WINDOW = 60
@@ -221,18 +226,14 @@ class CategoryDrift:
         return {c: keys for c, keys in failures.items() if c not in self.ignored}
 
     def _score(self) -> list[CategoryScore]:
-        if self._week_transactions < self.min_history:
-            return []
+        if self._week_transactions < self.min_history and not self._in_first_day():
+            return []  # a flow this quiet is judged by its error rate, not per category
         every_minute = list(self._recent)
         minutes = every_minute[-self.window :]
         scores = []
         self._new_in_window = {}
         for category in {c for _, _, failures in minutes for c, keys in failures.items() if keys}:
-            failures = self._week_failures[category] + self.prior
-            rate = failures / (self._week_transactions + 1.0)
-            call_rate = (
-                failures / (self._week_calls + 1.0) if self._week_calls >= self.min_history else 0.0
-            )
+            rate, call_rate = self._usual_rates(self._week_failures[category])
             best: CategoryScore | None = None
             for window in self.windows:
                 found = self._window_score(category, rate, call_rate, minutes[-window:], window)
@@ -249,6 +250,22 @@ class CategoryDrift:
                 scores.append(best)
         return scores
 
+    def _usual_rates(self, failures: float) -> tuple[float, float]:
+        """The category's usual rate per transaction and per posting call, from ``failures``
+        in the history; in a first day with under ``min_history`` transactions, at least
+        ``WARM_UP_RATE`` per transaction (the per-call rate counts from ``min_history``
+        calls)."""
+        failures += self.prior
+        rate = failures / (self._week_transactions + 1.0)
+        if self._week_transactions < self.min_history and self._in_first_day():
+            rate = max(rate, WARM_UP_RATE)
+        calls = self._week_calls
+        return rate, failures / (calls + 1.0) if calls >= self.min_history else 0.0
+
+    def _in_first_day(self) -> bool:
+        """Whether the history holds less than a day: too short to know the flow's volume."""
+        return len(self._hours) < NEW_CATEGORY_HOURS
+
     def _reference_score(
         self, category: str, every_minute: list[tuple[float, float, Mapping[str, Collection[str]]]]
     ) -> CategoryScore | None:
@@ -262,11 +279,7 @@ class CategoryDrift:
             for hour, added in list(self._learned)[-REFERENCE_WINDOW:]
             if oldest_kept <= hour < self._hour_index
         )
-        failures = max(0.0, self._week_failures[category] - own) + self.prior
-        rate = failures / (self._week_transactions + 1.0)
-        call_rate = (
-            failures / (self._week_calls + 1.0) if self._week_calls >= self.min_history else 0.0
-        )
+        rate, call_rate = self._usual_rates(max(0.0, self._week_failures[category] - own))
         found = self._window_score(category, rate, call_rate, every_minute, REFERENCE_WINDOW)
         if found is None:
             return None

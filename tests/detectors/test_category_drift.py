@@ -295,3 +295,28 @@ def test_an_alarm_on_the_hour_takes_the_hour_s_failures_out_of_the_usual_rate():
     # the six failures of the hour were its evidence, not the flow's usual rate: 27 hours
     # then hold the day's 6 and SO-A, or those and the hour's 6
     assert rates == [13.5 / 8101.0, 7.5 / 8101.0]
+
+
+def test_a_first_day_with_few_transactions_is_judged_against_a_default_rate():
+    # a quiet invoice flow on its first morning: 7 hours held under 200 transactions, so no
+    # category was scored, and a mapping incident failing 10 of 60 invoices went unnoticed
+    drift = CategoryDrift(min_history=200)
+    for _ in range(7 * 60):
+        drift.learn(0.25, {})
+    found = []
+    for minute in range(30):
+        failed = {"mapping": [f"INV-{minute}"]} if minute % 4 == 3 else {}
+        found.extend(drift.step(2.0, failed))
+    last = found[-1]
+    assert last.baseline_rate == 0.01  # the default, above the 0.5 / 106 the history gives
+    assert (last.failures, last.minutes) == (7, 60)
+    expected = -math.log10(stats.poisson.sf(6, 67.5 * 0.01))
+    assert math.isclose(last.score, expected)
+    assert last.score > 4.2  # the runner's category threshold
+
+
+def test_after_a_first_day_a_flow_this_quiet_is_not_judged_per_category():
+    drift = CategoryDrift(min_history=200)
+    for _ in range(24 * 60):
+        drift.learn(0.1, {})  # 144 transactions in a day
+    assert drift.step(5.0, {"mapping": ["A", "B", "C"]}) == []
