@@ -53,7 +53,8 @@ its failures accumulate at one every several minutes, never a burst in a quarter
 failed orders in an hour, of a category the flow shows a few times a day, is a finding. A week
 holds a quarter as many separate hours as quarter hours, so the hour takes no penalty of its
 own. Timeouts, rate limits and validation errors come and go in clusters and are not judged
-over the hour. An alarm takes the failures of the window it opened on back out of the history.
+over the hour. An alarm opened on the hour takes back only the last quarter hour's failures
+(:meth:`CategoryDrift.forget`).
 
 Reference data is the exception to "one alone never alerts". A ``mapping`` or
 ``master_data_missing`` failure says that a shared record is missing (a code mapping, a customer,
@@ -183,8 +184,6 @@ class CategoryDrift:
         # minutes scored, and the last of them on which each category was in alarm
         self._minutes_stepped = 0
         self._last_in_alarm: dict[str, int] = {}
-        # per category, the minutes of the window its latest score came from
-        self._evidence_minutes: dict[str, int] = {}
         # per new category in alarm, the hours its first failure was learned into
         self._unconfirmed: dict[str, tuple[list[tuple[int, int]], set[str]]] = {}
 
@@ -246,7 +245,6 @@ class CategoryDrift:
             if self._is_new(category):
                 best = self._as_new(category, best, rate, call_rate, minutes)
             if best is not None:
-                self._evidence_minutes[category] = best.minutes
                 scores.append(best)
         return scores
 
@@ -346,10 +344,11 @@ class CategoryDrift:
         return CategoryScore(category, score, rate, k, int(n), window)
 
     def forget(self, category: str) -> None:
-        """Take the failures of ``category`` in the window its alarm opened on (the last
-        ``window`` minutes, or ``REFERENCE_WINDOW``) back out of the history: they are the
-        incident's first failures, not the flow's usual rate (the minutes that follow are not
-        learned while it is open).
+        """Take the failures of ``category`` in the last ``window`` minutes back out of the
+        history: an alarm just opened on them, so they are the incident's first failures,
+        not the flow's usual rate (the minutes that follow are not learned while it is open).
+        An alarm opened on the hour (reference data) leaves the hour's earlier failures
+        learned: a slow incident's late documents, a day later, are then no new burst.
 
         An alarm on a category new to the flow may have opened on one failed transaction,
         which may be a one-off: it stays learned until another transaction fails the same way
@@ -358,8 +357,7 @@ class CategoryDrift:
         alert, for ever.
         """
         evidence = []
-        span = self._evidence_minutes.get(category, self.window)
-        for hour, added in list(self._learned)[-span:]:
+        for hour, added in list(self._learned)[-self.window :]:
             count = added.pop(category, 0)
             if count:
                 evidence.append((hour, count))
