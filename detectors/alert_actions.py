@@ -389,6 +389,11 @@ def check_silence_length(duration: timedelta) -> None:
 
 def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -> dict[str, Any]:
     """End a silence before it expires; Conflict if it had already ended or expired."""
+    missing = UnknownId(
+        f"no silence with id {quoted(silence_id)}; list them with 'seamwatch alerts silences'"
+    )
+    if not silence_id.isprintable():
+        raise missing  # ids are letters and digits; the store refuses a line break in one
     # Times are read as whole milliseconds, the column's precision, and written back as such:
     # a round trip through pandas' nanosecond floats could alter them.
     rows = store.query_df(
@@ -398,9 +403,7 @@ def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -
         {"id": silence_id},
     )
     if rows.empty:
-        raise UnknownId(
-            f"no silence with id {quoted(silence_id)}; list them with 'seamwatch alerts silences'"
-        )
+        raise missing
     now = now or datetime.now(UTC)
     silence = {name: _plain(value) for name, value in rows.to_dict("records")[0].items()}
     _check_still_in_force(silence, now)
@@ -474,13 +477,16 @@ def acknowledge(
 
 def _alert_state(store: Store, alert_id: str) -> str:
     """The state of alert ``alert_id``: UnknownId if none, Conflict if it is resolved."""
+    missing = UnknownId(f"no alert with id {quoted(alert_id)}; list them with 'seamwatch alerts'")
+    if not alert_id.isprintable():
+        raise missing  # ids are letters and digits; the store refuses a line break in one
     found = store.query_rows(
         f"SELECT state, resolved_at FROM {store.table(ALERTS_TABLE)} FINAL "
         "WHERE alert_id = {id:String}",
         {"id": alert_id},
     )
     if not found:
-        raise UnknownId(f"no alert with id {quoted(alert_id)}; list them with 'seamwatch alerts'")
+        raise missing
     state, resolved_at = found[0]
     if state == RESOLVED:
         when = f" at {readable_utc(resolved_at)}" if not pd.isna(resolved_at) else ""

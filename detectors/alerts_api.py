@@ -182,18 +182,53 @@ def _only(request: Request, allowed: set[str]) -> None:
 
 async def _body(request: Request, fields: Iterable[str]) -> dict[str, Any]:
     _only(request, set())
+    _check_body_encoding(request)
     try:
         body = json.loads(await request.body() or b"{}")
+    except UnicodeDecodeError:
+        raise BadBody("the body is not UTF-8 text; send JSON encoded as UTF-8") from None
     except json.JSONDecodeError as exc:
         raise BadBody(f"the body must be a JSON object: {exc}") from None
+    except RecursionError:
+        raise BadBody("the body is nested too deeply; send a flat JSON object") from None
     if not isinstance(body, dict):
         raise BadBody("the body must be a JSON object")
+    if _holds_lone_surrogate(body):
+        raise BadBody(
+            "the body holds a \\u escape of a lone surrogate, which is not text; "
+            "send each character whole (as UTF-8, or as a surrogate pair)"
+        )
     known = tuple(fields)
     unknown = sorted(set(body) - set(known))
     if unknown:
         takes = ", ".join(known) or "no fields"
         raise BadBody(f"Unknown field {quoted(unknown[0])} in the body; this route takes {takes}.")
     return body
+
+
+def _check_body_encoding(request: Request) -> None:
+    """Refuse a compressed body or a declared charset other than UTF-8: either would be read
+    as UTF-8 JSON and fail, or be stored as other text than was sent."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise BadBody(f"Content-Encoding {quoted(encoding)} is not taken; send the body as is")
+    _, _, parameters = request.headers.get("content-type", "").partition(";")
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise BadBody(f"the body must be UTF-8 JSON, got charset {quoted(charset)}")
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    """Whether a parsed JSON value holds, in a key or a string, a lone surrogate."""
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return any(_holds_lone_surrogate(k) or _holds_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_lone_surrogate(item) for item in value)
+    return False
 
 
 async def _answer(work: Any) -> Response:

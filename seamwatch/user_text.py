@@ -18,8 +18,9 @@ NAME_LIMIT = 100
 TEXT_LIMIT = 500
 QUOTE_LIMIT = 60
 
-# Unicode categories that move the text rather than write it: controls and line separators.
-_CONTROL_CATEGORIES = ("Cc", "Zl", "Zp")
+# Unicode categories that move the text rather than write it (controls and line separators),
+# and lone surrogates: what bytes that are not UTF-8 become, which no store or message takes.
+_CONTROL_CATEGORIES = ("Cc", "Zl", "Zp", "Cs")
 # Marks that reverse the direction of the text after them, so a line can read as another.
 _DIRECTION_MARKS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _NAMED = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab"}
@@ -87,5 +88,7 @@ def _escaped(char: str) -> str:
 def _control_name(char: str) -> str:
     """What the character is, for a message: ``a line break (\\n)``, ``a control character
     (\\x1b)``."""
+    if unicodedata.category(char) == "Cs":
+        return f"a character that is not text (bytes that are not UTF-8, {_escaped(char)})"
     name = _NAMED.get(char, "a control character")
     return f"{name} ({_escaped(char)})"

@@ -222,3 +222,57 @@ def test_the_actions_refuse_what_the_cli_and_api_refuse(store):
         acknowledge(store, alert.alert_id, FORGED)
     with pytest.raises(ValueError, match="reason is 501 characters long"):
         add_silence(store, timedelta(hours=1), flow="b.*", reason="r" * 501)
+
+
+def test_a_reason_of_bytes_that_are_not_utf8_is_one_error_line(cli, store, chdb_data_dir):
+    # a shell argument with the byte 0xff arrives as a lone surrogate; the CLI crashed with a
+    # UnicodeEncodeError when it sent or stored it
+    reason = b"a\xffb".decode("utf-8", "surrogateescape")
+    result = _alerts(
+        cli, chdb_data_dir, "silence", "--for", "1h", "--flow", "billing.*", "--reason", reason
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "Error: --reason holds a character that is not text (bytes that are not UTF-8, \\udcff)"
+    )
+    assert active_silences(store) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "problem"),
+    [
+        (b'{"seconds": 60, "flow": "x\xeb"}', {}, "the body is not UTF-8 text"),
+        (
+            b'{"seconds": 60, "flow": "x"}',
+            {"Content-Type": "application/json; charset=iso-8859-1"},
+            "the body must be UTF-8 JSON, got charset 'iso-8859-1'",
+        ),
+        (
+            b"\x1f\x8b\x08\x00",
+            {"Content-Encoding": "gzip"},
+            "Content-Encoding 'gzip' is not taken",
+        ),
+        (b'{"seconds": 60, "flow": "x", "reason": "a\\ud800b"}', {}, "a lone surrogate"),
+        (b"[" * 100_000, {}, "nested too deeply"),
+    ],
+)
+def test_a_body_that_is_not_utf8_json_is_a_400_not_a_crash(
+    client, store, content, headers, problem
+):
+    # each answered a plain-text 500 with a traceback in the log
+    answer = client.post(
+        "/api/v1/silences",
+        content=content,
+        headers={"Content-Type": "application/json", **headers},
+    )
+    assert answer.status_code == 400, answer.text
+    assert problem in answer.json()["error"]
+    assert active_silences(store) == []
+
+
+@pytest.mark.parametrize("path", ["/api/v1/alerts/a%0Ab/ack", "/api/v1/silences/a%09b/cancel"])
+def test_an_id_with_a_control_character_is_not_found(client, path):
+    # the store refused the parameter and the API answered 503 "store error"
+    answer = client.post(path, json={"by": "ana"} if "ack" in path else {})
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["error"].startswith("no ")
