@@ -216,7 +216,7 @@ def add_silence(
     target: str = "*",
     kind: str = "*",
     reason: str = "",
-    created_by: str = "",
+    created_by: str = "someone",
     now: datetime | None = None,
     everything: bool = False,
 ) -> dict[str, Any]:
@@ -232,6 +232,10 @@ def add_silence(
     """
     check_silence_length(duration)
     check_free_text({"reason": reason, "by": created_by})
+    # as for an acknowledgement: a blank name would list a silence that nobody set
+    created_by = created_by.strip()
+    if not created_by:
+        raise AlertActionError("by (who silences) is empty; give a name")
     patterns = _silence_patterns(flow, target, kind, everything)
     now = now or datetime.now(UTC)
     silence = {

@@ -104,7 +104,7 @@ def routes(store: Store) -> list[BaseRoute]:
         body = await _body(request, SILENCE_FIELDS)
         length = _silence_length(body)
         patterns = [_text(body, name, "*", required=True) for name in PATTERN_FIELDS]
-        reason, by = _text(body, "reason", ""), _text(body, "by", "someone")
+        reason, by = _text(body, "reason", ""), _text(body, "by", "someone", required=True)
         everything = _flag(body, "all")
         return await _answer(
             lambda: add_silence(store, length, *patterns, reason, by, everything=everything)

@@ -276,3 +276,21 @@ def test_an_id_with_a_control_character_is_not_found(client, path):
     answer = client.post(path, json={"by": "ana"} if "ack" in path else {})
     assert answer.status_code == 404, answer.text
     assert answer.json()["error"].startswith("no ")
+
+
+@pytest.mark.parametrize("by", ["", "   "])
+def test_a_silence_by_nobody_is_refused_as_an_acknowledgement_is(cli, store, chdb_data_dir, by):
+    # a blank --by was taken and listed as "-", while ack refused it
+    args = ["silence", "--for", "1h", "--flow", "billing.*", "--by", by]
+    result = _alerts(cli, chdb_data_dir, *args)
+    assert result.exit_code == 2
+    assert "is empty" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert active_silences(store) == []
+
+
+@pytest.mark.parametrize("by", ["", "   "])
+def test_the_silence_route_refuses_a_blank_by(client, store, by):
+    answer = client.post("/api/v1/silences", json={"seconds": 60, "flow": "x", "by": by})
+    assert answer.status_code == 400
+    assert "by" in answer.json()["error"]
+    assert active_silences(store) == []
