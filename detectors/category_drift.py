@@ -278,10 +278,7 @@ class CategoryDrift:
             if oldest_kept <= hour < self._hour_index
         )
         rate, call_rate = self._usual_rates(max(0.0, self._week_failures[category] - own))
-        found = self._window_score(category, rate, call_rate, every_minute, REFERENCE_WINDOW)
-        if found is None:
-            return None
-        return found
+        return self._window_score(category, rate, call_rate, every_minute, REFERENCE_WINDOW)
 
     def _as_new(
         self,
