@@ -39,7 +39,7 @@ from starlette.routing import BaseRoute, Route
 from collector.pipeline import IngestError, IngestPipeline, Refusal
 from collector.spans import SpanBatch
 from collector.writer import SpanWriter
-from seamwatch.api import ApiTokenGuard, api_not_found, method_not_allowed
+from seamwatch.api import ApiGuard, api_not_found, method_not_allowed
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -70,7 +70,7 @@ def create_app(
 ) -> Starlette:
     """The ASGI application of the receiver, plus ``extra_routes`` (the JSON API); with
     ``loopback_only`` (it listens on a loopback address) the API answers requests addressed
-    to a loopback name only (:class:`seamwatch.api.ApiTokenGuard`).
+    to a loopback name only (:class:`seamwatch.api.ApiGuard`).
 
     At most ``max_concurrent_requests`` trace requests are read and decoded at once; more get
     429 with Retry-After before their bodies are read, which bounds the memory requests take
@@ -132,9 +132,7 @@ def create_app(
 
     return Starlette(
         exception_handlers={404: not_found, 405: method_not_allowed},
-        middleware=[
-            Middleware(ApiTokenGuard, token=pipeline.auth_token, loopback_only=loopback_only)
-        ],
+        middleware=[Middleware(ApiGuard, token=pipeline.auth_token, loopback_only=loopback_only)],
         routes=[
             Route("/v1/traces", traces, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             Route("/health", health, methods=["GET"]),

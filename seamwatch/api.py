@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from seamwatch.user_text import quoted
 from storage import Store, StoreError
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ _CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _LOOPBACK_NAMES = frozenset({"localhost", "::1"})
 
 
-class ApiTokenGuard:
+class ApiGuard:
     """Guards the JSON API (``/api/``): the configured bearer token when one is set, and
     requests that a web page could have made.
 
@@ -118,7 +119,7 @@ class ApiTokenGuard:
         if self._loopback_only and not is_loopback_host(host):
             message = (
                 f"This API listens on a loopback address and answers requests addressed to "
-                f"one (127.0.0.1, ::1 or localhost), not to {_quoted(host)}."
+                f"one (127.0.0.1, ::1 or localhost), not to {quoted(host)}."
             )
             return JSONResponse({"error": message}, 403)
         if scope["method"] in _CHANGES:
@@ -138,14 +139,14 @@ def _cross_site_refusal(scope: Scope, headers: Headers, host: str) -> Response |
     origin = headers.get("origin")
     if origin is not None and origin.rstrip("/").lower() != f"{scope['scheme']}://{host}".lower():
         message = (
-            f"Changes from a web page of another origin ({_quoted(origin)}) are refused; "
+            f"Changes from a web page of another origin ({quoted(origin)}) are refused; "
             "acknowledge and silence alerts with the seamwatch CLI, the dashboard or a script."
         )
         return JSONResponse({"error": message}, 403)
     media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
     has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
     if media_type not in ("application/json", "") or (not media_type and has_body):
-        given = f"Content-Type {_quoted(media_type)}" if media_type else "no Content-Type"
+        given = f"Content-Type {quoted(media_type)}" if media_type else "no Content-Type"
         message = f"Send the body as JSON with Content-Type: application/json (got {given})."
         return JSONResponse({"error": message}, 415)
     return None
@@ -164,12 +165,6 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-def _quoted(value: str, limit: int = 60) -> str:
-    """``value`` in quotes, shortened with an ellipsis past ``limit`` characters."""
-    shown = value if len(value) <= limit else value[: limit - 1] + "\u2026"
-    return repr(shown)
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:

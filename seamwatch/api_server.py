@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from seamwatch.api import (
-    ApiTokenGuard,
+    ApiGuard,
     api_not_found,
     api_routes,
     method_not_allowed,
@@ -47,7 +47,7 @@ class ApiServer:
         self._data_dir = Path(data_dir)
         app = Starlette(
             routes=api_routes(store),
-            middleware=[Middleware(ApiTokenGuard, token=token, loopback_only=True)],
+            middleware=[Middleware(ApiGuard, token=token, loopback_only=True)],
             exception_handlers={404: api_not_found, 405: method_not_allowed},
         )
         config = uvicorn.Config(
