@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.nab import Window, probationary_length, windows_to_rows
+from seamwatch.user_text import is_utf16
 
 logger = logging.getLogger(__name__)
 
@@ -221,26 +222,16 @@ KNOWN_STARTS = (
     (b"\xfe\xff", UTF16_HINT),
 )
 
-# enough of the start of a file to tell UTF-16 without a byte-order mark
-_SNIFFED_BYTES = 4096
-
 
 def _encoding_hint(data: bytes) -> str:
     for start, hint in KNOWN_STARTS:
         if data.startswith(start):
             return hint
-    if _is_utf16_without_mark(data[:_SNIFFED_BYTES]):
+    if is_utf16(data):
         return UTF16_HINT
     if b"\x00" in data:
         return "it holds NUL bytes, which CSV text never does; expected a CSV file"
     return "expected a CSV file"
-
-
-def _is_utf16_without_mark(start: bytes) -> bool:
-    """UTF-16 text of Latin letters has a NUL byte at every other position (the second of
-    each pair in little-endian order, the first in big-endian)."""
-    pairs = len(start) // 2
-    return pairs > 0 and any(start[first::2][:pairs] == bytes(pairs) for first in (0, 1))
 
 
 def _read_frame(name: str, text: str) -> pd.DataFrame:

@@ -92,3 +92,20 @@ def _control_name(char: str) -> str:
         return f"a character that is not text (bytes that are not UTF-8, {_escaped(char)})"
     name = _NAMED.get(char, "a control character")
     return f"{name} ({_escaped(char)})"
+
+
+# the byte-order marks an editor writes at the start of UTF-16 text
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+# enough of the start of a file to tell UTF-16 without a byte-order mark
+_SNIFFED_BYTES = 4096
+
+
+def is_utf16(data: bytes) -> bool:
+    """Whether ``data`` looks like UTF-16 text (a file saved as "Unicode"): a byte-order mark,
+    or, without one, a NUL byte at every other position, as UTF-16 writes Latin letters (the
+    second of each pair in little-endian order, the first in big-endian)."""
+    if data.startswith(UTF16_MARKS):
+        return True
+    start = data[:_SNIFFED_BYTES]
+    pairs = len(start) // 2
+    return pairs > 0 and any(start[first::2][:pairs] == bytes(pairs) for first in (0, 1))

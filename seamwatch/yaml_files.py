@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import ValidationError
 
-from seamwatch.user_text import quoted, shortened
+from seamwatch.user_text import is_utf16, quoted, shortened
 
 Lines = dict[tuple[Any, ...], int]
 
@@ -63,16 +63,10 @@ def read_text_file(path: Path | str, error: type[Exception], what: str, fix: str
     return text
 
 
-# The byte-order marks an editor writes at the start of UTF-16 text.
-UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
-# Bytes read to tell UTF-16 text without a mark: its ASCII letters each come with a NUL.
-_SNIFFED_BYTES = 64
-
-
 def utf16_problem(data: bytes) -> str | None:
     """What to say of ``data`` if it is UTF-16 text (with a byte-order mark, or NUL bytes
     beside its letters), which a UTF-8 reader would refuse or misread; None otherwise."""
-    if data.startswith(UTF16_MARKS) or b"\x00" in data[:_SNIFFED_BYTES]:
+    if is_utf16(data):
         return "it is UTF-16 text, not UTF-8; save it as UTF-8 in your editor"
     return None
 

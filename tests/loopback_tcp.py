@@ -1,6 +1,6 @@
-"""TCP servers on a loopback port for tests: one that answers what the test says, and one
-that accepts connections and never answers (a hung server, a firewall that lets connections
-through to nothing, the wrong service holding its requests)."""
+"""Loopback ports for tests: a free one, a TCP server that answers what the test says, and
+one that accepts connections and never answers (a hung server, a firewall that lets
+connections through to nothing, the wrong service holding its requests)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @contextmanager

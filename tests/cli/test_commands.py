@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from seamwatch.cli import app
+from tests.loopback_tcp import free_port
 
 runner = CliRunner()
 COLLECTOR_ON_FREE_PORTS = [
@@ -270,7 +271,7 @@ def test_two_listeners_on_one_port_are_a_settings_error_before_anything_starts(
 ):
     # free ports throughout, so a process holding a default port on this machine (a demo
     # running) adds no "port taken" line of its own
-    port, grpc_port = free_loopback_port(), free_loopback_port()
+    port, grpc_port = free_port(), free_port()
     arguments = [part.format(port=port) for part in command]
     if "--otlp-grpc-port" not in arguments:
         arguments += ["--otlp-grpc-port", str(grpc_port)]
@@ -287,13 +288,6 @@ def test_two_listeners_on_one_port_are_a_settings_error_before_anything_starts(
         "choose another port for one of them."
     ]
     assert not (tmp_path / "data").exists()
-
-
-def free_loopback_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_every_address_on_a_port_overlaps_a_loopback_one_there():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ from seamwatch.settings import Settings
 from storage import open_store
 from storage.pending import PROBE_SECONDS
 from storage.schema import TRACES_TABLE
-from tests.loopback_tcp import silent_server
+from tests.loopback_tcp import free_port, silent_server
 from tests.rows import invoice_postings, make_span_rows, otlp_json_request
 from tests.storage.clickhouse_http import serve
 
@@ -38,13 +37,6 @@ START_TIMEOUT_SECONDS = 60
 # the command tries again after 1, 2, 4... s: a server up a few seconds later is taken soon
 TAKEN_TIMEOUT_SECONDS = 45
 STOP_SECONDS = 5
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def server_url(port: int) -> str:

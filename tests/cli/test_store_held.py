@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from tests.loopback_tcp import free_port
+
 SEAMWATCH = [sys.executable, "-m", "seamwatch"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -33,7 +28,7 @@ def test_alerts_beside_the_dashboard_alone_go_through_its_api(tmp_path: Path):
     # process held the directory: on-call could neither list, silence nor acknowledge
     env = _env(tmp_path)
     dashboard = subprocess.Popen(
-        [*SEAMWATCH, "dashboard", "--dashboard-port", str(_free_port())],
+        [*SEAMWATCH, "dashboard", "--dashboard-port", str(free_port())],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -12,7 +12,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from dashboard import APP_PATH
 from tests.lineage.ledger import INVOICES, MAPPING_TEXT
+from tests.loopback_tcp import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -103,12 +103,6 @@ def record_resolved_alert(store) -> None:
     alert.money_by_currency = dict(ALERT_MONEY)
     book.resolve(alert, ALERT_OPENED_AT + timedelta(minutes=20))
     book.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import pytest
 
 from detectors.severity import load_severity
 from notify.outbox import Notifier
+from tests.loopback_tcp import free_port
 from tests.notify.helpers import DASHBOARD, FAST, ListRecorder, make_notification, route
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
@@ -31,17 +31,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[str]:
     """A real Alertmanager on a loopback port with its own config and storage, clustering off."""
     (tmp_path / "alertmanager.yml").write_text(CONFIG)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             ALERTMANAGER,
