@@ -41,6 +41,13 @@ TAIL_EXCEEDANCES_PER_DAY = 1.44
 # value cost 0.1 on the held-out NAB files, so coarser series keep refreshing at every value.
 TAIL_REFRESH = timedelta(minutes=10)
 FINE_INTERVAL = timedelta(minutes=5)
+# The latency unit is at most RECENT_TAIL_FACTOR times the same tail over the RECENT_TAIL
+# that ends RECENT_TAIL_LAG back: a disturbance early in the fortnight, learned into the tail,
+# otherwise halves the score of a later rise to well above the usual level. The lag keeps a
+# slow rise from setting its own unit. Alternatives measured are in docs/alerts.md.
+RECENT_TAIL = timedelta(days=4)
+RECENT_TAIL_LAG = timedelta(hours=6)
+RECENT_TAIL_FACTOR = 2.0
 # rows missing for at least this long are fed to the detectors as gaps
 MIN_FILLED_GAP = timedelta(hours=1)
 # finer series would hold millions of values of season and history per detector
@@ -93,6 +100,9 @@ def build_detector(kind: str, interval: timedelta = PRODUCT_INTERVAL) -> SeriesD
             quantile,
             grace_period=GRACE_PERIOD_POINTS,
             tail_refresh=refresh,
+            recent_tail=points_in(RECENT_TAIL, interval),
+            recent_lag=points_in(RECENT_TAIL_LAG, interval),
+            recent_factor=RECENT_TAIL_FACTOR,
         )
     if kind == "error_rate":
         return ErrorRateDriftDetector(season, history, grace_period=GRACE_PERIOD_POINTS)

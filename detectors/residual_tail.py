@@ -23,6 +23,14 @@ def _centre_spread(values: np.ndarray, quantile: float) -> tuple[float, float]:
     return centre, float(np.quantile(np.abs(values - centre), quantile))
 
 
+def _window_means(values: np.ndarray, window: int) -> np.ndarray:
+    """Means of every ``window`` consecutive values."""
+    if values.size < window:
+        return values[:0]
+    sums = np.cumsum(np.concatenate(([0.0], values)))
+    return (sums[window:] - sums[:-window]) / window
+
+
 class ResidualTailScore(SeriesDetector):
     """Residual from a seasonal baseline, in units of the residuals' recent extreme quantile.
 
@@ -45,7 +53,8 @@ class ResidualTailScore(SeriesDetector):
 
     Formula: ``score = max(|x - b| / s, |mean_k(r) - m_k| / s_k, [|x - b_P| / u])`` with
     ``s = Q_q(|r - m|)`` over the last ``R`` residuals ``r``, ``b_P`` the seasonal median
-    and the bracketed term only while the season is trusted; learned
+    and the bracketed term only while the season is trusted, each unit bounded by ``F`` times
+    the same quantile over the ``R_r`` residuals that end ``L`` back; learned
     ``clip(r, min(m - c s, r_(j)), max(m + c s, r_(R-j+1)))``.
 
     Parameters
@@ -76,6 +85,15 @@ class ResidualTailScore(SeriesDetector):
     tail_refresh
         Residuals learned between two computations of the tail scales (1: at every value);
         over a long tail history the scales move little from one value to the next.
+    recent_tail
+        Residuals of the recent tail (``R_r``; 0 turns the bound off). The unit ``s`` is at
+        most ``F`` times that tail's, so a disturbance learned into the long history does
+        not keep blunting the score once the series has calmed down.
+    recent_lag
+        The recent tail ends this many residuals back (``L``), so that what is being judged
+        now, a slow rise, cannot set its own unit.
+    recent_factor
+        How many recent units the unit may reach (``F``).
 
     References
     ----------
@@ -113,6 +131,9 @@ class ResidualTailScore(SeriesDetector):
         grace_period: int = 12,
         season_trust: float | None = SEASON_TRUST,
         tail_refresh: int = 1,
+        recent_tail: int = 0,
+        recent_lag: int = 0,
+        recent_factor: float = 2.0,
     ) -> None:
         if direction not in ("up", "down", "both"):
             raise ValueError(f"direction must be up, down or both, got {direction!r}")
@@ -124,6 +145,8 @@ class ResidualTailScore(SeriesDetector):
         self.recurrence = max(1, int(recurrence))
         self.season_trust = season_trust
         self.tail_refresh = max(1, int(tail_refresh))
+        self.recent_tail, self.recent_lag = max(0, int(recent_tail)), max(0, int(recent_lag))
+        self.recent_factor = recent_factor
         super().__init__(grace_period)
 
     def _reset(self) -> None:
@@ -195,15 +218,31 @@ class ResidualTailScore(SeriesDetector):
         few), taken again once ``tail_refresh`` residuals have been learned since."""
         learned = self._residuals.seen
         if self._cached_tails is None or learned - self._tails_learned >= self.tail_refresh:
+            recent = self._recent(past)
             means_tail = None
             if self.window > 1 and past.size >= 4 * self.window:
-                sums = np.cumsum(np.concatenate(([0.0], past)))
-                means_tail = _centre_spread(
-                    (sums[self.window :] - sums[: -self.window]) / self.window, self.quantile
+                means_tail = self._bounded_tail(
+                    _window_means(past, self.window), _window_means(recent, self.window)
                 )
-            self._cached_tails = (_centre_spread(past, self.quantile), means_tail)
+            self._cached_tails = (self._bounded_tail(past, recent), means_tail)
             self._tails_learned = learned
         return self._cached_tails
+
+    def _recent(self, past: np.ndarray) -> np.ndarray:
+        """The residuals of the recent tail, or none while the history is not longer than it
+        and its lag (the whole history is recent then)."""
+        span = self.recent_tail + self.recent_lag
+        if self.recent_tail == 0 or past.size <= span:
+            return past[:0]
+        return past[past.size - span : past.size - self.recent_lag]
+
+    def _bounded_tail(self, past: np.ndarray, recent: np.ndarray) -> tuple[float, float]:
+        """(centre, spread) of ``past``, the spread at most ``F`` times the recent one."""
+        centre, spread = _centre_spread(past, self.quantile)
+        if recent.size >= self.grace_period:
+            _, recent_spread = _centre_spread(recent, self.quantile)
+            spread = min(spread, self.recent_factor * recent_spread)
+        return centre, spread
 
     def _step(self, x: float, learn: bool) -> float:
         gap = is_gap(x) or not math.isfinite(x)

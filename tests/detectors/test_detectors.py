@@ -282,3 +282,33 @@ def test_fine_series_take_their_tail_every_ten_minutes_and_alert_alike():
         onsets.append([i for i, x in enumerate(stream) if alarm.update(float(x))])
     assert onsets[0] == onsets[1]
     assert onsets[0][-1] == 5000
+
+
+def _disturbed_then_risen() -> tuple[np.ndarray, np.ndarray]:
+    """Sixteen hourly days at 100 +/- 5: 400 more for half a day early on, then a rise to
+    250 for ten hours on day 13."""
+    rng = np.random.default_rng(3)
+    hours = 24 * 16
+    stamps = np.datetime64("2024-01-01T00:00") + np.arange(hours) * np.timedelta64(1, "h")
+    values = 100 + rng.normal(0, 5, hours)
+    values[30:42] += 400
+    values[300:310] = 250 + rng.normal(0, 5, 10)
+    return stamps, values
+
+
+def test_an_early_disturbance_in_the_fortnight_does_not_hide_a_later_rise():
+    # the disturbance's residuals made the unit 80 times the noise: the rise scored 0.39
+    stamps, values = _disturbed_then_risen()
+    scores, flags = run_series("latency", stamps, values)
+    assert np.flatnonzero(flags).tolist() == [30, 300]
+    assert scores[300] > 5
+
+
+def test_the_recent_tail_bounds_the_unit_only_where_it_is_calmer():
+    past = np.concatenate([np.full(200, 50.0), np.tile([-1.0, 1.0], 100)])
+    bounded = ResidualTailScore(24, 48, 400, recent_tail=96, recent_lag=6, recent_factor=2.0)
+    unbounded = ResidualTailScore(24, 48, 400)
+    assert bounded._bounded_tail(past, bounded._recent(past))[1] == 2.0
+    assert unbounded._bounded_tail(past, unbounded._recent(past))[1] > 20
+    calm = np.tile([-1.0, 1.0], 200)
+    assert bounded._bounded_tail(calm, bounded._recent(calm)) == (0.0, 1.0)
