@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -55,6 +54,7 @@ from seamwatch.cli_options import clickhouse_url_option, data_dir_option
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
 from seamwatch.settings import Settings, SettingsError, load_settings
+from seamwatch.stopping import stop_on_signals
 from seamwatch.times import readable_utc, table_time
 from seamwatch.user_text import one_line, quoted
 from storage import Store, StoreError
@@ -177,7 +177,7 @@ def detectors_command(
 
     def run() -> None:
         store, _ = open_store_or_pending(settings)
-        stop = _stop_on_signal()
+        stop = stop_on_signals()
         api = None
         try:
             if not wait_for_server(store, stop, "The detectors start once it does"):
@@ -235,13 +235,6 @@ def _evaluate_until_stopped(store: Store, api: ApiServer | None, stop: threading
 def _evaluated(cursor: datetime | None) -> str:
     """How far the runner got, e.g. ``up to 2026-12-04 13:52 UTC``."""
     return f"up to {cursor:%Y-%m-%d %H:%M} UTC" if cursor else "none yet (no spans stored)"
-
-
-def _stop_on_signal() -> threading.Event:
-    stop = threading.Event()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: stop.set())
-    return stop
 
 
 def alerts_command(

@@ -30,6 +30,7 @@ from seamwatch import runtime
 from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
 from seamwatch.api_server import serve_api
 from seamwatch.settings import Settings
+from seamwatch.stopping import stop_on_signals
 from storage import Store, StoreError, StoreUnavailable
 from storage.pending import PendingServerStore, open_store_or_pending, wait_until_open
 
@@ -354,7 +355,7 @@ class _ServerWait:
 
     def __init__(self, store: PendingServerStore, waiting: str) -> None:
         self.store = store
-        self.stopped = _stop_on_signal()
+        self.stopped = stop_on_signals()
         self._ended = threading.Event()
         store.keep_opening(waiting)
         threading.Thread(
@@ -392,7 +393,7 @@ class _ServerWait:
 def run_collector(settings: Settings) -> None:
     """Run the OTLP receiver alone until SIGINT or SIGTERM."""
     check_before_start(settings, receivers=True, dashboard=False, notify_file=False)
-    stopped = _stop_on_signal()  # from the start: a stop during start-up still drains
+    stopped = stop_on_signals()  # from the start: a stop during start-up still drains
     # a ClickHouse server that is down does not keep the receivers from starting: the spool
     # keeps what they acknowledged before, clients get 503 until the server answers
     store, store_down = open_store_or_pending(settings)
@@ -470,20 +471,8 @@ def run_dashboard(settings: Settings) -> None:
     bootstrap.run(str(dashboard.APP_PATH), False, [], flag_options)
 
 
-def _stop_on_signal() -> threading.Event:
-    """An event set by SIGINT or SIGTERM, which no longer end the process abruptly."""
-    stopped = threading.Event()
-
-    def on_signal(signal_number: int, frame: object) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    return stopped
-
-
 def _wait_for_signal(stopped: threading.Event | None = None) -> None:
-    stopped = stopped or _stop_on_signal()
+    stopped = stopped or stop_on_signals()
     while not stopped.wait(1.0):
         pass
 

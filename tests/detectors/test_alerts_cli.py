@@ -20,11 +20,12 @@ from typer.testing import CliRunner
 
 import seamwatch.access
 from detectors.alert_actions import active_silences, add_silence
-from detectors.alerts_cli import _catch_up_once, _stop_on_signal, format_alerts
+from detectors.alerts_cli import _catch_up_once, format_alerts
 from detectors.runner import RunReport
 from detectors.severity import DEFAULT_SEVERITY_FILE
 from seamwatch.api import running_endpoint
 from seamwatch.cli import app
+from seamwatch.stopping import stop_on_signals
 from storage import StoreLocked
 from tests.detectors.test_alert_actions import record_alert
 from tests.detectors.test_category_silences import record_category_alert
@@ -756,7 +757,7 @@ def test_ctrl_c_during_a_catch_up_once_says_where_it_stopped(capsys):
     handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         with pytest.raises(typer.Exit) as ended:
-            _catch_up_once(Interrupted(), _stop_on_signal())
+            _catch_up_once(Interrupted(), stop_on_signals())
     finally:
         for number, handler in handlers.items():
             signal.signal(number, handler)
