@@ -24,7 +24,13 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from detectors.alert_text import alert_summary, currency_list, money_text
+from detectors.alert_text import (
+    alert_summary,
+    converted_fields,
+    currency_list,
+    currency_split,
+    money_text,
+)
 from detectors.lifecycle import ALERTS_TABLE, OPEN, RESOLVED, currency_map
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity, check_glob
@@ -161,15 +167,16 @@ def _describe(
     acks: list[dict[str, Any]],
 ) -> dict[str, Any]:
     tier = severity.tier_for(row["flow"], row["business_object"], row["target"])
-    value = priority(row["peak_score"], tier.weight, row["affected"], row["money_at_risk"])
-    holder = acks[-1] if acks else {}
-    open_now = row["state"] == OPEN
-    silence = _covering(silences, row) if open_now else None
-    plain = {name: _plain(value) for name, value in row.items()}
     # split before any rounding: each currency is rounded to its own minor units, and a sum
     # rounded to cents would leave a mill of a BHD amount over as money of no currency
     money = float(row["money_at_risk"])
     by_currency = currency_map(row.get("money_by_currency"))
+    converted = severity.convert(currency_split(money, by_currency))
+    value = priority(row["peak_score"], tier.weight, row["affected"], converted.amount)
+    holder = acks[-1] if acks else {}
+    open_now = row["state"] == OPEN
+    silence = _covering(silences, row) if open_now else None
+    plain = {name: _plain(value) for name, value in row.items()}
     return {
         **plain,
         "summary": alert_summary(plain),
@@ -178,7 +185,8 @@ def _describe(
         # split (a sum of amounts in floating point)
         "money_at_risk": round(money, 2),
         "money_by_currency": currency_list(money, by_currency),
-        "money_text": money_text(money, by_currency),
+        "money_text": money_text(money, by_currency, converted),
+        **converted_fields(converted),
         "tier": tier.name,
         "priority": value,
         "priority_label": priority_label(value),

@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from seamwatch.money import (
+    Converted,
     amount_text,
     amounts_text,
+    converted_text,
     currency_records,
     currency_split,
 )
@@ -92,10 +94,13 @@ def _naming_strongest(alert: Mapping[str, Any], text: str) -> str:
     return f"{strongest_kind(alert)} (strongest): {text}"
 
 
-def money_text(total: float, by_currency: Mapping[str, float]) -> str:
+def money_text(
+    total: float, by_currency: Mapping[str, float], converted: Converted | None = None
+) -> str:
     """An amount with its currency, saying so when it mixes currencies or has none: amounts
     of different currencies are listed side by side, never added up, each with its
-    currency's decimals.
+    currency's decimals; then, when ``converted`` is given, what the priority weighed of them
+    in the reporting currency (:func:`seamwatch.money.converted_text`).
 
     >>> money_text(4321.0, {"EUR": 4321.0})
     '4,321.00 EUR'
@@ -105,9 +110,13 @@ def money_text(total: float, by_currency: Mapping[str, float]) -> str:
     '3,000.00 EUR + 1,321.00 USD (mixed currencies)'
     >>> money_text(120000.0, {"JPY": 120000.0})
     '120,000 JPY'
+    >>> money_text(123000.0, {"EUR": 3000.0, "JPY": 120000.0}, Converted("EUR", 3744.0))
+    '3,000.00 EUR + 120,000 JPY (mixed currencies) ≈ 3,744.00 EUR'
     """
     split = currency_split(total, by_currency)
-    return amounts_text(split) if split else amount_text(total)
+    text = amounts_text(split) if split else amount_text(total)
+    after = converted_text(split, converted) if converted else ""
+    return f"{text} {after}" if after else text
 
 
 def currency_list(total: float, by_currency: Mapping[str, float]) -> list[dict[str, Any]]:
@@ -120,3 +129,14 @@ def single_currency(total: float, by_currency: Mapping[str, float]) -> str | Non
     """The one currency all of ``total`` is in, or None when it mixes them or has none."""
     split = currency_split(total, by_currency)
     return (split[0][0] or None) if len(split) == 1 else None
+
+
+def converted_fields(converted: Converted) -> dict[str, Any]:
+    """The money the priority weighed, as JSON gives it: ``money_at_risk_reporting`` in
+    ``reporting_currency`` (both None when the severity file names no reporting currency)
+    and ``money_not_converted``, the currencies left out (None for money of no known one)."""
+    return {
+        "money_at_risk_reporting": converted.amount if converted.currency else None,
+        "reporting_currency": converted.currency,
+        "money_not_converted": [code or None for code in converted.not_converted],
+    }

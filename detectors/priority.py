@@ -10,6 +10,11 @@ Each factor is brought to ``[0, 1]`` and the blend is scaled by the tier's weigh
 So a priority lies between 0 and 100, and only a critical flow (weight 1) can reach 100. The
 logarithms let a hundred failed invoices count for more than ten without letting one huge batch
 drown every other signal. ``docs/alerts.md`` explains the choice of weights and caps.
+
+Money at risk is in the reporting currency of the severity file's ``money`` section, converted
+with its rates (:meth:`detectors.severity.Severity.convert`); money it cannot convert (no rate,
+no known currency, or no reporting currency at all) counts for nothing here, so amounts of
+different currencies are never added up as they are.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ class PriorityFactors:
 
 
 def priority_factors(score: float, affected: float, money_at_risk: float) -> PriorityFactors:
-    """Normalise the detector score, affected transactions and money at risk."""
+    """Normalise the detector score, affected transactions and money at risk (in the
+    reporting currency)."""
     anomaly = min(max(score, 0.0) / SCORE_SATURATION, 1.0)
     traffic = min(math.log10(1.0 + max(affected, 0.0)) / TRAFFIC_SATURATION_DECADES, 1.0)
     money = min(math.log10(1.0 + max(money_at_risk, 0.0)) / MONEY_SATURATION_DECADES, 1.0)

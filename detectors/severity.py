@@ -6,6 +6,10 @@ target systems to tiers. The first matching rule wins; a flow that no rule match
 default tier. Tiers are resolved when alerts are read, so a changed file re-ranks every alert
 without re-ingesting spans.
 
+An optional ``money`` section names the reporting currency and exchange rates into it: the
+priority weighs an alert's money at risk in that currency (:meth:`Severity.convert`). Without
+it there is nothing to convert into, and money leaves the priority.
+
 The default file ships with the package (``severity_default.yaml``);
 ``SEAMWATCH_SEVERITY_FILE`` names another one, and a command with a ``--severity`` option
 takes it there too. A bad file raises :class:`SeverityFileError` whose message names the file,
@@ -23,15 +27,26 @@ import contextlib
 import fnmatch
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from babel.numbers import list_currencies
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from seamwatch.money import Converted, convert
 from seamwatch.yaml_files import (
     Lines,
     Problem,
@@ -41,6 +56,7 @@ from seamwatch.yaml_files import (
     read_text_file,
     read_yaml_and_problems,
     validation_problems,
+    yaml_value,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,6 +71,9 @@ INVALID_TITLE = "Invalid severity file"
 
 # A YAML number, never a boolean or a quoted string, and never infinite or NaN.
 _NUMBER: dict[str, Any] = {"strict": True, "allow_inf_nan": False}
+
+# An ISO 4217 code as the file must write it: three capital letters.
+_CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 
 # The file's modification time and size: a change to either means it must be read again.
 FileVersion = tuple[int, int]
@@ -102,6 +121,32 @@ class RuleModel(BaseModel):
         return (self.flow, self.business_object, self.target)
 
 
+def check_currency(code: str) -> str:
+    """``code`` when it is an ISO 4217 currency code in capitals; ValueError says why not."""
+    if not _CURRENCY_CODE.fullmatch(code):
+        fix = code.strip().upper()
+        hint = f"; write {fix!r}" if fix in list_currencies() else ", such as EUR or USD"
+        raise ValueError(f"a currency is its ISO 4217 code in three capital letters{hint}")
+    if code not in list_currencies():
+        raise ValueError("not an ISO 4217 currency code; check its spelling")
+    return code
+
+
+CurrencyCode = Annotated[str, Field(strict=True), AfterValidator(check_currency)]
+
+
+class MoneyModel(BaseModel):
+    """The currency the priority weighs money in, and what other currencies are worth in it:
+    a rate is how many units of ``reporting_currency`` one unit of its currency is worth."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reporting_currency: CurrencyCode
+    rates: dict[CurrencyCode, Annotated[float, Field(gt=0, **_NUMBER)]] = Field(
+        default_factory=dict
+    )
+
+
 class SeverityModel(BaseModel):
     """The whole severity file; :func:`cross_check` also checks the rules against the tiers."""
 
@@ -110,13 +155,28 @@ class SeverityModel(BaseModel):
     tiers: dict[TierName, TierModel]
     default_tier: TierName = "medium"
     rules: list[RuleModel] = Field(default_factory=list)
+    money: MoneyModel | None = None
+
+    @field_validator("money", mode="before")
+    @classmethod
+    def _money_is_not_empty(cls, money: object) -> object:
+        # "money:" with nothing under it reads as no section; say so rather than drop money
+        if money is None:
+            raise ValueError(
+                "the money section is empty; give reporting_currency (and rates), or remove it"
+            )
+        return money
 
 
 # How errors name what a tier or a rule must be, in the file's words.
 MODEL_NOUNS = {
     "TierModel": f"a mapping of tier settings ({', '.join(TierModel.model_fields)})",
     "RuleModel": f"a mapping of rule fields ({', '.join(RuleModel.model_fields)})",
+    "MoneyModel": f"a mapping of money settings ({', '.join(MoneyModel.model_fields)})",
 }
+
+# How errors name the keys of a mapping, by the mapping's field.
+KEY_NOUNS = {"tiers": "tier", "money.rates": "currency"}
 
 
 def check_glob(pattern: str) -> None:
@@ -153,8 +213,9 @@ def _unclosed_set(pattern: str) -> int | None:
 
 
 def cross_check(data: dict[str, Any], lines: Lines) -> list[Problem]:
-    """What validation of each part alone does not see: tiers used but not defined, and rules
-    that can never match because an earlier rule has exactly the same patterns.
+    """What validation of each part alone does not see: tiers used but not defined, rules
+    that can never match because an earlier rule has exactly the same patterns, and a rate
+    for the reporting currency other than 1.
 
     Only the parts that validate are judged, so these come in the same report as the file's
     other mistakes rather than after those are fixed; a part that does not validate is
@@ -198,7 +259,28 @@ def cross_check(data: dict[str, Any], lines: Lines) -> list[Problem]:
                     "rule never applies; remove one of them",
                 )
             )
-    return problems
+    return problems + _reporting_rate_problems(data.get("money"))
+
+
+def _reporting_rate_problems(money: object) -> list[Problem]:
+    """A rate given for the reporting currency that is not 1: one unit of it is worth one by
+    definition, so any other rate contradicts the file. (A rate table copied whole may list it
+    at 1, which is kept.)"""
+    rates = money.get("rates") if isinstance(money, dict) else None
+    currency = money.get("reporting_currency") if isinstance(money, dict) else None
+    if not isinstance(rates, dict) or not isinstance(currency, str) or currency not in rates:
+        return []
+    rate = rates[currency]
+    # a rate that is no number is reported by validation
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate == 1:
+        return []
+    return [
+        Problem(
+            ("money", "rates", currency),
+            f"{currency} is the reporting currency, worth 1 {currency} by definition "
+            f"(got {yaml_value(rate)}); remove this rate, or write 1",
+        )
+    ]
 
 
 def _valid_rules(rules: object) -> list[tuple[int, RuleModel]]:
@@ -247,6 +329,14 @@ class Severity:
                 return self.tier(rule.tier)
         return self.tier(self.model.default_tier)
 
+    def convert(self, split: list[tuple[str, float]]) -> Converted:
+        """Money at risk by currency (:func:`seamwatch.money.currency_split`) in the reporting
+        currency, as the priority weighs it; all of it is left out when the file names none."""
+        money = self.model.money
+        if money is None:
+            return convert(split, None, {})
+        return convert(split, money.reporting_currency, money.rates)
+
     def describe(self) -> str:
         """The file and the version of it, e.g. ``sev.yaml (modified 2025-03-03 09:05:12 UTC)``."""
         if self.modified_at is None:
@@ -270,7 +360,7 @@ def parse_severity(
         model = SeverityModel.model_validate(data)
     except ValidationError as exc:
         model = None
-        problems += validation_problems(exc, key_nouns={"tiers": "tier"}, model_nouns=MODEL_NOUNS)
+        problems += validation_problems(exc, key_nouns=KEY_NOUNS, model_nouns=MODEL_NOUNS)
     problems += cross_check(data, lines)
     if problems or model is None:
         in_file_order = sorted(problems, key=lambda problem: problem_line(problem, lines))

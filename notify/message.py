@@ -22,6 +22,7 @@ from detectors.alert_text import (
 from detectors.lifecycle import Alert
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity
+from seamwatch.money import Converted
 from seamwatch.times import readable_utc, utc_text
 from seamwatch.user_text import one_line
 
@@ -60,6 +61,8 @@ class Notification:
     lineage_url: str
     # money_at_risk by currency; "" is the part whose currency no span named
     money_by_currency: tuple[tuple[str, float], ...] = ()
+    # the money at risk in the reporting currency, as the priority weighed it
+    converted: Converted = Converted()
     test: bool = False
     # the failure categories the alert has shown (``mapping``): category silences match them
     categories: tuple[str, ...] = ()
@@ -106,8 +109,9 @@ class Notification:
     @property
     def money_text(self) -> str:
         """The money at risk with its currency, e.g. ``4,321.00 EUR``; says when it mixes
-        currencies or none is known (:func:`detectors.alert_text.money_text`)."""
-        return money_text(*self._as_split)
+        currencies or none is known, and what the priority weighed in the reporting currency
+        (:func:`detectors.alert_text.money_text`): ``120,000 JPY ≈ 744.00 EUR``."""
+        return money_text(*self._as_split, self.converted)
 
     @property
     def currency(self) -> str | None:
@@ -162,7 +166,10 @@ def build_notification(
 ) -> Notification:
     """The notification of one ``alert_events`` row of ``alert``."""
     tier = severity.tier_for(alert.flow, alert.business_object, alert.target)
-    value = priority(alert.peak_score, tier.weight, alert.affected, alert.money_at_risk)
+    # split from the sum as counted: each currency is rounded to its own minor units
+    split = currency_split(alert.money_at_risk, alert.money_by_currency)
+    converted = severity.convert(split)
+    value = priority(alert.peak_score, tier.weight, alert.affected, converted.amount)
     kind = str(event.get("kind") or alert.kind)
     # a sum of amounts in floating point: cents, as the alert API gives it
     money = round(float(alert.money_at_risk), 2)
@@ -187,8 +194,8 @@ def build_notification(
         top_error="" if _quote_restates_event(alert, event) else alert.top_error,
         alert_url=alert_link(dashboard_url, alert.alert_id),
         lineage_url=lineage_link(dashboard_url, alert.flow),
-        # split from the sum as counted: each currency is rounded to its own minor units
-        money_by_currency=tuple(currency_split(alert.money_at_risk, alert.money_by_currency)),
+        money_by_currency=tuple(split),
+        converted=converted,
         test=test,
         categories=tuple(alert.categories),
     )

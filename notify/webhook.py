@@ -21,6 +21,7 @@ import hmac
 import time
 from typing import Any
 
+from detectors.alert_text import converted_fields
 from notify.base import Destination, HttpRequest
 from notify.message import Notification
 from seamwatch.times import utc_text
@@ -86,6 +87,7 @@ def alert_body(notification: Notification) -> dict[str, Any]:
             {"currency": code or None, "amount": amount}
             for code, amount in notification.money_by_currency
         ],
+        **converted_fields(notification.converted),
         "opened_at": utc_text(notification.opened_at),
         "resolved_at": utc_text(notification.resolved_at) if notification.resolved_at else None,
         "what_changed": notification.what_changed,

@@ -7,14 +7,17 @@ follows ISO 4217 except for a few currencies whose minor unit is out of use in p
 IDR, IQD and others are written without decimals there). An amount whose currency is not
 known, or a code CLDR does not know, is written with two decimals.
 
-Amounts of different currencies are never added up: wherever several meet (an alert, a flow's
-revenue at risk, a group of failures) they are kept side by side, one per currency, as
-:func:`currency_split` gives them and :func:`amounts_text` writes them.
+Amounts of different currencies are never added up as they are: wherever several meet (an
+alert, a flow's revenue at risk, a group of failures) they are kept side by side, one per
+currency, as :func:`currency_split` gives them and :func:`amounts_text` writes them. Only
+:func:`convert` brings them into one currency, with exchange rates that someone has given
+(the severity file's ``money`` section), and it names what it could not convert.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -120,3 +123,72 @@ def currency_records(split: Sequence[tuple[str, float]]) -> list[dict[str, Any]]
     """A split as JSON gives it: ``[{"currency": "EUR", "amount": 3000.0}]``, with
     ``"currency": None`` for the part whose currency is not known."""
     return [{"currency": code or None, "amount": amount} for code, amount in split]
+
+
+@dataclass(frozen=True)
+class Converted:
+    """Amounts of several currencies brought into one reporting ``currency`` (None when there
+    is none to convert into): their ``amount`` there, rounded to its minor units, counts only
+    the currencies with a rate; ``not_converted`` names the others, sorted (last,
+    ``UNKNOWN_CURRENCY`` for money whose currency is not known)."""
+
+    currency: str | None = None
+    amount: float = 0.0
+    not_converted: tuple[str, ...] = ()
+
+
+def convert(
+    split: Sequence[tuple[str, float]], currency: str | None, rates: Mapping[str, float]
+) -> Converted:
+    """The amounts of ``split`` in ``currency``, where ``rates`` gives how many units of
+    ``currency`` one unit of each other currency is worth. Money of a currency without a
+    rate, or of no known currency, is left out and named, never taken as ``currency``.
+
+    >>> convert([("EUR", 3000.0), ("JPY", 120000.0)], "EUR", {"JPY": 0.0062})
+    Converted(currency='EUR', amount=3744.0, not_converted=())
+    >>> convert([("EUR", 3000.0), ("CHF", 500.0), ("", 12.5)], "EUR", {})
+    Converted(currency='EUR', amount=3000.0, not_converted=('CHF', ''))
+    """
+    if currency is None:
+        return Converted(None, 0.0, _named_order({code for code, _ in split}))
+    total, not_converted = 0.0, set()
+    for code, amount in split:
+        # spans carry whatever their senders wrote: "eur" is the reporting currency EUR
+        rate = 1.0 if code.strip().upper() == currency else rates.get(code.strip().upper())
+        if rate is None:
+            not_converted.add(code)
+        else:
+            total += amount * rate
+    return Converted(currency, round_amount(total, currency), _named_order(not_converted))
+
+
+def _named_order(codes: set[str]) -> tuple[str, ...]:
+    """Currency codes sorted, with money of no known currency last."""
+    return tuple(sorted(codes, key=lambda code: (code == UNKNOWN_CURRENCY, code)))
+
+
+def converted_text(split: Sequence[tuple[str, float]], converted: Converted) -> str:
+    """What :func:`convert` made of ``split``, to follow the amounts written side by side:
+    nothing when all of it is in the reporting currency already.
+
+    >>> converted_text([("JPY", 120000.0)], Converted("EUR", 744.0))
+    '≈ 744.00 EUR'
+    >>> converted_text([("EUR", 3000.0), ("CHF", 5.0)], Converted("EUR", 3000.0, ("CHF",)))
+    '≈ 3,000.00 EUR (not converted: CHF)'
+    >>> converted_text([("", 80.5)], Converted("EUR", 0.0, ("",)))
+    '(not converted to EUR)'
+    >>> converted_text([("", 80.5)], Converted(None, 0.0, ("",)))
+    '(not converted: no reporting currency)'
+    """
+    codes = [code for code, _ in split]
+    if not split or codes == [converted.currency]:
+        return ""
+    if converted.currency is None:
+        return "(not converted: no reporting currency)"
+    if set(converted.not_converted) >= set(codes):
+        return f"(not converted to {converted.currency})"
+    text = f"≈ {amount_text(converted.amount, converted.currency)}"
+    if converted.not_converted:
+        names = ", ".join(code or "currency unknown" for code in converted.not_converted)
+        text += f" (not converted: {names})"
+    return text

@@ -7,7 +7,9 @@ and each validation error is reported as ``FILE, line N, field a.b: message (got
 
 from __future__ import annotations
 
+import re
 from collections.abc import Container, Iterable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -171,6 +173,9 @@ def _problem(
     if loc and loc[-1] == "[key]":
         # pydantic names the key itself "[key]"; say which mapping it is in and what it takes
         path, parent = loc[:-1], ".".join(str(part) for part in loc[:-2])
+        if error["type"] == "value_error":
+            # a key the model checks itself (a currency code) says what is wrong with it
+            return Problem(path, f"{_message(error, model_nouns)} (got {quoted(value)})", parent)
         noun = key_nouns.get(parent, "key")
         expected = str((error.get("ctx") or {}).get("expected", "")).replace("'", "")
         allowed = f"; use one of {expected.replace(' or ', ', ')}" if expected else ""
@@ -179,8 +184,33 @@ def _problem(
     shown = "" if hidden or error["type"] == "missing" else f" (got {yaml_value(value)})"
     message = _message(error, model_nouns)
     if error["type"] in ("float_type", "int_type") and isinstance(value, str):
-        message += ", written without quotes"  # YAML reads a quoted number as text
+        message += _number_hint(value)
     return Problem(loc, message + shown)
+
+
+# A number in exponent form; YAML 1.1 (PyYAML) reads it as a number only with a dot in it and a
+# sign before its exponent (``1.0e-3``), otherwise as text.
+_EXPONENT_FORM = re.compile(r"[-+]?(?P<digits>[0-9]+(?:\.[0-9]*)?)[eE](?P<power>[-+]?[0-9]+)")
+# Longer than this, a number's plain form is no help to write.
+_PLAIN_FORM_LIMIT = 20
+
+
+def _number_hint(text: str) -> str:
+    """Why a number reached the model as ``text``: it was quoted, or it is in an exponent form
+    that YAML reads as text (``1e-3``); the hint writes it so that YAML reads a number."""
+    written = _EXPONENT_FORM.fullmatch(text.strip())
+    if written is None or not isinstance(yaml.safe_load(text), str):
+        return ", written without quotes"  # YAML reads a quoted number as text
+    digits = written["digits"] if "." in written["digits"] else f"{written['digits']}.0"
+    sign = "-" if text.strip().startswith("-") else ""
+    forms = [f"{sign}{digits}e{int(written['power']):+d}"]
+    plain = f"{Decimal(text.strip()).normalize():f}"
+    if len(plain) <= _PLAIN_FORM_LIMIT:
+        forms.insert(0, plain)
+    return (
+        "; YAML reads an exponent form as text unless it has a dot and a signed exponent: "
+        f"write {' or '.join(forms)}"
+    )
 
 
 def _message(error: Any, model_nouns: Mapping[str, str]) -> str:

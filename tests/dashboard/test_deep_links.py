@@ -87,13 +87,14 @@ def test_money_at_risk_names_its_currencies_side_by_side_never_added_up(store):
     app = open_page(ALERTS_PAGE, alert_id=mixed.alert_id)
 
     assert not app.exception
-    both = "400.00 EUR + 3,000 JPY (mixed currencies)"
+    # with the figure the priority weighed, in the default file's reporting currency
+    both = "400.00 EUR + 3,000 JPY (mixed currencies) ≈ 418.60 EUR"
     assert f"**Money at risk:** {both}" in page_text(app)
     [table] = [frame.value for frame in app.dataframe if "money_text" in frame.value]
     shown = dict(zip(table["flow"], table["money_text"], strict=True))
     assert shown == {
         "billing.invoice-post": both,
-        "order-to-cash.order-submit": "3,400.00 (currency unknown)",
+        "order-to-cash.order-submit": "3,400.00 (currency unknown) (not converted to EUR)",
     }
     assert "money_at_risk" not in table.columns  # no column that adds them up
 

@@ -280,11 +280,19 @@ def test_acknowledgements_of_the_one_row_table_are_copied_into_the_history(store
         (
             {"EUR": 3000.0, "JPY": 120000.0},
             [{"currency": "EUR", "amount": 3000.0}, {"currency": "JPY", "amount": 120000.0}],
-            "3,000.00 EUR + 120,000 JPY (mixed currencies)",
+            "3,000.00 EUR + 120,000 JPY (mixed currencies) ≈ 3,744.00 EUR",
         ),
         # rounded to cents before the split, the third decimal was left over as no currency's
-        ({"BHD": 2500.125}, [{"currency": "BHD", "amount": 2500.125}], "2,500.125 BHD"),
-        ({"": 80.5}, [{"currency": None, "amount": 80.5}], "80.50 (currency unknown)"),
+        (
+            {"BHD": 2500.125},
+            [{"currency": "BHD", "amount": 2500.125}],
+            "2,500.125 BHD (not converted to EUR)",
+        ),
+        (
+            {"": 80.5},
+            [{"currency": None, "amount": 80.5}],
+            "80.50 (currency unknown) (not converted to EUR)",
+        ),
     ],
 )
 def test_a_listed_alert_gives_its_money_by_currency(store, money, split, text):

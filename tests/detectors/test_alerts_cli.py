@@ -611,7 +611,10 @@ def test_money_at_risk_names_each_currency_in_the_cli_and_the_api(tmp_path):
         served = httpx.get(f"{endpoint}/api/v1/alerts", trust_env=False, timeout=30).json()
         relayed = run("--json")  # asked of the running process, through its API
 
-    text = "3,000.00 EUR + 120,000 JPY + 12.50 in an unknown currency (mixed currencies)"
+    text = (
+        "3,000.00 EUR + 120,000 JPY + 12.50 in an unknown currency (mixed currencies) "
+        "≈ 3,744.00 EUR (not converted: currency unknown)"
+    )
     expected = {
         "alert_id": alert_id,
         # the sum stays, for the clients that read it before; it adds currencies up
@@ -622,6 +625,10 @@ def test_money_at_risk_names_each_currency_in_the_cli_and_the_api(tmp_path):
             {"currency": None, "amount": 12.5},
         ],
         "money_text": text,
+        # what the priority weighed: 3,000 EUR + 120,000 JPY at 0.0062 EUR, the rest left out
+        "money_at_risk_reporting": 3744.0,
+        "reporting_currency": "EUR",
+        "money_not_converted": [None],
     }
     for alerts in (json.loads(as_json), served["alerts"], json.loads(relayed)):
         [alert] = alerts

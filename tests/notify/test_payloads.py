@@ -10,11 +10,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from detectors.severity import parse_severity
+from notify.message import build_notification
 from notify.outbox import DestinationWorker, make_destination
 from tests.notify.helpers import (
+    DASHBOARD,
     FAST,
     OPENED_AT,
     ListRecorder,
+    make_alert,
     make_notification,
     minutes_after_opening,
     route,
@@ -155,6 +159,9 @@ def test_webhook_body_is_documented_and_signed_over_timestamp_and_raw_body():
         "money_at_risk": 9999.0,
         "currency": "EUR",
         "money_by_currency": [{"currency": "EUR", "amount": 9999.0}],
+        "money_at_risk_reporting": 9999.0,
+        "reporting_currency": "EUR",
+        "money_not_converted": [],
         "opened_at": "2025-03-03T09:05:00.000Z",
         "resolved_at": None,
         "what_changed": "error_rate from 0.10% to 20.00%",
@@ -234,7 +241,7 @@ def test_money_in_yen_is_written_without_decimals_in_chat_and_in_whole_yen_in_js
         slack = _deliver("slack", chat, yen).json
         webhook = _deliver("webhook", hook, yen).json
     fields = [f["text"] for f in slack["blocks"][2]["fields"]]
-    assert "*Money at risk*\n1,250,000 JPY" in fields
+    assert "*Money at risk*\n1,250,000 JPY ≈ 7,750.00 EUR" in fields
     assert webhook["alert"]["currency"] == "JPY"
     assert webhook["alert"]["money_by_currency"] == [{"currency": "JPY", "amount": 1250000.0}]
 
@@ -245,7 +252,8 @@ def test_a_third_decimal_is_not_read_as_money_of_an_unknown_currency():
     with RecordingServer() as chat, RecordingServer() as hook:
         slack = _deliver("slack", chat, dinars).json
         webhook = _deliver("webhook", hook, dinars).json
-    assert "*Money at risk*\n2,500.125 BHD" in [f["text"] for f in slack["blocks"][2]["fields"]]
+    money = "*Money at risk*\n2,500.125 BHD (not converted to EUR)"
+    assert money in [f["text"] for f in slack["blocks"][2]["fields"]]
     assert webhook["alert"]["currency"] == "BHD"
     assert webhook["alert"]["money_by_currency"] == [{"currency": "BHD", "amount": 2500.125}]
 
@@ -255,7 +263,7 @@ def test_money_in_two_currencies_is_listed_side_by_side_in_every_format():
     with RecordingServer() as chat, RecordingServer() as hook:
         slack = _deliver("slack", chat, mixed).json
         webhook = _deliver("webhook", hook, mixed).json
-    text = "6,000.00 EUR + 3,999.00 USD (mixed currencies)"
+    text = "6,000.00 EUR + 3,999.00 USD (mixed currencies) ≈ 9,679.08 EUR"
     assert f"*Money at risk*\n{text}" in [f["text"] for f in slack["blocks"][2]["fields"]]
     assert webhook["alert"]["money_at_risk"] == 9999.0
     assert webhook["alert"]["currency"] is None
@@ -263,6 +271,34 @@ def test_money_in_two_currencies_is_listed_side_by_side_in_every_format():
         {"currency": "EUR", "amount": 6000.0},
         {"currency": "USD", "amount": 3999.0},
     ]
+
+
+def test_chat_and_webhook_give_the_money_the_priority_weighed_in_the_reporting_currency():
+    # 3,000 EUR + 120,000 JPY was weighed as 123,000: P1 at 60.4
+    mixed = make_notification(
+        money_at_risk=123000.0, money_by_currency={"EUR": 3000.0, "JPY": 120000.0}
+    )
+    with RecordingServer() as chat, RecordingServer() as hook:
+        slack = _deliver("slack", chat, mixed).json
+        webhook = _deliver("webhook", hook, mixed).json["alert"]
+    text = "3,000.00 EUR + 120,000 JPY (mixed currencies) ≈ 3,744.00 EUR"
+    assert f"*Money at risk*\n{text}" in [f["text"] for f in slack["blocks"][2]["fields"]]
+    assert ("Priority", "P2 (52.9)") in mixed.facts()
+    assert (webhook["priority"], webhook["money_at_risk_reporting"]) == (52.9, 3744.0)
+    assert (webhook["reporting_currency"], webhook["money_not_converted"]) == ("EUR", [])
+
+
+def test_chat_and_webhook_name_the_money_left_out_of_the_priority():
+    no_rates = parse_severity("tiers:\n  critical: {weight: 1}\ndefault_tier: critical\n")
+    row = {"alert_id": "a1b2c3d4e5f60718", "event": "opened", "at": OPENED_AT}
+    alert = make_alert(money_at_risk=9999.0, money_by_currency={"EUR": 9999.0})
+    notification = build_notification(alert, row, no_rates, DASHBOARD)
+    with RecordingServer() as hook:
+        webhook = _deliver("webhook", hook, notification).json["alert"]
+
+    assert notification.money_text == "9,999.00 EUR (not converted: no reporting currency)"
+    assert (webhook["priority"], webhook["money_at_risk_reporting"]) == (35.0, None)
+    assert (webhook["reporting_currency"], webhook["money_not_converted"]) == (None, ["EUR"])
 
 
 def test_a_name_stored_with_a_line_break_is_told_on_one_line():

@@ -80,7 +80,10 @@ def test_the_previous_versions_alerts_are_kept_and_read_as_of_unknown_currency(p
     ongoing = listed["billing.invoice-post"]
     assert ongoing["money_at_risk"] == 4321.0
     assert ongoing["money_by_currency"] == [{"currency": None, "amount": 4321.0}]
-    assert ongoing["money_text"] == "4,321.00 (currency unknown)"
+    # never taken as the reporting currency: left out of the priority, and said so
+    assert ongoing["money_text"] == "4,321.00 (currency unknown) (not converted to EUR)"
+    assert ongoing["money_at_risk_reporting"] == 0.0
+    assert ongoing["money_not_converted"] == [None]
     assert listed["usage.usage-post"]["money_text"] == "0.00"
 
 
@@ -101,7 +104,7 @@ def test_the_runner_writes_an_open_alerts_currencies_after_the_migration(previou
     assert again.money_by_currency == {"EUR": 4321.0, "JPY": 1000.0}
     [listed] = list_alerts(store, load_severity(), "open")
     assert listed["money_at_risk"] == 5321.0
-    assert listed["money_text"] == "4,321.00 EUR + 1,000 JPY (mixed currencies)"
+    assert listed["money_text"] == "4,321.00 EUR + 1,000 JPY (mixed currencies) ≈ 4,327.20 EUR"
 
 
 def test_the_migration_run_again_changes_nothing(previous_store):
