@@ -48,6 +48,7 @@ from detectors.severity import (
     load_severity,
 )
 from detectors.silence_scope import silenced_kind
+from seamwatch import runtime
 from seamwatch.access import act, answer
 from seamwatch.api import ApiError, ApiRefused
 from seamwatch.api_server import ApiServer, ApiServerError, serve_api
@@ -191,6 +192,8 @@ def detectors_command(
             else:
                 _evaluate_until_stopped(store, api, stop)
         finally:
+            # the notifier records its last deliveries while the store still takes them
+            runtime.store_closing()
             if api is not None:
                 api.stop()
             store.close()

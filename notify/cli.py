@@ -26,6 +26,7 @@ from notify.outbox import DestinationWorker, RetryPolicy, make_destination
 from notify.records import SENT, CallbackRecorder, Outcome
 from notify.routing import NOTIFY_FILE_ENV, NotifyFileError, Route, load_routes
 from notify.service import public_dashboard_url, start_notifications
+from seamwatch import runtime
 from seamwatch.logs import configure_logging
 from seamwatch.settings import Settings, SettingsError, load_settings
 
@@ -175,11 +176,17 @@ def with_notifications(command: Callable[..., Any]) -> Callable[..., Any]:
             notifications = start_notifications(load_settings(notify_file=notify_file))
         except (SettingsError, NotifyFileError, SeverityFileError) as exc:
             raise _fail(str(exc)) from None
+        if notifications is None:
+            command(*args, **kwargs)
+            return
+        # the command stops them before it closes its store, so that their last outcomes are
+        # recorded; here too, for a command that ends before it opens one
+        taken_back = runtime.before_store_closes(notifications.stop)
         try:
             command(*args, **kwargs)
         finally:
-            if notifications is not None:
-                notifications.stop()
+            taken_back()
+            notifications.stop()
 
     run.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[*signature.parameters.values(), option]
