@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -15,6 +20,8 @@ from seamwatch import runtime
 from seamwatch.cli import app
 from tests.detectors.test_alert_actions import record_alert
 from tests.notify.receiver import Answer, RecordingServer
+
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -61,6 +68,65 @@ def test_a_delivery_in_flight_when_the_detectors_stop_is_recorded(
     )
     assert outcomes == [("opened", "ops", "queued", 0, 0), ("opened", "ops", "sent", 1, 200)]
     assert "Could not record" not in caplog.text
+
+
+def test_a_delivery_in_flight_when_running_detectors_get_sigint_is_recorded(tmp_path):
+    # the same, in the process a user stops: the outcome went to a closed store
+    data_dir = tmp_path / "data"
+    setup = (
+        "import sys\n"
+        "from datetime import UTC, datetime, timedelta\n"
+        "from seamwatch.settings import load_settings\n"
+        "from storage import open_store\n"
+        "from tests.detectors.test_alert_actions import record_alert\n"
+        "from tests.rows import make_span_rows\n"
+        "store = open_store(load_settings(data_dir=sys.argv[1]))\n"
+        "now = datetime.now(UTC).replace(microsecond=0)\n"
+        "flow = {'integration.flow': 'billing.invoice-post'}\n"
+        "span = {'timestamp': now - timedelta(minutes=5), 'attributes': flow}\n"
+        "store.insert_arrow('otel_traces', make_span_rows([span]))\n"
+        "record_alert(store, 'billing.invoice-post', now - timedelta(minutes=2))\n"
+        "store.close()\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", setup, str(data_dir)], cwd=REPOSITORY, timeout=120, check=True
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SEAMWATCH_")}
+    with RecordingServer([Answer(delay_seconds=3.0)]) as server:
+        notify_file = tmp_path / "notify.yaml"
+        notify_file.write_text(
+            f"destinations:\n  - {{name: ops, kind: webhook, url: '{server.url}/hook'}}\n"
+        )
+        detectors = subprocess.Popen(
+            [sys.executable, "-m", "seamwatch", "detectors", "--data-dir", str(data_dir)]
+            + ["--notify-file", str(notify_file)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        try:
+            server.wait_for(1, timeout_seconds=90)  # the opening the start resumes, in flight
+        finally:
+            detectors.send_signal(signal.SIGINT)
+            _, logged = detectors.communicate(timeout=60)
+    listed = subprocess.run(
+        [sys.executable, "-m", "seamwatch", "notify", "log", "--json", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=True,
+    )
+
+    assert detectors.returncode == 0, logged
+    [delivery] = json.loads(listed.stdout)
+    assert (delivery["event"], delivery["outcome"], delivery["http_status"]) == (
+        "opened",
+        "sent",
+        200,
+    )
+    assert "Could not record" not in logged
 
 
 def test_callbacks_run_before_the_store_closes_last_registered_first(caplog):
