@@ -47,18 +47,19 @@ from detectors.severity import (
     load_severity,
 )
 from detectors.silence_scope import silenced_kind
+from seamwatch import runtime
 from seamwatch.access import act, answer
 from seamwatch.api import ApiError, ApiRefused
 from seamwatch.api_server import ApiServer, ApiServerError, serve_api
-from seamwatch.cli_options import clickhouse_url_option, data_dir_option
+from seamwatch.cli_options import clickhouse_url_option, data_dir_option, require_store
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
 from seamwatch.settings import Settings, SettingsError, load_settings
 from seamwatch.stopping import stop_on_signals
+from seamwatch.tables import cut, text_table
 from seamwatch.times import readable_utc, table_time
 from seamwatch.user_text import one_line, quoted
 from storage import Store, StoreError
-from storage.embedded import holds_a_store
 from storage.pending import open_store_or_pending, wait_for_server
 
 logger = logging.getLogger(__name__)
@@ -96,28 +97,8 @@ def _alert_settings(
     settings = _settings(
         _with_group(ctx, "data_dir", data_dir), _with_group(ctx, "clickhouse_url", clickhouse_url)
     )
-    _require_store(settings)
+    require_store(settings)
     return settings
-
-
-def _require_store(settings: Settings) -> None:
-    """Refuse a data directory without a store: a mistyped one must not open as a new, empty
-    store that says "No open alerts" or "Evaluated 0 minute(s)". Only the receivers create it."""
-    if settings.uses_server or holds_a_store(settings.data_dir):
-        return
-    raise _fail(
-        f"{_what_is_at(settings.data_dir)}; check --data-dir or SEAMWATCH_DATA_DIR, or create "
-        "the store first by running 'seamwatch up' or 'seamwatch collector' there."
-    )
-
-
-def _what_is_at(data_dir: Path) -> str:
-    """What stands where a store was expected, e.g. ``no data directory at /x`` (a file there
-    is refused with the settings)."""
-    where = data_dir.absolute()
-    if data_dir.is_dir():
-        return f"no Seamwatch store at {where}"
-    return f"no data directory at {where}"
 
 
 def _with_group(ctx: typer.Context, name: str, value: Any) -> Any:
@@ -173,7 +154,7 @@ def detectors_command(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     settings = _settings(data_dir, clickhouse_url)
-    _require_store(settings)
+    require_store(settings)
 
     def run() -> None:
         store, _ = open_store_or_pending(settings)
@@ -191,6 +172,8 @@ def detectors_command(
             else:
                 _evaluate_until_stopped(store, api, stop)
         finally:
+            # the notifier records its last deliveries while the store still takes them
+            runtime.store_closing()
             if api is not None:
                 api.stop()
             store.close()
@@ -341,12 +324,12 @@ def format_alerts(alerts: list[dict[str, Any]], state: str = "all", width: int =
         if state == "all":
             return "No alerts."
         return f"No {state} alerts (--state all lists every alert)."
-    header, *rows = _table(ALERT_COLUMNS, [_alert_cells(alert) for alert in alerts]).split("\n")
+    header, *rows = text_table(ALERT_COLUMNS, [_alert_cells(alert) for alert in alerts]).split("\n")
     room = max(width, len(header), *(len(row) for row in rows)) - len(SUMMARY_INDENT)
     lines = [header]
     for row, alert in zip(rows, alerts, strict=True):
         summary = " ".join((alert.get("summary") or alert_summary(alert)).split())
-        lines += [row, SUMMARY_INDENT + _cut(summary, room)]
+        lines += [row, SUMMARY_INDENT + cut(summary, room)]
     return "\n".join(lines)
 
 
@@ -380,12 +363,12 @@ def _alert_cells(alert: dict[str, Any]) -> list[str]:
         notes.append(f"silenced {alert['silenced_by']}")
     # the kind that opened the alert, then every other kind it has shown, each named (a
     # failure category as category:NAME), so that the summary's kind is among them
-    opening, *joined = (_cut(name, KIND_WIDTH) for name in kind_names(alert))
+    opening, *joined = (cut(name, KIND_WIDTH) for name in kind_names(alert))
     kinds = " ".join([opening, *(f"+{name}" for name in joined)])
     return [
         alert["alert_id"],
-        _cut(alert["flow"], FLOW_WIDTH),
-        _cut(alert["target"], TARGET_WIDTH),
+        cut(alert["flow"], FLOW_WIDTH),
+        cut(alert["target"], TARGET_WIDTH),
         kinds,
         alert["tier"],
         f"{alert['priority']:5.1f} {alert['priority_label']}",
@@ -395,21 +378,6 @@ def _alert_cells(alert: dict[str, Any]) -> list[str]:
         table_time(alert.get("resolved_at")),
         ", ".join(notes),
     ]
-
-
-def _table(header: tuple[str, ...], rows: list[list[str]]) -> str:
-    """``rows`` under ``header``, each column as wide as its widest cell, two spaces apart."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [list(header), *rows]
-    ]
-    return "\n".join(lines)
-
-
-def _cut(text: str, width: int) -> str:
-    """``text`` in ``width`` characters, ending with an ellipsis when it had to be cut."""
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _path_part(identifier: str, what: str, listing: str) -> str:
@@ -570,7 +538,7 @@ def format_silences(silences: list[dict[str, Any]]) -> str:
         ]
         for item in silences
     ]
-    return _table(SILENCE_COLUMNS, rows)
+    return text_table(SILENCE_COLUMNS, rows)
 
 
 def _silence_length(text: str) -> timedelta:

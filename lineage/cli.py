@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -18,7 +18,7 @@ import typer
 
 from lineage import report
 from seamwatch.cli_options import clickhouse_url_option, data_dir_option
-from seamwatch.durations import parse_duration
+from seamwatch.times import time_or_ago
 
 BAD_INPUT_EXIT = 2
 STORE_EXIT = 1
@@ -34,16 +34,9 @@ def parse_time(text: str | None, option: str) -> datetime | None:
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            return datetime.now(UTC) - parse_duration(text)
-        except ValueError:
-            raise _fail(
-                f"{option} {text!r} is neither a time (2025-03-10T12:00:00Z) nor a duration "
-                "before now (30m, 6h, 7d)."
-            ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        return time_or_ago(text)
+    except ValueError as exc:
+        raise _fail(f"{option} {exc}") from None
 
 
 class StoreOptions(NamedTuple):

@@ -1,8 +1,11 @@
-"""``seamwatch notify``: check the notification file and send a test to every destination.
+"""``seamwatch notify``: check the notification file, send a test to every destination, and
+read the delivery log.
 
 ``seamwatch notify test`` posts a sample alert (marked as a test) to each configured
 destination, one attempt after another as the live worker would, and says in plain words what
 each one answered. ``seamwatch notify check`` validates the file and lists the destinations.
+``seamwatch notify log`` lists what became of the notifications, newest first; while
+``seamwatch up`` or ``seamwatch detectors`` holds the embedded store, it asks that process.
 :func:`with_notifications` gives a long-running command (``seamwatch detectors``) a
 ``--notify-file`` option and delivers its alerts while it runs.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,13 +25,29 @@ import typer
 
 from detectors.lifecycle import Alert
 from detectors.severity import SeverityFileError, load_severity
+from notify.delivery_log import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    OUTCOMES,
+    DeliveryFilter,
+    DeliveryFilterError,
+    deliveries_document,
+)
 from notify.message import OPENED, RESOLVED, build_notification
 from notify.outbox import DestinationWorker, RetryPolicy, make_destination
 from notify.records import SENT, CallbackRecorder, Outcome
 from notify.routing import NOTIFY_FILE_ENV, NotifyFileError, Route, load_routes
 from notify.service import public_dashboard_url, start_notifications
+from seamwatch import runtime
+from seamwatch.access import answer
+from seamwatch.api import ApiError, ApiRefused
+from seamwatch.cli_options import clickhouse_url_option, data_dir_option, require_store
 from seamwatch.logs import configure_logging
 from seamwatch.settings import Settings, SettingsError, load_settings
+from seamwatch.tables import cut, text_table
+from seamwatch.times import table_time
+from seamwatch.user_text import one_line
+from storage import StoreError
 
 BAD_INPUT_EXIT = 2
 FAILED_EXIT = 1
@@ -175,11 +195,17 @@ def with_notifications(command: Callable[..., Any]) -> Callable[..., Any]:
             notifications = start_notifications(load_settings(notify_file=notify_file))
         except (SettingsError, NotifyFileError, SeverityFileError) as exc:
             raise _fail(str(exc)) from None
+        if notifications is None:
+            command(*args, **kwargs)
+            return
+        # the command stops them before it closes its store, so that their last outcomes are
+        # recorded; here too, for a command that ends before it opens one
+        taken_back = runtime.before_store_closes(notifications.stop)
         try:
             command(*args, **kwargs)
         finally:
-            if notifications is not None:
-                notifications.stop()
+            taken_back()
+            notifications.stop()
 
     run.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[*signature.parameters.values(), option]
@@ -188,13 +214,111 @@ def with_notifications(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def log_command(
+    alert: str | None = typer.Option(None, "--alert", help="Only this alert's deliveries."),
+    destination: str | None = typer.Option(
+        None, "--destination", help="Only this destination's, by its name in the file."
+    ),
+    outcome: str | None = typer.Option(
+        None, "--outcome", help=f"Only those whose latest step is: {', '.join(OUTCOMES)}."
+    ),
+    since: str | None = typer.Option(
+        None, "--since", help="Only those recorded since: a time, or a duration before now (2h)."
+    ),
+    limit: str = typer.Option(
+        str(DEFAULT_LIMIT), "--limit", help=f"At most this many, 1 to {MAX_LIMIT}."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    data_dir: Path | None = data_dir_option(),
+    clickhouse_url: str | None = clickhouse_url_option(),
+) -> None:
+    """List what became of each notification at each destination, newest first: when,
+    where, which alert and event, the outcome, the attempts and why it failed."""
+    values = {"alert": alert, "destination": destination, "outcome": outcome, "since": since}
+    try:
+        wanted = DeliveryFilter.parse({**values, "limit": limit}, prefix="--")
+    except DeliveryFilterError as exc:
+        raise _fail(str(exc)) from None
+    settings = _store_settings(data_dir, clickhouse_url)
+    try:
+        document = answer(
+            settings,
+            lambda store: deliveries_document(store, wanted),
+            "/deliveries",
+            wanted.as_query(),
+        )
+    except ApiRefused as exc:
+        raise _fail(str(exc)) from None
+    except (StoreError, ApiError) as exc:
+        raise _fail(str(exc), FAILED_EXIT) from None
+    deliveries = document["deliveries"]
+    if as_json:
+        typer.echo(json.dumps(deliveries, indent=2))
+        return
+    typer.echo(format_deliveries(deliveries, wanted))
+
+
+def _store_settings(data_dir: Path | None, clickhouse_url: str | None) -> Settings:
+    """The settings of a command over an existing store."""
+    try:
+        settings = load_settings(data_dir=data_dir, clickhouse_url=clickhouse_url)
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+    require_store(settings)
+    return settings
+
+
+DELIVERY_COLUMNS = (
+    "time (UTC)",
+    "destination",
+    "alert",
+    "event",
+    "outcome",
+    "attempts",
+    "reason",
+)
+# The widest a reason may be in the table; the whole text is in --json.
+REASON_WIDTH = 72
+
+
+def format_deliveries(deliveries: list[dict[str, Any]], wanted: DeliveryFilter) -> str:
+    """A table of deliveries, newest first, or a line saying there are none; a last line
+    says when the limit may have left older ones out."""
+    if not deliveries:
+        return "No deliveries match." if wanted.narrows else "No deliveries recorded."
+    rows = [
+        [
+            table_time(item["at"]),
+            item["destination"],
+            item["alert_id"],
+            _event(item),
+            item["outcome"],
+            str(item["attempts"]),
+            cut(one_line(item["reason"]), REASON_WIDTH),
+        ]
+        for item in deliveries
+    ]
+    lines = [text_table(DELIVERY_COLUMNS, rows)]
+    if len(deliveries) == wanted.limit:
+        lines.append(f"The newest {wanted.limit} shown; --limit shows more (at most {MAX_LIMIT}).")
+    return "\n".join(lines)
+
+
+def _event(delivery: dict[str, Any]) -> str:
+    """What the message said, and the event it tells of when that differs (an escalation
+    sent as a destination's opening: ``opened (escalated)``)."""
+    event, source = delivery["event"], delivery["source_event"]
+    return event if source in ("", event) else f"{event} ({source})"
+
+
 def notify_app() -> typer.Typer:
-    """The ``notify`` command group: test, check."""
+    """The ``notify`` command group: test, check, log."""
     group = typer.Typer(
-        help="Chat notifications: test the destinations, check the file.",
+        help="Chat notifications: test the destinations, check the file, read the delivery log.",
         no_args_is_help=True,
         rich_markup_mode=None,
     )
     group.command("test")(test_command)
     group.command("check")(check_command)
+    group.command("log")(log_command)
     return group

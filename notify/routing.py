@@ -49,6 +49,9 @@ from seamwatch.yaml_files import (
 
 NOTIFY_FILE_ENV = "SEAMWATCH_NOTIFY_FILE"
 KINDS = ("slack", "teams", "google_chat", "webhook", "alertmanager")
+# A destination's name: shown in logs and the delivery log, so a word, not free text.
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+NAME_MAX_LENGTH = 64
 PRIORITY_NAMES: tuple[str, ...] = (*(label for _, label in PRIORITY_LABELS), LOWEST_LABEL)
 
 KindName = Literal["slack", "teams", "google_chat", "webhook", "alertmanager"]
@@ -82,7 +85,7 @@ class DestinationModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN)
     kind: KindName
     url: SecretStr | None = None
     url_env: str | None = None

@@ -22,9 +22,14 @@ class Notifications:
     """A running notifier and its subscription to the alert lifecycle."""
 
     notifier: Notifier
+    stopped: bool = False
 
     def stop(self, timeout_seconds: float = 10.0) -> None:
-        """Stop listening, then give queued notifications ``timeout_seconds`` to go out."""
+        """Stop listening, then give queued notifications ``timeout_seconds`` to go out; once
+        stopped, a further call does nothing."""
+        if self.stopped:
+            return
+        self.stopped = True
         lifecycle.remove_listener(self.notifier.on_flush)
         self.notifier.stop(timeout_seconds)
 

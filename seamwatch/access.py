@@ -109,7 +109,7 @@ def _held_without_api(settings: Settings, holder: str) -> str:
         f"which serves no API for this command and kept the store for {LOCK_WAIT_SECONDS:g} s "
         "(another command still at work). Try again once it is done. 'seamwatch up', "
         "'collector', 'detectors' and 'dashboard' answer 'alerts' (ack, silence and the "
-        "rest), 'lineage' and 'reconcile' while they hold the store."
+        "rest), 'lineage', 'reconcile' and 'notify log' while they hold the store."
     )
 
 

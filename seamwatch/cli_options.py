@@ -7,7 +7,8 @@ from typing import Any
 
 import typer
 
-from seamwatch.settings import EMPTY_DATA_DIR
+from seamwatch.settings import EMPTY_DATA_DIR, Settings
+from storage.embedded import holds_a_store
 
 BAD_INPUT_EXIT = 2  # as every command exits on an option to correct
 
@@ -22,6 +23,28 @@ def store_folder(text: str) -> Path:
         typer.echo(f"Error: --data-dir {EMPTY_DATA_DIR}, or leave the option out.", err=True)
         raise typer.Exit(BAD_INPUT_EXIT)
     return Path(text)
+
+
+def require_store(settings: Settings) -> None:
+    """Refuse a data directory without a store: a mistyped one must not open as a new, empty
+    store that says "No open alerts" or "Evaluated 0 minute(s)". Only the receivers create it."""
+    if settings.uses_server or holds_a_store(settings.data_dir):
+        return
+    typer.echo(
+        f"Error: {_what_is_at(settings.data_dir)}; check --data-dir or SEAMWATCH_DATA_DIR, or "
+        "create the store first by running 'seamwatch up' or 'seamwatch collector' there.",
+        err=True,
+    )
+    raise typer.Exit(BAD_INPUT_EXIT)
+
+
+def _what_is_at(data_dir: Path) -> str:
+    """What stands where a store was expected, e.g. ``no data directory at /x`` (a file there
+    is refused with the settings)."""
+    where = data_dir.absolute()
+    if data_dir.is_dir():
+        return f"no Seamwatch store at {where}"
+    return f"no data directory at {where}"
 
 
 def data_dir_option(help_text: str = "Embedded store directory.") -> Any:

@@ -4,18 +4,27 @@ In the all-in-one mode the receiver, the detectors and the dashboard run in one 
 one embedded store (chDB opens a data directory from one process only). ``seamwatch up``
 registers that store, and the settings it runs with, here; the dashboard and the other roles
 take them from here and open their own only when they run alone.
+
+A role that writes to the store from threads of its own (the notifier records its last
+deliveries as it stops) registers with :func:`before_store_closes`; the command that closes
+the store calls :func:`store_closing` first.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 
 from seamwatch.settings import Settings
 from storage import Store
 
+logger = logging.getLogger(__name__)
+
 _lock = threading.Lock()
 _shared: Store | None = None
 _settings: Settings | None = None
+_before_close: list[Callable[[], None]] = []
 
 
 def share_store(store: Store | None) -> None:
@@ -42,3 +51,30 @@ def shared_settings() -> Settings | None:
     """The settings registered by ``share_settings``, if any."""
     with _lock:
         return _settings
+
+
+def before_store_closes(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` once when this process is about to close its store; returns a
+    function that takes it back (a role that stopped on its own)."""
+    with _lock:
+        _before_close.append(callback)
+
+    def forget() -> None:
+        with _lock:
+            if callback in _before_close:
+                _before_close.remove(callback)
+
+    return forget
+
+
+def store_closing() -> None:
+    """Run the callbacks of :func:`before_store_closes`, the last registered first, and forget
+    them; one that fails is logged and the others still run, so the store is closed anyway."""
+    with _lock:
+        callbacks = _before_close[::-1]
+        _before_close.clear()
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - the store must close whatever one role does
+            logger.exception("Stopping before the store closes failed")

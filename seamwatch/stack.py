@@ -298,6 +298,7 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
         if notifications is not None:
             notifications.stop()
         collector.stop()
+        runtime.store_closing()
         runtime.share_store(None)
         if not settings.uses_server:
             withdraw_endpoint(settings.data_dir)

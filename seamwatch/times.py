@@ -2,15 +2,19 @@
 
 JSON answers, webhook payloads and labels use ISO-8601 to the millisecond with a ``Z``
 (:func:`utc_text`); tables, whose header says "(UTC)", use :func:`table_time`; sentences for
-people (CLI messages, chat) use :func:`readable_utc`.
+people (CLI messages, chat) use :func:`readable_utc`. :func:`time_or_ago` reads the start of
+a window as people give it (``--since``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+
+from seamwatch.durations import parse_duration
+from seamwatch.user_text import quoted
 
 
 def utc_text(moment: datetime | pd.Timestamp | str) -> str:
@@ -63,3 +67,31 @@ def utc_text_or_none(moment: Any) -> str | None:
     if moment is None or pd.isna(moment):
         return None
     return utc_text(moment)
+
+
+def time_or_ago(text: str, now: datetime | None = None) -> datetime:
+    """An ISO-8601 time (naive means UTC), or a duration before ``now`` (the clock) such as
+    ``6h``, as an aware datetime.
+
+    Raises ValueError naming ``text`` and the forms taken.
+
+    >>> time_or_ago("2025-03-10T12:00:00").isoformat()
+    '2025-03-10T12:00:00+00:00'
+    >>> time_or_ago("90m", now=datetime(2025, 3, 10, 12, 0, tzinfo=UTC)).isoformat()
+    '2025-03-10T10:30:00+00:00'
+    """
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    else:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    try:
+        return (now or datetime.now(UTC)) - parse_duration(text)
+    except ValueError:
+        raise ValueError(
+            f"{quoted(text)} is neither a time (2025-03-10T12:00:00Z) nor a duration before "
+            "now (30m, 6h, 7d)."
+        ) from None
+    except OverflowError:
+        raise ValueError(f"{quoted(text)} reaches back before the year 1.") from None

@@ -123,6 +123,7 @@ class EmbeddedStore:
     def insert_arrow(self, table: str, data: pa.Table) -> int:
         if data.num_rows == 0:
             return 0
+        self._check_open()
         columns = ", ".join(f"`{name}`" for name in data.column_names)
         # chDB's Python() table function reads the local variable named in the statement.
         arrow_rows = data  # noqa: F841 - read by name inside the SQL below
@@ -153,9 +154,14 @@ class EmbeddedStore:
                 self._engine.close()
                 _engine = None
 
-    def _run(self, sql: str, fmt: str, parameters: dict[str, Any] | None) -> Any:
+    def _check_open(self) -> None:
+        # another user of the engine (a second store object of the process) keeps it open:
+        # a closed store must refuse work all the same, not write through the engine
         if self._closed:
             raise StoreError("The embedded store was closed.")
+
+    def _run(self, sql: str, fmt: str, parameters: dict[str, Any] | None) -> Any:
+        self._check_open()
         with self._engine.query_lock:
             try:
                 return self._engine.session.query(sql, fmt, params=parameters or None)

@@ -83,5 +83,5 @@ def test_a_holder_without_an_api_is_named_with_what_to_do(tmp_path: Path):
         f"{holder.pid}, which serves no API for this command and kept the store for 8 s "
         "(another command still at work). Try again once it is done. 'seamwatch up', "
         "'collector', 'detectors' and 'dashboard' answer 'alerts' (ack, silence and the rest), "
-        "'lineage' and 'reconcile' while they hold the store."
+        "'lineage', 'reconcile' and 'notify log' while they hold the store."
     )

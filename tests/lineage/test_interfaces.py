@@ -88,6 +88,8 @@ def test_bad_queries_get_400_with_the_reason(client, path, params, message):
         (["lineage", "--key", "a", "--trace-id", "b"], "(got --key, --trace-id)"),
         (["lineage", "--trace-id", "abc"], "--trace-id 'abc' is not a trace id"),
         (["reconcile", "--since", "last tuesday"], "--since 'last tuesday' is neither a time"),
+        # a duration reaching before the year 1 ended in an OverflowError's traceback
+        (["reconcile", "--since", "1000000w"], "--since '1000000w' reaches back before the year 1"),
         (["reconcile", "--since", "1h", "--until", "2h"], "must be before until"),
         (["bench", "lineage", "--spans", "many"], "--spans 'many' must be whole numbers"),
     ],
