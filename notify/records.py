@@ -24,7 +24,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
@@ -45,6 +45,7 @@ SILENCED = "silenced"
 FINAL_OUTCOMES = (SENT, FAILED, DROPPED, STALE, SILENCED)
 
 _TIME = pa.timestamp("ms", tz="UTC")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SCHEMA = pa.schema(
     [
         ("at", _TIME),
@@ -179,8 +180,9 @@ def settled(store: Store, since: datetime) -> set[tuple[str, str, int, str]]:
 
 
 def epoch_millis(moment: datetime) -> int:
-    """``moment`` in whole milliseconds since the epoch, as the delivery log keeps times."""
-    return round(moment.timestamp() * 1000)
+    """``moment`` in whole milliseconds since the epoch, cut as the delivery log cuts times
+    (rounding would key an event a millisecond later than its row)."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def delivery_tables(store: Store, retention_days: int | None) -> list[str]:

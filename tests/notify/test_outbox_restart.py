@@ -24,7 +24,7 @@ from detectors.lifecycle import Alert, AlertBook, Signal
 from detectors.runner import DetectorRunner
 from detectors.severity import load_severity
 from notify.outbox import Notifier
-from notify.records import DELIVERIES_TABLE, StoreRecorder
+from notify.records import DELIVERIES_TABLE, Outcome, StoreRecorder, epoch_millis, settled
 from tests.lineage.spans import posted, published
 from tests.notify.helpers import DASHBOARD, FAST, route
 from tests.notify.receiver import Answer, RecordingServer
@@ -278,3 +278,15 @@ def test_a_message_being_retried_when_the_detectors_are_killed_arrives_once_afte
     }
     log = _python(PRINT_LOG, str(data_dir), env=env).stdout.splitlines()
     assert log == ["opened queued", "opened queued", "opened sent"]
+
+
+def test_an_event_time_with_microseconds_is_keyed_as_the_log_keeps_it(store):
+    # the key rounded 12:00:00.000999 up to .001 while the log kept .000: an event
+    # already sent looked unsettled, and a restart sent it again
+    event_at = datetime(2026, 12, 1, 12, 0, 0, 999, tzinfo=UTC)
+    StoreRecorder(store).record(
+        [Outcome(event_at, "a1", "opened", event_at, "chat", "webhook", "sent", 1, 200)]
+    )
+    done = settled(store, event_at - timedelta(minutes=1))
+    assert done == {("a1", "opened", epoch_millis(event_at), "chat")}
+    assert epoch_millis(event_at) == 1_796_126_400_000  # 2026-12-01 12:00:00.000 UTC
