@@ -19,6 +19,8 @@ import typer
 from lineage import report
 from seamwatch.cli_options import clickhouse_url_option, data_dir_option
 from seamwatch.durations import parse_duration
+from seamwatch.times import TimeOutOfRange, check_supported, out_of_range
+from seamwatch.user_text import quoted
 
 BAD_INPUT_EXIT = 2
 STORE_EXIT = 1
@@ -30,19 +32,32 @@ def _fail(message: str, code: int = BAD_INPUT_EXIT) -> typer.Exit:
 
 
 def parse_time(text: str | None, option: str) -> datetime | None:
-    """An ISO-8601 time (naive means UTC), or a duration before now such as ``6h``."""
+    """An ISO-8601 time (naive means UTC), or a duration before now such as ``6h``; either
+    within the times the store can hold (:func:`seamwatch.times.check_supported`)."""
     if text is None:
         return None
+    try:
+        moment = _time_or_duration_before_now(text, option)
+        return check_supported(moment, option, text)
+    except TimeOutOfRange as exc:
+        raise _fail(str(exc)) from None
+
+
+def _time_or_duration_before_now(text: str, option: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         try:
-            return datetime.now(UTC) - parse_duration(text)
+            duration = parse_duration(text)
         except ValueError:
             raise _fail(
-                f"{option} {text!r} is neither a time (2025-03-10T12:00:00Z) nor a duration "
-                "before now (30m, 6h, 7d)."
+                f"{option} {quoted(text)} is neither a time (2025-03-10T12:00:00Z) nor a "
+                "duration before now (30m, 6h, 7d)."
             ) from None
+        try:
+            return datetime.now(UTC) - duration
+        except OverflowError:  # before year 1: out of range as much as 1600 is
+            raise out_of_range(option, text) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 

@@ -3,14 +3,47 @@
 JSON answers, webhook payloads and labels use ISO-8601 to the millisecond with a ``Z``
 (:func:`utc_text`); tables, whose header says "(UTC)", use :func:`table_time`; sentences for
 people (CLI messages, chat) use :func:`readable_utc`.
+
+A time given by a user must fall within :data:`EARLIEST` and :data:`LATEST`
+(:func:`check_supported`): spans are stored as ClickHouse ``DateTime64(9)`` and read as pandas
+nanosecond timestamps, which both count nanoseconds in 64 bits and so end in 1677 and 2262.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+
+from seamwatch.user_text import quoted
+
+# whole years within what 64-bit nanoseconds reach (1677-09-21 to 2262-04-11), with room for
+# the day that reconciliation reads before its window and the hour a window defaults to
+EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST = datetime(2261, 12, 31, 23, 59, 59, tzinfo=UTC)
+SUPPORTED_RANGE = f"{EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d} (UTC)"
+
+
+class TimeOutOfRange(ValueError):
+    """A time given by a user falls outside what the store and pandas can hold."""
+
+
+def check_supported(moment: datetime, name: str, given: str | None = None) -> datetime:
+    """``moment`` if it lies within :data:`EARLIEST` and :data:`LATEST`; otherwise
+    :class:`TimeOutOfRange` naming ``name`` (``since``, ``--until``) and the value as
+    ``given`` (the text typed, when there was one)."""
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    if not EARLIEST <= aware <= LATEST:
+        raise out_of_range(name, given if given is not None else aware.isoformat())
+    return moment
+
+
+def out_of_range(name: str, given: str) -> TimeOutOfRange:
+    """The error for a time outside the supported range, e.g. one too far back to compute."""
+    return TimeOutOfRange(
+        f"{name} {quoted(given)} is outside the supported range, {SUPPORTED_RANGE}."
+    )
 
 
 def utc_text(moment: datetime | pd.Timestamp | str) -> str:

@@ -141,3 +141,41 @@ def test_bench_runs_tiny(tmp_path):
     assert [figure["spans"] for figure in figures] == [800, 1600]
     assert all(figure["lookup_index_ms"] > 0 for figure in figures)
     assert "loaded" in result.stderr
+
+
+RANGE = "outside the supported range, 1678-01-01 to 2261-12-31 (UTC)."
+
+
+@pytest.mark.parametrize("path", ["/flows", "/flow-map", "/reconciliation", "/kpis"])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("since", "0001-01-01T00:00:00Z"),
+        ("since", "1600-01-01"),
+        ("until", "2300-01-01"),
+        ("until", "9999-12-31T00:00:00Z"),
+    ],
+)
+def test_times_beyond_what_the_store_holds_get_400_naming_them(client, path, name, value):
+    response = client.get(f"/api/v1{path}", params={name: value})
+
+    assert response.status_code == 400
+    assert response.json() == {"error": f"{name} {value!r} is {RANGE}"}
+
+
+def test_the_first_and_last_supported_times_are_answered(client):
+    window = {"since": "1678-01-01T00:00:00Z", "until": "2261-12-31T23:59:59Z"}
+
+    for path in ("/flows", "/reconciliation", "/kpis"):
+        assert client.get(f"/api/v1{path}", params=window).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--since", "0001-01-01"), ("--since", "700000d"), ("--until", "9999-12-31")],
+)
+def test_cli_refuses_times_beyond_what_the_store_holds(option, value):
+    result = runner.invoke(app, ["reconcile", option, value])
+
+    assert result.exit_code == 2
+    assert result.output == f"Error: {option} {value!r} is {RANGE}\n"
