@@ -35,6 +35,7 @@ from seamwatch.user_text import (
     NAME_LIMIT,
     TEXT_LIMIT,
     TextProblem,
+    check_length,
     check_text,
     one_line,
     quoted,
@@ -376,6 +377,14 @@ def check_free_text(values: dict[str, str], prefix: str = "") -> None:
             raise AlertActionError(str(exc)) from None
 
 
+def check_id(field: str, value: str) -> None:
+    """Raise AlertActionError for an id longer than any key Seamwatch looks up."""
+    try:
+        check_length(field, value)
+    except TextProblem as exc:
+        raise AlertActionError(str(exc)) from None
+
+
 def check_silence_length(duration: timedelta) -> None:
     """Raise AlertActionError unless ``duration`` is at least a second and at most a year."""
     if duration < timedelta(seconds=1):
@@ -393,6 +402,7 @@ def check_silence_length(duration: timedelta) -> None:
 
 def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -> dict[str, Any]:
     """End a silence before it expires; Conflict if it had already ended or expired."""
+    check_id("silence id", silence_id)
     missing = UnknownId(
         f"no silence with id {quoted(silence_id)}; list them with 'seamwatch alerts silences'"
     )
@@ -481,6 +491,7 @@ def acknowledge(
 
 def _alert_state(store: Store, alert_id: str) -> str:
     """The state of alert ``alert_id``: UnknownId if none, Conflict if it is resolved."""
+    check_id("alert id", alert_id)
     missing = UnknownId(f"no alert with id {quoted(alert_id)}; list them with 'seamwatch alerts'")
     if not alert_id.isprintable():
         raise missing  # ids are letters and digits; the store refuses a line break in one

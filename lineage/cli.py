@@ -168,7 +168,7 @@ def bench_lineage_command(
     try:
         sizes = tuple(sorted({int(part.replace("_", "")) for part in spans.split(",")}))
     except ValueError:
-        raise _fail(f"--spans {spans!r} must be whole numbers separated by commas.") from None
+        raise _fail(f"--spans {quoted(spans)} must be whole numbers separated by commas.") from None
     if not sizes or sizes[0] < SPANS_PER_TRANSACTION * 10:
         raise _fail(f"--spans sizes must be at least {SPANS_PER_TRANSACTION * 10}.")
 

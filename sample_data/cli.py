@@ -21,6 +21,7 @@ from sample_data.delivery import START_THE_RECEIVER, receiver_problem
 from sample_data.incidents import check_labels_path
 from sample_data.simulator import DEFAULT_ENDPOINT, SimProgress, SimSummary, SimulationConfig, run
 from seamwatch.durations import parse_duration as parse_any_duration
+from seamwatch.user_text import quoted
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ def parse_speed(text: str) -> float:
     except ValueError:
         speed = math.nan
     if not speed > 0:
-        raise ValueError(f"{text!r} is not a speed; use a positive number such as 300, or 'max'")
+        raise ValueError(
+            f"{quoted(text)} is not a speed; use a positive number such as 300, or 'max'"
+        )
     return speed
 
 
@@ -58,7 +61,9 @@ def parse_start(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not an ISO-8601 time such as 2025-03-03T00:00:00Z") from exc
+        raise ValueError(
+            f"{quoted(text)} is not an ISO-8601 time such as 2025-03-03T00:00:00Z"
+        ) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -141,7 +146,9 @@ def _config(
         )
     except ValidationError as exc:
         problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
-        raise typer.BadParameter(f"{endpoint!r}: {problems}", param_hint="'--endpoint'") from None
+        raise typer.BadParameter(
+            f"{quoted(endpoint)}: {problems}", param_hint="'--endpoint'"
+        ) from None
 
 
 def _check_receiver(traces_url: str) -> None:

@@ -228,10 +228,10 @@ def query_problem(params: Any, allowed: set[str]) -> str | None:
     unknown = sorted(set(params) - allowed)
     if unknown:
         takes = ", ".join(sorted(allowed)) or "no query parameters"
-        return f"Unknown query parameter {unknown[0]!r}; this route takes {takes}."
+        return f"Unknown query parameter {quoted(unknown[0])}; this route takes {takes}."
     repeated = sorted(name for name in set(params) if len(params.getlist(name)) > 1)
     if repeated:
-        return f"Query parameter {repeated[0]!r} is given more than once; give it once."
+        return f"Query parameter {quoted(repeated[0])} is given more than once; give it once."
     return None
 
 

@@ -243,3 +243,33 @@ def test_a_listed_alert_of_several_kinds_says_which_one_its_summary_is_about(cli
 
     assert (shown["kind"], shown["kinds"]) == ("latency", ["latency", "error_rate"])
     assert shown["summary"] == "error_rate (strongest): error rate 1.00% → 40.00%"
+
+
+LONG_ID = "a" * 1001
+LONG_ID_QUOTED = "'" + "a" * 57 + "…'"
+
+
+@pytest.mark.parametrize(
+    ("path", "what"),
+    [
+        (f"/api/v1/alerts/{LONG_ID}/ack", "alert id"),
+        (f"/api/v1/silences/{LONG_ID}/cancel", "silence id"),
+    ],
+)
+def test_an_id_longer_than_any_key_is_refused_quoted_short(client, path, what):
+    answer = client.post(path, json={"by": "ana"} if "ack" in path else None)
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": f"{what} is 1,001 characters long; at most 1,000 are allowed "
+        f"(got {LONG_ID_QUOTED})"
+    }
+
+
+def test_an_unknown_query_parameter_is_quoted_short(client):
+    answer = client.get(f"/api/v1/alerts?{'b' * 5000}=1")
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": f"Unknown query parameter '{'b' * 57}…'; this route takes state."
+    }

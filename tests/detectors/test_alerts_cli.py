@@ -766,3 +766,14 @@ def test_ctrl_c_during_a_catch_up_once_says_where_it_stopped(capsys):
         "Detectors stopped; minutes evaluated: up to 2026-12-01 15:10 UTC. "
         "Run again to continue from there.\n"
     )
+
+
+def test_an_alert_id_longer_than_any_key_is_one_error_line(cli, store, chdb_data_dir):
+    result = cli.invoke(
+        app, ["alerts", "--data-dir", str(chdb_data_dir), "ack", "a" * 1001, "--by", "ana"]
+    )
+
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: alert id is 1,001 characters long; at most 1,000 are allowed (got '{'a' * 57}…')\n"
+    )

@@ -179,3 +179,38 @@ def test_cli_refuses_times_beyond_what_the_store_holds(option, value):
 
     assert result.exit_code == 2
     assert result.output == f"Error: {option} {value!r} is {RANGE}\n"
+
+
+@pytest.mark.parametrize("name", ["key", "correlation_id", "trace_id"])
+def test_a_key_longer_than_the_limit_is_refused_quoted_short(client, name):
+    response = client.get("/api/v1/lineage", params={name: "a" * 1001})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": f"{name} is 1,001 characters long; at most 1,000 are allowed (got '{'a' * 57}…')."
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"b" * 100: "1"}, f"Unknown query parameter '{'b' * 57}…'; this route takes"),
+        ({"since": "x" * 100}, f"since '{'x' * 57}…' is not an ISO-8601 time"),
+    ],
+)
+def test_values_in_lineage_errors_are_quoted_short(client, params, message):
+    response = client.get("/api/v1/flows", params=params)
+
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(message)
+
+
+@pytest.mark.parametrize("option", ["--key", "--correlation-id", "--trace-id"])
+def test_cli_refuses_a_key_longer_than_the_limit(option):
+    result = runner.invoke(app, ["lineage", option, "a" * 1001])
+
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {option} is 1,001 characters long; at most 1,000 are allowed "
+        f"(got '{'a' * 57}…').\n"
+    )
