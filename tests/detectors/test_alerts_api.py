@@ -273,3 +273,21 @@ def test_an_unknown_query_parameter_is_quoted_short(client):
     assert answer.json() == {
         "error": f"Unknown query parameter '{'b' * 57}…'; this route takes state."
     }
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/alerts/a1/ack", '{"by": "ana", "by": "bob"}', "by"),
+        ("/api/v1/silences", '{"seconds": 60, "flow": "billing.*", "flow": "*"}', "flow"),
+        ("/api/v1/silences", '{"seconds": 60, "flow": "b", "by": "ana", "by": "ana"}', "by"),
+    ],
+)
+def test_a_field_given_twice_in_the_body_is_refused_naming_it(client, store, path, body, field):
+    answer = client.post(path, content=body, headers={"Content-Type": "application/json"})
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": f"the body gives field '{field}' more than once; give it once"
+    }
+    assert active_silences(store) == []
