@@ -291,3 +291,26 @@ def test_a_field_given_twice_in_the_body_is_refused_naming_it(client, store, pat
         "error": f"the body gives field '{field}' more than once; give it once"
     }
     assert active_silences(store) == []
+
+
+@pytest.mark.parametrize("field", ["flow", "target", "kind"])
+def test_a_silence_pattern_over_200_characters_is_refused(client, store, field):
+    body = {"seconds": 60, "flow": "billing.*", field: "x" * 201, "by": "ana"}
+
+    answer = client.post("/api/v1/silences", json=body)
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": f"{field} is 201 characters long; at most 200 are allowed (got '{'x' * 57}…')"
+    }
+    assert active_silences(store) == []
+
+
+def test_a_silence_pattern_holds_any_character_a_flow_name_may(client, store):
+    flow = "Ventes/é-commande: 注文 #1 [EU]*"
+    pattern = flow.replace("[EU]", "[[]EU]")
+
+    answer = client.post("/api/v1/silences", json={"seconds": 60, "flow": pattern, "by": "ana"})
+
+    assert answer.status_code == 200
+    assert [silence["flow"] for silence in active_silences(store)] == [pattern]

@@ -777,3 +777,16 @@ def test_an_alert_id_longer_than_any_key_is_one_error_line(cli, store, chdb_data
     assert result.output == (
         f"Error: alert id is 1,001 characters long; at most 1,000 are allowed (got '{'a' * 57}…')\n"
     )
+
+
+@pytest.mark.parametrize("option", ["--flow", "--target", "--kind"])
+def test_a_silence_pattern_over_200_characters_is_one_error_line(cli, store, chdb_data_dir, option):
+    args = ["alerts", "--data-dir", str(chdb_data_dir), "silence", "--for", "1h"]
+
+    result = cli.invoke(app, [*args, option, "x" * 201])
+
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {option} is 201 characters long; at most 200 are allowed (got '{'x' * 57}…')\n"
+    )
+    assert active_silences(store) == []
