@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from seamwatch.cli_args import SeamwatchGroup
 from seamwatch.cli_options import clickhouse_url_option, data_dir_option
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
@@ -15,6 +16,7 @@ from storage import StoreError
 
 app = typer.Typer(
     name="seamwatch",
+    cls=SeamwatchGroup,  # refuses arguments that are not UTF-8, for every command
     help=(
         "Integration-health observability for SaaS-to-ERP stacks: an OTLP receiver writing to "
         "ClickHouse, drift detectors and a dashboard.\n\n"
