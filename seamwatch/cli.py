@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import typer
@@ -61,6 +62,25 @@ LogLevelOption = typer.Option("info", "--log-level", help="debug, info, warning 
 NotifyFileOption = typer.Option(
     None, "--notify-file", help="Chat notification destinations, YAML [env SEAMWATCH_NOTIFY_FILE]"
 )
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"seamwatch {package_version('seamwatch')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _seamwatch(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_show_version,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """The options of ``seamwatch`` itself, before any command."""
 
 
 def _fail(message: str, code: int = 2) -> None:

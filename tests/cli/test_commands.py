@@ -501,3 +501,12 @@ def test_up_names_a_broken_file_and_a_taken_port_in_one_error(monkeypatch, tmp_p
     )
     assert "Traceback" not in result.output
     assert not (tmp_path / "d").exists()
+
+
+def test_version_prints_the_version_of_the_installed_package():
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+
+    assert result.exit_code == 0
+    assert result.output == f"seamwatch {version('seamwatch')}\n"
