@@ -52,14 +52,13 @@ from detectors.silence_scope import silenced_kind
 from seamwatch.access import act, answer
 from seamwatch.api import ApiError, ApiRefused
 from seamwatch.api_server import ApiServer, ApiServerError, serve_api
-from seamwatch.cli_options import clickhouse_url_option, data_dir_option
+from seamwatch.cli_options import clickhouse_url_option, data_dir_option, require_store
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
 from seamwatch.settings import Settings, SettingsError, load_settings
 from seamwatch.times import readable_utc, table_time
 from seamwatch.user_text import one_line, quoted
 from storage import Store, StoreError
-from storage.embedded import holds_a_store
 from storage.pending import open_store_or_pending, wait_for_server
 
 logger = logging.getLogger(__name__)
@@ -97,28 +96,8 @@ def _alert_settings(
     settings = _settings(
         _with_group(ctx, "data_dir", data_dir), _with_group(ctx, "clickhouse_url", clickhouse_url)
     )
-    _require_store(settings)
+    require_store(settings)
     return settings
-
-
-def _require_store(settings: Settings) -> None:
-    """Refuse a data directory without a store: a mistyped one must not open as a new, empty
-    store that says "No open alerts" or "Evaluated 0 minute(s)". Only the receivers create it."""
-    if settings.uses_server or holds_a_store(settings.data_dir):
-        return
-    raise _fail(
-        f"{_what_is_at(settings.data_dir)}; check --data-dir or SEAMWATCH_DATA_DIR, or create "
-        "the store first by running 'seamwatch up' or 'seamwatch collector' there."
-    )
-
-
-def _what_is_at(data_dir: Path) -> str:
-    """What stands where a store was expected, e.g. ``no data directory at /x`` (a file there
-    is refused with the settings)."""
-    where = data_dir.absolute()
-    if data_dir.is_dir():
-        return f"no Seamwatch store at {where}"
-    return f"no data directory at {where}"
 
 
 def _with_group(ctx: typer.Context, name: str, value: Any) -> Any:
@@ -174,7 +153,7 @@ def detectors_command(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     settings = _settings(data_dir, clickhouse_url)
-    _require_store(settings)
+    require_store(settings)
 
     def run() -> None:
         store, _ = open_store_or_pending(settings)

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import typer
 
 from lineage import report
-from seamwatch.cli_options import clickhouse_url_option, data_dir_option
+from seamwatch.cli_options import clickhouse_url_option, data_dir_option, require_store
 from seamwatch.durations import parse_duration
 from seamwatch.times import TimeOutOfRange, check_supported, out_of_range
 from seamwatch.user_text import quoted
@@ -86,9 +86,11 @@ def _answer(
 
     try:
         settings = load_settings(data_dir=store.data_dir, clickhouse_url=store.clickhouse_url)
-        return answer(settings, local, api_path, params, **options)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
+    require_store(settings)
+    try:
+        return answer(settings, local, api_path, params, **options)
     except (StoreError, ApiError) as exc:
         raise _fail(str(exc), STORE_EXIT) from None
 

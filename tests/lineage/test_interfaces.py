@@ -214,3 +214,22 @@ def test_cli_refuses_a_key_longer_than_the_limit(option):
         f"Error: {option} is 1,001 characters long; at most 1,000 are allowed "
         f"(got '{'a' * 57}…').\n"
     )
+
+
+@pytest.mark.parametrize("command", [["lineage", "--key", "INV-1"], ["reconcile"]])
+@pytest.mark.parametrize("made", [False, True])
+def test_cli_refuses_a_data_dir_without_a_store_rather_than_make_one(tmp_path, command, made):
+    where = tmp_path / "typo"
+    if made:
+        where.mkdir()
+
+    result = runner.invoke(app, [*command, "--data-dir", str(where)])
+
+    what = "no Seamwatch store" if made else "no data directory"
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {what} at {where}; check --data-dir or SEAMWATCH_DATA_DIR, or create the "
+        "store first by running 'seamwatch up' (with --demo for simulated data) or "
+        "'seamwatch collector' there.\n"
+    )
+    assert list(tmp_path.rglob("*")) == ([where] if made else [])
