@@ -552,7 +552,9 @@ def test_the_detectors_refuse_a_data_dir_without_a_store(cli, tmp_path):
         result = cli.invoke(app, ["detectors", "--once", "--data-dir", str(folder)])
         assert result.exit_code == 2, result.output
         assert result.output.startswith(f"Error: {found} at {folder}; check --data-dir")
-        assert "'seamwatch up' or 'seamwatch collector'" in result.output
+        assert "'seamwatch up' (with --demo for simulated data) or 'seamwatch collector'" in (
+            result.output
+        )
         assert "Evaluated" not in result.output
     assert not (tmp_path / "a").exists()
     assert list(empty.iterdir()) == []
