@@ -99,7 +99,16 @@ def _settings(**flags: object):  # noqa: ANN202 - returns Settings; imported laz
     try:
         return load_settings(**flags)
     except SettingsError as exc:
-        _fail(str(exc))
+        # the files are checked too, so that one round of fixes clears every start problem
+        _fail(str(exc) + "".join(f"\n{problem}" for problem in _file_problems(flags)))
+
+
+def _file_problems(flags: dict[str, object]) -> list[str]:
+    from notify.service import file_problems
+
+    notify_file = flags.get("notify_file")
+    given = Path(str(notify_file)) if notify_file else None
+    return file_problems(given, notify="notify_file" in flags)
 
 
 def _check_labels(path: Path) -> None:
