@@ -21,6 +21,7 @@ from sample_data.delivery import START_THE_RECEIVER, receiver_problem
 from sample_data.incidents import check_labels_path
 from sample_data.simulator import DEFAULT_ENDPOINT, SimProgress, SimSummary, SimulationConfig, run
 from seamwatch.durations import parse_duration as parse_any_duration
+from seamwatch.times import check_supported
 from seamwatch.user_text import quoted
 
 logger = logging.getLogger(__name__)
@@ -57,14 +58,16 @@ def parse_speed(text: str) -> float:
 
 
 def parse_start(text: str) -> datetime:
-    """An ISO-8601 moment; without a zone it is taken as UTC."""
+    """An ISO-8601 moment; without a zone it is taken as UTC. One the store cannot hold is
+    refused (:func:`seamwatch.times.check_supported`)."""
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as exc:
         raise ValueError(
             f"{quoted(text)} is not an ISO-8601 time such as 2025-03-03T00:00:00Z"
         ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return check_supported(moment, "", text)
 
 
 def simulate_command(

@@ -40,10 +40,10 @@ def check_supported(moment: datetime, name: str, given: str | None = None) -> da
 
 
 def out_of_range(name: str, given: str) -> TimeOutOfRange:
-    """The error for a time outside the supported range, e.g. one too far back to compute."""
-    return TimeOutOfRange(
-        f"{name} {quoted(given)} is outside the supported range, {SUPPORTED_RANGE}."
-    )
+    """The error for a time outside the supported range, e.g. one too far back to compute;
+    an empty ``name`` starts it with the value (for a message that names the option itself)."""
+    subject = f"{name} {quoted(given)}" if name else quoted(given)
+    return TimeOutOfRange(f"{subject} is outside the supported range, {SUPPORTED_RANGE}.")
 
 
 def utc_text(moment: datetime | pd.Timestamp | str) -> str:
