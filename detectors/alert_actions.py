@@ -38,9 +38,11 @@ from detectors.silence_scope import covering_silence, same_category, split_categ
 from lineage.schema import LINEAGE_TABLE, ROLLUP_TABLE
 from seamwatch.times import readable_utc, utc_text
 from seamwatch.user_text import (
+    KEY_LIMIT,
     NAME_LIMIT,
     TEXT_LIMIT,
     TextProblem,
+    check_length,
     check_text,
     one_line,
     quoted,
@@ -99,6 +101,10 @@ class UnknownId(AlertActionError):
 class Conflict(AlertActionError):
     """The alert or silence is not in a state that allows the change; nothing was changed."""
 
+
+# The longest flow, target or kind pattern of a silence: a glob that long is a paste gone
+# wrong, and every alert listing matches it again.
+PATTERN_LIMIT = 200
 
 # The kinds of alert the runner raises, which a silence's kind pattern must match.
 ALERT_KINDS = (
@@ -266,7 +272,9 @@ def add_silence(
 
 def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> dict[str, str]:
     """The patterns of a new silence and its category (empty for none), checked;
-    AlertActionError says what is wrong."""
+    AlertActionError says what is wrong. A pattern may hold any character a flow name may,
+    in at most :data:`PATTERN_LIMIT` characters."""
+    check_pattern_lengths({"flow": flow, "target": target, "kind": kind})
     stored_kind, category = split_category(kind.strip())
     if category == "":
         raise AlertActionError(
@@ -384,6 +392,22 @@ def check_free_text(values: dict[str, str], prefix: str = "") -> None:
             raise AlertActionError(str(exc)) from None
 
 
+def check_pattern_lengths(patterns: dict[str, str], prefix: str = "") -> None:
+    """Raise AlertActionError for a silence pattern longer than :data:`PATTERN_LIMIT`; the
+    field is named ``prefix`` + its API name (``--flow``)."""
+    for name, pattern in patterns.items():
+        _check_length(prefix + name, pattern, PATTERN_LIMIT)
+
+
+def _check_length(field: str, value: str, limit: int = KEY_LIMIT) -> None:
+    """Raise AlertActionError for a value longer than ``limit`` (by default, than any key
+    Seamwatch looks up)."""
+    try:
+        check_length(field, value, limit)
+    except TextProblem as exc:
+        raise AlertActionError(str(exc)) from None
+
+
 def check_silence_length(duration: timedelta) -> None:
     """Raise AlertActionError unless ``duration`` is at least a second and at most a year."""
     if duration < timedelta(seconds=1):
@@ -401,6 +425,7 @@ def check_silence_length(duration: timedelta) -> None:
 
 def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -> dict[str, Any]:
     """End a silence before it expires; Conflict if it had already ended or expired."""
+    _check_length("silence id", silence_id)
     missing = UnknownId(
         f"no silence with id {quoted(silence_id)}; list them with 'seamwatch alerts silences'"
     )
@@ -489,6 +514,7 @@ def acknowledge(
 
 def _alert_state(store: Store, alert_id: str) -> str:
     """The state of alert ``alert_id``: UnknownId if none, Conflict if it is resolved."""
+    _check_length("alert id", alert_id)
     missing = UnknownId(f"no alert with id {quoted(alert_id)}; list them with 'seamwatch alerts'")
     if not alert_id.isprintable():
         raise missing  # ids are letters and digits; the store refuses a line break in one

@@ -184,7 +184,7 @@ async def _body(request: Request, fields: Iterable[str]) -> dict[str, Any]:
     _only(request, set())
     _check_body_encoding(request)
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = json.loads(await request.body() or b"{}", object_pairs_hook=_unique_fields)
     except UnicodeDecodeError:
         raise BadBody("the body is not UTF-8 text; send JSON encoded as UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -204,6 +204,17 @@ async def _body(request: Request, fields: Iterable[str]) -> dict[str, Any]:
         takes = ", ".join(known) or "no fields"
         raise BadBody(f"Unknown field {quoted(unknown[0])} in the body; this route takes {takes}.")
     return body
+
+
+def _unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose every field is given once: with ``{"by": "a", "by": "b"}`` the last
+    would win unseen, and a script sending both meant one of them."""
+    fields: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in fields:
+            raise BadBody(f"the body gives field {quoted(name)} more than once; give it once")
+        fields[name] = value
+    return fields
 
 
 def _check_body_encoding(request: Request) -> None:

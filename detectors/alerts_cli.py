@@ -35,6 +35,7 @@ from detectors.alert_actions import (
     api_times,
     cancel_silence,
     check_free_text,
+    check_pattern_lengths,
     check_silence_length,
 )
 from detectors.alert_text import alert_summary, kind_names
@@ -426,11 +427,13 @@ def ack_command(
     typer.echo(message + ".")
 
 
-def _check_options(values: dict[str, str]) -> None:
-    """Refuse a free-text option that is too long or holds a control character, naming it as
-    typed (``--by``), before any store or running process is asked."""
+def _check_options(values: dict[str, str], patterns: dict[str, str] | None = None) -> None:
+    """Refuse a free-text option that is too long or holds a control character, or a pattern
+    that is too long, naming it as typed (``--by``), before any store or running process is
+    asked."""
     try:
         check_free_text(values, prefix="--")
+        check_pattern_lengths(patterns or {}, prefix="--")
     except AlertActionError as exc:
         raise _fail(str(exc)) from None
 
@@ -460,7 +463,7 @@ def silence_command(
     kept, for a flow that comes later.
     """
     length = _silence_length(duration)
-    _check_options({"reason": reason, "by": by})
+    _check_options({"reason": reason, "by": by}, {"flow": flow, "target": target, "kind": kind})
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
     body = {
         "seconds": length.total_seconds(),

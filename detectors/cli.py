@@ -29,6 +29,7 @@ from detectors.evaluate import SetResult, evaluate
 from detectors.nab import PROFILES
 from detectors.product import FINEST_INTERVAL, sampling_interval, score_series, warm_up
 from detectors.series_bench import bench_detect_series
+from seamwatch.user_text import quoted
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def detect_series_command(
 
     Notes and progress (every 10 s past 50,000 rows) go to standard error."""
     if kind not in SERIES_KINDS:
-        raise _fail(f"unknown --kind {kind!r}; expected one of {', '.join(SERIES_KINDS)}")
+        raise _fail(f"unknown --kind {quoted(kind)}; expected one of {', '.join(SERIES_KINDS)}")
     try:
         text, stamps, values = read_series_with_text(input_csv)
     except SeriesFormatError as exc:
@@ -178,7 +179,7 @@ def evaluate_command(
     combined_windows.json; a set that is missing is skipped with a note. A set without a
     window to score shows n/a in the table and null in --json."""
     if profile is not None and profile not in PROFILES:
-        raise _fail(f"unknown --profile {profile!r}; expected one of {', '.join(PROFILES)}")
+        raise _fail(f"unknown --profile {quoted(profile)}; expected one of {', '.join(PROFILES)}")
     folder = _resolve_series_dir(series_dir)
     sets = _sets_in(folder)
     try:
@@ -297,7 +298,7 @@ def bench_series_command(
     chosen = [kind.strip() for kind in kinds.split(",")]
     unknown = [kind for kind in chosen if kind not in SERIES_KINDS]
     if unknown:
-        raise _fail(f"unknown --kind {unknown[0]!r}; expected {', '.join(SERIES_KINDS)}")
+        raise _fail(f"unknown --kind {quoted(unknown[0])}; expected {', '.join(SERIES_KINDS)}")
     with tempfile.TemporaryDirectory(prefix="seamwatch-bench-") as scratch:
         for kind in chosen:
             for size in sizes:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.nab import Window, probationary_length, windows_to_rows
+from seamwatch import times
 from seamwatch.user_text import is_utf16
 
 logger = logging.getLogger(__name__)
@@ -105,9 +106,10 @@ ISO_TIMESTAMP = re.compile(
 ISO_ADVICE = (
     "write ISO 8601 such as 2024-01-03 14:00:00 (UTC, or add Z or an offset such as +01:00)"
 )
-# datetime64[ns] holds 1677-09-21 to 2262-04-11; a later year would wrap round silently
-EARLIEST = pd.Timestamp.min.tz_localize("UTC")
-LATEST = pd.Timestamp.max.tz_localize("UTC")
+# datetime64[ns] holds 1677-09-21 to 2262-04-11 (a later year would wrap round silently):
+# the range every time given to Seamwatch keeps to (seamwatch.times)
+EARLIEST = pd.Timestamp(times.EARLIEST)
+LATEST = pd.Timestamp(times.LATEST)
 
 
 def _timestamps(name: str, raw: pd.Series) -> np.ndarray:
@@ -129,7 +131,7 @@ def _timestamps(name: str, raw: pd.Series) -> np.ndarray:
         row = int(np.flatnonzero(outside)[0])
         raise SeriesFormatError(
             f"{name}: timestamp {raw.iloc[row]!r} on data row {row + 1} is out of range; "
-            f"the year must be from {EARLIEST.year + 1} to {LATEST.year - 1}"
+            f"the year must be from {EARLIEST.year} to {LATEST.year}"
         )
     naive = stamps.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     backwards = np.flatnonzero(np.diff(naive) < np.timedelta64(0))

@@ -27,7 +27,8 @@ from lineage.reconcile import (
     recorded_exceptions,
 )
 from seamwatch.api import API_PREFIX, bad_request, query_problem, store_failed
-from seamwatch.times import utc_text
+from seamwatch.times import TimeOutOfRange, check_supported, utc_text
+from seamwatch.user_text import quoted
 from storage import Store, StoreError
 
 DEFAULT_HEALTH_WINDOW = timedelta(hours=1)
@@ -104,7 +105,7 @@ def _exceptions(store: Store, request: Request) -> dict[str, Any]:
     _only(params, {"kind", "limit"})
     kind = params.get("kind")
     if kind is not None and kind not in KINDS:
-        raise _BadQuery(f"kind {kind!r} is not one of {', '.join(KINDS)}.")
+        raise _BadQuery(f"kind {quoted(kind)} is not one of {', '.join(KINDS)}.")
     limit = _integer(params.get("limit", "1000"), "limit", 1, MAX_EXCEPTIONS)
     frame = recorded_exceptions(store, kind, limit)
     return {"exceptions": _records(frame)}
@@ -134,9 +135,13 @@ def _time(text: str | None, name: str) -> datetime | None:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise _BadQuery(
-            f"{name} {text!r} is not an ISO-8601 time, e.g. 2025-03-10T12:00:00Z."
+            f"{name} {quoted(text)} is not an ISO-8601 time, e.g. 2025-03-10T12:00:00Z."
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    try:
+        return check_supported(moment, name, text)
+    except TimeOutOfRange as exc:
+        raise _BadQuery(str(exc)) from None
 
 
 def _health_window(request: Request) -> tuple[datetime, datetime]:
@@ -156,7 +161,7 @@ def _integer(text: str, name: str, low: int, high: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise _BadQuery(f"{name} {text!r} is not a whole number.") from None
+        raise _BadQuery(f"{name} {quoted(text)} is not a whole number.") from None
     if not low <= value <= high:
         raise _BadQuery(f"{name} must be between {low} and {high}; got {value}.")
     return value

@@ -17,8 +17,9 @@ from typing import Any, NamedTuple
 import typer
 
 from lineage import report
-from seamwatch.cli_options import clickhouse_url_option, data_dir_option
-from seamwatch.times import time_or_ago
+from seamwatch.cli_options import clickhouse_url_option, data_dir_option, require_store
+from seamwatch.times import supported_time_or_ago
+from seamwatch.user_text import quoted
 
 BAD_INPUT_EXIT = 2
 STORE_EXIT = 1
@@ -30,13 +31,14 @@ def _fail(message: str, code: int = BAD_INPUT_EXIT) -> typer.Exit:
 
 
 def parse_time(text: str | None, option: str) -> datetime | None:
-    """An ISO-8601 time (naive means UTC), or a duration before now such as ``6h``."""
+    """An ISO-8601 time (naive means UTC), or a duration before now such as ``6h``; either
+    within the times the store can hold (:func:`seamwatch.times.check_supported`)."""
     if text is None:
         return None
     try:
-        return time_or_ago(text)
+        return supported_time_or_ago(text, option)
     except ValueError as exc:
-        raise _fail(f"{option} {exc}") from None
+        raise _fail(str(exc)) from None
 
 
 class StoreOptions(NamedTuple):
@@ -64,9 +66,11 @@ def _answer(
 
     try:
         settings = load_settings(data_dir=store.data_dir, clickhouse_url=store.clickhouse_url)
-        return answer(settings, local, api_path, params, **options)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
+    require_store(settings)
+    try:
+        return answer(settings, local, api_path, params, **options)
     except (StoreError, ApiError) as exc:
         raise _fail(str(exc), STORE_EXIT) from None
 
@@ -146,7 +150,7 @@ def bench_lineage_command(
     try:
         sizes = tuple(sorted({int(part.replace("_", "")) for part in spans.split(",")}))
     except ValueError:
-        raise _fail(f"--spans {spans!r} must be whole numbers separated by commas.") from None
+        raise _fail(f"--spans {quoted(spans)} must be whole numbers separated by commas.") from None
     if not sizes or sizes[0] < SPANS_PER_TRANSACTION * 10:
         raise _fail(f"--spans sizes must be at least {SPANS_PER_TRANSACTION * 10}.")
 

@@ -20,6 +20,7 @@ import pandas as pd
 from lineage import semantics
 from lineage.schema import CORRELATION_TABLE, LINEAGE_TABLE, LINKS_TABLE
 from seamwatch.times import utc_text_or_none
+from seamwatch.user_text import TextProblem, check_length, quoted
 from storage import TRACES_TABLE, Store
 from storage.schema import TRACE_ID_TS_TABLE
 
@@ -84,12 +85,16 @@ class LineageQuery:
                 "Give exactly one of key, correlation_id or trace_id "
                 f"(got {', '.join(given) or 'none'})."
             )
+        try:
+            check_length(given[0], getattr(self, given[0]))
+        except TextProblem as exc:
+            raise LineageQueryError(f"{exc}.") from None
         if self.trace_id:
             # Stored ids are lowercase; a trace id copied from elsewhere may not be.
             object.__setattr__(self, "trace_id", self.trace_id.strip().lower())
             if not _is_hex(self.trace_id, 32):
                 raise LineageQueryError(
-                    f"trace_id {self.trace_id!r} is not a trace id; write 32 hex digits."
+                    f"trace_id {quoted(self.trace_id)} is not a trace id; write 32 hex digits."
                 )
 
     def as_dict(self) -> dict[str, str]:
@@ -104,7 +109,7 @@ def _is_hex(text: str, length: int) -> bool:
 def lineage(store: Store, query: LineageQuery, source: str = "index") -> dict[str, Any]:
     """The transactions, hops and traces that ``query`` finds; see docs/api.md for the shape."""
     if source not in SOURCES:
-        raise LineageQueryError(f"source {source!r} is not one of {', '.join(SOURCES)}.")
+        raise LineageQueryError(f"source {quoted(source)} is not one of {', '.join(SOURCES)}.")
     reader = _IndexReader(store) if source == "index" else _RawReader(store)
     hops, truncated = _transaction_hops(reader, query)
     linked = _linked_hops(reader, hops)

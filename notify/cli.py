@@ -37,7 +37,12 @@ from notify.message import OPENED, RESOLVED, build_notification
 from notify.outbox import DestinationWorker, RetryPolicy, make_destination
 from notify.records import SENT, CallbackRecorder, Outcome
 from notify.routing import NOTIFY_FILE_ENV, NotifyFileError, Route, load_routes
-from notify.service import public_dashboard_url, start_notifications
+from notify.service import (
+    Notifications,
+    file_problems,
+    public_dashboard_url,
+    start_notifications,
+)
 from seamwatch import runtime
 from seamwatch.access import answer
 from seamwatch.api import ApiError, ApiRefused
@@ -191,10 +196,7 @@ def with_notifications(command: Callable[..., Any]) -> Callable[..., Any]:
             configure_logging(kwargs.get("log_level", "info"))
         except ValueError as exc:
             raise _fail(str(exc)) from None
-        try:
-            notifications = start_notifications(load_settings(notify_file=notify_file))
-        except (SettingsError, NotifyFileError, SeverityFileError) as exc:
-            raise _fail(str(exc)) from None
+        notifications = _start_notifications(notify_file, kwargs)
         if notifications is None:
             command(*args, **kwargs)
             return
@@ -309,6 +311,24 @@ def _event(delivery: dict[str, Any]) -> str:
     sent as a destination's opening: ``opened (escalated)``)."""
     event, source = delivery["event"], delivery["source_event"]
     return event if source in ("", event) else f"{event} ({source})"
+
+
+def _start_notifications(notify_file: Path | None, flags: dict[str, Any]) -> Notifications | None:
+    """Notifications of a long-running command, or one error naming every mistake of its
+    settings (``flags`` of the command among them), severity file and notification file."""
+    given = {name: value for name, value in flags.items() if name in Settings.model_fields}
+    problems = []
+    try:
+        settings = load_settings(notify_file=notify_file, **given)
+    except SettingsError as exc:
+        problems.append(str(exc))
+    problems += file_problems(notify_file)
+    if problems:
+        raise _fail("\n".join(problems))
+    try:
+        return start_notifications(settings)
+    except (NotifyFileError, SeverityFileError) as exc:  # a file changed since the check
+        raise _fail(str(exc)) from None
 
 
 def notify_app() -> typer.Typer:

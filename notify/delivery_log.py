@@ -27,7 +27,7 @@ from notify.records import (
     epoch_millis,
 )
 from notify.routing import NAME_MAX_LENGTH, NAME_PATTERN
-from seamwatch.times import time_or_ago, utc_text
+from seamwatch.times import supported_time_or_ago, utc_text
 from seamwatch.user_text import NAME_LIMIT, TextProblem, check_text, quoted
 
 if TYPE_CHECKING:
@@ -122,9 +122,9 @@ def _since(text: str | None, prefix: str) -> datetime | None:
     if text is None:
         return None
     try:
-        return time_or_ago(text)
+        return supported_time_or_ago(text, f"{prefix}since")
     except ValueError as exc:
-        raise DeliveryFilterError(f"{prefix}since {exc}") from None
+        raise DeliveryFilterError(str(exc)) from None
 
 
 def _limit(text: str | None, prefix: str) -> int:

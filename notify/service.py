@@ -8,10 +8,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from detectors import lifecycle
-from detectors.severity import severity_in_force
+from detectors.severity import SeverityFileError, severity_in_force
 from notify.outbox import Notifier
 from notify.records import StoreRecorder
-from notify.routing import load_routes
+from notify.routing import NotifyFileError, load_routes
 from seamwatch.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,22 @@ class Notifications:
         self.stopped = True
         lifecycle.remove_listener(self.notifier.on_flush)
         self.notifier.stop(timeout_seconds)
+
+
+def file_problems(notify_file: Path | None, *, notify: bool = True) -> list[str]:
+    """The mistakes of the severity file and, with ``notify``, of the notification file
+    (``notify_file`` or its variable), one message each: a start names them all in one round,
+    beside the settings' own, rather than one file per try."""
+    checks = [severity_in_force]
+    if notify:
+        checks.append(lambda: load_routes(notify_file))
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except (SeverityFileError, NotifyFileError) as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def public_dashboard_url(settings: Settings) -> str:

@@ -21,6 +21,8 @@ from sample_data.delivery import START_THE_RECEIVER, receiver_problem
 from sample_data.incidents import check_labels_path
 from sample_data.simulator import DEFAULT_ENDPOINT, SimProgress, SimSummary, SimulationConfig, run
 from seamwatch.durations import parse_duration as parse_any_duration
+from seamwatch.times import check_supported
+from seamwatch.user_text import quoted
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +51,23 @@ def parse_speed(text: str) -> float:
     except ValueError:
         speed = math.nan
     if not speed > 0:
-        raise ValueError(f"{text!r} is not a speed; use a positive number such as 300, or 'max'")
+        raise ValueError(
+            f"{quoted(text)} is not a speed; use a positive number such as 300, or 'max'"
+        )
     return speed
 
 
 def parse_start(text: str) -> datetime:
-    """An ISO-8601 moment; without a zone it is taken as UTC."""
+    """An ISO-8601 moment; without a zone it is taken as UTC. One the store cannot hold is
+    refused (:func:`seamwatch.times.check_supported`)."""
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not an ISO-8601 time such as 2025-03-03T00:00:00Z") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        raise ValueError(
+            f"{quoted(text)} is not an ISO-8601 time such as 2025-03-03T00:00:00Z"
+        ) from exc
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return check_supported(moment, "", text)
 
 
 def simulate_command(
@@ -141,7 +149,9 @@ def _config(
         )
     except ValidationError as exc:
         problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
-        raise typer.BadParameter(f"{endpoint!r}: {problems}", param_hint="'--endpoint'") from None
+        raise typer.BadParameter(
+            f"{quoted(endpoint)}: {problems}", param_hint="'--endpoint'"
+        ) from None
 
 
 def _check_receiver(traces_url: str) -> None:

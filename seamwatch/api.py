@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import httpx
 from starlette.datastructures import Headers
@@ -130,7 +131,8 @@ class ApiGuard:
             return JSONResponse(
                 {"error": BEARER_REFUSAL}, 401, headers={"WWW-Authenticate": "Bearer"}
             )
-        return None
+        problem = query_encoding_problem(scope.get("query_string", b""))
+        return bad_request(problem) if problem else None
 
 
 def _cross_site_refusal(scope: Scope, headers: Headers, host: str) -> Response | None:
@@ -150,6 +152,36 @@ def _cross_site_refusal(scope: Scope, headers: Headers, host: str) -> Response |
         message = f"Send the body as JSON with Content-Type: application/json (got {given})."
         return JSONResponse({"error": message}, 415)
     return None
+
+
+def query_encoding_problem(query_string: bytes) -> str | None:
+    """What is not UTF-8 text in a raw query string (``key=%ff``), naming the parameter, or
+    None. Starlette would read such bytes as U+FFFD and look up a key no one gave."""
+    for field in query_string.split(b"&"):
+        raw_name, _, raw_value = field.partition(b"=")
+        name, name_is_text = _percent_decoded(raw_name)
+        if not name_is_text:
+            return (
+                f"A query parameter name ({quoted(name)}) is not UTF-8 text; "
+                "percent-encode names and values as UTF-8."
+            )
+        value, value_is_text = _percent_decoded(raw_value)
+        if not value_is_text:
+            return (
+                f"Query parameter {quoted(name)} is not UTF-8 text (got {quoted(value)}); "
+                "percent-encode its value as UTF-8."
+            )
+    return None
+
+
+def _percent_decoded(raw: bytes) -> tuple[str, bool]:
+    """``raw`` percent-decoded, and whether it is UTF-8; bytes that are not are shown as
+    ``\\xff``."""
+    decoded = unquote_to_bytes(raw.replace(b"+", b" "))
+    try:
+        return decoded.decode(), True
+    except UnicodeDecodeError:
+        return decoded.decode(errors="backslashreplace"), False
 
 
 def is_loopback_host(host: str) -> bool:
@@ -196,10 +228,10 @@ def query_problem(params: Any, allowed: set[str]) -> str | None:
     unknown = sorted(set(params) - allowed)
     if unknown:
         takes = ", ".join(sorted(allowed)) or "no query parameters"
-        return f"Unknown query parameter {unknown[0]!r}; this route takes {takes}."
+        return f"Unknown query parameter {quoted(unknown[0])}; this route takes {takes}."
     repeated = sorted(name for name in set(params) if len(params.getlist(name)) > 1)
     if repeated:
-        return f"Query parameter {repeated[0]!r} is given more than once; give it once."
+        return f"Query parameter {quoted(repeated[0])} is given more than once; give it once."
     return None
 
 

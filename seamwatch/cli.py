@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import typer
 
+from seamwatch.cli_args import SeamwatchGroup
 from seamwatch.cli_options import clickhouse_url_option, data_dir_option
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
@@ -15,6 +17,7 @@ from storage import StoreError
 
 app = typer.Typer(
     name="seamwatch",
+    cls=SeamwatchGroup,  # refuses arguments that are not UTF-8, for every command
     help=(
         "Integration-health observability for SaaS-to-ERP stacks: an OTLP receiver writing to "
         "ClickHouse, drift detectors and a dashboard.\n\n"
@@ -61,6 +64,25 @@ NotifyFileOption = typer.Option(
 )
 
 
+def _show_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"seamwatch {package_version('seamwatch')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _seamwatch(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_show_version,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """The options of ``seamwatch`` itself, before any command."""
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(code)
@@ -77,7 +99,16 @@ def _settings(**flags: object):  # noqa: ANN202 - returns Settings; imported laz
     try:
         return load_settings(**flags)
     except SettingsError as exc:
-        _fail(str(exc))
+        # the files are checked too, so that one round of fixes clears every start problem
+        _fail(str(exc) + "".join(f"\n{problem}" for problem in _file_problems(flags)))
+
+
+def _file_problems(flags: dict[str, object]) -> list[str]:
+    from notify.service import file_problems
+
+    notify_file = flags.get("notify_file")
+    given = Path(str(notify_file)) if notify_file else None
+    return file_problems(given, notify="notify_file" in flags)
 
 
 def _check_labels(path: Path) -> None:

@@ -25,28 +25,6 @@ def store_folder(text: str) -> Path:
     return Path(text)
 
 
-def require_store(settings: Settings) -> None:
-    """Refuse a data directory without a store: a mistyped one must not open as a new, empty
-    store that says "No open alerts" or "Evaluated 0 minute(s)". Only the receivers create it."""
-    if settings.uses_server or holds_a_store(settings.data_dir):
-        return
-    typer.echo(
-        f"Error: {_what_is_at(settings.data_dir)}; check --data-dir or SEAMWATCH_DATA_DIR, or "
-        "create the store first by running 'seamwatch up' or 'seamwatch collector' there.",
-        err=True,
-    )
-    raise typer.Exit(BAD_INPUT_EXIT)
-
-
-def _what_is_at(data_dir: Path) -> str:
-    """What stands where a store was expected, e.g. ``no data directory at /x`` (a file there
-    is refused with the settings)."""
-    where = data_dir.absolute()
-    if data_dir.is_dir():
-        return f"no Seamwatch store at {where}"
-    return f"no data directory at {where}"
-
-
 def data_dir_option(help_text: str = "Embedded store directory.") -> Any:
     """The ``--data-dir`` option of every command that opens the store."""
     return typer.Option(None, "--data-dir", parser=store_folder, help=help_text)
@@ -61,3 +39,27 @@ CLICKHOUSE_URL_HELP = (
 def clickhouse_url_option(help_text: str = CLICKHOUSE_URL_HELP) -> Any:
     """The ``--clickhouse-url`` option of every command that opens the store."""
     return typer.Option(None, "--clickhouse-url", help=help_text)
+
+
+def require_store(settings: Settings) -> None:
+    """Refuse a data directory without a store, in one ``Error:`` line naming the path and
+    how to make one: a mistyped one must not open as a new, empty store that says "No open
+    alerts", "No transaction found" or "Evaluated 0 minute(s)". Only the receivers create it."""
+    if settings.uses_server or holds_a_store(settings.data_dir):
+        return
+    typer.echo(
+        f"Error: {_what_is_at(settings.data_dir)}; check --data-dir or SEAMWATCH_DATA_DIR, or "
+        "create the store first by running 'seamwatch up' (with --demo for simulated data) or "
+        "'seamwatch collector' there.",
+        err=True,
+    )
+    raise typer.Exit(BAD_INPUT_EXIT)
+
+
+def _what_is_at(data_dir: Path) -> str:
+    """What stands where a store was expected, e.g. ``no data directory at /x`` (a file there
+    is refused with the settings)."""
+    where = data_dir.absolute()
+    if data_dir.is_dir():
+        return f"no Seamwatch store at {where}"
+    return f"no data directory at {where}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from seamwatch.user_text import quoted
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -12,7 +14,7 @@ def configure_logging(level: str) -> None:
     """Log at ``level`` (one of ``LOG_LEVELS``) to standard error; ValueError for another."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
-        raise ValueError(f"--log-level {level!r} is not one of {', '.join(LOG_LEVELS)}.")
+        raise ValueError(f"--log-level {quoted(level)} is not one of {', '.join(LOG_LEVELS)}.")
     logging.basicConfig(
         level=numeric,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",

@@ -15,6 +15,8 @@ from urllib.parse import SplitResult, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from seamwatch.user_text import quoted
+
 DEFAULT_DATA_DIR = Path(".seamwatch")
 DEFAULT_DATABASE = "seamwatch"
 DEFAULT_OTLP_HTTP_PORT = 4318
@@ -235,7 +237,7 @@ class Settings(BaseSettings):
         database = parts.path.strip("/")
         if database and not _IDENTIFIER.match(database):
             raise ValueError(
-                f"names database {database!r}; a database name is letters, digits and _"
+                f"names database {quoted(database)}; a database name is letters, digits and _"
             )
         return value
 
@@ -292,7 +294,7 @@ def _address_problem(parts: SplitResult) -> str | None:
     labels = host.removesuffix(".").split(".")
     looks_numeric = all(label.isdigit() for label in labels)  # 127.0.0.256 is no address
     if len(host) > 253 or looks_numeric or not all(map(_HOST_LABEL.match, labels)):
-        return f"host {host!r} is not a host name or an IP address"
+        return f"host {quoted(host)} is not a host name or an IP address"
     return None
 
 

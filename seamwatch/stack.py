@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.service import Collector
-from notify.service import start_notifications
+from notify.service import file_problems, start_notifications
 from seamwatch import runtime
 from seamwatch.api import api_routes, publish_endpoint, withdraw_endpoint
 from seamwatch.api_server import serve_api
@@ -84,23 +84,10 @@ def check_before_start(
     to one port, a broken severity file, a broken notification file when ``notify_file``),
     then the ports this command needs that other processes have taken. With a settings
     mistake among them it is StartProblems (exit 2), with taken ports alone PortInUse."""
-    from detectors.severity import SeverityFileError
-    from notify.routing import NotifyFileError, load_routes
-
-    checks = [
-        lambda: _refuse_clashes(settings, receivers=receivers, dashboard=dashboard),
-        check_severity_file,
-    ]
-    if notify_file:
-        checks.append(lambda: load_routes(settings.notify_file))
-    problems = []
-    for check in checks:
-        try:
-            check()
-        except (PortClash, SeverityFileError, NotifyFileError) as exc:
-            problems.append(str(exc))
+    listeners = _listeners(settings, receivers=receivers, dashboard=dashboard)
+    problems = _clashes(listeners) + file_problems(settings.notify_file, notify=notify_file)
     # one round for the user: fixing the ports first only to meet the files' errors next
-    taken = _taken_ports(_listeners(settings, receivers=receivers, dashboard=dashboard))
+    taken = _taken_ports(listeners)
     if problems:
         raise StartProblems("\n".join(problems + taken))
     if taken:
@@ -440,15 +427,6 @@ def run_dashboard_alone(settings: Settings) -> None:
         store.close()
     if waiting is not None:
         waiting.raise_refusal()
-
-
-def check_severity_file() -> None:
-    """Read the severity file, raising its error: the alert listings that the API and the
-    dashboard serve rank with it, so a broken file stops the command at start, as it stops
-    ``seamwatch up``, rather than surfacing in the first listing."""
-    from detectors.severity import severity_in_force
-
-    severity_in_force()
 
 
 def run_dashboard(settings: Settings) -> None:

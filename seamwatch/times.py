@@ -4,6 +4,10 @@ JSON answers, webhook payloads and labels use ISO-8601 to the millisecond with a
 (:func:`utc_text`); tables, whose header says "(UTC)", use :func:`table_time`; sentences for
 people (CLI messages, chat) use :func:`readable_utc`. :func:`time_or_ago` reads the start of
 a window as people give it (``--since``).
+
+A time given by a user must fall within :data:`EARLIEST` and :data:`LATEST`
+(:func:`check_supported`): spans are stored as ClickHouse ``DateTime64(9)`` and read as pandas
+nanosecond timestamps, which both count nanoseconds in 64 bits and so end in 1677 and 2262.
 """
 
 from __future__ import annotations
@@ -15,6 +19,33 @@ import pandas as pd
 
 from seamwatch.durations import parse_duration
 from seamwatch.user_text import quoted
+
+# whole years within what 64-bit nanoseconds reach (1677-09-21 to 2262-04-11), with room for
+# the day that reconciliation reads before its window and the hour a window defaults to
+EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST = datetime(2261, 12, 31, 23, 59, 59, tzinfo=UTC)
+SUPPORTED_RANGE = f"{EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d} (UTC)"
+
+
+class TimeOutOfRange(ValueError):
+    """A time given by a user falls outside what the store and pandas can hold."""
+
+
+def check_supported(moment: datetime, name: str, given: str | None = None) -> datetime:
+    """``moment`` if it lies within :data:`EARLIEST` and :data:`LATEST`; otherwise
+    :class:`TimeOutOfRange` naming ``name`` (``since``, ``--until``) and the value as
+    ``given`` (the text typed, when there was one)."""
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    if not EARLIEST <= aware <= LATEST:
+        raise out_of_range(name, given if given is not None else aware.isoformat())
+    return moment
+
+
+def out_of_range(name: str, given: str) -> TimeOutOfRange:
+    """The error for a time outside the supported range, e.g. one too far back to compute;
+    an empty ``name`` starts it with the value (for a message that names the option itself)."""
+    subject = f"{name} {quoted(given)}" if name else quoted(given)
+    return TimeOutOfRange(f"{subject} is outside the supported range, {SUPPORTED_RANGE}.")
 
 
 def utc_text(moment: datetime | pd.Timestamp | str) -> str:
@@ -93,5 +124,17 @@ def time_or_ago(text: str, now: datetime | None = None) -> datetime:
             f"{quoted(text)} is neither a time (2025-03-10T12:00:00Z) nor a duration before "
             "now (30m, 6h, 7d)."
         ) from None
-    except OverflowError:
-        raise ValueError(f"{quoted(text)} reaches back before the year 1.") from None
+    except OverflowError:  # before the year 1: out of range as much as 1600 is
+        raise out_of_range("", text) from None
+
+
+def supported_time_or_ago(text: str, name: str, now: datetime | None = None) -> datetime:
+    """:func:`time_or_ago` of ``text``, within :data:`EARLIEST` and :data:`LATEST`; the
+    ValueError (or :class:`TimeOutOfRange`) names the option or parameter ``name``."""
+    try:
+        moment = time_or_ago(text, now)
+    except TimeOutOfRange:  # a duration that reaches back before the year 1
+        raise out_of_range(name, text) from None
+    except ValueError as exc:
+        raise ValueError(f"{name} {exc}") from None
+    return check_supported(moment, name, text)

@@ -1,7 +1,8 @@
 """Text people give: the limits of free-text fields, and how messages quote and show it.
 
 A name (who acknowledges or silences) is one line of at most :data:`NAME_LIMIT` characters;
-a reason or note at most :data:`TEXT_LIMIT`. Neither may hold a control character: a line
+a reason or note at most :data:`TEXT_LIMIT`; a key or id looked up (a business key, a trace,
+alert or silence id) at most :data:`KEY_LIMIT`. Neither may hold a control character: a line
 break, tab, NUL or escape would forge lines or colours wherever the text is shown again (a
 table, a chat message).
 
@@ -16,6 +17,7 @@ import unicodedata
 
 NAME_LIMIT = 100
 TEXT_LIMIT = 500
+KEY_LIMIT = 1_000
 QUOTE_LIMIT = 60
 
 # Unicode categories that move the text rather than write it (controls and line separators),
@@ -48,17 +50,24 @@ def shortened(text: str, limit: int = QUOTE_LIMIT, keep_end: str = "") -> str:
 def check_text(field: str, value: str, limit: int) -> str:
     """``value`` if it is at most ``limit`` characters and holds no control character;
     otherwise :class:`TextProblem` naming ``field`` (as the user wrote it, e.g. ``--by``)."""
-    if len(value) > limit:
-        raise TextProblem(
-            f"{field} is {len(value):,} characters long; at most {limit:,} are allowed "
-            f"(got {quoted(value)})"
-        )
+    check_length(field, value, limit)
     position = _first_control(value)
     if position is not None:
         raise TextProblem(
             f"{field} holds {_control_name(value[position])} at character {position + 1}; "
             f"write it on one line, without control characters, in at most {limit:,} "
             f"characters (got {quoted(value)})"
+        )
+    return value
+
+
+def check_length(field: str, value: str, limit: int = KEY_LIMIT) -> str:
+    """``value`` if it is at most ``limit`` characters; otherwise :class:`TextProblem` naming
+    ``field``, its length and the limit."""
+    if len(value) > limit:
+        raise TextProblem(
+            f"{field} is {len(value):,} characters long; at most {limit:,} are allowed "
+            f"(got {quoted(value)})"
         )
     return value
 

@@ -501,3 +501,61 @@ def test_up_names_a_broken_file_and_a_taken_port_in_one_error(monkeypatch, tmp_p
     )
     assert "Traceback" not in result.output
     assert not (tmp_path / "d").exists()
+
+
+def test_version_prints_the_version_of_the_installed_package():
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+
+    assert result.exit_code == 0
+    assert result.output == f"seamwatch {version('seamwatch')}\n"
+
+
+BROKEN_NOTIFY = "destinations:\n  - name: a\n    kind: slack\n"
+BROKEN_SEVERITY = "tiers:\n  critical: {weight: high}\n"
+
+
+@pytest.mark.parametrize("command", [["up"], ["detectors", "--once"]])
+def test_a_bad_setting_and_both_broken_files_are_named_in_one_error(
+    monkeypatch, tmp_path: Path, command
+):
+    # the setting alone was named; each file's errors came one round after another
+    severity, notify = tmp_path / "severity.yaml", tmp_path / "notify.yaml"
+    severity.write_text(BROKEN_SEVERITY)
+    notify.write_text(BROKEN_NOTIFY)
+    monkeypatch.setenv("SEAMWATCH_SEVERITY_FILE", str(severity))
+    monkeypatch.setenv("SEAMWATCH_RETRY_AFTER_SECONDS", "soon")
+
+    result = runner.invoke(
+        app, [*command, "--data-dir", str(tmp_path / "d"), "--notify-file", str(notify)]
+    )
+
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[:2] == [
+        "Error: Invalid settings:",
+        "  retry_after_seconds (SEAMWATCH_RETRY_AFTER_SECONDS) = 'soon': Input should be a "
+        "valid integer, unable to parse string as an integer",
+    ]
+    assert sum(f"{severity}, line 2, field tiers.critical.weight" in line for line in lines) == 1
+    assert sum(f"{notify}, line 2, field destinations.0: give" in line for line in lines) == 1
+    assert not (tmp_path / "d").exists()
+
+
+def test_the_detectors_name_both_broken_files_in_one_error(monkeypatch, tmp_path: Path):
+    # only the severity file was named; the notification file's errors came a run later
+    severity, notify = tmp_path / "severity.yaml", tmp_path / "notify.yaml"
+    severity.write_text(BROKEN_SEVERITY)
+    notify.write_text(BROKEN_NOTIFY)
+    monkeypatch.setenv("SEAMWATCH_SEVERITY_FILE", str(severity))
+
+    result = runner.invoke(
+        app, ["detectors", "--once", "--data-dir", str(tmp_path), "--notify-file", str(notify)]
+    )
+
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Error: Invalid severity file:"
+    assert sum(f"{severity}, line 2, field tiers.critical.weight" in line for line in lines) == 1
+    assert sum(f"{notify}, line 2, field destinations.0: give" in line for line in lines) == 1

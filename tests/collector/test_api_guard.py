@@ -113,3 +113,66 @@ def test_traces_are_not_asked_for_a_loopback_name(api):
 )
 def test_loopback_host_names(host, loopback):
     assert is_loopback_host(host) is loopback
+
+
+@pytest.fixture
+def guarded(store):
+    """The API behind its guard, as the loopback API server serves it."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.testclient import TestClient
+
+    from seamwatch.api import ApiGuard
+
+    app = Starlette(
+        routes=api_routes(store), middleware=[Middleware(ApiGuard, token=None, loopback_only=True)]
+    )
+    return TestClient(app, base_url="http://127.0.0.1")
+
+
+EVERY_ROUTE = [
+    ("GET", "/api/v1"),
+    ("GET", "/api/v1/lineage"),
+    ("GET", "/api/v1/flows"),
+    ("GET", "/api/v1/flow-map"),
+    ("GET", "/api/v1/reconciliation"),
+    ("GET", "/api/v1/exceptions"),
+    ("GET", "/api/v1/kpis"),
+    ("GET", "/api/v1/alerts"),
+    ("GET", "/api/v1/silences"),
+    ("POST", "/api/v1/silences"),
+    ("POST", "/api/v1/alerts/a1/ack"),
+    ("POST", "/api/v1/silences/s1/cancel"),
+]
+
+
+NOT_UTF8 = [
+    (
+        "key=INV-%ff%fe",
+        "Query parameter 'key' is not UTF-8 text (got 'INV-\\\\xff\\\\xfe'); "
+        "percent-encode its value as UTF-8.",
+    ),
+    (
+        "state=open&st%e9te=all",
+        "A query parameter name ('st\\\\xe9te') is not UTF-8 text; "
+        "percent-encode names and values as UTF-8.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), EVERY_ROUTE)
+@pytest.mark.parametrize(("query", "message"), NOT_UTF8)
+def test_a_query_that_is_not_utf8_is_refused_naming_its_parameter(
+    guarded, method, path, query, message
+):
+    answer = guarded.request(method, f"{path}?{query}")
+
+    assert answer.status_code == 400
+    assert answer.json() == {"error": message}
+
+
+def test_a_query_in_utf8_passes_the_guard(guarded):
+    answer = guarded.get("/api/v1/lineage?key=F%C3%A9-1")
+
+    assert answer.status_code == 200
+    assert answer.json()["query"] == {"key": "Fé-1"}

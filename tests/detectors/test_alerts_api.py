@@ -243,3 +243,74 @@ def test_a_listed_alert_of_several_kinds_says_which_one_its_summary_is_about(cli
 
     assert (shown["kind"], shown["kinds"]) == ("latency", ["latency", "error_rate"])
     assert shown["summary"] == "error_rate (strongest): error rate 1.00% → 40.00%"
+
+
+LONG_ID = "a" * 1001
+LONG_ID_QUOTED = "'" + "a" * 57 + "…'"
+
+
+@pytest.mark.parametrize(
+    ("path", "what"),
+    [
+        (f"/api/v1/alerts/{LONG_ID}/ack", "alert id"),
+        (f"/api/v1/silences/{LONG_ID}/cancel", "silence id"),
+    ],
+)
+def test_an_id_longer_than_any_key_is_refused_quoted_short(client, path, what):
+    answer = client.post(path, json={"by": "ana"} if "ack" in path else None)
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": f"{what} is 1,001 characters long; at most 1,000 are allowed "
+        f"(got {LONG_ID_QUOTED})"
+    }
+
+
+def test_an_unknown_query_parameter_is_quoted_short(client):
+    answer = client.get(f"/api/v1/alerts?{'b' * 5000}=1")
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": f"Unknown query parameter '{'b' * 57}…'; this route takes state."
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/alerts/a1/ack", '{"by": "ana", "by": "bob"}', "by"),
+        ("/api/v1/silences", '{"seconds": 60, "flow": "billing.*", "flow": "*"}', "flow"),
+        ("/api/v1/silences", '{"seconds": 60, "flow": "b", "by": "ana", "by": "ana"}', "by"),
+    ],
+)
+def test_a_field_given_twice_in_the_body_is_refused_naming_it(client, store, path, body, field):
+    answer = client.post(path, content=body, headers={"Content-Type": "application/json"})
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": f"the body gives field '{field}' more than once; give it once"
+    }
+    assert active_silences(store) == []
+
+
+@pytest.mark.parametrize("field", ["flow", "target", "kind"])
+def test_a_silence_pattern_over_200_characters_is_refused(client, store, field):
+    body = {"seconds": 60, "flow": "billing.*", field: "x" * 201, "by": "ana"}
+
+    answer = client.post("/api/v1/silences", json=body)
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": f"{field} is 201 characters long; at most 200 are allowed (got '{'x' * 57}…')"
+    }
+    assert active_silences(store) == []
+
+
+def test_a_silence_pattern_holds_any_character_a_flow_name_may(client, store):
+    flow = "Ventes/é-commande: 注文 #1 [EU]*"
+    pattern = flow.replace("[EU]", "[[]EU]")
+
+    answer = client.post("/api/v1/silences", json={"seconds": 60, "flow": pattern, "by": "ana"})
+
+    assert answer.status_code == 200
+    assert [silence["flow"] for silence in active_silences(store)] == [pattern]

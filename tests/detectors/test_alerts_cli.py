@@ -553,7 +553,9 @@ def test_the_detectors_refuse_a_data_dir_without_a_store(cli, tmp_path):
         result = cli.invoke(app, ["detectors", "--once", "--data-dir", str(folder)])
         assert result.exit_code == 2, result.output
         assert result.output.startswith(f"Error: {found} at {folder}; check --data-dir")
-        assert "'seamwatch up' or 'seamwatch collector'" in result.output
+        assert "'seamwatch up' (with --demo for simulated data) or 'seamwatch collector'" in (
+            result.output
+        )
         assert "Evaluated" not in result.output
     assert not (tmp_path / "a").exists()
     assert list(empty.iterdir()) == []
@@ -774,3 +776,27 @@ def test_ctrl_c_during_a_catch_up_once_says_where_it_stopped(capsys):
         "Detectors stopped; minutes evaluated: up to 2026-12-01 15:10 UTC. "
         "Run again to continue from there.\n"
     )
+
+
+def test_an_alert_id_longer_than_any_key_is_one_error_line(cli, store, chdb_data_dir):
+    result = cli.invoke(
+        app, ["alerts", "--data-dir", str(chdb_data_dir), "ack", "a" * 1001, "--by", "ana"]
+    )
+
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: alert id is 1,001 characters long; at most 1,000 are allowed (got '{'a' * 57}…')\n"
+    )
+
+
+@pytest.mark.parametrize("option", ["--flow", "--target", "--kind"])
+def test_a_silence_pattern_over_200_characters_is_one_error_line(cli, store, chdb_data_dir, option):
+    args = ["alerts", "--data-dir", str(chdb_data_dir), "silence", "--for", "1h"]
+
+    result = cli.invoke(app, [*args, option, "x" * 201])
+
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {option} is 201 characters long; at most 200 are allowed (got '{'x' * 57}…')\n"
+    )
+    assert active_silences(store) == []

@@ -139,7 +139,8 @@ def test_the_stored_alert_keeps_its_money_by_currency_for_every_reader(store):
         {"currency": "EUR", "amount": 1005.0},
         {"currency": "USD", "amount": 502.5},
     ]
-    assert alert["money_text"] == "1,005.00 EUR + 502.50 USD (mixed currencies)"
+    # the built-in severity file's example rate: 1 USD = 0.92 EUR
+    assert alert["money_text"] == "1,005.00 EUR + 502.50 USD (mixed currencies) ≈ 1,467.30 EUR"
     restarted = DetectorRunner(store).book.load_open()[(FLOW, "erp")]
     assert restarted.money_by_currency == pytest.approx({"EUR": 1005.0, "USD": 502.5})
 

@@ -89,7 +89,7 @@ def test_bad_queries_get_400_with_the_reason(client, path, params, message):
         (["lineage", "--trace-id", "abc"], "--trace-id 'abc' is not a trace id"),
         (["reconcile", "--since", "last tuesday"], "--since 'last tuesday' is neither a time"),
         # a duration reaching before the year 1 ended in an OverflowError's traceback
-        (["reconcile", "--since", "1000000w"], "--since '1000000w' reaches back before the year 1"),
+        (["reconcile", "--since", "1000000w"], "--since '1000000w' is outside the supported range"),
         (["reconcile", "--since", "1h", "--until", "2h"], "must be before until"),
         (["bench", "lineage", "--spans", "many"], "--spans 'many' must be whole numbers"),
     ],
@@ -143,3 +143,95 @@ def test_bench_runs_tiny(tmp_path):
     assert [figure["spans"] for figure in figures] == [800, 1600]
     assert all(figure["lookup_index_ms"] > 0 for figure in figures)
     assert "loaded" in result.stderr
+
+
+RANGE = "outside the supported range, 1678-01-01 to 2261-12-31 (UTC)."
+
+
+@pytest.mark.parametrize("path", ["/flows", "/flow-map", "/reconciliation", "/kpis"])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("since", "0001-01-01T00:00:00Z"),
+        ("since", "1600-01-01"),
+        ("until", "2300-01-01"),
+        ("until", "9999-12-31T00:00:00Z"),
+    ],
+)
+def test_times_beyond_what_the_store_holds_get_400_naming_them(client, path, name, value):
+    response = client.get(f"/api/v1{path}", params={name: value})
+
+    assert response.status_code == 400
+    assert response.json() == {"error": f"{name} {value!r} is {RANGE}"}
+
+
+def test_the_first_and_last_supported_times_are_answered(client):
+    window = {"since": "1678-01-01T00:00:00Z", "until": "2261-12-31T23:59:59Z"}
+
+    for path in ("/flows", "/reconciliation", "/kpis"):
+        assert client.get(f"/api/v1{path}", params=window).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--since", "0001-01-01"), ("--since", "700000d"), ("--until", "9999-12-31")],
+)
+def test_cli_refuses_times_beyond_what_the_store_holds(option, value):
+    result = runner.invoke(app, ["reconcile", option, value])
+
+    assert result.exit_code == 2
+    assert result.output == f"Error: {option} {value!r} is {RANGE}\n"
+
+
+@pytest.mark.parametrize("name", ["key", "correlation_id", "trace_id"])
+def test_a_key_longer_than_the_limit_is_refused_quoted_short(client, name):
+    response = client.get("/api/v1/lineage", params={name: "a" * 1001})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": f"{name} is 1,001 characters long; at most 1,000 are allowed (got '{'a' * 57}…')."
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"b" * 100: "1"}, f"Unknown query parameter '{'b' * 57}…'; this route takes"),
+        ({"since": "x" * 100}, f"since '{'x' * 57}…' is not an ISO-8601 time"),
+    ],
+)
+def test_values_in_lineage_errors_are_quoted_short(client, params, message):
+    response = client.get("/api/v1/flows", params=params)
+
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(message)
+
+
+@pytest.mark.parametrize("option", ["--key", "--correlation-id", "--trace-id"])
+def test_cli_refuses_a_key_longer_than_the_limit(option):
+    result = runner.invoke(app, ["lineage", option, "a" * 1001])
+
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {option} is 1,001 characters long; at most 1,000 are allowed "
+        f"(got '{'a' * 57}…').\n"
+    )
+
+
+@pytest.mark.parametrize("command", [["lineage", "--key", "INV-1"], ["reconcile"]])
+@pytest.mark.parametrize("made", [False, True])
+def test_cli_refuses_a_data_dir_without_a_store_rather_than_make_one(tmp_path, command, made):
+    where = tmp_path / "typo"
+    if made:
+        where.mkdir()
+
+    result = runner.invoke(app, [*command, "--data-dir", str(where)])
+
+    what = "no Seamwatch store" if made else "no data directory"
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {what} at {where}; check --data-dir or SEAMWATCH_DATA_DIR, or create the "
+        "store first by running 'seamwatch up' (with --demo for simulated data) or "
+        "'seamwatch collector' there.\n"
+    )
+    assert list(tmp_path.rglob("*")) == ([where] if made else [])

@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sample_data.cli import parse_duration, parse_speed, simulate_command
+from sample_data.cli import parse_duration, parse_speed, parse_start, simulate_command
 
 from .receiver import RecordingReceiver
 
@@ -129,3 +129,16 @@ def test_a_signal_stops_a_run_with_its_summary_and_loses_nothing(tmp_path, numbe
     )
     assert exported, summary
     assert int(exported[1].replace(",", "")) == received > 0
+
+
+@pytest.mark.parametrize("start", ["1600-01-01", "2300-01-01T00:00:00Z"])
+def test_a_start_the_store_cannot_hold_is_refused_naming_the_range(start):
+    with pytest.raises(ValueError) as raised:
+        parse_start(start)
+    result = CliRunner().invoke(app, ["simulate", "--start", start, "--duration", "1m"])
+
+    assert str(raised.value) == (
+        f"{start!r} is outside the supported range, 1678-01-01 to 2261-12-31 (UTC)."
+    )
+    assert result.exit_code == 2
+    assert "--start" in result.output and "Traceback" not in result.output

@@ -1,0 +1,113 @@
+"""Command-line arguments that are not text, refused for every command in one place.
+
+Python hands over bytes of the command line that are not UTF-8 as lone surrogates
+(``$'\\xff'`` becomes ``'\\udcff'``), which no store, message or JSON body takes: they ended in
+a traceback deep in a command, or in the library's own usage lines. :class:`SeamwatchGroup`
+checks the whole command line before any command runs and names the option (or argument)
+that holds such bytes, in one ``Error:`` line.
+
+Typer carries a click of its own whose classes are not the ``click`` package's, so commands
+and parameters are told apart by what they hold (``commands``, ``param_type_name``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from seamwatch.user_text import quoted
+
+BAD_INPUT_EXIT = 2  # as every command exits on an option to correct
+
+
+class SeamwatchGroup(TyperGroup):
+    """The ``seamwatch`` command group: refuses arguments that are not UTF-8 before parsing."""
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **options: Any) -> Any:
+        given = list(sys.argv[1:] if args is None else args)
+        problem = non_text_argument(self, given)
+        if problem:
+            typer.echo(f"Error: {problem}", err=True)
+            sys.exit(BAD_INPUT_EXIT)
+        return super().main(given, *rest, **options)
+
+
+def non_text_argument(group: Any, args: list[str]) -> str | None:
+    """What is not UTF-8 text in ``args`` of ``group``, naming its option or argument; None
+    when every argument is text."""
+    index = next((at for at, arg in enumerate(args) if not _is_text(arg)), None)
+    if index is None:
+        return None
+    arg = args[index]
+    if arg.startswith("--") and "=" in arg and _is_text(arg.partition("=")[0]):
+        name, _, value = arg.partition("=")
+        return _refusal(name, value)
+    if arg.startswith("-") and len(arg) > 1:
+        return f"the option name {quoted(_shown(arg))} is not UTF-8 text; check the command line."
+    commands, positional = _commands_and_positional(group, args[:index])
+    before = args[index - 1] if index else ""
+    option = _value_option(commands, before)
+    if option is not None:
+        return _refusal(before, arg)
+    return _refusal(_argument_name(commands[-1], positional), arg)
+
+
+def _refusal(name: str, value: str) -> str:
+    return f"{name} is not UTF-8 text (got {quoted(_shown(value))}); write it in UTF-8."
+
+
+def _is_text(arg: str) -> bool:
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(arg: str) -> str:
+    """``arg`` with the bytes that are not UTF-8 written as ``\\xff``, as they were typed."""
+    raw = arg.encode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _commands_and_positional(group: Any, args: list[str]) -> tuple[list[Any], int]:
+    """The command and its groups that ``args`` reach, and how many positional arguments the
+    last of them has been given."""
+    commands = [group]
+    positional = 0
+    for at, arg in enumerate(args):
+        current = commands[-1]
+        if arg.startswith("-") or (at and _value_option(commands, args[at - 1])):
+            continue
+        subcommands = getattr(current, "commands", {})
+        if arg in subcommands:
+            commands.append(subcommands[arg])
+            positional = 0
+        else:
+            positional += 1
+    return commands, positional
+
+
+def _value_option(commands: list[Any], arg: str) -> Any:
+    """The option named ``arg`` that takes a value, among the options of ``commands``."""
+    for command in reversed(commands):
+        for param in command.params:
+            is_option = param.param_type_name == "option"
+            if is_option and arg in param.opts and not (param.is_flag or param.count):
+                return param
+    return None
+
+
+def _argument_name(command: Any, position: int) -> str:
+    """The name of the ``position``-th argument of ``command`` (``ALERT_ID``), or a plain
+    description when it takes no more."""
+    arguments = [param for param in command.params if param.param_type_name == "argument"]
+    if position < len(arguments):
+        return str(arguments[position].name).upper()
+    if getattr(command, "commands", None):
+        return "the command name"
+    return f"argument {position + 1} of {command.name}"
