@@ -227,6 +227,16 @@ def test_a_listing_cut_by_the_limit_says_so_and_one_with_nothing_says_that(log):
             "'_' or '-' (seamwatch notify check lists them).",
         ),
         (["--alert", ""], "--alert is empty; give an alert id as 'seamwatch alerts' lists it."),
+        # refused as every other start beyond what the store can hold; 1000000w was read as
+        # "reaches back before the year 1", unlike the same refusal of reconcile
+        (
+            ["--since", "9999-12-31"],
+            "--since '9999-12-31' is outside the supported range, 1678-01-01 to 2261-12-31 (UTC).",
+        ),
+        (
+            ["--since", "1000000w"],
+            "--since '1000000w' is outside the supported range, 1678-01-01 to 2261-12-31 (UTC).",
+        ),
     ],
 )
 def test_a_bad_filter_is_one_line_naming_the_value_and_what_is_allowed(log, filters, message):
