@@ -17,7 +17,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from sample_data.delivery import START_THE_RECEIVER, receiver_problem
+from sample_data.delivery import (
+    ANSWER_SECONDS,
+    START_THE_RECEIVER,
+    WAKE_THE_RECEIVER,
+    receiver_problem,
+    receiver_silent,
+)
 from sample_data.incidents import check_labels_path
 from sample_data.simulator import DEFAULT_ENDPOINT, SimProgress, SimSummary, SimulationConfig, run
 from seamwatch.durations import parse_duration as parse_any_duration
@@ -146,11 +152,19 @@ def _config(
 
 def _check_receiver(traces_url: str) -> None:
     """Stop at once, with one line, when nothing accepts connections at the receiver's
-    address: every batch would otherwise wait out the exporter's retries."""
+    address, or when what accepts them does not answer: every batch would otherwise wait out
+    the exporter's retries or its timeout."""
     problem = receiver_problem(traces_url)
     if problem is not None:
         typer.echo(
             f"Error: Nothing accepts connections at {traces_url} ({problem}). {START_THE_RECEIVER}",
+            err=True,
+        )
+        raise typer.Exit(code=1)
+    if receiver_silent(traces_url):
+        typer.echo(
+            f"Error: The receiver at {traces_url} accepted the connection but did not answer "
+            f"within {ANSWER_SECONDS:g} s. {WAKE_THE_RECEIVER}",
             err=True,
         )
         raise typer.Exit(code=1)
