@@ -258,3 +258,5 @@ def _print_summary(
         console.print(f"[red]Some spans could not be exported to {config.traces_url()}.[/red]")
     if config.labels_path is not None and summary.incidents:
         console.print(f"Incident labels appended to {config.labels_path}.")
+    elif config.labels_path is not None:
+        console.print(f"No incident happened; a line appended to {config.labels_path} says so.")

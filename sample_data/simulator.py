@@ -272,10 +272,12 @@ class Simulation:
         self.loop.schedule(at_ns + NS_PER_MINUTE, self._minute_tick)
 
     def close(self, reached_ns: int) -> None:
-        """Label incidents cut short by the end of the run at the time reached."""
+        """Label incidents cut short by the end of the run at the time reached; with no label
+        at all, say in the labels file that no incident happened."""
         for incident in list(self.book.active_incidents):
             self.book.finish(incident)
             self._label(incident, min(incident.end_ns, reached_ns))
+        self.labels.close(self.start_ns, reached_ns, self.config.seed)
 
     @property
     def transactions(self) -> int:
