@@ -72,7 +72,16 @@ def simulate_command(
     endpoint: Annotated[
         str, typer.Option(help="OTLP/HTTP base URL; spans go to its /v1/traces.")
     ] = DEFAULT_ENDPOINT,
-    seed: Annotated[int, typer.Option(help="Same seed and start, same spans and ids.")] = 42,
+    seed: Annotated[int, typer.Option(help="Same seed, run and start, same spans and ids.")] = 42,
+    run_number: Annotated[
+        int,
+        typer.Option(
+            "--run",
+            min=0,
+            help="Run number: runs of one seed into one store take different numbers, so no "
+            "id or business key of one repeats in another ('up --demo' counts them).",
+        ),
+    ] = 0,
     duration: Annotated[
         str, typer.Option(help="Simulated time to cover: 30m, 6h, 1d, 7d, ... or 'forever'.")
     ] = "1d",
@@ -93,7 +102,7 @@ def simulate_command(
     """Simulate a SaaS-to-ERP stack (CRM, CPQ, billing, payments, catalog, support, middleware,
     ERP) and send its OpenTelemetry spans to an OTLP/HTTP endpoint.
     """
-    config = _config(endpoint, seed, duration, speed, labels, no_incidents, start)
+    config = _config(endpoint, seed, duration, speed, labels, no_incidents, start, run_number)
     _check_receiver(config.traces_url())
     console = Console(stderr=True)
     summary, stopped_by = _run_with_progress(config, console)
@@ -112,6 +121,7 @@ def _config(
     labels: Path | None,
     no_incidents: bool,
     start: str | None,
+    run_number: int = 0,
 ) -> SimulationConfig:
     try:
         span = parse_duration(duration)
@@ -144,6 +154,7 @@ def _config(
             speed=pace,
             labels_path=labels,
             incidents=not no_incidents,
+            run=run_number,
         )
     except ValidationError as exc:
         problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
