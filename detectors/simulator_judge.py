@@ -50,7 +50,12 @@ from detectors.runner import DetectorRunner
 from detectors.severity import Severity
 from lineage.reconcile import objective_of
 from lineage.schema import LINEAGE_TABLE
-from sample_data.incidents import MAX_DAILY_INCIDENTS, MIN_DAILY_INCIDENTS, QUIET_START
+from sample_data.incidents import (
+    MAX_DAILY_INCIDENTS,
+    MIN_DAILY_INCIDENTS,
+    QUIET_START,
+    is_incident_label,
+)
 from seamwatch.times import utc_text
 from storage import Store
 
@@ -166,10 +171,12 @@ def _median(values: list[float]) -> float | None:
 
 
 def read_labels(path: Path) -> list[dict[str, Any]]:
-    """The incident labels written by the simulator (JSON lines)."""
+    """The incident labels written by the simulator (JSON lines), without the line of a run
+    that had no incident."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [record for record in records if is_incident_label(record)]
 
 
 def judge(

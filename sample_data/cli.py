@@ -17,7 +17,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from sample_data.delivery import START_THE_RECEIVER, receiver_problem
+from sample_data.delivery import (
+    ANSWER_SECONDS,
+    START_THE_RECEIVER,
+    WAKE_THE_RECEIVER,
+    receiver_problem,
+    receiver_silent,
+)
 from sample_data.incidents import check_labels_path
 from sample_data.simulator import DEFAULT_ENDPOINT, SimProgress, SimSummary, SimulationConfig, run
 from seamwatch.durations import parse_duration as parse_any_duration
@@ -74,7 +80,16 @@ def simulate_command(
     endpoint: Annotated[
         str, typer.Option(help="OTLP/HTTP base URL; spans go to its /v1/traces.")
     ] = DEFAULT_ENDPOINT,
-    seed: Annotated[int, typer.Option(help="Same seed and start, same spans and ids.")] = 42,
+    seed: Annotated[int, typer.Option(help="Same seed, run and start, same spans and ids.")] = 42,
+    run_number: Annotated[
+        int,
+        typer.Option(
+            "--run",
+            min=0,
+            help="Run number: runs of one seed into one store take different numbers, so no "
+            "id or business key of one repeats in another ('up --demo' counts them).",
+        ),
+    ] = 0,
     duration: Annotated[
         str, typer.Option(help="Simulated time to cover: 30m, 6h, 1d, 7d, ... or 'forever'.")
     ] = "1d",
@@ -95,7 +110,7 @@ def simulate_command(
     """Simulate a SaaS-to-ERP stack (CRM, CPQ, billing, payments, catalog, support, middleware,
     ERP) and send its OpenTelemetry spans to an OTLP/HTTP endpoint.
     """
-    config = _config(endpoint, seed, duration, speed, labels, no_incidents, start)
+    config = _config(endpoint, seed, duration, speed, labels, no_incidents, start, run_number)
     _check_receiver(config.traces_url())
     console = Console(stderr=True)
     summary, stopped_by = _run_with_progress(config, console)
@@ -114,6 +129,7 @@ def _config(
     labels: Path | None,
     no_incidents: bool,
     start: str | None,
+    run_number: int = 0,
 ) -> SimulationConfig:
     try:
         span = parse_duration(duration)
@@ -146,6 +162,7 @@ def _config(
             speed=pace,
             labels_path=labels,
             incidents=not no_incidents,
+            run=run_number,
         )
     except ValidationError as exc:
         problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
@@ -156,11 +173,19 @@ def _config(
 
 def _check_receiver(traces_url: str) -> None:
     """Stop at once, with one line, when nothing accepts connections at the receiver's
-    address: every batch would otherwise wait out the exporter's retries."""
+    address, or when what accepts them does not answer: every batch would otherwise wait out
+    the exporter's retries or its timeout."""
     problem = receiver_problem(traces_url)
     if problem is not None:
         typer.echo(
             f"Error: Nothing accepts connections at {traces_url} ({problem}). {START_THE_RECEIVER}",
+            err=True,
+        )
+        raise typer.Exit(code=1)
+    if receiver_silent(traces_url):
+        typer.echo(
+            f"Error: The receiver at {traces_url} accepted the connection but did not answer "
+            f"within {ANSWER_SECONDS:g} s. {WAKE_THE_RECEIVER}",
             err=True,
         )
         raise typer.Exit(code=1)
@@ -254,3 +279,5 @@ def _print_summary(
         console.print(f"[red]Some spans could not be exported to {config.traces_url()}.[/red]")
     if config.labels_path is not None and summary.incidents:
         console.print(f"Incident labels appended to {config.labels_path}.")
+    elif config.labels_path is not None:
+        console.print(f"No incident happened; a line appended to {config.labels_path} says so.")

@@ -1,8 +1,10 @@
 """Getting the simulator's spans to its OTLP/HTTP receiver, and saying so when it cannot.
 
-``receiver_problem`` checks that something accepts connections at the receiver's address:
-``seamwatch simulate`` asks it before simulating, so a receiver that is not running is named
-at once, not after the exporter's retries (30 s a batch). ``PatientExporter`` sends the
+``receiver_problem`` checks that something accepts connections at the receiver's address,
+and ``receiver_silent`` that it answers an empty export: ``seamwatch simulate`` asks both
+before simulating, so a receiver that is not running, or that accepts connections and never
+answers (a stopped process), is named within seconds, not after the exporter's timeout
+(30 s a batch). ``PatientExporter`` sends the
 batches through the OpenTelemetry OTLP/HTTP exporter. When the receiver stops accepting
 connections during a run, it says so within a second, holds the batch (the simulation waits
 behind it) and sends it once the receiver accepts connections again, so a receiver's restart
@@ -13,6 +15,7 @@ everything.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import socket
 import threading
@@ -25,6 +28,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 logger = logging.getLogger(__name__)
 
 CONNECT_SECONDS = 3.0  # a receiver on this machine or the next accepts within milliseconds
+# A receiver that has not answered an empty export at start within this is taken for stopped;
+# during a run a slow answer is waited for (the exporter's 30 s), so no span is lost.
+ANSWER_SECONDS = 5.0
 RETRY_SECONDS = 1.0  # how often a receiver that is away is asked again
 _WATCH_SECONDS = 0.5  # how often the receiver is asked while an export is under way
 
@@ -45,10 +51,40 @@ def receiver_problem(url: str, timeout: float = CONNECT_SECONDS) -> str | None:
         return (exc.strerror or str(exc)).lower()
 
 
+def receiver_silent(url: str, timeout: float = ANSWER_SECONDS) -> bool:
+    """True when the receiver at ``url`` accepts a connection but does not answer an empty
+    OTLP/HTTP export within ``timeout``. Any answer counts, a refusal (401, 503) included: the
+    exporter says what it means; other failures are left to the exporter as well."""
+    parts = urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        # an empty ExportTraceServiceRequest: no spans, nothing stored
+        connection.request(
+            "POST",
+            parts.path or "/",
+            body=b"",
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        connection.getresponse().read()
+    except TimeoutError:
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+    return False
+
+
 # what to do about a receiver that does not accept connections
 START_THE_RECEIVER = (
     "Start the receiver (seamwatch up, or seamwatch collector), or pass its address with "
     "--endpoint."
+)
+# what to do about a receiver that accepts connections and does not answer
+WAKE_THE_RECEIVER = (
+    "Check that the receiver there is Seamwatch's (seamwatch up, or seamwatch collector) and "
+    "is not stopped or hung, or pass another address with --endpoint."
 )
 
 

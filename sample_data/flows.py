@@ -1270,7 +1270,7 @@ class Stack:
         currency = next(code for name, code, _ in ENTITIES if name == entity)
         run = Transaction(
             RECONCILIATION,
-            f"RECON-{day}-{entity}",
+            self.world.key("RECON", f"{day}-{entity}"),
             self.world.correlation_id(),
             billed,
             currency,

@@ -17,8 +17,10 @@ the first hours of a run (detectors need a baseline), and never two at once on t
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import random
 import threading
 import zlib
@@ -256,24 +258,42 @@ def from_plan(planned: PlannedIncident) -> Incident:
 
 
 def check_labels_path(path: Path) -> None:
-    """Make sure labels can be appended to ``path``; raise ValueError saying why not."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8"):
-            pass
-    except OSError as exc:
+    """Make sure labels can be appended to ``path``, without creating it (a run that labels
+    nothing, or never starts, leaves no file behind); raise ValueError saying why not."""
+    problem = _unwritable(path)
+    if problem is not None:
         raise ValueError(
-            f"Cannot write incident labels to {str(path)!r}: {exc.strerror}. "
+            f"Cannot write incident labels to {str(path)!r}: {problem}. "
             "Choose a writable file with --labels."
-        ) from None
+        )
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be created or appended to, as the system says it; None if it can."""
+    if path.is_dir():
+        return os.strerror(errno.EISDIR)
+    if path.exists():
+        return None if os.access(path, os.W_OK) else os.strerror(errno.EACCES)
+    folder = path.parent
+    while not folder.exists():  # the folders missing are made with the file
+        folder = folder.parent
+    if not folder.is_dir():
+        return os.strerror(errno.ENOTDIR)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return os.strerror(errno.EACCES)
+    return None
 
 
 class LabelWriter:
-    """Appends incident labels, one JSON object a line, flushing each so readers see it."""
+    """Appends incident labels, one JSON object a line, flushing each so readers see it.
+
+    The file is created with its first line: a label, or at the end of a run that labelled
+    nothing, a record saying no incident happened (``no_incident_record``)."""
 
     def __init__(self, path: Path | None) -> None:
         self._path = path
         self._lock = threading.Lock()
+        self.written = 0
         if path is not None:
             check_labels_path(path)
 
@@ -281,9 +301,7 @@ class LabelWriter:
         """Append one label line (a no-op without a labels file)."""
         if self._path is None:
             return
-        line = json.dumps(record, separators=(",", ":")) + "\n"
-        with self._lock, self._path.open("a", encoding="utf-8") as handle:
-            handle.write(line)
+        self._append(self._path, record)
         logger.info(
             "Incident %s on %s labelled in %s: %d transaction(s) affected from %s to %s",
             record["kind"],
@@ -293,3 +311,36 @@ class LabelWriter:
             record["start"],
             record["end"],
         )
+
+    def close(self, start_ns: int, end_ns: int, seed: int | str) -> None:
+        """End the run's labels: when it labelled no incident, append the record that says so,
+        so that the file shows the run was labelled (a no-op without a labels file)."""
+        if self._path is None or self.written:
+            return
+        self._append(self._path, no_incident_record(start_ns, end_ns, seed))
+        logger.info("No incident labelled; %s says so", self._path)
+
+    def _append(self, path: Path, record: dict[str, object]) -> None:
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with self._lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+            self.written += 1
+
+
+def no_incident_record(start_ns: int, end_ns: int, seed: int | str) -> dict[str, object]:
+    """The labels-file line of a run that labelled no incident. It has no ``kind``: readers of
+    labels skip it (``is_incident_label``)."""
+    return {
+        "no_incident": True,
+        "seed": seed,
+        "start": iso_utc(start_ns),
+        "end": iso_utc(max(start_ns, end_ns)),
+        "description": "No incident happened in this run of the simulator.",
+    }
+
+
+def is_incident_label(record: dict[str, object]) -> bool:
+    """True for the label of an incident; False for the line of a run without one."""
+    return not record.get("no_incident")

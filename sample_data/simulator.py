@@ -6,9 +6,10 @@ first hop's trace and schedules the next hops. The loop advances in chunks: as f
 (``speed`` infinite), ``speed`` times faster than the wall clock, or in ``live`` mode first as
 fast as possible up to now and then in step with the wall clock.
 
-Everything random comes from generators seeded by the run's seed, and the loop is single
-threaded, so a seed and start time always yield the same spans with the same ids, whatever the
-speed.
+Everything random comes from generators seeded by the run's seed and run number, and the loop
+is single threaded, so a seed, run number and start time always yield the same spans with the
+same ids, whatever the speed. Runs of one seed that share a store (a restarted demo) take
+different run numbers, so that no id of one repeats in another.
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ class SimulationConfig(BaseModel):
     ``math.inf`` (or 0) as fast as possible. ``live`` makes simulated time follow the wall
     clock: history before now is generated as fast as possible, then time runs in step with
     the wall clock and ``speed`` is ignored. ``incident_plan`` replaces the seeded incident
-    schedule with explicit incidents.
+    schedule with explicit incidents. ``run`` numbers the runs of a seed that share a store:
+    run N draws from generators of its own and numbers its business keys apart (``SO-R2-...``),
+    so its trace, span and correlation ids and business keys are not those of another run;
+    run 0 is the seed's original run.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
@@ -74,7 +78,7 @@ class SimulationConfig(BaseModel):
     incidents: bool = True
     incident_plan: list[inc.PlannedIncident] | None = None
     live: bool = False
-    key_space: int = Field(0, ge=0)
+    run: int = Field(0, ge=0)
 
     @field_validator("endpoint")
     @classmethod
@@ -186,6 +190,12 @@ class EventLoop(Scheduler):
             action(at_ns, *args)
 
 
+def run_seed(seed: int, run: int) -> int | str:
+    """What seeds the generators of run ``run`` of ``seed``: the seed itself for run 0, so
+    that its spans stay those of earlier releases."""
+    return seed if run == 0 else f"{seed}/run{run}"
+
+
 class Simulation:
     """The stack, its traffic and its incidents over one run's simulated time."""
 
@@ -199,10 +209,11 @@ class Simulation:
         self.book = IncidentBook()
         self.labels = inc.LabelWriter(config.labels_path)
         self.labelled: list[dict[str, object]] = []
-        self._arrivals_rng = random.Random(f"{config.seed}:arrivals")
-        behaviour = random.Random(f"{config.seed}:behaviour")
+        self.seed = run_seed(config.seed, config.run)
+        self._arrivals_rng = random.Random(f"{self.seed}:arrivals")
+        behaviour = random.Random(f"{self.seed}:behaviour")
         self.stack = Stack(
-            tracers.tracers, behaviour, World(behaviour, config.key_space), self.loop, self.book
+            tracers.tracers, behaviour, World(behaviour, config.run), self.loop, self.book
         )
         self._schedule_routines()
         self._schedule_incidents()
@@ -227,7 +238,7 @@ class Simulation:
         self.loop.schedule(self.start_ns, self._plan_day, 0)
 
     def _plan_day(self, at_ns: int, day: int) -> None:
-        for incident in inc.schedule_day(self.config.seed, self.start_ns, day, self.end_ns):
+        for incident in inc.schedule_day(self.seed, self.start_ns, day, self.end_ns):
             self._schedule_incident(incident)
         self.loop.schedule(at_ns + NS_PER_DAY, self._plan_day, day + 1)
 
@@ -272,10 +283,12 @@ class Simulation:
         self.loop.schedule(at_ns + NS_PER_MINUTE, self._minute_tick)
 
     def close(self, reached_ns: int) -> None:
-        """Label incidents cut short by the end of the run at the time reached."""
+        """Label incidents cut short by the end of the run at the time reached; with no label
+        at all, say in the labels file that no incident happened."""
         for incident in list(self.book.active_incidents):
             self.book.finish(incident)
             self._label(incident, min(incident.end_ns, reached_ns))
+        self.labels.close(self.start_ns, reached_ns, self.config.seed)
 
     @property
     def transactions(self) -> int:
@@ -286,15 +299,16 @@ class Simulation:
 class _Pace:
     """How far simulated time may run ahead at a given moment of the wall clock."""
 
-    def __init__(self, config: SimulationConfig, start_ns: int) -> None:
+    def __init__(self, config: SimulationConfig, start_ns: int, clock: Callable[[], int]) -> None:
         self._live = config.live
         self._speed = config.speed
         self._start_ns = start_ns
+        self._clock = clock
         self._wall_start = time.monotonic()
 
     def allowed_ns(self) -> float:
         if self._live:
-            return float(time.time_ns())
+            return float(self._clock())
         if math.isinf(self._speed):
             return math.inf
         return self._start_ns + (time.monotonic() - self._wall_start) * self._speed * 1e9
@@ -306,13 +320,17 @@ def run(
     progress: Callable[[SimProgress], None] | None = None,
     *,
     exporter: SpanExporter | None = None,
+    clock: Callable[[], int] = time.time_ns,
 ) -> SimSummary:
     """Simulate until ``config.duration`` is covered or ``stop_event`` is set.
 
     Spans go to ``config.endpoint`` over OTLP/HTTP protobuf, or to ``exporter`` when given
     (tests pass an in-memory one); while the receiver does not accept connections, the run
     waits for it (``PatientExporter``). ``progress`` is called about twice a second and once at
-    the end. On return every span generated has been handed to the exporter and flushed.
+    the end. On return every span generated has been handed to the exporter and flushed, but
+    for those of a run that reached the present which would end after ``clock()`` (the wall
+    clock in nanoseconds): a transaction still under way at the stop is not sent from the
+    future.
     """
     stop_event = stop_event or threading.Event()
     start = config.resolved_start()
@@ -325,7 +343,8 @@ def run(
         stop_event,
     )
     processor = ReleasingBatchProcessor(exporter)
-    simulation = Simulation(config, ServiceTracers(config.seed, processor), start_ns, end_ns)
+    tracers = ServiceTracers(run_seed(config.seed, config.run), processor)
+    simulation = Simulation(config, tracers, start_ns, end_ns)
     logger.info(
         "Simulating from %s for %s, %s, to %s",
         start.isoformat(),
@@ -334,8 +353,10 @@ def run(
         destination,
     )
     wall_start = time.monotonic()
-    reached = _advance(simulation, processor, _Pace(config, start_ns), stop_event, progress)
+    pace = _Pace(config, start_ns, clock)
+    reached = _advance(simulation, processor, pace, stop_event, progress)
     simulation.close(reached)
+    _hold_back_the_future(processor, reached, clock())
     processor.shutdown()
     summary = SimSummary(
         sim_start=start,
@@ -361,6 +382,20 @@ def run(
         summary.wall_seconds,
     )
     return summary
+
+
+def _hold_back_the_future(processor: ReleasingBatchProcessor, reached_ns: int, now_ns: int) -> None:
+    """Drop the spans still held that end after ``now_ns``, when the run has not gone past the
+    present: a paced or live run (and a backfill up to now) stops with transactions under way,
+    whose later spans would reach the store from the future. A run of the future, asked for,
+    keeps them."""
+    if reached_ns > now_ns:
+        return
+    unfinished = processor.drop_ending_after(now_ns)
+    if unfinished:
+        logger.info(
+            "%d spans of transactions still under way would end after now; not sent", unfinished
+        )
 
 
 def _advance(
@@ -432,14 +467,14 @@ def run_demo(
     progress: Callable[[SimProgress], None] | None = None,
     *,
     resume_from: datetime | None = None,
-    key_space: int = 0,
+    run_number: int = 0,
 ) -> SimSummary:
     """Backfill ``backfill`` of history as fast as possible, then run in real time until stopped.
 
     Simulated time equals the wall clock once the backfill has caught up. Setting
     ``stop_event`` ends the run; everything generated by then is flushed to ``endpoint``.
     ``resume_from`` (the end of history already stored) shortens the backfill so that a restart
-    fills only the gap; ``key_space`` keeps this run's business keys apart from earlier runs'.
+    fills only the gap; ``run_number`` keeps this run's ids apart from earlier runs'.
     """
     now = datetime.now(UTC)
     start = now - backfill
@@ -454,7 +489,7 @@ def run_demo(
         labels_path=labels_path,
         incidents=True,
         live=True,
-        key_space=key_space,
+        run=run_number,
     )
     return run(config, stop_event, progress)
 
@@ -472,6 +507,20 @@ def latest_simulated_time(store: Store) -> datetime | None:
         return None
     # Python datetimes hold microseconds: the stored nanoseconds are dropped on purpose.
     return pd.Timestamp(latest).tz_localize(UTC).floor("us").to_pydatetime()
+
+
+def latest_simulated_run(store: Store, since: datetime) -> int:
+    """The highest run number in the business keys of simulated spans that started at or
+    after ``since`` (0 when none carries one): the last run wrote the newest spans."""
+    services = ",".join(service.name for service in SERVICES)
+    rows = store.query_rows(
+        "SELECT max(toUInt32OrZero(extract(SpanAttributes['business.key'], '-R([0-9]+)-'))) "
+        f"FROM {store.table(TRACES_TABLE)} "
+        "WHERE has(splitByChar(',', {services:String}), ServiceName) "
+        "AND Timestamp >= {since:DateTime64(9)}",
+        {"services": services, "since": since.astimezone(UTC).replace(tzinfo=None)},
+    )
+    return int(rows[0][0] or 0) if rows else 0
 
 
 def _ns(delta: timedelta) -> int:

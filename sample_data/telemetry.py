@@ -1,9 +1,9 @@
 """OpenTelemetry plumbing of the simulated stack: services, ids, export and span writing.
 
 Every simulated service owns a ``TracerProvider`` with its own resource, like a real deployment.
-All providers share one id generator seeded from the run's seed, so trace and span ids repeat
-for a given seed, and one export pipeline, so batches stay large even though eleven services
-live in one process.
+All providers share one id generator seeded from the run's seed (and run number), so trace and
+span ids repeat for a given seed and run, and one export pipeline, so batches stay large even
+though eleven services live in one process.
 
 The pipeline holds each ended span until simulated time has passed its end, then hands it to an
 exporter thread through a bounded queue. A full queue blocks the simulation instead of dropping
@@ -163,6 +163,16 @@ class ReleasingBatchProcessor(SpanProcessor):
         if batch and time.monotonic() - self._batch_started >= self._max_delay_seconds:
             self._queue.put(batch)
             self._batch = []
+
+    def drop_ending_after(self, cutoff_ns: int) -> int:
+        """Forget the held spans that end after ``cutoff_ns``; returns how many. They no
+        longer count as emitted."""
+        kept = [entry for entry in self._held if entry[0] <= cutoff_ns]
+        dropped = len(self._held) - len(kept)
+        heapq.heapify(kept)
+        self._held = kept
+        self.stats.emitted -= dropped
+        return dropped
 
     def release_all(self) -> None:
         """Queue every held span, whatever its end time (used when the run stops)."""

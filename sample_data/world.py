@@ -92,9 +92,9 @@ class Transaction:
 class World:
     """The company's master data and open business, plus the key and id sequences."""
 
-    def __init__(self, rng: random.Random, key_space: int = 0) -> None:
+    def __init__(self, rng: random.Random, run: int = 0) -> None:
         self.rng = rng
-        self._key_space = key_space
+        self._run = run
         self._counters: dict[str, itertools.count[int]] = {}
         self.customers: list[Customer] = []
         self.items: list[Item] = []
@@ -110,12 +110,16 @@ class World:
             self.new_subscription(customer)
 
     def next_key(self, prefix: str, first: int) -> str:
-        """The next key of a numbering range, e.g. ``SO-100001`` (``SO-R2-100001`` in space 2)."""
+        """The next key of a numbering range, e.g. ``SO-100001`` (``SO-R2-100001`` in run 2)."""
         counter = self._counters.setdefault(prefix, itertools.count(first))
-        if self._key_space:
+        return self.key(prefix, str(next(counter)))
+
+    def key(self, prefix: str, rest: str) -> str:
+        """A business key of this run: ``RECON-2025-03-03-US`` (``RECON-R2-...`` in run 2)."""
+        if self._run:
             # Runs that share a store number their keys apart, e.g. SO-R2-100001.
-            return f"{prefix}-R{self._key_space}-{next(counter)}"
-        return f"{prefix}-{next(counter)}"
+            return f"{prefix}-R{self._run}-{rest}"
+        return f"{prefix}-{rest}"
 
     def correlation_id(self) -> str:
         """A UUID drawn from the run's generator, so it repeats for a seed."""

@@ -19,6 +19,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_r
 from seamwatch.api import ANSWER_TIMEOUT_SECONDS, get_json, post_json, running_endpoint
 from seamwatch.settings import Settings
 from storage import Store, StoreLocked, open_store
+from storage.pending import PROBE_SECONDS
 
 T = TypeVar("T")
 
@@ -115,7 +116,9 @@ def _held_without_api(settings: Settings, holder: str) -> str:
 
 def _open_or_find_holder(settings: Settings) -> Store | _Holder:
     try:
-        return open_store(settings)
+        # a ClickHouse server whose port accepts connections but never answers is named
+        # within seconds, not after the driver's read timeout of 300 s
+        return open_store(settings, probe_seconds=PROBE_SECONDS)
     except StoreLocked as locked:
         endpoint = running_endpoint(settings.data_dir)
         if endpoint is None:

@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 _SIMULATOR_STOP_TIMEOUT_SECONDS = 60.0
 _LIVE_LAG = timedelta(minutes=2)
 _DEMO_RUNS_FILE_NAME = "demo-runs"
+# The last demo run wrote the newest spans: its run number is found among this much history.
+_NEWEST_HISTORY = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -504,32 +506,37 @@ class DemoResume:
     """Where an earlier demo left the store, so a restart continues instead of replaying."""
 
     history_end: datetime | None
-    key_space: int
+    run_number: int
 
 
 def plan_demo_resume(store: Store, settings: Settings) -> DemoResume:
-    """Continue after the simulated history already stored, with business keys of its own.
+    """Continue after the simulated history already stored, as a run of its own.
 
     A restart that replayed the week would store every transaction twice over; and a new run
-    numbering its keys from the start again would look like duplicate postings.
+    drawing the ids of the first again (its seed is the same) would join two transactions as
+    one in lineage and look like duplicate postings. The run number is one more than the
+    highest of the stored history (its newest hour) and of the runs counted in the data
+    directory, which a store on a server does not share.
     """
-    from sample_data.simulator import latest_simulated_time
+    from sample_data.simulator import latest_simulated_run, latest_simulated_time
 
     history_end = latest_simulated_time(store)
     runs_file = Path(settings.data_dir) / _DEMO_RUNS_FILE_NAME
     earlier_runs = int(runs_file.read_text()) if runs_file.exists() else 0
     if history_end is None:
         return DemoResume(None, 0)
-    key_space = earlier_runs + 1
+    stored_run = latest_simulated_run(store, history_end - _NEWEST_HISTORY)
+    run_number = max(earlier_runs, stored_run) + 1
     runs_file.parent.mkdir(parents=True, exist_ok=True)
-    runs_file.write_text(str(key_space))
+    runs_file.write_text(str(run_number))
     logger.info(
         "The store already holds simulated history up to %s; the demo continues from there "
-        "(business keys of this run are numbered R%d)",
+        "as run %d (its business keys are numbered R%d, its ids are its own)",
         history_end.strftime("%Y-%m-%d %H:%M UTC"),
-        key_space,
+        run_number,
+        run_number,
     )
-    return DemoResume(history_end, key_space)
+    return DemoResume(history_end, run_number)
 
 
 class _SimulatorThread:
@@ -580,7 +587,7 @@ class _SimulatorThread:
                 demo.labels_path,
                 progress=_ProgressLog(),
                 resume_from=resume.history_end,
-                key_space=resume.key_space,
+                run_number=resume.run_number,
             )
         except Exception:  # noqa: BLE001 - a thread boundary: log it, keep the stack running
             logger.exception("The simulator stopped with an error; the stack keeps running")

@@ -12,10 +12,10 @@ from tests.rows import make_span_rows
 
 def test_empty_store_starts_from_scratch(store, tmp_path: Path):
     resume = plan_demo_resume(store, Settings(data_dir=tmp_path))
-    assert (resume.history_end, resume.key_space) == (None, 0)
+    assert (resume.history_end, resume.run_number) == (None, 0)
 
 
-def test_each_restart_continues_after_history_with_a_new_key_space(store, tmp_path: Path):
+def test_each_restart_continues_after_history_with_a_new_run_number(store, tmp_path: Path):
     latest = datetime(2026, 12, 1, 10, 30, 0, 123456, tzinfo=UTC)
     store.insert_arrow(
         "otel_traces",
@@ -33,7 +33,7 @@ def test_each_restart_continues_after_history_with_a_new_key_space(store, tmp_pa
     second = plan_demo_resume(store, settings)
 
     assert first.history_end == latest
-    assert (first.key_space, second.key_space) == (1, 2)
+    assert (first.run_number, second.run_number) == (1, 2)
 
 
 class _Collector:
@@ -80,3 +80,21 @@ def test_a_restart_with_nothing_to_backfill_says_so(caplog):
     with caplog.at_level("INFO", logger="seamwatch.stack"):
         _ProgressLog()(progress)
     assert caplog.messages == ["Nothing to backfill; the simulator now runs in real time"]
+
+
+def test_the_run_number_follows_the_stored_history_without_the_data_directory(store, tmp_path):
+    # the runs were counted in the data directory alone: a store on a server, kept while the
+    # directory was new, gave a restarted demo the run number, and the ids, of an earlier run
+    latest = datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
+    keys = [("SO-R4-100007", latest - timedelta(minutes=5)), ("INV-R3-2000001", latest)]
+    store.insert_arrow(
+        "otel_traces",
+        make_span_rows(
+            [
+                {"service": "erp", "timestamp": at, "attributes": {"business.key": key}}
+                for key, at in keys
+            ]
+        ),
+    )
+    resume = plan_demo_resume(store, Settings(data_dir=tmp_path / "new"))
+    assert (resume.history_end, resume.run_number) == (latest, 5)

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from typer.testing import CliRunner
 
 from seamwatch.cli import app
+from storage.pending import PROBE_SECONDS
+from tests.loopback_tcp import silent_server
 from tests.storage.clickhouse_http import serve
 
 runner = CliRunner()
@@ -49,3 +57,47 @@ def test_a_server_that_does_not_answer_is_named_with_the_flag_that_moves_it(comm
     assert result.stderr.startswith("Error: Cannot reach the ClickHouse server at 127.0.0.1:1")
     assert "--clickhouse-url" in result.stderr
     assert "Traceback" not in result.output
+
+
+@contextmanager
+def listening_only() -> Iterator[int]:
+    """A loopback port whose socket listens and never accepts: the kernel completes the
+    connections, nothing reads or answers them (a stopped server); yields the port."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield listener.getsockname()[1]
+
+
+SHORT_COMMANDS = {
+    "alerts": ["alerts"],
+    "alerts ack": ["alerts", "ack", "1", "--by", "ana"],
+    "lineage": ["lineage", "--key", "INV-1"],
+    "reconcile": ["reconcile"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("command", "silent"),
+    [(command, silent_server) for command in SHORT_COMMANDS.values()]
+    + [(SHORT_COMMANDS["reconcile"], listening_only)],
+    ids=[*SHORT_COMMANDS, "reconcile, never accepted"],
+)
+def test_a_server_that_accepts_but_never_answers_is_named_within_seconds(command, silent):
+    # the short commands waited for the driver's read timeout of 300 s
+    with silent() as port:
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "seamwatch", *command],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_SECONDS + 25,
+            env={**os.environ, "SEAMWATCH_CLICKHOUSE_URL": f"http://default:@127.0.0.1:{port}/x"},
+        )
+        seconds = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        f"Error: Cannot reach the ClickHouse server at 127.0.0.1:{port}: it accepted the "
+        f"connection but did not answer within {PROBE_SECONDS} s. Check "
+        "SEAMWATCH_CLICKHOUSE_URL (or --clickhouse-url) and that the server runs."
+    ]
+    assert seconds < PROBE_SECONDS + 10  # the interpreter's start, then the probe

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from detectors.simulator_judge import (
     Judgement,
     _verdict,
     format_judgement,
+    read_labels,
     simulate_and_judge,
 )
 from sample_data.incidents import PlannedIncident
@@ -191,6 +193,17 @@ def test_judgement_of_a_short_simulated_run_with_planned_incidents(tmp_path):
     # an in-time verdict names its deadline: a dropped event caught after 35 min is in time
     assert f"(in time, deadline {dropped.deadline_minutes:g})" in text
     assert "(in time, deadline 5)" in text
+
+
+def test_the_judge_reads_the_labels_of_a_run_that_had_no_incident(tmp_path):
+    # the labels file of such a run was left empty; it now says no incident happened
+    start = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)  # inside a run's quiet first hours
+    judgement = simulate_and_judge(load_severity(None), 0.01, 7, start=start, work_dir=tmp_path)
+    [line] = (tmp_path / "labels.jsonl").read_text().splitlines()
+    assert json.loads(line)["no_incident"] is True
+    assert read_labels(tmp_path / "labels.jsonl") == []
+    assert judgement.incidents == []
+    assert "No incident was injected" in format_judgement(judgement)
 
 
 def test_a_run_without_incidents_says_there_was_nothing_to_judge():

@@ -7,13 +7,13 @@ transaction is past its flow's objective when reconciliation judges it.
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from collector.service import Collector
+from detectors.simulator_judge import read_labels
 from lineage.reconcile import reconcile
 from sample_data import incidents as inc
 from sample_data.simulator import SimulationConfig, run
@@ -67,9 +67,7 @@ def simulate(store, tmp_path, plan):
         )
     finally:
         collector.stop()
-    if not labels.exists():
-        return []
-    return [json.loads(line) for line in labels.read_text().splitlines()]
+    return read_labels(labels)
 
 
 def found_keys(document, kind, flow=None):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -13,17 +15,26 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 
 class RecordingReceiver:
-    """Accepts OTLP protobuf trace exports; can answer 503 to the first requests.
+    """Accepts OTLP protobuf trace exports; can answer 503 to the first requests, and answer
+    the n-th request (from 0) only after ``delays[n]`` seconds.
 
     Use as a context manager: it binds ``port`` on 127.0.0.1 (an ephemeral one by default)
     and stops on exit.
     """
 
-    def __init__(self, reject_first: int = 0, keep_requests: bool = True, port: int = 0) -> None:
+    def __init__(
+        self,
+        reject_first: int = 0,
+        keep_requests: bool = True,
+        port: int = 0,
+        delays: Sequence[float] = (),
+    ) -> None:
         self.requests: list[ExportTraceServiceRequest] = []
         self.span_count = 0
         self.rejected = 0
         self._reject_first = reject_first
+        self._delays = list(delays)
+        self._received = 0
         self._keep = keep_requests
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
@@ -57,6 +68,11 @@ class RecordingReceiver:
                     found.extend((service, span) for span in scope_spans.spans)
         return found
 
+    def _delay(self) -> float:
+        with self._lock:
+            number, self._received = self._received, self._received + 1
+        return self._delays[number] if number < len(self._delays) else 0.0
+
     def _record(self, body: bytes) -> bool:
         request = ExportTraceServiceRequest.FromString(body)
         count = sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
@@ -75,6 +91,7 @@ class RecordingReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(receiver._delay())
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 if not receiver._record(body):

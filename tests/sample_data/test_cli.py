@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import signal
@@ -15,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from sample_data.cli import parse_duration, parse_speed, parse_start, simulate_command
+from tests.loopback_tcp import free_port
 
 from .receiver import RecordingReceiver
 
@@ -96,8 +98,20 @@ def test_short_run_sends_spans_and_writes_labels(tmp_path):
         assert result.exit_code == 0, result.output
         assert receiver.span_count > 100
     assert "spans" in result.output
-    # 15 simulated minutes are inside the quiet start of a run: no incidents, so no labels.
-    assert not labels.exists() or not labels.read_text().strip()
+    # 15 simulated minutes are inside the quiet start of a run: no incidents, so one line
+    # says that none happened
+    [line] = labels.read_text().splitlines()
+    assert json.loads(line)["no_incident"] is True
+    assert "No incident happened;" in result.output
+
+
+def test_a_run_without_a_receiver_leaves_no_labels_file(tmp_path):
+    # the labels file was created before the receiver was looked for, and left empty
+    labels = tmp_path / "labels.jsonl"
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(app, ["simulate", "--endpoint", endpoint, "--labels", str(labels)])
+    assert result.exit_code == 1, result.output
+    assert not labels.exists()
 
 
 @pytest.mark.parametrize(

@@ -309,13 +309,44 @@ def test_seeded_schedule_is_deterministic_and_quiet_at_first():
             assert incident.flow in inc.ELIGIBLE_FLOWS[incident.kind]
 
 
-def test_disabled_incidents_write_no_labels(tmp_path):
+def test_disabled_incidents_write_one_line_saying_no_incident_happened(tmp_path):
+    # the file was created empty, which reads as a run that never labelled anything
     labels = tmp_path / "labels.jsonl"
+    start = START + timedelta(minutes=20)
     summary, _ = simulate_in_memory(
-        incidents=False, incident_plan=PLAN, labels_path=labels, start=START + timedelta(minutes=20)
+        incidents=False, incident_plan=PLAN, labels_path=labels, start=start
     )
     assert summary.incidents == []
-    assert not labels.exists() or labels.read_text() == ""
+    assert [json.loads(line) for line in labels.read_text().splitlines()] == [
+        {
+            "no_incident": True,
+            "seed": 7,
+            "start": inc.iso_utc(inc.to_ns(start)),
+            "end": inc.iso_utc(inc.to_ns(start + timedelta(minutes=30))),
+            "description": "No incident happened in this run of the simulator.",
+        }
+    ]
+
+
+def test_the_labels_file_is_created_with_its_first_line(tmp_path):
+    labels = tmp_path / "new" / "labels.jsonl"
+    writer = inc.LabelWriter(labels)
+    assert not labels.exists() and not labels.parent.exists()
+    writer.close(0, 60_000_000_000, 7)
+    assert json.loads(labels.read_text())["no_incident"] is True
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [("a-file/labels.jsonl", "Not a directory"), (".", "Is a directory")],
+)
+def test_a_labels_path_that_cannot_be_written_is_refused_without_creating_anything(
+    tmp_path, where, problem
+):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match=f"Cannot write incident labels to .*: {problem}"):
+        inc.check_labels_path(tmp_path / where)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
 
 
 def test_planned_incident_is_validated():

@@ -11,7 +11,9 @@ import time
 
 import pytest
 
+from sample_data.delivery import ANSWER_SECONDS
 from tests.cli.test_server_down import command, free_port
+from tests.loopback_tcp import silent_server
 
 from .receiver import RecordingReceiver
 
@@ -56,6 +58,48 @@ def test_no_receiver_at_start_is_one_line_at_once():
         "address with --endpoint."
     ]
     assert time.monotonic() - started < 15
+
+
+def test_a_receiver_that_accepts_and_never_answers_is_one_line_within_seconds():
+    # every batch waited out the exporter's 30 s timeout, a stop included
+    with silent_server() as port:
+        started = time.monotonic()
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "seamwatch",
+                "simulate",
+                "--endpoint",
+                f"http://127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        seconds = time.monotonic() - started
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"Error: The receiver at http://127.0.0.1:{port}/v1/traces accepted the connection "
+        f"but did not answer within {ANSWER_SECONDS:g} s. Check that the receiver there is "
+        "Seamwatch's (seamwatch up, or seamwatch collector) and is not stopped or hung, or "
+        "pass another address with --endpoint."
+    ]
+    assert seconds < ANSWER_SECONDS + 10  # the interpreter's start, then the wait
+
+
+def test_a_receiver_slow_to_answer_in_the_middle_of_a_run_gets_every_span():
+    # the start's check waits 5 s for an answer; later batches wait as long as the exporter
+    port = free_port()
+    arguments = ["simulate", "--endpoint", f"http://127.0.0.1:{port}", "--no-incidents"]
+    arguments += ["--start", "2025-03-03T10:00:00Z", "--duration", "20m"]
+    slow = RecordingReceiver(keep_requests=False, port=port, delays=[1, ANSWER_SECONDS + 2])
+    with slow as receiver, command(*arguments) as run:
+        run.process.wait(timeout=90)
+        run.stop()  # the readers reach the end of the output
+    assert run.process.returncode == 0, run.output()
+    emitted, exported, failed = _summary(run.stderr)
+    assert failed == 0 and exported == emitted == receiver.span_count > 0
 
 
 def test_a_receiver_that_goes_away_and_comes_back_gets_every_span():

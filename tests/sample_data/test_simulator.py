@@ -8,10 +8,11 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sample_data.seasonality import load_factor
-from sample_data.simulator import SimProgress, SimulationConfig, run_demo
+from sample_data.simulator import SimProgress, SimulationConfig, run, run_demo
 
 from .conftest import MONDAY, simulate_in_memory
 from .receiver import RecordingReceiver
@@ -232,7 +233,7 @@ def test_demo_backfills_then_follows_the_wall_clock_and_flushes_on_stop():
     assert abs(summary.sim_end.timestamp() - time.time()) < 5
 
 
-def test_demo_resumes_after_stored_history_with_keys_of_its_own():
+def test_demo_resumes_after_stored_history_with_ids_of_its_own():
     stop = threading.Event()
     resume_from = datetime.now(UTC) - timedelta(minutes=30)
     timer = threading.Timer(2.0, stop.set)
@@ -245,18 +246,19 @@ def test_demo_resumes_after_stored_history_with_keys_of_its_own():
             stop,
             None,
             resume_from=resume_from,
-            key_space=3,
+            run_number=3,
         )
         timer.cancel()
     assert abs((summary.sim_start - resume_from).total_seconds()) < 1
     assert summary.spans_emitted > 0
 
 
-def test_key_spaces_keep_runs_apart():
+def test_run_numbers_keep_keys_apart():
     from sample_data.world import World
 
     assert World(random.Random(1)).next_key("SO", 100001) == "SO-100001"
-    assert World(random.Random(1), key_space=2).next_key("SO", 100001) == "SO-R2-100001"
+    assert World(random.Random(1), run=2).next_key("SO", 100001) == "SO-R2-100001"
+    assert World(random.Random(1), run=2).key("RECON", "2025-03-03-US") == "RECON-R2-2025-03-03-US"
 
 
 def test_a_replayed_item_sync_or_onboarding_puts_the_record_in_the_erp():
@@ -303,3 +305,51 @@ def test_a_live_run_caught_up_with_the_clock_sits_idle():
         thread.join(30)
     assert not thread.is_alive()
     assert busy < 0.3
+
+
+def _ids(spans) -> dict[str, set[str]]:  # noqa: ANN001 - ReadableSpans
+    """Every trace id, correlation id and business key of ``spans``."""
+    return {
+        "trace ids": {f"{span.context.trace_id:032x}" for span in spans},
+        "correlation ids": {str(span.attributes.get("correlation.id")) for span in spans},
+        "business keys": {str(span.attributes.get("business.key")) for span in spans},
+    }
+
+
+def test_a_later_run_of_a_seed_repeats_none_of_its_ids_and_is_reproducible():
+    # a restarted demo drew the trace and correlation ids of the first run again, and a
+    # store holding both joined two transactions as one
+    first_start = MONDAY + timedelta(hours=9)
+    _, first = simulate_in_memory(seed=7, start=first_start, duration=timedelta(minutes=30))
+    later = {"seed": 7, "start": first_start + timedelta(minutes=30), "run": 1}
+    _, second = simulate_in_memory(**later, duration=timedelta(minutes=30))
+    _, again = simulate_in_memory(**later, duration=timedelta(minutes=30))
+
+    first_ids, second_ids = _ids(first), _ids(second)
+    for kind, ids in first_ids.items():
+        assert len(ids) > 50, kind
+        assert not ids & second_ids[kind], kind
+    assert [(s.context.trace_id, s.context.span_id, s.attributes) for s in again] == [
+        (s.context.trace_id, s.context.span_id, s.attributes) for s in second
+    ]
+
+
+def test_a_live_run_sends_no_span_that_ends_after_now():
+    # at the stop, spans of transactions still under way went out with end times to come
+    now = MONDAY + timedelta(hours=2, seconds=20)  # the nightly reconciliation is under way
+    now_ns = int(now.timestamp()) * 1_000_000_000
+    stop = threading.Event()
+    exporter = InMemorySpanExporter()
+    config = SimulationConfig(seed=7, start=now - timedelta(minutes=30), duration=None)
+    config = config.model_copy(update={"live": True, "incidents": False})
+    timer = threading.Timer(3.0, stop.set)  # the half hour before now takes about a second
+    timer.start()
+    try:
+        summary = run(config, stop, exporter=exporter, clock=lambda: now_ns)
+    finally:
+        timer.cancel()
+
+    spans = exporter.get_finished_spans()
+    assert summary.sim_end == now
+    assert len(spans) == summary.spans_emitted == summary.spans_exported > 100
+    assert max(span.end_time for span in spans) <= now_ns
