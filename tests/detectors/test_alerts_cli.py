@@ -112,7 +112,7 @@ def test_a_silence_too_long_or_too_short_is_one_error_line(
 def _running_seamwatch(monkeypatch) -> None:
     """The store is held by a running process whose API answers with no alerts."""
 
-    def locked(settings):
+    def locked(settings, **options):
         raise StoreLocked("held by a running Seamwatch")
 
     monkeypatch.setattr(seamwatch.access, "open_store", locked)

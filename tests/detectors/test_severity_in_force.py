@@ -44,7 +44,7 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
 def _running_seamwatch(monkeypatch: pytest.MonkeyPatch, document: dict) -> None:
     """The store is held by a running process whose API answers ``document``."""
 
-    def locked(settings):
+    def locked(settings, **options):
         raise StoreLocked("held by a running Seamwatch")
 
     monkeypatch.setattr(seamwatch.access, "open_store", locked)
