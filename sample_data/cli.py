@@ -27,7 +27,7 @@ from sample_data.delivery import (
 from sample_data.incidents import check_labels_path
 from sample_data.simulator import DEFAULT_ENDPOINT, SimProgress, SimSummary, SimulationConfig, run
 from seamwatch.durations import parse_duration as parse_any_duration
-from seamwatch.times import check_supported
+from seamwatch.times import EARLIEST, LATEST, SUPPORTED_RANGE, check_supported
 from seamwatch.user_text import quoted
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,8 @@ def simulate_command(
         str, typer.Option(help="Simulated time to cover: 30m, 6h, 1d, 7d, ... or 'forever'.")
     ] = "1d",
     speed: Annotated[
-        str, typer.Option(help="Simulated seconds per wall second (e.g. 300), or 'max'.")
+        str,
+        typer.Option(help="Simulated seconds per wall second (e.g. 300), or 'max' (also 0)."),
     ] = "max",
     labels: Annotated[
         Path | None, typer.Option(help="Append injected incidents here, one JSON line each.")
@@ -148,6 +149,7 @@ def _config(
         first = parse_start(start) if start else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--start'") from exc
+    _check_run_in_range(first, span)
     if labels is not None:
         try:
             check_labels_path(labels)
@@ -169,6 +171,35 @@ def _config(
         raise typer.BadParameter(
             f"{quoted(endpoint)}: {problems}", param_hint="'--endpoint'"
         ) from None
+
+
+def _check_run_in_range(first: datetime | None, span: timedelta | None) -> None:
+    """Refuse a run whose simulated time leaves what the store can hold: spans after 2261
+    would be stored where no query can reach them."""
+    if span is None:
+        return
+    if first is None:
+        try:
+            within = datetime.now(UTC) - span >= EARLIEST
+        except OverflowError:
+            within = False
+        if not within:
+            raise typer.BadParameter(
+                f"a run of this length up to now would start before {EARLIEST:%Y-%m-%d} (UTC); "
+                f"the store holds times from {SUPPORTED_RANGE}; give a shorter --duration",
+                param_hint="'--duration'",
+            )
+        return
+    try:
+        within = first + span <= LATEST
+    except OverflowError:
+        within = False
+    if not within:
+        raise typer.BadParameter(
+            f"a run of this length from --start would end after {LATEST:%Y-%m-%d} (UTC); the store "
+            f"holds times from {SUPPORTED_RANGE}; give an earlier --start or a shorter --duration",
+            param_hint="'--duration'",
+        )
 
 
 def _check_receiver(traces_url: str) -> None:

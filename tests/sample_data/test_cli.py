@@ -156,3 +156,22 @@ def test_a_start_the_store_cannot_hold_is_refused_naming_the_range(start):
     )
     assert result.exit_code == 2
     assert "--start" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # sent 3,011 spans, 2,019 of them stamped in 2262, where no query reaches them
+        (
+            ["--start", "2261-12-31T23:00:00Z", "--duration", "2h"],
+            "a run of this length from --start would end after 2261-12-31 (UTC)",
+        ),
+        (["--duration", "200000d"], "a run of this length up to now would start before 1678-01-01"),
+    ],
+)
+def test_a_run_that_would_leave_the_supported_range_is_refused(args, message):
+    result = CliRunner().invoke(app, ["simulate", "--endpoint", "http://127.0.0.1:9", *args])
+
+    assert result.exit_code == 2
+    assert message in " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())
+    assert "Nothing accepts connections" not in result.output
