@@ -178,7 +178,13 @@ def _describe(
     money = float(row["money_at_risk"])
     by_currency = currency_map(row.get("money_by_currency"))
     converted = severity.convert(currency_split(money, by_currency))
-    value = priority(row["peak_score"], tier.weight, row["affected"], converted.amount)
+    value = priority(
+        row["peak_score"],
+        tier.weight,
+        row["affected"],
+        converted.amount,
+        severity.money_full_weight,
+    )
     holder = acks[-1] if acks else {}
     open_now = row["state"] == OPEN
     silence = _covering(silences, row) if open_now else None

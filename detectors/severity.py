@@ -46,6 +46,7 @@ from pydantic import (
     model_validator,
 )
 
+from detectors.priority import DEFAULT_MONEY_FULL_WEIGHT
 from seamwatch.money import Converted, convert
 from seamwatch.yaml_files import (
     Lines,
@@ -145,6 +146,9 @@ class MoneyModel(BaseModel):
     rates: dict[CurrencyCode, Annotated[float, Field(gt=0, **_NUMBER)]] = Field(
         default_factory=dict
     )
+    # money at risk, in the reporting currency, that weighs fully in the priority: it sets the
+    # money factor's scale, so a business reporting in yen sets it as many yen as matter
+    full_weight_at: float = Field(DEFAULT_MONEY_FULL_WEIGHT, gt=1, **_NUMBER)
 
 
 class SeverityModel(BaseModel):
@@ -336,6 +340,12 @@ class Severity:
         if money is None:
             return convert(split, None, {})
         return convert(split, money.reporting_currency, money.rates)
+
+    @property
+    def money_full_weight(self) -> float:
+        """Money at risk in the reporting currency that weighs fully in the priority."""
+        money = self.model.money
+        return money.full_weight_at if money is not None else DEFAULT_MONEY_FULL_WEIGHT
 
     def describe(self) -> str:
         """The file and the version of it, e.g. ``sev.yaml (modified 2025-03-03 09:05:12 UTC)``."""

@@ -169,7 +169,13 @@ def build_notification(
     # split from the sum as counted: each currency is rounded to its own minor units
     split = currency_split(alert.money_at_risk, alert.money_by_currency)
     converted = severity.convert(split)
-    value = priority(alert.peak_score, tier.weight, alert.affected, converted.amount)
+    value = priority(
+        alert.peak_score,
+        tier.weight,
+        alert.affected,
+        converted.amount,
+        severity.money_full_weight,
+    )
     kind = str(event.get("kind") or alert.kind)
     # a sum of amounts in floating point: cents, as the alert API gives it
     money = round(float(alert.money_at_risk), 2)

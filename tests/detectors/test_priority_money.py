@@ -72,6 +72,32 @@ def test_edited_rates_re_rank_stored_alerts(store):
     assert ranked == {"0.0062": (2604.0, 35.3), "0.01": (4200.0, 36.4)}
 
 
+def test_the_same_money_ranks_alike_in_any_reporting_currency_with_matching_full_weights(store):
+    # a full weight of one million in every currency made 3,744 EUR a P2 when yen reported it
+    record_alert(store, "billing.invoice-post", datetime.now(UTC), None, {"EUR": 3744.0})
+    in_euros = TIERS + "money:\n  reporting_currency: EUR\n"
+    in_yen = TIERS + (
+        "money:\n  reporting_currency: JPY\n  rates: {EUR: 161.29}\n  full_weight_at: 161290000\n"
+    )
+    in_yen_at_a_million = TIERS + "money:\n  reporting_currency: JPY\n  rates: {EUR: 161.29}\n"
+
+    ranked = [
+        list_alerts(store, parse_severity(text), "open")[0]["priority"]
+        for text in (in_euros, in_yen, in_yen_at_a_million)
+    ]
+
+    assert ranked == [36.1, 36.1, 47.2]
+
+
+def test_a_full_weight_that_is_not_a_sum_above_one_is_refused():
+    with pytest.raises(SeverityFileError) as refused:
+        parse_severity(TIERS + "money:\n  reporting_currency: EUR\n  full_weight_at: 0\n")
+
+    assert "line 6, field money.full_weight_at: Input should be greater than 1" in str(
+        refused.value
+    )
+
+
 def test_a_currency_code_as_a_sender_wrote_it_is_converted_like_its_capitals():
     split = [("eur", 100.0), ("jpy", 1000.0), ("XYZ", 5.0)]
 
@@ -160,7 +186,7 @@ def test_a_rate_of_one_for_the_reporting_currency_is_kept():
         (
             "money: EUR\n",
             "line 4, field money: Input should be a mapping of money settings "
-            "(reporting_currency, rates) (got 'EUR')",
+            "(reporting_currency, rates, full_weight_at) (got 'EUR')",
         ),
         (
             "money:\n  reporting_currency: EUR\n  currency: USD\n",
