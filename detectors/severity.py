@@ -122,6 +122,10 @@ class RuleModel(BaseModel):
         return (self.flow, self.business_object, self.target)
 
 
+# ISO 4217 codes that name no money: "no currency" and the code kept for tests
+NOT_MONEY = {"XXX": "ISO 4217's code for no currency", "XTS": "ISO 4217's code for testing"}
+
+
 def check_currency(code: str) -> str:
     """``code`` when it is an ISO 4217 currency code in capitals; ValueError says why not."""
     if not _CURRENCY_CODE.fullmatch(code):
@@ -130,6 +134,8 @@ def check_currency(code: str) -> str:
         raise ValueError(f"a currency is its ISO 4217 code in three capital letters{hint}")
     if code not in list_currencies():
         raise ValueError("not an ISO 4217 currency code; check its spelling")
+    if code in NOT_MONEY:
+        raise ValueError(f"{code} is {NOT_MONEY[code]}, not money a business books")
     return code
 
 

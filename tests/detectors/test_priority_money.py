@@ -154,6 +154,17 @@ def test_a_rate_of_one_for_the_reporting_currency_is_kept():
             "money:\n  reporting_currency: EUR\n  rates:\n    USD: -0.92\n",
             "line 7, field money.rates.USD: Input should be greater than 0 (got -0.92)",
         ),
+        # taken as a reporting currency, though it names no money
+        (
+            "money:\n  reporting_currency: XXX\n",
+            "line 5, field money.reporting_currency: XXX is ISO 4217's code for no currency, "
+            "not money a business books (got 'XXX')",
+        ),
+        (
+            "money:\n  reporting_currency: EUR\n  rates:\n    XTS: 1.5\n",
+            "line 7, field money.rates: XTS is ISO 4217's code for testing, not money a "
+            "business books (got 'XTS')",
+        ),
         (
             "money:\n  reporting_currency: EUR\n  rates:\n    USD: true\n",
             "line 7, field money.rates.USD: Input should be a valid number (got true)",
