@@ -436,7 +436,7 @@ def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -
         f"no silence with id {quoted(silence_id)}; list them with 'seamwatch alerts silences'"
     )
     if not silence_id.isprintable():
-        raise missing  # ids are letters and digits; the store refuses a line break in one
+        raise missing  # ids are letters and digits: one with a control character is none
     # Times are read as whole milliseconds, the column's precision, and written back as such:
     # a round trip through pandas' nanosecond floats could alter them.
     rows = store.query_df(
@@ -523,7 +523,7 @@ def _alert_state(store: Store, alert_id: str) -> str:
     _check_length("alert id", alert_id)
     missing = UnknownId(f"no alert with id {quoted(alert_id)}; list them with 'seamwatch alerts'")
     if not alert_id.isprintable():
-        raise missing  # ids are letters and digits; the store refuses a line break in one
+        raise missing  # ids are letters and digits: one with a control character is none
     found = store.query_rows(
         f"SELECT state, resolved_at FROM {store.table(ALERTS_TABLE)} FINAL "
         "WHERE alert_id = {id:String}",

@@ -48,7 +48,7 @@ def routes(store: Store) -> list[BaseRoute]:
                 document = await asyncio.to_thread(handler, store, request)
             except (_BadQuery, LineageQueryError, ReconcileError) as exc:
                 return bad_request(str(exc))
-            except StoreError as exc:  # a server store that is down: no traceback, a 503
+            except StoreError as exc:  # no traceback: a 503 while the store is down, else 400/500
                 return store_failed(exc)
             return JSONResponse(document)
 

@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from seamwatch.user_text import quoted
-from storage import Store, StoreError
+from storage import BadValue, Store, StoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +241,13 @@ def bad_request(message: str) -> JSONResponse:
 
 
 def store_failed(exc: StoreError) -> JSONResponse:
-    """A 503 answer for a request the store could not serve (down, or refusing the query)."""
-    return JSONResponse({"error": f"store error: {exc}"}, status_code=503)
+    """The answer for a request the store could not serve: 503 (try again later) only while
+    the store is down; 400 when a value of the request cannot be read, 500 for any other
+    refusal, which the same request would meet again."""
+    if isinstance(exc, BadValue):
+        return bad_request(f"{exc}.")
+    status = 503 if isinstance(exc, StoreUnavailable) else 500
+    return JSONResponse({"error": f"store error: {exc}"}, status_code=status)
 
 
 def publish_endpoint(data_dir: Path, endpoint: str) -> Path:

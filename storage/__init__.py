@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from seamwatch.settings import Settings
 from storage.base import Store
-from storage.errors import QueryError, StoreError, StoreLocked, StoreUnavailable
+from storage.errors import BadValue, QueryError, StoreError, StoreLocked, StoreUnavailable
 from storage.schema import TRACE_COLUMNS, TRACES_TABLE, migrate
 
 __all__ = [
+    "BadValue",
     "QueryError",
     "Store",
     "StoreError",

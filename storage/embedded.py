@@ -17,13 +17,18 @@ import pandas as pd
 import pyarrow as pa
 
 from storage.directory_lock import DirectoryBusy, DirectoryUnusable, lock_directory, unlock
-from storage.errors import QueryError, StoreError, StoreLocked
+from storage.errors import QueryError, StoreError, StoreLocked, query_error
 
 logger = logging.getLogger(__name__)
 
 _LOCK_FILE_NAME = "seamwatch.lock"
 _ENGINE_DIR_NAME = "clickhouse"
 _ALLOCATOR_CONF = "dirty_decay_ms:1000"
+# ClickHouse reads a bound value in its escaped text form (as a TabSeparated field): a
+# backslash starts an escape sequence, a raw tab or line break ends the value. chDB passes
+# values on as they are, so a string is escaped here to be matched exactly as written (the
+# server's driver escapes the same characters; other control characters may stay raw).
+_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n"})
 
 
 def holds_a_store(data_dir: Path) -> bool:
@@ -164,6 +169,16 @@ class EmbeddedStore:
         self._check_open()
         with self._engine.query_lock:
             try:
-                return self._engine.session.query(sql, fmt, params=parameters or None)
+                return self._engine.session.query(sql, fmt, params=_bound(parameters))
             except Exception as exc:  # chDB raises one error type for every refusal
-                raise QueryError(str(exc)) from exc
+                raise query_error(str(exc)) from exc
+
+
+def _bound(parameters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``parameters`` as chDB binds them: each string in ClickHouse's escaped text form."""
+    if not parameters:
+        return None
+    return {
+        name: value.translate(_TEXT_ESCAPES) if isinstance(value, str) else value
+        for name, value in parameters.items()
+    }

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pyarrow as pa
 
-from storage.errors import NotClickHouse, QueryError, StoreError, StoreUnavailable
+from storage.errors import NotClickHouse, QueryError, StoreError, StoreUnavailable, query_error
 
 logger = logging.getLogger(__name__)
 # The driver logs a warning before raising each connection error; the error we raise says it.
@@ -175,7 +175,7 @@ class ServerStore:
             outage = server_outage(exc, self.address)
             if outage is not None:
                 raise outage from exc
-            raise QueryError(str(exc)) from exc
+            raise query_error(str(exc)) from exc
 
 
 def _probe(url: str, seconds: int, options: dict[str, Any]) -> None:

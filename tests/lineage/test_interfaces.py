@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from lineage.api import routes
 from seamwatch.cli import app
+from storage import BadValue, QueryError, StoreUnavailable
 from tests.lineage.spans import START, posted, published
 from tests.rows import make_span_rows
 
@@ -235,3 +236,64 @@ def test_cli_refuses_a_data_dir_without_a_store_rather_than_make_one(tmp_path, c
         "'seamwatch collector' there.\n"
     )
     assert list(tmp_path.rglob("*")) == ([where] if made else [])
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "field", "nothing"),
+    [
+        ("/lineage", "correlation_id", "found", False),
+        ("/lineage", "key", "found", False),
+        ("/reconciliation", "target", "transactions", 0),
+        ("/kpis", "target", "kpis", []),
+        ("/flow-map", "flow", "edges", []),
+    ],
+)
+@pytest.mark.parametrize("value", ["a\\", "a\nb", "a\tb"])
+def test_a_value_with_a_backslash_or_line_break_finds_nothing_rather_than_a_503(
+    client, path, name, field, nothing, value
+):
+    # the store read the value as an escape sequence and refused it; the API answered 503
+    response = client.get(f"/api/v1{path}", params={name: value})
+
+    assert response.status_code == 200, response.text
+    assert response.json()[field] == nothing
+
+
+def test_cli_lineage_of_an_id_ending_in_a_backslash_finds_no_transaction(
+    store, chdb_data_dir, monkeypatch
+):
+    monkeypatch.setenv("SEAMWATCH_DATABASE", store.database)
+    args = ["lineage", "--data-dir", str(chdb_data_dir), "--correlation-id", "x\\"]
+
+    result = runner.invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    assert result.output == "No transaction found for correlation_id x\\.\n"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "message"),
+    [
+        (StoreUnavailable("the server does not answer"), 503, "store error: the server does"),
+        (QueryError("Code: 62. DB::Exception: Syntax error"), 500, "store error: Code: 62."),
+        (
+            BadValue("limit", "UInt64"),
+            400,
+            "the store cannot read the value of 'limit' as UInt64.",
+        ),
+    ],
+)
+def test_only_a_store_that_is_down_is_answered_503(
+    client, store, monkeypatch, error, status, message
+):
+    # every store error was a 503, which clients retry, also when the request itself was bad
+    def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(store, "query_df", refuse)
+    monkeypatch.setattr(store, "query_rows", refuse)
+
+    response = client.get("/api/v1/lineage", params={"key": "INV-1"})
+
+    assert response.status_code == status
+    assert response.json()["error"].startswith(message)

@@ -82,6 +82,33 @@ def test_a_correlation_id_finds_its_transactions(store):
     assert answer["transactions"][0]["stalled_after"]["kind"] == "Producer"
 
 
+@pytest.mark.parametrize("source", ["index", "raw"])
+def test_a_correlation_id_with_backslashes_tabs_and_quotes_is_found_as_written(store, source):
+    # ClickHouse read a bound value's backslash as an escape: "DOM\\tuser" matched nothing
+    # and a trailing backslash, a tab or a line break was refused as a store error
+    ids = {"INV-1": "DOM\\tuser", "INV-2": "a\tb 'q' \"d\"", "INV-3": "x\\", "INV-4": "\\N\n"}
+    spans = [
+        span for key, wanted in ids.items() for span in published(key, **{"correlation.id": wanted})
+    ]
+    insert(store, spans + published("INV-5", **{"correlation.id": "DOM\tuser"}))
+
+    for key, wanted in ids.items():
+        answer = lineage(store, LineageQuery(correlation_id=wanted), source)
+        assert [txn["business_key"] for txn in answer["transactions"]] == [key], wanted
+    answer = lineage(store, LineageQuery(correlation_id="DOM\\\\tuser"), source)
+    assert answer["found"] is False
+
+
+@pytest.mark.parametrize("source", ["index", "raw"])
+def test_a_key_with_a_backslash_or_a_quote_is_found_as_written(store, source):
+    keys = ["INV\\t1", 'INV"2', "INV\\"]
+    insert(store, [span for key in keys for span in published(key)])
+
+    for key in keys:
+        answer = lineage(store, LineageQuery(key=key), source)
+        assert [txn["business_key"] for txn in answer["transactions"]] == [key]
+
+
 def test_linked_traces_without_business_attributes_are_followed(store):
     consumer = {
         "TraceId": "f" * 32,
