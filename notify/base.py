@@ -119,20 +119,19 @@ class Destination(ABC):
         """The POST that delivers ``notification``."""
         return HttpRequest(self.route.url.get_secret_value(), self.payload(notification))
 
-    def send(self, client: httpx.Client, request: HttpRequest) -> int:
-        """Post ``request`` once; return the HTTP status, or raise a :class:`DeliveryError`."""
+    def send(
+        self, client: httpx.Client, request: HttpRequest, timeout_seconds: float | None = None
+    ) -> int:
+        """Post ``request`` once, waiting ``timeout_seconds`` (default: the destination's
+        ``timeout_seconds``); return the HTTP status, or raise a :class:`DeliveryError`."""
         content = request.content()
         headers = {"Content-Type": "application/json", **request.headers}
+        timeout = self.route.model.timeout_seconds if timeout_seconds is None else timeout_seconds
         try:
-            response = client.post(
-                request.url,
-                content=content,
-                headers=headers,
-                timeout=self.route.model.timeout_seconds,
-            )
+            response = client.post(request.url, content=content, headers=headers, timeout=timeout)
         except httpx.TimeoutException:
             raise TransientDeliveryError(
-                f"{self.describe()} did not answer within {self.route.model.timeout_seconds:g}s"
+                f"{self.describe()} did not answer within {timeout:.3g}s"
             ) from None
         except httpx.TransportError as exc:
             # httpx's transport messages name the socket error, not the URL.

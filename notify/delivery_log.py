@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from notify.message import NOTIFIED_EVENTS
 from notify.records import (
     DELIVERIES_TABLE,
     DROPPED,
@@ -28,12 +29,21 @@ from notify.records import (
 )
 from notify.routing import NAME_MAX_LENGTH, NAME_PATTERN
 from seamwatch.times import supported_time_or_ago, utc_text
-from seamwatch.user_text import NAME_LIMIT, TextProblem, check_text, quoted
+from seamwatch.user_text import KEY_LIMIT, TextProblem, check_text, quoted
 
 if TYPE_CHECKING:
     from storage.base import Store
 
 OUTCOMES = (QUEUED, SENT, FAILED, DROPPED, STALE, SILENCED)
+# Newest first, and the same order every time, so that pages cut by the limit neither skip
+# nor repeat an entry and the CLI and the API agree: entries recorded in the same
+# millisecond by the later alert event first (its time, then resolved over escalated over
+# opened), then by destination and alert; the last keys make each entry's place unique.
+_EVENT_RANKS = "[" + ", ".join(f"'{event}'" for event in NOTIFIED_EVENTS) + "]"
+_NEWEST_FIRST = (
+    f"at DESC, event_at DESC, indexOf({_EVENT_RANKS}, source_event) DESC, "
+    "destination, alert_id, source_event"
+)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 # The filters, by the name that the API's query and the CLI's options (with --) give them.
@@ -93,7 +103,8 @@ def _alert(text: str | None, prefix: str) -> str | None:
             f"{prefix}alert is empty; give an alert id as 'seamwatch alerts' lists it."
         )
     try:
-        return check_text(f"{prefix}alert", text, NAME_LIMIT)
+        # as long as any id Seamwatch looks up (ack, lineage): the same limit and message
+        return check_text(f"{prefix}alert", text, KEY_LIMIT)
     except TextProblem as exc:
         raise DeliveryFilterError(f"{exc}.") from None
 
@@ -152,7 +163,7 @@ def deliveries_document(store: Store, wanted: DeliveryFilter) -> dict[str, Any]:
         f"  ORDER BY outcome != {{queued:String}} DESC, at DESC"
         f"  LIMIT 1 BY alert_id, source_event, event_at, destination"
         f") WHERE {{outcome:String}} = '' OR outcome = {{outcome:String}} "
-        f"ORDER BY at DESC, destination, alert_id LIMIT {{limit:UInt32}}",
+        f"ORDER BY {_NEWEST_FIRST} LIMIT {{limit:UInt32}}",
         {**parameters, "queued": QUEUED, "outcome": wanted.outcome or "", "limit": wanted.limit},
     )
     return {"deliveries": [_delivery(row) for row in rows.to_dict("records")]}

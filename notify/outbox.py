@@ -9,9 +9,14 @@ became of it. A full queue drops the new notification, counts it and records it 
 
 A worker posts each notification with retries (tenacity): exponential backoff with jitter,
 the server's Retry-After when it gives one, at most ``attempts`` tries within
-``deadline_seconds``; 4xx answers other than 408, 425 and 429 are not retried. Stopping
-interrupts a backoff sleep; what is still queued then gets one attempt each while the stop's
-timeout lasts and is left ``queued`` after it.
+``deadline_seconds``; 4xx answers other than 408, 425 and 429 are not retried.
+
+Stopping ends retries: a backoff sleep is cut short and no later attempt is made. What is
+still queued gets one attempt each, cut to end with the stop's timeout, until one fails in a
+way worth retrying (the destination is down: the rest would wait for nothing); an attempt in
+flight when the timeout ends is abandoned. Nothing the stop cut short is recorded as
+``failed``: a notification whose attempt failed in a way worth retrying, was abandoned or
+never made keeps its ``queued`` row, and the next start delivers it.
 
 The queues live in memory, but the outbox they stand for is in the store: ``alert_events``
 says what was raised and the delivery log what became of it. When the detectors start (and at
@@ -46,6 +51,7 @@ on meanwhile.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -143,6 +149,10 @@ class RetryPolicy:
             )
 
 
+class _StopReached(Exception):
+    """The stop left no turn for this attempt: a retry, or a first attempt out of time."""
+
+
 def make_destination(route: Route) -> Destination:
     """The destination object of ``route``'s kind."""
     return DESTINATION_KINDS[route.kind](route)
@@ -167,6 +177,14 @@ class DestinationWorker:
         self.dropped = 0
         self._queue: queue.Queue[Notification] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
+        # when the stop's timeout ends (time.monotonic()); no attempt may run past it
+        self._deadline = math.inf
+        # set once the stop left a notification queued: the destination is failing, so the
+        # rest of the queue is not tried either
+        self._stop_tries_over = False
+        # held while recording: once abandoned at a stop, the worker records nothing more
+        self._recording = threading.Lock()
+        self._abandoned = False
         self._client = httpx.Client(follow_redirects=False)
         self._thread = threading.Thread(
             target=self._run, name=f"seamwatch-notify-{destination.name}", daemon=True
@@ -189,15 +207,26 @@ class DestinationWorker:
         """Notifications queued and not yet taken by the worker."""
         return self._queue.qsize()
 
-    def request_stop(self) -> None:
-        """Interrupt a backoff sleep and make every later delivery a single attempt."""
+    def request_stop(self, deadline: float) -> None:
+        """End retries and backoff sleeps; each notification not yet tried gets one attempt,
+        cut to end by ``deadline`` (a ``time.monotonic()`` time), and none after it."""
+        self._deadline = min(self._deadline, deadline)
         self._stop.set()
 
     def stop(self, timeout_seconds: float) -> None:
-        """Stop: queued notifications get one attempt each until the timeout, then are dropped."""
-        self.request_stop()
+        """Stop within ``timeout_seconds``: queued notifications get one attempt each until
+        then; what is left, or in flight then, stays queued in the delivery log."""
+        self.request_stop(time.monotonic() + timeout_seconds)
         if self._thread.ident is not None:
-            self._thread.join(timeout_seconds)
+            self._thread.join(max(0.0, self._deadline - time.monotonic()))
+        if self._thread.is_alive():
+            with self._recording:
+                self._abandoned = True
+            logger.warning(
+                "Stopped while a delivery to %s was in flight; it stays queued in the delivery "
+                "log and goes out at the next start",
+                self.destination.describe(),
+            )
         left = []
         while True:
             try:
@@ -216,7 +245,8 @@ class DestinationWorker:
             self._client.close()
 
     def deliver(self, notification: Notification) -> Outcome:
-        """Post ``notification`` with retries, record the outcome and return it."""
+        """Post ``notification`` with retries, record the outcome and return it; ``queued``,
+        and nothing recorded, when the stop cut it short (its queued row stands)."""
         if isinstance(self.destination, AlertmanagerDestination):
             self.destination.track(notification)
         request = self.destination.request(notification)
@@ -224,9 +254,14 @@ class DestinationWorker:
         try:
             for attempt in self._retrying(notification):
                 with attempt:
+                    timeout = self._attempt_timeout(attempt.retry_state.attempt_number)
                     attempts = attempt.retry_state.attempt_number
-                    status = self.destination.send(self._client, request)
+                    status = self.destination.send(self._client, request, timeout)
+        except _StopReached:
+            return self._left_queued(notification, attempts, "the stop ends its tries")
         except DeliveryError as exc:
+            if isinstance(exc, TransientDeliveryError) and self._stop.is_set():
+                return self._left_queued(notification, attempts, str(exc))
             logger.error(
                 "Gave up delivering %s of alert %s to %s after %d attempt(s): %s",
                 notification.event,
@@ -241,8 +276,38 @@ class DestinationWorker:
             outcome = self._outcome(notification, FAILED, attempts, 0, f"{type(exc).__name__}")
         else:
             outcome = self._outcome(notification, SENT, attempts, status)
-        self.recorder.record([outcome])
+        with self._recording:
+            if not self._abandoned:
+                self.recorder.record([outcome])
         return outcome
+
+    def _attempt_timeout(self, attempt_number: int) -> float:
+        """How long attempt ``attempt_number`` may wait for an answer: the destination's
+        timeout, cut to the stop's end while stopping; :class:`_StopReached` when stopping
+        leaves it no turn (retries end with the stop, and so do first tries once one of them
+        failed or the time is up)."""
+        timeout = self.route.model.timeout_seconds
+        if not self._stop.is_set():
+            return timeout
+        left = self._deadline - time.monotonic()
+        if attempt_number > 1 or left <= 0 or self._stop_tries_over:
+            raise _StopReached
+        return min(timeout, left)
+
+    def _left_queued(self, notification: Notification, attempts: int, why: str) -> Outcome:
+        """Leave ``notification`` queued in the delivery log for the next start, and say so;
+        the rest of the queue stays there too, untried."""
+        self._stop_tries_over = True
+        logger.warning(
+            "Stopping: %s of alert %s to %s stays queued after %d attempt(s) (%s); it goes "
+            "out at the next start",
+            notification.event,
+            notification.alert_id,
+            self.destination.describe(),
+            attempts,
+            why,
+        )
+        return self._outcome(notification, QUEUED, attempts)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -253,7 +318,8 @@ class DestinationWorker:
             if notification is not None:
                 self.deliver(notification)
             self._resend_if_due()
-        while True:
+        # what the stop leaves in the queue stays queued in the log; stop() counts it
+        while not self._stop_tries_over:
             try:
                 notification = self._queue.get_nowait()
             except queue.Empty:
@@ -398,10 +464,11 @@ class Notifier:
         )
 
     def stop(self, timeout_seconds: float = 10.0) -> None:
-        """Stop every worker; what is still queued after ``timeout_seconds`` is dropped."""
+        """Stop every worker within ``timeout_seconds``; what is not delivered by then stays
+        queued in the delivery log for the next start."""
         deadline = time.monotonic() + timeout_seconds
         for worker in self.workers:
-            worker.request_stop()
+            worker.request_stop(deadline)
         for worker in self.workers:
             worker.stop(max(0.0, deadline - time.monotonic()))
 

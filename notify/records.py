@@ -3,10 +3,11 @@
 Table ``notify_deliveries`` (migration 22; ``source_event`` since migration 26): rows per
 notification and destination, each with an outcome:
 
-* ``queued``: waiting in the destination's queue; not final: a restart delivers what has no
-  final outcome yet (:mod:`notify.outbox`);
+* ``queued``: waiting in the destination's queue, or cut short by a stop; not final: a
+  restart delivers what has no final outcome yet (:mod:`notify.outbox`);
 * ``sent``: the destination accepted it (2xx), after ``attempts`` tries;
-* ``failed``: retries gave up, or the destination refused it for good (4xx);
+* ``failed``: retries gave up, or the destination refused it for good (4xx); never written
+  for a delivery that a stop cut short, which stays ``queued``;
 * ``dropped``: the destination's queue was full (before migration 26 also: the process
   stopped before its turn);
 * ``stale``: older than the catch-up limit when it was raised, so recorded and not sent;

@@ -227,6 +227,11 @@ def test_a_listing_cut_by_the_limit_says_so_and_one_with_nothing_says_that(log):
             "'_' or '-' (seamwatch notify check lists them).",
         ),
         (["--alert", ""], "--alert is empty; give an alert id as 'seamwatch alerts' lists it."),
+        # the limit of every id looked up, as ack and lineage refuse it; it was 100
+        (
+            ["--alert", "a" * 1001],
+            f"--alert is 1,001 characters long; at most 1,000 are allowed (got '{'a' * 57}…').",
+        ),
         # refused as every other start beyond what the store can hold; 1000000w was read as
         # "reaches back before the year 1", unlike the same refusal of reconcile
         (
@@ -245,6 +250,51 @@ def test_a_bad_filter_is_one_line_naming_the_value_and_what_is_allowed(log, filt
     assert refused.exit_code == 2
     assert refused.stderr == f"Error: {message}\n"
     assert refused.stdout == ""
+
+
+def test_an_alert_id_as_long_as_any_key_may_be_looked_up(store, now, notify_log):
+    # ids of 101 to 1,000 characters were refused here while ack and lineage took them
+    long_id = "a" * 1000
+    StoreRecorder(store).record([_step(now, long_id, "opened", now, "ops", "sent")])
+    client = TestClient(Starlette(routes=routes(store)))
+
+    listed = notify_log("--json", "--alert", long_id)
+    served = client.get("/api/v1/deliveries", params={"alert": long_id})
+    refused = client.get("/api/v1/deliveries", params={"alert": long_id + "a"})
+
+    assert listed.exit_code == 0, listed.output
+    assert [row["alert_id"] for row in json.loads(listed.stdout)] == [long_id]
+    assert [row["alert_id"] for row in served.json()["deliveries"]] == [long_id]
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "error": f"alert is 1,001 characters long; at most 1,000 are allowed (got '{'a' * 57}…')."
+    }
+
+
+def test_entries_recorded_in_the_same_millisecond_come_in_one_order(store, now, notify_log):
+    # the order of such entries was arbitrary: a resolution above or below its opening,
+    # a different first entry from the CLI and the API, pages that skipped or repeated
+    at, opened_at = now - timedelta(minutes=1), now - timedelta(minutes=3)
+    newest_first = [
+        _step(at, "b1", "resolved", opened_at + timedelta(minutes=1), "ops", "sent"),
+        _step(at, "b1", "escalated", opened_at, "ops", "sent"),
+        _step(at, "b2", "opened", opened_at, "finance", "sent"),
+        _step(at, "b1", "opened", opened_at, "ops", "sent"),
+        _step(at, "b2", "opened", opened_at, "ops", "sent"),
+    ]
+    StoreRecorder(store).record(newest_first[::-1])
+    client = TestClient(Starlette(routes=routes(store)))
+    expected = [(step.alert_id, step.event, step.destination) for step in newest_first]
+
+    def listed(*filters: str) -> list[tuple[str, str, str]]:
+        rows = json.loads(notify_log("--json", *filters).stdout)
+        return [(row["alert_id"], row["event"], row["destination"]) for row in rows]
+
+    first = client.get("/api/v1/deliveries", params={"limit": "1"}).json()["deliveries"]
+
+    assert listed() == expected
+    assert [listed("--limit", str(n)) for n in range(1, 6)] == [expected[:n] for n in range(1, 6)]
+    assert [(row["alert_id"], row["event"], row["destination"]) for row in first] == expected[:1]
 
 
 def test_a_data_dir_without_a_store_is_refused(tmp_path):
