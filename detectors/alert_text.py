@@ -6,7 +6,8 @@ one quote (``top_error``); these functions put them into the sentence on-call re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from seamwatch.money import (
@@ -25,23 +26,62 @@ EXCEPTION_CATEGORY = "exception_category"
 CATEGORY_PREFIX = "category:"
 # Signals named otherwise than the kind of alert they raise.
 _SIGNAL_KINDS = {"latency_shift": "latency"}
+# Said in place of a baseline that is not known: a flow without transactions in the hour the
+# runner's baseline looks back over has no earlier error rate, and ``nan%`` tells on-call nothing.
+NO_BASELINE = "no earlier value to compare with"
+
+
+def known_number(value: Any) -> float | None:
+    """``value`` as a number a reader can be shown; None when it is missing, NaN or infinite."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def compared(
+    name: str,
+    baseline: Any,
+    observed: Any,
+    shown: Callable[[float], str],
+    template: str = "{name} from {baseline} to {observed}",
+) -> str:
+    """``name``'s change from ``baseline`` to ``observed`` in ``template``, each value as
+    ``shown`` writes it; only the observed value when the baseline is not known, and only
+    the name when neither is, so no ``nan`` reaches a reader.
+
+    >>> compared("error_rate", 0.001, 0.2, "{:.2%}".format)
+    'error_rate from 0.10% to 20.00%'
+    >>> compared("error_rate", float("nan"), 1.0, "{:.2%}".format)
+    'error_rate 100.00% (no earlier value to compare with)'
+    """
+    before, after = known_number(baseline), known_number(observed)
+    if after is None:
+        return name
+    if before is None:
+        return f"{name} {shown(after)} ({NO_BASELINE})"
+    return template.format(name=name, baseline=shown(before), observed=shown(after))
 
 
 def what_changed(alert: Mapping[str, Any]) -> str:
     """The peak signal's change from its baseline, e.g. ``error rate 1.00% → 40.00%``."""
     signal = str(alert.get("signal") or alert.get("kind") or "")
     baseline, observed = alert.get("baseline"), alert.get("observed")
-    if baseline is None or observed is None:
-        return signal
+    if signal in FINDING_SIGNALS:
+        count = known_number(observed)
+        if count is None:
+            return signal
+        return f"{signal.replace('_', ' ')}: {count:,.0f} transaction(s)"
+    arrow = "{name} {baseline} → {observed}"
     if signal == "error_rate":
-        return f"error rate {baseline:.2%} → {observed:.2%}"
+        return compared("error rate", baseline, observed, "{:.2%}".format, arrow)
     if signal.startswith(CATEGORY_PREFIX):
         # a category's usual share of transactions against its share in the window
-        return f"{signal.split(':', 1)[1]} failures {baseline:.2%} → {observed:.2%} of transactions"
-    if signal in FINDING_SIGNALS:
-        return f"{signal.replace('_', ' ')}: {observed:,.0f} transaction(s)"
+        name = f"{signal.split(':', 1)[1]} failures"
+        return compared(name, baseline, observed, "{:.2%}".format, arrow + " of transactions")
     unit = " ms" if signal.startswith("latency") else " tx/min"
-    return f"{signal} {baseline:,.0f}{unit} → {observed:,.0f}{unit}"
+    return compared(signal, baseline, observed, lambda value: f"{value:,.0f}{unit}", arrow)
 
 
 def kind_names(alert: Mapping[str, Any]) -> list[str]:

@@ -2,10 +2,10 @@
 
 There is at most one open alert per flow and target system: signals of several kinds (latency,
 error rate, volume) that fire on the same flow join the open alert instead of opening new ones,
-which groups and deduplicates them. An alert's id is derived from its flow, target and opening
-minute, and events are keyed by alert, time and type, so evaluating the same minutes twice
-(a restart between writing alerts and recording progress) writes the same rows again instead of
-new ones.
+which groups and deduplicates them; those of one minute open or join it together, in one
+event. An alert's id is derived from its flow, target and opening minute, and events are keyed
+by alert, time and type, so evaluating the same minutes twice (a restart between writing
+alerts and recording progress) writes the same rows again instead of new ones.
 
 Tables (migrations 20, 21 and 24): ``alerts`` keeps every version of an alert and the newest
 wins (ReplacingMergeTree on ``version``); ``alert_events`` records openings, escalations, peaks and
@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from detectors.alert_text import CATEGORY_PREFIX
+from detectors.alert_text import CATEGORY_PREFIX, compared
 from storage import Store
 
 logger = logging.getLogger(__name__)
@@ -170,16 +170,27 @@ class AlertBook:
         return self.open_alerts
 
     def open(
-        self, flow: str, target: str, business_object: str, at: datetime, signal: Signal
+        self,
+        flow: str,
+        target: str,
+        business_object: str,
+        at: datetime,
+        signal: Signal,
+        *joining: Signal,
     ) -> Alert:
-        """Open the alert of ``flow`` and ``target`` on ``signal``'s onset."""
+        """Open the alert of ``flow`` and ``target`` on ``signal``'s onset.
+
+        ``joining`` are the other onsets of the same minute: the alert opens with their kinds
+        and categories too, in one ``opened`` event that says what changed for each, rather
+        than opening and escalating in the same minute (two messages a few milliseconds
+        apart, the second telling nothing the first did not)."""
         alert = Alert(
             alert_id=alert_id_for(flow, target, at),
             flow=flow,
             target=target,
             business_object=business_object,
             kind=signal.kind,
-            kinds=[signal.kind],
+            kinds=[],
             state=OPEN,
             opened_at=at,
             updated_at=at,
@@ -191,27 +202,27 @@ class AlertBook:
             observed=signal.observed,
             _last_peak_event=signal.score,
         )
-        _note_category(alert, signal)
+        news = _join(alert, (signal, *joining))
         self.open_alerts[(flow, target)] = alert
         self.opened += 1
-        self._event(alert, at, "opened", signal, _change_text(signal))
+        self._event(alert, at, "opened", signal, _changes_text(news))
         self._changed[alert.alert_id] = alert
         return alert
 
-    def escalate(self, alert: Alert, at: datetime, signal: Signal) -> None:
-        """A signal of another kind, or a failure category the alert has not shown, fired on
-        the flow of an open alert: it joins the alert (``escalated``).
+    def escalate(self, alert: Alert, at: datetime, *signals: Signal) -> None:
+        """Signals of another kind, or failure categories the alert has not shown, fired on
+        the flow of an open alert: they join the alert, in one ``escalated`` event for the
+        minute ``at`` that says what changed for each, led by the strongest (its kind).
 
         A second category is a failure of its own (a timeout burst during a mapping
         incident): on-call hears of it, as of a new kind, and it is listed in ``categories``."""
-        new_category = _note_category(alert, signal)
-        if signal.kind in alert.kinds and not new_category:
+        news = sorted(_join(alert, signals), key=lambda signal: signal.score, reverse=True)
+        if not news:
             return
-        if signal.kind not in alert.kinds:
-            alert.kinds.append(signal.kind)
         alert.updated_at = at
-        self._event(alert, at, "escalated", signal, _change_text(signal))
-        self._peak(alert, at, signal)
+        self._event(alert, at, "escalated", news[0], _changes_text(news))
+        for signal in news:
+            self._peak(alert, at, signal)
         self._changed[alert.alert_id] = alert
 
     def observe(
@@ -354,6 +365,19 @@ def _alert_from_row(row: dict[str, Any]) -> Alert:
     return alert
 
 
+def _join(alert: Alert, signals: tuple[Signal, ...]) -> list[Signal]:
+    """Add the kinds and categories of ``signals`` to the alert; those that were news to it."""
+    news = []
+    for signal in signals:
+        new_category = _note_category(alert, signal)
+        if signal.kind in alert.kinds and not new_category:
+            continue
+        if signal.kind not in alert.kinds:
+            alert.kinds.append(signal.kind)
+        news.append(signal)
+    return news
+
+
 def _note_category(alert: Alert, signal: Signal) -> bool:
     """List the category of ``signal`` in the alert's categories; whether it was new there."""
     if not signal.signal.startswith(CATEGORY_PREFIX):
@@ -365,13 +389,20 @@ def _note_category(alert: Alert, signal: Signal) -> bool:
     return True
 
 
+def _changes_text(signals: list[Signal]) -> str:
+    """What changed for each of ``signals``, news in one minute, in their order."""
+    return "; ".join(_change_text(signal) for signal in signals)
+
+
 def _change_text(signal: Signal) -> str:
     if signal.detail:
         return signal.detail
     if signal.kind == "error_rate":
-        return f"{signal.signal} from {signal.baseline:.2%} to {signal.observed:.2%}"
+        return compared(signal.signal, signal.baseline, signal.observed, "{:.2%}".format)
     unit = " ms" if signal.kind == "latency" else ""
-    return f"{signal.signal} from {signal.baseline:.4g}{unit} to {signal.observed:.4g}{unit}"
+    return compared(
+        signal.signal, signal.baseline, signal.observed, lambda value: f"{value:.4g}{unit}"
+    )
 
 
 def _alert_table(alerts: list[Alert]) -> pa.Table:

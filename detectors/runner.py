@@ -11,8 +11,8 @@ Per (flow, target) series the runner judges, each evaluated minute:
 * ``duplicate_posting`` and ``dropped``: a business key posted twice, a published event that no
   consumer picked up in time, read from the lineage index (:mod:`detectors.posting_watch`).
 
-An onset opens the flow's alert or joins it, and the alert resolves once every alarm of the
-series has settled (:mod:`detectors.lifecycle`).
+A minute's onsets open the flow's alert together or join it, and the alert resolves once every
+alarm of the series has settled (:mod:`detectors.lifecycle`).
 
 How far the runner got is stored in ``detector_state``. After a restart it learns the week
 before that point from the store (without alerting), marks the alarms of open alerts as open,
@@ -616,12 +616,16 @@ class DetectorRunner:
         key = (state.flow, state.target)
         alert = self.book.open_alerts.get(key)
         if alert is None and onsets:
+            # the minute's onsets open it together: one opening, led by the strongest
             first = max(onsets, key=lambda s: s.score)
-            alert = self.book.open(state.flow, state.target, state.business_object, minute, first)
+            joining = [signal for signal in onsets if signal is not first]
+            alert = self.book.open(
+                state.flow, state.target, state.business_object, minute, first, *joining
+            )
+        elif alert is not None:
+            self.book.escalate(alert, minute, *onsets)
         if alert is None:
             return
-        for signal in onsets:
-            self.book.escalate(alert, minute, signal)
         if not active:
             self.book.resolve(alert, minute)
             self.ledgers.pop(alert.alert_id, None)

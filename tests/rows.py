@@ -113,6 +113,27 @@ def invoice_postings(start: datetime, minute: int, count: int, failed: int) -> l
     ]
 
 
+# Clean postings, then none for longer than the hour the runner's error-rate baseline looks
+# back over, then minutes where every posting fails on a missing mapping: the flow's error
+# rate and its mapping failures rise in the same minute, with no earlier rate in the hour.
+QUIET_RETURN_MINUTE = 90
+
+
+def failing_after_a_quiet_hour(start: datetime, failing_minutes: int = 5) -> list[dict]:
+    """Invoice postings for ``make_span_rows``: twenty clean minutes from ``start``, none until
+    ``QUIET_RETURN_MINUTE``, then ``failing_minutes`` where all six of each minute fail on a
+    mapping (category ``mapping``)."""
+    spans = []
+    for minute in range(20):
+        spans += invoice_postings(start, minute, 6, 0)
+    for minute in range(QUIET_RETURN_MINUTE, QUIET_RETURN_MINUTE + failing_minutes):
+        failing = invoice_postings(start, minute, 6, 6)
+        for span in failing:
+            span["attributes"]["integration.exception.category"] = "mapping"
+        spans += failing
+    return spans
+
+
 def otlp_json_request(trace_id: str) -> dict:
     """An OTLP/JSON export request of one server span of trace ``trace_id``."""
     span = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +19,7 @@ from detectors.alert_actions import (
     cancel_silence,
     list_alerts,
 )
+from detectors.alert_text import what_changed
 from detectors.alerts_api import routes
 from detectors.alerts_cli import format_alerts
 from detectors.flow_series import read_minutes
@@ -28,7 +30,12 @@ from detectors.severity import load_severity
 from seamwatch.cli import app
 from seamwatch.times import utc_text
 from tests.lineage.spans import posted, published
-from tests.rows import invoice_postings, make_span_rows
+from tests.rows import (
+    QUIET_RETURN_MINUTE,
+    failing_after_a_quiet_hour,
+    invoice_postings,
+    make_span_rows,
+)
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 FLOW = "billing.invoice-post"
@@ -539,3 +546,69 @@ def test_a_second_category_joining_an_alert_is_an_escalation(store):
         ("escalated", "exception_category"),
     ]
     assert alert.categories == ["mapping", "timeout"]
+
+
+def _notified(store) -> list[tuple]:
+    return store.query_rows(
+        f"SELECT at, event, kind, detail FROM {store.table('alert_events')} FINAL "
+        "WHERE event IN ('opened', 'escalated') ORDER BY at, event"
+    )
+
+
+def test_failures_after_a_quiet_hour_open_one_alert_with_every_kind_and_no_nan(store):
+    # the error rate, with no rate in the last hour to compare with, joined the mapping
+    # alert in the minute it opened: a second message, "error_rate from nan% to 100.00%"
+    store.insert_arrow("otel_traces", make_span_rows(failing_after_a_quiet_hour(START)))
+    opened_at = START + timedelta(minutes=QUIET_RETURN_MINUTE)
+
+    DetectorRunner(store).catch_up(opened_at + timedelta(minutes=5))
+
+    assert _notified(store) == [
+        (
+            opened_at,
+            "opened",
+            "exception_category",
+            "mapping failures: 6 of 6 transactions in 15 min (usual rate 1.000%); "
+            "error_rate 100.00% (no earlier value to compare with)",
+        )
+    ]
+    [alert] = list_alerts(store, load_severity(), "open")
+    assert alert["kinds"] == ["exception_category", "error_rate"]
+    assert alert["categories"] == ["mapping"]
+
+
+def test_one_minute_s_onsets_open_together_and_a_later_minute_s_escalate(store):
+    runner = DetectorRunner(store)
+    state = runner._series(FLOW, "erp", "Invoice")
+    errors = Signal("error_rate", "error_rate", 8.0, math.nan, 1.0)
+    mapping = Signal("exception_category", "category:mapping", 10.0, 0.01, 1.0, "mapping: 6 of 6")
+    slow = Signal("latency", "latency_shift", 6.0, 210.0, 2600.0, "calls slow")
+    timeouts = Signal("exception_category", "category:timeout", 5.0, 0.01, 0.3, "timeout: 2 of 6")
+    quiet = Signal("volume", "volume", 5.5, 6.0, 0.0)
+    for offset, onsets in enumerate([[errors, mapping], [slow], [timeouts, quiet]]):
+        at = START + timedelta(minutes=offset)
+        runner._apply(state, at, Minute(transactions=6.0), onsets, onsets)
+    runner.book.flush()
+
+    assert [row[1:] for row in _notified(store)] == [
+        (
+            "opened",
+            "exception_category",
+            "mapping: 6 of 6; error_rate 100.00% (no earlier value to compare with)",
+        ),
+        ("escalated", "latency", "calls slow"),
+        # one escalation for the minute, led by its strongest news
+        ("escalated", "volume", "volume from 6 to 0; timeout: 2 of 6"),
+    ]
+    alert = runner.book.open_alerts[(FLOW, "erp")]
+    assert alert.kinds == ["exception_category", "error_rate", "latency", "volume"]
+    assert alert.categories == ["mapping", "timeout"]
+
+
+@pytest.mark.parametrize("baseline", [math.nan, None])
+def test_what_changed_says_there_is_no_earlier_rate_rather_than_nan(baseline):
+    # stored as NaN, listed by the API as null: "error rate nan% → 100.00%", or "error_rate"
+    alert = {"signal": "error_rate", "kind": "error_rate", "baseline": baseline, "observed": 1.0}
+    assert what_changed(alert) == "error rate 100.00% (no earlier value to compare with)"
+    volume = {"signal": "volume", "baseline": baseline, "observed": 0.0}
+    assert what_changed(volume) == "volume 0 tx/min (no earlier value to compare with)"

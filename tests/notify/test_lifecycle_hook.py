@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from seamwatch.cli import app
 from tests.lineage.spans import posted, published
 from tests.notify.helpers import DASHBOARD, FAST, route
 from tests.notify.receiver import Answer, RecordingServer
-from tests.rows import make_span_rows
+from tests.rows import QUIET_RETURN_MINUTE, failing_after_a_quiet_hour, make_span_rows
 
 MINUTE = timedelta(minutes=1)
 SIGNAL = Signal("error_rate", "error_rate", 12.0, 0.001, 0.2, "error_rate from 0.10% to 20.00%")
@@ -125,6 +126,40 @@ def test_a_duplicate_posting_reaches_chat_with_its_currency_and_its_findings_sai
     assert "*Money at risk*\\n1,250.50 EUR" in text
     assert text.count("posted twice") == 1
     assert "Top error" not in text
+
+
+def test_an_alert_opening_with_two_kinds_is_one_message_without_nan_everywhere(store):
+    # each destination got an opening and an "escalation" 13 to 25 ms apart, the second
+    # saying "error_rate from nan% to 100.00%"
+    start = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+    store.insert_arrow("otel_traces", make_span_rows(failing_after_a_quiet_hour(start)))
+    end = start + timedelta(minutes=QUIET_RETURN_MINUTE + 5)
+    with RecordingServer() as server:
+        routes = [
+            route("slack", server.url + "/services/T/B/x", name="finance"),
+            route("webhook", server.url + "/hook", name="ops"),
+        ]
+        clock = lambda: end  # noqa: E731 - the events are live
+        notifier = Notifier(routes, load_severity(), DASHBOARD, StoreRecorder(), clock=clock)
+        notifier.start()
+        lifecycle.add_listener(notifier.on_flush)
+        try:
+            DetectorRunner(store, chunk=MINUTE).catch_up(end)
+            server.wait_for(2)
+        finally:
+            lifecycle.remove_listener(notifier.on_flush)
+            notifier.stop(timeout_seconds=2)
+    assert len(server.received) == 2  # one message each
+    webhook, slack = sorted(server.received, key=lambda got: got.path)
+    assert webhook.json["event"] == "opened"
+    assert webhook.json["alert"]["kinds"] == ["exception_category", "error_rate"]
+    assert webhook.json["alert"]["what_changed"].endswith(
+        "; error_rate 100.00% (no earlier value to compare with)"
+    )
+    assert slack.json["text"].startswith("P")
+    assert " opened: billing.invoice-post -> erp" in slack.json["text"]
+    for got in (slack, webhook):
+        assert not re.search(r"\b(nan|inf|none)\b", json.dumps(got.json), re.IGNORECASE)
 
 
 def test_notify_test_and_check_commands_say_what_happened(tmp_path, monkeypatch):
