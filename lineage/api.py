@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -27,8 +27,8 @@ from lineage.reconcile import (
     recorded_exceptions,
 )
 from seamwatch.api import API_PREFIX, bad_request, query_problem, store_failed
-from seamwatch.times import TimeOutOfRange, check_supported, utc_text
-from seamwatch.user_text import quoted
+from seamwatch.times import supported_time_or_ago, utc_text
+from seamwatch.user_text import is_whole_number, quoted
 from storage import Store, StoreError
 
 DEFAULT_HEALTH_WINDOW = timedelta(hours=1)
@@ -129,18 +129,12 @@ def _only(params: Any, allowed: set[str]) -> None:
 
 
 def _time(text: str | None, name: str) -> datetime | None:
+    """A time parameter: ISO-8601, or a duration before now (``15m``) as the CLI takes it."""
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise _BadQuery(
-            f"{name} {quoted(text)} is not an ISO-8601 time, e.g. 2025-03-10T12:00:00Z."
-        ) from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-    try:
-        return check_supported(moment, name, text)
-    except TimeOutOfRange as exc:
+        return supported_time_or_ago(text, name)
+    except ValueError as exc:
         raise _BadQuery(str(exc)) from None
 
 
@@ -158,10 +152,9 @@ def _health_window(request: Request) -> tuple[datetime, datetime]:
 
 
 def _integer(text: str, name: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise _BadQuery(f"{name} {quoted(text)} is not a whole number.") from None
+    if not is_whole_number(text):
+        raise _BadQuery(f"{name} {quoted(text)} is not a whole number.")
+    value = int(text)
     if not low <= value <= high:
         raise _BadQuery(f"{name} must be between {low} and {high}; got {value}.")
     return value

@@ -29,7 +29,7 @@ from notify.records import (
 )
 from notify.routing import NAME_MAX_LENGTH, NAME_PATTERN
 from seamwatch.times import supported_time_or_ago, utc_text
-from seamwatch.user_text import KEY_LIMIT, TextProblem, check_text, quoted
+from seamwatch.user_text import KEY_LIMIT, TextProblem, check_text, is_whole_number, quoted
 
 if TYPE_CHECKING:
     from storage.base import Store
@@ -142,10 +142,9 @@ def _limit(text: str | None, prefix: str) -> int:
     if text is None:
         return DEFAULT_LIMIT
     allowed = f"a whole number from 1 to {MAX_LIMIT}"
-    try:
-        limit = int(text)
-    except ValueError:
-        raise DeliveryFilterError(f"{prefix}limit {quoted(text)} is not {allowed}.") from None
+    if not is_whole_number(text):
+        raise DeliveryFilterError(f"{prefix}limit {quoted(text)} is not {allowed}.")
+    limit = int(text)
     if not 1 <= limit <= MAX_LIMIT:
         raise DeliveryFilterError(f"{prefix}limit {quoted(text)} is not {allowed}.")
     return limit

@@ -118,3 +118,13 @@ def is_utf16(data: bytes) -> bool:
     start = data[:_SNIFFED_BYTES]
     pairs = len(start) // 2
     return pairs > 0 and any(start[first::2][:pairs] == bytes(pairs) for first in (0, 1))
+
+
+def is_whole_number(text: str) -> bool:
+    """Whether ``text`` is a whole number written in ASCII digits alone: ``int`` would also
+    take ``1_0``, ``+5`` and digits of other scripts, which no one types for a count.
+
+    >>> [is_whole_number(text) for text in ("10", "1_0", "+5", "\uff15", "")]
+    [True, False, False, False, False]
+    """
+    return text.isascii() and text.isdigit()

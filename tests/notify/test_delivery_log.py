@@ -216,6 +216,9 @@ def test_a_listing_cut_by_the_limit_says_so_and_one_with_nothing_says_that(log):
         ),
         (["--limit", "0"], "--limit '0' is not a whole number from 1 to 1000."),
         (["--limit", "ten"], "--limit 'ten' is not a whole number from 1 to 1000."),
+        # int() took these: an underscore and a fullwidth digit
+        (["--limit", "1_0"], "--limit '1_0' is not a whole number from 1 to 1000."),
+        (["--limit", "\uff15"], "--limit '\uff15' is not a whole number from 1 to 1000."),
         (
             ["--since", "yesterday"],
             "--since 'yesterday' is neither a time (2025-03-10T12:00:00Z) nor a duration "
