@@ -28,7 +28,7 @@ from lineage.reconcile import (
 )
 from seamwatch.api import API_PREFIX, bad_request, query_problem, store_failed
 from seamwatch.times import supported_time_or_ago, utc_text
-from seamwatch.user_text import is_whole_number, quoted
+from seamwatch.user_text import TextProblem, check_length, is_whole_number, quoted
 from storage import Store, StoreError
 
 DEFAULT_HEALTH_WINDOW = timedelta(hours=1)
@@ -85,7 +85,7 @@ def _flows(store: Store, request: Request) -> dict[str, Any]:
 def _flow_map(store: Store, request: Request) -> dict[str, Any]:
     _only(request.query_params, {"since", "until", "flow"})
     start, end = _health_window(request)
-    frame = flow_map(store, start, end, request.query_params.get("flow"))
+    frame = flow_map(store, start, end, _name(request.query_params.get("flow"), "flow"))
     return {"since": utc_text(start), "until": utc_text(end), "edges": _records(frame)}
 
 
@@ -96,7 +96,7 @@ def _reconciliation(store: Store, request: Request) -> dict[str, Any]:
         store,
         _time(params.get("since"), "since"),
         _time(params.get("until"), "until"),
-        params.get("target", DEFAULT_TARGET),
+        _name(params.get("target", DEFAULT_TARGET), "target"),
     )
 
 
@@ -118,8 +118,18 @@ def _kpis(store: Store, request: Request) -> dict[str, Any]:
         store,
         _time(params.get("since"), "since"),
         _time(params.get("until"), "until"),
-        params.get("target", DEFAULT_TARGET),
+        _name(params.get("target", DEFAULT_TARGET), "target"),
     )
+
+
+def _name(value: str | None, field: str) -> str | None:
+    """A flow or target name, at most as long as any key (its echo in the answer included)."""
+    if value is None:
+        return None
+    try:
+        return check_length(field, value)
+    except TextProblem as exc:
+        raise _BadQuery(f"{exc}.") from None
 
 
 def _only(params: Any, allowed: set[str]) -> None:

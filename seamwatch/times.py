@@ -23,7 +23,7 @@ from seamwatch.user_text import quoted
 # whole years within what 64-bit nanoseconds reach (1677-09-21 to 2262-04-11), with room for
 # the day that reconciliation reads before its window and the hour a window defaults to
 EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
-LATEST = datetime(2261, 12, 31, 23, 59, 59, tzinfo=UTC)
+LATEST = datetime(2261, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 SUPPORTED_RANGE = f"{EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d} (UTC)"
 
 

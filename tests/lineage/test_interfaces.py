@@ -196,6 +196,26 @@ def test_a_key_longer_than_the_limit_is_refused_quoted_short(client, name):
     }
 
 
+@pytest.mark.parametrize(
+    ("path", "name"), [("/kpis", "target"), ("/reconciliation", "target"), ("/flow-map", "flow")]
+)
+def test_a_name_longer_than_the_limit_is_refused_quoted_short(client, path, name):
+    # a target of 5,000 characters was taken and echoed back whole
+    response = client.get(f"/api/v1{path}", params={name: "t" * 1001})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": f"{name} is 1,001 characters long; at most 1,000 are allowed (got '{'t' * 57}…')."
+    }
+
+
+def test_the_last_second_of_the_range_is_taken_whole(client):
+    # 23:59:59.5 was refused as outside a range that the docs say ends on 2261-12-31
+    response = client.get("/api/v1/kpis", params={"until": "2261-12-31T23:59:59.5Z"})
+
+    assert response.status_code == 200, response.text
+
+
 def test_the_api_takes_a_duration_before_now_as_the_cli_does(client):
     # "15m" was refused as not an ISO-8601 time, while reconcile --since 15m took it
     for path in ("/reconciliation", "/flows", "/kpis"):
