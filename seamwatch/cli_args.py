@@ -13,7 +13,7 @@ and parameters are told apart by what they hold (``commands``, ``param_type_name
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import typer
@@ -93,13 +93,31 @@ def _commands_and_positional(group: Any, args: list[str]) -> tuple[list[Any], in
 
 
 def _value_option(commands: list[Any], arg: str) -> Any:
-    """The option named ``arg`` that takes a value, among the options of ``commands``."""
-    for command in reversed(commands):
+    """The option named ``arg`` that takes a value, among the options of ``commands``, else
+    of the commands below them: one placed before its command (``seamwatch --data-dir DIR
+    alerts``) is still named, though the command line is wrong."""
+    named = list(_options_named(reversed(commands), arg))
+    named = named or list(_options_named(_below(commands[-1]), arg))
+    return next((option for option in named if not _is_flag(option)), None)
+
+
+def _options_named(commands: Iterable[Any], arg: str) -> Iterator[Any]:
+    """The options of ``commands`` named ``arg``."""
+    for command in commands:
         for param in command.params:
-            is_option = param.param_type_name == "option"
-            if is_option and arg in param.opts and not (param.is_flag or param.count):
-                return param
-    return None
+            if param.param_type_name == "option" and arg in param.opts:
+                yield param
+
+
+def _is_flag(option: Any) -> bool:
+    return bool(option.is_flag or option.count)
+
+
+def _below(group: Any) -> Iterator[Any]:
+    """Every command and group below ``group``."""
+    for command in getattr(group, "commands", {}).values():
+        yield command
+        yield from _below(command)
 
 
 def _argument_name(command: Any, position: int) -> str:

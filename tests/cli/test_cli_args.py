@@ -31,6 +31,9 @@ NOT_UTF8 = "\udcff"
         (["notify", "check", "--notify-file", NOT_UTF8], "--notify-file"),
         (["simulate", "--endpoint", NOT_UTF8], "--endpoint"),
         ([NOT_UTF8], "the command name"),
+        # a store option before its command: it was "the command name"
+        (["--data-dir", NOT_UTF8, "alerts"], "--data-dir"),
+        (["--clickhouse-url", NOT_UTF8, "alerts", "silences"], "--clickhouse-url"),
     ],
 )
 def test_an_argument_that_is_not_utf8_is_one_error_line_naming_it(args, named):
