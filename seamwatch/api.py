@@ -16,7 +16,7 @@ import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -131,7 +131,9 @@ class ApiGuard:
             return JSONResponse(
                 {"error": BEARER_REFUSAL}, 401, headers={"WWW-Authenticate": "Bearer"}
             )
-        problem = query_encoding_problem(scope.get("query_string", b""))
+        routes = getattr(scope.get("app"), "routes", ())  # to name the parameter of a path
+        problem = path_encoding_problem(scope.get("raw_path"), routes)
+        problem = problem or query_encoding_problem(scope.get("query_string", b""))
         return bad_request(problem) if problem else None
 
 
@@ -174,10 +176,42 @@ def query_encoding_problem(query_string: bytes) -> str | None:
     return None
 
 
-def _percent_decoded(raw: bytes) -> tuple[str, bool]:
+def path_encoding_problem(raw_path: bytes | None, routes: Iterable[BaseRoute]) -> str | None:
+    """What is not UTF-8 text in a raw URL path (``/alerts/%ff/ack``), naming the path
+    parameter of ``routes`` it stands in, or None. Servers read such bytes as U+FFFD, so an
+    id no one gave would be looked up and reported unknown."""
+    segments = [_percent_decoded(raw, in_query=False) for raw in (raw_path or b"").split(b"/")]
+    at = next((index for index, (_, is_text) in enumerate(segments) if not is_text), None)
+    if at is None:
+        return None
+    shown = [text for text, _ in segments]
+    name = _path_parameter(routes, "/".join(shown), sum(len(text) + 1 for text in shown[:at]))
+    if name is None:
+        return (
+            f"A path segment ({quoted(shown[at])}) is not UTF-8 text; "
+            "percent-encode the path as UTF-8."
+        )
+    return (
+        f"Path segment {{{name}}} is not UTF-8 text (got {quoted(shown[at])}); "
+        "percent-encode it as UTF-8."
+    )
+
+
+def _path_parameter(routes: Iterable[BaseRoute], path: str, offset: int) -> str | None:
+    """The name of the parameter of the first of ``routes`` matching ``path`` that holds the
+    character at ``offset``, or None."""
+    for route in routes:
+        match = route.path_regex.match(path) if isinstance(route, Route) else None
+        for name in match.groupdict() if match else ():
+            if match.start(name) <= offset < match.end(name):
+                return name
+    return None
+
+
+def _percent_decoded(raw: bytes, *, in_query: bool = True) -> tuple[str, bool]:
     """``raw`` percent-decoded, and whether it is UTF-8; bytes that are not are shown as
-    ``\\xff``."""
-    decoded = unquote_to_bytes(raw.replace(b"+", b" "))
+    ``\\xff``. A ``+`` is a space in a query only."""
+    decoded = unquote_to_bytes(raw.replace(b"+", b" ") if in_query else raw)
     try:
         return decoded.decode(), True
     except UnicodeDecodeError:

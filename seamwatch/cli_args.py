@@ -1,10 +1,12 @@
-"""Command-line arguments that are not text, refused for every command in one place.
+"""Command-line arguments and ``SEAMWATCH_*`` variables that are not text, refused for every
+command in one place.
 
-Python hands over bytes of the command line that are not UTF-8 as lone surrogates
-(``$'\\xff'`` becomes ``'\\udcff'``), which no store, message or JSON body takes: they ended in
-a traceback deep in a command, or in the library's own usage lines. :class:`SeamwatchGroup`
-checks the whole command line before any command runs and names the option (or argument)
-that holds such bytes, in one ``Error:`` line.
+Python hands over bytes of the command line and the environment that are not UTF-8 as lone
+surrogates (``$'\\xff'`` becomes ``'\\udcff'``), which no store, message or JSON body takes:
+they ended in a traceback deep in a command, or in the library's own usage lines, and a data
+directory of such a name was taken as written. :class:`SeamwatchGroup` checks the whole
+command line and the ``SEAMWATCH_*`` variables before any command runs, and names the option
+(or argument) and each variable that holds such bytes, one ``Error:`` line each.
 
 Typer carries a click of its own whose classes are not the ``click`` package's, so commands
 and parameters are told apart by what they hold (``commands``, ``param_type_name``).
@@ -12,26 +14,31 @@ and parameters are told apart by what they hold (``commands``, ``param_type_name
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
+from seamwatch.settings import ENV_PREFIX, quotable_variable
 from seamwatch.user_text import quoted
 
 BAD_INPUT_EXIT = 2  # as every command exits on an option to correct
 
 
 class SeamwatchGroup(TyperGroup):
-    """The ``seamwatch`` command group: refuses arguments that are not UTF-8 before parsing."""
+    """The ``seamwatch`` command group: refuses arguments and ``SEAMWATCH_*`` variables that
+    are not UTF-8 before parsing."""
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **options: Any) -> Any:
         given = list(sys.argv[1:] if args is None else args)
-        problem = non_text_argument(self, given)
-        if problem:
+        # every such problem in one round: the argument's and each variable's
+        problems = [non_text_argument(self, given), *non_text_variables(os.environ)]
+        for problem in filter(None, problems):
             typer.echo(f"Error: {problem}", err=True)
+        if any(problems):
             sys.exit(BAD_INPUT_EXIT)
         return super().main(given, *rest, **options)
 
@@ -54,6 +61,28 @@ def non_text_argument(group: Any, args: list[str]) -> str | None:
     if option is not None:
         return _refusal(before, arg)
     return _refusal(_argument_name(commands[-1], positional), arg)
+
+
+def non_text_variables(environ: Mapping[str, str]) -> list[str]:
+    """What is not UTF-8 text in the ``SEAMWATCH_*`` variables of ``environ``, one problem per
+    variable. Each setting's own rule would judge such bytes, and a folder's took them."""
+    problems = []
+    for variable in sorted(environ):
+        value = environ[variable]
+        if not variable.upper().startswith(ENV_PREFIX) or _is_text(variable + value):
+            continue
+        if not _is_text(variable):
+            problems.append(
+                f"the environment variable name {quoted(_shown(variable))} is not UTF-8 text; "
+                "rename or unset it."
+            )
+            continue
+        shown = quotable_variable(variable, value)
+        if shown is None:  # a secret, named only
+            problems.append(f"{variable} is not UTF-8 text; write it in UTF-8.")
+        else:
+            problems.append(_refusal(variable, shown))
+    return problems
 
 
 def _refusal(name: str, value: str) -> str:
@@ -93,13 +122,31 @@ def _commands_and_positional(group: Any, args: list[str]) -> tuple[list[Any], in
 
 
 def _value_option(commands: list[Any], arg: str) -> Any:
-    """The option named ``arg`` that takes a value, among the options of ``commands``."""
-    for command in reversed(commands):
+    """The option named ``arg`` that takes a value, among the options of ``commands``, else
+    of the commands below them: one placed before its command (``seamwatch --data-dir DIR
+    alerts``) is still named, though the command line is wrong."""
+    named = list(_options_named(reversed(commands), arg))
+    named = named or list(_options_named(_below(commands[-1]), arg))
+    return next((option for option in named if not _is_flag(option)), None)
+
+
+def _options_named(commands: Iterable[Any], arg: str) -> Iterator[Any]:
+    """The options of ``commands`` named ``arg``."""
+    for command in commands:
         for param in command.params:
-            is_option = param.param_type_name == "option"
-            if is_option and arg in param.opts and not (param.is_flag or param.count):
-                return param
-    return None
+            if param.param_type_name == "option" and arg in param.opts:
+                yield param
+
+
+def _is_flag(option: Any) -> bool:
+    return bool(option.is_flag or option.count)
+
+
+def _below(group: Any) -> Iterator[Any]:
+    """Every command and group below ``group``."""
+    for command in getattr(group, "commands", {}).values():
+        yield command
+        yield from _below(command)
 
 
 def _argument_name(command: Any, position: int) -> str:

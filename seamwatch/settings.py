@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seamwatch.user_text import quoted
 
+ENV_PREFIX = "SEAMWATCH_"
 DEFAULT_DATA_DIR = Path(".seamwatch")
 DEFAULT_DATABASE = "seamwatch"
 DEFAULT_OTLP_HTTP_PORT = 4318
@@ -62,7 +63,7 @@ class SettingsError(ValueError):
 class Settings(BaseSettings):
     """Every tunable of Seamwatch. Environment variables carry the ``SEAMWATCH_`` prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="SEAMWATCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     data_dir: Path = Field(
         DEFAULT_DATA_DIR,
@@ -318,6 +319,17 @@ def load_settings(**overrides: object) -> Settings:
 
 
 _SECRET_SETTINGS = frozenset({"auth_token", "hash_salt"})
+
+
+def quotable_variable(variable: str, value: str) -> str | None:
+    """``value`` of environment variable ``variable`` as an error may quote it: a setting's
+    value as settings errors quote it (a server URL without its password); None for a secret,
+    and for a ``SEAMWATCH_*`` variable that is no setting, which may hold a notification
+    destination's secret."""
+    name = variable.upper().removeprefix(ENV_PREFIX).lower()
+    if name not in Settings.model_fields or name in _SECRET_SETTINGS:
+        return None
+    return _masked_url(value) if name == "clickhouse_url" else value
 
 
 def _describe(exc: ValidationError) -> str:

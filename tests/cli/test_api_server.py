@@ -42,6 +42,21 @@ def test_the_api_server_answers_in_json_and_withdraws_its_address(store, tmp_pat
     assert running_endpoint(tmp_path) is None
 
 
+def test_the_api_server_refuses_a_path_segment_that_is_not_utf8(store, tmp_path):
+    # the id was read as U+FFFD and answered "no silence with id"
+    server = ApiServer(store, tmp_path)
+    server.start()
+    try:
+        answer = httpx.post(f"{server.endpoint}/api/v1/silences/%FF%FE/cancel", json={})
+    finally:
+        server.stop()
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "Path segment {silence_id} is not UTF-8 text (got '\\\\xff\\\\xfe'); "
+        "percent-encode it as UTF-8."
+    }
+
+
 def test_a_change_the_process_did_not_answer_says_to_check_before_repeating_it():
     # a stopped process made the change once it ran again; "try again" made a second silence
     with socket.socket() as silent:

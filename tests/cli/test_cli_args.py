@@ -31,6 +31,9 @@ NOT_UTF8 = "\udcff"
         (["notify", "check", "--notify-file", NOT_UTF8], "--notify-file"),
         (["simulate", "--endpoint", NOT_UTF8], "--endpoint"),
         ([NOT_UTF8], "the command name"),
+        # a store option before its command: it was "the command name"
+        (["--data-dir", NOT_UTF8, "alerts"], "--data-dir"),
+        (["--clickhouse-url", NOT_UTF8, "alerts", "silences"], "--clickhouse-url"),
     ],
 )
 def test_an_argument_that_is_not_utf8_is_one_error_line_naming_it(args, named):
@@ -65,4 +68,80 @@ def test_the_bytes_of_a_real_command_line_are_refused_without_a_traceback(tmp_pa
 
     assert result.returncode == 2
     assert result.stderr == b"Error: --key is not UTF-8 text (got '\\\\xff'); write it in UTF-8.\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        # a data directory of that name was taken as written
+        (
+            "SEAMWATCH_DATA_DIR",
+            f"/srv/d{NOT_UTF8}",
+            "SEAMWATCH_DATA_DIR is not UTF-8 text (got '/srv/d\\\\xff'); write it in UTF-8.",
+        ),
+        (
+            "SEAMWATCH_CLICKHOUSE_URL",
+            f"http://ana:pass{NOT_UTF8}@127.0.0.1:8123/x",
+            "SEAMWATCH_CLICKHOUSE_URL is not UTF-8 text (got 'http://ana:***@127.0.0.1:8123/x'); "
+            "write it in UTF-8.",
+        ),
+        # a secret, or a variable a notification file may name for one, is never shown
+        (
+            "SEAMWATCH_AUTH_TOKEN",
+            f"t{NOT_UTF8}",
+            "SEAMWATCH_AUTH_TOKEN is not UTF-8 text; write it in UTF-8.",
+        ),
+        (
+            "SEAMWATCH_SEVERITY_FILE",
+            NOT_UTF8,
+            "SEAMWATCH_SEVERITY_FILE is not UTF-8 text; write it in UTF-8.",
+        ),
+    ],
+)
+def test_a_variable_that_is_not_utf8_is_refused_up_front_naming_it(
+    tmp_path, monkeypatch, variable, value, message
+):
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(app, ["alerts", "silences"], env={variable: value})
+
+    assert result.exit_code == 2
+    assert result.output == f"Error: {message}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_argument_and_variable_that_is_not_utf8_is_refused_in_one_round():
+    env = {"SEAMWATCH_DATABASE": NOT_UTF8, "SEAMWATCH_NOTIFY_FILE": NOT_UTF8}
+
+    result = CliRunner().invoke(app, ["lineage", "--key", NOT_UTF8], env=env)
+
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "Error: --key is not UTF-8 text (got '\\\\xff'); write it in UTF-8.",
+        "Error: SEAMWATCH_DATABASE is not UTF-8 text (got '\\\\xff'); write it in UTF-8.",
+        "Error: SEAMWATCH_NOTIFY_FILE is not UTF-8 text (got '\\\\xff'); write it in UTF-8.",
+    ]
+
+
+def test_a_variable_of_a_real_environment_is_refused_without_a_traceback(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "SEAMWATCH_DATA_DIR": b"\xff"}
+    env = {os.fsencode(name): os.fsencode(value) for name, value in env.items()}
+    env[b"SEAMWATCH_\xfe"] = b"1"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "seamwatch", "alerts", "silences"],
+        capture_output=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        b"Error: SEAMWATCH_DATA_DIR is not UTF-8 text (got '\\\\xff'); write it in UTF-8.\n"
+        b"Error: the environment variable name 'SEAMWATCH_\\\\xfe' is not UTF-8 text; "
+        b"rename or unset it.\n"
+    )
     assert list(tmp_path.iterdir()) == []

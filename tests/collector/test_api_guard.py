@@ -176,3 +176,43 @@ def test_a_query_in_utf8_passes_the_guard(guarded):
 
     assert answer.status_code == 200
     assert answer.json()["query"] == {"key": "Fé-1"}
+
+
+PATH_NOT_UTF8 = [
+    ("/api/v1/alerts/%FF%FE/ack", "{alert_id}", "\\\\xff\\\\xfe"),
+    ("/api/v1/alerts/INV-%e9/ack", "{alert_id}", "INV-\\\\xe9"),
+    ("/api/v1/silences/%ff/cancel", "{silence_id}", "\\\\xff"),
+]
+
+
+@pytest.mark.parametrize(("path", "segment", "shown"), PATH_NOT_UTF8)
+def test_a_path_segment_that_is_not_utf8_is_refused_naming_it(guarded, path, segment, shown):
+    # it was read as U+FFFD and answered "no alert with id"
+    answer = guarded.post(path, json={"by": "ana"})
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": f"Path segment {segment} is not UTF-8 text (got '{shown}'); "
+        "percent-encode it as UTF-8."
+    }
+
+
+def test_a_path_the_api_does_not_have_is_refused_for_its_bytes_too(guarded):
+    answer = guarded.get("/api/v1/al%ffrts")
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "A path segment ('al\\\\xffrts') is not UTF-8 text; "
+        "percent-encode the path as UTF-8."
+    }
+
+
+def test_the_receiver_refuses_a_path_segment_that_is_not_utf8_only(api):
+    refused = httpx.post(f"{api}/api/v1/alerts/%FF%FE/ack", json={"by": "ana"})
+    in_utf8 = httpx.post(f"{api}/api/v1/alerts/F%C3%A9+1/ack", json={"by": "ana"})
+
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("Path segment {alert_id} is not UTF-8 text")
+    # a path's + is no space, as it is in a query
+    assert in_utf8.status_code == 404
+    assert "'Fé+1'" in in_utf8.json()["error"]
