@@ -183,7 +183,7 @@ def detectors_command(
 
 
 def _catch_up_once(runner: DetectorRunner, stop: threading.Event) -> None:
-    # Ctrl-C ends the catch-up after the chunk in progress, whose position is saved, and says
+    # Ctrl-C ends the catch-up after the minute in progress, whose position is saved, and says
     # where it stopped: a week's first catch-up takes minutes
     report = runner.catch_up(datetime.now(UTC) - DEFAULT_DELAY, stop)
     if stop.is_set():
@@ -211,7 +211,7 @@ def _evaluate_until_stopped(store: Store, api: ApiServer | None, stop: threading
     # short waits: a signal caught by another thread reaches this one only between them
     while not stop.wait(1.0):
         pass
-    typer.echo("Stopping the detectors after the minutes in progress...")
+    typer.echo("Stopping the detectors after the minute in progress...")
     detectors.stop()
     typer.echo(f"Detectors stopped; minutes evaluated: {_evaluated(detectors.runner.cursor)}.")
 

@@ -17,6 +17,8 @@ alarm of the series has settled (:mod:`detectors.lifecycle`).
 How far the runner got is stored in ``detector_state``. After a restart it learns the week
 before that point from the store (without alerting), marks the alarms of open alerts as open,
 and evaluates every minute since, so downtime delays alerts but neither loses nor repeats them.
+A stop ends a catch-up between two minutes: the minutes evaluated so far are written and
+recorded, and the next one is evaluated at the next start, as after any downtime.
 A minute is evaluated ``delay`` after it ends, giving late spans time to arrive: live, each
 evaluation starts at that moment rather than on a free-running timer, so an alert is raised
 ``delay`` plus the evaluation's own time after the minute that shows it.
@@ -479,21 +481,31 @@ class DetectorRunner:
     def catch_up(self, until: datetime, stop: threading.Event | None = None) -> RunReport:
         """Evaluate every whole minute before ``until`` that was not evaluated yet.
 
-        A set ``stop`` ends the work after the chunk in progress, whose position is saved: a
-        week's first catch-up takes minutes, and a shutdown should not wait for all of it."""
+        A set ``stop`` ends the work before the next minute (or the next query of the store):
+        the minutes evaluated so far are written and their position is saved, and the rest
+        waits for the next start. A week's first catch-up takes minutes, and a shutdown should
+        not wait even for one chunk of it."""
         until = _floor_minute(until)
+        stop = stop or threading.Event()
         report = RunReport()
         opened, resolved = self.book.opened, self.book.resolved
-        if not self._started and not self._start(until):
+        if not self._started and not self._start(until, stop):
+            report.evaluated_until = self.cursor
             return report
         assert self.cursor is not None
         progress = _CatchUpProgress(self.cursor, until)
         for chunk_start, chunk_end in _chunks(self.cursor, until, self.chunk):
-            if stop is not None and stop.is_set():
+            reached = self._evaluate_chunk(chunk_start, chunk_end, report, stop)
+            if reached > chunk_start:
+                self.book.flush()
+                self._save_cursor(reached)
+            if reached < chunk_end:
+                logger.info(
+                    "Stopped catching up; minutes evaluated up to %s, the rest follow at the "
+                    "next start",
+                    reached.strftime("%Y-%m-%d %H:%M UTC"),
+                )
                 break
-            self._evaluate_chunk(chunk_start, chunk_end, report)
-            self.book.flush()
-            self._save_cursor(chunk_end)
             progress.reached(chunk_end)
         report.series = len(self.series)
         report.opened = self.book.opened - opened
@@ -508,9 +520,10 @@ class DetectorRunner:
         self.cursor = _floor_minute(cursor)
         self._started = True
 
-    def _start(self, until: datetime) -> bool:
-        """Find where to begin, learn the week before it and restore open alerts."""
-        self.cursor = self._load_cursor()
+    def _start(self, until: datetime, stop: threading.Event) -> bool:
+        """Find where to begin, learn the week before it and restore open alerts; False when
+        there is nothing to evaluate yet or ``stop`` was set meanwhile (nothing is written)."""
+        stored = self.cursor = self._load_cursor()
         if self.cursor is None:
             bounds = data_bounds(self.store)
             if bounds is None:
@@ -522,10 +535,12 @@ class DetectorRunner:
             self.name,
             self.cursor.strftime("%Y-%m-%d %H:%M UTC"),
         )
-        self._warm_up(self.cursor - self.warmup, self.cursor)
-        for (flow, target), alert in self.book.load_open().items():
-            self._series(flow, target, alert.business_object).mark_open(alert.kinds, alert.signal)
-        self._restore_ledgers()
+        if not self._learn_before(self.cursor, stop):
+            # the next start learns it all again: keep nothing half learned
+            self.series.clear()
+            self.ledgers.clear()
+            self.cursor = stored
+            return False
         # nothing to write yet: the book's listeners hear that the runner starts, so the
         # notifier delivers what was left undelivered before it, ahead of the catch-up
         self.book.flush()
@@ -539,8 +554,20 @@ class DetectorRunner:
         )
         return True
 
-    def _warm_up(self, start: datetime, end: datetime) -> None:
+    def _learn_before(self, cursor: datetime, stop: threading.Event) -> bool:
+        """Learn the week before ``cursor`` and the open alerts; False when stopped first."""
+        if not self._warm_up(cursor - self.warmup, cursor, stop):
+            return False
+        for (flow, target), alert in self.book.load_open().items():
+            self._series(flow, target, alert.business_object).mark_open(alert.kinds, alert.signal)
+        self._restore_ledgers()
+        return not stop.is_set()
+
+    def _warm_up(self, start: datetime, end: datetime, stop: threading.Event) -> bool:
+        """Learn the minutes of ``[start, end)`` a day at a time; False when stopped first."""
         for chunk_start, chunk_end in _chunks(start, end, timedelta(days=1)):
+            if stop.is_set():
+                return False
             frame = read_minutes(self.store, chunk_start, chunk_end)
             index = pd.date_range(
                 _naive(chunk_start), _naive(chunk_end), freq="1min", inclusive="left"
@@ -552,25 +579,36 @@ class DetectorRunner:
                     ["transactions", "failed", "calls"]
                 ].fillna(0.0)
                 state.learn(dense)
+        return True
 
-    def _evaluate_chunk(self, start: datetime, end: datetime, report: RunReport) -> None:
+    def _evaluate_chunk(
+        self, start: datetime, end: datetime, report: RunReport, stop: threading.Event
+    ) -> datetime:
+        """Evaluate the minutes of ``[start, end)`` in memory until ``stop`` is set; return the
+        first minute not evaluated (``end`` when all were). A minute is evaluated whole or not
+        at all: the stop is looked at only between two minutes, and between the queries."""
+        if stop.is_set():
+            return start
         began = time.perf_counter()
         frame = read_minutes(self.store, start, end)
         read = time.perf_counter()
+        report.query_seconds += read - began
+        if stop.is_set():
+            return start
         found = watch_chunk(self.store, start, end)
         queried = time.perf_counter()
+        report.watch_seconds += queried - read
         by_minute: dict[pd.Timestamp, list[dict]] = {}
         for row in frame.to_dict("records"):
             by_minute.setdefault(row["minute"], []).append(row)
         minute = start
-        while minute < end:
+        while minute < end and not stop.is_set():
             stamp = pd.Timestamp(_naive(minute))
             self._evaluate_minute(minute, by_minute.get(stamp, []), found.get(stamp, {}))
             minute += MINUTE
             report.minutes += 1
-        report.query_seconds += read - began
-        report.watch_seconds += queried - read
         report.detect_seconds += time.perf_counter() - queried
+        return minute
 
     def _evaluate_minute(
         self,
@@ -746,7 +784,8 @@ class RunnerThread:
         self._thread.start()
 
     def stop(self, timeout_seconds: float = 30.0) -> None:
-        """Stop after the evaluation in progress, if any, has been written."""
+        """Stop after the minute in progress, if any, once the minutes evaluated so far are
+        written; the wait is for that minute and at most one query of the store."""
         self._stop.set()
         if self._thread.ident is None:
             return
