@@ -217,8 +217,9 @@ def _evaluate_until_stopped(store: Store, api: ApiServer | None, stop: threading
 
 
 def _evaluated(cursor: datetime | None) -> str:
-    """How far the runner got, e.g. ``up to 2026-12-04 13:52 UTC``."""
-    return f"up to {cursor:%Y-%m-%d %H:%M} UTC" if cursor else "none yet (no spans stored)"
+    """How far the runner got, e.g. ``up to 2026-12-04 13:52 UTC``; ``none yet`` when no span
+    was stored or the stop came while the first start was still learning the week before."""
+    return f"up to {cursor:%Y-%m-%d %H:%M} UTC" if cursor else "none yet"
 
 
 def alerts_command(
