@@ -70,6 +70,9 @@ CRITICAL = "critical"
 DROPPED_EVENTS = "dropped_events"
 ERP_LATENCY_DRIFT = "erp_latency_drift"
 JUDGE_RUNNER = "simulator-judge"
+# critical incidents apart by the affected transactions seen within the deadline
+SPARSE_EVIDENCE = "at_most_one_affected"
+AMPLE_EVIDENCE = "two_or_more_affected"
 DEFAULT_START = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday, so a week covers every weekday
 
 
@@ -111,6 +114,23 @@ class Judgement:
     def critical(self) -> list[IncidentVerdict]:
         """Verdicts of incidents on critical flows."""
         return [verdict for verdict in self.incidents if verdict.tier == CRITICAL]
+
+    def critical_by_evidence(self) -> dict[str, dict[str, int]]:
+        """Critical incidents and those caught in time, apart by how many affected
+        transactions showed within the deadline: at most one, or two and more. One failure
+        or one slow posting is also what a flow shows on an ordinary day, so the first group
+        tells how far the objective is bound by what the spans carried."""
+        groups: dict[str, dict[str, int]] = {
+            SPARSE_EVIDENCE: {"incidents": 0, "caught_in_time": 0},
+            AMPLE_EVIDENCE: {"incidents": 0, "caught_in_time": 0},
+        }
+        for verdict in self.critical:
+            group = groups[
+                AMPLE_EVIDENCE if verdict.affected_within_deadline >= 2 else SPARSE_EVIDENCE
+            ]
+            group["incidents"] += 1
+            group["caught_in_time"] += verdict.caught_in_time
+        return groups
 
     @property
     def max_false_alerts_per_flow_week(self) -> float:
@@ -155,6 +175,7 @@ class Judgement:
             "caught_in_time": sum(1 for v in self.incidents if v.caught_in_time),
             "critical_incidents": len(critical),
             "critical_caught_in_time": sum(1 for v in critical if v.caught_in_time),
+            "critical_by_evidence": self.critical_by_evidence(),
             "by_kind": self.by_kind(),
             "alerts_opened": self.alerts_opened,
             "alerts_by_flow": dict(sorted(self.alerts_by_flow.items())),
@@ -378,6 +399,7 @@ def format_judgement(judgement: Judgement) -> str:
         f"Simulated {judgement.simulated_days:g} day(s): {summary['incidents']} incidents, "
         f"{summary['caught']} caught, {summary['caught_in_time']} in time; critical "
         f"{summary['critical_caught_in_time']}/{summary['critical_incidents']} in time.",
+        *_evidence_lines(summary["critical_by_evidence"]),
         "",
         f"{'kind':<22}{'injected':>9}{'caught':>8}{'in time':>9}"
         f"{'median delay':>14}{'after evidence':>16}",
@@ -425,6 +447,20 @@ def format_judgement(judgement: Judgement) -> str:
             f"{caught}{evidence}"
         )
     return "\n".join(lines)
+
+
+def _evidence_lines(groups: dict[str, dict[str, int]]) -> list[str]:
+    """Critical incidents in time, apart by the affected transactions of their first minutes."""
+    if not any(group["incidents"] for group in groups.values()):
+        return []
+    within = f"{CAUGHT_WITHIN.total_seconds() / 60:g}"
+    ample, sparse = groups[AMPLE_EVIDENCE], groups[SPARSE_EVIDENCE]
+    return [
+        f"Of the critical ones, {ample['caught_in_time']}/{ample['incidents']} in time with two "
+        f"or more affected transactions in their first {within} min, "
+        f"{sparse['caught_in_time']}/{sparse['incidents']} with one or none (a single failure or "
+        "slow posting is also an ordinary day's)."
+    ]
 
 
 def _verdict_line(judgement: Judgement) -> str:

@@ -273,3 +273,42 @@ def test_a_drift_alerted_before_its_label_starts_is_caught_with_no_delay():
         None, _drift_label("mapping_error_burst"), _opened_at("2025-03-04 13:36"), severity
     )
     assert burst.caught_at is None
+
+
+def test_critical_incidents_are_told_apart_by_the_evidence_of_their_first_minutes():
+    # a late drift with one slow posting in its first minutes is bound by what the spans
+    # carried; a late burst with three failures is the detectors' own shortfall
+    def verdict(tier: str, delay: float | None, affected: int) -> IncidentVerdict:
+        start = "2025-03-04T10:00:00.000Z"
+        return IncidentVerdict(
+            "mapping_error_burst",
+            "billing.invoice-post",
+            "erp",
+            tier,
+            start,
+            start,
+            None if delay is None else start,
+            delay,
+            affected_within_deadline=affected,
+        )
+
+    judgement = Judgement(
+        simulated_days=7.0,
+        incidents=[
+            verdict("critical", 17.9, 1),
+            verdict("critical", None, 0),
+            verdict("critical", 0.5, 1),
+            verdict("critical", 1.2, 4),
+            verdict("critical", 6.0, 3),
+            verdict("high", 9.0, 2),
+        ],
+    )
+    assert judgement.as_dict()["critical_by_evidence"] == {
+        "at_most_one_affected": {"incidents": 3, "caught_in_time": 1},
+        "two_or_more_affected": {"incidents": 2, "caught_in_time": 1},
+    }
+    assert format_judgement(judgement).splitlines()[1] == (
+        "Of the critical ones, 1/2 in time with two or more affected transactions in their "
+        "first 5 min, 1/3 with one or none (a single failure or slow posting is also an "
+        "ordinary day's)."
+    )
