@@ -29,6 +29,7 @@ _GRPC_CODES = {
     Refusal.UNSUPPORTED: grpc.StatusCode.INVALID_ARGUMENT,
     Refusal.METHOD: grpc.StatusCode.UNIMPLEMENTED,
     Refusal.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Refusal.TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     Refusal.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     Refusal.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Refusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,

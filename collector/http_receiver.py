@@ -3,12 +3,17 @@
 Answers follow the OTLP specification (https://opentelemetry.io/docs/specs/otlp/#otlphttp):
 success only once the spans are written for good (in the spool, see ``collector.writer``); a
 partial success that counts spans refused one by one; 400 for a body that cannot be decoded;
-401 without the configured bearer token; 413 for a body over the limit after decompression;
+401 without the configured bearer token; 413 for a body over the limit after decompression, or
+at once for a Content-Length over it; 408 when the body stops arriving for the body timeout;
 431 for headers over their limit (``collector.http_protocol``); 415 for an unsupported media
 type or content encoding; 405 for another method (on the other paths too, with a JSON
 ``{"error": ...}`` naming the methods allowed); 429 or 503 with Retry-After when the store
 cannot take the spans now. Every error body is a ``google.rpc.Status`` in the request's
-encoding.
+encoding. The 413 from Content-Length and the 408 close the connection: the rest of the body
+is not worth reading, and may never come.
+
+uvicorn limits neither the size of a request body nor the time it takes to arrive, so both
+are enforced here, where the body is read.
 
 Also served: ``GET /health`` (200, or 503 while the store takes no inserts), ``GET /metrics``
 (Prometheus text format) and the JSON API under ``/api/``, which asks for the same bearer token
@@ -40,6 +45,7 @@ from collector.pipeline import IngestError, IngestPipeline, Refusal
 from collector.spans import SpanBatch
 from collector.writer import SpanWriter
 from seamwatch.api import ApiGuard, api_not_found, method_not_allowed
+from seamwatch.settings import DEFAULT_BODY_TIMEOUT_SECONDS
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -54,6 +60,7 @@ _HTTP_STATUS = {
     Refusal.UNAUTHENTICATED: (401, code_pb2.UNAUTHENTICATED),
     Refusal.METHOD: (405, code_pb2.UNIMPLEMENTED),
     Refusal.TOO_LARGE: (413, code_pb2.RESOURCE_EXHAUSTED),
+    Refusal.TIMEOUT: (408, code_pb2.DEADLINE_EXCEEDED),
     Refusal.UNSUPPORTED: (415, code_pb2.INVALID_ARGUMENT),
     Refusal.OVERLOADED: (429, code_pb2.RESOURCE_EXHAUSTED),
     Refusal.UNAVAILABLE: (503, code_pb2.UNAVAILABLE),
@@ -65,6 +72,7 @@ def create_app(
     *,
     max_request_bytes: int,
     max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
     extra_routes: Sequence[BaseRoute] = (),
     loopback_only: bool = False,
 ) -> Starlette:
@@ -74,7 +82,9 @@ def create_app(
 
     At most ``max_concurrent_requests`` trace requests are read and decoded at once; more get
     429 with Retry-After before their bodies are read, which bounds the memory requests take
-    to about that many times ``max_request_bytes``.
+    to about that many times ``max_request_bytes``. A request body declared larger than that
+    is refused from its Content-Length before it is read; one that stops arriving for
+    ``body_timeout_seconds`` gets 408, so a stalled client does not hold a slot for ever.
     """
     in_flight = 0
 
@@ -100,8 +110,9 @@ def create_app(
                 raise pipeline.refuse(Refusal.METHOD, f"{request.method} is not allowed; use POST.")
             encoding = _media_type(request, pipeline)
             pipeline.authenticate(request.headers.get("authorization"))
+            _check_declared_length(request, max_request_bytes, pipeline)
             try:
-                body = await _read_body(request, max_request_bytes, pipeline)
+                body = await _read_body(request, max_request_bytes, body_timeout_seconds, pipeline)
             except ClientDisconnect:
                 # The client went away before its body arrived: nobody reads an answer.
                 logger.debug("Client disconnected before sending its whole request")
@@ -182,16 +193,64 @@ def _media_type(request: Request, pipeline: IngestPipeline) -> str:
     return _MEDIA_TYPES[media_type]
 
 
-async def _read_body(request: Request, limit_bytes: int, pipeline: IngestPipeline) -> bytes:
+def _check_declared_length(request: Request, limit_bytes: int, pipeline: IngestPipeline) -> None:
+    """Refuse a body whose Content-Length is over the limit, before waiting for any of it.
+
+    Compressed or not: a gzip body larger than the limit would inflate to more than it.
+    """
+    try:
+        declared = int(request.headers.get("content-length", ""))
+    except ValueError:
+        return  # none (chunked): the limit is kept while reading
+    if declared > limit_bytes:
+        raise pipeline.refuse(
+            Refusal.TOO_LARGE,
+            f"Request body of {declared} bytes (its Content-Length) is larger than the limit of "
+            f"{limit_bytes} bytes (SEAMWATCH_MAX_REQUEST_BYTES); send smaller batches.",
+            closes_connection=True,  # rather than read (and drop) a body this large
+        )
+
+
+async def _read_body(
+    request: Request, limit_bytes: int, timeout_seconds: float, pipeline: IngestPipeline
+) -> bytes:
     content_encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    chunks = _arriving(request.stream(), timeout_seconds, pipeline)
     if content_encoding in ("", "identity"):
-        return await _read_plain(request.stream(), limit_bytes, pipeline)
+        return await _read_plain(chunks, limit_bytes, pipeline)
     if content_encoding == "gzip":
-        return await _read_gzip(request.stream(), limit_bytes, pipeline)
+        return await _read_gzip(chunks, limit_bytes, pipeline)
     raise pipeline.refuse(
         Refusal.UNSUPPORTED,
         f"Content-Encoding {content_encoding!r} is not supported; send gzip or no encoding.",
     )
+
+
+async def _arriving(
+    chunks: AsyncIterator[bytes], timeout_seconds: float, pipeline: IngestPipeline
+) -> AsyncIterator[bytes]:
+    """The body's chunks; a client that sends nothing for ``timeout_seconds`` is refused.
+
+    The wait is per chunk, not for the whole body, so a large body on a slow link that keeps
+    arriving is read to its end.
+    """
+    while True:
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            # counted in the refused requests; a log line each would let a client flood the log
+            logger.debug("Closing a connection whose request body stopped arriving")
+            raise pipeline.refuse(
+                Refusal.TIMEOUT,
+                f"The request body stopped arriving: nothing came for {timeout_seconds:g} s "
+                "(SEAMWATCH_BODY_TIMEOUT_SECONDS), so the connection is closed; send the "
+                "whole body without pausing that long.",
+                closes_connection=True,
+            ) from None
+        yield chunk
 
 
 def _too_large(limit_bytes: int, pipeline: IngestPipeline) -> IngestError:
@@ -262,6 +321,8 @@ def _error_response(error: IngestError, encoding: str) -> Response:
         headers["Allow"] = "POST"
     if error.kind is Refusal.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"
+    if error.closes_connection:
+        headers["Connection"] = "close"
     if encoding == PROTOBUF:
         body = status_pb2.Status(code=code, message=error.message).SerializeToString()
         return Response(body, status, headers=headers, media_type=PROTOBUF)

@@ -35,6 +35,7 @@ class Refusal(enum.Enum):
 
     MALFORMED = "malformed"
     TOO_LARGE = "too_large"
+    TIMEOUT = "timeout"
     UNSUPPORTED = "unsupported"
     METHOD = "method"
     UNAUTHENTICATED = "unauthenticated"
@@ -43,13 +44,22 @@ class Refusal(enum.Enum):
 
 
 class IngestError(Exception):
-    """A refused request: the kind, a message for the client, and when to retry if ever."""
+    """A refused request: the kind, a message for the client, when to retry if ever, and
+    whether the connection is to be closed after the answer (the rest of its body unread)."""
 
-    def __init__(self, kind: Refusal, message: str, retry_after_seconds: int | None = None):
+    def __init__(
+        self,
+        kind: Refusal,
+        message: str,
+        retry_after_seconds: int | None = None,
+        *,
+        closes_connection: bool = False,
+    ):
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.retry_after_seconds = retry_after_seconds
+        self.closes_connection = closes_connection
 
 
 class IngestPipeline:
@@ -104,11 +114,16 @@ class IngestPipeline:
         self.metrics.accepted_spans.labels(protocol).inc(batch.accepted_spans)
 
     def refuse(
-        self, kind: Refusal, message: str, retry_after_seconds: int | None = None
+        self,
+        kind: Refusal,
+        message: str,
+        retry_after_seconds: int | None = None,
+        *,
+        closes_connection: bool = False,
     ) -> IngestError:
         """Count a refused request and build the error that tells the client."""
         self.metrics.refused_requests.labels(kind.value).inc()
-        return IngestError(kind, message, retry_after_seconds)
+        return IngestError(kind, message, retry_after_seconds, closes_connection=closes_connection)
 
     def _unavailable(self, exc: Exception) -> IngestError:
         retry_after = self.writer.retry_after_seconds
