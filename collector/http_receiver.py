@@ -32,7 +32,6 @@ from datetime import UTC
 
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -41,7 +40,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from collector.pipeline import IngestError, IngestPipeline, Refusal
+from collector.pipeline import IngestError, IngestPipeline, Refusal, export_response
 from collector.spans import SpanBatch
 from collector.writer import SpanWriter
 from seamwatch.api import ApiGuard, api_not_found, method_not_allowed
@@ -302,14 +301,12 @@ async def _read_gzip(
 
 
 def _success_response(batch: SpanBatch, encoding: str) -> Response:
-    answer = ExportTraceServiceResponse()
-    if batch.rejected_spans:
-        answer.partial_success.rejected_spans = batch.rejected_spans
-        answer.partial_success.error_message = batch.rejection_reason
+    answer = export_response(batch)
     if encoding == PROTOBUF:
         return Response(answer.SerializeToString(), media_type=PROTOBUF)
-    document = json_format.MessageToDict(answer) or {"partialSuccess": {}}
-    return Response(json.dumps(document), media_type=JSON)
+    # every count written out, the 0 of a warning with nothing refused too
+    document = json_format.MessageToDict(answer, always_print_fields_with_no_presence=True)
+    return Response(json.dumps(document or {"partialSuccess": {}}), media_type=JSON)
 
 
 def _error_response(error: IngestError, encoding: str) -> Response:
