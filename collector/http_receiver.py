@@ -153,19 +153,34 @@ def create_app(
 
 
 def _health_response(writer: SpanWriter) -> Response:
-    """200 while the store takes inserts; 503 while it does not, so a probe takes notice."""
+    """200 while the store takes inserts, saying so when one hangs; 503 while it takes none,
+    so a probe takes notice.
+
+    A slow store keeps its 200: the receiver still keeps what it acknowledges (in the spool),
+    and taking it out of a load balancer would not make the store faster.
+    """
     queued = writer.stats.queued_spans
     outage = writer.outage
-    if outage is None:
-        return JSONResponse({"status": "ok", "store": "available", "queued_spans": queued})
-    since = outage.since.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    document = {
-        "status": "degraded",
-        "store": "unavailable",
-        "since": since,
-        "queued_spans": queued,
-    }
-    return JSONResponse(document, 503)
+    if outage is not None:
+        since = outage.since.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        document = {
+            "status": "degraded",
+            "store": "unavailable",
+            "since": since,
+            "queued_spans": queued,
+        }
+        return JSONResponse(document, 503)
+    slow = writer.slow_insert()
+    if slow is not None:
+        document = {
+            "status": "slow",
+            "store": "slow",
+            "insert_seconds": round(slow.insert_seconds, 1),
+            "oldest_queued_seconds": round(slow.oldest_queued_seconds, 1),
+            "queued_spans": queued,
+        }
+        return JSONResponse(document)
+    return JSONResponse({"status": "ok", "store": "available", "queued_spans": queued})
 
 
 async def _settled(stored: Future) -> None:
