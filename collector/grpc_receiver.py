@@ -16,7 +16,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from collector.pipeline import IngestError, IngestPipeline, Refusal
+from collector.pipeline import IngestError, IngestPipeline, Refusal, export_response
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ _GRPC_CODES = {
     Refusal.UNSUPPORTED: grpc.StatusCode.INVALID_ARGUMENT,
     Refusal.METHOD: grpc.StatusCode.UNIMPLEMENTED,
     Refusal.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Refusal.TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     Refusal.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     Refusal.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Refusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
@@ -59,11 +60,7 @@ def create_grpc_server(
             pipeline.outcome(stored, batch, "grpc")
         except IngestError as error:
             _abort(context, error)
-        answer = ExportTraceServiceResponse()
-        if batch.rejected_spans:
-            answer.partial_success.rejected_spans = batch.rejected_spans
-            answer.partial_success.error_message = batch.rejection_reason
-        return answer
+        return export_response(batch)
 
     handler = grpc.method_handlers_generic_handler(
         _SERVICE_NAME,

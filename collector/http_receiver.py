@@ -3,12 +3,17 @@
 Answers follow the OTLP specification (https://opentelemetry.io/docs/specs/otlp/#otlphttp):
 success only once the spans are written for good (in the spool, see ``collector.writer``); a
 partial success that counts spans refused one by one; 400 for a body that cannot be decoded;
-401 without the configured bearer token; 413 for a body over the limit after decompression;
+401 without the configured bearer token; 413 for a body over the limit after decompression, or
+at once for a Content-Length over it; 408 when the body stops arriving for the body timeout;
 431 for headers over their limit (``collector.http_protocol``); 415 for an unsupported media
 type or content encoding; 405 for another method (on the other paths too, with a JSON
 ``{"error": ...}`` naming the methods allowed); 429 or 503 with Retry-After when the store
 cannot take the spans now. Every error body is a ``google.rpc.Status`` in the request's
-encoding.
+encoding. The 413 from Content-Length and the 408 close the connection: the rest of the body
+is not worth reading, and may never come.
+
+uvicorn limits neither the size of a request body nor the time it takes to arrive, so both
+are enforced here, where the body is read.
 
 Also served: ``GET /health`` (200, or 503 while the store takes no inserts), ``GET /metrics``
 (Prometheus text format) and the JSON API under ``/api/``, which asks for the same bearer token
@@ -27,7 +32,6 @@ from datetime import UTC
 
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -36,10 +40,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from collector.pipeline import IngestError, IngestPipeline, Refusal
+from collector.pipeline import IngestError, IngestPipeline, Refusal, export_response
 from collector.spans import SpanBatch
 from collector.writer import SpanWriter
 from seamwatch.api import ApiGuard, api_not_found, method_not_allowed
+from seamwatch.settings import DEFAULT_BODY_TIMEOUT_SECONDS
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -54,6 +59,7 @@ _HTTP_STATUS = {
     Refusal.UNAUTHENTICATED: (401, code_pb2.UNAUTHENTICATED),
     Refusal.METHOD: (405, code_pb2.UNIMPLEMENTED),
     Refusal.TOO_LARGE: (413, code_pb2.RESOURCE_EXHAUSTED),
+    Refusal.TIMEOUT: (408, code_pb2.DEADLINE_EXCEEDED),
     Refusal.UNSUPPORTED: (415, code_pb2.INVALID_ARGUMENT),
     Refusal.OVERLOADED: (429, code_pb2.RESOURCE_EXHAUSTED),
     Refusal.UNAVAILABLE: (503, code_pb2.UNAVAILABLE),
@@ -65,6 +71,7 @@ def create_app(
     *,
     max_request_bytes: int,
     max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
     extra_routes: Sequence[BaseRoute] = (),
     loopback_only: bool = False,
 ) -> Starlette:
@@ -74,7 +81,9 @@ def create_app(
 
     At most ``max_concurrent_requests`` trace requests are read and decoded at once; more get
     429 with Retry-After before their bodies are read, which bounds the memory requests take
-    to about that many times ``max_request_bytes``.
+    to about that many times ``max_request_bytes``. A request body declared larger than that
+    is refused from its Content-Length before it is read; one that stops arriving for
+    ``body_timeout_seconds`` gets 408, so a stalled client does not hold a slot for ever.
     """
     in_flight = 0
 
@@ -100,8 +109,9 @@ def create_app(
                 raise pipeline.refuse(Refusal.METHOD, f"{request.method} is not allowed; use POST.")
             encoding = _media_type(request, pipeline)
             pipeline.authenticate(request.headers.get("authorization"))
+            _check_declared_length(request, max_request_bytes, pipeline)
             try:
-                body = await _read_body(request, max_request_bytes, pipeline)
+                body = await _read_body(request, max_request_bytes, body_timeout_seconds, pipeline)
             except ClientDisconnect:
                 # The client went away before its body arrived: nobody reads an answer.
                 logger.debug("Client disconnected before sending its whole request")
@@ -143,19 +153,34 @@ def create_app(
 
 
 def _health_response(writer: SpanWriter) -> Response:
-    """200 while the store takes inserts; 503 while it does not, so a probe takes notice."""
+    """200 while the store takes inserts, saying so when one hangs; 503 while it takes none,
+    so a probe takes notice.
+
+    A slow store keeps its 200: the receiver still keeps what it acknowledges (in the spool),
+    and taking it out of a load balancer would not make the store faster.
+    """
     queued = writer.stats.queued_spans
     outage = writer.outage
-    if outage is None:
-        return JSONResponse({"status": "ok", "store": "available", "queued_spans": queued})
-    since = outage.since.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    document = {
-        "status": "degraded",
-        "store": "unavailable",
-        "since": since,
-        "queued_spans": queued,
-    }
-    return JSONResponse(document, 503)
+    if outage is not None:
+        since = outage.since.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        document = {
+            "status": "degraded",
+            "store": "unavailable",
+            "since": since,
+            "queued_spans": queued,
+        }
+        return JSONResponse(document, 503)
+    slow = writer.slow_insert()
+    if slow is not None:
+        document = {
+            "status": "slow",
+            "store": "slow",
+            "insert_seconds": round(slow.insert_seconds, 1),
+            "oldest_queued_seconds": round(slow.oldest_queued_seconds, 1),
+            "queued_spans": queued,
+        }
+        return JSONResponse(document)
+    return JSONResponse({"status": "ok", "store": "available", "queued_spans": queued})
 
 
 async def _settled(stored: Future) -> None:
@@ -182,16 +207,64 @@ def _media_type(request: Request, pipeline: IngestPipeline) -> str:
     return _MEDIA_TYPES[media_type]
 
 
-async def _read_body(request: Request, limit_bytes: int, pipeline: IngestPipeline) -> bytes:
+def _check_declared_length(request: Request, limit_bytes: int, pipeline: IngestPipeline) -> None:
+    """Refuse a body whose Content-Length is over the limit, before waiting for any of it.
+
+    Compressed or not: a gzip body larger than the limit would inflate to more than it.
+    """
+    try:
+        declared = int(request.headers.get("content-length", ""))
+    except ValueError:
+        return  # none (chunked): the limit is kept while reading
+    if declared > limit_bytes:
+        raise pipeline.refuse(
+            Refusal.TOO_LARGE,
+            f"Request body of {declared} bytes (its Content-Length) is larger than the limit of "
+            f"{limit_bytes} bytes (SEAMWATCH_MAX_REQUEST_BYTES); send smaller batches.",
+            closes_connection=True,  # rather than read (and drop) a body this large
+        )
+
+
+async def _read_body(
+    request: Request, limit_bytes: int, timeout_seconds: float, pipeline: IngestPipeline
+) -> bytes:
     content_encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    chunks = _arriving(request.stream(), timeout_seconds, pipeline)
     if content_encoding in ("", "identity"):
-        return await _read_plain(request.stream(), limit_bytes, pipeline)
+        return await _read_plain(chunks, limit_bytes, pipeline)
     if content_encoding == "gzip":
-        return await _read_gzip(request.stream(), limit_bytes, pipeline)
+        return await _read_gzip(chunks, limit_bytes, pipeline)
     raise pipeline.refuse(
         Refusal.UNSUPPORTED,
         f"Content-Encoding {content_encoding!r} is not supported; send gzip or no encoding.",
     )
+
+
+async def _arriving(
+    chunks: AsyncIterator[bytes], timeout_seconds: float, pipeline: IngestPipeline
+) -> AsyncIterator[bytes]:
+    """The body's chunks; a client that sends nothing for ``timeout_seconds`` is refused.
+
+    The wait is per chunk, not for the whole body, so a large body on a slow link that keeps
+    arriving is read to its end.
+    """
+    while True:
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            # counted in the refused requests; a log line each would let a client flood the log
+            logger.debug("Closing a connection whose request body stopped arriving")
+            raise pipeline.refuse(
+                Refusal.TIMEOUT,
+                f"The request body stopped arriving: nothing came for {timeout_seconds:g} s "
+                "(SEAMWATCH_BODY_TIMEOUT_SECONDS), so the connection is closed; send the "
+                "whole body without pausing that long.",
+                closes_connection=True,
+            ) from None
+        yield chunk
 
 
 def _too_large(limit_bytes: int, pipeline: IngestPipeline) -> IngestError:
@@ -243,14 +316,12 @@ async def _read_gzip(
 
 
 def _success_response(batch: SpanBatch, encoding: str) -> Response:
-    answer = ExportTraceServiceResponse()
-    if batch.rejected_spans:
-        answer.partial_success.rejected_spans = batch.rejected_spans
-        answer.partial_success.error_message = batch.rejection_reason
+    answer = export_response(batch)
     if encoding == PROTOBUF:
         return Response(answer.SerializeToString(), media_type=PROTOBUF)
-    document = json_format.MessageToDict(answer) or {"partialSuccess": {}}
-    return Response(json.dumps(document), media_type=JSON)
+    # every count written out, the 0 of a warning with nothing refused too
+    document = json_format.MessageToDict(answer, always_print_fields_with_no_presence=True)
+    return Response(json.dumps(document or {"partialSuccess": {}}), media_type=JSON)
 
 
 def _error_response(error: IngestError, encoding: str) -> Response:
@@ -262,6 +333,8 @@ def _error_response(error: IngestError, encoding: str) -> Response:
         headers["Allow"] = "POST"
     if error.kind is Refusal.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"
+    if error.closes_connection:
+        headers["Connection"] = "close"
     if encoding == PROTOBUF:
         body = status_pb2.Status(code=code, message=error.message).SerializeToString()
         return Response(body, status, headers=headers, media_type=PROTOBUF)

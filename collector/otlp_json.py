@@ -8,6 +8,10 @@ then lets ``json_format`` do the rest: lowerCamelCase or snake_case keys, 64-bit
 strings or numbers, enums as names or numbers, unknown fields ignored. What it refuses is
 named by its JSON path and the type the field takes (``collector.otlp_json_errors``).
 
+A body of OTLP metrics or logs (an exporter of another signal pointed at ``/v1/traces``) is
+all unknown fields, so it decodes as an empty request; ``JsonExport.other_signal`` says which
+signal it held, so that the client and the log can be told rather than nothing stored silently.
+
 See https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding
 """
 
@@ -17,6 +21,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
@@ -36,9 +41,23 @@ _SPAN_ID_BYTES = 8
 
 _SPAN_KIND_NAMES = frozenset(trace_pb2.Span.SpanKind.keys())
 _STATUS_CODE_NAMES = frozenset(trace_pb2.Status.StatusCode.keys())
+# The top-level key of each other signal's export request, in both spellings OTLP/JSON allows.
+OTHER_SIGNAL_KEYS = {
+    "metrics": ("resourceMetrics", "resource_metrics"),
+    "logs": ("resourceLogs", "resource_logs"),
+}
 
 
-def decode_json_request(body: bytes) -> ExportTraceServiceRequest:
+@dataclass(frozen=True)
+class JsonExport:
+    """A decoded OTLP/JSON trace request, and the signal its body holds instead of spans, if
+    any: ``"metrics"`` or ``"logs"`` (a key of ``OTHER_SIGNAL_KEYS``), else None."""
+
+    request: ExportTraceServiceRequest
+    other_signal: str | None = None
+
+
+def decode_json_export(body: bytes) -> JsonExport:
     """Decode an OTLP/JSON ``ExportTraceServiceRequest``; raise InvalidRequest if malformed.
 
     A string holding bytes that are not valid UTF-8 is refused, naming its field, as the
@@ -51,7 +70,17 @@ def decode_json_request(body: bytes) -> ExportTraceServiceRequest:
         raise InvalidRequest(TOO_DEEP) from None
 
 
-def _decode(text: str) -> ExportTraceServiceRequest:
+def _other_signal(document: dict[str, Any]) -> str | None:
+    """The other signal a body without ``resourceSpans`` holds, if it holds one."""
+    if "resourceSpans" in document or "resource_spans" in document:
+        return None
+    for signal, keys in OTHER_SIGNAL_KEYS.items():
+        if any(key in document for key in keys):
+            return signal
+    return None
+
+
+def _decode(text: str) -> JsonExport:
     try:
         document = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
@@ -63,12 +92,13 @@ def _decode(text: str) -> ExportTraceServiceRequest:
     if "bytesValue" in text or "bytes_value" in text:  # rare: only then walk every value
         _check_bytes_values(document, "$")
     try:
-        return json_format.ParseDict(
+        request = json_format.ParseDict(
             document, ExportTraceServiceRequest(), ignore_unknown_fields=True
         )
     except json_format.ParseError as exc:
         message = explain_refusal(document, ExportTraceServiceRequest.DESCRIPTOR, exc)
         raise InvalidRequest(message) from exc
+    return JsonExport(request, _other_signal(document))
 
 
 def _get(mapping: dict[str, Any], camel: str, snake: str) -> tuple[str | None, Any]:

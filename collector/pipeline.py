@@ -3,27 +3,56 @@
 Protocols differ only in how they carry bytes and how they word an answer. Each failure is an
 ``IngestError`` with a ``Refusal`` kind; the HTTP and gRPC receivers map the kind to their own
 status codes, so a client sees the same decision whichever protocol it speaks.
+
+An OTLP/JSON body of metrics or logs sent to the trace receiver is answered with success (the
+specification has unknown fields ignored) and a partial success whose message says what
+happened, with a warning in the log at most once a minute. A protobuf body of another signal
+cannot be told apart this way: its fields share numbers with the trace request's, so it
+decodes as spans of garbled fields rather than as unknown fields.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
+import threading
+import time
 from concurrent.futures import Future
+from dataclasses import replace
 
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from collector.fast_decode import decode_protobuf_batch
 from collector.metrics import CollectorMetrics
-from collector.otlp_json import InvalidRequest, decode_json_request
+from collector.otlp_json import OTHER_SIGNAL_KEYS, InvalidRequest, decode_json_export
 from collector.redaction import RedactionPolicy, redact_rows
 from collector.spans import InvalidSpans, SpanBatch, request_to_batch
 from collector.writer import Overloaded, SpanWriter, WriterClosed
 from seamwatch.api import BEARER_REFUSAL, bearer_matches
 from storage import StoreUnavailable
 
+logger = logging.getLogger(__name__)
+
+# An exporter pointed at the wrong path sends every few seconds; a line a minute says enough.
+_WARNING_LOG_INTERVAL_SECONDS = 60.0
+
 
 def _decode_json(body: bytes) -> SpanBatch:
-    return request_to_batch(decode_json_request(body))
+    export = decode_json_export(body)
+    batch = request_to_batch(export.request)
+    if export.other_signal is None:
+        return batch
+    return replace(batch, warning=_other_signal_warning(export.other_signal))
+
+
+def _other_signal_warning(signal: str) -> str:
+    key = OTHER_SIGNAL_KEYS[signal][0]
+    return (
+        f"The body holds OTLP {signal} ({key}) and no spans; Seamwatch stores traces only, so "
+        f"nothing was stored. The exporter is likely pointed at the wrong path: /v1/traces "
+        f"takes traces, not {signal}."
+    )
 
 
 def _decode_protobuf(body: bytes) -> SpanBatch:
@@ -35,6 +64,7 @@ class Refusal(enum.Enum):
 
     MALFORMED = "malformed"
     TOO_LARGE = "too_large"
+    TIMEOUT = "timeout"
     UNSUPPORTED = "unsupported"
     METHOD = "method"
     UNAUTHENTICATED = "unauthenticated"
@@ -43,13 +73,53 @@ class Refusal(enum.Enum):
 
 
 class IngestError(Exception):
-    """A refused request: the kind, a message for the client, and when to retry if ever."""
+    """A refused request: the kind, a message for the client, when to retry if ever, and
+    whether the connection is to be closed after the answer (the rest of its body unread)."""
 
-    def __init__(self, kind: Refusal, message: str, retry_after_seconds: int | None = None):
+    def __init__(
+        self,
+        kind: Refusal,
+        message: str,
+        retry_after_seconds: int | None = None,
+        *,
+        closes_connection: bool = False,
+    ):
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.retry_after_seconds = retry_after_seconds
+        self.closes_connection = closes_connection
+
+
+def export_response(batch: SpanBatch) -> ExportTraceServiceResponse:
+    """The OTLP answer to a stored batch: a partial success when spans were refused or the
+    request draws a warning (a message with no span refused is a warning, says OTLP)."""
+    answer = ExportTraceServiceResponse()
+    if batch.rejected_spans or batch.warning:
+        answer.partial_success.rejected_spans = batch.rejected_spans
+        reasons = (batch.rejection_reason, batch.warning)
+        answer.partial_success.error_message = "; ".join(reason for reason in reasons if reason)
+    return answer
+
+
+class _LogThrottle:
+    """Lets a recurring log line through once per interval, counting the ones held back."""
+
+    def __init__(self, interval_seconds: float) -> None:
+        self._interval_seconds = interval_seconds
+        self._lock = threading.Lock()
+        self._logged_at: float | None = None
+        self._held_back = 0
+
+    def admit(self) -> int | None:
+        """None to hold this line back, else how many were held back since the last one."""
+        now = time.monotonic()
+        with self._lock:
+            if self._logged_at is not None and now - self._logged_at < self._interval_seconds:
+                self._held_back += 1
+                return None
+            held_back, self._held_back, self._logged_at = self._held_back, 0, now
+            return held_back
 
 
 class IngestPipeline:
@@ -66,6 +136,7 @@ class IngestPipeline:
         self.metrics = metrics
         self.redaction = redaction
         self.auth_token = auth_token
+        self._warnings_logged = _LogThrottle(_WARNING_LOG_INTERVAL_SECONDS)
 
     def authenticate(self, authorization: str | None) -> None:
         """Raise IngestError unless the Authorization value carries the configured token."""
@@ -83,8 +154,16 @@ class IngestPipeline:
             raise self.refuse(Refusal.MALFORMED, str(exc)) from exc
         if batch.rejected_spans:
             self.metrics.rejected_spans.labels("invalid_span").inc(batch.rejected_spans)
-        rows = redact_rows(batch.rows, self.redaction)
-        return SpanBatch(rows, batch.rejected_spans, batch.rejection_reason)
+        if batch.warning:
+            self._log_warning(batch.warning)
+        return replace(batch, rows=redact_rows(batch.rows, self.redaction))
+
+    def _log_warning(self, warning: str) -> None:
+        held_back = self._warnings_logged.admit()
+        if held_back is None:
+            return
+        more = f" ({held_back} more since the last such line)" if held_back else ""
+        logger.warning("A trace request was answered with a warning%s: %s", more, warning)
 
     def submit(self, batch: SpanBatch) -> Future:
         """Queue the rows; the future resolves once they are spooled. Raises IngestError."""
@@ -104,11 +183,16 @@ class IngestPipeline:
         self.metrics.accepted_spans.labels(protocol).inc(batch.accepted_spans)
 
     def refuse(
-        self, kind: Refusal, message: str, retry_after_seconds: int | None = None
+        self,
+        kind: Refusal,
+        message: str,
+        retry_after_seconds: int | None = None,
+        *,
+        closes_connection: bool = False,
     ) -> IngestError:
         """Count a refused request and build the error that tells the client."""
         self.metrics.refused_requests.labels(kind.value).inc()
-        return IngestError(kind, message, retry_after_seconds)
+        return IngestError(kind, message, retry_after_seconds, closes_connection=closes_connection)
 
     def _unavailable(self, exc: Exception) -> IngestError:
         retry_after = self.writer.retry_after_seconds

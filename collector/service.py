@@ -70,6 +70,7 @@ class Collector:
             self.pipeline,
             max_request_bytes=settings.max_request_bytes,
             max_concurrent_requests=settings.max_concurrent_requests,
+            body_timeout_seconds=settings.body_timeout_seconds,
             extra_routes=extra_routes,
             loopback_only=is_loopback_host(settings.otlp_http_host),
         )

@@ -40,11 +40,13 @@ _LATEST_TIME_NS = 2**63 - 1  # nanoseconds; DateTime64(9) and Arrow stop here
 
 @dataclass(frozen=True)
 class SpanBatch:
-    """The rows of one request, and the spans refused from it."""
+    """The rows of one request, the spans refused from it, and a warning for the client about
+    the request as a whole (answered as a partial success, even with nothing refused)."""
 
     rows: pa.Table
     rejected_spans: int
     rejection_reason: str
+    warning: str = ""
 
     @property
     def accepted_spans(self) -> int:

@@ -55,6 +55,9 @@ _STOP_WITH_STORE_DOWN_SECONDS = 3.0
 # wait for their answer (their clients slow down) instead of filling the spool up to the limit
 # and being refused with a Retry-After that would leave the store idle afterwards.
 _SPOOL_AHEAD_BATCHES = 2
+# An insert of a full batch takes a second or two on a busy store; one under way this long
+# means a store that takes connections but hangs, which /health reports as slow.
+SLOW_INSERT_SECONDS = 10.0
 
 
 class Overloaded(Exception):
@@ -81,6 +84,15 @@ class StoreOutage:
 def count_spans(spans: int) -> str:
     """A span count in words ("1 span", "2 spans"), for messages people read."""
     return f"{spans} span" if spans == 1 else f"{spans} spans"
+
+
+@dataclass(frozen=True)
+class SlowInsert:
+    """An insert under way for ``insert_seconds``, longer than ``SLOW_INSERT_SECONDS``, while
+    the oldest acknowledged span not yet stored has waited ``oldest_queued_seconds``."""
+
+    insert_seconds: float
+    oldest_queued_seconds: float
 
 
 @dataclass
@@ -141,6 +153,7 @@ class SpanWriter:
         self._unspooled: deque[_Pending] = deque()
         self._unspooled_spans = 0
         self._backlog: deque[Segment] = deque(spool.recovered)
+        self._insert_started: float | None = None  # monotonic time of the insert under way
         self._backlog_spans = sum(segment.spans for segment in spool.recovered)
         self._last_spooled = spool.recovered[-1].sequence if spool.recovered else 0
         self._stored_through = 0
@@ -212,6 +225,16 @@ class SpanWriter:
     def outage(self) -> StoreOutage | None:
         """Since when and why the store takes no inserts, or None while it does."""
         return self._outage
+
+    def slow_insert(self) -> SlowInsert | None:
+        """The insert under way if it has taken longer than ``SLOW_INSERT_SECONDS``, else None."""
+        now = time.monotonic()
+        started = self._insert_started
+        if started is None or now - started <= SLOW_INSERT_SECONDS:
+            return None
+        with self._condition:
+            oldest = self._backlog[0].spooled_at if self._backlog else started
+        return SlowInsert(now - started, now - min(oldest, started))
 
     @property
     def left_in_spool(self) -> int:
@@ -393,7 +416,7 @@ class SpanWriter:
         started = time.monotonic()
         try:
             rows = pa.concat_tables([segment.load() for segment in batch])
-            self._store.insert_arrow(TRACES_TABLE, rows)
+            self._insert_rows(rows)
         except StoreUnavailable as exc:
             self._store_failed(batch, exc)
             return
@@ -416,6 +439,14 @@ class SpanWriter:
         self._metrics.inserted_spans.inc(rows.num_rows)
         logger.debug("Inserted %d spans into %s in %.3fs", rows.num_rows, TRACES_TABLE, elapsed)
         self._stored(batch, rows.num_rows)
+
+    def _insert_rows(self, rows: pa.Table) -> None:
+        """Insert into the store, noting meanwhile since when (see ``slow_insert``)."""
+        self._insert_started = time.monotonic()
+        try:
+            self._store.insert_arrow(TRACES_TABLE, rows)
+        finally:
+            self._insert_started = None
 
     def _stored(self, batch: list[Segment], spans: int) -> None:
         self._store_answered()

@@ -4,7 +4,8 @@ Everything is read from the lineage index. A *transaction* is one business key i
 one correlation id; a *posting* is a trace in which the transaction reaches its target system
 at stage ``post`` (the client call to it or the target's own span). A posting succeeds when none
 of its posting spans failed. Transactions are judged at ``as_of``: the time of the newest span
-in the index (or now, if earlier), so a pause in traffic does not turn into findings.
+in the index (or now, if earlier, or if no span is stored from a day before the window on), so
+a pause in traffic does not turn into findings. ``as_of_basis`` says which it was.
 
 Kinds of finding, each naming the business key, flow, systems, amount and a diagnosis:
 
@@ -53,6 +54,10 @@ OBJECTIVES: dict[str, timedelta] = {
 DEFAULT_OBJECTIVE = timedelta(minutes=30)
 KINDS = ("dropped", "duplicate", "master_data_missing", "failed", "stuck")
 MASTER_DATA_MISSING = "master_data_missing"
+# What ``as_of`` is, in a reconciliation's ``as_of_basis``.
+AS_OF_NEWEST_SPAN = "newest_span"
+AS_OF_NOW_NO_SPAN = "now_no_span"
+AS_OF_NOW_NEWEST_SPAN_LATER = "now_newest_span_later"
 
 FINDING_COLUMNS = [
     "kind",
@@ -116,7 +121,8 @@ def transactions(store: Store, window: Window, target: str = DEFAULT_TARGET) -> 
     Columns: flow, business_key, correlation_id, business_object, pattern, source, target,
     amount, currency, first_seen, published, consumed, postings, first_posted,
     failed_postings, first_failure, categories, error, failed_service, replays, trace_ids,
-    posted_trace_ids, last_service, last_span, last_seen; plus ``as_of``.
+    posted_trace_ids, last_service, last_span, last_seen; plus the attributes ``as_of`` and
+    ``as_of_basis`` (see :func:`_as_of`).
     """
     sql = f"""
     WITH hops AS (
@@ -189,11 +195,17 @@ def transactions(store: Store, window: Window, target: str = DEFAULT_TARGET) -> 
         "target": target,
     }
     frame = store.query_df(sql, parameters)
-    frame.attrs["as_of"] = _as_of(store, window)
+    frame.attrs["as_of"], frame.attrs["as_of_basis"] = _as_of(store, window)
     return _typed(frame)
 
 
-def _as_of(store: Store, window: Window) -> pd.Timestamp:
+def _as_of(store: Store, window: Window) -> tuple[pd.Timestamp, str]:
+    """The moment transactions are judged at, and which moment that is.
+
+    The basis is ``newest_span`` (the newest span stored from a day before the window on),
+    ``now_no_span`` (there is no such span) or ``now_newest_span_later`` (the newest span
+    lies in the future, from a clock ahead of ours).
+    """
     rows = store.query_rows(
         f"SELECT toUnixTimestamp64Milli(max(Timestamp)) FROM {store.table(LINEAGE_TABLE)} "
         "WHERE Timestamp >= fromUnixTimestamp64Nano({since_ns:Int64})",
@@ -202,8 +214,11 @@ def _as_of(store: Store, window: Window) -> pd.Timestamp:
     newest = rows[0][0] if rows and rows[0][0] else None
     now = pd.Timestamp.now(tz="UTC")
     if newest is None or pd.isna(newest):
-        return now
-    return min(now, pd.Timestamp(int(newest), unit="ms", tz="UTC"))
+        return now, AS_OF_NOW_NO_SPAN
+    newest_span = pd.Timestamp(int(newest), unit="ms", tz="UTC")
+    if newest_span > now:
+        return now, AS_OF_NOW_NEWEST_SPAN_LATER
+    return newest_span, AS_OF_NEWEST_SPAN
 
 
 def _nanos(moment: datetime) -> int:
@@ -384,6 +399,7 @@ def reconcile(
         "since": utc_text_or_none(window.since),
         "until": utc_text_or_none(window.until),
         "as_of": utc_text_or_none(frame.attrs["as_of"]),
+        "as_of_basis": frame.attrs["as_of_basis"],
         "target": target,
         "transactions": len(frame),
         "counts": {kind: int(counts.get(kind, 0)) for kind in KINDS},

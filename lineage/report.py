@@ -85,8 +85,7 @@ def reconciliation_text(document: dict[str, Any]) -> str:
     counts = ", ".join(f"{kind} {count}" for kind, count in document["counts"].items())
     lines = [
         f"Reconciled {document['transactions']:,} transactions to {document['target']} "
-        f"started {document['since']} .. {document['until']} (judged as of the newest span "
-        f"stored, {document['as_of']})",
+        f"started {document['since']} .. {document['until']} ({_judged_as_of(document)})",
         f"Findings: {counts}",
     ]
     for finding in document["findings"]:
@@ -100,6 +99,20 @@ def reconciliation_text(document: dict[str, Any]) -> str:
     if not document["findings"]:
         lines.append("  Nothing to reconcile.")
     return "\n".join(lines)
+
+
+# How each ``as_of_basis`` of a reconciliation reads; an answer without one (a process of an
+# older release) just gives the time.
+_AS_OF_TEXT = {
+    "newest_span": "judged as of the newest span stored, {as_of}",
+    "now_no_span": "judged as of now, {as_of}: no span stored in the window or the day before it",
+    "now_newest_span_later": "judged as of now, {as_of}: the newest span stored is later than now",
+}
+
+
+def _judged_as_of(document: dict[str, Any]) -> str:
+    template = _AS_OF_TEXT.get(document.get("as_of_basis", ""), "judged as of {as_of}")
+    return template.format(as_of=document["as_of"])
 
 
 def bench_text(results: Sequence[Any]) -> str:

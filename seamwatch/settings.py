@@ -24,6 +24,8 @@ DEFAULT_OTLP_HTTP_PORT = 4318
 DEFAULT_OTLP_GRPC_PORT = 4317
 DEFAULT_DASHBOARD_PORT = 8501
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the OTLP/HTTP limit most collectors use
+# nginx's client_body_timeout; an exporter sends its batch in one go, well within it
+DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
 DEFAULT_BATCH_MAX_SPANS = 40_000
 DEFAULT_BATCH_FLUSH_INTERVAL_MILLIS = 200
 DEFAULT_MAX_QUEUE_SPANS = 400_000
@@ -110,6 +112,13 @@ class Settings(BaseSettings):
     )
     max_concurrent_requests: int = Field(
         16, gt=0, description="Trace requests decoded at once before new ones get 429."
+    )
+    body_timeout_seconds: float = Field(
+        DEFAULT_BODY_TIMEOUT_SECONDS,
+        gt=0,
+        le=3600,
+        description="Longest wait for the next part of a trace request's body before 408 and"
+        " the connection closed.",
     )
     batch_max_spans: int = Field(
         DEFAULT_BATCH_MAX_SPANS, gt=0, description="Most spans in one insert into the store."

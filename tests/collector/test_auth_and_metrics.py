@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 import grpc
 import httpx
@@ -100,3 +102,14 @@ def test_json_api_asks_for_the_token_too(store, collector_settings):
     assert "bearer token" in refused.json()["error"]
     assert allowed.status_code == 200
     assert health.status_code == 200
+
+
+def test_the_readme_shows_the_health_answer_as_it_is(running_collector):
+    # the Endpoints table said 200 `ok`; /health answers a JSON document
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [row] = [line for line in readme.splitlines() if line.startswith("| Health |")]
+    shown = re.search(r"200 `(\{[^`]*\})`", row)
+    assert shown, row
+    answer = httpx.get(f"{running_collector.endpoint}/health").json()
+    for name, value in re.findall(r'"(\w+)": "(\w+)"', shown.group(1)):
+        assert answer[name] == value

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 
 import httpx
 import pyarrow as pa
 
+import collector.writer
 from collector.service import Collector
 from storage import Store, StoreUnavailable
 from tests.collector.conftest import shared_file
@@ -225,3 +227,45 @@ def test_a_long_outage_is_recalled_now_and_then_with_the_spans_waiting(
         r"1 span waits in the spool\.",
         reminder,
     )
+
+
+class HangingStore(FlakyStore):
+    """The test's store, with inserts that hang while ``hanging`` is set, as on a server
+    that takes connections and never answers."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.down = False
+        self.released = threading.Event()
+        self.released.set()
+
+    def insert_arrow(self, table: str, data: pa.Table) -> int:
+        self.released.wait(30)
+        return super().insert_arrow(table, data)
+
+
+def test_health_says_the_store_is_slow_while_an_insert_hangs(
+    store, collector_settings, monkeypatch
+):
+    # /health said "ok" while spans queued and nothing was stored for 15 s and more
+    monkeypatch.setattr(collector.writer, "SLOW_INSERT_SECONDS", 0.5)
+    hanging = HangingStore(store)
+    service = Collector(hanging, collector_settings)
+    service.start()
+    try:
+        assert send_case_08(service).status_code == 200
+        service.wait_until_stored()
+        hanging.released.clear()
+        assert send_case_08(service).status_code == 200  # acknowledged from the spool
+        wait_for(lambda: health(service).json()["status"] != "ok")
+        slow = health(service)
+        hanging.released.set()
+        wait_for(lambda: health(service).json()["status"] == "ok")
+    finally:
+        hanging.released.set()
+        service.stop()
+
+    assert slow.status_code == 200
+    document = slow.json()
+    assert (document["status"], document["store"], document["queued_spans"]) == ("slow", "slow", 1)
+    assert 0.5 <= document["insert_seconds"] <= document["oldest_queued_seconds"] < 10

@@ -11,7 +11,7 @@ import pytest
 
 STORE_AND_READ = """
 import json, sys
-from collector.otlp_json import decode_json_request
+from collector.otlp_json import decode_json_export
 from collector.spans import request_to_batch
 from seamwatch.settings import load_settings
 from storage import open_store
@@ -23,7 +23,7 @@ span = {
 }
 body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode()
 store = open_store(load_settings(data_dir=sys.argv[1]))
-store.insert_arrow("otel_traces", request_to_batch(decode_json_request(body)).rows)
+store.insert_arrow("otel_traces", request_to_batch(decode_json_export(body).request).rows)
 row = store.query_rows(
     "SELECT toUnixTimestamp64Nano(Timestamp), "
     "arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp) FROM "

@@ -303,6 +303,33 @@ def test_cli_lineage_of_an_id_ending_in_a_backslash_finds_no_transaction(
     assert result.output == "No transaction found for correlation_id x\\.\n"
 
 
+def test_reconcile_of_a_window_without_spans_says_it_judged_as_of_now(
+    store, chdb_data_dir, monkeypatch
+):
+    # "(judged as of the newest span stored, <now>)" although no span was stored
+    monkeypatch.setenv("SEAMWATCH_DATABASE", store.database)
+    base = ["reconcile", "--data-dir", str(chdb_data_dir), "--since", "1h"]
+
+    text = runner.invoke(app, base)
+    answer = runner.invoke(app, [*base, "--json"])
+
+    assert text.exit_code == 0, text.output
+    assert "newest span" not in text.output
+    assert "(judged as of now, " in text.output
+    assert ": no span stored in the window or the day before it)" in text.output
+    assert json.loads(answer.output)["as_of_basis"] == "now_no_span"
+
+
+def test_the_reconciliation_route_says_what_it_judged_as_of(client):
+    # INV-1's spans are a year and more old: nothing from a day before this window on
+    recent = client.get("/api/v1/reconciliation", params={"since": "1h"}).json()
+    window = {"since": "2025-03-10T08:00:00Z", "until": "2025-03-10T10:00:00Z"}
+    stored = client.get("/api/v1/reconciliation", params=window).json()
+
+    assert recent["as_of_basis"] == "now_no_span"
+    assert stored["as_of_basis"] == "newest_span"
+
+
 @pytest.mark.parametrize(
     ("error", "status", "message"),
     [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -71,6 +71,7 @@ def test_each_kind_of_finding_names_its_business_key(traffic):
     }
     assert document["transactions"] == 9
     assert document["as_of"] == "2025-03-10T12:00:00.050Z"
+    assert document["as_of_basis"] == "newest_span"
 
 
 def test_findings_carry_flow_systems_amount_and_a_diagnosis(traffic):
@@ -152,3 +153,24 @@ def test_kpis_per_flow_and_day(traffic):
 def test_a_window_that_ends_before_it_starts_is_refused(store):
     with pytest.raises(ReconcileError, match="since .* must be before until"):
         reconcile(store, since=START, until=START - timedelta(hours=1))
+
+
+def test_a_window_without_spans_is_judged_as_of_now_and_says_so(store):
+    # the text called the current time "the newest span stored" when there was none
+    before = datetime.now(UTC)
+    document = reconcile(store, since=before - timedelta(hours=1), until=None)
+
+    assert document["as_of_basis"] == "now_no_span"
+    as_of = datetime.fromisoformat(document["as_of"])
+    assert before <= as_of <= datetime.now(UTC)
+
+
+def test_a_newest_span_in_the_future_is_judged_as_of_now_and_says_so(store):
+    later = datetime.now(UTC) + timedelta(days=2)
+    insert(store, published("INV-AHEAD", at=later))
+    before = datetime.now(UTC)
+
+    document = reconcile(store, since=before - timedelta(hours=1), until=None)
+
+    assert document["as_of_basis"] == "now_newest_span_later"
+    assert before <= datetime.fromisoformat(document["as_of"]) <= datetime.now(UTC)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lineage.report import reconciliation_text
 
 
@@ -13,6 +15,7 @@ def test_the_reconciliation_says_it_judged_as_of_the_newest_span():
         "since": "2026-12-04T01:00:00.000Z",
         "until": "2026-12-05T01:20:00.000Z",
         "as_of": "2026-12-05T01:16:28.344Z",
+        "as_of_basis": "newest_span",
         "counts": {"dropped": 0, "duplicate": 0},
         "findings": [],
     }
@@ -22,6 +25,33 @@ def test_the_reconciliation_says_it_judged_as_of_the_newest_span():
         "2026-12-05T01:20:00.000Z (judged as of the newest span stored, "
         "2026-12-05T01:16:28.344Z)"
     )
+
+
+@pytest.mark.parametrize(
+    ("basis", "judged"),
+    [
+        ("now_no_span", "now, {}: no span stored in the window or the day before it"),
+        ("now_newest_span_later", "now, {}: the newest span stored is later than now"),
+    ],
+)
+def test_a_reconciliation_judged_as_of_now_says_so_and_why(basis, judged):
+    # with no span stored, the current time was called "the newest span stored"
+    as_of = "2026-12-06T01:29:10.258Z"
+    document = {
+        "transactions": 0,
+        "target": "erp",
+        "since": "2026-12-06T00:29:10.000Z",
+        "until": "2026-12-06T01:29:10.000Z",
+        "as_of": as_of,
+        "as_of_basis": basis,
+        "counts": {"dropped": 0},
+        "findings": [],
+    }
+
+    header = reconciliation_text(document).splitlines()[0]
+
+    assert header.endswith(f"(judged as of {judged.format(as_of)})")
+    assert "newest span stored," not in header
 
 
 def test_a_finding_in_yen_is_written_without_decimals():

@@ -1,0 +1,120 @@
+"""A body declared over the size limit is refused from its header, and one that stops arriving
+is answered 408; both over real sockets, and both close the connection."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import httpx
+import pytest
+from google.rpc import status_pb2
+
+from seamwatch.settings import DEFAULT_MAX_REQUEST_BYTES, Settings
+
+HUGE = 999_999_999_999
+TOO_LARGE = (
+    f"Request body of {HUGE} bytes (its Content-Length) is larger than the limit of "
+    f"{DEFAULT_MAX_REQUEST_BYTES} bytes (SEAMWATCH_MAX_REQUEST_BYTES); send smaller batches."
+)
+STALLED = (
+    "The request body stopped arriving: nothing came for 1 s (SEAMWATCH_BODY_TIMEOUT_SECONDS), "
+    "so the connection is closed; send the whole body without pausing that long."
+)
+
+
+def _head(
+    content_length: int, content_type: bytes = b"application/json", extra: bytes = b""
+) -> bytes:
+    return (
+        b"POST /v1/traces HTTP/1.1\r\nHost: collector\r\nContent-Type: %s\r\n%s"
+        b"Content-Length: %d\r\n\r\n" % (content_type, extra, content_length)
+    )
+
+
+def _answer(client: socket.socket) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """Status line, headers and body of the answer, read until the server closes."""
+    answer = b""
+    while chunk := client.recv(65536):
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = dict(line.split(b": ", 1) for line in lines)
+    return status, headers, body
+
+
+@pytest.fixture
+def collector_settings(collector_settings: Settings) -> Settings:
+    """The receiver waits 1 s for a body's next part and decodes one request at a time."""
+    return collector_settings.model_copy(
+        update={"body_timeout_seconds": 1.0, "max_concurrent_requests": 1}
+    )
+
+
+def test_a_content_length_over_the_limit_gets_413_at_once(running_collector):
+    # the receiver waited for the body for ever
+    with socket.create_connection(("127.0.0.1", running_collector.port), timeout=5) as client:
+        client.sendall(_head(HUGE))
+        started = time.monotonic()
+        status, headers, body = _answer(client)
+
+    assert status == b"HTTP/1.1 413 Request Entity Too Large"
+    assert time.monotonic() - started < 2
+    assert headers[b"connection"] == b"close"
+    assert headers[b"content-type"] == b"application/json"
+    assert json.loads(body) == {"code": 8, "message": TOO_LARGE}
+
+
+def test_the_413_from_content_length_answers_protobuf_to_a_protobuf_request(running_collector):
+    with socket.create_connection(("127.0.0.1", running_collector.port), timeout=5) as client:
+        client.sendall(_head(HUGE, b"application/x-protobuf"))
+        status, headers, body = _answer(client)
+
+    assert status.startswith(b"HTTP/1.1 413 ")
+    assert headers[b"content-type"] == b"application/x-protobuf"
+    refusal = status_pb2.Status.FromString(body)
+    assert (refusal.code, refusal.message) == (8, TOO_LARGE)
+
+
+def test_a_body_that_stops_arriving_gets_408_and_frees_the_receiver(running_collector):
+    # headers and part of the body, then nothing: the connection was held for good
+    with socket.create_connection(("127.0.0.1", running_collector.port), timeout=10) as client:
+        client.sendall(_head(100) + b'{"resourceSpans"')
+        started = time.monotonic()
+        status, headers, body = _answer(client)
+
+    assert status == b"HTTP/1.1 408 Request Timeout"
+    assert 0.9 < time.monotonic() - started < 5
+    assert headers[b"connection"] == b"close"
+    assert json.loads(body) == {"code": 4, "message": STALLED}
+    # it held the one request slot; the next request is served
+    response = httpx.post(
+        f"{running_collector.endpoint}/v1/traces",
+        content=b"{}",
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_a_slow_body_that_keeps_arriving_is_read_to_its_end(running_collector):
+    body = b'{"resourceSpans": []}'
+    with socket.create_connection(("127.0.0.1", running_collector.port), timeout=10) as client:
+        # closed after the answer, so that reading it to the end of the connection ends
+        client.sendall(_head(len(body), extra=b"Connection: close\r\n"))
+        for part in (body[:7], body[7:14], body[14:]):
+            time.sleep(0.6)  # under the 1 s wait, 1.8 s in all
+            client.sendall(part)
+        status, _, answer = _answer(client)
+
+    assert status == b"HTTP/1.1 200 OK"
+    assert json.loads(answer) == {"partialSuccess": {}}
+
+
+def test_the_body_timeout_is_a_setting(monkeypatch):
+    monkeypatch.setenv("SEAMWATCH_BODY_TIMEOUT_SECONDS", "2.5")
+    assert Settings().body_timeout_seconds == 2.5
+    monkeypatch.setenv("SEAMWATCH_BODY_TIMEOUT_SECONDS", "0")
+    with pytest.raises(ValueError, match="body_timeout_seconds"):
+        Settings()
