@@ -102,11 +102,16 @@ _GO_JSON_ESCAPES = str.maketrans(
 )
 
 
+def json_string(text: str) -> str:
+    """``text`` as a JSON string, escaped as Go's encoding/json escapes it."""
+    return json.dumps(text, ensure_ascii=False).translate(_GO_JSON_ESCAPES)
+
+
 def _to_json(value: AnyValue) -> str:
     """Compact JSON of a value, map keys sorted, as Go's encoding/json writes it."""
     kind = value.WhichOneof("value")
     if kind == "string_value":
-        return json.dumps(value.string_value, ensure_ascii=False).translate(_GO_JSON_ESCAPES)
+        return json_string(value.string_value)
     if kind == "bool_value":
         return "true" if value.bool_value else "false"
     if kind == "int_value":
@@ -120,7 +125,7 @@ def _to_json(value: AnyValue) -> str:
         return "[" + ",".join(_to_json(item) for item in value.array_value.values) + "]"
     if kind == "kvlist_value":
         members = (
-            json.dumps(key, ensure_ascii=False).translate(_GO_JSON_ESCAPES) + ":" + _to_json(item)
+            json_string(key) + ":" + _to_json(item)
             for key, item in _last_per_key(value.kvlist_value.values)
         )
         return "{" + ",".join(members) + "}"

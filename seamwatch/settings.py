@@ -94,10 +94,17 @@ class Settings(BaseSettings):
     )
     redact_keys: str = Field(
         ",".join(DEFAULT_MASKED_KEYS),
-        description="Comma-separated attribute keys whose values are replaced by [REDACTED].",
+        description=(
+            "Comma-separated attribute keys whose values are replaced by [REDACTED], also inside"
+            " map values."
+        ),
     )
     hash_keys: str = Field(
-        "", description="Comma-separated attribute keys whose values are stored as a keyed hash."
+        "",
+        description=(
+            "Comma-separated attribute keys whose values are stored as a keyed hash, also inside"
+            " map values."
+        ),
     )
     hash_salt: SecretStr = Field(SecretStr(""), description="Key of the hash for hash_keys.")
     collector_url: str | None = Field(
