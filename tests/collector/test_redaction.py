@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from collector.otlp_json import decode_json_request
+from collector.otlp_json import decode_json_export
 from collector.redaction import redact_text
 from collector.service import Collector
 from tests.collector.test_grpc import export, grpc_target
@@ -157,10 +157,10 @@ def _span(**fields) -> dict:
 def _send(collector, body: bytes, protocol: str) -> None:
     """Send one OTLP/JSON body as it is, or as the protobuf message it decodes to."""
     if protocol == "grpc":
-        export(grpc_target(collector), decode_json_request(body).SerializeToString())
+        export(grpc_target(collector), decode_json_export(body).request.SerializeToString())
     else:
         if protocol == "protobuf":
-            body = decode_json_request(body).SerializeToString()
+            body = decode_json_export(body).request.SerializeToString()
         content_type = f"application/{'json' if protocol == 'json' else 'x-protobuf'}"
         response = httpx.post(
             f"{collector.endpoint}/v1/traces",
