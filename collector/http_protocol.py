@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with a limit on the size of a request's head.
+"""uvicorn's httptools protocol with limits on the size of a request's head and the time it
+takes to arrive.
 
 The request line and headers are held in memory until they are complete, and neither uvicorn's
 httptools protocol nor the parser limits them: a client could send a header of any size.
@@ -11,15 +12,29 @@ limit.
 The 431 is written here, before the application sees the request, in the shape the application
 gives every other error: a ``google.rpc.Status`` in the request's encoding (as far as its
 Content-Type header arrived), or the JSON API's ``{"error": ...}`` for a path under ``/api/``.
+
+uvicorn bounds the wait for the next request on a kept-alive connection only
+(``timeout_keep_alive``, armed when a response is complete); a connection that sends nothing
+after connecting, or a head that never ends (slowloris), was held for ever. So the head must be
+complete within ``head_timeout_seconds`` of the moment the connection waits for it: when it
+opens, or when data arrives on a kept-alive one after uvicorn's keep-alive wait began. The
+deadline is for the whole head, not between its parts: a client that trickles a byte every few
+seconds is exactly the one to cut. A head begun and unfinished gets 408 (Request Timeout); a
+connection that sent no head at all is closed without an answer, as there is no request to
+answer. Once the head is complete the body has its own wait (``collector.http_receiver``,
+``seamwatch.api.ApiGuard``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
 from google.rpc import code_pb2, status_pb2
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from seamwatch.settings import DEFAULT_HEADER_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -28,26 +43,36 @@ MAX_HEAD_BYTES = 64 * 1024
 # What a header line adds to its name and value: ": " and the line end.
 _HEADER_LINE_OVERHEAD = 4
 
-_REFUSAL = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: %s\r\n"
-    b"connection: close\r\n"
-    b"content-length: %d\r\n\r\n%s"
-)
+_REFUSAL = b"HTTP/1.1 %s\r\ncontent-type: %s\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+_TOO_LARGE = b"431 Request Header Fields Too Large"
+_TIMEOUT = b"408 Request Timeout"
 _PROTOBUF_TYPES = (b"application/x-protobuf", b"application/protobuf")
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
-    """Refuses a request whose line and headers exceed ``MAX_HEAD_BYTES``."""
+    """Refuses a request whose line and headers exceed ``MAX_HEAD_BYTES``, or do not arrive
+    within ``head_timeout_seconds``; :func:`bounded_head_protocol` sets the latter."""
 
+    head_timeout_seconds = DEFAULT_HEADER_TIMEOUT_SECONDS
     _in_head = True
     _head_bytes = 0  # parts the parser handed over
     _unfinished_reads = 0  # bytes of reads that ended inside the head
     _refused = False
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_begun = False  # the parser began a request whose head is not complete yet
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._head_begun = True
         self._head_bytes = 0
         self._unfinished_reads = 0
 
@@ -61,6 +86,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._head_begun = False
+        self._disarm_head_timer()
         if not self._refused:
             super().on_headers_complete()
 
@@ -75,6 +102,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        if self.cycle is None or self.cycle.response_complete:
+            # No request in progress: these bytes begin the next head (or are the rest of a
+            # body answered without being read, cut the same way). uvicorn's data handling
+            # ends its keep-alive wait here, so the head's deadline takes over from it.
+            self._arm_head_timer()
         super().data_received(data)
         if self._in_head and not self._refused and not self.transport.is_closing():
             # The whole read went into a head that is still incomplete.
@@ -88,28 +120,72 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._refuse_head()
 
     def _refuse_head(self) -> None:
-        self._refused = True
         message = (
             f"The request line and headers exceed {MAX_HEAD_BYTES} bytes; send fewer or "
             "smaller headers."
         )
         logger.warning("Refused a request whose headers exceed %d bytes", MAX_HEAD_BYTES)
+        self._refuse(_TOO_LARGE, code_pb2.RESOURCE_EXHAUSTED, message)
+
+    def _arm_head_timer(self) -> None:
+        """Start the head's deadline, unless it runs already (more of the same head)."""
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout_seconds, self._head_late)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        """The head's deadline passed: answer 408 if a request began, and close."""
+        self._head_timer = None
+        if self._refused or self.transport.is_closing():
+            return
+        # counted nowhere and logged at debug level: a log line each would let a client
+        # flood the log
+        logger.debug("Closing a connection whose request head did not arrive in time")
+        if not self._head_begun:
+            self._refused = True
+            self.transport.close()
+            return
+        message = (
+            f"The request line and headers did not arrive within {self.head_timeout_seconds:g} s "
+            "(SEAMWATCH_HEADER_TIMEOUT_SECONDS), so the connection is closed; send the whole "
+            "request head at once."
+        )
+        self._refuse(_TIMEOUT, code_pb2.DEADLINE_EXCEEDED, message)
+
+    def _refuse(self, status_line: bytes, code: int, message: str) -> None:
+        """Answer before the application saw the request, then close the connection."""
+        self._refused = True
         # the head may be refused before the parser began a message (and set these)
         url, headers = getattr(self, "url", b""), self.headers or []
-        media_type, body = refusal_body(url, headers, message)
-        self.transport.write(_REFUSAL % (media_type, len(body), body))
+        media_type, body = refusal_body(url, headers, message, code)
+        self.transport.write(_REFUSAL % (status_line, media_type, len(body), body))
         self.transport.close()
 
 
+def bounded_head_protocol(head_timeout_seconds: float) -> type[BoundedHeadProtocol]:
+    """The protocol class to give uvicorn (``http=``), waiting ``head_timeout_seconds`` for a
+    request's head."""
+    attributes = {"head_timeout_seconds": head_timeout_seconds}
+    return type(BoundedHeadProtocol.__name__, (BoundedHeadProtocol,), attributes)
+
+
 def refusal_body(
-    url: bytes, headers: list[tuple[bytes, bytes]], message: str
+    url: bytes,
+    headers: list[tuple[bytes, bytes]],
+    message: str,
+    code: int = code_pb2.RESOURCE_EXHAUSTED,
 ) -> tuple[bytes, bytes]:
-    """The media type and body of an error answer, shaped as the application shapes its own."""
+    """The media type and body of an error answer, shaped as the application shapes its own;
+    ``code`` is the ``google.rpc.Code`` of a trace request's Status."""
     if url.startswith(b"/api/"):
         return b"application/json", json.dumps({"error": message}).encode()
     media_type = dict(headers).get(b"content-type", b"").split(b";", 1)[0].strip().lower()
     if media_type in _PROTOBUF_TYPES:
-        status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message)
+        status = status_pb2.Status(code=code, message=message)
         return b"application/x-protobuf", status.SerializeToString()
-    document = {"code": code_pb2.RESOURCE_EXHAUSTED, "message": message}
+    document = {"code": code, "message": message}
     return b"application/json", json.dumps(document).encode()

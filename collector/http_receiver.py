@@ -5,10 +5,11 @@ success only once the spans are written for good (in the spool, see ``collector.
 partial success that counts spans refused one by one; 400 for a body that cannot be decoded;
 401 without the configured bearer token; 413 for a body over the limit after decompression, or
 at once for a Content-Length over it; 408 when the body stops arriving for the body timeout;
-431 for headers over their limit (``collector.http_protocol``); 415 for an unsupported media
-type or content encoding; 405 for another method (on the other paths too, with a JSON
-``{"error": ...}`` naming the methods allowed); 429 or 503 with Retry-After when the store
-cannot take the spans now. Every error body is a ``google.rpc.Status`` in the request's
+431 for headers over their limit, or 408 when they do not arrive within the header timeout
+(both in ``collector.http_protocol``); 415 for an unsupported media type or content
+encoding; 405 for another method (on the other paths too, with a JSON ``{"error": ...}``
+naming the methods allowed); 429 or 503 with Retry-After when the store cannot take the
+spans now. Every error body is a ``google.rpc.Status`` in the request's
 encoding. The 413 from Content-Length and the 408 close the connection: the rest of the body
 is not worth reading, and may never come.
 
@@ -83,7 +84,8 @@ def create_app(
     429 with Retry-After before their bodies are read, which bounds the memory requests take
     to about that many times ``max_request_bytes``. A request body declared larger than that
     is refused from its Content-Length before it is read; one that stops arriving for
-    ``body_timeout_seconds`` gets 408, so a stalled client does not hold a slot for ever.
+    ``body_timeout_seconds`` gets 408, so a stalled client does not hold a slot for ever; the
+    JSON API keeps the same wait, and a smaller size limit of its own (``ApiGuard``).
     """
     in_flight = 0
 
@@ -142,7 +144,14 @@ def create_app(
 
     return Starlette(
         exception_handlers={404: not_found, 405: method_not_allowed},
-        middleware=[Middleware(ApiGuard, token=pipeline.auth_token, loopback_only=loopback_only)],
+        middleware=[
+            Middleware(
+                ApiGuard,
+                token=pipeline.auth_token,
+                loopback_only=loopback_only,
+                body_timeout_seconds=body_timeout_seconds,
+            )
+        ],
         routes=[
             Route("/v1/traces", traces, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             Route("/health", health, methods=["GET"]),

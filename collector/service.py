@@ -11,7 +11,7 @@ import uvicorn
 from starlette.routing import BaseRoute
 
 from collector.grpc_receiver import GrpcBindError, create_grpc_server
-from collector.http_protocol import BoundedHeadProtocol
+from collector.http_protocol import bounded_head_protocol
 from collector.http_receiver import create_app
 from collector.metrics import CollectorMetrics
 from collector.pipeline import IngestPipeline
@@ -81,7 +81,7 @@ class Collector:
             log_level="warning",
             lifespan="off",
             access_log=False,
-            http=BoundedHeadProtocol,
+            http=bounded_head_protocol(settings.header_timeout_seconds),
         )
         self._http = uvicorn.Server(config)
         self._http_thread = threading.Thread(

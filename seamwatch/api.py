@@ -26,8 +26,10 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from seamwatch.api_body import BodyRefused, BoundedBody, declared_too_large
+from seamwatch.settings import DEFAULT_BODY_TIMEOUT_SECONDS
 from seamwatch.user_text import quoted
 from storage import BadValue, Store, StoreError, StoreUnavailable
 
@@ -99,20 +101,53 @@ class ApiGuard:
     ``loopback_only`` (the API listens on a loopback address), a request must also address
     the API by a loopback name or address, so a page whose domain is made to resolve to
     127.0.0.1 (DNS rebinding) cannot read or change the alerts either.
+
+    A request body is limited in size and in the time it takes to arrive
+    (``seamwatch.api_body``), on every route under ``/api/``.
     """
 
-    def __init__(self, app: ASGIApp, token: str | None, loopback_only: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        loopback_only: bool = False,
+        body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+    ) -> None:
         self._app = app
         self._token = token
         self._loopback_only = loopback_only
+        self._body_timeout_seconds = body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/api/"):
-            response = self._refusal(scope)
-            if response is not None:
-                await response(scope, receive, send)
-                return
-        await self._app(scope, receive, send)
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self._app(scope, receive, send)
+            return
+        response = self._refusal(scope)
+        if response is None:
+            response = await self._within_body_limits(scope, receive, send)
+        if response is not None:
+            await response(scope, receive, send)
+
+    async def _within_body_limits(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> Response | None:
+        """Run the API with its body limits (``seamwatch.api_body``); the refusal to send
+        when the body broke one."""
+        body = BoundedBody(receive, self._body_timeout_seconds)
+        answered = False
+
+        async def sending(message: Message) -> None:
+            nonlocal answered
+            answered = True
+            await send(message)
+
+        try:
+            await self._app(scope, body.receive, sending)
+        except BodyRefused as refused:
+            if answered:  # the routes read their body before answering: not seen in practice
+                raise
+            return refused.response
+        return None
 
     def _refusal(self, scope: Scope) -> Response | None:
         headers = Headers(scope=scope)
@@ -131,6 +166,9 @@ class ApiGuard:
             return JSONResponse(
                 {"error": BEARER_REFUSAL}, 401, headers={"WWW-Authenticate": "Bearer"}
             )
+        too_large = declared_too_large(headers)
+        if too_large is not None:
+            return too_large
         routes = getattr(scope.get("app"), "routes", ())  # to name the parameter of a path
         problem = path_encoding_problem(scope.get("raw_path"), routes)
         problem = problem or query_encoding_problem(scope.get("query_string", b""))

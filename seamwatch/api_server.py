@@ -18,6 +18,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from collector.http_protocol import bounded_head_protocol
 from seamwatch.api import (
     ApiGuard,
     api_not_found,
@@ -26,7 +27,11 @@ from seamwatch.api import (
     publish_endpoint,
     withdraw_endpoint,
 )
-from seamwatch.settings import Settings
+from seamwatch.settings import (
+    DEFAULT_BODY_TIMEOUT_SECONDS,
+    DEFAULT_HEADER_TIMEOUT_SECONDS,
+    Settings,
+)
 from storage import Store
 
 logger = logging.getLogger(__name__)
@@ -43,15 +48,35 @@ class ApiServerError(RuntimeError):
 class ApiServer:
     """Serves the API over ``store`` on ``LOOPBACK`` and a port the system picks."""
 
-    def __init__(self, store: Store, data_dir: Path, token: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        data_dir: Path,
+        token: str | None = None,
+        *,
+        body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+        header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
+    ) -> None:
+        """The limits are those of the receiver's port, which serves the same API: a request
+        head must arrive within ``header_timeout_seconds``, each part of a body within
+        ``body_timeout_seconds``."""
         self._data_dir = Path(data_dir)
+        guard = Middleware(
+            ApiGuard, token=token, loopback_only=True, body_timeout_seconds=body_timeout_seconds
+        )
         app = Starlette(
             routes=api_routes(store),
-            middleware=[Middleware(ApiGuard, token=token, loopback_only=True)],
+            middleware=[guard],
             exception_handlers={404: api_not_found, 405: method_not_allowed},
         )
         config = uvicorn.Config(
-            app, host=LOOPBACK, port=0, log_level="warning", lifespan="off", access_log=False
+            app,
+            host=LOOPBACK,
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            http=bounded_head_protocol(header_timeout_seconds),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="seamwatch-api", daemon=True)
@@ -88,6 +113,12 @@ def serve_api(store: Store, settings: Settings) -> ApiServer | None:
     if settings.uses_server:
         return None
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    api = ApiServer(store, settings.data_dir, token)
+    api = ApiServer(
+        store,
+        settings.data_dir,
+        token,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        header_timeout_seconds=settings.header_timeout_seconds,
+    )
     api.start()
     return api

@@ -26,6 +26,10 @@ DEFAULT_DASHBOARD_PORT = 8501
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the OTLP/HTTP limit most collectors use
 # nginx's client_body_timeout; an exporter sends its batch in one go, well within it
 DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
+# A client sends its request line and headers in one write as it connects; 10 s leaves room for
+# a slow network while a client holding connections open with unfinished heads (slowloris) has
+# to open each one again every 10 s.
+DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
 DEFAULT_BATCH_MAX_SPANS = 40_000
 DEFAULT_BATCH_FLUSH_INTERVAL_MILLIS = 200
 DEFAULT_MAX_QUEUE_SPANS = 400_000
@@ -124,8 +128,16 @@ class Settings(BaseSettings):
         DEFAULT_BODY_TIMEOUT_SECONDS,
         gt=0,
         le=3600,
-        description="Longest wait for the next part of a trace request's body before 408 and"
-        " the connection closed.",
+        description="Longest wait for the next part of a request's body (a trace request, or"
+        " a change sent to the JSON API) before 408 and the connection closed.",
+    )
+    header_timeout_seconds: float = Field(
+        DEFAULT_HEADER_TIMEOUT_SECONDS,
+        gt=0,
+        le=3600,
+        description="Longest time from connecting (or from the first byte of the next request on"
+        " a kept-alive connection) until the request line and headers are complete; then 408"
+        " and the connection closed.",
     )
     batch_max_spans: int = Field(
         DEFAULT_BATCH_MAX_SPANS, gt=0, description="Most spans in one insert into the store."

@@ -12,6 +12,7 @@ import pytest
 from google.rpc import status_pb2
 
 from seamwatch.settings import DEFAULT_MAX_REQUEST_BYTES, Settings
+from tests.raw_http import read_answer
 
 HUGE = 999_999_999_999
 TOO_LARGE = (
@@ -33,17 +34,6 @@ def _head(
     )
 
 
-def _answer(client: socket.socket) -> tuple[bytes, dict[bytes, bytes], bytes]:
-    """Status line, headers and body of the answer, read until the server closes."""
-    answer = b""
-    while chunk := client.recv(65536):
-        answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status, *lines = head.split(b"\r\n")
-    headers = dict(line.split(b": ", 1) for line in lines)
-    return status, headers, body
-
-
 @pytest.fixture
 def collector_settings(collector_settings: Settings) -> Settings:
     """The receiver waits 1 s for a body's next part and decodes one request at a time."""
@@ -57,7 +47,7 @@ def test_a_content_length_over_the_limit_gets_413_at_once(running_collector):
     with socket.create_connection(("127.0.0.1", running_collector.port), timeout=5) as client:
         client.sendall(_head(HUGE))
         started = time.monotonic()
-        status, headers, body = _answer(client)
+        status, headers, body = read_answer(client)
 
     assert status == b"HTTP/1.1 413 Request Entity Too Large"
     assert time.monotonic() - started < 2
@@ -69,7 +59,7 @@ def test_a_content_length_over_the_limit_gets_413_at_once(running_collector):
 def test_the_413_from_content_length_answers_protobuf_to_a_protobuf_request(running_collector):
     with socket.create_connection(("127.0.0.1", running_collector.port), timeout=5) as client:
         client.sendall(_head(HUGE, b"application/x-protobuf"))
-        status, headers, body = _answer(client)
+        status, headers, body = read_answer(client)
 
     assert status.startswith(b"HTTP/1.1 413 ")
     assert headers[b"content-type"] == b"application/x-protobuf"
@@ -82,7 +72,7 @@ def test_a_body_that_stops_arriving_gets_408_and_frees_the_receiver(running_coll
     with socket.create_connection(("127.0.0.1", running_collector.port), timeout=10) as client:
         client.sendall(_head(100) + b'{"resourceSpans"')
         started = time.monotonic()
-        status, headers, body = _answer(client)
+        status, headers, body = read_answer(client)
 
     assert status == b"HTTP/1.1 408 Request Timeout"
     assert 0.9 < time.monotonic() - started < 5
@@ -106,7 +96,7 @@ def test_a_slow_body_that_keeps_arriving_is_read_to_its_end(running_collector):
         for part in (body[:7], body[7:14], body[14:]):
             time.sleep(0.6)  # under the 1 s wait, 1.8 s in all
             client.sendall(part)
-        status, _, answer = _answer(client)
+        status, _, answer = read_answer(client)
 
     assert status == b"HTTP/1.1 200 OK"
     assert json.loads(answer) == {"partialSuccess": {}}
