@@ -4,7 +4,7 @@ began), while kept-alive connections keep uvicorn's keep-alive wait; over real s
 from __future__ import annotations
 
 import json
-import select
+import selectors
 import socket
 import time
 
@@ -69,7 +69,7 @@ def test_a_head_trickling_in_is_cut_at_the_deadline_for_the_whole_head(running_c
         for byte in REQUEST[:40]:
             client.sendall(bytes([byte]))
             # stop once the server answered: bytes sent after its close would reset the answer
-            if select.select([client], [], [], 0.2)[0]:
+            if _readable(client, 0.2):
                 break
         status, _, _ = read_answer(client)
 
@@ -126,3 +126,11 @@ def test_the_header_timeout_is_a_setting(monkeypatch):
     monkeypatch.setenv("SEAMWATCH_HEADER_TIMEOUT_SECONDS", "0")
     with pytest.raises(ValueError, match="header_timeout_seconds"):
         Settings()
+
+
+def _readable(client: socket.socket, seconds: float) -> bool:
+    """Whether ``client`` has something to read within ``seconds``; by the platform's selector,
+    as ``select.select`` refuses descriptors numbered 1024 and above, which a long run reaches."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(client, selectors.EVENT_READ)
+        return bool(selector.select(seconds))
