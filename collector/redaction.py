@@ -85,15 +85,24 @@ _EMAIL = _email(_WORD, _LETTER, from_run_start=True)
 # cost more than the scan itself.
 _ANY_NON_ASCII = "\x80-\U0010ffff"
 _EMAIL_CANDIDATE = _email(_ANY_NON_ASCII, _ANY_NON_ASCII, from_run_start=False)
-_CARD = r"\b\d(?:[ -]?\d){12,18}\b"
-_IBAN = r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"
+# Digits are ASCII digits alone, in RE2 and in Python alike, and a number is bounded by what is
+# not a digit (or, for an IBAN, not a letter or digit) rather than by a word boundary: text in
+# scripts written without spaces ("カード4111...") touches the number directly.
+_CARD_CANDIDATE = r"[0-9](?:[ -]?[0-9]){12,}"
+_DIGIT_RUN = r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}(?![0-9])"
+_IBAN_CANDIDATE = r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}"
+_IBAN = rf"(?<![A-Za-z0-9]){_IBAN_CANDIDATE}(?![A-Za-z0-9])"
+# the shortest IBAN (Norway) has 15 characters, the longest 34
+_IBAN_CHARACTERS = (15, 34)
+_CARD_DIGITS = (13, 19)
 _PHONE = r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}\d"
 _BEARER = r"\b(?i:bearer)\s+[A-Za-z0-9._~+/-]+=*"
 
 # One RE2 pattern that finds candidates fast; Python then checks and rewrites them. Only the
 # word "bearer" ignores case: a case-blind IBAN shape would match every hex id.
 _CANDIDATE = "|".join(
-    f"(?:{pattern})" for pattern in (_EMAIL_CANDIDATE, _CARD, _IBAN, _PHONE, _BEARER)
+    f"(?:{pattern})"
+    for pattern in (_EMAIL_CANDIDATE, _CARD_CANDIDATE, _IBAN_CANDIDATE, _PHONE, _BEARER)
 )
 
 
@@ -114,20 +123,63 @@ def _iban_valid(text: str) -> bool:
     return int(number) % 97 == 1
 
 
-def _card(match: re.Match[str]) -> str:
-    digits = re.sub(r"[ -]", "", match.group(0))
-    return "[REDACTED:card]" if _luhn_valid(digits) else match.group(0)
+def _cards(match: re.Match[str]) -> str:
+    """A run of digit groups with every card number in it replaced.
+
+    A card is one or more whole groups holding 13 to 19 digits that pass the Luhn check, the
+    longest such from each group on: an amount or a reference written after the number
+    ("4111 1111 1111 1111 12 EUR") is kept, and two numbers one space apart are both found.
+    A single group of 20 digits or more is an id, not a card."""
+    tokens = re.findall(r"[0-9]+|[ -]", match.group(0))
+    groups = tokens[::2]
+    out: list[str] = []
+    index = 0
+    while index < len(groups):
+        end = _card_end(groups, index)
+        if end is None:
+            out.append(groups[index])
+            index += 1
+        else:
+            out.append("[REDACTED:card]")
+            index = end
+        if index < len(groups):
+            out.append(tokens[2 * index - 1])
+    return "".join(out)
+
+
+def _card_end(groups: list[str], first: int) -> int | None:
+    """The end (exclusive) of the longest card number of whole groups from ``first``, if any."""
+    low, high = _CARD_DIGITS
+    found = None
+    digits = ""
+    for end in range(first + 1, len(groups) + 1):
+        digits += groups[end - 1]
+        if len(digits) > high:
+            break
+        if len(digits) >= low and _luhn_valid(digits):
+            found = end
+    return found
 
 
 def _iban(match: re.Match[str]) -> str:
-    return "[REDACTED:iban]" if _iban_valid(match.group(0)) else match.group(0)
+    """The IBAN replaced, when the match or the match without its last words is one: a
+    currency or a BIC written after it ("DE89 3704 0044 0532 0130 00 EUR") is kept."""
+    text = match.group(0)
+    words = text.split(" ")
+    for count in range(len(words), 0, -1):
+        head = " ".join(words[:count])
+        if len(head.replace(" ", "")) < _IBAN_CHARACTERS[0]:
+            break
+        if _iban_valid(head):
+            return "[REDACTED:iban]" + text[len(head) :]
+    return text
 
 
 _REWRITES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     (re.compile(_BEARER), lambda m: "Bearer [REDACTED:token]"),
     (re.compile(_EMAIL), lambda m: "[REDACTED:email]"),
     (re.compile(_IBAN), _iban),
-    (re.compile(_CARD), _card),
+    (re.compile(_DIGIT_RUN), _cards),
     (re.compile(_PHONE), lambda m: "[REDACTED:phone]"),
 )
 
@@ -295,18 +347,28 @@ def _redact_map(column: pa.MapArray, policy: RedactionPolicy) -> pa.MapArray:
     keys, values = column.keys, column.items
     if len(values) == 0:
         return column
-    new_values = _redact_values(_redact_by_key(keys, values, policy), policy)
+    keyed = _key_rule_hits(keys, policy)
+    new_values = _redact_by_key(keys, values, keyed, policy)
+    # a value the key rules replaced is final: a hash of 16 digits could pass for a card
+    new_values = _redact_values(new_values, policy, keyed)
     if new_values is values:
         return column
     return pa.MapArray.from_arrays(column.offsets, keys, new_values, mask=column.is_null())
 
 
-def _redact_by_key(keys: pa.Array, values: pa.Array, policy: RedactionPolicy) -> pa.Array:
+def _key_rule_hits(keys: pa.Array, policy: RedactionPolicy) -> pa.Array | None:
+    """Where a key rule (mask or hash) applies, or None where none does."""
     chosen = policy.masked_keys | policy.hashed_keys
     if not chosen:
-        return values
+        return None
     hit = pc.is_in(keys, value_set=pa.array(sorted(chosen), pa.string()))
-    if not pc.any(hit).as_py():
+    return hit if pc.any(hit).as_py() else None
+
+
+def _redact_by_key(
+    keys: pa.Array, values: pa.Array, hit: pa.Array | None, policy: RedactionPolicy
+) -> pa.Array:
+    if hit is None:
         return values
 
     def rewrite(index: int, value: str) -> str:
@@ -315,11 +377,16 @@ def _redact_by_key(keys: pa.Array, values: pa.Array, policy: RedactionPolicy) ->
     return _rewrite_where(values, hit, rewrite)
 
 
-def _redact_values(values: pa.Array, policy: RedactionPolicy) -> pa.Array:
-    """Attribute values with the patterns, and the key rules inside arrays and maps, applied."""
+def _redact_values(
+    values: pa.Array, policy: RedactionPolicy, final: pa.Array | None = None
+) -> pa.Array:
+    """Attribute values with the patterns, and the key rules inside arrays and maps, applied;
+    the values where ``final`` is true are left as they are."""
     if policy.value_candidates is None:
         return values
     hit = pc.match_substring_regex(values, policy.value_candidates)
+    if final is not None:
+        hit = pc.and_(hit, pc.invert(final))
     if not pc.any(hit).as_py():
         return values
     return _rewrite_where(values, hit, lambda index, value: policy.redact_value(value))

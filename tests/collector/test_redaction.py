@@ -33,6 +33,22 @@ from tests.collector.test_grpc import export, grpc_target
             "Authorization: Bearer [REDACTED:token]",
         ),
         ("SO-10492 for 12500.00 EUR", "SO-10492 for 12500.00 EUR"),
+        # text without spaces touches the number: a word boundary missed these
+        ("カード番号4111111111111111です", "カード番号[REDACTED:card]です"),
+        ("口座DE89370400440532013000", "口座[REDACTED:iban]"),
+        ("Nº4111111111111111", "Nº[REDACTED:card]"),
+        # what follows the number is kept, not taken as part of it (then failing its check)
+        ("card 4111 1111 1111 1111 12 EUR", "card [REDACTED:card] 12 EUR"),
+        ("4111 1111 1111 1111 100", "[REDACTED:card] 100"),
+        ("4111111111111111 4111111111111111", "[REDACTED:card] [REDACTED:card]"),
+        ("iban DE89 3704 0044 0532 0130 00 EUR", "iban [REDACTED:iban] EUR"),
+        ("iban DE89370400440532013000 AT", "iban [REDACTED:iban] AT"),
+        (
+            "IBAN DE89 3704 0044 0532 0130 00 BIC COBADEFFXXX",
+            "IBAN [REDACTED:iban] BIC COBADEFFXXX",
+        ),
+        # one group of more than 19 digits is an id, whatever windows of it pass the check
+        ("id 4111111111111111111111", "id 4111111111111111111111"),
     ],
 )
 def test_patterns(text, expected):
@@ -309,6 +325,19 @@ def test_hashed_keys_inside_maps_hash_as_at_the_top(hashing_collector, store, pr
 
     top, order = _stored(store, "SpanAttributes['customer.id'], SpanAttributes['order']")
     assert top.startswith("sha256:")
+    assert json.loads(order) == {"customer.id": top}
+
+
+@PROTOCOLS
+def test_a_hash_that_reads_as_a_card_number_is_kept(hashing_collector, store, protocol):
+    # the HMAC of C-29424 under this salt starts with 16 decimal digits passing the Luhn check:
+    # the patterns ran again on the hash at the top level, and made it a card redaction
+    customer = {"customer.id": _string("C-29424")}
+    span = _span(attributes=_attributes(**customer, order=_kvlist(**customer)))
+    _send(hashing_collector, _request(span), protocol)
+
+    top, order = _stored(store, "SpanAttributes['customer.id'], SpanAttributes['order']")
+    assert top == "sha256:6530286396520802"
     assert json.loads(order) == {"customer.id": top}
 
 
