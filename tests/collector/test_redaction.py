@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -318,26 +319,24 @@ def hashing_collector(store, collector_settings):
 
 
 @PROTOCOLS
-def test_hashed_keys_inside_maps_hash_as_at_the_top(hashing_collector, store, protocol):
-    customer = {"customer.id": _string("C-1")}
+@pytest.mark.parametrize(
+    "customer_id",
+    [
+        "C-1",
+        # its HMAC under this salt starts with 16 decimal digits passing the Luhn check: the
+        # patterns ran again on the hash at the top level and made it a card redaction
+        "C-29424",
+    ],
+)
+def test_hashed_keys_inside_maps_hash_as_at_the_top(
+    hashing_collector, store, protocol, customer_id
+):
+    customer = {"customer.id": _string(customer_id)}
     span = _span(attributes=_attributes(**customer, order=_kvlist(**customer)))
     _send(hashing_collector, _request(span), protocol)
 
     top, order = _stored(store, "SpanAttributes['customer.id'], SpanAttributes['order']")
-    assert top.startswith("sha256:")
-    assert json.loads(order) == {"customer.id": top}
-
-
-@PROTOCOLS
-def test_a_hash_that_reads_as_a_card_number_is_kept(hashing_collector, store, protocol):
-    # the HMAC of C-29424 under this salt starts with 16 decimal digits passing the Luhn check:
-    # the patterns ran again on the hash at the top level, and made it a card redaction
-    customer = {"customer.id": _string("C-29424")}
-    span = _span(attributes=_attributes(**customer, order=_kvlist(**customer)))
-    _send(hashing_collector, _request(span), protocol)
-
-    top, order = _stored(store, "SpanAttributes['customer.id'], SpanAttributes['order']")
-    assert top == "sha256:6530286396520802"
+    assert re.fullmatch(r"sha256:[0-9a-f]{16}", top)
     assert json.loads(order) == {"customer.id": top}
 
 
