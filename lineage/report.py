@@ -105,7 +105,10 @@ def reconciliation_text(document: dict[str, Any]) -> str:
 # older release) just gives the time.
 _AS_OF_TEXT = {
     "newest_span": "judged as of the newest span stored, {as_of}",
-    "now_no_span": "judged as of now, {as_of}: no span stored in the window or the day before it",
+    "now_no_span": (
+        "judged as of now, {as_of}: no span of an integration flow stored in the window or "
+        "the day before it"
+    ),
     "now_newest_span_later": "judged as of now, {as_of}: the newest span stored is later than now",
 }
 

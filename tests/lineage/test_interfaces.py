@@ -316,7 +316,9 @@ def test_reconcile_of_a_window_without_spans_says_it_judged_as_of_now(
     assert text.exit_code == 0, text.output
     assert "newest span" not in text.output
     assert "(judged as of now, " in text.output
-    assert ": no span stored in the window or the day before it)" in text.output
+    assert (
+        ": no span of an integration flow stored in the window or the day before it)" in text.output
+    )
     assert json.loads(answer.output)["as_of_basis"] == "now_no_span"
 
 

@@ -30,7 +30,10 @@ def test_the_reconciliation_says_it_judged_as_of_the_newest_span():
 @pytest.mark.parametrize(
     ("basis", "judged"),
     [
-        ("now_no_span", "now, {}: no span stored in the window or the day before it"),
+        (
+            "now_no_span",
+            "now, {}: no span of an integration flow stored in the window or the day before it",
+        ),
         ("now_newest_span_later", "now, {}: the newest span stored is later than now"),
     ],
 )
