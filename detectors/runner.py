@@ -573,8 +573,13 @@ class DetectorRunner:
                 _naive(chunk_start), _naive(chunk_end), freq="1min", inclusive="left"
             )
             for (flow, target), rows in frame.groupby(["flow", "target"], sort=False):
+                known = (flow, target) in self.series
                 state = self._series(flow, target, str(rows["business_object"].iloc[-1]))
-                dense = rows.set_index("minute").reindex(index)
+                # an uninterrupted run steps a series from its first minute in the store, not
+                # from the start of the day it shows up in: empty minutes before it would
+                # make a young flow look a day old (a first day is judged differently)
+                since = index if known else index[index >= rows["minute"].min()]
+                dense = rows.set_index("minute").reindex(since)
                 dense[["transactions", "failed", "calls"]] = dense[
                     ["transactions", "failed", "calls"]
                 ].fillna(0.0)
