@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seamwatch.money import (
     Converted,
@@ -18,6 +18,9 @@ from seamwatch.money import (
     currency_records,
     currency_split,
 )
+
+if TYPE_CHECKING:
+    from detectors.category_drift import CategoryScore
 
 # Signals whose alerts quote their findings: the quote says what is wrong, with the keys.
 FINDING_SIGNALS = ("duplicate_posting", "dropped")
@@ -180,3 +183,28 @@ def converted_fields(converted: Converted) -> dict[str, Any]:
         "reporting_currency": converted.currency,
         "money_not_converted": [code or None for code in converted.not_converted],
     }
+
+
+def category_text(found: CategoryScore) -> str:
+    """What a failure category's evidence says, as an alert's event records it."""
+    counts = f"{found.failures} of {found.transactions} transactions in {found.minutes} min"
+    if found.new_to_flow:
+        return (
+            f"{found.category} is new to this flow (no such failure outside alerts in the "
+            f"previous {_hours_text(found.history_hours)}): {counts}"
+        )
+    return f"{found.category} failures: {counts} (usual rate {found.baseline_rate:.3%})"
+
+
+def names_category(detail: str, category: str) -> bool:
+    """Whether an event's ``detail`` (what changed, ``; ``-separated) tells of ``category``'s
+    evidence, as :func:`category_text` wrote it."""
+    return any(
+        part.startswith((f"{category} failures: ", f"{category} is new to this flow "))
+        for part in detail.split("; ")
+    )
+
+
+def _hours_text(hours: int) -> str:
+    """``hours`` in words: hours up to two days, whole days beyond."""
+    return f"{hours} hours" if hours < 48 else f"{hours // 24} days"

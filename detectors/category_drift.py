@@ -181,22 +181,50 @@ class CategoryDrift:
         self._hour_index = 0
         # categories new to the flow in the latest window, with their failed transactions
         self._new_in_window: dict[str, set[str]] = {}
-        # minutes scored, and the last of them on which each category was in alarm
-        self._minutes_stepped = 0
+        # minutes learned or scored, and the last of them on which each category was in alarm
+        self._minutes_seen = 0
         self._last_in_alarm: dict[str, int] = {}
         # per new category in alarm, the hours its first failure was learned into
         self._unconfirmed: dict[str, tuple[list[tuple[int, int]], set[str]]] = {}
 
     def learn(
-        self, transactions: float, failures: Mapping[str, Collection[str]], calls: float = 0.0
+        self,
+        transactions: float,
+        failures: Mapping[str, Collection[str]],
+        calls: float = 0.0,
+        in_alarm: frozenset[str] = frozenset(),
+        opening: frozenset[str] = frozenset(),
     ) -> None:
         """Add one minute to the history without scoring it (warm-up).
 
         ``failures`` maps each category to the minute's failed transactions of it; ``calls``
-        is the minute's posting calls."""
+        is the minute's posting calls. After a restart, the stored alerts tell which
+        categories were in alarm in this minute (``in_alarm``, from the minute after the
+        opening) and which alarms opened in it (``opening``): the history then leaves out the
+        failures those alarms left out, and keeps their times for the quiet hours after an
+        alarm, as in a run that never stopped (:meth:`step`)."""
         failures = self._judged(failures)
         self._recent.append((transactions, calls, failures))
-        self._add_to_history(transactions, calls, failures)
+        self._minutes_seen += 1
+        for category in in_alarm:
+            self._last_in_alarm[category] = self._minutes_seen
+        new = {category for category in opening if self._is_new(category)}
+        self._confirm_new_categories(failures, in_alarm)
+        kept = {c: keys for c, keys in failures.items() if c not in in_alarm}
+        self._add_to_history(transactions, calls, kept)
+        for category in opening:
+            self._relive_onset(category, category in new)
+
+    def _relive_onset(self, category: str, new_to_flow: bool) -> None:
+        """Take back the failures an alarm opened on, as :meth:`forget` did when it opened."""
+        self._new_in_window = {}
+        if new_to_flow:
+            self._new_in_window[category] = {
+                key
+                for _, _, failed in list(self._recent)[-self.window :]
+                for key in failed.get(category, ())
+            }
+        self.forget(category)
 
     def step(
         self,
@@ -210,9 +238,9 @@ class CategoryDrift:
         teach itself as the usual rate."""
         failures = self._judged(failures)
         self._recent.append((transactions, calls, failures))
-        self._minutes_stepped += 1
+        self._minutes_seen += 1
         for category in unlearned:
-            self._last_in_alarm[category] = self._minutes_stepped
+            self._last_in_alarm[category] = self._minutes_seen
         scores = self._score()
         self._confirm_new_categories(failures, unlearned)
         kept = {c: keys for c, keys in failures.items() if c not in unlearned}
@@ -312,7 +340,7 @@ class CategoryDrift:
             and len(self._hours) >= NEW_CATEGORY_HOURS
             and self._week_failures[category] <= 0
             and self._hour_failures[category] <= 0
-            and self._minutes_stepped - self._last_in_alarm.get(category, -math.inf)
+            and self._minutes_seen - self._last_in_alarm.get(category, -math.inf)
             > NEW_CATEGORY_QUIET_MINUTES
         )
 

@@ -15,7 +15,8 @@ A minute's onsets open the flow's alert together or join it, and the alert resol
 alarm of the series has settled (:mod:`detectors.lifecycle`).
 
 How far the runner got is stored in ``detector_state``. After a restart it learns the week
-before that point from the store (without alerting), marks the alarms of open alerts as open,
+before that point from the store (without alerting), with the failure-category alarms the
+stored alerts record (:mod:`detectors.past_alarms`), marks the alarms of open alerts as open,
 and evaluates every minute since, so downtime delays alerts but neither loses nor repeats them.
 A stop ends a catch-up between two minutes: the minutes evaluated so far are written and
 recorded, and the next one is evaluated at the next start, as after any downtime.
@@ -31,7 +32,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,12 +43,13 @@ import pyarrow as pa
 
 from detectors.affected import AlertLedger, finding_text
 from detectors.alarm import HysteresisAlarm
-from detectors.alert_text import CATEGORY_PREFIX, EXCEPTION_CATEGORY
-from detectors.category_drift import CategoryDrift, CategoryScore
+from detectors.alert_text import CATEGORY_PREFIX, EXCEPTION_CATEGORY, category_text
+from detectors.category_drift import CategoryDrift
 from detectors.error_rate import ErrorRateDriftDetector
 from detectors.flow_series import data_bounds, read_minutes, split_pair
 from detectors.latency_shift import LatencyShiftTest
 from detectors.lifecycle import Alert, AlertBook, Signal
+from detectors.past_alarms import CategoryAlarm, alarms_at, category_alarms
 from detectors.posting_watch import (
     DROPPED,
     DUPLICATE_POSTING,
@@ -195,8 +197,9 @@ class SeriesState:
             DROPPED: (DROPPED, Latch(FINDING_LATCH)),
         }
 
-    def learn(self, minutes: pd.DataFrame) -> None:
-        """Learn a dense block of past minutes without scoring them (warm-up)."""
+    def learn(self, minutes: pd.DataFrame, alarms: Sequence[CategoryAlarm] = ()) -> None:
+        """Learn a dense block of past minutes (indexed by minute) without scoring them
+        (warm-up), leaving out of the history what the stored category ``alarms`` left out."""
         transactions = minutes["transactions"].to_numpy(float)
         with np.errstate(invalid="ignore", divide="ignore"):
             rates = np.where(
@@ -206,14 +209,21 @@ class SeriesState:
         for signal, series in values.items():
             self.alarms[signal].detector.learn_many(series)
             self.recent[signal].extend(series[-BASELINE_MINUTES:])
-        for count, durations, pairs in zip(
-            transactions, minutes["post_durations_ms"], minutes["failed_categories"], strict=True
+        for stamp, count, durations, pairs in zip(
+            minutes.index,
+            transactions,
+            minutes["post_durations_ms"],
+            minutes["failed_categories"],
+            strict=True,
         ):
             calls = 0
             if isinstance(durations, list | np.ndarray) and len(durations):
                 self.latency.learn(durations)
                 calls = len(durations)
-            self.categories.learn(count, category_counts(pairs), float(calls))
+            in_alarm, opening = alarms_at(alarms, stamp)
+            self.categories.learn(
+                count, category_counts(pairs), float(calls), in_alarm=in_alarm, opening=opening
+            )
 
     def step(
         self, minute: Minute, findings: dict[str, Finding] | None = None
@@ -289,7 +299,7 @@ class SeriesState:
                     found.score,
                     found.baseline_rate,
                     found.failures / max(found.transactions, 1),
-                    _category_text(found),
+                    category_text(found),
                 )
             )
         for kind in FINDING_KINDS:
@@ -310,20 +320,27 @@ class SeriesState:
             entry = self.latches[name] = (kind, Latch(config))
         return entry
 
-    def mark_open(self, kinds: list[str], strongest: str = "") -> None:
+    def mark_open(
+        self, kinds: list[str], strongest: str = "", categories: Sequence[str] = ()
+    ) -> None:
         """An alert of these kinds is open in the store: open the matching alarms.
 
-        ``strongest`` is the alert's strongest signal; when it names a category, that
-        category's alarm opens, so its failures stay out of the history as before the restart.
-        """
+        The alarm of each of the alert's failure ``categories`` opens (or, for an alert
+        stored without them, that of the category its ``strongest`` signal names), so their
+        failures stay out of the history as before the restart."""
         for signal, kind in SIGNALS:
             if kind in kinds:
                 self.alarms[signal].is_open = True
         if EXCEPTION_CATEGORY in kinds:
-            named = strongest.startswith(CATEGORY_PREFIX)
-            self._latch(
-                strongest if named else f"{CATEGORY_PREFIX}{EXCEPTION_CATEGORY}", EXCEPTION_CATEGORY
-            )
+            named = [f"{CATEGORY_PREFIX}{category}" for category in categories]
+            if not named:
+                named.append(
+                    strongest
+                    if strongest.startswith(CATEGORY_PREFIX)
+                    else f"{CATEGORY_PREFIX}{EXCEPTION_CATEGORY}"
+                )
+            for name in named:
+                self._latch(name, EXCEPTION_CATEGORY)
         for kind, latch in self.latches.values():
             if kind in kinds:
                 latch.is_open = True
@@ -333,21 +350,6 @@ class SeriesState:
         if signal == "error_rate":
             return minute.failed / minute.transactions if minute.transactions > 0 else math.nan
         return minute.transactions
-
-
-def _category_text(found: CategoryScore) -> str:
-    counts = f"{found.failures} of {found.transactions} transactions in {found.minutes} min"
-    if found.new_to_flow:
-        return (
-            f"{found.category} is new to this flow (no such failure outside alerts in the "
-            f"previous {_hours_text(found.history_hours)}): {counts}"
-        )
-    return f"{found.category} failures: {counts} (usual rate {found.baseline_rate:.3%})"
-
-
-def _hours_text(hours: int) -> str:
-    """``hours`` in words: hours up to two days, whole days beyond."""
-    return f"{hours} hours" if hours < 48 else f"{hours // 24} days"
 
 
 def _items(pairs: Any) -> list[str]:
@@ -559,12 +561,14 @@ class DetectorRunner:
         if not self._warm_up(cursor - self.warmup, cursor, stop):
             return False
         for (flow, target), alert in self.book.load_open().items():
-            self._series(flow, target, alert.business_object).mark_open(alert.kinds, alert.signal)
+            state = self._series(flow, target, alert.business_object)
+            state.mark_open(alert.kinds, alert.signal, alert.categories)
         self._restore_ledgers()
         return not stop.is_set()
 
     def _warm_up(self, start: datetime, end: datetime, stop: threading.Event) -> bool:
         """Learn the minutes of ``[start, end)`` a day at a time; False when stopped first."""
+        alarms = category_alarms(self.store, start, end)
         for chunk_start, chunk_end in _chunks(start, end, timedelta(days=1)):
             if stop.is_set():
                 return False
@@ -583,7 +587,7 @@ class DetectorRunner:
                 dense[["transactions", "failed", "calls"]] = dense[
                     ["transactions", "failed", "calls"]
                 ].fillna(0.0)
-                state.learn(dense)
+                state.learn(dense, alarms.get((flow, target), ()))
         return True
 
     def _evaluate_chunk(

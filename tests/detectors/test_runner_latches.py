@@ -95,3 +95,17 @@ def test_a_restart_reopens_the_alarm_of_the_alert_s_category():
         series.categories._week_failures["mapping"] + series.categories._hour_failures["mapping"]
     )
     assert after == before  # in alarm: not learned
+
+
+def test_a_restart_reopens_the_alarm_of_every_category_the_alert_shows():
+    # only the strongest signal's category reopened: the other's failures were learned as the
+    # usual rate while its incident went on
+    from detectors.runner import EXCEPTION_CATEGORY, Minute, SeriesState
+
+    series = SeriesState("order-to-cash.order-submit", "erp")
+    for _ in range(25 * 60):
+        series.step(Minute(calls=3, transactions=3))
+    series.mark_open([EXCEPTION_CATEGORY], "category:mapping", ["mapping", "timeout"])
+    assert all(series.latches[f"category:{name}"][1].is_open for name in ("mapping", "timeout"))
+    series.step(Minute(calls=3, transactions=3, failed=1, categories={"timeout": ["SO-8"]}))
+    assert series.categories._hour_failures["timeout"] == 0  # in alarm: not learned
