@@ -21,8 +21,7 @@ opens, or when data arrives on a kept-alive one after uvicorn's keep-alive wait 
 deadline is for the whole head, not between its parts: a client that trickles a byte every few
 seconds is exactly the one to cut. A head begun and unfinished gets 408 (Request Timeout); a
 connection that sent no head at all is closed without an answer, as there is no request to
-answer. Once the head is complete the body has its own wait (``collector.http_receiver``,
-``seamwatch.api.ApiGuard``).
+answer. Once the head is complete the body has its own wait (``seamwatch.body_limits``).
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from collector.pipeline import IngestError, IngestPipeline, Refusal, export_resp
 from collector.spans import SpanBatch
 from collector.writer import SpanWriter
 from seamwatch.api import ApiGuard, api_not_found, method_not_allowed
+from seamwatch.body_limits import BodyLimits
 from seamwatch.settings import DEFAULT_BODY_TIMEOUT_SECONDS
 
 PROTOBUF = "application/x-protobuf"
@@ -88,6 +89,7 @@ def create_app(
     JSON API keeps the same wait, and a smaller size limit of its own (``ApiGuard``).
     """
     in_flight = 0
+    limits = BodyLimits(max_request_bytes, body_timeout_seconds, _ReceiverRefusals(pipeline))
 
     async def traces(request: Request) -> Response:
         nonlocal in_flight
@@ -111,9 +113,9 @@ def create_app(
                 raise pipeline.refuse(Refusal.METHOD, f"{request.method} is not allowed; use POST.")
             encoding = _media_type(request, pipeline)
             pipeline.authenticate(request.headers.get("authorization"))
-            _check_declared_length(request, max_request_bytes, pipeline)
+            limits.check_declared(request.headers)
             try:
-                body = await _read_body(request, max_request_bytes, body_timeout_seconds, pipeline)
+                body = await _read_body(request, limits, pipeline)
             except ClientDisconnect:
                 # The client went away before its body arrived: nobody reads an answer.
                 logger.debug("Client disconnected before sending its whole request")
@@ -216,87 +218,71 @@ def _media_type(request: Request, pipeline: IngestPipeline) -> str:
     return _MEDIA_TYPES[media_type]
 
 
-def _check_declared_length(request: Request, limit_bytes: int, pipeline: IngestPipeline) -> None:
-    """Refuse a body whose Content-Length is over the limit, before waiting for any of it.
+class _ReceiverRefusals:
+    """The receiver's answers to a body over its limits (:class:`BodyLimits`): a refusal
+    counted by the pipeline, answered as a Status document."""
 
-    Compressed or not: a gzip body larger than the limit would inflate to more than it.
-    """
-    try:
-        declared = int(request.headers.get("content-length", ""))
-    except ValueError:
-        return  # none (chunked): the limit is kept while reading
-    if declared > limit_bytes:
-        raise pipeline.refuse(
+    def __init__(self, pipeline: IngestPipeline) -> None:
+        self._pipeline = pipeline
+
+    def declared_too_large(self, declared_bytes: int, limit_bytes: int) -> IngestError:
+        """413 from the Content-Length, compressed or not: a gzip body larger than the limit
+        would inflate to more than it."""
+        return self._pipeline.refuse(
             Refusal.TOO_LARGE,
-            f"Request body of {declared} bytes (its Content-Length) is larger than the limit of "
-            f"{limit_bytes} bytes (SEAMWATCH_MAX_REQUEST_BYTES); send smaller batches.",
+            f"Request body of {declared_bytes} bytes (its Content-Length) is larger than the "
+            f"limit of {limit_bytes} bytes (SEAMWATCH_MAX_REQUEST_BYTES); send smaller batches.",
             closes_connection=True,  # rather than read (and drop) a body this large
         )
 
+    def too_large(self, limit_bytes: int) -> IngestError:
+        """413 for a body that grew over the limit, measured after decompression."""
+        return self._pipeline.refuse(
+            Refusal.TOO_LARGE,
+            f"Request body is larger than {limit_bytes} bytes after decompression; "
+            "send smaller batches.",
+        )
 
-async def _read_body(
-    request: Request, limit_bytes: int, timeout_seconds: float, pipeline: IngestPipeline
-) -> bytes:
+    def stalled(self, message: str) -> IngestError:
+        """408 for a body that stopped arriving."""
+        # counted in the refused requests; a log line each would let a client flood the log
+        logger.debug("Closing a connection whose request body stopped arriving")
+        return self._pipeline.refuse(Refusal.TIMEOUT, message, closes_connection=True)
+
+
+async def _read_body(request: Request, limits: BodyLimits, pipeline: IngestPipeline) -> bytes:
     content_encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    chunks = _arriving(request.stream(), timeout_seconds, pipeline)
+    chunks = _arriving(request.stream(), limits)
     if content_encoding in ("", "identity"):
-        return await _read_plain(chunks, limit_bytes, pipeline)
+        return await _read_plain(chunks, limits)
     if content_encoding == "gzip":
-        return await _read_gzip(chunks, limit_bytes, pipeline)
+        return await _read_gzip(chunks, limits, pipeline)
     raise pipeline.refuse(
         Refusal.UNSUPPORTED,
         f"Content-Encoding {content_encoding!r} is not supported; send gzip or no encoding.",
     )
 
 
-async def _arriving(
-    chunks: AsyncIterator[bytes], timeout_seconds: float, pipeline: IngestPipeline
-) -> AsyncIterator[bytes]:
-    """The body's chunks; a client that sends nothing for ``timeout_seconds`` is refused.
-
-    The wait is per chunk, not for the whole body, so a large body on a slow link that keeps
-    arriving is read to its end.
-    """
+async def _arriving(chunks: AsyncIterator[bytes], limits: BodyLimits) -> AsyncIterator[bytes]:
+    """The body's chunks, each within the body timeout (:meth:`BodyLimits.next_part`)."""
     while True:
         try:
-            async with asyncio.timeout(timeout_seconds):
-                chunk = await anext(chunks)
+            chunk = await limits.next_part(anext(chunks))
         except StopAsyncIteration:
             return
-        except TimeoutError:
-            # counted in the refused requests; a log line each would let a client flood the log
-            logger.debug("Closing a connection whose request body stopped arriving")
-            raise pipeline.refuse(
-                Refusal.TIMEOUT,
-                f"The request body stopped arriving: nothing came for {timeout_seconds:g} s "
-                "(SEAMWATCH_BODY_TIMEOUT_SECONDS), so the connection is closed; send the "
-                "whole body without pausing that long.",
-                closes_connection=True,
-            ) from None
         yield chunk
 
 
-def _too_large(limit_bytes: int, pipeline: IngestPipeline) -> IngestError:
-    return pipeline.refuse(
-        Refusal.TOO_LARGE,
-        f"Request body is larger than {limit_bytes} bytes after decompression; "
-        "send smaller batches.",
-    )
-
-
-async def _read_plain(
-    chunks: AsyncIterator[bytes], limit_bytes: int, pipeline: IngestPipeline
-) -> bytes:
+async def _read_plain(chunks: AsyncIterator[bytes], limits: BodyLimits) -> bytes:
     body = bytearray()
     async for chunk in chunks:
         body += chunk
-        if len(body) > limit_bytes:
-            raise _too_large(limit_bytes, pipeline)
+        limits.check_size(len(body))
     return bytes(body)
 
 
 async def _read_gzip(
-    chunks: AsyncIterator[bytes], limit_bytes: int, pipeline: IngestPipeline
+    chunks: AsyncIterator[bytes], limits: BodyLimits, pipeline: IngestPipeline
 ) -> bytes:
     """Inflate as the body arrives, never holding more than the limit (a gzip bomb stops here)."""
     inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
@@ -307,9 +293,8 @@ async def _read_gzip(
             received = received or bool(chunk)
             pending = chunk
             while pending:
-                body += inflater.decompress(pending, limit_bytes + 1 - len(body))
-                if len(body) > limit_bytes:
-                    raise _too_large(limit_bytes, pipeline)
+                body += inflater.decompress(pending, limits.limit_bytes + 1 - len(body))
+                limits.check_size(len(body))
                 pending = inflater.unconsumed_tail
                 if inflater.eof and inflater.unused_data:
                     # Concatenated gzip members form one stream (RFC 1952 §2.2).

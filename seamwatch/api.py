@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from seamwatch.api_body import BodyRefused, BoundedBody, declared_too_large
+from seamwatch.api_body import BodyRefused, BoundedBody, api_body_limits
 from seamwatch.settings import DEFAULT_BODY_TIMEOUT_SECONDS
 from seamwatch.user_text import quoted
 from storage import BadValue, Store, StoreError, StoreUnavailable
@@ -116,7 +116,7 @@ class ApiGuard:
         self._app = app
         self._token = token
         self._loopback_only = loopback_only
-        self._body_timeout_seconds = body_timeout_seconds
+        self._body_limits = api_body_limits(body_timeout_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
@@ -133,7 +133,7 @@ class ApiGuard:
     ) -> Response | None:
         """Run the API with its body limits (``seamwatch.api_body``); the refusal to send
         when the body broke one."""
-        body = BoundedBody(receive, self._body_timeout_seconds)
+        body = BoundedBody(receive, self._body_limits)
         answered = False
 
         async def sending(message: Message) -> None:
@@ -166,9 +166,10 @@ class ApiGuard:
             return JSONResponse(
                 {"error": BEARER_REFUSAL}, 401, headers={"WWW-Authenticate": "Bearer"}
             )
-        too_large = declared_too_large(headers)
-        if too_large is not None:
-            return too_large
+        try:
+            self._body_limits.check_declared(headers)
+        except BodyRefused as refused:
+            return refused.response
         routes = getattr(scope.get("app"), "routes", ())  # to name the parameter of a path
         problem = path_encoding_problem(scope.get("raw_path"), routes)
         problem = problem or query_encoding_problem(scope.get("query_string", b""))

@@ -8,16 +8,16 @@ while a request costs little memory; a body over it is refused with 413, at once
 Content-Length says so. A body that stops arriving for the body timeout
 (``SEAMWATCH_BODY_TIMEOUT_SECONDS``, the trace receiver's setting) gets 408. Both answers are
 the API's ``{"error": ...}`` and close the connection: the rest of the body is not worth
-reading, and may never come.
+reading, and may never come. The limits are kept as the trace receiver keeps its own
+(``seamwatch.body_limits``); only the answers are the API's.
 """
 
 from __future__ import annotations
 
-import asyncio
-
-from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive
+
+from seamwatch.body_limits import BodyLimits
 
 # The same as a request head's limit (collector.http_protocol.MAX_HEAD_BYTES).
 MAX_API_BODY_BYTES = 64 * 1024
@@ -31,38 +31,46 @@ class BodyRefused(Exception):
         self.response = response
 
 
-def declared_too_large(
-    headers: Headers, limit_bytes: int = MAX_API_BODY_BYTES
-) -> JSONResponse | None:
-    """413 for a body whose Content-Length is over the limit, before any of it is read."""
-    try:
-        declared = int(headers.get("content-length", ""))
-    except ValueError:
-        return None  # none (chunked): the limit is kept while reading
-    if declared <= limit_bytes:
-        return None
-    return _closing(
-        413,
-        f"The request body of {declared} bytes (its Content-Length) is larger than the API "
-        f"takes ({limit_bytes} bytes); send a smaller body.",
-    )
+class _ApiRefusals:
+    """The API's answers to a body over its limits (:class:`seamwatch.body_limits.BodyRefusals`):
+    ``{"error": ...}``, closing the connection."""
+
+    def declared_too_large(self, declared_bytes: int, limit_bytes: int) -> BodyRefused:
+        """413 from the Content-Length."""
+        return _closing(
+            413,
+            f"The request body of {declared_bytes} bytes (its Content-Length) is larger than "
+            f"the API takes ({limit_bytes} bytes); send a smaller body.",
+        )
+
+    def too_large(self, limit_bytes: int) -> BodyRefused:
+        """413 for a body that grew over the limit."""
+        return _closing(
+            413,
+            f"The request body is larger than the API takes ({limit_bytes} bytes); "
+            "send a smaller body.",
+        )
+
+    def stalled(self, message: str) -> BodyRefused:
+        """408 for a body that stopped arriving."""
+        return _closing(408, message)
+
+
+def api_body_limits(timeout_seconds: float) -> BodyLimits:
+    """The API's limits: ``MAX_API_BODY_BYTES``, each part within ``timeout_seconds``."""
+    return BodyLimits(MAX_API_BODY_BYTES, timeout_seconds, _ApiRefusals())
 
 
 class BoundedBody:
-    """Wraps an ASGI ``receive``: raises :class:`BodyRefused` when the body grows over the
-    limit, or when nothing of it arrives for ``timeout_seconds``.
+    """Wraps an ASGI ``receive``: raises :class:`BodyRefused` when the body breaks ``limits``.
 
-    The wait is per part, not for the whole body, so a slow body that keeps arriving is read
-    to its end. Once the body is complete, ``receive`` is passed through without a wait: the
-    application may then wait for the client to disconnect for as long as it likes.
+    Once the body is complete, ``receive`` is passed through without a wait: the application
+    may then wait for the client to disconnect for as long as it likes.
     """
 
-    def __init__(
-        self, receive: Receive, timeout_seconds: float, limit_bytes: int = MAX_API_BODY_BYTES
-    ) -> None:
+    def __init__(self, receive: Receive, limits: BodyLimits) -> None:
         self._receive = receive
-        self._timeout_seconds = timeout_seconds
-        self._limit_bytes = limit_bytes
+        self._limits = limits
         self._received = 0
         self._complete = False
 
@@ -70,33 +78,14 @@ class BoundedBody:
         """The next ASGI message, within the limits."""
         if self._complete:
             return await self._receive()
-        try:
-            async with asyncio.timeout(self._timeout_seconds):
-                message = await self._receive()
-        except TimeoutError:
-            raise BodyRefused(self._stalled()) from None
+        message = await self._limits.next_part(self._receive())
         if message["type"] == "http.request":
             self._received += len(message.get("body", b""))
             self._complete = not message.get("more_body", False)
-            if self._received > self._limit_bytes:
-                raise BodyRefused(
-                    _closing(
-                        413,
-                        f"The request body is larger than the API takes ({self._limit_bytes} "
-                        "bytes); send a smaller body.",
-                    )
-                )
+            self._limits.check_size(self._received)
         return message
 
-    def _stalled(self) -> JSONResponse:
-        return _closing(
-            408,
-            f"The request body stopped arriving: nothing came for {self._timeout_seconds:g} s "
-            "(SEAMWATCH_BODY_TIMEOUT_SECONDS), so the connection is closed; send the whole "
-            "body without pausing that long.",
-        )
 
-
-def _closing(status: int, message: str) -> JSONResponse:
+def _closing(status: int, message: str) -> BodyRefused:
     """An error answer that closes the connection rather than read the rest of the body."""
-    return JSONResponse({"error": message}, status, headers={"Connection": "close"})
+    return BodyRefused(JSONResponse({"error": message}, status, headers={"Connection": "close"}))

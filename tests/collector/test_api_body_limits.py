@@ -4,6 +4,7 @@ sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.responses import JSONResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from collector.service import Collector
-from seamwatch.api import api_routes
+from seamwatch.api import ApiGuard, api_routes
 from seamwatch.api_body import MAX_API_BODY_BYTES
 from seamwatch.api_server import ApiServer
 from seamwatch.settings import Settings
@@ -130,3 +133,40 @@ def test_a_slow_body_that_keeps_arriving_is_taken(api_port):
 
     assert status == b"HTTP/1.1 200 OK"
     assert json.loads(body)["reason"] == "maintenance"
+
+
+def test_once_the_body_is_complete_the_api_may_wait_without_a_limit():
+    # a wait for the client to disconnect, after the whole body, is not a stalled body
+    incoming: list[Message] = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+    async def receive() -> Message:
+        if incoming:
+            return incoming.pop()
+        await asyncio.sleep(0.3)  # over the 0.1 s body timeout
+        return {"type": "http.disconnect"}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        body = await receive()
+        after = await receive()
+        await JSONResponse({"body": body["body"].decode(), "after": after["type"]})(
+            scope, receive, send
+        )
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/v1/alerts",
+        "raw_path": b"/api/v1/alerts",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1")],
+    }
+    asyncio.run(ApiGuard(app, token=None, body_timeout_seconds=0.1)(scope, receive, send))
+
+    assert sent[0]["status"] == 200
+    assert json.loads(sent[1]["body"]) == {"body": "{}", "after": "http.disconnect"}

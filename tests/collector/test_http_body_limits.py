@@ -3,15 +3,20 @@ is answered 408; both over real sockets, and both close the connection."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import logging
 import socket
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from google.rpc import status_pb2
 
+from collector.service import Collector
 from seamwatch.settings import DEFAULT_MAX_REQUEST_BYTES, Settings
+from storage import Store
 from tests.raw_http import read_answer
 
 HUGE = 999_999_999_999
@@ -22,6 +27,10 @@ TOO_LARGE = (
 STALLED = (
     "The request body stopped arriving: nothing came for 1 s (SEAMWATCH_BODY_TIMEOUT_SECONDS), "
     "so the connection is closed; send the whole body without pausing that long."
+)
+SMALL_LIMIT = 1024
+STREAMED_TOO_LARGE = (
+    f"Request body is larger than {SMALL_LIMIT} bytes after decompression; send smaller batches."
 )
 
 
@@ -54,6 +63,7 @@ def test_a_content_length_over_the_limit_gets_413_at_once(running_collector):
     assert headers[b"connection"] == b"close"
     assert headers[b"content-type"] == b"application/json"
     assert json.loads(body) == {"code": 8, "message": TOO_LARGE}
+    assert _refused(running_collector, "too_large") == 1
 
 
 def test_the_413_from_content_length_answers_protobuf_to_a_protobuf_request(running_collector):
@@ -67,8 +77,9 @@ def test_the_413_from_content_length_answers_protobuf_to_a_protobuf_request(runn
     assert (refusal.code, refusal.message) == (8, TOO_LARGE)
 
 
-def test_a_body_that_stops_arriving_gets_408_and_frees_the_receiver(running_collector):
+def test_a_body_that_stops_arriving_gets_408_and_frees_the_receiver(running_collector, caplog):
     # headers and part of the body, then nothing: the connection was held for good
+    caplog.set_level(logging.DEBUG, logger="collector.http_receiver")
     with socket.create_connection(("127.0.0.1", running_collector.port), timeout=10) as client:
         client.sendall(_head(100) + b'{"resourceSpans"')
         started = time.monotonic()
@@ -78,6 +89,11 @@ def test_a_body_that_stops_arriving_gets_408_and_frees_the_receiver(running_coll
     assert 0.9 < time.monotonic() - started < 5
     assert headers[b"connection"] == b"close"
     assert json.loads(body) == {"code": 4, "message": STALLED}
+    assert _refused(running_collector, "timeout") == 1
+    # counted, and logged at debug level only: a line each would let a client flood the log
+    assert [(record.levelno, record.getMessage()) for record in caplog.records] == [
+        (logging.DEBUG, "Closing a connection whose request body stopped arriving")
+    ]
     # it held the one request slot; the next request is served
     response = httpx.post(
         f"{running_collector.endpoint}/v1/traces",
@@ -100,6 +116,55 @@ def test_a_slow_body_that_keeps_arriving_is_read_to_its_end(running_collector):
 
     assert status == b"HTTP/1.1 200 OK"
     assert json.loads(answer) == {"partialSuccess": {}}
+
+
+@pytest.fixture
+def small_collector(store: Store, collector_settings: Settings) -> Iterator[Collector]:
+    """A receiver taking bodies of up to ``SMALL_LIMIT`` bytes after decompression."""
+    service = Collector(
+        store, collector_settings.model_copy(update={"max_request_bytes": SMALL_LIMIT})
+    )
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def _post_chunked(collector: Collector, body: bytes, content_encoding: str) -> httpx.Response:
+    """POST ``body`` without a Content-Length, so that only reading it finds its size."""
+    headers = {"Content-Type": "application/json", "Content-Encoding": content_encoding}
+    return httpx.post(
+        f"{collector.endpoint}/v1/traces", content=iter([body]), headers=headers, timeout=10
+    )
+
+
+def _refused(collector: Collector, reason: str) -> float:
+    text = httpx.get(f"{collector.endpoint}/metrics", timeout=10).text
+    line = f'seamwatch_collector_refused_requests_total{{reason="{reason}"}} '
+    return float(text.split(line, 1)[1].split()[0]) if line in text else 0.0
+
+
+@pytest.mark.parametrize("content_encoding", ["identity", "gzip"])
+def test_a_streamed_body_over_the_limit_gets_413(small_collector, content_encoding):
+    document = b'{"resourceSpans": []}' + b" " * SMALL_LIMIT
+    body = gzip.compress(document) if content_encoding == "gzip" else document
+    response = _post_chunked(small_collector, body, content_encoding)
+
+    assert response.status_code == 413
+    assert response.json() == {"code": 8, "message": STREAMED_TOO_LARGE}
+    assert "connection" not in response.headers  # the body was read to its limit
+    assert _refused(small_collector, "too_large") == 1
+
+
+def test_the_limit_is_on_the_inflated_body_not_on_the_gzip_that_arrives(small_collector):
+    document = b'{"resourceSpans": []}'.ljust(SMALL_LIMIT - 16)
+    body = gzip.compress(document, compresslevel=0)  # stored: larger than what it holds
+    assert len(body) > SMALL_LIMIT
+    response = _post_chunked(small_collector, body, "gzip")
+
+    assert response.status_code == 200, response.text
+    assert _refused(small_collector, "too_large") == 0
 
 
 def test_the_body_timeout_is_a_setting(monkeypatch):
