@@ -46,29 +46,44 @@ def category_alarms(
 ) -> dict[tuple[str, str], list[CategoryAlarm]]:
     """The category alarms of the alerts stored for any time in ``[start, end)``, per
     (flow, target)."""
-    frame = store.query_df(
-        "SELECT a.alert_id AS alert_id, a.flow AS flow, a.target AS target, "
-        "a.categories AS categories, toUnixTimestamp64Milli(a.opened_at) AS opened_ms, "
-        "toUnixTimestamp64Milli(a.resolved_at) AS resolved_ms, "
-        "groupArray((toUnixTimestamp64Milli(e.at), e.detail)) AS told "
-        f"FROM (SELECT * FROM {store.table(ALERTS_TABLE)} FINAL "
+    alerts = store.query_df(
+        "SELECT alert_id, flow, target, categories, "
+        "toUnixTimestamp64Milli(opened_at) AS opened_ms, "
+        "toUnixTimestamp64Milli(resolved_at) AS resolved_ms "
+        f"FROM {store.table(ALERTS_TABLE)} FINAL "
         "WHERE notEmpty(categories) AND toUnixTimestamp64Milli(opened_at) < {end:Int64} "
-        "AND (resolved_at IS NULL OR toUnixTimestamp64Milli(resolved_at) >= {start:Int64})) AS a "
-        f"LEFT JOIN (SELECT alert_id, at, detail FROM {store.table(EVENTS_TABLE)} "
-        "WHERE event IN ('opened', 'escalated')) AS e ON e.alert_id = a.alert_id "
-        "GROUP BY alert_id, flow, target, categories, opened_ms, resolved_ms",
+        "AND (resolved_at IS NULL OR toUnixTimestamp64Milli(resolved_at) >= {start:Int64})",
         {"start": _millis(start), "end": _millis(end)},
-    )
+    ).to_dict("records")
+    told = _events_telling(store, [str(row["alert_id"]) for row in alerts])
     alarms: dict[tuple[str, str], list[CategoryAlarm]] = {}
-    for row in frame.to_dict("records"):
+    for row in alerts:
         resolved = _minute(row["resolved_ms"])
         for category in row["categories"]:
-            opened = _told_at(category, row["told"]) or _minute(row["opened_ms"])
+            opened = _told_at(category, told.get(str(row["alert_id"]), []))
+            opened = opened if opened is not None else _minute(row["opened_ms"])
             assert opened is not None
             alarms.setdefault((row["flow"], row["target"]), []).append(
                 CategoryAlarm(str(category), opened, resolved)
             )
     return alarms
+
+
+def _events_telling(store: Store, alert_ids: list[str]) -> dict[str, list[tuple[int, str]]]:
+    """The openings and escalations of ``alert_ids``: (milliseconds, detail) per alert id."""
+    if not alert_ids:
+        return {}
+    rows = store.query_rows(
+        "SELECT alert_id, toUnixTimestamp64Milli(at), detail "
+        f"FROM {store.table(EVENTS_TABLE)} "
+        "WHERE event IN ('opened', 'escalated') AND has(splitByChar(',', {ids:String}), alert_id)",
+        # one string, not an array, as in ``lifecycle.opening_events``; ids are hex
+        {"ids": ",".join(alert_ids)},
+    )
+    told: dict[str, list[tuple[int, str]]] = {}
+    for alert_id, millis, detail in rows:
+        told.setdefault(str(alert_id), []).append((int(millis), str(detail)))
+    return told
 
 
 def alarms_at(
