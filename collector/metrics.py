@@ -33,6 +33,13 @@ class CollectorMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.late_spans = Counter(
+            f"{_PREFIX}_spans_late_for_detectors",
+            "Spans acknowledged after the detectors had judged the minute they started in"
+            " (SEAMWATCH_EVALUATION_DELAY_SECONDS after its end): stored and shown, but no"
+            " detector counts them. Only spans that name a flow (integration.flow).",
+            registry=self.registry,
+        )
         self.dropped_spans = Counter(
             f"{_PREFIX}_dropped_spans",
             "Acknowledged spans the store refused for good (kept aside in the spool).",

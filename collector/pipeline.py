@@ -15,21 +15,23 @@ from __future__ import annotations
 
 import enum
 import logging
-import threading
-import time
 from concurrent.futures import Future
 from dataclasses import replace
+from datetime import timedelta
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from collector.fast_decode import decode_protobuf_batch
+from collector.late_spans import LateSpans
+from collector.log_throttle import LogThrottle
 from collector.metrics import CollectorMetrics
 from collector.otlp_json import OTHER_SIGNAL_KEYS, InvalidRequest, decode_json_export
 from collector.redaction import RedactionPolicy, redact_rows
 from collector.spans import InvalidSpans, SpanBatch, request_to_batch
 from collector.writer import Overloaded, SpanWriter, WriterClosed
 from seamwatch.api import BEARER_REFUSAL, bearer_matches
+from seamwatch.settings import DEFAULT_EVALUATION_DELAY_SECONDS
 from storage import StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -102,26 +104,6 @@ def export_response(batch: SpanBatch) -> ExportTraceServiceResponse:
     return answer
 
 
-class _LogThrottle:
-    """Lets a recurring log line through once per interval, counting the ones held back."""
-
-    def __init__(self, interval_seconds: float) -> None:
-        self._interval_seconds = interval_seconds
-        self._lock = threading.Lock()
-        self._logged_at: float | None = None
-        self._held_back = 0
-
-    def admit(self) -> int | None:
-        """None to hold this line back, else how many were held back since the last one."""
-        now = time.monotonic()
-        with self._lock:
-            if self._logged_at is not None and now - self._logged_at < self._interval_seconds:
-                self._held_back += 1
-                return None
-            held_back, self._held_back, self._logged_at = self._held_back, 0, now
-            return held_back
-
-
 class IngestPipeline:
     """Decodes OTLP trace requests and hands their rows to the span writer."""
 
@@ -131,12 +113,14 @@ class IngestPipeline:
         metrics: CollectorMetrics,
         redaction: RedactionPolicy,
         auth_token: str | None = None,
+        evaluation_delay: timedelta = timedelta(seconds=DEFAULT_EVALUATION_DELAY_SECONDS),
     ) -> None:
         self.writer = writer
         self.metrics = metrics
         self.redaction = redaction
         self.auth_token = auth_token
-        self._warnings_logged = _LogThrottle(_WARNING_LOG_INTERVAL_SECONDS)
+        self.late_spans = LateSpans(evaluation_delay, metrics.late_spans)
+        self._warnings_logged = LogThrottle(_WARNING_LOG_INTERVAL_SECONDS)
 
     def authenticate(self, authorization: str | None) -> None:
         """Raise IngestError unless the Authorization value carries the configured token."""
@@ -156,7 +140,9 @@ class IngestPipeline:
             self.metrics.rejected_spans.labels("invalid_span").inc(batch.rejected_spans)
         if batch.warning:
             self._log_warning(batch.warning)
-        return replace(batch, rows=redact_rows(batch.rows, self.redaction))
+        rows = redact_rows(batch.rows, self.redaction)
+        # here, off the receiver's event loop; counted once the spans are acknowledged
+        return replace(batch, rows=rows, late_flows=self.late_spans.find(rows))
 
     def _log_warning(self, warning: str) -> None:
         held_back = self._warnings_logged.admit()
@@ -181,6 +167,7 @@ class IngestPipeline:
         except StoreUnavailable as exc:
             raise self._unavailable(exc) from exc
         self.metrics.accepted_spans.labels(protocol).inc(batch.accepted_spans)
+        self.late_spans.record(batch.late_flows)
 
     def refuse(
         self,

@@ -63,7 +63,11 @@ class Collector:
         )
         token = settings.auth_token.get_secret_value() if settings.auth_token else None
         self.pipeline = IngestPipeline(
-            self.writer, self.metrics, RedactionPolicy.from_settings(settings), token
+            self.writer,
+            self.metrics,
+            RedactionPolicy.from_settings(settings),
+            token,
+            evaluation_delay=settings.evaluation_delay,
         )
         self._settings = settings
         self.app = create_app(

@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -47,6 +48,8 @@ class SpanBatch:
     rejected_spans: int
     rejection_reason: str
     warning: str = ""
+    # spans per flow that came after the detectors had judged their minute (collector.late_spans)
+    late_flows: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def accepted_spans(self) -> int:

@@ -40,7 +40,7 @@ from detectors.alert_actions import (
 )
 from detectors.alert_text import alert_summary, kind_names
 from detectors.alerts_api import alerts_document, silences_document
-from detectors.runner import DEFAULT_DELAY, DetectorRunner, RunnerThread
+from detectors.runner import DetectorRunner, RunnerThread, evaluation_timing
 from detectors.severity import (
     DEFAULT_SEVERITY_FILE,
     SEVERITY_FILE_ENV,
@@ -169,9 +169,9 @@ def detectors_command(
                 return
             api = serve_api(store, settings)
             if once:
-                _catch_up_once(DetectorRunner(store), stop)
+                _catch_up_once(DetectorRunner(store), stop, settings.evaluation_delay)
             else:
-                _evaluate_until_stopped(store, api, stop)
+                _evaluate_until_stopped(store, api, stop, settings.evaluation_delay)
         finally:
             # the notifier records its last deliveries while the store still takes them
             runtime.store_closing()
@@ -182,10 +182,12 @@ def detectors_command(
     _guarded(run)
 
 
-def _catch_up_once(runner: DetectorRunner, stop: threading.Event) -> None:
-    # Ctrl-C ends the catch-up after the minute in progress, whose position is saved, and says
-    # where it stopped: a week's first catch-up takes minutes
-    report = runner.catch_up(datetime.now(UTC) - DEFAULT_DELAY, stop)
+def _catch_up_once(runner: DetectorRunner, stop: threading.Event, delay: timedelta) -> None:
+    # up to the minutes the continuous runner would have judged by now, so that a minute is
+    # judged with the same late spans whichever way the detectors run. Ctrl-C ends the
+    # catch-up after the minute in progress, whose position is saved, and says where it
+    # stopped: a week's first catch-up takes minutes
+    report = runner.catch_up(datetime.now(UTC) - delay, stop)
     if stop.is_set():
         typer.echo(
             f"Detectors stopped; minutes evaluated: {_evaluated(report.evaluated_until)}. "
@@ -199,14 +201,13 @@ def _catch_up_once(runner: DetectorRunner, stop: threading.Event) -> None:
     )
 
 
-def _evaluate_until_stopped(store: Store, api: ApiServer | None, stop: threading.Event) -> None:
+def _evaluate_until_stopped(
+    store: Store, api: ApiServer | None, stop: threading.Event, delay: timedelta
+) -> None:
     """Evaluate in a thread, as ``seamwatch up`` does, until SIGINT or SIGTERM."""
     serving = f" JSON API for 'seamwatch alerts': {api.endpoint}/api/v1." if api else ""
-    typer.echo(
-        f"Detectors running; each minute is evaluated {DEFAULT_DELAY.seconds} s after it ends."
-        f"{serving} Press Ctrl-C to stop."
-    )
-    detectors = RunnerThread(store)
+    typer.echo(f"Detectors running; {evaluation_timing(delay)}.{serving} Press Ctrl-C to stop.")
+    detectors = RunnerThread(store, delay)
     detectors.start()
     # short waits: a signal caught by another thread reaches this one only between them
     while not stop.wait(1.0):

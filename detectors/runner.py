@@ -20,9 +20,10 @@ stored alerts record (:mod:`detectors.past_alarms`), marks the alarms of open al
 and evaluates every minute since, so downtime delays alerts but neither loses nor repeats them.
 A stop ends a catch-up between two minutes: the minutes evaluated so far are written and
 recorded, and the next one is evaluated at the next start, as after any downtime.
-A minute is evaluated ``delay`` after it ends, giving late spans time to arrive: live, each
-evaluation starts at that moment rather than on a free-running timer, so an alert is raised
-``delay`` plus the evaluation's own time after the minute that shows it.
+A minute is evaluated ``delay`` after it ends (``SEAMWATCH_EVALUATION_DELAY_SECONDS``, 30 s by
+default), giving late spans time to arrive: live, each evaluation starts at that moment rather
+than on a free-running timer, so an alert is raised ``delay`` plus the evaluation's own time
+after the minute that shows it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from detectors.posting_watch import (
     watch_chunk,
 )
 from detectors.product import build_alarm
+from seamwatch.settings import EVALUATION_DELAY_ENV
 from storage import Store, StoreError
 from storage.pending import wait_until_open
 
@@ -65,9 +67,6 @@ logger = logging.getLogger(__name__)
 STATE_TABLE = "detector_state"
 DEFAULT_RUNNER = "default"
 MINUTE = timedelta(minutes=1)
-# Spans reach the store a few seconds after they end (an SDK exports every 5 s by default;
-# the simulator's arrive within 5 s of their minute's end); calls time out after 8 to 10 s.
-DEFAULT_DELAY = timedelta(seconds=30)
 DEFAULT_CHUNK = timedelta(hours=6)
 WARMUP = timedelta(days=7)
 FIRST_START_LOOKBACK = timedelta(days=7)
@@ -779,7 +778,7 @@ class RunnerThread:
     def __init__(
         self,
         store: Store,
-        delay: timedelta = DEFAULT_DELAY,
+        delay: timedelta,
         interval_seconds: float | None = None,
     ) -> None:
         self.runner = DetectorRunner(store)
@@ -841,6 +840,12 @@ def run_periodically(
             stop.wait(seconds_to_next_evaluation(datetime.now(UTC), delay))
         else:
             stop.wait(interval_seconds)
+
+
+def evaluation_timing(delay: timedelta) -> str:
+    """When a minute is judged, in words, e.g. ``each minute is evaluated 30 s after it ends``."""
+    seconds = delay.total_seconds()
+    return f"each minute is evaluated {seconds:g} s after it ends ({EVALUATION_DELAY_ENV})"
 
 
 def seconds_to_next_evaluation(now: datetime, delay: timedelta) -> float:

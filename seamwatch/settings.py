@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
@@ -30,6 +31,12 @@ DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
 # a slow network while a client holding connections open with unfinished heads (slowloris) has
 # to open each one again every 10 s.
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
+# Spans reach the store a few seconds after they end (an SDK exports every 5 s by default;
+# the simulator's arrive within 5 s of their minute's end); calls time out after 8 to 10 s.
+DEFAULT_EVALUATION_DELAY_SECONDS = 30.0
+# An hour at most: an alert held back longer comes too late to act on.
+MAX_EVALUATION_DELAY_SECONDS = 3600.0
+EVALUATION_DELAY_ENV = f"{ENV_PREFIX}EVALUATION_DELAY_SECONDS"
 DEFAULT_BATCH_MAX_SPANS = 40_000
 DEFAULT_BATCH_FLUSH_INTERVAL_MILLIS = 200
 DEFAULT_MAX_QUEUE_SPANS = 400_000
@@ -139,6 +146,11 @@ class Settings(BaseSettings):
         " a kept-alive connection) until the request line and headers are complete; then 408"
         " and the connection closed.",
     )
+    evaluation_delay_seconds: float = Field(
+        DEFAULT_EVALUATION_DELAY_SECONDS,
+        description="How long after a minute ends the detectors judge it: spans that arrive"
+        " later are stored and shown but not counted; every alert comes this much later.",
+    )
     batch_max_spans: int = Field(
         DEFAULT_BATCH_MAX_SPANS, gt=0, description="Most spans in one insert into the store."
     )
@@ -196,6 +208,18 @@ class Settings(BaseSettings):
         token = value.get_secret_value()
         if token != token.strip() or any(char.isspace() for char in token):
             raise ValueError("must not contain spaces: no client could send it in a header")
+        return value
+
+    @field_validator("evaluation_delay_seconds")
+    @classmethod
+    def _delay_is_in_range(cls, value: float) -> float:
+        # written out rather than ge/le, so the message says what the wait trades
+        if not 0 <= value <= MAX_EVALUATION_DELAY_SECONDS:  # NaN too
+            raise ValueError(
+                f"must be from 0 to {MAX_EVALUATION_DELAY_SECONDS:g} seconds: how long after a "
+                "minute ends the detectors judge it; set it a little longer than your senders "
+                f"take to export their spans (default {DEFAULT_EVALUATION_DELAY_SECONDS:g})"
+            )
         return value
 
     @model_validator(mode="after")
@@ -274,6 +298,11 @@ class Settings(BaseSettings):
     def key_set(text: str) -> frozenset[str]:
         """The keys of a comma-separated setting such as ``redact_keys``."""
         return frozenset(key.strip() for key in text.split(",") if key.strip())
+
+    @property
+    def evaluation_delay(self) -> timedelta:
+        """How long after a minute ends the detectors judge it."""
+        return timedelta(seconds=self.evaluation_delay_seconds)
 
     @property
     def uses_server(self) -> bool:

@@ -259,9 +259,10 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
     runtime.share_settings(settings)
     collector = Collector(store, settings, extra_routes=api_routes(store), store_down=store_down)
     simulator: _SimulatorThread | None = None
-    from detectors.runner import RunnerThread  # here: a lone collector does not need SciPy
+    # here: a lone collector does not need SciPy
+    from detectors.runner import RunnerThread, evaluation_timing
 
-    detectors = RunnerThread(store)
+    detectors = RunnerThread(store, settings.evaluation_delay)
     notifications = None
     try:
         notifications = start_notifications(settings)
@@ -275,7 +276,8 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
             resume = plan_demo_resume(store, settings) if waiting is None else None
             simulator = _SimulatorThread(collector.endpoint, demo, store, settings, resume)
             simulator.start()
-        _print_banner(settings, collector, demo, resume, with_dashboard, store_down)
+        timing = evaluation_timing(settings.evaluation_delay)
+        _print_banner(settings, collector, demo, resume, with_dashboard, store_down, timing)
         _serve_until_stopped(settings, with_dashboard, waiting)
     finally:
         logger.info("Shutting down")
@@ -465,6 +467,7 @@ def _print_banner(
     resume: DemoResume | None,
     with_dashboard: bool,
     store_down: StoreUnavailable | None = None,
+    detectors_timing: str = "",
 ) -> None:
     store_text = "ClickHouse server" if settings.uses_server else f"embedded ({settings.data_dir})"
     if store_down is not None:
@@ -480,6 +483,8 @@ def _print_banner(
     if with_dashboard:
         lines.append(f"  Dashboard:          {dashboard_url(settings)}")
     lines.append(f"  Store:              {store_text}")
+    if detectors_timing:
+        lines.append(f"  Detectors:          {detectors_timing}")
     if demo is not None:
         history = f"backfilling {_describe_timedelta(demo.backfill)} of history"
         if store_down is not None:

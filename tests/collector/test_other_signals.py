@@ -85,11 +85,11 @@ def test_an_empty_export_is_still_a_plain_success(running_collector):
 def test_a_minute_later_the_warning_says_how_many_were_held_back(
     running_collector, caplog, monkeypatch
 ):
-    import collector.pipeline
+    import collector.log_throttle
 
     clock = [1000.0]
-    # the pipeline's own clock only: the receiver's event loop keeps the real one
-    monkeypatch.setattr(collector.pipeline, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    # the log throttle's own clock only: the receiver's event loop keeps the real one
+    monkeypatch.setattr(collector.log_throttle, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     caplog.set_level(logging.WARNING, logger="collector.pipeline")
     body = json.dumps(LOGS).encode()
 

@@ -766,7 +766,7 @@ def test_ctrl_c_during_a_catch_up_once_says_where_it_stopped(capsys):
     handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         with pytest.raises(typer.Exit) as ended:
-            _catch_up_once(Interrupted(), stop_on_signals())
+            _catch_up_once(Interrupted(), stop_on_signals(), timedelta(seconds=30))
     finally:
         for number, handler in handlers.items():
             signal.signal(number, handler)
