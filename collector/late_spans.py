@@ -2,9 +2,13 @@
 
 The detectors judge each minute once, ``SEAMWATCH_EVALUATION_DELAY_SECONDS`` after it ends,
 from the spans that name a flow, each in the minute its start time falls in
-(:mod:`detectors.flow_series`). A span of a minute already judged is stored and shown, but no
-detector ever counts it. The receiver counts such spans as it acknowledges them, by the delay
-of its own settings, and says so in the log at most once a minute, naming the setting.
+(:mod:`detectors.flow_series`), and store how far they got (``detector_state``). A span of a
+minute before that position is stored and shown, but no detector ever counts it. The receiver
+counts such spans as it acknowledges them and says so in the log at most once a minute,
+naming the setting. The position is read from the store every few seconds in a thread of its
+own, so a request never waits on the store for it; while no detector has stored one (the
+detectors do not run, or have not started), no span is late: old spans sent before the
+detectors' first catch-up, such as a demo's backfill, are judged by it.
 """
 
 from __future__ import annotations
@@ -24,33 +28,87 @@ from prometheus_client import Counter as MetricCounter
 from collector.log_throttle import LogThrottle
 from seamwatch.settings import EVALUATION_DELAY_ENV
 from seamwatch.user_text import quoted
+from storage import Store, StoreError
 
 logger = logging.getLogger(__name__)
 
 # The span attribute the detectors read a span's flow from; spans without one are never judged.
 FLOW_ATTRIBUTE = "integration.flow"
-_MINUTE_NS = 60 * 10**9
 _TIMESTAMP = pa.timestamp("ns")
 _LOG_INTERVAL_SECONDS = 60.0
+# how often the detectors' stored position is read again
+_REFRESH_SECONDS = 10.0
+# where the detector runners store how far they have judged (``detectors.runner``)
+DETECTOR_STATE_TABLE = "detector_state"
 # Flows named in a log line, the busiest first.
 _FLOWS_NAMED = 5
 # Distinct flows tallied between two log lines: flow names are whatever the clients send.
 _FLOWS_KEPT = 1000
 
 
+class JudgedUntil:
+    """How far the detectors have judged: the first minute not judged yet (ns since the
+    epoch) of the furthest runner in ``detector_state``, or None while none stored one.
+
+    Read again every ``refresh_seconds`` in a daemon thread between :meth:`start` and
+    :meth:`stop`; a store that cannot answer leaves the last value."""
+
+    def __init__(self, store: Store, refresh_seconds: float = _REFRESH_SECONDS) -> None:
+        self._store = store
+        self._refresh_seconds = refresh_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.value_ns: int | None = None
+
+    def __call__(self) -> int | None:
+        return self.value_ns
+
+    def start(self) -> None:
+        """Read the position now and then every ``refresh_seconds`` until :meth:`stop`."""
+        self._thread = threading.Thread(
+            target=self._keep_reading, name="seamwatch-judged-until", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reading; a read under way ends on its own (the thread is a daemon)."""
+        self._stop.set()
+
+    def refresh(self) -> None:
+        """Read the stored position once."""
+        try:
+            rows = self._store.query_rows(
+                "SELECT count(), toUnixTimestamp64Milli(max(evaluated_until)) "
+                f"FROM {self._store.table(DETECTOR_STATE_TABLE)} FINAL"
+            )
+        except StoreError as exc:
+            logger.debug("Could not read how far the detectors have judged: %s", exc)
+            return
+        runners, millis = rows[0] if rows else (0, None)
+        self.value_ns = int(millis) * 1_000_000 if runners and millis is not None else None
+
+    def _keep_reading(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - a thread boundary: the count waits for the next read
+                logger.debug("Could not read how far the detectors have judged", exc_info=True)
+            self._stop.wait(self._refresh_seconds)
+
+
 class LateSpans:
-    """Counts the acknowledged spans that name a flow and start in a minute already judged."""
+    """Counts the acknowledged spans that name a flow and start in a minute already judged
+    (before ``judged_until()``; nothing while it is None)."""
 
     def __init__(
         self,
         delay: timedelta,
         counter: MetricCounter,
-        clock_ns: Callable[[], int] = time.time_ns,
+        judged_until: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.delay = delay
-        self._delay_ns = round(delay.total_seconds() * 10**9)
         self._counter = counter
-        self._clock_ns = clock_ns
+        self._judged_until = judged_until
         self._lock = threading.Lock()
         self._throttle = LogThrottle(_LOG_INTERVAL_SECONDS)
         self._flows: Counter[str] = Counter()
@@ -59,9 +117,11 @@ class LateSpans:
 
     def find(self, rows: pa.Table) -> dict[str, int]:
         """Late spans per flow among ``rows`` (``otel_traces`` rows just received)."""
+        judged_until = self._judged_until()
+        if judged_until is None:
+            return {}
         # one comparison over the batch; the attributes are read only when a span is late
-        cutoff = pa.scalar(self.first_unjudged_minute_ns(self._clock_ns()), _TIMESTAMP)
-        late = pc.less(rows["Timestamp"], cutoff)
+        late = pc.less(rows["Timestamp"], pa.scalar(judged_until, _TIMESTAMP))
         if not pc.any(late).as_py():
             return {}
         return _flow_counts(rows["SpanAttributes"], late.to_numpy())
@@ -82,15 +142,6 @@ class LateSpans:
             flows, untallied, since = self._flows, self._untallied, self._since
             self._flows, self._untallied, self._since = Counter(), 0, time.monotonic()
         logger.warning(self._warning(flows, untallied, since))
-
-    def first_unjudged_minute_ns(self, now_ns: int) -> int:
-        """Start (ns since the epoch) of the first minute not judged yet at ``now_ns``: a
-        span that starts before it is late."""
-        # a minute is judged once its end plus the delay has passed, so spans of minutes that
-        # start before now - delay - 1 min are late; minute starts are whole minutes, so the
-        # bound rounds up to one
-        bound = now_ns - self._delay_ns - _MINUTE_NS
-        return -(-bound // _MINUTE_NS) * _MINUTE_NS
 
     def _warning(self, flows: Counter[str], untallied: int, since: float | None) -> str:
         spans = sum(flows.values()) + untallied

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import timedelta
@@ -114,12 +115,13 @@ class IngestPipeline:
         redaction: RedactionPolicy,
         auth_token: str | None = None,
         evaluation_delay: timedelta = timedelta(seconds=DEFAULT_EVALUATION_DELAY_SECONDS),
+        judged_until: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.writer = writer
         self.metrics = metrics
         self.redaction = redaction
         self.auth_token = auth_token
-        self.late_spans = LateSpans(evaluation_delay, metrics.late_spans)
+        self.late_spans = LateSpans(evaluation_delay, metrics.late_spans, judged_until)
         self._warnings_logged = LogThrottle(_WARNING_LOG_INTERVAL_SECONDS)
 
     def authenticate(self, authorization: str | None) -> None:

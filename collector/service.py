@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute
 from collector.grpc_receiver import GrpcBindError, create_grpc_server
 from collector.http_protocol import bounded_head_protocol
 from collector.http_receiver import create_app
+from collector.late_spans import JudgedUntil
 from collector.metrics import CollectorMetrics
 from collector.pipeline import IngestPipeline
 from collector.redaction import RedactionPolicy
@@ -62,12 +63,14 @@ class Collector:
             store_down=store_down,
         )
         token = settings.auth_token.get_secret_value() if settings.auth_token else None
+        self.judged_until = JudgedUntil(store)
         self.pipeline = IngestPipeline(
             self.writer,
             self.metrics,
             RedactionPolicy.from_settings(settings),
             token,
             evaluation_delay=settings.evaluation_delay,
+            judged_until=self.judged_until,
         )
         self._settings = settings
         self.app = create_app(
@@ -120,6 +123,7 @@ class Collector:
         except ReceiverStartError:
             self.stop()
             raise
+        self.judged_until.start()
         logger.info("OTLP/HTTP receiver listening on %s/v1/traces", self.endpoint)
         if self.grpc_endpoint:
             logger.info("OTLP/gRPC receiver listening on %s", self.grpc_endpoint)
@@ -136,6 +140,7 @@ class Collector:
         if self._stopped:
             return
         self._stopped = True
+        self.judged_until.stop()
         if self._grpc is not None:
             self._grpc.stop(_GRPC_GRACE_SECONDS).wait()
         self._http.should_exit = True

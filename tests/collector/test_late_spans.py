@@ -7,10 +7,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
-from prometheus_client import CollectorRegistry, Counter
+import pyarrow as pa
 
-from collector.late_spans import LateSpans
+from collector.late_spans import JudgedUntil, LateSpans
 from collector.service import Collector
 
 LATE_METRIC = "seamwatch_collector_spans_late_for_detectors_total"
@@ -43,14 +42,31 @@ def _late_count(collector: Collector) -> float:
     return float(line.split()[1])
 
 
-def test_a_span_of_a_minute_long_judged_is_counted_and_logged(running_collector, caplog):
-    now = datetime.now(UTC)
+def _judged_until(store, collector: Collector, moment: datetime) -> None:
+    """Store ``moment`` as how far the detectors have judged, as their runner does."""
+    state = pa.table(
+        {
+            "runner": ["default"],
+            "evaluated_until": pa.array([moment], pa.timestamp("ms", tz="UTC")),
+            "updated_at": pa.array([moment], pa.timestamp("ms", tz="UTC")),
+            "version": pa.array([int(moment.timestamp() * 1000)], pa.uint64()),
+        }
+    )
+    store.insert_arrow("detector_state", state)
+    collector.judged_until.refresh()
+
+
+def test_a_span_of_a_minute_the_detectors_judged_is_counted_and_logged(
+    store, running_collector, caplog
+):
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    _judged_until(store, running_collector, now - timedelta(minutes=1))
     with caplog.at_level(logging.WARNING, logger="collector.late_spans"):
         _send(
             running_collector,
             [
                 _span(1, now - timedelta(minutes=10)),  # a batch job reporting at its end
-                _span(2, now),  # the minute under way: judged 30 s after it ends
+                _span(2, now - timedelta(minutes=1)),  # the first minute not judged yet
                 _span(3, now - timedelta(minutes=10), flow=None),  # no detector reads it
             ],
         )
@@ -62,38 +78,37 @@ def test_a_span_of_a_minute_long_judged_is_counted_and_logged(running_collector,
     assert "SEAMWATCH_EVALUATION_DELAY_SECONDS (now 30 s)" in message
 
 
-def test_a_longer_delay_waits_for_the_span(store, collector_settings):
-    collector_settings.evaluation_delay_seconds = 3600
+def test_old_spans_are_not_late_before_the_detectors_judged_anything(running_collector, caplog):
+    # a demo's backfill sends two days of spans before the detectors' first catch-up, which
+    # judges them all: warning that no detector counts them was wrong
+    running_collector.judged_until.refresh()
+    with caplog.at_level(logging.WARNING, logger="collector.late_spans"):
+        _send(running_collector, [_span(1, datetime.now(UTC) - timedelta(days=2))])
+    assert _late_count(running_collector) == 0
+    assert caplog.records == []
+
+
+def test_the_receiver_reads_the_detectors_position_as_it_moves(store, collector_settings):
     collector = Collector(store, collector_settings)
+    collector.judged_until = JudgedUntil(store, refresh_seconds=0.05)
+    collector.pipeline.late_spans = LateSpans(
+        timedelta(seconds=30), collector.metrics.late_spans, collector.judged_until
+    )
     collector.start()
     try:
-        _send(collector, [_span(1, datetime.now(UTC) - timedelta(minutes=10))])
-        assert _late_count(collector) == 0
+        moment = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+        _judged_until(store, collector, moment)
+        _judged_until(store, collector, moment + timedelta(hours=1))  # a later position wins
+        assert collector.judged_until() == int((moment + timedelta(hours=1)).timestamp()) * 10**9
+        _send(collector, [_span(1, moment + timedelta(minutes=30))])
+        assert _late_count(collector) == 1
     finally:
         collector.stop()
 
 
-@pytest.mark.parametrize(
-    ("received", "first_unjudged"),
-    [
-        # 10:01 ends at 10:02 and is judged at 10:02:30: a span of it is late only after that
-        ("10:02:30", "10:01"),
-        ("10:02:30.000001", "10:02"),
-        ("10:02:29", "10:01"),
-        ("10:03:29", "10:02"),
-    ],
-)
-def test_a_minute_is_late_once_its_end_plus_the_delay_has_passed(received, first_unjudged):
-    day = "2026-12-04T"
-    now = datetime.fromisoformat(f"{day}{received}+00:00")
-    late = LateSpans(timedelta(seconds=30), Counter("late", "", registry=CollectorRegistry()))
-    cutoff = late.first_unjudged_minute_ns(int(now.timestamp()) * 10**9 + now.microsecond * 1000)
-    expected = datetime.fromisoformat(f"{day}{first_unjudged}:00+00:00")
-    assert cutoff == int(expected.timestamp()) * 10**9
-
-
-def test_many_late_requests_log_one_line_a_minute(running_collector, caplog):
+def test_many_late_requests_log_one_line_a_minute(store, running_collector, caplog):
     old = datetime.now(UTC) - timedelta(hours=1)
+    _judged_until(store, running_collector, datetime.now(UTC) - timedelta(minutes=1))
     with caplog.at_level(logging.WARNING, logger="collector.late_spans"):
         for number in range(5):
             _send(running_collector, [_span(number + 1, old)])
