@@ -556,17 +556,37 @@ class DetectorRunner:
         return True
 
     def _learn_before(self, cursor: datetime, stop: threading.Event) -> bool:
-        """Learn the week before ``cursor`` and the open alerts; False when stopped first."""
-        if not self._warm_up(cursor - self.warmup, cursor, stop):
+        """Learn the week before ``cursor`` and the open alerts; False when stopped first.
+
+        A series with an open alert is learned up to the alert's opening, and its minutes
+        since are evaluated again without writing anything (:meth:`_replay`), so its alarms
+        stand where they stood before the restart, with the calm minutes each has counted
+        toward settling; otherwise every alarm would start counting them again."""
+        start = cursor - self.warmup
+        open_alerts = self.book.load_open()
+        replay_from = {
+            key: max(start, _floor_minute(alert.opened_at)) for key, alert in open_alerts.items()
+        }
+        if not self._warm_up(start, cursor, stop, replay_from):
             return False
-        for (flow, target), alert in self.book.load_open().items():
+        if not self._replay(replay_from, cursor, stop):
+            return False
+        for (flow, target), alert in open_alerts.items():
             state = self._series(flow, target, alert.business_object)
             state.mark_open(alert.kinds, alert.signal, alert.categories)
         self._restore_ledgers()
         return not stop.is_set()
 
-    def _warm_up(self, start: datetime, end: datetime, stop: threading.Event) -> bool:
-        """Learn the minutes of ``[start, end)`` a day at a time; False when stopped first."""
+    def _warm_up(
+        self,
+        start: datetime,
+        end: datetime,
+        stop: threading.Event,
+        learn_until: dict[tuple[str, str], datetime] | None = None,
+    ) -> bool:
+        """Learn the minutes of ``[start, end)`` a day at a time, each series' only before its
+        ``learn_until`` if it has one; False when stopped first."""
+        learn_until = learn_until or {}
         alarms = category_alarms(self.store, start, end)
         for chunk_start, chunk_end in _chunks(start, end, timedelta(days=1)):
             if stop.is_set():
@@ -582,11 +602,41 @@ class DetectorRunner:
                 # from the start of the day it shows up in: empty minutes before it would
                 # make a young flow look a day old (a first day is judged differently)
                 since = index if known else index[index >= rows["minute"].min()]
+                if (flow, target) in learn_until:
+                    since = since[since < _naive(learn_until[(flow, target)])]
                 dense = rows.set_index("minute").reindex(since)
                 dense[["transactions", "failed", "calls"]] = dense[
                     ["transactions", "failed", "calls"]
                 ].fillna(0.0)
                 state.learn(dense, alarms.get((flow, target), ()))
+        return True
+
+    def _replay(
+        self, replay_from: dict[tuple[str, str], datetime], end: datetime, stop: threading.Event
+    ) -> bool:
+        """Step each series of ``replay_from`` through its minutes from there to ``end``, as
+        their evaluation did, writing nothing (their alerts are stored already); False when
+        stopped first."""
+        if not replay_from:
+            return True
+        for chunk_start, chunk_end in _chunks(min(replay_from.values()), end, self.chunk):
+            if stop.is_set():
+                return False
+            rows = read_minutes(self.store, chunk_start, chunk_end).to_dict("records")
+            found = watch_chunk(self.store, chunk_start, chunk_end)
+            by_minute: dict[pd.Timestamp, list[dict]] = {}
+            for row in rows:
+                if (row["flow"], row["target"]) in replay_from:
+                    by_minute.setdefault(row["minute"], []).append(row)
+            minute = chunk_start
+            while minute < chunk_end:
+                stamp = pd.Timestamp(_naive(minute))
+                seen = self._minutes_of(by_minute.get(stamp, []))
+                for key, since in replay_from.items():
+                    if minute >= since:
+                        state = self._series(*key, "")
+                        state.step(seen.get(key) or Minute(), found.get(stamp, {}).get(key, {}))
+                minute += MINUTE
         return True
 
     def _evaluate_chunk(
@@ -627,6 +677,15 @@ class DetectorRunner:
         found = found or {}
         for flow, target in found:
             self._series(flow, target, "")
+        seen = self._minutes_of(rows)
+        for key, state in self.series.items():
+            values = seen.get(key) or Minute()
+            findings = found.get(key, {})
+            onsets, active = state.step(values, findings)
+            self._apply(state, minute, values, onsets, active, findings)
+
+    def _minutes_of(self, rows: list[dict]) -> dict[tuple[str, str], Minute]:
+        """One minute's stored rows by series (each series known from then on)."""
         seen: dict[tuple[str, str], Minute] = {}
         for row in rows:
             self._series(row["flow"], row["target"], row["business_object"])
@@ -644,11 +703,7 @@ class DetectorRunner:
                 failed_amounts=failed_amounts(row.get("failed_amounts")),
                 failed_currencies=failed_currencies(row.get("failed_currencies")),
             )
-        for key, state in self.series.items():
-            values = seen.get(key) or Minute()
-            findings = found.get(key, {})
-            onsets, active = state.step(values, findings)
-            self._apply(state, minute, values, onsets, active, findings)
+        return seen
 
     def _apply(
         self,

@@ -18,7 +18,8 @@ END = START + timedelta(minutes=CLEAN_MINUTES + 30)
 def _stored(store) -> tuple[list[tuple], list[tuple]]:
     """The alerts the runner wrote and their events."""
     alerts = store.query_rows(
-        "SELECT alert_id, state, kinds, categories, opened_at, resolved_at, signal, top_error "
+        "SELECT alert_id, state, arrayStringConcat(kinds, ','), "
+        "arrayStringConcat(categories, ','), opened_at, resolved_at, signal, top_error "
         f"FROM {store.table('alerts')} FINAL ORDER BY alert_id"
     )
     events = store.query_rows(
@@ -88,7 +89,9 @@ def _lone_failure_store(store, lone_after: int):
 
 def _categories_alerted(stored: tuple[list[tuple], list[tuple]]) -> list[tuple[str, list[str]]]:
     alerts, _ = stored
-    return [(str(opened_at), list(categories)) for _, _, _, categories, opened_at, *_ in alerts]
+    return [
+        (str(opened_at), categories.split(",")) for _, _, _, categories, opened_at, *_ in alerts
+    ]
 
 
 @pytest.mark.parametrize(
@@ -120,4 +123,23 @@ def test_a_restart_learns_the_alarms_of_stored_alerts_as_the_uninterrupted_run_d
         categories == ["master_data_missing"]
         for _, categories in _categories_alerted(uninterrupted)
     )
+    assert _stored(store) == uninterrupted
+
+
+@pytest.mark.parametrize("restart_after", [20, 70])
+def test_an_alert_open_at_a_restart_resolves_when_it_would_have_without_one(store, restart_after):
+    # a restart reopened the alert's alarms with no calm minutes counted: the error rate's two
+    # calm hours started again, and the alert resolved up to two hours later
+    burst = CLEAN_MINUTES
+    end = START + timedelta(minutes=burst + 300)
+    _store_postings(store, burst + 300, 6, {minute: 3 for minute in range(burst, burst + 5)})
+    DetectorRunner(store).catch_up(end)
+    uninterrupted = _stored(store)
+    _forget_everything_evaluated(store)
+
+    DetectorRunner(store).catch_up(START + timedelta(minutes=burst + restart_after))
+    DetectorRunner(store).catch_up(end)
+
+    (alert,) = uninterrupted[0]
+    assert alert[1] == "resolved" and "error_rate" in alert[2]
     assert _stored(store) == uninterrupted
