@@ -33,6 +33,10 @@ _SHAPES = {
 _UNKNOWN_KEY = "unknown key; check its spelling, or remove it"
 YAML_HINT = "check the indentation there and that every quote and bracket is closed"
 _COMPOUND_KEY = "a key is a list or a mapping; a key must be a name"
+# An alias repeats all its anchor holds, so ten lines of aliases of aliases can stand for a
+# billion values and keep a command busy for minutes ("billion laughs"). These files hold a few
+# hundred values; reusing a tier's settings repeats a few dozen.
+ALIAS_EXPANSION_LIMIT = 10_000
 
 
 class Problem(NamedTuple):
@@ -43,6 +47,60 @@ class Problem(NamedTuple):
     message: str
     field: str | None = None
     line: int | None = None
+
+
+class _AliasProblem(yaml.composer.ComposerError):
+    """An alias the file cannot be read with, and what to write instead (``fix``)."""
+
+    def __init__(self, problem: str, alias: yaml.AliasEvent, fix: str) -> None:
+        super().__init__(None, None, problem, alias.start_mark)
+        self.fix = fix
+
+
+class _AliasCheckingLoader(yaml.SafeLoader):
+    """The safe loader, refusing an alias inside the node it names (it would repeat without
+    end) and aliases that repeat more than :data:`ALIAS_EXPANSION_LIMIT` values in all."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._values = 0  # values composed so far, an alias counting every value it repeats
+        self._repeated = 0  # of these, the ones aliases repeat
+        # values under each anchor whose node is complete (PyYAML refuses an anchor named twice)
+        self._sizes: dict[str, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._repeat(event)
+            return super().compose_node(parent, index)
+        first = self._values
+        self._values += 1
+        node = super().compose_node(parent, index)
+        if event.anchor is not None:
+            self._sizes[event.anchor] = self._values - first
+        return node
+
+    def _repeat(self, alias: yaml.AliasEvent) -> None:
+        """Count the values ``alias`` repeats; refuse it when they never end or are too many."""
+        anchored = self.anchors.get(alias.anchor)
+        if anchored is None:
+            return  # an undefined alias: PyYAML says so
+        size = self._sizes.get(alias.anchor)
+        if size is None:  # the anchor's node is still being read: the alias is inside it
+            raise _AliasProblem(
+                f"the alias *{alias.anchor} refers to the node that holds it (&{alias.anchor} "
+                f"on line {anchored.start_mark.line + 1}), so it would repeat without end",
+                alias,
+                "write the values out instead of the alias",
+            )
+        self._values += size
+        self._repeated += size
+        if self._repeated > ALIAS_EXPANSION_LIMIT:
+            raise _AliasProblem(
+                f"aliases expand to more than {ALIAS_EXPANSION_LIMIT:,} values",
+                alias,
+                "write the values out or use fewer aliases",
+            )
 
 
 def read_text_file(path: Path | str, error: type[Exception], what: str, fix: str) -> str:
@@ -87,9 +145,13 @@ def read_yaml_and_problems(
 ) -> tuple[Any, Lines, list[Problem]]:
     """The plain data of ``text``, the line of every path, and the keys it cannot take (given
     twice, of which the first is kept; or a list or mapping as a key), for a file whose other
-    mistakes are reported with them; ``error`` when it is not YAML at all."""
+    mistakes are reported with them; ``error`` when it is not YAML at all, or an alias in it
+    would repeat without end or too much."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_AliasCheckingLoader)
+    except _AliasProblem as exc:
+        line = exc.problem_mark.line + 1
+        raise error(f"{source}, line {line}: {exc.problem}; {exc.fix}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}, line {mark.line + 1}" if mark is not None else source

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from detectors.priority import priority, priority_factors, priority_label
-from detectors.severity import SeverityFileError, load_severity, parse_severity
+from detectors.severity import SeverityFileError, Tier, load_severity, parse_severity
 
 
 def test_priority_combines_score_weight_traffic_and_money_exactly():
@@ -64,6 +64,17 @@ def test_first_matching_rule_wins_and_tier_carries_objectives():
         0.001,
     )
     assert severity.tier_for("billing.invoice-post", "", "crm").name == "low"
+
+
+def test_an_alias_reuses_one_tier_s_settings_for_another():
+    severity = parse_severity(
+        "tiers:\n"
+        "  critical: &strict {weight: 1, latency_objective_ms: 1500, error_budget: 0.001}\n"
+        "  high: *strict\n"
+        "default_tier: high\n"
+    )
+    assert severity.tier("high") == Tier("high", 1.0, 1500.0, 0.001)
+    assert severity.tier_for("any.flow").name == "high"
 
 
 def test_validation_errors_name_the_line_and_the_field():

@@ -17,6 +17,7 @@ from detectors.alerts_api import routes
 from detectors.severity import SeverityFileError, SeveritySource, severity_in_force
 from seamwatch.cli import app
 from storage import StoreLocked
+from tests.cli.test_yaml_aliases import ALIAS_BOMB, RECURSIVE_TIERS
 from tests.detectors.test_alert_actions import record_alert
 
 GOOD = "tiers:\n  critical: {{weight: 1.0}}\n  low: {{weight: 0.2}}\ndefault_tier: {tier}\n"
@@ -74,6 +75,28 @@ def test_a_negative_weight_keeps_the_last_good_file_with_one_warning(severity_fi
     assert "stays in force until the file is fixed" in warning
     assert "--severity" not in warning  # no advice a running process cannot follow
     assert "line 3, field tiers.low.weight" in source.refused
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (RECURSIVE_TIERS, "line 2: the alias *tiers refers to the node that holds it"),
+        (ALIAS_BOMB, "line 5: aliases expand to more than 10,000 values"),
+    ],
+    ids=["recursive alias", "alias bomb"],
+)
+def test_an_alias_that_cannot_be_read_keeps_the_last_good_file(
+    severity_file, caplog, text, problem
+):
+    source = SeveritySource(severity_file)
+    rewrite(severity_file, text)
+
+    with caplog.at_level(logging.INFO, logger="detectors.severity"):
+        assert source.current().tier_for("billing.invoice-post").name == "critical"
+
+    [warning] = warnings_of(caplog)
+    assert f"{severity_file}, {problem}" in warning
+    assert "stays in force until the file is fixed" in warning
 
 
 def test_a_deleted_file_keeps_the_last_good_one_and_a_fixed_file_takes_over(severity_file, caplog):

@@ -39,6 +39,17 @@ def test_a_good_file_reads_urls_from_the_environment():
     )
 
 
+def test_an_alias_reuses_one_destination_s_flows_for_another():
+    billing, finance = parse_routes(
+        "destinations:\n"
+        "  - {name: billing, kind: slack, url: http://127.0.0.1/a, flows: &money [billing.*]}\n"
+        "  - {name: finance, kind: teams, url: http://127.0.0.1/b, flows: *money}\n",
+        "notify.yaml",
+        {},
+    )
+    assert billing.model.flows == finance.model.flows == ["billing.*"]
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [

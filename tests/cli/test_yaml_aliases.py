@@ -1,0 +1,78 @@
+"""Aliases in the files users write: one that holds itself, or that repeat too much, is one
+clear line, not a traceback or a command busy for minutes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from seamwatch.cli import app
+
+runner = CliRunner()
+RECURSIVE_TIERS = "tiers: &tiers\n  critical: *tiers\n"
+RECURSIVE_DESTINATIONS = "destinations: &all\n  - *all\n"
+
+
+def alias_bomb(levels: int) -> str:
+    """A "billion laughs": each line an anchor whose list repeats the line before nine times,
+    the last one given as the tiers."""
+    names = "abcdefghij"[:levels]
+    lines = [f"a: &a [{', '.join(['lol'] * 9)}]"]
+    lines += [
+        f"{name}: &{name} [{', '.join([f'*{before}'] * 9)}]"
+        for before, name in zip(names, names[1:], strict=False)
+    ]
+    return "\n".join([*lines, f"tiers: *{names[-1]}"]) + "\n"
+
+
+# five lines repeat 66,000 values, past the limit at the fifth; the reported ten lines (387
+# million) are refused at the same alias, before the rest is read
+ALIAS_BOMB = alias_bomb(5)
+
+
+@pytest.fixture(autouse=True)
+def _no_files_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEAMWATCH_SEVERITY_FILE", raising=False)
+    monkeypatch.delenv("SEAMWATCH_NOTIFY_FILE", raising=False)
+
+
+def _detectors_with_severity(text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    severity = tmp_path / "severity.yaml"
+    severity.write_text(text)
+    monkeypatch.setenv("SEAMWATCH_SEVERITY_FILE", str(severity))
+    result = runner.invoke(app, ["detectors", "--once", "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "data").exists()
+    return severity, result.stderr
+
+
+def test_a_severity_alias_inside_its_own_anchor_is_one_clear_line(tmp_path, monkeypatch):
+    severity, stderr = _detectors_with_severity(RECURSIVE_TIERS, tmp_path, monkeypatch)
+    assert stderr == (
+        f"Error: {severity}, line 2: the alias *tiers refers to the node that holds it (&tiers "
+        "on line 1), so it would repeat without end; write the values out instead of the alias\n"
+    )
+
+
+def test_a_notification_alias_inside_its_own_anchor_is_one_clear_line(tmp_path):
+    notify = tmp_path / "notify.yaml"
+    notify.write_text(RECURSIVE_DESTINATIONS)
+
+    result = runner.invoke(app, ["notify", "check", "--notify-file", str(notify)])
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"Error: {notify}, line 2: the alias *all refers to the node that holds it (&all on "
+        "line 1), so it would repeat without end; write the values out instead of the alias\n"
+    )
+
+
+def test_aliases_that_repeat_too_many_values_are_refused(tmp_path, monkeypatch):
+    severity, stderr = _detectors_with_severity(ALIAS_BOMB, tmp_path, monkeypatch)
+    assert stderr == (
+        f"Error: {severity}, line 5: aliases expand to more than 10,000 values; write the "
+        "values out or use fewer aliases\n"
+    )
