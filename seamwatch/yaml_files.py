@@ -149,6 +149,8 @@ def read_yaml_and_problems(
     would repeat without end or too much."""
     try:
         node = yaml.compose(text, Loader=_AliasCheckingLoader)
+    except RecursionError:
+        raise error(_too_deep(source)) from None
     except _AliasProblem as exc:
         line = exc.problem_mark.line + 1
         raise error(f"{source}, line {line}: {exc.problem}; {exc.fix}") from None
@@ -167,7 +169,18 @@ def read_yaml_and_problems(
         )
     lines: Lines = {}
     problems: list[Problem] = []
-    return _with_lines(node, (), lines, problems), lines, problems
+    try:
+        return _with_lines(node, (), lines, problems), lines, problems
+    except RecursionError:
+        raise error(_too_deep(source)) from None
+
+
+def _too_deep(source: str) -> str:
+    # the parser and the reading of values recurse once per level of nesting
+    return (
+        f"{source}: values are nested too deeply to read (lists or mappings within each other "
+        "hundreds of levels down); these files need a few levels: write them out flat"
+    )
 
 
 def describe_errors(

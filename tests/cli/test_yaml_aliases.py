@@ -76,3 +76,15 @@ def test_aliases_that_repeat_too_many_values_are_refused(tmp_path, monkeypatch):
         f"Error: {severity}, line 5: aliases expand to more than 10,000 values; write the "
         "values out or use fewer aliases\n"
     )
+
+
+@pytest.mark.parametrize("depth", [3_000, 50_000])
+def test_values_nested_thousands_of_levels_deep_are_one_clear_line(tmp_path, monkeypatch, depth):
+    # the parser recursed once per level and the command ended in a RecursionError traceback
+    nested = f"tiers: {'[' * depth}{']' * depth}\n"
+    severity, stderr = _detectors_with_severity(nested, tmp_path, monkeypatch)
+    assert stderr == (
+        f"Error: {severity}: values are nested too deeply to read (lists or mappings within "
+        "each other hundreds of levels down); these files need a few levels: write them out "
+        "flat\n"
+    )
