@@ -320,13 +320,20 @@ def yaml_value(value: Any) -> str:
     return shortened(written)
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_MERGE_SHAPE = (
+    "'<<' merges a mapping into this one: give it an alias of a mapping (<<: *base) or a list "
+    "of them"
+)
+
+
 def _with_lines(
     node: yaml.Node, path: tuple[Any, ...], lines: Lines, problems: list[Problem]
 ) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node in _merged_pairs(node, path, problems):
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):  # "? [a, b]": no name to look up
                 problems.append(Problem(path, _COMPOUND_KEY, line=line))
@@ -349,3 +356,29 @@ def _with_lines(
             for index, item in enumerate(node.value)
         ]
     return yaml.SafeLoader("").construct_object(node, deep=True)
+
+
+def _merged_pairs(
+    node: yaml.MappingNode, path: tuple[Any, ...], problems: list[Problem]
+) -> list[tuple[yaml.Node, yaml.Node]]:
+    """The pairs of ``node`` with its merge keys applied (``<<: *base``, or a list of such
+    aliases): the keys of the merged mappings come first, unless ``node`` gives them itself;
+    of two merged mappings, the first given wins (the YAML merge key convention)."""
+    own = [(key, value) for key, value in node.value if key.tag != _MERGE_TAG]
+    merges = [(key, value) for key, value in node.value if key.tag == _MERGE_TAG]
+    if not merges:
+        return node.value
+    taken = {key.value for key, _ in own if isinstance(key, yaml.ScalarNode)}
+    inherited: list[tuple[yaml.Node, yaml.Node]] = []
+    for key, value in merges:
+        sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        if not all(isinstance(source, yaml.MappingNode) for source in sources):
+            problems.append(Problem(path, _MERGE_SHAPE, line=key.start_mark.line + 1))
+            continue
+        for source in sources:
+            for pair in _merged_pairs(source, path, problems):
+                name = pair[0].value if isinstance(pair[0], yaml.ScalarNode) else None
+                if name is None or name not in taken:
+                    taken.add(name)
+                    inherited.append(pair)
+    return inherited + own

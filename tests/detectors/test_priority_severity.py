@@ -77,6 +77,28 @@ def test_an_alias_reuses_one_tier_s_settings_for_another():
     assert severity.tier_for("any.flow").name == "high"
 
 
+def test_a_merge_key_takes_a_tier_s_settings_and_changes_one():
+    # '<<' was reported as an unknown setting of the tier
+    severity = parse_severity(
+        "tiers:\n"
+        "  critical: &strict {weight: 1, latency_objective_ms: 1500, error_budget: 0.001}\n"
+        "  high:\n"
+        "    <<: *strict\n"
+        "    weight: 0.6\n"
+        "default_tier: high\n"
+    )
+    assert severity.tier("high") == Tier("high", 0.6, 1500.0, 0.001)
+    assert severity.tier("critical") == Tier("critical", 1.0, 1500.0, 0.001)
+
+
+def test_a_merge_key_of_a_list_of_values_names_its_line():
+    text = "tiers:\n  critical: {weight: 1}\n  high:\n    <<: [1, 2]\n    weight: 0.5\n"
+    with pytest.raises(SeverityFileError) as caught:
+        parse_severity(text, "sev.yaml")
+    assert "sev.yaml, line 4" in str(caught.value)
+    assert "'<<' merges a mapping into this one" in str(caught.value)
+
+
 def test_validation_errors_name_the_line_and_the_field():
     text = "tiers:\n  critical:\n    weight: 2\nrules:\n  - flow: a\n    tier: urgent\n"
     with pytest.raises(SeverityFileError) as caught:
