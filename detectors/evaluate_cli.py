@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import typer
@@ -17,6 +18,7 @@ from detectors.cli import evaluate_command as evaluate_labelled_series
 from detectors.corpus import DATA_DIR_ENV
 from detectors.severity import SEVERITY_FILE_ENV, SeverityFileError, load_severity
 from detectors.simulator_judge import format_judgement, simulate_and_judge
+from seamwatch.durations import parse_duration
 from storage import StoreError
 
 BAD_INPUT_EXIT = 2
@@ -52,6 +54,12 @@ def evaluate_command(
     severity_file: Path | None = typer.Option(
         None, "--severity", help=f"Severity file [env {SEVERITY_FILE_ENV}]."
     ),
+    restart_every: str | None = typer.Option(
+        None,
+        "--restart-every",
+        help="With --simulator: also run the detectors stopped and started again this often "
+        "(e.g. 5h) and compare their alerts with those of the run judged.",
+    ),
 ) -> None:
     """Score the detectors on labelled series, or on the simulator's incidents.
 
@@ -62,7 +70,7 @@ def evaluate_command(
     """
     series_dir = _series_dir(series_dir, old_series_dir)
     if not simulator:
-        _refuse_simulator_options(days, seed, severity_file)
+        _refuse_simulator_options(days, seed, severity_file, restart_every)
         evaluate_labelled_series(
             series_dir=series_dir, profile=profile, as_json=as_json, per_file=per_file
         )
@@ -79,10 +87,11 @@ def evaluate_command(
     seed = DEFAULT_SEED if seed is None else seed
     if not 0 < days <= MAX_SIMULATED_DAYS:
         raise _fail(f"--days must be above 0 and at most {MAX_SIMULATED_DAYS:g}.")
+    every = _restart_interval(restart_every, days)
     logging.getLogger("sample_data").setLevel(logging.WARNING)
     try:
         judgement = simulate_and_judge(
-            load_severity(severity_file, option="--severity"), days, seed
+            load_severity(severity_file, option="--severity"), days, seed, restart_every=every
         )
     except SeverityFileError as exc:
         raise _fail(str(exc)) from None
@@ -94,14 +103,33 @@ def evaluate_command(
     typer.echo(format_judgement(judgement))
 
 
-def _refuse_simulator_options(days: float | None, seed: int | None, severity: Path | None) -> None:
+def _restart_interval(text: str | None, days: float) -> timedelta | None:
+    """``--restart-every`` as a duration: at least a minute, shorter than the run."""
+    if text is None:
+        return None
+    try:
+        every = parse_duration(text)
+    except ValueError as exc:
+        raise _fail(f"--restart-every: {exc}.") from None
+    assert every is not None
+    if not timedelta(minutes=1) <= every < timedelta(days=days):
+        raise _fail(
+            f"--restart-every must be at least 1m and shorter than the {days:g} simulated "
+            "day(s), or no restart would happen."
+        )
+    return every
+
+
+def _refuse_simulator_options(
+    days: float | None, seed: int | None, severity: Path | None, restart_every: str | None
+) -> None:
     """Without ``--simulator`` the simulator's options would be ignored: refuse them."""
     if severity is not None:
         raise _fail(
             "--severity ranks the simulator's flows; use it with --simulator "
             "(the labelled series have no flows to rank)."
         )
-    for option, value in (("--days", days), ("--seed", seed)):
+    for option, value in (("--days", days), ("--seed", seed), ("--restart-every", restart_every)):
         if value is not None:
             raise _fail(
                 f"{option} applies to the simulator; use it with --simulator "

@@ -46,6 +46,7 @@ from typing import Any
 import pandas as pd
 
 from detectors.lifecycle import ALERTS_TABLE, EVENTS_TABLE
+from detectors.restart_judge import RestartComparison, compare_restarted
 from detectors.runner import DetectorRunner
 from detectors.severity import Severity
 from lineage.reconcile import objective_of
@@ -109,6 +110,8 @@ class Judgement:
     false_alerts: dict[str, int] = field(default_factory=dict)
     alerts_opened: int = 0
     alerts_by_flow: dict[str, int] = field(default_factory=dict)
+    # the alerts of a runner restarted every so often against those judged here, if asked
+    restarted: RestartComparison | None = None
 
     @property
     def critical(self) -> list[IncidentVerdict]:
@@ -184,6 +187,7 @@ class Judgement:
             # with no incident injected nothing was judged: neither passed nor failed
             "passed": self.passed if self.incidents else None,
             "verdicts": [asdict(v) for v in self.incidents],
+            "restarted": self.restarted.as_dict() if self.restarted else None,
         }
 
 
@@ -352,10 +356,12 @@ def simulate_and_judge(
     start: datetime = DEFAULT_START,
     work_dir: Path | None = None,
     incident_plan: list[Any] | None = None,
+    restart_every: timedelta | None = None,
 ) -> Judgement:
     """Simulate ``days`` into a fresh embedded store in ``work_dir`` (a temporary one by default),
     then judge the detectors on it. ``incident_plan`` (``PlannedIncident`` items) replaces the
-    seeded incident schedule."""
+    seeded incident schedule. With ``restart_every``, the alerts of a runner restarted that
+    often are compared with those of the run judged (:mod:`detectors.restart_judge`)."""
     from collector.service import Collector
     from sample_data.simulator import SimulationConfig, run
     from seamwatch.settings import Settings
@@ -386,7 +392,12 @@ def simulate_and_judge(
                 )
             finally:
                 collector.stop()
-            return judge(store, read_labels(labels_path), severity, start, summary.sim_end)
+            judgement = judge(store, read_labels(labels_path), severity, start, summary.sim_end)
+            if restart_every is not None:
+                judgement.restarted = compare_restarted(
+                    store, start, summary.sim_end, restart_every
+                )
+            return judgement
         finally:
             store.close()
 
@@ -422,6 +433,7 @@ def format_judgement(judgement: Judgement) -> str:
         f"Alerts opened: {summary['alerts_opened']}; worst flow "
         f"{summary['max_false_alerts_per_flow_week']} false alerts per week.",
         _verdict_line(judgement),
+        *(judgement.restarted.lines() if judgement.restarted else []),
         "",
     ]
     # labels are written as incidents end: a short one that began later can come first
