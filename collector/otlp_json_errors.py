@@ -24,11 +24,12 @@ _INTEGER_RANGES = {
     FieldDescriptor.CPPTYPE_UINT32: (0, 2**32 - 1),
     FieldDescriptor.CPPTYPE_UINT64: (0, 2**64 - 1),
 }
+DOUBLE_EXPECTED = 'a number (or "NaN", "Infinity", "-Infinity")'
 _EXPECTED = {
     FieldDescriptor.CPPTYPE_STRING: "a string",
     FieldDescriptor.CPPTYPE_BOOL: "true or false (without quotes)",
-    FieldDescriptor.CPPTYPE_DOUBLE: 'a number (or "NaN", "Infinity", "-Infinity")',
-    FieldDescriptor.CPPTYPE_FLOAT: 'a number (or "NaN", "Infinity", "-Infinity")',
+    FieldDescriptor.CPPTYPE_DOUBLE: DOUBLE_EXPECTED,
+    FieldDescriptor.CPPTYPE_FLOAT: DOUBLE_EXPECTED,
 }
 TOO_DEEP = "Body is nested too deeply to be an OTLP trace request."
 # deeper than json_format goes (it stops at 100 levels): the refusal is then its depth limit
