@@ -187,6 +187,20 @@ def test_invalid_utf8_in_json_is_400_naming_the_field(client, where, field):
     assert message.endswith("is not valid UTF-8; OTLP/JSON strings are UTF-8 text.")
 
 
+def test_bytes_that_are_not_utf8_are_shown_as_sent(client):
+    # they were shown as the lone surrogates Python decodes them to: "caf\udcff\udcfe"
+    body = (
+        b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c",'
+        b'"spanId":"eee19b7ec3c1b174","name":"caf\xc3\xa9 \xff\xfe"}]}]}]}'
+    )
+    response = client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert message.startswith(f'{SPAN_PATH}.name: "caf\u00e9 \\xff\\xfe" is not valid UTF-8'), (
+        message
+    )
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
