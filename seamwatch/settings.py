@@ -18,6 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from seamwatch.user_text import quoted, validation_message
 
 ENV_PREFIX = "SEAMWATCH_"
+# Variables read beside the settings: by the detectors (the severity file) and by evaluate.
+SEVERITY_FILE_ENV = f"{ENV_PREFIX}SEVERITY_FILE"
+EVAL_DATA_DIR_ENV = f"{ENV_PREFIX}EVAL_DATA_DIR"
 DEFAULT_DATA_DIR = Path(".seamwatch")
 DEFAULT_DATABASE = "seamwatch"
 DEFAULT_OTLP_HTTP_PORT = 4318
@@ -360,6 +363,13 @@ def quotable_variable(variable: str, value: str) -> str | None:
     if name not in Settings.model_fields or name in _SECRET_SETTINGS:
         return None
     return _masked_url(value) if name == "clickhouse_url" else value
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``SEAMWATCH_*`` variable Seamwatch reads: one per setting, and those read beside
+    the settings."""
+    settings = (f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields)
+    return frozenset((*settings, SEVERITY_FILE_ENV, EVAL_DATA_DIR_ENV))
 
 
 def _describe(exc: ValidationError) -> str:
