@@ -22,6 +22,9 @@ deadline is for the whole head, not between its parts: a client that trickles a 
 seconds is exactly the one to cut. A head begun and unfinished gets 408 (Request Timeout); a
 connection that sent no head at all is closed without an answer, as there is no request to
 answer. Once the head is complete the body has its own wait (``seamwatch.body_limits``).
+
+Bytes the parser refuses (a malformed chunk, two Content-Length headers, a TLS handshake on
+this plain port) get 400 in the same shapes, rather than uvicorn's text/plain line.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ _HEADER_LINE_OVERHEAD = 4
 _REFUSAL = b"HTTP/1.1 %s\r\ncontent-type: %s\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
 _TOO_LARGE = b"431 Request Header Fields Too Large"
 _TIMEOUT = b"408 Request Timeout"
+_BAD_REQUEST = b"400 Bad Request"
 _PROTOBUF_TYPES = (b"application/x-protobuf", b"application/protobuf")
 
 
@@ -112,6 +116,16 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._unfinished_reads += len(data)
             if self._unfinished_reads > MAX_HEAD_BYTES:
                 self._refuse_head()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser refuses (a malformed chunk, two Content-Length
+        headers, TLS sent to this plain port): the 400 every other refusal gets, in the
+        request's shape, instead of uvicorn's text/plain line."""
+        message = (
+            "The request is not valid HTTP/1.1 (a malformed request line, header or chunked "
+            "body, or TLS sent to a plain HTTP port); send a well-formed request."
+        )
+        self._refuse(_BAD_REQUEST, code_pb2.INVALID_ARGUMENT, message)
 
     def _count(self, size: int) -> None:
         self._head_bytes += size

@@ -6,7 +6,10 @@ quietly yield ids of the wrong length), and an unknown enum name would be droppe
 instead of refused. This module rewrites ids to the generic form and checks enum names first,
 then lets ``json_format`` do the rest: lowerCamelCase or snake_case keys, 64-bit integers as
 strings or numbers, enums as names or numbers, unknown fields ignored. What it refuses is
-named by its JSON path and the type the field takes (``collector.otlp_json_errors``).
+named by its JSON path and the type the field takes (``collector.otlp_json_errors``). Two
+kinds of value ``json_format`` would store as something else than was sent are refused
+first: a ``bytesValue`` that is not base64, and a ``doubleValue`` string that is not a finite
+number in JSON's syntax or one of "NaN", "Infinity", "-Infinity".
 
 A body of OTLP metrics or logs (an exporter of another signal pointed at ``/v1/traces``) is
 all unknown fields, so it decodes as an empty request; ``JsonExport.other_signal`` says which
@@ -20,7 +23,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator
+import math
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +33,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from collector.otlp_json_errors import TOO_DEEP, as_json, explain_refusal
+from collector.otlp_json_errors import DOUBLE_EXPECTED, TOO_DEEP, as_json, explain_refusal
 
 
 class InvalidRequest(ValueError):
@@ -41,6 +46,12 @@ _SPAN_ID_BYTES = 8
 
 _SPAN_KIND_NAMES = frozenset(trace_pb2.Span.SpanKind.keys())
 _STATUS_CODE_NAMES = frozenset(trace_pb2.Status.StatusCode.keys())
+# proto3 JSON names the doubles a JSON number cannot hold; nothing else spells them.
+_SPECIAL_DOUBLES = frozenset({"NaN", "Infinity", "-Infinity"})
+# A number in JSON's own syntax: what proto3 JSON allows inside a string for a double.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+# A string given for a double; only then are the doubles walked, as with bytesValue.
+_QUOTED_DOUBLE = re.compile(r'"double(?:Value|_value)"\s*:\s*"')
 # The top-level key of each other signal's export request, in both spellings OTLP/JSON allows.
 OTHER_SIGNAL_KEYS = {
     "metrics": ("resourceMetrics", "resource_metrics"),
@@ -90,7 +101,9 @@ def _decode(text: str) -> JsonExport:
     for path, span in _spans(document):
         _rewrite_span(path, span)
     if "bytesValue" in text or "bytes_value" in text:  # rare: only then walk every value
-        _check_bytes_values(document, "$")
+        _check_values(document, "$", ("bytesValue", "bytes_value"), _bytes_problem)
+    if _QUOTED_DOUBLE.search(text):
+        _check_values(document, "$", ("doubleValue", "double_value"), _double_problem)
     try:
         request = json_format.ParseDict(
             document, ExportTraceServiceRequest(), ignore_unknown_fields=True
@@ -131,23 +144,46 @@ def _spans(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield path, span
 
 
-def _check_bytes_values(node: Any, path: str) -> None:
-    """Refuse a bytesValue that is not base64 (json_format would store it as empty bytes)."""
+def _check_values(
+    node: Any, path: str, keys: tuple[str, str], problem: Callable[[Any], str | None]
+) -> None:
+    """Refuse a value under one of ``keys`` that json_format would store as something else
+    than was sent; ``problem`` says what is wrong with a value, or None."""
     if isinstance(node, list):
         for index, item in enumerate(node):
-            _check_bytes_values(item, f"{path}[{index}]")
+            _check_values(item, f"{path}[{index}]", keys, problem)
         return
     if not isinstance(node, dict):
         return
     for key, value in node.items():
-        if key in ("bytesValue", "bytes_value"):
-            if not _is_base64(value):
-                raise InvalidRequest(
-                    f"{path}.{key} = {as_json(value)} is not base64; OTLP/JSON bytes are "
-                    "base64 text."
-                )
+        if key in keys:
+            found = problem(value)
+            if found is not None:
+                raise InvalidRequest(f"{path}.{key}: {as_json(value)} {found}")
         else:
-            _check_bytes_values(value, f"{path}.{key}")
+            _check_values(value, f"{path}.{key}", keys, problem)
+
+
+def _bytes_problem(value: Any) -> str | None:
+    """json_format would store a bytesValue that is not base64 as empty bytes."""
+    return None if _is_base64(value) else "is not base64; OTLP/JSON bytes are base64 text."
+
+
+def _double_problem(value: Any) -> str | None:
+    """What is wrong with a doubleValue given as a string, which json_format reads with
+    Python's float(): that also takes "inf", "1_0" or " 1.5 ", and makes "1e400" infinity.
+
+    Policy, as for a JSON number (json_format refuses 1e400, which JSON reading made
+    infinity): a double is finite unless it is named by one of proto3 JSON's special strings,
+    "NaN", "Infinity" or "-Infinity"; a string otherwise holds a number in JSON's syntax.
+    """
+    if not isinstance(value, str) or value in _SPECIAL_DOUBLES:
+        return None  # json_format judges non-strings itself
+    if _JSON_NUMBER.fullmatch(value) is None:
+        return f"is not {DOUBLE_EXPECTED}."
+    if not math.isfinite(float(value)):
+        return f"is out of range for a double; it must be {DOUBLE_EXPECTED}."
+    return None
 
 
 def _is_base64(value: Any) -> bool:

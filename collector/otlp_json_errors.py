@@ -24,11 +24,12 @@ _INTEGER_RANGES = {
     FieldDescriptor.CPPTYPE_UINT32: (0, 2**32 - 1),
     FieldDescriptor.CPPTYPE_UINT64: (0, 2**64 - 1),
 }
+DOUBLE_EXPECTED = 'a number (or "NaN", "Infinity", "-Infinity")'
 _EXPECTED = {
     FieldDescriptor.CPPTYPE_STRING: "a string",
     FieldDescriptor.CPPTYPE_BOOL: "true or false (without quotes)",
-    FieldDescriptor.CPPTYPE_DOUBLE: 'a number (or "NaN", "Infinity", "-Infinity")',
-    FieldDescriptor.CPPTYPE_FLOAT: 'a number (or "NaN", "Infinity", "-Infinity")',
+    FieldDescriptor.CPPTYPE_DOUBLE: DOUBLE_EXPECTED,
+    FieldDescriptor.CPPTYPE_FLOAT: DOUBLE_EXPECTED,
 }
 TOO_DEEP = "Body is nested too deeply to be an OTLP trace request."
 # deeper than json_format goes (it stops at 100 levels): the refusal is then its depth limit
@@ -37,18 +38,18 @@ _DEEPEST = 128
 _CHAIN = re.compile(r"^(Failed to parse \w+ field: )+")
 # what bytes that are not UTF-8 become when the body is decoded with surrogateescape
 _UNDECODED = re.compile(r"[\udc80-\udcff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def as_json(value: Any) -> str:
     """A value as the client wrote it (JSON), shortened for an error message.
 
-    A string that is not valid Unicode (undecodable bytes, an unpaired surrogate) is shown
-    with escapes, so that the message itself can be sent as UTF-8."""
+    What is not valid Unicode is shown with escapes, so that the message itself can be sent
+    as UTF-8: bytes that are not UTF-8 as the client sent them (``\\xff``), not as the lone
+    surrogates they were decoded to, and an unpaired surrogate escape as ``\\ud800``."""
     text = json.dumps(value, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(value)
+    text = _UNDECODED.sub(lambda found: f"\\x{ord(found.group()) - 0xDC00:02x}", text)
+    text = _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -25,11 +25,12 @@ import pandas as pd
 
 from detectors.nab import Window, probationary_length, windows_to_rows
 from seamwatch import times
+from seamwatch.settings import EVAL_DATA_DIR_ENV
 from seamwatch.user_text import is_utf16
 
 logger = logging.getLogger(__name__)
 
-DATA_DIR_ENV = "SEAMWATCH_EVAL_DATA_DIR"
+DATA_DIR_ENV = EVAL_DATA_DIR_ENV
 DEFAULT_DATA_DIR = Path("..") / "shared" / "data"
 WINDOWS_FILE = "combined_windows.json"
 SETS = ("nab", "cloud-monitoring")

@@ -48,6 +48,7 @@ from pydantic import (
 
 from detectors.priority import DEFAULT_MONEY_FULL_WEIGHT
 from seamwatch.money import Converted, convert
+from seamwatch.settings import SEVERITY_FILE_ENV
 from seamwatch.yaml_files import (
     Lines,
     Problem,
@@ -62,7 +63,6 @@ from seamwatch.yaml_files import (
 
 logger = logging.getLogger(__name__)
 
-SEVERITY_FILE_ENV = "SEAMWATCH_SEVERITY_FILE"
 DEFAULT_SEVERITY_FILE = Path(__file__).with_name("severity_default.yaml")
 
 TierName = Literal["critical", "high", "medium", "low"]

@@ -95,8 +95,9 @@ class DestinationModel(BaseModel):
     min_priority: PriorityName = "P4"
     flows: list[FlowPattern] = Field(default_factory=list)
     events: list[EventName] = Field(default_factory=lambda: list(NOTIFIED_EVENTS))
-    timeout_seconds: float = Field(10.0, gt=0, le=120)
-    resend_interval_seconds: float = Field(60.0, ge=1, le=3600)
+    # NaN would pass as "not greater than" the bound; infinity is refused by it already
+    timeout_seconds: float = Field(10.0, gt=0, le=120, allow_inf_nan=False)
+    resend_interval_seconds: float = Field(60.0, ge=1, le=3600, allow_inf_nan=False)
 
     @field_validator("flows", "events")
     @classmethod

@@ -14,6 +14,7 @@ and parameters are told apart by what they hold (``commands``, ``param_type_name
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from seamwatch.settings import ENV_PREFIX, quotable_variable
+from seamwatch.settings import ENV_PREFIX, known_variables, quotable_variable
 from seamwatch.user_text import quoted
 
 BAD_INPUT_EXIT = 2  # as every command exits on an option to correct
@@ -40,6 +41,8 @@ class SeamwatchGroup(TyperGroup):
             typer.echo(f"Error: {problem}", err=True)
         if any(problems):
             sys.exit(BAD_INPUT_EXIT)
+        for warning in unknown_variables(os.environ):
+            typer.echo(f"Warning: {warning}", err=True)
         return super().main(given, *rest, **options)
 
 
@@ -83,6 +86,24 @@ def non_text_variables(environ: Mapping[str, str]) -> list[str]:
         else:
             problems.append(_refusal(variable, shown))
     return problems
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``SEAMWATCH_*`` variable of ``environ`` that Seamwatch does not read,
+    with the one it probably meant. Only a warning: a misspelt setting is ignored silently
+    otherwise, but other tools may share the prefix."""
+    known = known_variables()
+    # compared without the prefix, which every name shares and would make any two look alike
+    suffixes = [name.removeprefix(ENV_PREFIX) for name in sorted(known)]
+    warnings = []
+    for variable in sorted(environ):
+        name = variable.upper()  # settings are read whatever the case of their name
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        meant = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1)
+        guess = f"; did you mean {ENV_PREFIX}{meant[0]}?" if meant else "."
+        warnings.append(f"{variable} is not a Seamwatch setting and is ignored{guess}")
+    return warnings
 
 
 def _refusal(name: str, value: str) -> str:

@@ -16,9 +16,12 @@ from urllib.parse import SplitResult, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from seamwatch.user_text import quoted
+from seamwatch.user_text import quoted, validation_message
 
 ENV_PREFIX = "SEAMWATCH_"
+# Variables read beside the settings: by the detectors (the severity file) and by evaluate.
+SEVERITY_FILE_ENV = f"{ENV_PREFIX}SEVERITY_FILE"
+EVAL_DATA_DIR_ENV = f"{ENV_PREFIX}EVAL_DATA_DIR"
 DEFAULT_DATA_DIR = Path(".seamwatch")
 DEFAULT_DATABASE = "seamwatch"
 DEFAULT_OTLP_HTTP_PORT = 4318
@@ -135,6 +138,7 @@ class Settings(BaseSettings):
         DEFAULT_BODY_TIMEOUT_SECONDS,
         gt=0,
         le=3600,
+        allow_inf_nan=False,  # a NaN passed every bound as "not greater than 3600"
         description="Longest wait for the next part of a request's body (a trace request, or"
         " a change sent to the JSON API) before 408 and the connection closed.",
     )
@@ -142,6 +146,7 @@ class Settings(BaseSettings):
         DEFAULT_HEADER_TIMEOUT_SECONDS,
         gt=0,
         le=3600,
+        allow_inf_nan=False,  # a NaN passed every bound as "not greater than 3600"
         description="Longest time from connecting (or from the first byte of the next request on"
         " a kept-alive connection) until the request line and headers are complete; then 408"
         " and the connection closed.",
@@ -389,15 +394,22 @@ def quotable_variable(variable: str, value: str) -> str | None:
     return _masked_url(value) if name == "clickhouse_url" else value
 
 
+def known_variables() -> frozenset[str]:
+    """Every ``SEAMWATCH_*`` variable Seamwatch reads: one per setting, and those read beside
+    the settings."""
+    settings = (f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields)
+    return frozenset((*settings, SEVERITY_FILE_ENV, EVAL_DATA_DIR_ENV))
+
+
 def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         if not error["loc"]:  # a rule across settings: its message names them
-            lines.append(error["msg"].removeprefix("Value error, "))
+            lines.append(validation_message(error))
             continue
         name = ".".join(str(part) for part in error["loc"])
         env = f"SEAMWATCH_{name.upper()}"
-        problem = error["msg"].removeprefix("Value error, ")
+        problem = validation_message(error)
         if name in _SECRET_SETTINGS:  # never echo a secret, even a wrong one
             lines.append(f"{name} ({env}): {problem}")
             continue

@@ -13,7 +13,9 @@ line.
 
 from __future__ import annotations
 
+import math
 import unicodedata
+from typing import Any
 
 NAME_LIMIT = 100
 TEXT_LIMIT = 500
@@ -128,3 +130,19 @@ def is_whole_number(text: str) -> bool:
     [True, False, False, False, False]
     """
     return text.isascii() and text.isdigit()
+
+
+def validation_message(error: Any) -> str:
+    """What pydantic says is wrong with a value (one of ``ValidationError.errors()``), without
+    its "Value error, " prefix. A NaN, which pydantic calls not finite like infinity, is said
+    to be no number at all."""
+    if error["type"] == "finite_number" and _is_nan(error.get("input")):
+        return "Input should be a number, not NaN"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _is_nan(value: object) -> bool:
+    try:
+        return isinstance(value, str | float) and math.isnan(float(value))
+    except ValueError:  # text that is no number
+        return False

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import ValidationError
 
-from seamwatch.user_text import is_utf16, quoted, shortened
+from seamwatch.user_text import is_utf16, quoted, shortened, validation_message
 
 Lines = dict[tuple[Any, ...], int]
 
@@ -294,7 +294,7 @@ def _message(error: Any, model_nouns: Mapping[str, str]) -> str:
         return _UNKNOWN_KEY
     shape = _SHAPES.get(error["type"])
     if shape is None:
-        return str(error["msg"]).removeprefix("Value error, ")
+        return validation_message(error)
     model = (error.get("ctx") or {}).get("class_name")
     return f"Input should be {model_nouns.get(model, shape)}"
 

@@ -117,7 +117,7 @@ class ServerStore:
                     f"The ClickHouse server at {self.address} answers HTTP {status} (busy, "
                     "starting or behind a proxy that cannot reach it); try again shortly."
                 ) from exc
-            answer = foreign_answer(exc)
+            answer = foreign_answer(exc, url)
             if answer is not None:
                 raise NotClickHouse(
                     f"{self.address} answered but is not a ClickHouse server ({answer}); check "
@@ -259,14 +259,15 @@ _ANSWER_PATTERNS = (
 _QUOTED_CHARACTERS = 60
 
 
-def foreign_answer(exc: BaseException) -> str | None:
+def foreign_answer(exc: BaseException, url: str | None = None) -> str | None:
     """What answered at the server's address, in a few words, when it is not ClickHouse:
     "HTTP 501, an HTML page", "not HTTP: 'SSH-2.0-OpenSSH_9.6'"; None when the answer may be
     ClickHouse's, or nothing answered at all.
 
     ClickHouse answers every error with its exception code (a header the driver reads, and
     ``Code: N. DB::Exception`` in the body); a status that passes (a proxy's 502, a server
-    starting up) is an outage, not a wrong address."""
+    starting up) is an outage, not a wrong address. With ``url``, the body of a 200 is asked
+    for again to be quoted as sent (see :func:`_version_body`)."""
     from http.client import BadStatusLine, LineTooLong, RemoteDisconnected
 
     for error in _chain(exc):
@@ -285,8 +286,42 @@ def foreign_answer(exc: BaseException) -> str | None:
         return f"HTTP {status.group('status')}, {_describe_body(text[status.end() :])}"
     version = _ANSWER_PATTERNS[1].match(text)
     if version is not None:
-        return f"HTTP 200, {_describe_body(_unquote(version.group('body')))}"
+        body = _version_body(url) if url else None
+        return f"HTTP 200, {_describe_body(body or _unquote(version.group('body')))}"
     return None
+
+
+# Enough of a body to quote its start, and a short wait for it: the server answered already.
+_BODY_BYTES = 4096
+_BODY_SECONDS = 5
+
+
+def _version_body(url: str) -> str | None:
+    """The body the server at ``url`` answers the driver's version query with, as sent; None
+    when it does not answer now.
+
+    The driver's error quotes the body cut by its last character (it strips the line end
+    ClickHouse ends with, and a body ``ok`` became ``'o'``) and split at tabs. The query goes
+    to the URL's own address, without its credentials: the server is not ClickHouse."""
+    import urllib3
+
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/"
+    try:
+        response = urllib3.request(
+            "POST",
+            origin,
+            body=b"SELECT version(), timezone()",
+            timeout=_BODY_SECONDS,
+            retries=False,
+            preload_content=False,
+        )
+        try:
+            return response.read(_BODY_BYTES).decode("utf-8", "replace")
+        finally:
+            response.release_conn()
+    except urllib3.exceptions.HTTPError:
+        return None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,38 @@ def test_a_variable_of_a_real_environment_is_refused_without_a_traceback(tmp_pat
         b"rename or unset it.\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_misspelt_variable_is_warned_of_once_with_the_setting_it_probably_meant():
+    # it was ignored silently, so the default was used without a word
+    env = {
+        "SEAMWATCH_HEADER_TIMEOUT_SECOND": "3",
+        "seamwatch_data_dirr": "x",
+        "SEAMWATCH_TYPO_SETTING": "1",
+        "SEAMWATCH_SEVERITY_FILE": "severity.yaml",  # read beside the settings
+        "SEAMWATCH_EVAL_DATA_DIR": "data",
+        "seamwatch_database": "db",  # settings are read whatever the case of their name
+    }
+
+    result = CliRunner().invoke(app, ["alerts", "--help"], env=env)
+
+    assert result.exit_code == 0
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
+    assert warnings == [
+        "Warning: SEAMWATCH_HEADER_TIMEOUT_SECOND is not a Seamwatch setting and is ignored; "
+        "did you mean SEAMWATCH_HEADER_TIMEOUT_SECONDS?",
+        "Warning: SEAMWATCH_TYPO_SETTING is not a Seamwatch setting and is ignored.",
+        "Warning: seamwatch_data_dirr is not a Seamwatch setting and is ignored; "
+        "did you mean SEAMWATCH_DATA_DIR?",
+    ]
+
+
+def test_every_variable_the_code_reads_is_known():
+    from seamwatch.settings import known_variables
+
+    named = set()
+    packages = ("collector", "dashboard", "detectors", "lineage", "notify", "sample_data")
+    for package in (*packages, "seamwatch", "storage"):
+        for source in (REPO_ROOT / package).rglob("*.py"):
+            named |= set(re.findall(r"\bSEAMWATCH_[A-Z0-9_]*[A-Z0-9]", source.read_text()))
+    assert named - known_variables() == set()

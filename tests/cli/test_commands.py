@@ -172,6 +172,30 @@ def test_a_queue_smaller_than_a_batch_is_a_settings_error(monkeypatch):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("variable", ["HEADER_TIMEOUT_SECONDS", "BODY_TIMEOUT_SECONDS"])
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("nan", "Input should be a number, not NaN"),
+        ("NaN", "Input should be a number, not NaN"),
+        ("inf", "Input should be a finite number"),
+        ("-inf", "Input should be a finite number"),
+    ],
+)
+def test_a_float_setting_that_is_nan_or_infinite_is_called_so(
+    monkeypatch, variable, value, problem
+):
+    # a NaN was "Input should be less than or equal to 3600"
+    from seamwatch.settings import SettingsError, load_settings
+
+    monkeypatch.setenv(f"SEAMWATCH_{variable}", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).splitlines()[1:] == [
+        f"  {variable.lower()} (SEAMWATCH_{variable}) = {value!r}: {problem}"
+    ]
+
+
 def _collector_alone(tmp_path: Path, *arguments: str, **environment: str):
     return subprocess.run(
         [*COLLECTOR_ON_FREE_PORTS, "--data-dir", str(tmp_path / "data"), *arguments],

@@ -186,3 +186,32 @@ def test_a_clickhouse_server_that_answers_an_error_is_still_clickhouse(tmp_path)
     last = done.stderr.splitlines()[-1]
     assert last.startswith("Error: The ClickHouse server refused the connection: ")
     assert "AUTHENTICATION_FAILED" in last
+
+
+class _PlainOk(_WelcomePage):
+    """A health endpoint's answer: 200 with ``ok`` and no line end."""
+
+    page = b"ok"
+
+
+class _LongText(_WelcomePage):
+    """A 200 with a long line of text."""
+
+    page = b"this port serves the inventory service of the warehouse, not a database " * 2
+
+
+@pytest.mark.parametrize(
+    ("handler", "answer"),
+    [
+        (_PlainOk, "HTTP 200, 'ok'"),
+        (_LongText, "HTTP 200, 'this port serves the inventory service of the warehouse, ...'"),
+    ],
+)
+def test_the_body_of_a_200_is_quoted_as_sent(handler, answer):
+    # the driver's error cuts the body by its last character: 'ok' was quoted as 'o'
+    from storage.errors import NotClickHouse
+    from storage.server import ServerStore
+
+    with http_service(handler) as port, pytest.raises(NotClickHouse) as caught:
+        ServerStore(f"http://127.0.0.1:{port}/seamwatch", "seamwatch", probe_seconds=5)
+    assert str(caught.value) == not_clickhouse_line(port, answer).removeprefix("Error: ")

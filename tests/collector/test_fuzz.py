@@ -187,6 +187,20 @@ def test_invalid_utf8_in_json_is_400_naming_the_field(client, where, field):
     assert message.endswith("is not valid UTF-8; OTLP/JSON strings are UTF-8 text.")
 
 
+def test_bytes_that_are_not_utf8_are_shown_as_sent(client):
+    # they were shown as the lone surrogates Python decodes them to: "caf\udcff\udcfe"
+    body = (
+        b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c",'
+        b'"spanId":"eee19b7ec3c1b174","name":"caf\xc3\xa9 \xff\xfe"}]}]}]}'
+    )
+    response = client.post("/v1/traces", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert message.startswith(f'{SPAN_PATH}.name: "caf\u00e9 \\xff\\xfe" is not valid UTF-8'), (
+        message
+    )
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -333,3 +347,56 @@ def _one_span_with_bytes(value: object) -> dict:
         "attributes": [{"key": "payload", "value": {"bytesValue": value}}],
     }
     return {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+
+
+DOUBLE_PATH = "$.resourceSpans[0].scopeSpans[0].spans[0].attributes[0].value.doubleValue"
+
+
+def _one_span_with_double(value: str) -> bytes:
+    """A request whose one attribute is a doubleValue written as ``value`` (raw JSON)."""
+    span = (
+        '{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"x",'
+        f'"attributes":[{{"key":"d","value":{{"doubleValue":{value}}}}}]}}'
+    )
+    return f'{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{span}]}}]}}]}}'.encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("1e400", "Infinity is not a number"),
+        ('"1e400"', '"1e400" is out of range for a double'),
+        ('"-1e400"', '"-1e400" is out of range for a double'),
+        ('"inf"', '"inf" is not a number'),
+        ('"-Inf"', '"-Inf" is not a number'),
+        ('"infinity"', '"infinity" is not a number'),
+        ('"nan"', '"nan" is not a number'),
+        ('"-NaN"', '"-NaN" is not a number'),
+        ('"1_0"', '"1_0" is not a number'),
+        ('" 1.5"', '" 1.5" is not a number'),
+    ],
+)
+def test_a_double_beyond_range_or_misspelt_is_400_naming_it(client, value, problem):
+    # a string was read with float(): "1e400" and "inf" were stored as +Inf, while the number
+    # 1e400 was refused
+    response = client.post(
+        "/v1/traces",
+        content=_one_span_with_double(value),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    message = response.json()["message"]
+    assert message.startswith(f"{DOUBLE_PATH}: {problem}"), message
+    assert message.endswith('(or "NaN", "Infinity", "-Infinity").'), message
+
+
+@pytest.mark.parametrize(
+    "value", ['"NaN"', '"Infinity"', '"-Infinity"', '"1.5"', '"-2e-3"', "1e308"]
+)
+def test_doubles_proto3_json_allows_are_accepted(client, value):
+    response = client.post(
+        "/v1/traces",
+        content=_one_span_with_double(value),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text

@@ -8,7 +8,10 @@ import json
 import logging
 import socket
 
+import pytest
+
 from collector.http_protocol import MAX_HEAD_BYTES
+from tests.raw_http import read_answer
 
 EMPTY_EXPORT = b"{}"
 
@@ -200,3 +203,58 @@ def test_a_wrong_method_on_the_api_gets_json_naming_the_allowed_ones(store, coll
     assert ack.headers["allow"] == "POST"
     assert silences.status_code == 405
     assert silences.json()["error"].endswith("use GET, POST.")
+
+
+NOT_HTTP = (
+    "The request is not valid HTTP/1.1 (a malformed request line, header or chunked body, or "
+    "TLS sent to a plain HTTP port); send a well-formed request."
+)
+# the start of a TLS ClientHello, as a client of https:// sends it to the plain port
+TLS_HELLO = bytes.fromhex("160301020001000200fc03034a2b")
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /v1/traces HTTP/1.1\r\nHost: c\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        b"POST /v1/traces HTTP/1.1\r\nHost: c\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        TLS_HELLO,
+    ],
+    ids=["bad chunk", "two lengths", "TLS"],
+)
+def test_bytes_that_are_not_http_get_a_status_document(running_collector, request_bytes):
+    # uvicorn answered them with text/plain "Invalid HTTP request received."
+    status, headers, body = _raw_answer(running_collector.port, request_bytes)
+    assert status == b"HTTP/1.1 400 Bad Request"
+    assert headers[b"content-type"] == b"application/json"
+    assert json.loads(body) == {"code": 3, "message": NOT_HTTP}
+
+
+def test_bytes_that_are_not_http_answer_protobuf_to_a_protobuf_request(running_collector):
+    from google.rpc import status_pb2
+
+    request_bytes = (
+        b"POST /v1/traces HTTP/1.1\r\nHost: c\r\nContent-Type: application/x-protobuf\r\n"
+        b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}"
+    )
+    status, headers, body = _raw_answer(running_collector.port, request_bytes)
+    assert (status, headers[b"content-type"]) == (b"HTTP/1.1 400 Bad Request", PROTOBUF)
+    assert status_pb2.Status.FromString(body) == status_pb2.Status(code=3, message=NOT_HTTP)
+
+
+def test_bytes_that_are_not_http_on_an_api_path_get_the_api_error_document(running_collector):
+    request_bytes = b"GET /api/v1/alerts HTTP/1.1\r\nHost: c\r\nContent-Length: x\r\n\r\n"
+    status, headers, body = _raw_answer(running_collector.port, request_bytes)
+    assert status == b"HTTP/1.1 400 Bad Request"
+    assert json.loads(body) == {"error": NOT_HTTP}
+
+
+PROTOBUF = b"application/x-protobuf"
+
+
+def _raw_answer(port: int, request_bytes: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(request_bytes)
+        return read_answer(client)

@@ -248,7 +248,7 @@ TIERS = "tiers:\n  low: {weight: 0.2}\n  high: {weight: 0.7}\ndefault_tier: low\
         ),
         (
             "tiers:\n  low: {weight: 0.2, error_budget: .nan}\ndefault_tier: low\n",
-            "line 2, field tiers.low.error_budget: Input should be a finite number",
+            "line 2, field tiers.low.error_budget: Input should be a number, not NaN",
         ),
         # empty, blank and unclosed patterns were taken, and could never match as meant
         (

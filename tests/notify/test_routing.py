@@ -190,3 +190,16 @@ def test_an_empty_events_list_is_refused_as_a_destination_that_would_get_nothing
     )
     assert "notify.yaml, line 5, field destinations.0.events: " in message
     assert "an empty list sends nothing; leave events out for every event" in message
+
+
+@pytest.mark.parametrize("field", ["timeout_seconds", "resend_interval_seconds"])
+def test_a_nan_duration_is_called_not_a_number(field):
+    # it passed as "not greater than" the bound, and was refused as above it
+    message = _error(
+        "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n"
+        f"    {field}: .nan\n"
+    )
+    assert message.splitlines()[1:] == [
+        f"  notify.yaml, line 5, field destinations.0.{field}: Input should be a number, not NaN "
+        "(got .nan)"
+    ]
