@@ -142,6 +142,24 @@ def test_evaluate_refuses_labelled_series_options_with_the_simulator(option):
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "error"),
+    [
+        (["--restart-every", "5h"], "--restart-every applies to the simulator"),
+        (["--simulator", "--days", "1", "--restart-every", "soon"], "'soon' is not a duration"),
+        (["--simulator", "--days", "1", "--restart-every", "30s"], "at least 1m and shorter"),
+        (["--simulator", "--days", "1", "--restart-every", "1d"], "shorter than the 1 simulated"),
+    ],
+)
+def test_evaluate_refuses_a_restart_interval_it_cannot_use(option, error):
+    from seamwatch.cli import app as seamwatch_app
+
+    result = runner.invoke(seamwatch_app, ["evaluate", *option])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: ") and error in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_bench_prints_the_runner_figure_and_the_old_one(chdb_data_dir):
     result = runner.invoke(
         app, ["bench-detect", "--flows", "20", "--minutes", "1", "--data-dir", str(chdb_data_dir)]

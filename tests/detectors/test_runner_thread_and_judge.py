@@ -195,6 +195,41 @@ def test_judgement_of_a_short_simulated_run_with_planned_incidents(tmp_path):
     assert "(in time, deadline 5)" in text
 
 
+def test_a_runner_restarted_every_hour_raises_the_alerts_of_the_run_judged(tmp_path):
+    start = datetime(2025, 3, 3, 6, 0, tzinfo=UTC)
+    plan = [
+        PlannedIncident(
+            "missing_master_data",
+            FLOW,
+            start + timedelta(hours=3),
+            start + timedelta(hours=3, minutes=40),
+            0.3,
+        )
+    ]
+    judgement = simulate_and_judge(
+        load_severity(None),
+        5 / 24,
+        7,
+        start=start,
+        work_dir=tmp_path,
+        incident_plan=plan,
+        restart_every=timedelta(hours=1),
+    )
+    restarted = judgement.restarted
+    assert restarted is not None and restarted.restarts == 4
+    assert restarted.alerts == judgement.alerts_opened >= 1
+    assert (restarted.same, restarted.only_uninterrupted, restarted.only_restarted) == (
+        restarted.alerts,
+        [],
+        [],
+    )
+    assert (
+        f"Restarted every 1 h (4 restarts): {restarted.alerts} of {restarted.alerts} alerts the "
+        "same as without a restart." in format_judgement(judgement)
+    )
+    assert judgement.as_dict()["restarted"]["alerts_the_same"] == restarted.alerts
+
+
 def test_the_judge_reads_the_labels_of_a_run_that_had_no_incident(tmp_path):
     # the labels file of such a run was left empty; it now says no incident happened
     start = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)  # inside a run's quiet first hours
