@@ -149,23 +149,20 @@ def test_a_second_posting_of_one_key_opens_a_duplicate_alert_within_its_minute(s
     assert "INV-20" in text
 
 
+MONDAY_MORNING = datetime(2025, 3, 3, 6, 0, tzinfo=UTC)
+
+
+def _planned(kind: str, flow: str, after: int, minutes: int, intensity: float) -> PlannedIncident:
+    """An incident ``after`` minutes into a run from ``MONDAY_MORNING``, lasting ``minutes``."""
+    start = MONDAY_MORNING + timedelta(minutes=after)
+    return PlannedIncident(kind, flow, start, start + timedelta(minutes=minutes), intensity)
+
+
 def test_judgement_of_a_short_simulated_run_with_planned_incidents(tmp_path):
-    start = datetime(2025, 3, 3, 6, 0, tzinfo=UTC)  # a Monday morning
+    start = MONDAY_MORNING
     plan = [
-        PlannedIncident(
-            "duplicate_postings",
-            FLOW,
-            start + timedelta(hours=3),
-            start + timedelta(hours=3, minutes=30),
-            0.4,
-        ),
-        PlannedIncident(
-            "dropped_events",
-            "payments.payment-apply",
-            start + timedelta(hours=3, minutes=10),
-            start + timedelta(hours=3, minutes=50),
-            0.5,
-        ),
+        _planned("duplicate_postings", FLOW, 180, 30, 0.4),
+        _planned("dropped_events", "payments.payment-apply", 190, 40, 0.5),
     ]
     judgement = simulate_and_judge(
         load_severity(None), 4 / 24, 7, start=start, work_dir=tmp_path, incident_plan=plan
@@ -196,16 +193,8 @@ def test_judgement_of_a_short_simulated_run_with_planned_incidents(tmp_path):
 
 
 def test_a_runner_restarted_every_hour_raises_the_alerts_of_the_run_judged(tmp_path):
-    start = datetime(2025, 3, 3, 6, 0, tzinfo=UTC)
-    plan = [
-        PlannedIncident(
-            "missing_master_data",
-            FLOW,
-            start + timedelta(hours=3),
-            start + timedelta(hours=3, minutes=40),
-            0.3,
-        )
-    ]
+    start = MONDAY_MORNING
+    plan = [_planned("missing_master_data", FLOW, 180, 40, 0.3)]
     judgement = simulate_and_judge(
         load_severity(None),
         5 / 24,
