@@ -34,7 +34,12 @@ from detectors.alert_text import (
 from detectors.lifecycle import ALERTS_TABLE, OPEN, RESOLVED, currency_map
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity, check_glob
-from detectors.silence_scope import covering_silence, same_category, split_category
+from detectors.silence_scope import (
+    covering_silence,
+    matches_every_name,
+    same_category,
+    split_category,
+)
 from lineage.schema import LINEAGE_TABLE, ROLLUP_TABLE
 from seamwatch.times import readable_utc, utc_text
 from seamwatch.user_text import (
@@ -300,7 +305,7 @@ def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> di
             f"kind {quoted(kind)} matches no alert kind; use one of {', '.join(ALERT_KINDS)}, a "
             "glob of them, '*', or category:NAME for one failure category"
         )
-    matches_all = all(set(pattern) == {"*"} for pattern in patterns.values())
+    matches_all = category is None and _mutes_every_alert(patterns)
     if everything and not matches_all:
         raise AlertActionError(
             'a silence of every alert (--all; in the API, "all": true) takes no flow, target '
@@ -308,10 +313,22 @@ def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> di
         )
     if matches_all and not everything:
         raise AlertActionError(
-            "a silence without a flow, target or kind would mute every alert; name what to "
-            'silence, or ask for every alert explicitly (--all; in the API, "all": true)'
+            "a silence without a flow, target or kind would mute every alert (so would flow "
+            "and target globs that match any name, such as '*' or '?*', with a kind that "
+            "matches every alert kind); name what to silence, or ask for every alert "
+            'explicitly (--all; in the API, "all": true)'
         )
     return {**patterns, "category": category or ""}
+
+
+def _mutes_every_alert(patterns: dict[str, str]) -> bool:
+    """Whether a silence of these patterns covers every alert: its flow and target globs
+    match any name and its kind every kind the runner raises."""
+    return (
+        matches_every_name(patterns["flow"])
+        and matches_every_name(patterns["target"])
+        and all(fnmatch.fnmatchcase(known, patterns["kind"]) for known in ALERT_KINDS)
+    )
 
 
 def _unseen_pattern_warnings(store: Store, patterns: dict[str, str]) -> list[str]:

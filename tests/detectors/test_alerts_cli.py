@@ -422,6 +422,13 @@ def test_silencing_everything_needs_all(cli, store, chdb_data_dir):
     assert len(active_silences(store)) == 1
 
 
+def test_a_flow_glob_that_matches_every_name_needs_all(cli, store, chdb_data_dir):
+    refused = _alerts(cli, chdb_data_dir, "silence", "--for", "5m", "--flow", "?*")
+    assert refused.exit_code == 2
+    assert "would mute every alert" in refused.stderr and "'?*'" in refused.stderr
+    assert active_silences(store) == []
+
+
 def test_the_silences_table_shows_who_created_each_in_utc(cli, store, chdb_data_dir):
     add_silence(store, timedelta(hours=2), flow="billing.*", reason="deploy", created_by="ana")
     lines = _alerts(cli, chdb_data_dir, "silences").stdout.splitlines()
