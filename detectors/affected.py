@@ -6,7 +6,9 @@ again a minute later, and a key can fail in one minute and be found posted twice
 so adding up each minute's counts would count it again. An alert's ledger remembers every
 transaction it has counted, by business key, with the amount it counted, so the alert's
 affected transactions and money at risk count each once, and its text names what it counted
-over its whole life rather than the latest minute's finding.
+over its whole life rather than the latest minute's finding. It remembers the transactions
+that failed apart: the alert's failures count each transaction that failed once, whether or
+not a finding counted it first, and its text says how many of the named ones failed too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,20 @@ class AlertLedger:
         self.amounts: dict[str, float] = {}
         self.currencies: dict[str, str] = {}
         self.found: dict[str, Finding] = {}
+        self.failed: set[str] = set()
+
+    def fail(
+        self, amounts: Mapping[str, float], currencies: Mapping[str, str] | None = None
+    ) -> tuple[int, int, float]:
+        """Count the failed transactions of ``amounts`` (as :meth:`count` takes them); return
+        how many had not failed before, and how many were not counted before and their money.
+
+        A transaction found posted twice and failing later failed all the same: the failures
+        are kept apart from what is counted, so the alert's failures do not depend on which
+        came first."""
+        new_failures = len(amounts.keys() - self.failed)
+        self.failed.update(amounts)
+        return new_failures, *self.count(amounts, currencies)
 
     def count(
         self, amounts: Mapping[str, float], currencies: Mapping[str, str] | None = None
@@ -58,7 +74,9 @@ class AlertLedger:
 
     def text(self, first_kind: str) -> str:
         """Every finding over the alert's life, ``first_kind`` first, then the transactions
-        counted besides (failures), so the sentence adds up to the alert's numbers."""
+        counted besides (failures), so the sentence adds up to the alert's numbers: the
+        failures of transactions already named are said apart, as is the total when one
+        transaction is in more than one finding."""
         kinds = sorted(self.found, key=lambda kind: kind != first_kind)
         parts = [finding_text(self.found[kind], over_life=True) for kind in kinds]
         named = {key for finding in self.found.values() for key in finding.amounts}
@@ -68,6 +86,14 @@ class AlertLedger:
                 f"also {len(others)} failed transaction(s)"
                 f"{_amount_text(sum(others.values()), add_by_currency(others, self.currencies))}"
             )
+        failed_named = len(self.failed & named)
+        if failed_named:
+            parts.append(
+                f"{failed_named} of the transactions above failed too "
+                f"({len(self.failed)} failed in all)"
+            )
+        if sum(len(finding.keys) for finding in self.found.values()) > len(named):
+            parts.append(f"{len(self.amounts)} transaction(s) in all")
         return "; ".join(parts)
 
 

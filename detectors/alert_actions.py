@@ -31,10 +31,15 @@ from detectors.alert_text import (
     currency_split,
     money_text,
 )
-from detectors.lifecycle import ALERTS_TABLE, OPEN, RESOLVED, currency_map
+from detectors.lifecycle import ALERTS_TABLE, OPEN, RESOLVED, currency_map, stored_id
 from detectors.priority import priority, priority_label
 from detectors.severity import Severity, check_glob
-from detectors.silence_scope import covering_silence, same_category, split_category
+from detectors.silence_scope import (
+    covering_silence,
+    matches_every_name,
+    same_category,
+    split_category,
+)
 from lineage.schema import LINEAGE_TABLE, ROLLUP_TABLE
 from seamwatch.times import readable_utc, utc_text
 from seamwatch.user_text import (
@@ -300,7 +305,7 @@ def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> di
             f"kind {quoted(kind)} matches no alert kind; use one of {', '.join(ALERT_KINDS)}, a "
             "glob of them, '*', or category:NAME for one failure category"
         )
-    matches_all = all(set(pattern) == {"*"} for pattern in patterns.values())
+    matches_all = category is None and _mutes_every_alert(patterns)
     if everything and not matches_all:
         raise AlertActionError(
             'a silence of every alert (--all; in the API, "all": true) takes no flow, target '
@@ -308,10 +313,22 @@ def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> di
         )
     if matches_all and not everything:
         raise AlertActionError(
-            "a silence without a flow, target or kind would mute every alert; name what to "
-            'silence, or ask for every alert explicitly (--all; in the API, "all": true)'
+            "a silence without a flow, target or kind would mute every alert (so would flow "
+            "and target globs that match any name, such as '*' or '?*', with a kind that "
+            "matches every alert kind); name what to silence, or ask for every alert "
+            'explicitly (--all; in the API, "all": true)'
         )
     return {**patterns, "category": category or ""}
+
+
+def _mutes_every_alert(patterns: dict[str, str]) -> bool:
+    """Whether a silence of these patterns covers every alert: its flow and target globs
+    match any name and its kind every kind the runner raises."""
+    return (
+        matches_every_name(patterns["flow"])
+        and matches_every_name(patterns["target"])
+        and all(fnmatch.fnmatchcase(known, patterns["kind"]) for known in ALERT_KINDS)
+    )
 
 
 def _unseen_pattern_warnings(store: Store, patterns: dict[str, str]) -> list[str]:
@@ -430,7 +447,8 @@ def check_silence_length(duration: timedelta) -> None:
 
 
 def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -> dict[str, Any]:
-    """End a silence before it expires; Conflict if it had already ended or expired."""
+    """End a silence before it expires; Conflict if it had already ended or expired. The id
+    may be typed in any case."""
     _check_length("silence id", silence_id)
     missing = UnknownId(
         f"no silence with id {quoted(silence_id)}; list them with 'seamwatch alerts silences'"
@@ -443,7 +461,7 @@ def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -
         f"SELECT * REPLACE (toUnixTimestamp64Milli(created_at) AS created_at, "
         f"toUnixTimestamp64Milli(expires_at) AS expires_at) "
         f"FROM {store.table(SILENCES_TABLE)} FINAL WHERE silence_id = {{id:String}}",
-        {"id": silence_id},
+        {"id": stored_id(silence_id)},
     )
     if rows.empty:
         raise missing
@@ -454,7 +472,7 @@ def cancel_silence(store: Store, silence_id: str, now: datetime | None = None) -
         cancelled=1, cancelled_at=now, version=max(int(silence["version"]) + 1, _millis(now))
     )
     store.insert_arrow(SILENCES_TABLE, pa.Table.from_pylist([silence], _SILENCE_SCHEMA))
-    return {"silence_id": silence_id, "cancelled_at": utc_text(now)}
+    return {"silence_id": silence["silence_id"], "cancelled_at": utc_text(now)}
 
 
 def _check_still_in_force(silence: dict[str, Any], now: datetime) -> None:
@@ -495,7 +513,8 @@ def acknowledge(
 
     Conflict if the alert is resolved, or if someone else holds it and ``take_over`` is not
     given. Acknowledging again as the holder records the new note. Every acknowledgement is
-    kept; ``taken_over_from`` names the previous holder's acknowledgement, if any.
+    kept; ``taken_over_from`` names the previous holder's acknowledgement, if any. The id
+    may be typed in any case.
     """
     check_free_text({"by": by, "note": note})
     # a blank or padded name would read as someone else than the holder ("ana " is ana)
@@ -503,6 +522,7 @@ def acknowledge(
     if not by:
         raise AlertActionError("by (who acknowledges) is empty; give a name")
     state = _alert_state(store, alert_id)
+    alert_id = stored_id(alert_id)  # found: from here on, as the alert is stored
     history = acknowledgements(store, [alert_id]).get(alert_id, [])
     holder = history[-1] if history and history[-1]["by"] != by else None
     if holder and not take_over:
@@ -527,7 +547,7 @@ def _alert_state(store: Store, alert_id: str) -> str:
     found = store.query_rows(
         f"SELECT state, resolved_at FROM {store.table(ALERTS_TABLE)} FINAL "
         "WHERE alert_id = {id:String}",
-        {"id": alert_id},
+        {"id": stored_id(alert_id)},
     )
     if not found:
         raise missing

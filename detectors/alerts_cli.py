@@ -505,7 +505,7 @@ def unsilence_command(
             {},
         )
     )
-    typer.echo(f"Silence {silence_id} ended at {readable_utc(result['cancelled_at'])}.")
+    typer.echo(f"Silence {result['silence_id']} ended at {readable_utc(result['cancelled_at'])}.")
 
 
 def silences_command(

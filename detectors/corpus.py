@@ -86,10 +86,7 @@ def read_series_with_text(path: Path | str) -> tuple[list[str], np.ndarray, np.n
     frame = _read_frame(name, _read_text(path, name))
     columns: dict[str, object] = {}
     for column in frame.columns:
-        column_name = str(column).strip().lower()
-        if column_name in columns and column_name in ("timestamp", "value"):
-            raise SeriesFormatError(f"{name}: two '{column_name}' columns; keep one")
-        columns[column_name] = column
+        columns[str(column).strip().lower()] = column
     for needed in ("timestamp", "value"):
         if needed not in columns:
             found = ", ".join(map(str, frame.columns)) or "none"
@@ -209,8 +206,10 @@ def _read_text(path: Path | str, name: str) -> str:
         raise SeriesFormatError(f"{name} is not UTF-8 text; {_encoding_hint(data)}")
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise SeriesFormatError(f"{name} is not UTF-8 text; {_encoding_hint(data)}") from None
+    except UnicodeDecodeError as exc:
+        raise SeriesFormatError(
+            f"{name} is not UTF-8 text; {_encoding_hint(data, _where_not_utf8(exc))}"
+        ) from None
     if not text.strip():
         raise SeriesFormatError(f"{name} is empty; expected a header with timestamp and value")
     return text
@@ -226,7 +225,9 @@ KNOWN_STARTS = (
 )
 
 
-def _encoding_hint(data: bytes) -> str:
+def _encoding_hint(data: bytes, where: str = "") -> str:
+    """What a file that is not UTF-8 text seems to be; else where its first byte that is
+    not UTF-8 is (``where``), so that a stray byte can be found and fixed."""
     for start, hint in KNOWN_STARTS:
         if data.startswith(start):
             return hint
@@ -234,7 +235,19 @@ def _encoding_hint(data: bytes) -> str:
         return UTF16_HINT
     if b"\x00" in data:
         return "it holds NUL bytes, which CSV text never does; expected a CSV file"
+    if where:
+        return f"{where} cannot be read as UTF-8 (Latin-1?); save the file as CSV UTF-8"
     return "expected a CSV file"
+
+
+def _where_not_utf8(exc: UnicodeDecodeError) -> str:
+    """``byte 0xE9 on line 3, column 12``: the first byte that is not UTF-8, its column
+    counted in characters (the text before it on its line is UTF-8)."""
+    data, at = exc.object, exc.start
+    line_start = data.rfind(b"\n", 0, at) + 1
+    column = len(bytes(data[line_start:at]).decode("utf-8")) + 1
+    line = data.count(b"\n", 0, at) + 1
+    return f"byte 0x{data[at]:02X} on line {line}, column {column}"
 
 
 def _read_frame(name: str, text: str) -> pd.DataFrame:
@@ -243,6 +256,7 @@ def _read_frame(name: str, text: str) -> pd.DataFrame:
     try:
         header = next(row for row in rows if row)
         _refuse_other_separators(name, header)
+        _refuse_repeated_columns(name, header)
         _refuse_extra_fields(name, rows, len(header))
         # usecols: an empty field after the last column (a trailing comma) is dropped on any
         # row; index_col=False keeps such a first row from turning the timestamps into an index
@@ -277,6 +291,25 @@ def _refuse_other_separators(name: str, header: list[str]) -> None:
                 f"{name}: the header {header[0]!r} looks {word}-separated; "
                 "separate the fields with commas"
             )
+
+
+def _refuse_repeated_columns(name: str, header: list[str]) -> None:
+    """Two columns of one name, in any case (as the columns are found), are refused: pandas
+    would rename the second ``timestamp.1`` and read the first, silently. Blank names (a
+    trailing comma) are no names."""
+    first: dict[str, int] = {}
+    for number, column in enumerate(header, start=1):
+        key = column.strip().lower()
+        if not key:
+            continue
+        if key in first:
+            earlier = first[key]
+            raise SeriesFormatError(
+                f"{name}: two '{key}' columns, {earlier} and {number} "
+                f"({header[earlier - 1].strip()!r} and {column.strip()!r}; names are "
+                "matched in any case); keep one"
+            )
+        first[key] = number
 
 
 def _refuse_extra_fields(name: str, rows: Iterator[list[str]], width: int) -> None:

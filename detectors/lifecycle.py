@@ -145,6 +145,12 @@ def alert_id_for(flow: str, target: str, opened_at: datetime) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+def stored_id(typed: str) -> str:
+    """An alert or silence id as typed, in the case it is stored in: ids are lowercase hex
+    (:func:`alert_id_for`), so ``190BD4DFFCEDECB0`` names the alert ``190bd4dffcedecb0``."""
+    return typed.lower()
+
+
 class AlertBook:
     """Open alerts of a detector runner, with their changes buffered until ``flush``."""
 

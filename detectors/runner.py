@@ -396,11 +396,12 @@ def category_messages(pairs: Any) -> dict[str, str]:
     return messages
 
 
-def _affected(active: list[Signal], values: Minute, failed: int) -> float:
-    """The minute's affected transactions besides findings: its failed ones not counted yet,
-    all of them while latency is in alarm (all were slowed), the shortfall while volume is."""
+def _affected(active: list[Signal], values: Minute, counted: int) -> float:
+    """The minute's affected transactions besides findings: its failed ones not counted yet
+    (``counted``), all of them while latency is in alarm (all were slowed), the shortfall
+    while volume is."""
     kinds = {signal.kind for signal in active}
-    affected = float(failed)
+    affected = float(counted)
     if LATENCY in kinds:
         affected = max(affected, values.transactions)
     if "volume" in kinds:
@@ -733,8 +734,8 @@ class DetectorRunner:
             return
         strongest = max(active, key=lambda s: s.score)
         ledger = self.ledgers.setdefault(alert.alert_id, AlertLedger())
-        failed, money = ledger.count(values.failed_amounts, values.failed_currencies)
-        affected = _affected(active, values, failed)
+        failed, counted, money = ledger.fail(values.failed_amounts, values.failed_currencies)
+        affected = _affected(active, values, counted)
         for finding in (findings or {}).values():
             # postings made twice and events never consumed are affected money, not failures
             found, found_money = ledger.record(finding)
@@ -767,7 +768,7 @@ class DetectorRunner:
                 if stamp < opened:
                     continue
                 amounts, currencies = failed.get(stamp, (None, None))
-                ledger.count(failed_amounts(amounts), failed_currencies(currencies))
+                ledger.fail(failed_amounts(amounts), failed_currencies(currencies))
                 for finding in found.get(stamp, {}).get(series, {}).values():
                     ledger.record(finding)
             alert.money_by_currency = ledger.money_by_currency()

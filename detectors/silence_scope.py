@@ -77,3 +77,30 @@ def covering_silence(
     if shown and all(name in by_category for name in shown):
         return by_category[shown[0]]
     return None
+
+
+def matches_every_name(pattern: str) -> bool:
+    """Whether the glob ``pattern`` matches every non-empty name, as ``*``, ``?*`` and
+    ``*?*`` do; decided for any spelling, not from a list of known ones.
+
+    >>> [matches_every_name(p) for p in ("*", "**", "?*", "*?*", "[!x]*", "??*", "a*")]
+    [True, True, True, True, False, False, False]
+    """
+    return all(fnmatch.fnmatchcase(probe, pattern) for probe in _probes(pattern))
+
+
+def _probes(pattern: str) -> set[str]:
+    """Names that a glob matching every non-empty name must match, and one of which any
+    other glob misses.
+
+    A glob misses every name made of one character that one of its parts (a literal or a
+    set) refuses; such a character is the literal's neighbour, or an end of a set's range
+    or just outside it, so it is one of the pattern's characters or next to one. A glob whose
+    parts take any character misses one character (two ``?``) or two (no ``*``)."""
+    characters = {"a"}
+    for code in map(ord, pattern):
+        characters.update(chr(c) for c in (code - 1, code, code + 1) if 0 <= c <= _LAST_CODE)
+    return {c * length for c in characters for length in (1, 2)}
+
+
+_LAST_CODE = 0x10FFFF

@@ -162,12 +162,11 @@ def _health_window(request: Request) -> tuple[datetime, datetime]:
 
 
 def _integer(text: str, name: str, low: int, high: int) -> int:
-    if not is_whole_number(text):
-        raise _BadQuery(f"{name} {quoted(text)} is not a whole number.")
-    value = int(text)
-    if not low <= value <= high:
-        raise _BadQuery(f"{name} must be between {low} and {high}; got {value}.")
-    return value
+    """A whole-number parameter from ``low`` to ``high``; one message for any other text
+    (``-1`` is a whole number, but not one of those), as the delivery log's ``limit``."""
+    if not (is_whole_number(text) and low <= int(text) <= high):
+        raise _BadQuery(f"{name} {quoted(text)} is not a whole number from {low} to {high}.")
+    return int(text)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lineage.schema import EXCEPTIONS_TABLE, LINEAGE_TABLE
-from seamwatch.times import utc_text_or_none
+from seamwatch.times import readable_utc, utc_text, utc_text_or_none
 from storage import Store
 
 logger = logging.getLogger(__name__)
@@ -100,9 +100,10 @@ class Window:
         until = _utc(until) if until else datetime.now(UTC)
         since = _utc(since) if since else until - DEFAULT_WINDOW
         if since >= until:
-            raise ReconcileError(
-                f"since ({since.isoformat()}) must be before until ({until.isoformat()})."
-            )
+            shown = readable_utc(since), readable_utc(until)
+            if shown[0] == shown[1]:  # within one minute: the minutes alone would not differ
+                shown = utc_text(since), utc_text(until)
+            raise ReconcileError(f"since ({shown[0]}) must be before until ({shown[1]}).")
         return cls(since, until)
 
 
@@ -395,7 +396,7 @@ def reconcile(
         len(found),
     )
     counts = found["kind"].value_counts() if not found.empty else pd.Series(dtype=int)
-    return {
+    document = {
         "since": utc_text_or_none(window.since),
         "until": utc_text_or_none(window.until),
         "as_of": utc_text_or_none(frame.attrs["as_of"]),
@@ -405,6 +406,31 @@ def reconcile(
         "counts": {kind: int(counts.get(kind, 0)) for kind in KINDS},
         "findings": [_finding_json(row) for row in found.to_dict("records")],
     }
+    if frame.empty:
+        # no transaction may mean a target misspelt: say which ones the window has
+        document["targets_in_window"] = targets_in_window(store, window)
+    return document
+
+
+# The targets a reconciliation without transactions names; more would be a wall of names.
+SHOWN_TARGETS = 20
+
+
+def targets_in_window(store: Store, window: Window) -> list[str]:
+    """The systems that transactions with a business key went to in the window, sorted (at
+    most :data:`SHOWN_TARGETS`)."""
+    rows = store.query_rows(
+        f"SELECT DISTINCT target FROM {store.table(LINEAGE_TABLE)} "
+        "WHERE Timestamp >= fromUnixTimestamp64Nano({since_ns:Int64}) "
+        "AND Timestamp < fromUnixTimestamp64Nano({until_ns:Int64}) "
+        "AND business_key != '' AND target != '' ORDER BY target LIMIT {shown:UInt32}",
+        {
+            "since_ns": _nanos(window.since),
+            "until_ns": _nanos(window.until),
+            "shown": SHOWN_TARGETS,
+        },
+    )
+    return [str(row[0]) for row in rows]
 
 
 def record_findings(store: Store, found: pd.DataFrame) -> int:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from seamwatch.money import currency_amount_text
+from seamwatch.times import readable_utc
 
 _HOP_LINE = (
     "{time:<24} {wait:>10} {service:<18} {kind:<9} {stage:<10} {status:<7} {dur:>10}  {name}"
@@ -83,9 +84,10 @@ def lineage_text(document: dict[str, Any]) -> str:
 def reconciliation_text(document: dict[str, Any]) -> str:
     """Counts by kind, then one line per finding naming key, flow, systems and amount."""
     counts = ", ".join(f"{kind} {count}" for kind, count in document["counts"].items())
+    since, until = readable_utc(document["since"]), readable_utc(document["until"])
     lines = [
         f"Reconciled {document['transactions']:,} transactions to {document['target']} "
-        f"started {document['since']} .. {document['until']} ({_judged_as_of(document)})",
+        f"started {since} .. {until} ({_judged_as_of(document)})",
         f"Findings: {counts}",
     ]
     for finding in document["findings"]:
@@ -98,7 +100,19 @@ def reconciliation_text(document: dict[str, Any]) -> str:
         )
     if not document["findings"]:
         lines.append("  Nothing to reconcile.")
+    if "targets_in_window" in document:  # no transaction; an older process does not say
+        lines.append(_other_targets(document["target"], document["targets_in_window"]))
     return "\n".join(lines)
+
+
+def _other_targets(target: str, targets: list[str]) -> str:
+    """Which targets the window's transactions went to, when none went to ``target``."""
+    if not targets:
+        return "  No transaction with a business key started in the window, to any target."
+    return (
+        f"  No transaction to {target} started in the window; the window has transactions "
+        f"to {', '.join(targets)} (choose one with --target)."
+    )
 
 
 # How each ``as_of_basis`` of a reconciliation reads; an answer without one (a process of an
@@ -115,7 +129,7 @@ _AS_OF_TEXT = {
 
 def _judged_as_of(document: dict[str, Any]) -> str:
     template = _AS_OF_TEXT.get(document.get("as_of_basis", ""), "judged as of {as_of}")
-    return template.format(as_of=document["as_of"])
+    return template.format(as_of=readable_utc(document["as_of"]))
 
 
 def bench_text(results: Sequence[Any]) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from detectors.lifecycle import stored_id
 from notify.message import NOTIFIED_EVENTS
 from notify.records import (
     DELIVERIES_TABLE,
@@ -104,7 +105,7 @@ def _alert(text: str | None, prefix: str) -> str | None:
         )
     try:
         # as long as any id Seamwatch looks up (ack, lineage): the same limit and message
-        return check_text(f"{prefix}alert", text, KEY_LIMIT)
+        return stored_id(check_text(f"{prefix}alert", text, KEY_LIMIT))
     except TextProblem as exc:
         raise DeliveryFilterError(f"{exc}.") from None
 

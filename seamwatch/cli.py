@@ -34,9 +34,7 @@ app = typer.Typer(
 _DEFAULT_DEMO_SEED = 7
 _DEFAULT_BACKFILL = "7d"
 
-DataDirOption = data_dir_option(
-    "Embedded store directory [env SEAMWATCH_DATA_DIR; default .seamwatch]"
-)
+DataDirOption = data_dir_option()
 ClickHouseOption = clickhouse_url_option()
 OtlpPortOption = typer.Option(
     None, "--otlp-http-port", help="OTLP/HTTP port [env SEAMWATCH_OTLP_HTTP_PORT; default 4318]"

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from seamwatch.settings import EMPTY_DATA_DIR, Settings
+from seamwatch.settings import DEFAULT_DATA_DIR, EMPTY_DATA_DIR, Settings
 from storage.embedded import holds_a_store
 
 BAD_INPUT_EXIT = 2  # as every command exits on an option to correct
@@ -25,8 +25,12 @@ def store_folder(text: str) -> Path:
     return Path(text)
 
 
-def data_dir_option(help_text: str = "Embedded store directory.") -> Any:
-    """The ``--data-dir`` option of every command that opens the store."""
+DATA_DIR_HELP = f"Embedded store directory [env SEAMWATCH_DATA_DIR; default {DEFAULT_DATA_DIR}]"
+
+
+def data_dir_option(help_text: str = DATA_DIR_HELP) -> Any:
+    """The ``--data-dir`` option of every command that opens the store; its help names the
+    variable and default that every such command falls back on, as ``--clickhouse-url``'s."""
     return typer.Option(None, "--data-dir", parser=store_folder, help=help_text)
 
 

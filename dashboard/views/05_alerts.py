@@ -12,7 +12,7 @@ from dashboard import data
 from dashboard.text import literal
 from detectors.alert_actions import active_silences, list_alerts
 from detectors.alert_text import kind_names, strongest_change
-from detectors.lifecycle import EVENTS_TABLE
+from detectors.lifecycle import EVENTS_TABLE, stored_id
 from detectors.severity import SeverityFileError, severity_in_force
 from detectors.silence_scope import silenced_kind
 from notify.message import lineage_link
@@ -77,7 +77,7 @@ def alerts_view() -> None:
         open_alerts = list_alerts(store, severity, "open")
         history = list_alerts(store, severity, "resolved", limit=HISTORY_LIMIT)
         silences = active_silences(store)
-        linked_id = st.query_params.get("alert_id", "").strip()
+        linked_id = stored_id(st.query_params.get("alert_id", "").strip())
         events = alert_events(store, linked_id) if linked_id else pd.DataFrame()
     except (StoreError, SeverityFileError) as exc:
         st.error(f"Cannot read alerts: {exc}", icon=":material/error:")

@@ -21,14 +21,18 @@ from tests.storage.clickhouse_http import serve
 
 runner = CliRunner()
 STORE_COMMANDS = ["up", "collector", "dashboard", "detectors", "alerts", "lineage", "reconcile"]
+STORE_COMMANDS += ["alerts ack", "alerts silence", "alerts silences", "notify log"]
 
 
 @pytest.mark.parametrize("command", STORE_COMMANDS)
 def test_every_store_command_takes_the_store_options(command):
-    result = runner.invoke(app, [command, "--help"], terminal_width=200)
+    result = runner.invoke(app, [*command.split(), "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "--data-dir" in result.output
     assert "--clickhouse-url" in result.output
+    # 'detectors', 'alerts', 'lineage' and 'reconcile' said "Embedded store directory." alone
+    assert "[env SEAMWATCH_DATA_DIR; default .seamwatch]" in result.output
+    assert "[env SEAMWATCH_CLICKHOUSE_URL]" in result.output
 
 
 @pytest.fixture(scope="module")

@@ -230,6 +230,34 @@ def test_a_silence_of_everything_must_say_so(store):
     assert [s["silence_id"] for s in active_silences(store)] == [silence["silence_id"]]
 
 
+@pytest.mark.parametrize(
+    "patterns",
+    [
+        {"flow": "?*"},
+        {"flow": "*?*", "target": "**"},
+        {"target": "*[\x00-\U0010ffff]*"},
+        {"flow": "?*", "kind": "*e*"},
+    ],
+)
+def test_a_glob_that_matches_every_name_needs_everything_too(store, patterns):
+    # '?*' once muted every alert without --all, while '*' and '**' were refused
+    with pytest.raises(AlertActionError, match=r"would mute every alert.*'\?\*'"):
+        add_silence(store, timedelta(hours=1), **patterns)
+    assert active_silences(store) == []
+
+    add_silence(store, timedelta(hours=1), **patterns, everything=True)
+    assert len(active_silences(store)) == 1
+
+
+@pytest.mark.parametrize(
+    "patterns",
+    [{"flow": "??*"}, {"flow": "[!x]*"}, {"target": "*[a-z]*"}, {"flow": "?*", "kind": "*_*"}],
+)
+def test_a_glob_that_misses_some_name_needs_no_everything(store, patterns):
+    add_silence(store, timedelta(hours=1), **patterns)
+    assert len(active_silences(store)) == 1
+
+
 def test_a_silence_of_a_flow_never_seen_is_kept_with_a_warning(store):
     for flow in ("billing.invoice-post", "crm.account-sync", "erp.item-sync"):
         record_alert(store, flow, datetime.now(UTC))

@@ -174,6 +174,15 @@ def test_the_ack_note_is_listed(client, store):
     assert UTC_Z.match(listed["acknowledged_at"])
 
 
+def test_an_alert_id_in_capitals_is_the_same_alert(client, store):
+    alert = record_alert(store, "erp.item-sync", datetime.now(UTC))
+    response = client.post(f"/api/v1/alerts/{alert.alert_id.upper()}/ack", json={"by": "ana"})
+    assert response.status_code == 200, response.text
+    assert response.json()["alert_id"] == alert.alert_id
+    [listed] = client.get("/api/v1/alerts").json()["alerts"]
+    assert listed["acknowledged_by"] == "ana"
+
+
 def test_acknowledging_a_resolved_alert_is_409(client, store):
     now = datetime.now(UTC)
     alert = record_alert(store, "erp.item-sync", now - timedelta(hours=2), now)

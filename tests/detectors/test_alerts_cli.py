@@ -391,6 +391,21 @@ def test_acknowledging_a_resolved_alert_is_one_error_line(cli, store, chdb_data_
     assert result.stderr.endswith("; nothing to acknowledge\n")
 
 
+def test_ids_are_taken_in_any_case(cli, store, chdb_data_dir):
+    # ids are hex; one typed in capitals once gave "no alert with id"
+    alert = record_alert(store, "erp.item-sync", datetime.now(UTC))
+    acked = _alerts(cli, chdb_data_dir, "ack", alert.alert_id.upper(), "--by", "ana")
+    assert acked.exit_code == 0, acked.output
+    assert acked.stdout.startswith(f"Alert {alert.alert_id} acknowledged by ana")
+    [listed] = json.loads(_alerts(cli, chdb_data_dir, "--json").stdout)
+    assert listed["acknowledged_by"] == "ana"
+
+    silence = add_silence(store, timedelta(hours=2), flow="billing.*")
+    ended = _alerts(cli, chdb_data_dir, "unsilence", silence["silence_id"].upper())
+    assert ended.exit_code == 0, ended.output
+    assert ended.stdout.startswith(f"Silence {silence['silence_id']} ended at ")
+
+
 def test_unsilence_twice_says_the_silence_had_already_ended(cli, store, chdb_data_dir):
     silence = add_silence(store, timedelta(hours=2), flow="billing.*")
     first = _alerts(cli, chdb_data_dir, "unsilence", silence["silence_id"])
@@ -420,6 +435,13 @@ def test_silencing_everything_needs_all(cli, store, chdb_data_dir):
     accepted = _alerts(cli, chdb_data_dir, "silence", "--for", "1.5h", "--all", "--by", "ana")
     assert accepted.exit_code == 0, accepted.output
     assert len(active_silences(store)) == 1
+
+
+def test_a_flow_glob_that_matches_every_name_needs_all(cli, store, chdb_data_dir):
+    refused = _alerts(cli, chdb_data_dir, "silence", "--for", "5m", "--flow", "?*")
+    assert refused.exit_code == 2
+    assert "would mute every alert" in refused.stderr and "'?*'" in refused.stderr
+    assert active_silences(store) == []
 
 
 def test_the_silences_table_shows_who_created_each_in_utc(cli, store, chdb_data_dir):

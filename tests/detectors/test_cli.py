@@ -53,7 +53,14 @@ def test_detect_series_writes_one_row_per_input_row(tmp_path):
         ("timestamp,value\n2024-01-01T00:00:00,104,8\n", "data row 1 has 3 fields"),
         ("timestamp,value\n2024-01-01,inf\n", "unparsable value 'inf' on data row 1"),
         ("timestamp,value\n2024-01-01,1e39\n", "unparsable value '1e39' on data row 1"),
-        ("timestamp,value,Value\n2024-01-01,1,2\n", "two 'value' columns"),
+        ("timestamp,value,Value\n2024-01-01,1,2\n", "two 'value' columns, 2 and 3"),
+        # pandas renamed the second 'timestamp.1' and the file was read without a word
+        (
+            "timestamp,value,timestamp\n2024-01-01,1,2\n",
+            "two 'timestamp' columns, 1 and 3 ('timestamp' and 'timestamp'; names are "
+            "matched in any case); keep one",
+        ),
+        ("Note,timestamp,value,NOTE \n2024-01-01,1,2,3\n", "two 'note' columns, 1 and 4"),
         ("timestamp;value\n2024-01-01;1,5\n", "looks semicolon-separated; separate the fields"),
         ("timestamp\tvalue\n2024-01-01\t1\n", "looks tab-separated; separate the fields"),
         # 10 ms rows were read as per-minute data, without a word
@@ -283,6 +290,18 @@ def test_detect_series_says_what_a_file_that_is_not_text_is(tmp_path, data, hint
     assert result.stderr.startswith(f"Error: {path} is not UTF-8 text; it ")
     assert hint in result.stderr
     assert "\x00" not in result.output and len(result.stderr.splitlines()) == 1
+
+
+def test_detect_series_names_where_a_file_stops_being_utf8(tmp_path):
+    # a Latin-1 file was "not UTF-8 text; expected a CSV file", with no place to look
+    path = tmp_path / "latin.csv"
+    path.write_bytes("timestamp,value\n2024-01-01,1\n2024-01-02,2 café\n".encode("latin-1"))
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {path} is not UTF-8 text; byte 0xE9 on line 3, column 17 cannot be read as "
+        "UTF-8 (Latin-1?); save the file as CSV UTF-8\n"
+    )
 
 
 def test_detect_series_names_a_later_row_with_extra_fields(tmp_path):

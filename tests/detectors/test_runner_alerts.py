@@ -23,7 +23,7 @@ from detectors.alert_text import what_changed
 from detectors.alerts_api import routes
 from detectors.alerts_cli import format_alerts
 from detectors.flow_series import read_minutes
-from detectors.lifecycle import AlertBook, Signal
+from detectors.lifecycle import Alert, AlertBook, Signal
 from detectors.posting_watch import DROPPED, DUPLICATE_POSTING, Finding
 from detectors.runner import DetectorRunner, Minute, category_counts, category_messages
 from detectors.severity import load_severity
@@ -305,28 +305,32 @@ def _found(kind: str, **amounts: float) -> dict[str, Finding]:
     return {kind: Finding(kind, FLOW, "erp", dict(amounts), "billing", currencies)}
 
 
+def _alert_of(store, minutes: list[tuple[dict, dict]], currency: str) -> Alert:
+    """The open alert after ``minutes`` of (findings, failed amounts in ``currency``)."""
+    runner = DetectorRunner(store)
+    state = runner._series(FLOW, "erp", "Invoice")
+    for minute, (findings, failed) in enumerate(minutes):
+        values = Minute(
+            transactions=5.0,
+            failed=len(failed),
+            failed_amounts=failed,
+            failed_currencies=dict.fromkeys(failed, currency),
+        )
+        onsets, active = state.step(values, findings)
+        runner._apply(state, START + timedelta(minutes=minute), values, onsets, active, findings)
+    return runner.book.open_alerts[(FLOW, "erp")]
+
+
 def test_a_finding_alert_counts_each_transaction_once_and_names_them_all(store):
     # an alert read "posted twice: INV-2003372; amount 10,062.56" while it counted 32
     # transactions and 232,588.44: the text named the latest minute's key alone
-    runner = DetectorRunner(store)
-    state = runner._series(FLOW, "erp", "Invoice")
     minutes = [
         (_found(DUPLICATE_POSTING, **{"INV-1": 100.5}), {"INV-7": 40.0}),
         (_found(DUPLICATE_POSTING, **{"INV-2": 200.0}), {"INV-7": 40.0}),  # failed again
         (_found(DROPPED, **{"INV-1": 100.5, "INV-3": 9.5}), {}),  # INV-1 counted already
         ({}, {}),
     ]
-    for minute, (findings, failed) in enumerate(minutes):
-        values = Minute(
-            transactions=5.0,
-            failed=len(failed),
-            failed_amounts=failed,
-            failed_currencies=dict.fromkeys(failed, "USD"),
-        )
-        onsets, active = state.step(values, findings)
-        runner._apply(state, START + timedelta(minutes=minute), values, onsets, active, findings)
-
-    alert = runner.book.open_alerts[(FLOW, "erp")]
+    alert = _alert_of(store, minutes, "USD")
     assert alert.affected == 4  # INV-1, INV-2, INV-3 and INV-7, each once
     assert alert.money_at_risk == pytest.approx(100.5 + 200.0 + 9.5 + 40.0)
     assert alert.failed == 1
@@ -339,7 +343,26 @@ def test_a_finding_alert_counts_each_transaction_once_and_names_them_all(store):
         "5 min since the alert opened, amount 110.00 EUR; latest first: INV-3, INV-1; "
         "2 billing.invoice-post transaction(s) posted twice to erp since the alert opened, "
         "amount 300.50 EUR; latest first: INV-2, INV-1; "
-        "also 1 failed transaction(s), amount 40.00 USD"
+        "also 1 failed transaction(s), amount 40.00 USD; "
+        "4 transaction(s) in all"  # INV-1 is in both findings
+    )
+
+
+@pytest.mark.parametrize("failed_first", [True, False])
+def test_a_transaction_posted_twice_that_failed_is_one_affected_and_one_failed(store, failed_first):
+    # an alert read "29 ... posted twice ...; also 2 failed transaction(s)" over
+    # "failed": 3, "affected": 31: one of the 29 had failed too, which the text did not
+    # say; had it failed after it was found, it was not counted as failed at all
+    opening = (_found(DUPLICATE_POSTING, **{"INV-2": 50.0}), {})
+    twice = (_found(DUPLICATE_POSTING, **{"INV-1": 100.0}), {})
+    failures = ({}, {"INV-1": 100.0, "INV-9": 7.0})
+    minutes = [opening, failures, twice] if failed_first else [opening, twice, failures]
+    alert = _alert_of(store, minutes, "EUR")
+    assert (alert.affected, alert.failed) == (3, 2)  # INV-1, INV-2, INV-9; INV-1, INV-9
+    assert alert.money_at_risk == pytest.approx(157.0)
+    assert alert.top_error.endswith(
+        "also 1 failed transaction(s), amount 7.00 EUR; "
+        "1 of the transactions above failed too (2 failed in all)"
     )
 
 

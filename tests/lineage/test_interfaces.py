@@ -72,9 +72,11 @@ def test_flow_routes_read_the_rollups(client):
         ("/lineage", {"sku": "1"}, "Unknown query parameter 'sku'"),
         ("/lineage", [("key", "a"), ("key", "b")], "'key' is given more than once"),
         ("/reconciliation", {"since": "yesterday"}, "since 'yesterday' is neither a time"),
-        ("/exceptions", {"limit": "1_0"}, "limit '1_0' is not a whole number."),
+        ("/exceptions", {"limit": "1_0"}, "limit '1_0' is not a whole number from 1 to 5000."),
         ("/exceptions", {"kind": "lost"}, "kind 'lost' is not one of dropped"),
-        ("/exceptions", {"limit": "0"}, "limit must be between 1 and 5000; got 0."),
+        ("/exceptions", {"limit": "0"}, "limit '0' is not a whole number from 1 to 5000."),
+        # it said "limit '-1' is not a whole number", which it is
+        ("/exceptions", {"limit": "-1"}, "limit '-1' is not a whole number from 1 to 5000."),
     ],
 )
 def test_bad_queries_get_400_with_the_reason(client, path, params, message):

@@ -8,6 +8,7 @@ import pytest
 
 from lineage.kpis import kpis
 from lineage.reconcile import ReconcileError, reconcile, recorded_exceptions
+from lineage.report import reconciliation_text
 from tests.lineage.spans import START, posted, published
 from tests.rows import make_span_rows
 
@@ -151,8 +152,26 @@ def test_kpis_per_flow_and_day(traffic):
 
 
 def test_a_window_that_ends_before_it_starts_is_refused(store):
-    with pytest.raises(ReconcileError, match="since .* must be before until"):
+    # the times were written as 2025-03-10T09:00:00+00:00, unlike every other message
+    with pytest.raises(ReconcileError) as refused:
         reconcile(store, since=START, until=START - timedelta(hours=1))
+    assert str(refused.value) == (
+        "since (2025-03-10 09:00 UTC) must be before until (2025-03-10 08:00 UTC)."
+    )
+    with pytest.raises(ReconcileError, match=r"since \(2025-03-10T09:00:30.000Z\) must be"):
+        reconcile(store, since=START + timedelta(seconds=30), until=START)
+
+
+def test_a_target_without_transactions_names_those_the_window_has(traffic):
+    # 'reconcile --target nosuch' reported 0 transactions with no hint of a typo
+    document = reconcile(traffic, **WINDOW, target="nosuch", record=False)
+    assert document["transactions"] == 0
+    assert document["targets_in_window"] == ["erp"]
+    assert reconciliation_text(document).splitlines()[-1] == (
+        "  No transaction to nosuch started in the window; the window has transactions to "
+        "erp (choose one with --target)."
+    )
+    assert "targets_in_window" not in reconcile(traffic, **WINDOW, record=False)
 
 
 def test_a_window_without_spans_is_judged_as_of_now_and_says_so(store):

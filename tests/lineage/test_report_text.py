@@ -20,11 +20,23 @@ def test_the_reconciliation_says_it_judged_as_of_the_newest_span():
         "findings": [],
     }
     header = reconciliation_text(document).splitlines()[0]
+    # times as the rest of the CLI writes them, not 2026-12-04T01:00:00.000Z
     assert header == (
-        "Reconciled 1,200 transactions to erp started 2026-12-04T01:00:00.000Z .. "
-        "2026-12-05T01:20:00.000Z (judged as of the newest span stored, "
-        "2026-12-05T01:16:28.344Z)"
+        "Reconciled 1,200 transactions to erp started 2026-12-04 01:00 UTC .. "
+        "2026-12-05 01:20 UTC (judged as of the newest span stored, 2026-12-05 01:16 UTC)"
     )
+
+
+# a reconciliation of an hour without transactions
+EMPTY = {
+    "transactions": 0,
+    "target": "erp",
+    "since": "2026-12-06T00:29:10.000Z",
+    "until": "2026-12-06T01:29:10.000Z",
+    "as_of": "2026-12-06T01:29:10.258Z",
+    "counts": {"dropped": 0},
+    "findings": [],
+}
 
 
 @pytest.mark.parametrize(
@@ -39,19 +51,8 @@ def test_the_reconciliation_says_it_judged_as_of_the_newest_span():
 )
 def test_a_reconciliation_judged_as_of_now_says_so_and_why(basis, judged):
     # with no span stored, the current time was called "the newest span stored"
-    as_of = "2026-12-06T01:29:10.258Z"
-    document = {
-        "transactions": 0,
-        "target": "erp",
-        "since": "2026-12-06T00:29:10.000Z",
-        "until": "2026-12-06T01:29:10.000Z",
-        "as_of": as_of,
-        "as_of_basis": basis,
-        "counts": {"dropped": 0},
-        "findings": [],
-    }
-
-    header = reconciliation_text(document).splitlines()[0]
+    as_of = "2026-12-06 01:29 UTC"
+    header = reconciliation_text({**EMPTY, "as_of_basis": basis}).splitlines()[0]
 
     assert header.endswith(f"(judged as of {judged.format(as_of)})")
     assert "newest span stored," not in header
@@ -81,3 +82,10 @@ def test_a_finding_in_yen_is_written_without_decimals():
     lines = reconciliation_text(document).splitlines()
     assert lines[2].endswith("billing -> erp  120,000 JPY")
     assert lines[4].endswith("billing -> erp  1.235 KWD")
+
+
+def test_a_reconciliation_without_any_transaction_says_so():
+    document = {**EMPTY, "targets_in_window": []}
+    assert reconciliation_text(document).splitlines()[-1] == (
+        "  No transaction with a business key started in the window, to any target."
+    )

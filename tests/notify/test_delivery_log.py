@@ -167,6 +167,7 @@ def test_the_table_shows_time_destination_alert_event_outcome_attempts_and_reaso
     ("filters", "rows"),
     [
         (["--alert", "a2"], [1, 2]),
+        (["--alert", "A2"], [1, 2]),  # ids are hex, typed in any case
         (["--destination", "finance"], [1, 3]),
         (["--outcome", "sent"], [0, 4]),
         (["--outcome", "queued"], [2]),  # a3's queued step is settled by its sent one
