@@ -48,31 +48,15 @@ _FLOWS_KEPT = 1000
 
 class JudgedUntil:
     """How far the detectors have judged: the first minute not judged yet (ns since the
-    epoch) of the furthest runner in ``detector_state``, or None while none stored one.
+    epoch) of the furthest runner in ``detector_state``, or None while none stored one. Read
+    by :meth:`refresh`; a store that cannot answer leaves the last value."""
 
-    Read again every ``refresh_seconds`` in a daemon thread between :meth:`start` and
-    :meth:`stop`; a store that cannot answer leaves the last value."""
-
-    def __init__(self, store: Store, refresh_seconds: float = _REFRESH_SECONDS) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
-        self._refresh_seconds = refresh_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.value_ns: int | None = None
 
     def __call__(self) -> int | None:
         return self.value_ns
-
-    def start(self) -> None:
-        """Read the position now and then every ``refresh_seconds`` until :meth:`stop`."""
-        self._thread = threading.Thread(
-            target=self._keep_reading, name="seamwatch-judged-until", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop reading; a read under way ends on its own (the thread is a daemon)."""
-        self._stop.set()
 
     def refresh(self) -> None:
         """Read the stored position once."""
@@ -87,28 +71,28 @@ class JudgedUntil:
         runners, millis = rows[0] if rows else (0, None)
         self.value_ns = int(millis) * 1_000_000 if runners and millis is not None else None
 
-    def _keep_reading(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.refresh()
-            except Exception:  # noqa: BLE001 - a thread boundary: the count waits for the next read
-                logger.debug("Could not read how far the detectors have judged", exc_info=True)
-            self._stop.wait(self._refresh_seconds)
-
 
 class LateSpans:
     """Counts the acknowledged spans that name a flow and start in a minute already judged
-    (before ``judged_until()``; nothing while it is None)."""
+    (before ``judged_until()``; nothing while it is None).
+
+    Between :meth:`start` and :meth:`stop` a daemon thread reads the detectors' position
+    again every ``refresh_seconds`` (when ``judged_until`` can be refreshed) and writes the
+    counts not logged yet once their minute has passed, so a one-off late batch is logged
+    without waiting for another; :meth:`stop` writes what is left."""
 
     def __init__(
         self,
         delay: timedelta,
         counter: MetricCounter,
         judged_until: Callable[[], int | None] = lambda: None,
+        refresh_seconds: float = _REFRESH_SECONDS,
     ) -> None:
         self.delay = delay
         self._counter = counter
         self._judged_until = judged_until
+        self._refresh_seconds = refresh_seconds
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._throttle = LogThrottle(_LOG_INTERVAL_SECONDS)
         self._flows: Counter[str] = Counter()
@@ -126,6 +110,15 @@ class LateSpans:
             return {}
         return _flow_counts(rows["SpanAttributes"], late.to_numpy())
 
+    def start(self) -> None:
+        """Keep the position fresh and the log written until :meth:`stop`."""
+        threading.Thread(target=self._keep_up, name="seamwatch-late-spans", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop the thread and write the counts not logged yet."""
+        self._stopping.set()
+        self._log_pending(at_stop=True)
+
     def record(self, late_flows: Mapping[str, int]) -> None:
         """Count the late spans of an acknowledged request, and say so at most once a minute."""
         if not late_flows:
@@ -137,7 +130,26 @@ class LateSpans:
                     self._flows[flow] += spans
                 else:
                     self._untallied += spans
-            if self._throttle.admit() is None:
+        self._log_pending()
+
+    def _keep_up(self) -> None:
+        refresh = getattr(self._judged_until, "refresh", None)
+        while not self._stopping.is_set():
+            try:
+                if refresh is not None:
+                    refresh()
+                self._log_pending()
+            except Exception:  # noqa: BLE001 - a thread boundary: the next round tries again
+                logger.debug("Could not read how far the detectors have judged", exc_info=True)
+            self._stopping.wait(self._refresh_seconds)
+
+    def _log_pending(self, at_stop: bool = False) -> None:
+        """Write the counts not logged yet, if a minute has passed since the last line (or at
+        the stop)."""
+        with self._lock:
+            if not self._flows and not self._untallied:
+                return
+            if not at_stop and self._throttle.admit() is None:
                 return
             flows, untallied, since = self._flows, self._untallied, self._since
             self._flows, self._untallied, self._since = Counter(), 0, time.monotonic()

@@ -123,7 +123,7 @@ class Collector:
         except ReceiverStartError:
             self.stop()
             raise
-        self.judged_until.start()
+        self.pipeline.late_spans.start()
         logger.info("OTLP/HTTP receiver listening on %s/v1/traces", self.endpoint)
         if self.grpc_endpoint:
             logger.info("OTLP/gRPC receiver listening on %s", self.grpc_endpoint)
@@ -140,12 +140,12 @@ class Collector:
         if self._stopped:
             return
         self._stopped = True
-        self.judged_until.stop()
         if self._grpc is not None:
             self._grpc.stop(_GRPC_GRACE_SECONDS).wait()
         self._http.should_exit = True
         if self._http_thread.is_alive():
             self._http_thread.join(_START_TIMEOUT_SECONDS)
+        self.pipeline.late_spans.stop()  # once no request is in flight: says what is left
         self.writer.shutdown()
         logger.info(
             "Collector stopped after storing %s", count_spans(self.writer.stats.inserted_spans)

@@ -158,8 +158,10 @@ def detectors_command(
     require_store(settings)
 
     def run() -> None:
-        store, _ = open_store_or_pending(settings)
+        # before the store opens (a second or more for the embedded engine): a Ctrl-C then
+        # ends the command as one during the catch-up does, with its position said
         stop = stop_on_signals()
+        store, _ = open_store_or_pending(settings)
         api = None
         try:
             if not wait_for_server(store, stop, "The detectors start once it does"):

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pyarrow as pa
 
-from collector.late_spans import JudgedUntil, LateSpans
+from collector.late_spans import LateSpans
 from collector.service import Collector
 
 LATE_METRIC = "seamwatch_collector_spans_late_for_detectors_total"
@@ -88,12 +88,20 @@ def test_old_spans_are_not_late_before_the_detectors_judged_anything(running_col
     assert caplog.records == []
 
 
-def test_the_receiver_reads_the_detectors_position_as_it_moves(store, collector_settings):
-    collector = Collector(store, collector_settings)
-    collector.judged_until = JudgedUntil(store, refresh_seconds=0.05)
+def _quickly_refreshing_collector(store, settings) -> Collector:
+    """A collector reading the detectors' position every 50 ms rather than every 10 s."""
+    collector = Collector(store, settings)
     collector.pipeline.late_spans = LateSpans(
-        timedelta(seconds=30), collector.metrics.late_spans, collector.judged_until
+        timedelta(seconds=30),
+        collector.metrics.late_spans,
+        collector.judged_until,
+        refresh_seconds=0.05,
     )
+    return collector
+
+
+def test_the_receiver_reads_the_detectors_position_as_it_moves(store, collector_settings):
+    collector = _quickly_refreshing_collector(store, collector_settings)
     collector.start()
     try:
         moment = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -104,6 +112,30 @@ def test_the_receiver_reads_the_detectors_position_as_it_moves(store, collector_
         assert _late_count(collector) == 1
     finally:
         collector.stop()
+
+
+def test_counts_held_back_are_logged_within_the_minute_and_at_the_stop(
+    store, collector_settings, caplog, monkeypatch
+):
+    # they waited for the next late span: a one-off late batch was never logged
+    monkeypatch.setattr("collector.late_spans._LOG_INTERVAL_SECONDS", 0.3)
+    collector = _quickly_refreshing_collector(store, collector_settings)
+    collector.start()
+    old = datetime.now(UTC) - timedelta(hours=1)
+    try:
+        _judged_until(store, collector, datetime.now(UTC) - timedelta(minutes=1))
+        with caplog.at_level(logging.WARNING, logger="collector.late_spans"):
+            _send(collector, [_span(1, old)])  # logged at once
+            _send(collector, [_span(2, old), _span(3, old)])  # held back
+            deadline = time.monotonic() + 5
+            while len(caplog.records) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert [r.getMessage().split(" span(s)")[0] for r in caplog.records] == ["1", "2"]
+            _send(collector, [_span(4, old)])  # within the interval: written at the stop
+    finally:
+        collector.stop()
+    assert caplog.records[-1].getMessage().startswith("1 span(s) since the last such line")
+    assert len(caplog.records) == 3
 
 
 def test_many_late_requests_log_one_line_a_minute(store, running_collector, caplog):
