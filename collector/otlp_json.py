@@ -51,7 +51,8 @@ _SPECIAL_DOUBLES = frozenset({"NaN", "Infinity", "-Infinity"})
 # A number in JSON's own syntax: what proto3 JSON allows inside a string for a double.
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 # A string given for a double; only then are the doubles walked, as with bytesValue.
-_QUOTED_DOUBLE = re.compile(r'"double(?:Value|_value)"\s*:\s*"')
+# a doubleValue json_format would not judge as sent: a string, or true/false (read as 1 or 0)
+_QUOTED_DOUBLE = re.compile(r'"double(?:Value|_value)"\s*:\s*(?:"|true|false)')
 # The top-level key of each other signal's export request, in both spellings OTLP/JSON allows.
 OTHER_SIGNAL_KEYS = {
     "metrics": ("resourceMetrics", "resource_metrics"),
@@ -177,8 +178,10 @@ def _double_problem(value: Any) -> str | None:
     infinity): a double is finite unless it is named by one of proto3 JSON's special strings,
     "NaN", "Infinity" or "-Infinity"; a string otherwise holds a number in JSON's syntax.
     """
+    if isinstance(value, bool):
+        return f"is not {DOUBLE_EXPECTED}."  # json_format would store true as 1.0
     if not isinstance(value, str) or value in _SPECIAL_DOUBLES:
-        return None  # json_format judges non-strings itself
+        return None  # json_format judges other non-strings itself
     if _JSON_NUMBER.fullmatch(value) is None:
         return f"is not {DOUBLE_EXPECTED}."
     if not math.isfinite(float(value)):

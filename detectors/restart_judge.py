@@ -44,9 +44,11 @@ class RestartComparison:
 
     def lines(self) -> list[str]:
         """What a person reads: the count alike, then each alert that differs."""
+        extra = len(self.only_restarted) - (self.alerts - self.same)
+        more = f", and {extra} more only with restarts" if extra > 0 else ""
         lines = [
             f"Restarted every {_hours(self.every)} ({self.restarts} restarts): "
-            f"{self.same} of {self.alerts} alerts the same as without a restart."
+            f"{self.same} of {self.alerts} alerts the same as without a restart{more}."
         ]
         lines += [f"  only without restarts: {alert}" for alert in self.only_uninterrupted]
         lines += [f"  only with restarts:    {alert}" for alert in self.only_restarted]

@@ -370,7 +370,12 @@ def _merged_pairs(
         return node.value
     taken = {key.value for key, _ in own if isinstance(key, yaml.ScalarNode)}
     inherited: list[tuple[yaml.Node, yaml.Node]] = []
-    for key, value in merges:
+    for key, _ in merges[1:]:
+        # like any key given twice; a list (<<: [*a, *b]) merges several mappings
+        first = merges[0][0].start_mark.line + 1
+        message = f"'<<' is given twice (first on line {first}); merge a list: <<: [*a, *b]"
+        problems.append(Problem(path, message, line=key.start_mark.line + 1))
+    for key, value in merges[:1]:
         sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
         if not all(isinstance(source, yaml.MappingNode) for source in sources):
             problems.append(Problem(path, _MERGE_SHAPE, line=key.start_mark.line + 1))

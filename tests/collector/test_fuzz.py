@@ -374,6 +374,9 @@ def _one_span_with_double(value: str) -> bytes:
         ('"-NaN"', '"-NaN" is not a number'),
         ('"1_0"', '"1_0" is not a number'),
         ('" 1.5"', '" 1.5" is not a number'),
+        # true was stored as 1.0
+        ("true", "true is not a number"),
+        ("false", "false is not a number"),
     ],
 )
 def test_a_double_beyond_range_or_misspelt_is_400_naming_it(client, value, problem):

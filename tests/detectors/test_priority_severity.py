@@ -99,6 +99,18 @@ def test_a_merge_key_of_a_list_of_values_names_its_line():
     assert "'<<' merges a mapping into this one" in str(caught.value)
 
 
+def test_a_merge_key_given_twice_is_refused_like_any_key_given_twice():
+    # the second merge was dropped in silence
+    text = (
+        "tiers:\n  critical: &c {weight: 1}\n  low: &l {weight: 0.1}\n"
+        "  high:\n    <<: *c\n    <<: *l\n"
+    )
+    with pytest.raises(SeverityFileError) as caught:
+        parse_severity(text, "sev.yaml")
+    assert "sev.yaml, line 6" in str(caught.value)
+    assert "'<<' is given twice (first on line 5); merge a list: <<: [*a, *b]" in str(caught.value)
+
+
 def test_validation_errors_name_the_line_and_the_field():
     text = "tiers:\n  critical:\n    weight: 2\nrules:\n  - flow: a\n    tier: urgent\n"
     with pytest.raises(SeverityFileError) as caught:
