@@ -153,6 +153,7 @@ class Settings(BaseSettings):
     )
     evaluation_delay_seconds: float = Field(
         DEFAULT_EVALUATION_DELAY_SECONDS,
+        allow_inf_nan=False,  # a NaN is not a number, before it is out of range
         description="How long after a minute ends the detectors judge it: spans that arrive"
         " later are stored and shown but not counted; every alert comes this much later.",
     )

@@ -170,9 +170,34 @@ def read_yaml_and_problems(
     lines: Lines = {}
     problems: list[Problem] = []
     try:
+        foreign = _first_foreign_tag(node)
+        if foreign is not None:
+            raise error(
+                f"{source}, line {foreign.start_mark.line + 1}: the tag "
+                f"{foreign.tag.replace('tag:yaml.org,2002:', '!!')} is not "
+                "read in this file; remove it: the file holds plain YAML values"
+            )
         return _with_lines(node, (), lines, problems), lines, problems
     except RecursionError:
         raise error(_too_deep(source)) from None
+
+
+def _first_foreign_tag(node: yaml.Node) -> yaml.Node | None:
+    """The first node whose explicit tag (``!custom``, ``!!python/object``) is not one of
+    plain YAML's: such a value would otherwise be read as the plain value under the tag."""
+    if node.tag not in _PLAIN_TAGS:
+        return node
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    else:
+        return None
+    for child in children:
+        found = _first_foreign_tag(child)
+        if found is not None:
+            return found
+    return None
 
 
 def _too_deep(source: str) -> str:
@@ -321,6 +346,11 @@ def yaml_value(value: Any) -> str:
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# the tags plain YAML values resolve to (what a safe loader constructs)
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp")
+)
 _MERGE_SHAPE = (
     "'<<' merges a mapping into this one: give it an alias of a mapping (<<: *base) or a list "
     "of them"

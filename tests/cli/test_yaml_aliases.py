@@ -88,3 +88,20 @@ def test_values_nested_thousands_of_levels_deep_are_one_clear_line(tmp_path, mon
         "each other hundreds of levels down); these files need a few levels: write them out "
         "flat\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("tiers: !custom {critical: {weight: 1}}\n", "!custom"),
+        ("tiers:\n  critical: !!python/object/apply:os.system ['echo x']\n", "!!python/object"),
+    ],
+)
+def test_a_tag_plain_yaml_does_not_know_is_refused_at_its_line(tmp_path, monkeypatch, text, shown):
+    # the tag was dropped and the value under it read as plain data
+    severity, stderr = _detectors_with_severity(text, tmp_path, monkeypatch)
+    line = text.count("\n", 0, text.index("!")) + 1
+    assert stderr.startswith(f"Error: {severity}, line {line}: the tag {shown}")
+    assert stderr.endswith(
+        "is not read in this file; remove it: the file holds plain YAML values\n"
+    )

@@ -23,7 +23,7 @@ def test_the_evaluation_delay_is_a_setting(monkeypatch):
     assert Settings().evaluation_delay == timedelta(minutes=10)
 
 
-@pytest.mark.parametrize("value", ["-1", "3601", "nan"])
+@pytest.mark.parametrize("value", ["-1", "3601"])
 @pytest.mark.parametrize("command", [["detectors", "--once"], ["up"], ["collector"]])
 def test_a_delay_out_of_range_is_one_clear_error(cli, monkeypatch, command, value):
     monkeypatch.setenv("SEAMWATCH_EVALUATION_DELAY_SECONDS", value)
@@ -36,6 +36,19 @@ def test_a_delay_out_of_range_is_one_clear_error(cli, monkeypatch, command, valu
         "little longer than your senders take to export their spans (default 30)",
     ]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_delay_that_is_no_number_is_called_so(cli, monkeypatch, value):
+    # a NaN was called out of range, as if it were a number
+    monkeypatch.setenv("SEAMWATCH_EVALUATION_DELAY_SECONDS", value)
+    result = cli.invoke(app, ["detectors", "--once"])
+    assert result.exit_code == 2, result.output
+    problem = "a number, not NaN" if value == "nan" else "a finite number"
+    assert (
+        f"evaluation_delay_seconds (SEAMWATCH_EVALUATION_DELAY_SECONDS) = '{value}': "
+        f"Input should be {problem}"
+    ) in result.stderr
 
 
 def test_once_judges_the_minutes_the_delay_has_passed(cli, store, chdb_data_dir, monkeypatch):
