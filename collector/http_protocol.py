@@ -36,6 +36,7 @@ import logging
 from google.rpc import code_pb2, status_pb2
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from collector.log_throttle import LogThrottle
 from seamwatch.settings import DEFAULT_HEADER_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ _TOO_LARGE = b"431 Request Header Fields Too Large"
 _TIMEOUT = b"408 Request Timeout"
 _BAD_REQUEST = b"400 Bad Request"
 _PROTOBUF_TYPES = (b"application/x-protobuf", b"application/protobuf")
+# uvicorn's warnings of requests its parser refuses, and how often one reaches the log
+_UVICORN_LOGGER = "uvicorn.error"
+_PARSER_WARNINGS = frozenset({"Invalid HTTP request received."})
+PARSER_WARNING_INTERVAL_SECONDS = 60.0
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
@@ -181,9 +186,41 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
 def bounded_head_protocol(head_timeout_seconds: float) -> type[BoundedHeadProtocol]:
     """The protocol class to give uvicorn (``http=``), waiting ``head_timeout_seconds`` for a
-    request's head."""
+    request's head; uvicorn's warning of each request its parser refuses is let into the log
+    once a minute (:class:`RepeatedParserWarnings`)."""
+    RepeatedParserWarnings.install()
     attributes = {"head_timeout_seconds": head_timeout_seconds}
     return type(BoundedHeadProtocol.__name__, (BoundedHeadProtocol,), attributes)
+
+
+class RepeatedParserWarnings(logging.Filter):
+    """uvicorn logs a warning for every request its HTTP parser refuses: a client sending
+    garbage in a loop would fill the log. This lets one through a minute, saying how many were
+    held back since the last."""
+
+    _installed: RepeatedParserWarnings | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._throttle = LogThrottle(PARSER_WARNING_INTERVAL_SECONDS)
+
+    @classmethod
+    def install(cls) -> None:
+        """Filter uvicorn's error logger, once per process."""
+        if cls._installed is None:
+            cls._installed = cls()
+            logging.getLogger(_UVICORN_LOGGER).addFilter(cls._installed)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() not in _PARSER_WARNINGS:
+            return True
+        held_back = self._throttle.admit()
+        if held_back is None:
+            return False
+        if held_back:
+            record.msg = f"{record.getMessage()} ({held_back:,} more since the last such line)"
+            record.args = ()
+        return True
 
 
 def refusal_body(

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import socket
+import time
 
 import pytest
 
@@ -249,6 +250,35 @@ def test_bytes_that_are_not_http_on_an_api_path_get_the_api_error_document(runni
     status, headers, body = _raw_answer(running_collector.port, request_bytes)
     assert status == b"HTTP/1.1 400 Bad Request"
     assert json.loads(body) == {"error": NOT_HTTP}
+
+
+def test_uvicorn_s_warning_of_each_refused_request_reaches_the_log_once_a_minute(
+    running_collector, caplog, monkeypatch
+):
+    # one line per request: a client sending garbage in a loop filled the log
+    from collector.http_protocol import RepeatedParserWarnings
+
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    installed = RepeatedParserWarnings._installed
+    assert installed in uvicorn_log.filters  # by the collector's start
+    fresh = RepeatedParserWarnings()  # a throttle that let nothing through yet
+    uvicorn_log.removeFilter(installed)
+    uvicorn_log.addFilter(fresh)
+    try:
+        with caplog.at_level(logging.WARNING, logger="uvicorn.error"):
+            for _ in range(5):
+                _raw_answer(running_collector.port, TLS_HELLO)
+            later = time.monotonic() + 120  # as if the minute had passed
+            monkeypatch.setattr("collector.log_throttle.time.monotonic", lambda: later)
+            _raw_answer(running_collector.port, TLS_HELLO)
+    finally:
+        uvicorn_log.removeFilter(fresh)
+        uvicorn_log.addFilter(installed)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
+    assert warnings == [
+        "Invalid HTTP request received.",
+        "Invalid HTTP request received. (4 more since the last such line)",
+    ]
 
 
 PROTOBUF = b"application/x-protobuf"
