@@ -13,7 +13,14 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seamwatch.user_text import quoted, validation_message
@@ -214,6 +221,16 @@ class Settings(BaseSettings):
         token = value.get_secret_value()
         if token != token.strip() or any(char.isspace() for char in token):
             raise ValueError("must not contain spaces: no client could send it in a header")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_plain(cls, value: object, info: ValidationInfo) -> object:
+        # "1_0" would be read as 10, as Python reads a literal; the receiver refuses it in a
+        # span, and a setting written so is more likely a typo than a thousands separator
+        numeric = cls.model_fields[str(info.field_name)].annotation in (int, float)
+        if numeric and isinstance(value, str) and "_" in value:
+            raise ValueError("write the number without '_' (digits, a sign and a dot only)")
         return value
 
     @field_validator("evaluation_delay_seconds")

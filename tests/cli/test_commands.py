@@ -196,6 +196,27 @@ def test_a_float_setting_that_is_nan_or_infinite_is_called_so(
     ]
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("EVALUATION_DELAY_SECONDS", "1_0"),
+        ("OTLP_HTTP_PORT", "4_318"),
+        ("BATCH_MAX_SPANS", "1_000"),
+    ],
+)
+def test_a_number_setting_written_with_underscores_is_refused(monkeypatch, variable, value):
+    # "1_0" was read as 10, as Python reads a literal, though a span's "1_0" is refused
+    from seamwatch.settings import SettingsError, load_settings
+
+    monkeypatch.setenv(f"SEAMWATCH_{variable}", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).splitlines()[1:] == [
+        f"  {variable.lower()} (SEAMWATCH_{variable}) = {value!r}: write the number without "
+        "'_' (digits, a sign and a dot only)"
+    ]
+
+
 def _collector_alone(tmp_path: Path, *arguments: str, **environment: str):
     return subprocess.run(
         [*COLLECTOR_ON_FREE_PORTS, "--data-dir", str(tmp_path / "data"), *arguments],
