@@ -50,6 +50,7 @@ _REFUSAL = b"HTTP/1.1 %s\r\ncontent-type: %s\r\nconnection: close\r\ncontent-len
 _TOO_LARGE = b"431 Request Header Fields Too Large"
 _TIMEOUT = b"408 Request Timeout"
 _BAD_REQUEST = b"400 Bad Request"
+_NOT_IMPLEMENTED = b"501 Not Implemented"
 _PROTOBUF_TYPES = (b"application/x-protobuf", b"application/protobuf")
 # uvicorn's warnings of requests its parser refuses, and how often one reaches the log
 _UVICORN_LOGGER = "uvicorn.error"
@@ -97,7 +98,27 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_begun = False
         self._disarm_head_timer()
         if not self._refused:
+            self._refuse_unknown_transfer_coding()
+        if not self._refused:
             super().on_headers_complete()
+
+    def _refuse_unknown_transfer_coding(self) -> None:
+        """501 for a transfer coding other than ``chunked`` (RFC 9112 §6.1): the parser
+        would take ``gzip, chunked`` as chunked alone and hand on a body still compressed."""
+        codings = [
+            coding.strip().lower()
+            for name, value in self.headers
+            if name == b"transfer-encoding"
+            for coding in value.split(b",")
+        ]
+        unknown = [coding for coding in codings if coding not in (b"chunked", b"")]
+        if unknown:
+            named = b", ".join(unknown).decode("latin-1")
+            message = (
+                f"Transfer-Encoding {named} is not supported; send the body chunked or with a "
+                "Content-Length, compressed with Content-Encoding: gzip if at all."
+            )
+            self._refuse(_NOT_IMPLEMENTED, code_pb2.UNIMPLEMENTED, message)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:

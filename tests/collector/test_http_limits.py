@@ -252,6 +252,21 @@ def test_bytes_that_are_not_http_on_an_api_path_get_the_api_error_document(runni
     assert json.loads(body) == {"error": NOT_HTTP}
 
 
+@pytest.mark.parametrize("codings", [b"gzip, chunked", b"deflate,chunked", b"br"])
+def test_a_transfer_coding_other_than_chunked_is_501(running_collector, codings):
+    # "gzip, chunked" was read as chunked alone: a plain body got 200, a compressed one
+    # would have reached the decoder still compressed
+    request_bytes = (
+        b"POST /v1/traces HTTP/1.1\r\nHost: c\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: " + codings + b"\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    )
+    status, headers, body = _raw_answer(running_collector.port, request_bytes)
+    assert status == b"HTTP/1.1 501 Not Implemented"
+    message = json.loads(body)["message"]
+    assert message.startswith("Transfer-Encoding ") and "is not supported" in message
+    assert json.loads(body)["code"] == 12
+
+
 def test_uvicorn_s_warning_of_each_refused_request_reaches_the_log_once_a_minute(
     running_collector, caplog, monkeypatch
 ):
