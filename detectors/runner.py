@@ -215,14 +215,26 @@ class SeriesState:
             minutes["failed_categories"],
             strict=True,
         ):
-            calls = 0
-            if isinstance(durations, list | np.ndarray) and len(durations):
-                self.latency.learn(durations)
-                calls = len(durations)
+            calls = len(durations) if isinstance(durations, list | np.ndarray) else 0
+            self._relive_latency(durations if calls else [])
             in_alarm, opening = alarms_at(alarms, stamp)
             self.categories.learn(
                 count, category_counts(pairs), float(calls), in_alarm=in_alarm, opening=opening
             )
+
+    def _relive_latency(self, durations: Any) -> None:
+        """Score a past minute's posting calls as their evaluation did, learning them only
+        while the score stays under the release, as :meth:`_scored_signals` does: learned
+        whole, the calls of slow spells widened the baseline, and a young flow's baseline was
+        taken again at other points of its growth than in a run that never stopped."""
+        latch = self.latches[LATENCY_SIGNAL][1]
+        score = self.latency.step(durations, LATENCY_LATCH.release if not latch.is_open else -1.0)
+        latch.step(score)
+
+    def settle_latency_latch(self) -> None:
+        """Close the latency latch the warm-up left open: without an open alert, a run that
+        never stopped had it closed."""
+        self.latches[LATENCY_SIGNAL] = (LATENCY, Latch(LATENCY_LATCH))
 
     def step(
         self, minute: Minute, findings: dict[str, Finding] | None = None
@@ -572,6 +584,9 @@ class DetectorRunner:
             return False
         if not self._replay(replay_from, cursor, stop):
             return False
+        for key, state in self.series.items():
+            if key not in open_alerts:
+                state.settle_latency_latch()
         for (flow, target), alert in open_alerts.items():
             state = self._series(flow, target, alert.business_object)
             state.mark_open(alert.kinds, alert.signal, alert.categories)
