@@ -29,6 +29,7 @@ from collector.log_throttle import LogThrottle
 from seamwatch.settings import EVALUATION_DELAY_ENV
 from seamwatch.user_text import quoted
 from storage import Store, StoreError
+from storage.schema import DETECTOR_STATE_TABLE
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,6 @@ _TIMESTAMP = pa.timestamp("ns")
 _LOG_INTERVAL_SECONDS = 60.0
 # how often the detectors' stored position is read again
 _REFRESH_SECONDS = 10.0
-# where the detector runners store how far they have judged (``detectors.runner``)
-DETECTOR_STATE_TABLE = "detector_state"
 # Flows named in a log line, the busiest first.
 _FLOWS_NAMED = 5
 # Distinct flows tallied between two log lines: flow names are whatever the clients send.

@@ -61,10 +61,11 @@ from detectors.product import build_alarm
 from seamwatch.settings import EVALUATION_DELAY_ENV
 from storage import Store, StoreError
 from storage.pending import wait_until_open
+from storage.schema import DETECTOR_STATE_TABLE
 
 logger = logging.getLogger(__name__)
 
-STATE_TABLE = "detector_state"
+STATE_TABLE = DETECTOR_STATE_TABLE
 DEFAULT_RUNNER = "default"
 MINUTE = timedelta(minutes=1)
 DEFAULT_CHUNK = timedelta(hours=6)

@@ -22,6 +22,8 @@ TRACES_TABLE = "otel_traces"
 TRACE_ID_TS_TABLE = "otel_traces_trace_id_ts"
 TRACE_ID_TS_VIEW = "otel_traces_trace_id_ts_mv"
 SCHEMA_TABLE = "seamwatch_schema"
+# how far each detector runner has judged (detectors.runner; read by the receiver too)
+DETECTOR_STATE_TABLE = "detector_state"
 
 TRACE_COLUMNS = (
     "Timestamp",
@@ -239,7 +241,7 @@ def _detector_state_table(store: Store, retention_days: int | None) -> list[str]
     """How far each detector runner has evaluated, so a restart resumes where it stopped."""
     return [
         f"""
-        CREATE TABLE IF NOT EXISTS {store.table("detector_state")} (
+        CREATE TABLE IF NOT EXISTS {store.table(DETECTOR_STATE_TABLE)} (
             runner String,
             evaluated_until DateTime64(3, 'UTC'),
             updated_at DateTime64(3, 'UTC'),
