@@ -46,6 +46,7 @@ from typing import Any
 import pandas as pd
 
 from detectors.lifecycle import ALERTS_TABLE, EVENTS_TABLE
+from detectors.lookalikes import LookalikeCounter
 from detectors.restart_judge import RestartComparison, compare_restarted
 from detectors.runner import DetectorRunner
 from detectors.severity import Severity
@@ -71,6 +72,8 @@ CRITICAL = "critical"
 DROPPED_EVENTS = "dropped_events"
 ERP_LATENCY_DRIFT = "erp_latency_drift"
 JUDGE_RUNNER = "simulator-judge"
+# the objective's most false alerts per flow per simulated week
+FALSE_ALERTS_PER_FLOW_WEEK = 1.0
 # critical incidents apart by the affected transactions seen within the deadline
 SPARSE_EVIDENCE = "at_most_one_affected"
 AMPLE_EVIDENCE = "two_or_more_affected"
@@ -94,6 +97,9 @@ class IncidentVerdict:
     delay_after_evidence_minutes: float | None = None
     affected_keys: int = 0
     affected_within_deadline: int = 0
+    # what the first minutes showed, and how often the flow's clean traffic showed as much
+    evidence: str | None = None
+    lookalikes_per_week: float | None = None
 
     @property
     def caught_in_time(self) -> bool:
@@ -135,6 +141,18 @@ class Judgement:
             group["caught_in_time"] += verdict.caught_in_time
         return groups
 
+    def late_as_ordinary(self) -> list[IncidentVerdict]:
+        """Critical incidents not caught in time whose first minutes showed no more than the
+        flow's clean traffic shows more often than the false-alert objective allows: no
+        detector alerting on that evidence keeps to the objective (:mod:`detectors.lookalikes`)."""
+        return [
+            verdict
+            for verdict in self.critical
+            if not verdict.caught_in_time
+            and verdict.lookalikes_per_week is not None
+            and verdict.lookalikes_per_week > FALSE_ALERTS_PER_FLOW_WEEK
+        ]
+
     @property
     def max_false_alerts_per_flow_week(self) -> float:
         """The worst flow's false alerts per simulated week."""
@@ -146,7 +164,7 @@ class Judgement:
     def passed(self) -> bool:
         """Both objectives met."""
         critical_ok = all(verdict.caught_in_time for verdict in self.critical)
-        return critical_ok and self.max_false_alerts_per_flow_week <= 1.0
+        return critical_ok and self.max_false_alerts_per_flow_week <= FALSE_ALERTS_PER_FLOW_WEEK
 
     def by_kind(self) -> dict[str, dict[str, Any]]:
         """Per incident kind: injected, caught, caught in time, median delays."""
@@ -179,6 +197,7 @@ class Judgement:
             "critical_incidents": len(critical),
             "critical_caught_in_time": sum(1 for v in critical if v.caught_in_time),
             "critical_by_evidence": self.critical_by_evidence(),
+            "critical_late_as_ordinary": len(self.late_as_ordinary()),
             "by_kind": self.by_kind(),
             "alerts_opened": self.alerts_opened,
             "alerts_by_flow": dict(sorted(self.alerts_by_flow.items())),
@@ -228,8 +247,13 @@ def judge(
     )
     end = pd.Timestamp(sim_end).tz_convert(UTC) if sim_end.tzinfo else pd.Timestamp(sim_end, tz=UTC)
     judgement = Judgement((sim_end - sim_start) / timedelta(days=1))
+    lookalikes = LookalikeCounter(store, labels, sim_start, sim_end, GRACE)
     for label in labels:
-        judgement.incidents.append(_verdict(store, label, events, severity))
+        verdict = _verdict(store, label, events, severity)
+        found = lookalikes.count(label)
+        if found is not None:
+            verdict.evidence, verdict.lookalikes_per_week = found.evidence, found.per_week
+        judgement.incidents.append(verdict)
     judgement.alerts_opened = len(alerts)
     judgement.alerts_by_flow = dict(Counter(alerts["flow"]))
     judgement.false_alerts = _false_alerts(alerts, labels, end)
@@ -411,6 +435,7 @@ def format_judgement(judgement: Judgement) -> str:
         f"{summary['caught']} caught, {summary['caught_in_time']} in time; critical "
         f"{summary['critical_caught_in_time']}/{summary['critical_incidents']} in time.",
         *_evidence_lines(summary["critical_by_evidence"]),
+        *_lookalike_lines(judgement),
         "",
         f"{'kind':<22}{'injected':>9}{'caught':>8}{'in time':>9}"
         f"{'median delay':>14}{'after evidence':>16}",
@@ -458,7 +483,29 @@ def format_judgement(judgement: Judgement) -> str:
             f"  {verdict.start[:16]}  {verdict.kind:<20} {verdict.flow:<28} {verdict.tier:<9} "
             f"{caught}{evidence}"
         )
+        if verdict.evidence is not None and not verdict.caught_in_time:
+            lines.append(f"      showed {verdict.evidence}; {_as_often(verdict)}")
     return "\n".join(lines)
+
+
+def _as_often(verdict: IncidentVerdict) -> str:
+    if verdict.lookalikes_per_week is None:
+        return "no clean traffic to compare with"
+    return (
+        f"clean traffic on the flow showed as much {verdict.lookalikes_per_week:.2f} times a week"
+    )
+
+
+def _lookalike_lines(judgement: Judgement) -> list[str]:
+    """How many late critical incidents showed no more than an ordinary week shows."""
+    late = [verdict for verdict in judgement.critical if not verdict.caught_in_time]
+    if not late:
+        return []
+    return [
+        f"Of the {len(late)} critical not in time, {len(judgement.late_as_ordinary())} showed in "
+        f"their first {CAUGHT_WITHIN.total_seconds() / 60:g} min no more than their flow's "
+        f"clean traffic shows over {FALSE_ALERTS_PER_FLOW_WEEK:g} time(s) a week."
+    ]
 
 
 def _evidence_lines(groups: dict[str, dict[str, int]]) -> list[str]:
