@@ -5,7 +5,9 @@ from an ordinary day only if ordinary days seldom show as much. For an incident 
 the windows of the same length on the same flow, outside every incident of that flow, that
 showed at least as much. A detector that alerts on the incident's evidence, and on anything
 stronger, alerts on each of those windows too: when they come more than once a week, no such
-detector can alert on that incident in time and keep to one false alert per flow a week.
+detector can alert on that incident in time and keep to one false alert per flow a week. A
+simulated run of a few days holds only a few clean days per flow, so a count near that rate
+(none, or one) says little either way; a count of several is an ordinary day's.
 
 Evidence, by kind of incident:
 
@@ -22,7 +24,7 @@ Evidence, by kind of incident:
 
 Both comparisons ask for at least as much on every count at once, so they undercount
 look-alikes (a window with one failure and fewer other transactions counts, one with more does
-not): a rate above the objective is a lower bound. Duplicate postings and dropped events are
+not): a count is a lower bound. Duplicate postings and dropped events are
 judged per transaction, and have no look-alike count.
 """
 
@@ -83,11 +85,6 @@ class Lookalikes:
     evidence: str
     windows: int
     clean_days: float
-
-    @property
-    def per_week(self) -> float | None:
-        """Look-alike windows per week of the flow's clean traffic."""
-        return round(self.windows / (self.clean_days / 7.0), 2) if self.clean_days > 0 else None
 
 
 class LookalikeCounter:

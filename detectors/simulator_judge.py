@@ -99,7 +99,8 @@ class IncidentVerdict:
     affected_within_deadline: int = 0
     # what the first minutes showed, and how often the flow's clean traffic showed as much
     evidence: str | None = None
-    lookalikes_per_week: float | None = None
+    lookalikes: int | None = None
+    clean_days: float | None = None
 
     @property
     def caught_in_time(self) -> bool:
@@ -140,18 +141,6 @@ class Judgement:
             group["incidents"] += 1
             group["caught_in_time"] += verdict.caught_in_time
         return groups
-
-    def late_as_ordinary(self) -> list[IncidentVerdict]:
-        """Critical incidents not caught in time whose first minutes showed no more than the
-        flow's clean traffic shows more often than the false-alert objective allows: no
-        detector alerting on that evidence keeps to the objective (:mod:`detectors.lookalikes`)."""
-        return [
-            verdict
-            for verdict in self.critical
-            if not verdict.caught_in_time
-            and verdict.lookalikes_per_week is not None
-            and verdict.lookalikes_per_week > FALSE_ALERTS_PER_FLOW_WEEK
-        ]
 
     @property
     def max_false_alerts_per_flow_week(self) -> float:
@@ -197,7 +186,6 @@ class Judgement:
             "critical_incidents": len(critical),
             "critical_caught_in_time": sum(1 for v in critical if v.caught_in_time),
             "critical_by_evidence": self.critical_by_evidence(),
-            "critical_late_as_ordinary": len(self.late_as_ordinary()),
             "by_kind": self.by_kind(),
             "alerts_opened": self.alerts_opened,
             "alerts_by_flow": dict(sorted(self.alerts_by_flow.items())),
@@ -252,7 +240,8 @@ def judge(
         verdict = _verdict(store, label, events, severity)
         found = lookalikes.count(label)
         if found is not None:
-            verdict.evidence, verdict.lookalikes_per_week = found.evidence, found.per_week
+            verdict.evidence, verdict.lookalikes = found.evidence, found.windows
+            verdict.clean_days = round(found.clean_days, 2)
         judgement.incidents.append(verdict)
     judgement.alerts_opened = len(alerts)
     judgement.alerts_by_flow = dict(Counter(alerts["flow"]))
@@ -435,7 +424,6 @@ def format_judgement(judgement: Judgement) -> str:
         f"{summary['caught']} caught, {summary['caught_in_time']} in time; critical "
         f"{summary['critical_caught_in_time']}/{summary['critical_incidents']} in time.",
         *_evidence_lines(summary["critical_by_evidence"]),
-        *_lookalike_lines(judgement),
         "",
         f"{'kind':<22}{'injected':>9}{'caught':>8}{'in time':>9}"
         f"{'median delay':>14}{'after evidence':>16}",
@@ -489,23 +477,12 @@ def format_judgement(judgement: Judgement) -> str:
 
 
 def _as_often(verdict: IncidentVerdict) -> str:
-    if verdict.lookalikes_per_week is None:
-        return "no clean traffic to compare with"
+    if not verdict.clean_days:
+        return "no clean traffic of the flow to compare with"
     return (
-        f"clean traffic on the flow showed as much {verdict.lookalikes_per_week:.2f} times a week"
+        f"the flow's clean traffic showed as much {verdict.lookalikes} time(s) in "
+        f"{verdict.clean_days:.1f} day(s)"
     )
-
-
-def _lookalike_lines(judgement: Judgement) -> list[str]:
-    """How many late critical incidents showed no more than an ordinary week shows."""
-    late = [verdict for verdict in judgement.critical if not verdict.caught_in_time]
-    if not late:
-        return []
-    return [
-        f"Of the {len(late)} critical not in time, {len(judgement.late_as_ordinary())} showed in "
-        f"their first {CAUGHT_WITHIN.total_seconds() / 60:g} min no more than their flow's "
-        f"clean traffic shows over {FALSE_ALERTS_PER_FLOW_WEEK:g} time(s) a week."
-    ]
 
 
 def _evidence_lines(groups: dict[str, dict[str, int]]) -> list[str]:

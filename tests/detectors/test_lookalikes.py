@@ -78,7 +78,6 @@ def test_a_lone_failure_is_matched_by_lone_failures_after_no_more_in_their_day(s
     assert found.windows == 3
     clean_days = 2 - 90 / (24 * 60)  # the incident's hour and its grace are not clean
     assert found.clean_days == pytest.approx(clean_days)
-    assert found.per_week == round(3 / (clean_days / 7), 2)
 
 
 def test_a_failure_counts_when_its_span_ends_not_when_its_transaction_began(store):
