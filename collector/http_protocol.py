@@ -25,6 +25,10 @@ answer. Once the head is complete the body has its own wait (``seamwatch.body_li
 
 Bytes the parser refuses (a malformed chunk, two Content-Length headers, a TLS handshake on
 this plain port) get 400 in the same shapes, rather than uvicorn's text/plain line.
+
+A client that shuts down its sending side once its request is whole (an HTTP/1.0 POST, ``nc
+-N``) gets its answer before the connection is closed; uvicorn closed it at the client's end
+of data, after the request was served but before the answer was written.
 """
 
 from __future__ import annotations
@@ -127,6 +131,20 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if not self._refused:
             super().on_message_complete()
+
+    def eof_received(self) -> bool | None:
+        """The client shut down its side after sending (an HTTP/1.0 POST, ``nc -N``): keep the
+        connection open for the answer to a request that arrived whole, then close it.
+
+        uvicorn's protocols (httptools and h11 alike) return None here, which tells asyncio to
+        close the transport at once: the request was served and its spans stored, but the
+        answer went nowhere. No uvicorn setting changes that. A request still arriving, or
+        none, is closed as before: its rest can no longer come."""
+        cycle = self.cycle
+        if self._refused or cycle is None or cycle.more_body or cycle.response_complete:
+            return None
+        cycle.keep_alive = False  # nothing more can come on this connection: close after it
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
