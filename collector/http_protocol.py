@@ -59,6 +59,8 @@ _PROTOBUF_TYPES = (b"application/x-protobuf", b"application/protobuf")
 # uvicorn's warnings of requests its parser refuses, and how often one reaches the log
 _UVICORN_LOGGER = "uvicorn.error"
 _PARSER_WARNINGS = frozenset({"Invalid HTTP request received."})
+# what such a request may be, said in its 400 and in the log
+_NOT_HTTP = "a malformed request line, header or chunked body, or TLS sent to a plain HTTP port"
 PARSER_WARNING_INTERVAL_SECONDS = 60.0
 
 
@@ -165,10 +167,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         """uvicorn's answer to bytes its parser refuses (a malformed chunk, two Content-Length
         headers, TLS sent to this plain port): the 400 every other refusal gets, in the
         request's shape, instead of uvicorn's text/plain line."""
-        message = (
-            "The request is not valid HTTP/1.1 (a malformed request line, header or chunked "
-            "body, or TLS sent to a plain HTTP port); send a well-formed request."
-        )
+        message = f"The request is not valid HTTP/1.1 ({_NOT_HTTP}); send a well-formed request."
         self._refuse(_BAD_REQUEST, code_pb2.INVALID_ARGUMENT, message)
 
     def _count(self, size: int) -> None:
@@ -225,8 +224,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
 def bounded_head_protocol(head_timeout_seconds: float) -> type[BoundedHeadProtocol]:
     """The protocol class to give uvicorn (``http=``), waiting ``head_timeout_seconds`` for a
-    request's head; uvicorn's warning of each request its parser refuses is let into the log
-    once a minute (:class:`RepeatedParserWarnings`)."""
+    request's head; uvicorn's warning of each request its parser refuses is logged once a
+    minute, as the receiver's (:class:`RepeatedParserWarnings`)."""
     RepeatedParserWarnings.install()
     attributes = {"head_timeout_seconds": head_timeout_seconds}
     return type(BoundedHeadProtocol.__name__, (BoundedHeadProtocol,), attributes)
@@ -234,8 +233,9 @@ def bounded_head_protocol(head_timeout_seconds: float) -> type[BoundedHeadProtoc
 
 class RepeatedParserWarnings(logging.Filter):
     """uvicorn logs a warning for every request its HTTP parser refuses: a client sending
-    garbage in a loop would fill the log. This lets one through a minute, saying how many were
-    held back since the last."""
+    garbage in a loop would fill the log. This logs one a minute in the receiver's own words
+    and format, saying how many were held back since the last; uvicorn's own line (its
+    format, not the receiver's) is dropped."""
 
     _installed: RepeatedParserWarnings | None = None
 
@@ -254,12 +254,10 @@ class RepeatedParserWarnings(logging.Filter):
         if record.getMessage() not in _PARSER_WARNINGS:
             return True
         held_back = self._throttle.admit()
-        if held_back is None:
-            return False
-        if held_back:
-            record.msg = f"{record.getMessage()} ({held_back:,} more since the last such line)"
-            record.args = ()
-        return True
+        if held_back is not None:
+            more = f" ({held_back:,} more since the last such line)" if held_back else ""
+            logger.warning("Refused a request that is not valid HTTP/1.1%s: %s", more, _NOT_HTTP)
+        return False
 
 
 def refusal_body(
