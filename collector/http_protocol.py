@@ -25,6 +25,10 @@ answer. Once the head is complete the body has its own wait (``seamwatch.body_li
 
 Bytes the parser refuses (a malformed chunk, two Content-Length headers, a TLS handshake on
 this plain port) get 400 in the same shapes, rather than uvicorn's text/plain line.
+
+A client that shuts down its sending side once its request is whole (an HTTP/1.0 POST, ``nc
+-N``) gets its answer before the connection is closed; uvicorn closed it at the client's end
+of data, after the request was served but before the answer was written.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ _PROTOBUF_TYPES = (b"application/x-protobuf", b"application/protobuf")
 # uvicorn's warnings of requests its parser refuses, and how often one reaches the log
 _UVICORN_LOGGER = "uvicorn.error"
 _PARSER_WARNINGS = frozenset({"Invalid HTTP request received."})
+# what such a request may be, said in its 400 and in the log
+_NOT_HTTP = "a malformed request line, header or chunked body, or TLS sent to a plain HTTP port"
 PARSER_WARNING_INTERVAL_SECONDS = 60.0
 
 
@@ -128,6 +134,20 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if not self._refused:
             super().on_message_complete()
 
+    def eof_received(self) -> bool | None:
+        """The client shut down its side after sending (an HTTP/1.0 POST, ``nc -N``): keep the
+        connection open for the answer to a request that arrived whole, then close it.
+
+        uvicorn's protocols (httptools and h11 alike) return None here, which tells asyncio to
+        close the transport at once: the request was served and its spans stored, but the
+        answer went nowhere. No uvicorn setting changes that. A request still arriving, or
+        none, is closed as before: its rest can no longer come."""
+        cycle = self.cycle
+        if self._refused or cycle is None or cycle.more_body or cycle.response_complete:
+            return None
+        cycle.keep_alive = False  # nothing more can come on this connection: close after it
+        return True
+
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
@@ -147,10 +167,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         """uvicorn's answer to bytes its parser refuses (a malformed chunk, two Content-Length
         headers, TLS sent to this plain port): the 400 every other refusal gets, in the
         request's shape, instead of uvicorn's text/plain line."""
-        message = (
-            "The request is not valid HTTP/1.1 (a malformed request line, header or chunked "
-            "body, or TLS sent to a plain HTTP port); send a well-formed request."
-        )
+        message = f"The request is not valid HTTP/1.1 ({_NOT_HTTP}); send a well-formed request."
         self._refuse(_BAD_REQUEST, code_pb2.INVALID_ARGUMENT, message)
 
     def _count(self, size: int) -> None:
@@ -207,8 +224,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
 def bounded_head_protocol(head_timeout_seconds: float) -> type[BoundedHeadProtocol]:
     """The protocol class to give uvicorn (``http=``), waiting ``head_timeout_seconds`` for a
-    request's head; uvicorn's warning of each request its parser refuses is let into the log
-    once a minute (:class:`RepeatedParserWarnings`)."""
+    request's head; uvicorn's warning of each request its parser refuses is logged once a
+    minute, as the receiver's (:class:`RepeatedParserWarnings`)."""
     RepeatedParserWarnings.install()
     attributes = {"head_timeout_seconds": head_timeout_seconds}
     return type(BoundedHeadProtocol.__name__, (BoundedHeadProtocol,), attributes)
@@ -216,8 +233,9 @@ def bounded_head_protocol(head_timeout_seconds: float) -> type[BoundedHeadProtoc
 
 class RepeatedParserWarnings(logging.Filter):
     """uvicorn logs a warning for every request its HTTP parser refuses: a client sending
-    garbage in a loop would fill the log. This lets one through a minute, saying how many were
-    held back since the last."""
+    garbage in a loop would fill the log. This logs one a minute in the receiver's own words
+    and format, saying how many were held back since the last; uvicorn's own line (its
+    format, not the receiver's) is dropped."""
 
     _installed: RepeatedParserWarnings | None = None
 
@@ -236,12 +254,10 @@ class RepeatedParserWarnings(logging.Filter):
         if record.getMessage() not in _PARSER_WARNINGS:
             return True
         held_back = self._throttle.admit()
-        if held_back is None:
-            return False
-        if held_back:
-            record.msg = f"{record.getMessage()} ({held_back:,} more since the last such line)"
-            record.args = ()
-        return True
+        if held_back is not None:
+            more = f" ({held_back:,} more since the last such line)" if held_back else ""
+            logger.warning("Refused a request that is not valid HTTP/1.1%s: %s", more, _NOT_HTTP)
+        return False
 
 
 def refusal_body(

@@ -7,6 +7,7 @@ and each validation error is reported as ``FILE, line N, field a.b: message (got
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Container, Iterable, Mapping
 from decimal import Decimal
@@ -72,7 +73,7 @@ class _AliasCheckingLoader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             self._repeat(event)
-            return super().compose_node(parent, index)
+            return _aliased(super().compose_node(parent, index), event)
         first = self._values
         self._values += 1
         node = super().compose_node(parent, index)
@@ -101,6 +102,15 @@ class _AliasCheckingLoader(yaml.SafeLoader):
                 alias,
                 "write the values out or use fewer aliases",
             )
+
+
+def _aliased(node: yaml.Node, alias: yaml.AliasEvent) -> yaml.Node:
+    """The node an alias names, placed at the alias: what it repeats is reported there, where
+    the file gives it again, not at its anchor (PyYAML hands back the anchor's node itself)."""
+    repeated = copy.copy(node)
+    repeated.start_mark, repeated.end_mark = alias.start_mark, alias.end_mark
+    repeated.aliased = True
+    return repeated
 
 
 def read_text_file(path: Path | str, error: type[Exception], what: str, fix: str) -> str:
@@ -358,12 +368,23 @@ _MERGE_SHAPE = (
 
 
 def _with_lines(
-    node: yaml.Node, path: tuple[Any, ...], lines: Lines, problems: list[Problem]
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    lines: Lines,
+    problems: list[Problem],
+    at: int | None = None,
 ) -> Any:
-    lines[path] = node.start_mark.line + 1
+    """The plain data of ``node``, recording the line of ``path`` and of every path under it:
+    ``at`` for all of them when they are given by an alias, which is where the file repeats
+    them. A key given twice or no name is a mistake of the text that holds it, reported at the
+    key itself."""
+    if at is None and getattr(node, "aliased", False):
+        at = node.start_mark.line + 1
+    lines[path] = at or node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result = {}
-        for key_node, value_node in _merged_pairs(node, path, problems):
+        first_lines: dict[Any, int] = {}
+        for key_node, value_node, given_at in _merged_pairs(node, path, problems):
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):  # "? [a, b]": no name to look up
                 problems.append(Problem(path, _COMPOUND_KEY, line=line))
@@ -372,17 +393,19 @@ def _with_lines(
             if key_node.value in result:
                 # YAML loaders keep the last of two equal keys; a file that says two things is
                 # a mistake, reported with the file's others
-                first = lines[key_path]
+                first = first_lines[key_node.value]
                 given = quoted(key_node.value)
                 message = f"{given} is given twice (first on line {first}); keep one"
                 problems.append(Problem(key_path, message, line=line))
                 continue
-            result[key_node.value] = _with_lines(value_node, key_path, lines, problems)
-            lines[key_path] = line
+            key_at = at or given_at
+            result[key_node.value] = _with_lines(value_node, key_path, lines, problems, key_at)
+            lines[key_path] = key_at or line
+            first_lines[key_node.value] = line
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _with_lines(item, (*path, index), lines, problems)
+            _with_lines(item, (*path, index), lines, problems, at)
             for index, item in enumerate(node.value)
         ]
     return yaml.SafeLoader("").construct_object(node, deep=True)
@@ -390,16 +413,17 @@ def _with_lines(
 
 def _merged_pairs(
     node: yaml.MappingNode, path: tuple[Any, ...], problems: list[Problem]
-) -> list[tuple[yaml.Node, yaml.Node]]:
+) -> list[tuple[yaml.Node, yaml.Node, int | None]]:
     """The pairs of ``node`` with its merge keys applied (``<<: *base``, or a list of such
     aliases): the keys of the merged mappings come first, unless ``node`` gives them itself;
-    of two merged mappings, the first given wins (the YAML merge key convention)."""
-    own = [(key, value) for key, value in node.value if key.tag != _MERGE_TAG]
+    of two merged mappings, the first given wins (the YAML merge key convention). Each pair
+    comes with the line of the alias that merged it in (None for the node's own pairs)."""
+    own = [(key, value, None) for key, value in node.value if key.tag != _MERGE_TAG]
     merges = [(key, value) for key, value in node.value if key.tag == _MERGE_TAG]
     if not merges:
-        return node.value
-    taken = {key.value for key, _ in own if isinstance(key, yaml.ScalarNode)}
-    inherited: list[tuple[yaml.Node, yaml.Node]] = []
+        return own
+    taken = {key.value for key, _, _ in own if isinstance(key, yaml.ScalarNode)}
+    inherited: list[tuple[yaml.Node, yaml.Node, int | None]] = []
     for key, _ in merges[1:]:
         # like any key given twice; a list (<<: [*a, *b]) merges several mappings
         first = merges[0][0].start_mark.line + 1
@@ -411,9 +435,10 @@ def _merged_pairs(
             problems.append(Problem(path, _MERGE_SHAPE, line=key.start_mark.line + 1))
             continue
         for source in sources:
-            for pair in _merged_pairs(source, path, problems):
-                name = pair[0].value if isinstance(pair[0], yaml.ScalarNode) else None
+            merged_at = source.start_mark.line + 1 if getattr(source, "aliased", False) else None
+            for key_node, value_node, given_at in _merged_pairs(source, path, problems):
+                name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
                 if name is None or name not in taken:
                     taken.add(name)
-                    inherited.append(pair)
+                    inherited.append((key_node, value_node, merged_at or given_at))
     return inherited + own

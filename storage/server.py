@@ -107,6 +107,11 @@ class ServerStore:
                 if probe_seconds is not None:
                     _probe(url, probe_seconds, options)
                 admin = clickhouse_connect.get_client(dsn=url, database="default", **options)
+                version = admin.server_version or ""
+                if not _CLICKHOUSE_VERSION.fullmatch(version):
+                    admin.close()
+                    answer = _foreign_version(url) or f"HTTP 200, {_first_line(version)}"
+                    raise _not_clickhouse(self.address, answer)
                 admin.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
                 admin.close()
                 self._client = clickhouse_connect.get_client(dsn=url, database=database, **options)
@@ -119,11 +124,7 @@ class ServerStore:
                 ) from exc
             answer = foreign_answer(exc, url)
             if answer is not None:
-                raise NotClickHouse(
-                    f"{self.address} answered but is not a ClickHouse server ({answer}); check "
-                    "--clickhouse-url or SEAMWATCH_CLICKHOUSE_URL (ClickHouse's HTTP port is "
-                    "8123)."
-                ) from exc
+                raise _not_clickhouse(self.address, answer) from exc
             if isinstance(exc, ch_errors.OperationalError):
                 raise StoreUnavailable(
                     f"Cannot reach the ClickHouse server at {self.address}: {_root_cause(exc)}. "
@@ -176,6 +177,13 @@ class ServerStore:
             if outage is not None:
                 raise outage from exc
             raise query_error(str(exc)) from exc
+
+
+def _not_clickhouse(address: str, answer: str) -> NotClickHouse:
+    return NotClickHouse(
+        f"{address} answered but is not a ClickHouse server ({answer}); check "
+        "--clickhouse-url or SEAMWATCH_CLICKHOUSE_URL (ClickHouse's HTTP port is 8123)."
+    )
 
 
 def _probe(url: str, seconds: int, options: dict[str, Any]) -> None:
@@ -288,7 +296,34 @@ def foreign_answer(exc: BaseException, url: str | None = None) -> str | None:
     if version is not None:
         body = _version_body(url) if url else None
         return f"HTTP 200, {_describe_body(body or _unquote(version.group('body')))}"
+    if url and not _unreached(exc):
+        # the driver takes any two columns for a version and a time zone ("a\tb"), and then
+        # fails on the next query as if the server had broken off: ask what it answered
+        return _foreign_version(url)
     return None
+
+
+# What ClickHouse answers SELECT version(), timezone() with: "24.8.4.13\tUTC\n".
+_CLICKHOUSE_VERSION = re.compile(r"\d+\.\d+[\w.-]*")
+_VERSION_ANSWER = re.compile(rf"{_CLICKHOUSE_VERSION.pattern}\t[^\t\n]+\n?")
+
+
+def _unreached(exc: BaseException) -> bool:
+    """Whether ``exc`` came of the connection (refused, timed out, cut) rather than of an
+    answer the driver could not read."""
+    from urllib3.exceptions import HTTPError
+
+    return any(isinstance(error, OSError | HTTPError) for error in _chain(exc))
+
+
+def _foreign_version(url: str) -> str | None:
+    """What the server at ``url`` answers the version query with, in a few words, when it is
+    an HTTP 200 that is not ClickHouse's version and time zone; None otherwise (a refusal, as
+    a ClickHouse that wants a password answers a query without one, or no answer now)."""
+    answer = _version_answer(url)
+    if answer is None or answer[0] != 200 or _VERSION_ANSWER.fullmatch(answer[1]):
+        return None
+    return f"HTTP 200, {_describe_body(answer[1])}"
 
 
 # Enough of a body to quote its start, and a short wait for it: the server answered already.
@@ -303,6 +338,13 @@ def _version_body(url: str) -> str | None:
     The driver's error quotes the body cut by its last character (it strips the line end
     ClickHouse ends with, and a body ``ok`` became ``'o'``) and split at tabs. The query goes
     to the URL's own address, without its credentials: the server is not ClickHouse."""
+    answer = _version_answer(url)
+    return None if answer is None else answer[1]
+
+
+def _version_answer(url: str) -> tuple[int, str] | None:
+    """The status and the start of the body the server at ``url`` answers the version query
+    with (see :func:`_version_body`); None when it does not answer now."""
     import urllib3
 
     parts = urlsplit(url)
@@ -317,7 +359,7 @@ def _version_body(url: str) -> str | None:
             preload_content=False,
         )
         try:
-            return response.read(_BODY_BYTES).decode("utf-8", "replace")
+            return response.status, response.read(_BODY_BYTES).decode("utf-8", "replace")
         finally:
             response.release_conn()
     except urllib3.exceptions.HTTPError:

@@ -76,6 +76,28 @@ class _PlainNotFound(_WelcomePage):
     do_GET = do_POST = _answer
 
 
+class _TwoColumns(_WelcomePage):
+    """A service whose 200 has two tab-separated columns, as ClickHouse's version answer has,
+    but no version in them."""
+
+    page = b"a\tb\n"
+
+
+class _VersionOnly(_WelcomePage):
+    """A service that answers the version query with a name where the version goes, and any
+    other query with an empty 200, which the driver reads as an empty result."""
+
+    def _answer(self) -> None:
+        query = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b"seamwatch-mock\tUTC\n" if b"version()" in query else b""
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+
 @contextmanager
 def http_service(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
     """An HTTP server of ``handler`` on a loopback port, yielding the port."""
@@ -110,6 +132,9 @@ SERVICES = {
     "http.server": (lambda: http_service(_QuietFiles), "HTTP 501, an HTML page"),
     "welcome page": (lambda: http_service(_WelcomePage), "HTTP 200, an HTML page"),
     "plain 404": (lambda: http_service(_PlainNotFound), "HTTP 404, '404 page not found'"),
+    # the driver took "a" for a version and "b" for a time zone, then read the next answer
+    # as a broken-off stream: the command waited for a server that "does not answer"
+    "two columns": (lambda: http_service(_TwoColumns), "HTTP 200, 'a\\tb'"),
     "not HTTP": (
         lambda: tcp_service(b"SSH-2.0-OpenSSH_9.6\r\n"),
         "not HTTP: 'SSH-2.0-OpenSSH_9.6'",
@@ -209,6 +234,21 @@ class _LongText(_WelcomePage):
 )
 def test_the_body_of_a_200_is_quoted_as_sent(handler, answer):
     # the driver's error cuts the body by its last character: 'ok' was quoted as 'o'
+    from storage.errors import NotClickHouse
+    from storage.server import ServerStore
+
+    with http_service(handler) as port, pytest.raises(NotClickHouse) as caught:
+        ServerStore(f"http://127.0.0.1:{port}/seamwatch", "seamwatch", probe_seconds=5)
+    assert str(caught.value) == not_clickhouse_line(port, answer).removeprefix("Error: ")
+
+
+@pytest.mark.parametrize(
+    ("handler", "answer"),
+    [(_TwoColumns, "HTTP 200, 'a\\tb'"), (_VersionOnly, "HTTP 200, 'seamwatch-mock\\tUTC'")],
+)
+def test_a_200_that_gives_no_clickhouse_version_is_not_clickhouse(handler, answer):
+    # the driver takes any two columns for a version and a time zone: the store was opened,
+    # or its next query failed as if the server had broken off and it was waited for
     from storage.errors import NotClickHouse
     from storage.server import ServerStore
 

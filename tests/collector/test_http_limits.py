@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import socket
 import time
 
 import pytest
 
 from collector.http_protocol import MAX_HEAD_BYTES
+from tests.cli.test_server_down import command
 from tests.raw_http import read_answer
 
 EMPTY_EXPORT = b"{}"
@@ -206,10 +208,9 @@ def test_a_wrong_method_on_the_api_gets_json_naming_the_allowed_ones(store, coll
     assert silences.json()["error"].endswith("use GET, POST.")
 
 
-NOT_HTTP = (
-    "The request is not valid HTTP/1.1 (a malformed request line, header or chunked body, or "
-    "TLS sent to a plain HTTP port); send a well-formed request."
-)
+# what a request the parser refuses may be, in its 400 and in the log
+REFUSED = "a malformed request line, header or chunked body, or TLS sent to a plain HTTP port"
+NOT_HTTP = f"The request is not valid HTTP/1.1 ({REFUSED}); send a well-formed request."
 # the start of a TLS ClientHello, as a client of https:// sends it to the plain port
 TLS_HELLO = bytes.fromhex("160301020001000200fc03034a2b")
 
@@ -280,7 +281,7 @@ def test_uvicorn_s_warning_of_each_refused_request_reaches_the_log_once_a_minute
     uvicorn_log.removeFilter(installed)
     uvicorn_log.addFilter(fresh)
     try:
-        with caplog.at_level(logging.WARNING, logger="uvicorn.error"):
+        with caplog.at_level(logging.WARNING):
             for _ in range(5):
                 _raw_answer(running_collector.port, TLS_HELLO)
             later = time.monotonic() + 120  # as if the minute had passed
@@ -289,11 +290,36 @@ def test_uvicorn_s_warning_of_each_refused_request_reaches_the_log_once_a_minute
     finally:
         uvicorn_log.removeFilter(fresh)
         uvicorn_log.addFilter(installed)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
+    # in the receiver's words, not uvicorn's "Invalid HTTP request received."
+    warnings = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == [
-        "Invalid HTTP request received.",
-        "Invalid HTTP request received. (4 more since the last such line)",
+        ("collector.http_protocol", f"Refused a request that is not valid HTTP/1.1: {REFUSED}"),
+        (
+            "collector.http_protocol",
+            "Refused a request that is not valid HTTP/1.1 (4 more since the last such line): "
+            f"{REFUSED}",
+        ),
     ]
+
+
+@pytest.mark.slow
+def test_the_warning_of_a_refused_request_has_the_receiver_s_log_format(tmp_path):
+    # it kept uvicorn's format ("WARNING:  Invalid HTTP request received."), unlike every
+    # other line of the receiver's log
+    args = ["collector", "--otlp-http-port", "0", "--otlp-grpc-port", "-1"]
+    with command(*args, "--data-dir", str(tmp_path / "data")) as collector:
+        listening = collector.log("OTLP/HTTP receiver listening on http://127.0.0.1:")
+        port = int(re.search(r":(\d+)/v1/traces", listening).group(1))
+        _raw_answer(port, TLS_HELLO)
+        collector.log("Refused a request that is not valid HTTP/1.1")
+        collector.stop()
+    warnings = [line for line in collector.stderr if "WARNING" in line]
+    assert len(warnings) == 1, collector.output()
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d WARNING collector\.http_protocol: Refused a request that is not "
+        rf"valid HTTP/1\.1: {re.escape(REFUSED)}",
+        warnings[0],
+    )
 
 
 PROTOBUF = b"application/x-protobuf"

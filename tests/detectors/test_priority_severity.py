@@ -91,6 +91,23 @@ def test_a_merge_key_takes_a_tier_s_settings_and_changes_one():
     assert severity.tier("critical") == Tier("critical", 1.0, 1500.0, 0.001)
 
 
+def test_a_rule_repeated_by_an_alias_is_reported_at_the_alias():
+    # it was reported at the anchor's line, as "the same patterns as the rule on" that line
+    text = (
+        "tiers:\n  critical: {weight: 1}\n  low: {weight: 0.1}\ndefault_tier: low\n"
+        "rules:\n"  # 5
+        "  - &billing {flow: 'billing.*', tier: critical}\n"  # 6
+        "  - {flow: 'usage.*', tier: low}\n"  # 7
+        "  - *billing\n"  # 8
+    )
+    with pytest.raises(SeverityFileError) as caught:
+        parse_severity(text, "sev.yaml")
+    assert str(caught.value).splitlines()[1:] == [
+        "  sev.yaml, line 8, field rules.2: the same patterns as the rule on line 6, which "
+        "comes first and wins, so this rule never applies; remove one of them",
+    ]
+
+
 def test_a_merge_key_of_a_list_of_values_names_its_line():
     text = "tiers:\n  critical: {weight: 1}\n  high:\n    <<: [1, 2]\n    weight: 0.5\n"
     with pytest.raises(SeverityFileError) as caught:

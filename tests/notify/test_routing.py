@@ -50,6 +50,26 @@ def test_an_alias_reuses_one_destination_s_flows_for_another():
     assert billing.model.flows == finance.model.flows == ["billing.*"]
 
 
+def test_a_destination_repeated_by_an_alias_is_reported_at_the_alias():
+    # the name given twice was reported at the anchor's line, where it is given once
+    message = _error(
+        "destinations:\n"  # 1
+        "  - &finance\n"  # 2
+        "    name: finance\n"  # 3
+        "    kind: slack\n"  # 4
+        "    url: http://127.0.0.1/a\n"  # 5
+        "  - {name: billing, kind: slack, url: http://127.0.0.1/b}\n"  # 6
+        "  - *finance\n"  # 7
+        "  - {<<: *finance, kind: teams}\n"  # 8
+    )
+    assert message.splitlines()[1:] == [
+        "  notify.yaml, line 7, field destinations.2.name: destination name 'finance' is used "
+        "twice",
+        "  notify.yaml, line 8, field destinations.3.name: destination name 'finance' is used "
+        "twice",
+    ]
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
