@@ -99,6 +99,12 @@ IGNORED = frozenset({"duplicate"})
 REFERENCE_DATA = frozenset({"mapping", "master_data_missing"})
 # a category is new to a flow only once the flow has this much history without it
 NEW_CATEGORY_HOURS = 24
+# in its first day, a flow's first two failures of a reference category within the window are
+# news once it has this much history without one, if they score this much at the first day's
+# default rate (``WARM_UP_RATE``): two among a quiet morning's few transactions, not among a
+# busy flow's hundred
+NEW_CATEGORY_EARLY_HOURS = 3
+NEW_CATEGORY_EARLY_SCORE = 2.0
 # nor within this many minutes of an alarm on it: late failures are the incident's tail
 NEW_CATEGORY_QUIET_MINUTES = 6 * 60
 # the usual rate of a category assumed at least, while a flow's history is too short to tell
@@ -208,7 +214,7 @@ class CategoryDrift:
         self._minutes_seen += 1
         for category in in_alarm:
             self._last_in_alarm[category] = self._minutes_seen
-        new = {category for category in opening if self._is_new(category)}
+        new = {category for category in opening if self._is_new(category, NEW_CATEGORY_HOURS)}
         self._confirm_new_categories(failures, in_alarm)
         kept = {c: keys for c, keys in failures.items() if c not in in_alarm}
         self._add_to_history(transactions, calls, kept)
@@ -270,8 +276,10 @@ class CategoryDrift:
                 found = self._reference_score(category, every_minute)
                 if found is not None and (best is None or found.score > best.score):
                     best = found
-            if self._is_new(category):
+            if self._is_new(category, NEW_CATEGORY_HOURS):
                 best = self._as_new(category, best, rate, call_rate, minutes)
+            elif self._in_first_day() and self._is_new(category, NEW_CATEGORY_EARLY_HOURS, True):
+                best = self._as_new_early(category, best, rate, call_rate, minutes)
             if best is not None:
                 scores.append(best)
         return scores
@@ -319,6 +327,37 @@ class CategoryDrift:
         """The window's evidence about a category new to the flow (one failure is enough),
         scored at least ``new_category_score``; its failed transactions are remembered."""
         found = best or self._window_score(category, rate, call_rate, minutes, self.window, 1)
+        return self._scored_as_new(category, found, minutes)
+
+    def _as_new_early(
+        self,
+        category: str,
+        best: CategoryScore | None,
+        rate: float,
+        call_rate: float,
+        minutes: list[tuple[float, float, Mapping[str, Collection[str]]]],
+    ) -> CategoryScore | None:
+        """In the flow's first day, two or more failures of a reference category it has not
+        shown, within the window: news, as one failure is after a day without any, if they
+        would be surprising even at the first day's default rate. A few hours of history
+        cannot say how rare the category is: a busy flow's first two of the day may simply
+        come together. A lone failure is never news this early."""
+        rate, call_rate = max(rate, WARM_UP_RATE), max(call_rate, WARM_UP_RATE)
+        found = None
+        for window in self.windows:
+            scored = self._window_score(category, rate, call_rate, minutes[-window:], window)
+            if scored is not None and (found is None or scored.score > found.score):
+                found = scored
+        if found is None or found.score < NEW_CATEGORY_EARLY_SCORE:
+            return best
+        return self._scored_as_new(category, found, minutes)
+
+    def _scored_as_new(
+        self,
+        category: str,
+        found: CategoryScore | None,
+        minutes: list[tuple[float, float, Mapping[str, Collection[str]]]],
+    ) -> CategoryScore | None:
         if found is None or self.new_category_score is None:
             return found
         self._new_in_window[category] = {
@@ -331,15 +370,19 @@ class CategoryDrift:
             history_hours=len(self._hours),
         )
 
-    def _is_new(self, category: str) -> bool:
-        """A reference-data category the flow has not shown in a day or more of history, nor
-        in alarm for ``NEW_CATEGORY_QUIET_MINUTES``."""
+    def _is_new(self, category: str, hours: int, before_window: bool = False) -> bool:
+        """A reference-data category the flow has not shown in ``hours`` or more of history
+        (``before_window``: before the window's earlier minutes, whose failures are learned),
+        nor in alarm for ``NEW_CATEGORY_QUIET_MINUTES``."""
+        shown = self._week_failures[category] + self._hour_failures[category]
+        if before_window:
+            earlier = list(self._learned)[-(self.window - 1) :]
+            shown -= sum(added.get(category, 0) for _, added in earlier)
         return (
             self.new_category_score is not None
             and reference_name(category) in self.reference_data
-            and len(self._hours) >= NEW_CATEGORY_HOURS
-            and self._week_failures[category] <= 0
-            and self._hour_failures[category] <= 0
+            and len(self._hours) >= hours
+            and shown <= 0
             and self._minutes_seen - self._last_in_alarm.get(category, -math.inf)
             > NEW_CATEGORY_QUIET_MINUTES
         )

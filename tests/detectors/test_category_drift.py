@@ -172,6 +172,55 @@ def test_nothing_is_new_before_the_flow_has_a_day_of_history():
     assert _new_category_drift(23).step(5.0, {"mapping": ["SO-1"]}) == []
 
 
+def _first_morning(hours: int, failures_every: int | None = None) -> CategoryDrift:
+    """A quiet invoice flow's first ``hours`` hours, a transaction every four minutes (under
+    ``min_history``), with a ``mapping`` failure every ``failures_every`` minutes."""
+    drift = CategoryDrift(min_history=200, new_category_score=4.2)
+    for minute in range(hours * 60):
+        due = failures_every is not None and minute % failures_every == failures_every - 1
+        drift.learn(0.25, {"mapping": [f"OLD-{minute}"]} if due else {})
+    return drift
+
+
+def test_in_a_first_day_two_failures_of_a_reference_category_not_shown_in_hours_are_new():
+    # a first-morning mapping burst: two invoices failed a minute apart after seven clean
+    # hours; against the first day's default rate they scored 2.7, and the alert came 44
+    # minutes later
+    drift = _first_morning(7)
+    assert drift.step(1.0, {"mapping": ["INV-1"]}) == []  # one alone is not enough
+    [found] = drift.step(2.0, {"mapping": ["INV-2"]})
+    assert found.new_to_flow
+    assert (found.failures, found.score) == (2, 4.2)
+    # without the rule, the same two failures stay under the threshold
+    plain = _first_morning(7)
+    plain.new_category_score = None
+    plain.step(1.0, {"mapping": ["INV-1"]})
+    assert max(s.score for s in plain.step(2.0, {"mapping": ["INV-2"]})) < 4.2
+
+
+def test_in_a_first_day_two_failures_among_a_busy_flow_s_hundred_transactions_are_not_new():
+    # a usage flow of 400 transactions an hour showed its first two mapping failures of the
+    # day five minutes apart, among 93 transactions in the quarter hour: not a burst
+    drift = CategoryDrift(min_history=200, new_category_score=4.2)
+    for _ in range(7 * 60):
+        drift.learn(6.5, {})
+    found = drift.step(6.0, {"mapping": ["USG-1"]})
+    for _ in range(5):
+        found += drift.step(6.0, {})
+    found += drift.step(6.0, {"mapping": ["USG-2"]})
+    assert found and not any(s.new_to_flow for s in found)
+    assert max(s.score for s in found) < 4.2
+
+
+def test_in_a_first_day_a_reference_category_is_not_new_before_hours_of_history_or_once_seen():
+    too_soon = _first_morning(2).step(1.0, {"mapping": ["A", "B"]})
+    assert too_soon and not any(s.new_to_flow for s in too_soon)
+    seen = _first_morning(7, failures_every=300).step(1.0, {"mapping": ["A", "B"]})
+    assert seen and not any(s.new_to_flow for s in seen)
+    other = _first_morning(7).step(1.0, {"timeout": ["A", "B"]})
+    assert other and not any(s.new_to_flow for s in other)
+
+
 def test_the_failure_an_alarm_on_a_new_category_opened_on_stays_learned():
     drift = _new_category_drift(25)
     [found] = drift.step(5.0, {"mapping": ["SO-1"]})
