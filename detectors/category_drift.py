@@ -267,11 +267,7 @@ class CategoryDrift:
         self._new_in_window = {}
         for category in {c for _, _, failures in minutes for c, keys in failures.items() if keys}:
             rate, call_rate = self._usual_rates(self._week_failures[category])
-            best: CategoryScore | None = None
-            for window in self.windows:
-                found = self._window_score(category, rate, call_rate, minutes[-window:], window)
-                if found is not None and (best is None or found.score > best.score):
-                    best = found
+            best = self._best_window(category, rate, call_rate, minutes)
             if reference_name(category) in self.reference_data:
                 found = self._reference_score(category, every_minute)
                 if found is not None and (best is None or found.score > best.score):
@@ -283,6 +279,21 @@ class CategoryDrift:
             if best is not None:
                 scores.append(best)
         return scores
+
+    def _best_window(
+        self,
+        category: str,
+        rate: float,
+        call_rate: float,
+        minutes: list[tuple[float, float, Mapping[str, Collection[str]]]],
+    ) -> CategoryScore | None:
+        """The highest score of ``category`` over the windows ending with the last minute."""
+        best: CategoryScore | None = None
+        for window in self.windows:
+            found = self._window_score(category, rate, call_rate, minutes[-window:], window)
+            if found is not None and (best is None or found.score > best.score):
+                best = found
+        return best
 
     def _usual_rates(self, failures: float) -> tuple[float, float]:
         """The category's usual rate per transaction and per posting call, from ``failures``
@@ -343,11 +354,7 @@ class CategoryDrift:
         cannot say how rare the category is: a busy flow's first two of the day may simply
         come together. A lone failure is never news this early."""
         rate, call_rate = max(rate, WARM_UP_RATE), max(call_rate, WARM_UP_RATE)
-        found = None
-        for window in self.windows:
-            scored = self._window_score(category, rate, call_rate, minutes[-window:], window)
-            if scored is not None and (found is None or scored.score > found.score):
-                found = scored
+        found = self._best_window(category, rate, call_rate, minutes)
         if found is None or found.score < NEW_CATEGORY_EARLY_SCORE:
             return best
         return self._scored_as_new(category, found, minutes)
