@@ -8,7 +8,12 @@ counts such spans as it acknowledges them and says so in the log at most once a 
 naming the setting. The position is read from the store every few seconds in a thread of its
 own, so a request never waits on the store for it; while no detector has stored one (the
 detectors do not run, or have not started), no span is late: old spans sent before the
-detectors' first catch-up, such as a demo's backfill, are judged by it.
+detectors' first catch-up, such as a demo's backfill, are judged by it. Detectors in the same
+process (``seamwatch up``) tell the receiver before they read their minutes
+(:func:`seamwatch.runtime.judging`): it first stores every span it has acknowledged, and from
+then on counts the spans of those minutes as late. Detectors of another process are known
+from the store alone, so for up to ``_REFRESH_SECONDS`` after they judge a minute, a span of
+it can be missed by them without being counted.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -53,9 +58,16 @@ class JudgedUntil:
     def __init__(self, store: Store) -> None:
         self._store = store
         self.value_ns: int | None = None
+        self._noted_ns: int | None = None
 
     def __call__(self) -> int | None:
         return self.value_ns
+
+    def note(self, until: datetime) -> None:
+        """Detectors of this process are about to judge the minutes before ``until``."""
+        until_ns = round(until.timestamp() * 1e9)
+        self._noted_ns = max(self._noted_ns or until_ns, until_ns)
+        self.value_ns = max(self.value_ns or until_ns, until_ns)
 
     def refresh(self) -> None:
         """Read the stored position once."""
@@ -68,7 +80,9 @@ class JudgedUntil:
             logger.debug("Could not read how far the detectors have judged: %s", exc)
             return
         runners, millis = rows[0] if rows else (0, None)
-        self.value_ns = int(millis) * 1_000_000 if runners and millis is not None else None
+        stored = int(millis) * 1_000_000 if runners and millis is not None else None
+        known = [value for value in (stored, self._noted_ns) if value is not None]
+        self.value_ns = max(known) if known else None
 
 
 class LateSpans:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import uvicorn
 from starlette.routing import BaseRoute
@@ -19,6 +20,7 @@ from collector.pipeline import IngestPipeline
 from collector.redaction import RedactionPolicy
 from collector.spool import Spool
 from collector.writer import SpanWriter, count_spans
+from seamwatch import runtime
 from seamwatch.api import is_loopback_host
 from seamwatch.settings import Settings
 from storage import Store, StoreUnavailable
@@ -28,6 +30,9 @@ logger = logging.getLogger(__name__)
 SPOOL_DIR_NAME = "spool"
 _START_TIMEOUT_SECONDS = 15.0
 _GRPC_GRACE_SECONDS = 10.0
+# longest wait, before detectors of this process judge minutes, for what was acknowledged to
+# be stored: inserts take milliseconds, unless the store is down (then they judge without)
+_JUDGING_WAIT_SECONDS = 5.0
 
 
 class ReceiverStartError(RuntimeError):
@@ -97,6 +102,7 @@ class Collector:
         self._grpc = None
         self.grpc_port: int | None = None
         self._stopped = False
+        self._forget_judging: Callable[[], None] = lambda: None
 
     @property
     def port(self) -> int:
@@ -124,6 +130,7 @@ class Collector:
             self.stop()
             raise
         self.pipeline.late_spans.start()
+        self._forget_judging = runtime.before_judging(self._before_judging)
         logger.info("OTLP/HTTP receiver listening on %s/v1/traces", self.endpoint)
         if self.grpc_endpoint:
             logger.info("OTLP/gRPC receiver listening on %s", self.grpc_endpoint)
@@ -131,6 +138,14 @@ class Collector:
     def wait_until_stored(self, timeout_seconds: float = 30.0) -> bool:
         """Wait until the store holds every span acknowledged so far; False on timeout."""
         return self.writer.wait_until_stored(timeout_seconds)
+
+    def _before_judging(self, until: datetime) -> None:
+        """Detectors of this process are about to judge the minutes before ``until``: from
+        now on their spans are late, and those acknowledged already are stored first, so
+        the detectors read them (a spool moments ahead of the store would hide them)."""
+        self.judged_until.note(until)
+        if not self.writer.store_acknowledged(_JUDGING_WAIT_SECONDS):
+            logger.debug("Spans acknowledged before an evaluation were not all stored in time")
 
     def stop(self) -> None:
         """Stop taking requests, finish those in flight, then store everything queued.
@@ -140,6 +155,7 @@ class Collector:
         if self._stopped:
             return
         self._stopped = True
+        self._forget_judging()
         if self._grpc is not None:
             self._grpc.stop(_GRPC_GRACE_SECONDS).wait()
         self._http.should_exit = True

@@ -168,6 +168,8 @@ class SpanWriter:
         self._store_proven = False
         # Requests answered only after the insert of their segment, by segment sequence.
         self._unanswered: dict[int, list[_Pending]] = {}
+        # spooled segments up to this sequence are inserted without waiting for a fuller batch
+        self._hurry_through = 0
         self._closing = False
         self._give_up_at = float("inf")
         self._condition = threading.Condition()
@@ -206,6 +208,14 @@ class SpanWriter:
             self._publish_depth()
             self._condition.notify_all()
         return pending.done
+
+    def store_acknowledged(self, timeout_seconds: float) -> bool:
+        """Insert every span acknowledged so far without waiting for a fuller batch, and wait
+        until it is stored; False on timeout (the store is down or slow)."""
+        with self._condition:
+            self._hurry_through = max(self._hurry_through, self._last_spooled)
+            self._condition.notify_all()
+        return self.wait_until_stored(timeout_seconds)
 
     def wait_until_stored(self, timeout_seconds: float = 30.0) -> bool:
         """Wait until every span acknowledged so far is in the store; False on timeout."""
@@ -381,10 +391,12 @@ class SpanWriter:
                     break
                 else:
                     self._condition.wait()
-            # Clients waiting for their own insert are not kept waiting for a larger batch.
+            # Clients waiting for their own insert are not kept waiting for a larger batch,
+            # nor are detectors about to read what was acknowledged.
             while (
                 not self._closing
                 and not self._unanswered
+                and self._backlog[0].sequence > self._hurry_through
                 and self._backlog_spans < self._batch_max_spans
             ):
                 remaining = (

@@ -58,6 +58,7 @@ from detectors.posting_watch import (
     watch_chunk,
 )
 from detectors.product import build_alarm
+from seamwatch import runtime
 from seamwatch.settings import EVALUATION_DELAY_ENV
 from storage import Store, StoreError
 from storage.pending import wait_until_open
@@ -74,6 +75,8 @@ FIRST_START_LOOKBACK = timedelta(days=7)
 BASELINE_MINUTES = 60
 # a first catch-up over a week takes minutes: say how far it is this often
 CATCH_UP_PROGRESS_SECONDS = 10.0
+# how often a held runner looks whether it may start, and whether it is stopped
+HOLD_POLL_SECONDS = 0.5
 
 # (signal, alert kind) of the product's series alarms; the error rate reads failed and
 # transactions, the volume transactions.
@@ -510,6 +513,7 @@ class DetectorRunner:
         assert self.cursor is not None
         progress = _CatchUpProgress(self.cursor, until)
         for chunk_start, chunk_end in _chunks(self.cursor, until, self.chunk):
+            runtime.judging(chunk_end)
             reached = self._evaluate_chunk(chunk_start, chunk_end, report, stop)
             if reached > chunk_start:
                 self.book.flush()
@@ -852,10 +856,13 @@ class RunnerThread:
         store: Store,
         delay: timedelta,
         interval_seconds: float | None = None,
+        hold: threading.Event | None = None,
     ) -> None:
         self.runner = DetectorRunner(store)
         self.delay = delay
         self.interval_seconds = interval_seconds
+        # evaluate nothing until this is set (a demo's backfill still arriving)
+        self.hold = hold
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="seamwatch-detectors", daemon=True)
 
@@ -881,6 +888,11 @@ class RunnerThread:
                 return
         except StoreError:
             return  # the server refused the store: the command stops and says why
+        if self.hold is not None and not self.hold.is_set():
+            logger.info("The detectors wait for the backfill to be delivered")
+            while not self.hold.wait(HOLD_POLL_SECONDS):
+                if self._stop.is_set():
+                    return
         run_periodically(self.runner, self._stop, self.delay, self.interval_seconds)
 
 

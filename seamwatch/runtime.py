@@ -8,6 +8,11 @@ take them from here and open their own only when they run alone.
 A role that writes to the store from threads of its own (the notifier records its last
 deliveries as it stops) registers with :func:`before_store_closes`; the command that closes
 the store calls :func:`store_closing` first.
+
+A receiver registers with :func:`before_judging`: a detector runner of the same process calls
+:func:`judging` before it reads minutes, so the receiver stores what it has acknowledged first
+and counts the spans of those minutes that come later as late, at once rather than when it
+next reads the runner's stored position.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 from seamwatch.settings import Settings
 from storage import Store
@@ -25,6 +31,7 @@ _lock = threading.Lock()
 _shared: Store | None = None
 _settings: Settings | None = None
 _before_close: list[Callable[[], None]] = []
+_before_judging: list[Callable[[datetime], None]] = []
 
 
 def share_store(store: Store | None) -> None:
@@ -78,3 +85,29 @@ def store_closing() -> None:
             callback()
         except Exception:  # noqa: BLE001 - the store must close whatever one role does
             logger.exception("Stopping before the store closes failed")
+
+
+def before_judging(callback: Callable[[datetime], None]) -> Callable[[], None]:
+    """Call ``callback(until)`` whenever a detector runner of this process is about to judge
+    the minutes before ``until``; returns a function that takes it back."""
+    with _lock:
+        _before_judging.append(callback)
+
+    def forget() -> None:
+        with _lock:
+            if callback in _before_judging:
+                _before_judging.remove(callback)
+
+    return forget
+
+
+def judging(until: datetime) -> None:
+    """Tell the roles registered with :func:`before_judging` that the minutes before ``until``
+    are about to be judged; one that fails is logged, and the minutes are judged anyway."""
+    with _lock:
+        callbacks = list(_before_judging)
+    for callback in callbacks:
+        try:
+            callback(until)
+        except Exception:  # noqa: BLE001 - judging goes on whatever one role does
+            logger.exception("Preparing for the detectors' evaluation failed")

@@ -262,7 +262,12 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
     # here: a lone collector does not need SciPy
     from detectors.runner import RunnerThread, evaluation_timing
 
-    detectors = RunnerThread(store, settings.evaluation_delay)
+    # the runner judges each minute once: in a demo it waits until the backfill is delivered,
+    # so no minute of history is judged before its spans have arrived
+    backfill = _BackfillGate() if demo is not None else None
+    detectors = RunnerThread(
+        store, settings.evaluation_delay, hold=backfill.delivered if backfill else None
+    )
     notifications = None
     try:
         notifications = start_notifications(settings)
@@ -274,7 +279,9 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
         if demo is not None:
             # with the server down, the simulator plans its run once it answers
             resume = plan_demo_resume(store, settings) if waiting is None else None
-            simulator = _SimulatorThread(collector.endpoint, demo, store, settings, resume)
+            simulator = _SimulatorThread(
+                collector.endpoint, demo, store, settings, resume, backfill
+            )
             simulator.start()
         timing = evaluation_timing(settings.evaluation_delay)
         _print_banner(settings, collector, demo, resume, with_dashboard, store_down, timing)
@@ -557,10 +564,12 @@ class _SimulatorThread:
         store: Store,
         settings: Settings,
         resume: DemoResume | None,
+        backfill: _BackfillGate | None = None,
     ) -> None:
         self._stop = threading.Event()
         self._store = store
         self._settings = settings
+        self._backfill = backfill or _BackfillGate()
         self._thread = threading.Thread(
             target=self._run,
             args=(endpoint, demo, resume),
@@ -580,6 +589,12 @@ class _SimulatorThread:
     def _run(self, endpoint: str, demo: DemoOptions, resume: DemoResume | None) -> None:
         from sample_data import simulator
 
+        log = _ProgressLog()
+
+        def progress(reached: SimProgress) -> None:
+            log(reached)
+            self._backfill(reached)
+
         try:
             resume = resume or self._plan_once_the_store_opens()
             if resume is None:
@@ -590,12 +605,14 @@ class _SimulatorThread:
                 demo.backfill,
                 self._stop,
                 demo.labels_path,
-                progress=_ProgressLog(),
+                progress=progress,
                 resume_from=resume.history_end,
                 run_number=resume.run_number,
             )
         except Exception:  # noqa: BLE001 - a thread boundary: log it, keep the stack running
             logger.exception("The simulator stopped with an error; the stack keeps running")
+        finally:
+            self._backfill.release()  # a simulator that ended holds nothing back
 
     def _plan_once_the_store_opens(self) -> DemoResume | None:
         """The run planned from the store once its server answers; None when stopped first."""
@@ -605,6 +622,43 @@ class _SimulatorThread:
         except StoreError:
             return None  # the server refused the store: the command stops and says why
         return plan_demo_resume(self._store, self._settings)
+
+
+class _BackfillGate:
+    """Tells the detectors when the demo's backfill is delivered: the simulator has reached
+    the present and the receiver has acknowledged every span generated until then.
+
+    Backfilling a week takes minutes; a runner that started at once caught up with the
+    simulated clock and judged hours of history before their spans arrived. It judges each
+    minute once, so those incidents were never alerted, and their spans were counted late.
+    Spans still held at that point (transactions under way) are released in real time, which
+    the evaluation delay covers; so does ``DELIVERY_WAIT`` if they never are."""
+
+    DELIVERY_WAIT = timedelta(minutes=2)
+
+    def __init__(self) -> None:
+        self.delivered = threading.Event()
+        self._owed: int | None = None
+        self._live_since: float | None = None
+
+    def __call__(self, progress: SimProgress) -> None:
+        if self.delivered.is_set():
+            return
+        if self._owed is None:
+            if datetime.now(UTC) - progress.sim_time > _LIVE_LAG:
+                return
+            self._owed = progress.spans_emitted
+            self._live_since = time.monotonic()
+        answered = progress.spans_exported + progress.spans_failed
+        waited = time.monotonic() - (self._live_since or 0.0)
+        if answered >= self._owed or waited >= self.DELIVERY_WAIT.total_seconds():
+            self.release()
+
+    def release(self) -> None:
+        """Let the detectors catch up."""
+        if not self.delivered.is_set():
+            self.delivered.set()
+            logger.info("The backfill is delivered: the detectors catch up on it now")
 
 
 class _ProgressLog:

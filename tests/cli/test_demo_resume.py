@@ -98,3 +98,33 @@ def test_the_run_number_follows_the_stored_history_without_the_data_directory(st
     )
     resume = plan_demo_resume(store, Settings(data_dir=tmp_path / "new"))
     assert (resume.history_end, resume.run_number) == (latest, 5)
+
+
+def test_the_backfill_is_delivered_once_the_present_is_reached_and_every_span_answered(caplog):
+    from sample_data.simulator import SimProgress
+    from seamwatch.stack import _BackfillGate
+
+    now = datetime.now(UTC)
+    start = now - timedelta(days=7)
+    gate = _BackfillGate()
+    with caplog.at_level("INFO", logger="seamwatch.stack"):
+        gate(SimProgress(now - timedelta(days=3), start, None, 300_000, 290_000, 0, 1, 0, 60.0))
+        assert not gate.delivered.is_set()  # four days of history still to generate
+        gate(SimProgress(now, start, None, 700_000, 650_000, 0, 1, 0, 120.0))
+        assert not gate.delivered.is_set()  # the present reached, 50,000 spans not answered
+        gate(SimProgress(now, start, None, 700_400, 699_000, 1_000, 1, 0, 125.0))
+        assert gate.delivered.is_set()  # those owed at the present answered (1,000 refused)
+    assert caplog.messages == ["The backfill is delivered: the detectors catch up on it now"]
+
+
+def test_a_backfill_never_fully_answered_still_lets_the_detectors_start(monkeypatch):
+    from sample_data.simulator import SimProgress
+    from seamwatch.stack import _BackfillGate
+
+    now = datetime.now(UTC)
+    gate = _BackfillGate()
+    gate(SimProgress(now, now - timedelta(days=1), None, 100, 10, 0, 1, 0, 5.0))
+    assert not gate.delivered.is_set()
+    monkeypatch.setattr(_BackfillGate, "DELIVERY_WAIT", timedelta(0))
+    gate(SimProgress(now, now - timedelta(days=1), None, 100, 10, 0, 1, 0, 6.0))
+    assert gate.delivered.is_set()

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from collector.late_spans import LateSpans
 from collector.service import Collector
+from seamwatch import runtime
 
 LATE_METRIC = "seamwatch_collector_spans_late_for_detectors_total"
 FLOW = "billing.batch-settlement"
@@ -147,3 +148,39 @@ def test_many_late_requests_log_one_line_a_minute(store, running_collector, capl
             time.sleep(0.01)
     assert _late_count(running_collector) == 5
     assert len(caplog.records) == 1
+
+
+def test_detectors_of_this_process_make_spans_of_the_minutes_they_judge_late_at_once(
+    store, running_collector
+):
+    # a span sent just as the detectors of `seamwatch up` read their minute was missed by
+    # them, and not counted late: the receiver read their position every 10 s only
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    runtime.judging(now)
+    _send(running_collector, [_span(1, now - timedelta(seconds=30))])
+    assert _late_count(running_collector) == 1
+    _send(running_collector, [_span(2, now)])  # the minute not judged yet
+    assert _late_count(running_collector) == 1
+
+
+def test_what_was_acknowledged_is_stored_before_detectors_of_this_process_judge(
+    store, collector_settings
+):
+    # acknowledged spans wait in the spool for a fuller batch; detectors reading the store
+    # then would not see them, and they would not count as late either
+    settings = collector_settings.model_copy(update={"batch_flush_interval_millis": 60_000})
+    collector = Collector(store, settings)
+    collector.start()
+    try:
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        _send(collector, [_span(1, now - timedelta(seconds=50))])  # answered once stored
+        _send(collector, [_span(2, now - timedelta(seconds=40))])  # then answered once spooled
+        assert not collector.writer.wait_until_stored(0.2)  # held for a fuller batch
+        began = time.monotonic()
+        runtime.judging(now)
+        assert collector.writer.wait_until_stored(0)
+        assert time.monotonic() - began < 5
+        assert _late_count(collector) == 0
+    finally:
+        collector.stop()
+    runtime.judging(now)  # a stopped receiver is no longer told

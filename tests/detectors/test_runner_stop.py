@@ -153,3 +153,31 @@ def test_the_runner_thread_stops_mid_chunk_within_seconds(store, monkeypatch):
     # a restart takes up exactly where the stop left off
     until = first + timedelta(hours=8)
     assert DetectorRunner(store).catch_up(until).minutes == (until - cursor) // timedelta(minutes=1)
+
+
+def test_a_held_runner_thread_judges_nothing_until_released_and_stops_while_held(store):
+    # in a demo the runner overtook the backfill: it judged hours of history before their
+    # spans arrived, and never judged them again
+    first = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+    store.insert_arrow("otel_traces", make_span_rows(invoice_postings(first, 0, 6, 0)))
+    hold = threading.Event()
+    thread = RunnerThread(store, delay=timedelta(minutes=1), interval_seconds=0.1, hold=hold)
+    thread.start()
+    try:
+        time.sleep(1.5)
+        assert thread.runner.cursor is None  # nothing judged while held
+        hold.set()
+        deadline = time.monotonic() + 60
+        while thread.runner.cursor is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert thread.runner.cursor is not None
+    finally:
+        thread.stop(timeout_seconds=30)
+
+    still_held = RunnerThread(store, delay=timedelta(minutes=1), hold=threading.Event())
+    still_held.start()
+    time.sleep(0.3)
+    began = time.monotonic()
+    still_held.stop(timeout_seconds=10)
+    assert time.monotonic() - began < 2
+    assert not still_held._thread.is_alive()
