@@ -205,6 +205,36 @@ def names_category(detail: str, category: str) -> bool:
     )
 
 
+def settled_text(signal: str) -> str:
+    """What an ``eased`` event says of ``signal``, whose alarm settled while its alert stayed
+    open: a category as its failures, another signal as the kind :func:`kind_names` lists.
+
+    >>> settled_text("category:mapping"), settled_text("latency_shift")
+    ('mapping failures settled', 'latency settled')
+    """
+    if signal.startswith(CATEGORY_PREFIX):
+        return f"{signal.removeprefix(CATEGORY_PREFIX)} failures settled"
+    return f"{_SIGNAL_KINDS.get(signal, signal)} settled"
+
+
+def settled_signals(detail: str) -> list[str]:
+    """The signals an ``eased`` event's ``detail`` (``; ``-separated, as :func:`settled_text`
+    wrote each) tells of, by signal name.
+
+    >>> settled_signals("mapping failures settled; error_rate settled; latency settled")
+    ['category:mapping', 'error_rate', 'latency_shift']
+    """
+    signals = {kind: signal for signal, kind in _SIGNAL_KINDS.items()}
+    named = []
+    for part in detail.split("; "):
+        name = part.removesuffix(" settled")
+        if name == part:
+            continue
+        category = name.removesuffix(" failures")
+        named.append(CATEGORY_PREFIX + category if category != name else signals.get(name, name))
+    return named
+
+
 def _hours_text(hours: int) -> str:
     """``hours`` in words: hours up to two days, whole days beyond."""
     return f"{hours} hours" if hours < 48 else f"{hours // 24} days"

@@ -10,7 +10,9 @@ alerts and recording progress) writes the same rows again instead of new ones.
 Tables (migrations 20, 21 and 24): ``alerts`` keeps every version of an alert and the newest
 wins (ReplacingMergeTree on ``version``); ``alert_events`` records openings, escalations, peaks and
 resolutions for the notification outbox; silences and acknowledgements live in
-:mod:`detectors.alert_actions`.
+:mod:`detectors.alert_actions`. It also records, for a restart to read back
+(:mod:`detectors.past_alarms`) and for the dashboard, the signals of an open alert that settled
+(``eased``) and those that fired again after settling (``recurred``); neither is notified.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from detectors.alert_text import CATEGORY_PREFIX, compared
+from detectors.alert_text import CATEGORY_PREFIX, compared, settled_text
 from storage import Store
 
 logger = logging.getLogger(__name__)
@@ -108,6 +110,9 @@ class Alert:
     categories: list[str] = field(default_factory=list)
     money_by_currency: dict[str, float] = field(default_factory=dict)
     _last_peak_event: float = field(default=0.0, repr=False)
+    # signals (``category:mapping``) that settled while the alert stayed open, until they
+    # fire again; not stored: a restart reads it back from the ``eased`` events
+    eased: set[str] = field(default_factory=set, repr=False)
 
 
 @dataclass(frozen=True)
@@ -221,8 +226,18 @@ class AlertBook:
         minute ``at`` that says what changed for each, led by the strongest (its kind).
 
         A second category is a failure of its own (a timeout burst during a mapping
-        incident): on-call hears of it, as of a new kind, and it is listed in ``categories``."""
+        incident): on-call hears of it, as of a new kind, and it is listed in ``categories``.
+
+        A signal that settled while the alert stayed open (:meth:`ease`) and fires again is
+        not news: its return is one ``recurred`` event for the minute, which says what changed
+        for each as an escalation would, and changes nothing else (on-call heard of it when it
+        first joined, and the alert never closed)."""
         news = sorted(_join(alert, signals), key=lambda signal: signal.score, reverse=True)
+        back = [signal for signal in signals if signal.signal in alert.eased]
+        alert.eased.difference_update(signal.signal for signal in back)
+        if back:
+            back.sort(key=lambda signal: signal.score, reverse=True)
+            self._event(alert, at, "recurred", back[0], _changes_text(back))
         if not news:
             return
         alert.updated_at = at
@@ -230,6 +245,15 @@ class AlertBook:
         for signal in news:
             self._peak(alert, at, signal)
         self._changed[alert.alert_id] = alert
+
+    def ease(self, alert: Alert, at: datetime, *signals: Signal) -> None:
+        """The alarms of ``signals`` settled in the minute ``at`` while another signal keeps
+        the alert open: one ``eased`` event that names each (:func:`settled_text`), led by
+        the first. Nothing else changes; a signal that fires again is ``recurred``."""
+        alert.eased.update(signal.signal for signal in signals)
+        if signals:
+            detail = "; ".join(settled_text(signal.signal) for signal in signals)
+            self._event(alert, at, "eased", signals[0], detail)
 
     def observe(
         self,
@@ -416,6 +440,7 @@ def _alert_table(alerts: list[Alert]) -> pa.Table:
     for alert in alerts:
         row = asdict(alert)
         row.pop("_last_peak_event")
+        row.pop("eased")
         row["money_by_currency"] = sorted(alert.money_by_currency.items())
         row["kinds"] = list(alert.kinds)
         row["version"] = _version(alert)

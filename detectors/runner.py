@@ -12,12 +12,14 @@ Per (flow, target) series the runner judges, each evaluated minute:
   consumer picked up in time, read from the lineage index (:mod:`detectors.posting_watch`).
 
 A minute's onsets open the flow's alert together or join it, and the alert resolves once every
-alarm of the series has settled (:mod:`detectors.lifecycle`).
+alarm of the series has settled (:mod:`detectors.lifecycle`); an alarm that settles before
+that is an ``eased`` event, and its return on the same alert a ``recurred`` one.
 
 How far the runner got is stored in ``detector_state``. After a restart it learns the week
 before that point from the store (without alerting), with the failure-category alarms the
-stored alerts record (:mod:`detectors.past_alarms`), marks the alarms of open alerts as open,
-and evaluates every minute since, so downtime delays alerts but neither loses nor repeats them.
+stored alerts record (:mod:`detectors.past_alarms`), marks the alarms of open alerts as open
+(but those whose ``eased`` event says they settled while the alert stayed open), and evaluates
+every minute since, so downtime delays alerts but neither loses nor repeats them.
 A stop ends a catch-up between two minutes: the minutes evaluated so far are written and
 recorded, and the next one is evaluated at the next start, as after any downtime.
 A minute is evaluated ``delay`` after it ends (``SEAMWATCH_EVALUATION_DELAY_SECONDS``, 30 s by
@@ -33,7 +35,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,7 +52,7 @@ from detectors.error_rate import ErrorRateDriftDetector
 from detectors.flow_series import data_bounds, read_minutes, split_pair
 from detectors.latency_shift import LatencyShiftTest
 from detectors.lifecycle import Alert, AlertBook, Signal
-from detectors.past_alarms import CategoryAlarm, alarms_at, category_alarms
+from detectors.past_alarms import CategoryAlarm, alarms_at, category_alarms, eased_signals
 from detectors.posting_watch import (
     DROPPED,
     DUPLICATE_POSTING,
@@ -199,6 +201,8 @@ class SeriesState:
             DUPLICATE_POSTING: (DUPLICATE_POSTING, Latch(FINDING_LATCH)),
             DROPPED: (DROPPED, Latch(FINDING_LATCH)),
         }
+        # the signals whose alarm or latch closed in the last minute stepped
+        self.settled: list[Signal] = []
 
     def learn(self, minutes: pd.DataFrame, alarms: Sequence[CategoryAlarm] = ()) -> None:
         """Learn a dense block of past minutes (indexed by minute) without scoring them
@@ -243,11 +247,14 @@ class SeriesState:
     def step(
         self, minute: Minute, findings: dict[str, Finding] | None = None
     ) -> tuple[list[Signal], list[Signal]]:
-        """Feed one minute to every alarm; return (onsets, signals of open alarms)."""
+        """Feed one minute to every alarm; return (onsets, signals of open alarms). The
+        signals whose alarm closed in it are left in :attr:`settled`."""
         onsets: list[Signal] = []
         active: list[Signal] = []
+        self.settled = []
         for signal, kind in SIGNALS:
             alarm = self.alarms[signal]
+            was_open = alarm.is_open
             value = self._value(signal, minute)
             baseline = _median(self.recent[signal])
             if signal == "error_rate":
@@ -263,8 +270,11 @@ class SeriesState:
                 onsets.append(seen)
             if alarm.is_open:
                 active.append(seen)
+            elif was_open:
+                self.settled.append(seen)
         for seen in self._scored_signals(minute, findings or {}):
             _, latch = self._latch(seen.signal, seen.kind)
+            was_open = latch.is_open
             if latch.step(seen.score):
                 onsets.append(seen)
                 if seen.kind == EXCEPTION_CATEGORY:
@@ -272,6 +282,8 @@ class SeriesState:
                     self.categories.forget(seen.signal.split(":", 1)[1])
             if latch.is_open:
                 active.append(seen)
+            elif was_open:
+                self.settled.append(seen)
         return onsets, active
 
     def _scored_signals(self, minute: Minute, findings: dict[str, Finding]) -> list[Signal]:
@@ -336,29 +348,46 @@ class SeriesState:
         return entry
 
     def mark_open(
-        self, kinds: list[str], strongest: str = "", categories: Sequence[str] = ()
+        self,
+        kinds: list[str],
+        strongest: str = "",
+        categories: Sequence[str] = (),
+        eased: Collection[str] = (),
     ) -> None:
         """An alert of these kinds is open in the store: open the matching alarms.
 
         The alarm of each of the alert's failure ``categories`` opens (or, for an alert
         stored without them, that of the category its ``strongest`` signal names), so their
-        failures stay out of the history as before the restart."""
+        failures stay out of the history as before the restart. The latches of categories
+        of earlier alerts stay as they are.
+
+        A signal of ``eased`` (signal names, ``category:mapping``) settled while the alert
+        stayed open: its alarm is left as the minutes evaluated again left it, closed unless
+        it fired again since; reopened, it held its failures out of the history and could
+        keep the alert open longer than without a restart."""
         for signal, kind in SIGNALS:
-            if kind in kinds:
+            if kind in kinds and signal not in eased:
                 self.alarms[signal].is_open = True
+        named = [
+            name
+            for name, (kind, _) in self.latches.items()
+            if kind in kinds and kind != EXCEPTION_CATEGORY
+        ]
         if EXCEPTION_CATEGORY in kinds:
-            named = [f"{CATEGORY_PREFIX}{category}" for category in categories]
-            if not named:
-                named.append(
-                    strongest
-                    if strongest.startswith(CATEGORY_PREFIX)
-                    else f"{CATEGORY_PREFIX}{EXCEPTION_CATEGORY}"
-                )
-            for name in named:
-                self._latch(name, EXCEPTION_CATEGORY)
-        for kind, latch in self.latches.values():
-            if kind in kinds:
-                latch.is_open = True
+            named += [f"{CATEGORY_PREFIX}{category}" for category in categories] or [
+                strongest
+                if strongest.startswith(CATEGORY_PREFIX)
+                else f"{CATEGORY_PREFIX}{EXCEPTION_CATEGORY}"
+            ]
+        for name in named:
+            if name not in eased:
+                self._latch(name, EXCEPTION_CATEGORY)[1].is_open = True
+
+    def is_open(self, name: str) -> bool:
+        """Whether the alarm or latch of the signal ``name`` is open."""
+        if name in self.alarms:
+            return self.alarms[name].is_open
+        return name in self.latches and self.latches[name][1].is_open
 
     @staticmethod
     def _value(signal: str, minute: Minute) -> float:
@@ -592,9 +621,13 @@ class DetectorRunner:
         for key, state in self.series.items():
             if key not in open_alerts:
                 state.settle_latency_latch()
+        eased = eased_signals(self.store, [alert.alert_id for alert in open_alerts.values()])
         for (flow, target), alert in open_alerts.items():
             state = self._series(flow, target, alert.business_object)
-            state.mark_open(alert.kinds, alert.signal, alert.categories)
+            settled = eased.get(alert.alert_id, frozenset())
+            state.mark_open(alert.kinds, alert.signal, alert.categories, settled)
+            # those that fired again since are open; a later return of the others is "recurred"
+            alert.eased = {name for name in settled if not state.is_open(name)}
         self._restore_ledgers()
         return not stop.is_set()
 
@@ -752,6 +785,7 @@ class DetectorRunner:
             self.book.resolve(alert, minute)
             self.ledgers.pop(alert.alert_id, None)
             return
+        self.book.ease(alert, minute, *state.settled)
         strongest = max(active, key=lambda s: s.score)
         ledger = self.ledgers.setdefault(alert.alert_id, AlertLedger())
         failed, counted, money = ledger.fail(values.failed_amounts, values.failed_currencies)

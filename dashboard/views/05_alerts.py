@@ -102,7 +102,8 @@ def alerts_view() -> None:
 
 
 def alert_events(store: Store, alert_id: str) -> pd.DataFrame:
-    """The recorded events of one alert (opened, escalated, peaked, resolved), oldest first."""
+    """The recorded events of one alert (opened, escalated, peaked, eased, recurred,
+    resolved), oldest first."""
     return store.query_df(
         f"SELECT at, event, kind, score, detail FROM {store.table(EVENTS_TABLE)} FINAL "
         "WHERE alert_id = {id:String} ORDER BY at",

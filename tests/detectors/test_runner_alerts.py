@@ -23,7 +23,7 @@ from detectors.alert_text import what_changed
 from detectors.alerts_api import routes
 from detectors.alerts_cli import format_alerts
 from detectors.flow_series import read_minutes
-from detectors.lifecycle import Alert, AlertBook, Signal
+from detectors.lifecycle import Alert, AlertBook, Signal, notified_events_since
 from detectors.posting_watch import DROPPED, DUPLICATE_POSTING, Finding
 from detectors.runner import DetectorRunner, Minute, category_counts, category_messages
 from detectors.severity import load_severity
@@ -569,6 +569,39 @@ def test_a_second_category_joining_an_alert_is_an_escalation(store):
         ("escalated", "exception_category"),
     ]
     assert alert.categories == ["mapping", "timeout"]
+
+
+def test_a_signal_that_settles_while_its_alert_stays_open_is_eased_then_recurred(store):
+    # a category that settled and fired again on the same alert left no trace: a restart
+    # could not tell when it had been in alarm
+    book = AlertBook(store)
+    mapping = Signal("exception_category", "category:mapping", 6.0, 0.001, 0.2, "mapping: 3 of 9")
+    timeouts = Signal("exception_category", "category:timeout", 5.0, 0.001, 0.3, "timeout: 4 of 9")
+    error_rate = Signal("error_rate", "error_rate", 8.0, 0.01, 0.3)
+    alert = book.open(FLOW, "erp", "Invoice", START, mapping, timeouts, error_rate)
+    book.ease(alert, START + timedelta(minutes=40), timeouts, mapping)
+    book.ease(alert, START + timedelta(minutes=41))  # nothing settled: no event
+    book.escalate(alert, START + timedelta(minutes=50), error_rate)  # open all along
+    book.escalate(alert, START + timedelta(minutes=60), mapping)
+    book.escalate(alert, START + timedelta(minutes=61), mapping)  # back already
+    book.flush()
+
+    assert store.query_rows(
+        f"SELECT event, kind, detail FROM {store.table('alert_events')} FINAL ORDER BY at"
+    ) == [
+        (
+            "opened",
+            "exception_category",
+            "mapping: 3 of 9; timeout: 4 of 9; error_rate from 1.00% to 30.00%",
+        ),
+        ("eased", "exception_category", "timeout failures settled; mapping failures settled"),
+        ("recurred", "exception_category", "mapping: 3 of 9"),
+    ]
+    assert alert.eased == {"category:timeout"}
+    assert alert.kinds == ["exception_category", "error_rate"]
+    assert alert.categories == ["mapping", "timeout"]
+    # neither is notified: on-call heard of both categories, and the alert never closed
+    assert [row["event"] for row in notified_events_since(store, START)] == ["opened"]
 
 
 def _notified(store) -> list[tuple]:

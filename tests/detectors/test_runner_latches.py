@@ -111,6 +111,46 @@ def test_a_restart_reopens_the_alarm_of_every_category_the_alert_shows():
     assert series.categories._hour_failures["timeout"] == 0  # in alarm: not learned
 
 
+def test_a_restart_leaves_closed_the_alarms_that_settled_while_the_alert_stayed_open():
+    # every alarm of the alert's kinds reopened, the latch of a category that had settled
+    # while the error rate held the alert open too (its failures left out of the history
+    # again), and so did the latches of categories of the flow's earlier alerts
+    from detectors.runner import EXCEPTION_CATEGORY, Minute, SeriesState
+
+    series = SeriesState("order-to-cash.order-submit", "erp")
+    for _ in range(25 * 60):
+        series.step(Minute(calls=3, transactions=3))
+    series._latch("category:timeout", EXCEPTION_CATEGORY)  # an earlier alert's, settled
+    series.mark_open(
+        [EXCEPTION_CATEGORY, "error_rate"],
+        "category:mapping",
+        ["mapping", "master_data_missing"],
+        frozenset({"category:mapping"}),
+    )
+    assert not series.is_open("category:mapping")
+    assert not series.is_open("category:timeout")
+    assert series.is_open("category:master_data_missing") and series.is_open("error_rate")
+    series.step(Minute(calls=3, transactions=3, failed=1, categories={"mapping": ["SO-7"]}))
+    assert series.categories._hour_failures["mapping"] == 1  # settled: learned
+    assert series.settled == []
+
+
+def test_a_step_tells_which_alarms_settled_in_it():
+    from detectors.runner import EXCEPTION_CATEGORY, Minute, SeriesState
+
+    series = SeriesState("order-to-cash.order-submit", "erp")
+    for _ in range(25 * 60):
+        series.step(Minute(calls=3, transactions=3))
+    series.mark_open([EXCEPTION_CATEGORY], "category:mapping", ["mapping"])
+    for _ in range(CATEGORY_LATCH.settle - 1):
+        series.step(Minute(calls=3, transactions=3))
+        assert series.settled == []
+    series.step(Minute(calls=3, transactions=3))
+    assert [signal.signal for signal in series.settled] == ["category:mapping"]
+    series.step(Minute(calls=3, transactions=3))
+    assert series.settled == []
+
+
 def test_the_warm_up_learns_a_flow_s_calls_as_its_evaluation_did():
     # the warm-up learned every call: a slow spell's calls, which the evaluation had left out
     # (they scored above the release), widened the baseline after a restart, and a young

@@ -34,6 +34,17 @@ def _forget_everything_evaluated(store) -> None:
         store.command(f"TRUNCATE TABLE {store.table(table)}")
 
 
+def _without_and_with_a_restart(store, restart_at: datetime, end: datetime) -> tuple:
+    """What a run up to ``end`` stores, then what one stopped at ``restart_at`` and started
+    again stores instead."""
+    DetectorRunner(store).catch_up(end)
+    uninterrupted = _stored(store)
+    _forget_everything_evaluated(store)
+    DetectorRunner(store).catch_up(restart_at)
+    DetectorRunner(store).catch_up(end)
+    return uninterrupted, _stored(store)
+
+
 @pytest.fixture
 def young_store(store):
     """A flow's first hours of clean invoice postings, then one posting that fails on missing
@@ -63,14 +74,11 @@ def test_a_restart_of_a_young_flow_opens_no_alert_the_uninterrupted_run_does_not
     # the warm-up learned each series from the start of the day-long read it first showed up
     # in: hours of empty minutes before the flow's first posting made a three-hour-old flow
     # look a day old, and its first master-data failure looked new to it and alerted
-    DetectorRunner(young_store).catch_up(END)
-    uninterrupted = _stored(young_store)
-    _forget_everything_evaluated(young_store)
+    uninterrupted, restarted = _without_and_with_a_restart(
+        young_store, START + timedelta(minutes=restart_after), END
+    )
 
-    DetectorRunner(young_store).catch_up(START + timedelta(minutes=restart_after))
-    DetectorRunner(young_store).catch_up(END)
-
-    assert _stored(young_store) == uninterrupted
+    assert restarted == uninterrupted
     assert uninterrupted[0] == []
 
 
@@ -111,19 +119,16 @@ def test_a_restart_learns_the_alarms_of_stored_alerts_as_the_uninterrupted_run_d
     # taken back when its alarm opened, became the usual rate, and the failure eight hours
     # later was no longer new to the flow (a missed alert); nor did it know the quiet hours
     end = _lone_failure_store(store, lone_after)
-    DetectorRunner(store).catch_up(end)
-    uninterrupted = _stored(store)
-    _forget_everything_evaluated(store)
-
-    DetectorRunner(store).catch_up(START + timedelta(minutes=INCIDENT_MINUTE + restart_after))
-    DetectorRunner(store).catch_up(end)
+    uninterrupted, restarted = _without_and_with_a_restart(
+        store, START + timedelta(minutes=INCIDENT_MINUTE + restart_after), end
+    )
 
     assert len(_categories_alerted(uninterrupted)) == alerts_expected
     assert all(
         categories == ["master_data_missing"]
         for _, categories in _categories_alerted(uninterrupted)
     )
-    assert _stored(store) == uninterrupted
+    assert restarted == uninterrupted
 
 
 @pytest.mark.parametrize("restart_after", [20, 70])
@@ -133,13 +138,78 @@ def test_an_alert_open_at_a_restart_resolves_when_it_would_have_without_one(stor
     burst = CLEAN_MINUTES
     end = START + timedelta(minutes=burst + 300)
     _store_postings(store, burst + 300, 6, {minute: 3 for minute in range(burst, burst + 5)})
-    DetectorRunner(store).catch_up(end)
-    uninterrupted = _stored(store)
-    _forget_everything_evaluated(store)
-
-    DetectorRunner(store).catch_up(START + timedelta(minutes=burst + restart_after))
-    DetectorRunner(store).catch_up(end)
+    uninterrupted, restarted = _without_and_with_a_restart(
+        store, START + timedelta(minutes=burst + restart_after), end
+    )
 
     (alert,) = uninterrupted[0]
     assert alert[1] == "resolved" and "error_rate" in alert[2]
-    assert _stored(store) == uninterrupted
+    assert restarted == uninterrupted
+
+
+# The incident above, stronger: three of six invoices a minute fail on a missing customer for
+# three minutes, which raises the error rate with the category. The category's alarm settles
+# about 45 minutes later; the error rate's two calm hours hold the alert open an hour longer.
+STRONG_INCIDENT = {INCIDENT_MINUTE + minute: 3 for minute in range(3)}
+
+
+def _events_named(stored: tuple[list[tuple], list[tuple]]) -> list[str]:
+    _, events = stored
+    return [event for _, _, event, *_ in events]
+
+
+@pytest.mark.parametrize(
+    "restart_after",
+    [
+        60,  # the category has settled, the alert is open
+        180,  # the alert has resolved
+    ],
+)
+def test_a_restart_learns_a_category_that_settled_before_its_alert_as_without_one(
+    store, restart_after
+):
+    # the category was taken to stay in alarm until its alert resolved: after a restart, its
+    # failures between were left out of the history, and one more such failure seven hours
+    # after the incident, six after the category settled, was still its incident's tail
+    # (within six hours of its alarm) where the uninterrupted run alerted on it as new
+    lone_minute = INCIDENT_MINUTE + 7 * 60
+    _store_postings(store, lone_minute + 40, 6, {**STRONG_INCIDENT, lone_minute: 1})
+    end = START + timedelta(minutes=lone_minute + 40)
+    uninterrupted, restarted = _without_and_with_a_restart(
+        store, START + timedelta(minutes=INCIDENT_MINUTE + restart_after), end
+    )
+
+    first, second = sorted(uninterrupted[0], key=lambda alert: alert[4])  # by opening
+    assert first[2] == "exception_category,error_rate" and second[2] == "exception_category"
+    assert _events_named(uninterrupted)[:-2] == ["opened", "peaked", "peaked", "eased", "resolved"]
+    assert restarted == uninterrupted
+
+
+@pytest.mark.parametrize(
+    "restart_after",
+    [
+        60,  # the category has settled, the alert is open
+        100,  # the category is back in alarm
+        200,  # it has settled again
+    ],
+)
+def test_a_category_back_in_alarm_after_a_restart_is_told_as_without_one(store, restart_after):
+    # a category that settled and fired again on the same alert left no event of either,
+    # and a restart in between reopened its latch as if it had never settled
+    back = INCIDENT_MINUTE + 75
+    end = START + timedelta(minutes=INCIDENT_MINUTE + 5 * 60)
+    _store_postings(store, INCIDENT_MINUTE + 5 * 60, 6, {**STRONG_INCIDENT, back: 3, back + 1: 3})
+    uninterrupted, restarted = _without_and_with_a_restart(
+        store, START + timedelta(minutes=INCIDENT_MINUTE + restart_after), end
+    )
+
+    (alert,) = uninterrupted[0]
+    assert alert[3] == "master_data_missing"
+    assert [name for name in _events_named(uninterrupted) if name != "peaked"] == [
+        "opened",
+        "eased",
+        "recurred",
+        "eased",
+        "resolved",
+    ]
+    assert restarted == uninterrupted

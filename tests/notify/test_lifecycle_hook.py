@@ -66,6 +66,35 @@ def test_opened_and_resolved_alerts_are_delivered_and_logged(store):
     ]
 
 
+def test_a_signal_that_settles_and_fires_again_on_an_open_alert_is_not_notified(store):
+    # like peaks, they stay in alert_events and on the dashboard: on-call heard of the
+    # signal when it joined, and the alert stayed open
+    now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    mapping = Signal("exception_category", "category:mapping", 9.0, 0.001, 0.3, "mapping: 3")
+    with RecordingServer() as server:
+        notifier = _notifier(server, StoreRecorder())
+        notifier.start()
+        lifecycle.add_listener(notifier.on_flush)
+        try:
+            book = AlertBook(store)
+            alert = book.open("billing.invoice-post", "erp", "Invoice", now, SIGNAL, mapping)
+            book.flush()
+            book.ease(alert, now + MINUTE, mapping)
+            book.flush()
+            book.escalate(alert, now + 2 * MINUTE, mapping)
+            book.flush()
+            book.resolve(alert, now + 3 * MINUTE)
+            book.flush()
+            got = server.wait_for(2)
+            # an eased or recurred message would have been sent before the resolution's
+        finally:
+            lifecycle.remove_listener(notifier.on_flush)
+            notifier.stop(timeout_seconds=2)
+    assert [request.json["event"] for request in got] == ["opened", "resolved"]
+    assert len(server.received) == 2
+    assert [row[0] for row in _outcomes(store)] == ["opened", "resolved"]
+
+
 def test_after_a_restart_a_resolution_goes_where_the_opening_went(store):
     opened_at = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
     with RecordingServer() as server:
