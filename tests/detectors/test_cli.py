@@ -598,3 +598,19 @@ def test_bench_series_prints_rows_a_second_per_kind():
     refused = runner.invoke(seamwatch_app, ["bench", "series", "--rows", "0"])
     assert refused.exit_code == 2
     assert refused.stderr.startswith("Error: --rows takes whole numbers above 0")
+
+
+def test_bench_detect_refuses_a_data_dir_that_is_a_file(tmp_path):
+    # it ended in the store's traceback, exit code 1
+    from seamwatch.cli import app as seamwatch_app
+
+    regular = tmp_path / "afile"
+    regular.write_text("")
+    result = runner.invoke(
+        seamwatch_app,
+        ["bench", "detect", "--data-dir", str(regular), "--flows", "2", "--minutes", "1"],
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: --data-dir {regular} is a file, not a folder; name a folder for the store.\n"
+    )
