@@ -39,6 +39,7 @@ from detectors.priority import LOWEST_LABEL, PRIORITY_LABELS
 from detectors.severity import TIER_NAMES, check_glob
 from notify.message import NOTIFIED_EVENTS, Notification
 from seamwatch.yaml_files import (
+    PLAIN_NUMBER,
     Problem,
     describe_problems,
     problem_line,
@@ -95,9 +96,11 @@ class DestinationModel(BaseModel):
     min_priority: PriorityName = "P4"
     flows: list[FlowPattern] = Field(default_factory=list)
     events: list[EventName] = Field(default_factory=lambda: list(NOTIFIED_EVENTS))
-    # NaN would pass as "not greater than" the bound; infinity is refused by it already
-    timeout_seconds: float = Field(10.0, gt=0, le=120, allow_inf_nan=False)
-    resend_interval_seconds: float = Field(60.0, ge=1, le=3600, allow_inf_nan=False)
+    # a YAML number, as in the severity file: not "5", true, NaN (which would pass as "not
+    # greater than" the bound) or infinity
+    timeout_seconds: float = Field(10.0, gt=0, le=120, **PLAIN_NUMBER)
+    # alertmanager only (cross_check refuses it for the other kinds)
+    resend_interval_seconds: float = Field(60.0, ge=1, le=3600, **PLAIN_NUMBER)
 
     @field_validator("flows", "events")
     @classmethod
@@ -205,6 +208,7 @@ def cross_check(data: object, environ: dict[str, str] | None = None) -> list[Pro
             continue
         where = ("destinations", index)
         problems += [Problem(where, message) for message in _source_problems(destination)]
+        problems += _kind_problems(where, destination)
         name, url = destination.get("name"), destination.get("url")
         if isinstance(name, str) and name in seen:
             problems.append(Problem((*where, "name"), f"destination name {name!r} is used twice"))
@@ -270,6 +274,25 @@ def _source_problems(destination: dict[str, Any]) -> list[str]:
     if given & {"secret", "secret_env"} and destination.get("kind") != "webhook":
         problems.append("secret and secret_env sign generic webhooks only (kind: webhook)")
     return problems
+
+
+# Fields that one kind of destination alone uses: given to another, they would do nothing.
+_KIND_FIELDS = {"resend_interval_seconds": ("alertmanager", "resend firing alerts")}
+
+
+def _kind_problems(where: tuple[str | int, ...], destination: dict[str, Any]) -> list[Problem]:
+    """A field given to a destination of a kind that does not use it."""
+    kind = destination.get("kind")
+    if kind not in KINDS:  # an unknown kind is refused as such
+        return []
+    return [
+        Problem(
+            (*where, field),
+            f"only {user} destinations {does}; remove it from this {kind} destination",
+        )
+        for field, (user, does) in _KIND_FIELDS.items()
+        if field in destination and kind != user
+    ]
 
 
 def load_routes(path: Path | str | None = None) -> list[Route]:

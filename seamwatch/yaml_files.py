@@ -39,6 +39,10 @@ _COMPOUND_KEY = "a key is a list or a mapping; a key must be a name"
 # hundred values; reusing a tier's settings repeats a few dozen.
 ALIAS_EXPANSION_LIMIT = 10_000
 
+# The settings of a number field of a YAML file: a YAML number, never a boolean or a quoted
+# string ("5", which the error says to write without quotes), and never infinite or NaN.
+PLAIN_NUMBER: dict[str, Any] = {"strict": True, "allow_inf_nan": False}
+
 
 class Problem(NamedTuple):
     """One thing wrong in a file: where (``path``, whose line is reported unless ``line`` says

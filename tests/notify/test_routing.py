@@ -246,10 +246,42 @@ def test_an_empty_events_list_is_refused_as_a_destination_that_would_get_nothing
 def test_a_nan_duration_is_called_not_a_number(field):
     # it passed as "not greater than" the bound, and was refused as above it
     message = _error(
-        "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n"
+        "destinations:\n  - name: a\n    kind: alertmanager\n    url: http://127.0.0.1/\n"
         f"    {field}: .nan\n"
     )
     assert message.splitlines()[1:] == [
         f"  notify.yaml, line 5, field destinations.0.{field}: Input should be a number, not NaN "
         "(got .nan)"
+    ]
+
+
+@pytest.mark.parametrize("field", ["timeout_seconds", "resend_interval_seconds"])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"5"', "Input should be a valid number, written without quotes (got '5')"),
+        ("true", "Input should be a valid number (got true)"),
+    ],
+)
+def test_a_duration_must_be_a_yaml_number_as_in_the_severity_file(field, value, expected):
+    # a quoted "5" was taken as 5 here, and refused in the severity file
+    message = _error(
+        "destinations:\n  - name: a\n    kind: alertmanager\n    url: http://127.0.0.1/\n"
+        f"    {field}: {value}\n"
+    )
+    assert message.splitlines()[1:] == [
+        f"  notify.yaml, line 5, field destinations.0.{field}: {expected}"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["slack", "teams", "google_chat", "webhook"])
+def test_a_resend_interval_is_refused_for_a_kind_that_never_resends(kind):
+    # it was accepted and did nothing: only Alertmanager is posted again while firing
+    message = _error(
+        f"destinations:\n  - name: a\n    kind: {kind}\n    url: http://127.0.0.1/\n"
+        "    resend_interval_seconds: 30\n"
+    )
+    assert message.splitlines()[1:] == [
+        "  notify.yaml, line 5, field destinations.0.resend_interval_seconds: only alertmanager "
+        f"destinations resend firing alerts; remove it from this {kind} destination"
     ]
