@@ -29,7 +29,7 @@ import typer
 from typer.core import TyperGroup
 
 from seamwatch.settings import ENV_PREFIX, known_variables, quotable_variable
-from seamwatch.user_text import quoted
+from seamwatch.user_text import quoted_as_written
 
 BAD_INPUT_EXIT = 2  # as every command exits on an option to correct
 
@@ -68,7 +68,7 @@ def non_text_argument(group: Any, args: list[str]) -> str | None:
         name, _, value = arg.partition("=")
         return _refusal(name, value)
     if arg.startswith("-") and len(arg) > 1:
-        return f"the option name {quoted(_shown(arg))} is not UTF-8 text; check the command line."
+        return f"the option name {_shown(arg)} is not UTF-8 text; check the command line."
     commands, positional = _commands_and_positional(group, args[:index])
     before = args[index - 1] if index else ""
     option = _value_option(commands, before)
@@ -127,7 +127,7 @@ def _parser_options(parser: Any) -> Iterator[Any]:
 
 
 def _repeated(name: str, values: list[Any], advice: str | None) -> str:
-    shown = ", ".join(quoted(value) for value in values)
+    shown = ", ".join(_shown(str(value)) for value in values)
     times = "twice" if len(values) == 2 else f"{len(values)} times"
     return (
         f"{name} is given {times} ({shown}), and it takes one value: only the last would count; "
@@ -145,7 +145,7 @@ def non_text_variables(environ: Mapping[str, str]) -> list[str]:
             continue
         if not _is_text(variable):
             problems.append(
-                f"the environment variable name {quoted(_shown(variable))} is not UTF-8 text; "
+                f"the environment variable name {_shown(variable)} is not UTF-8 text; "
                 "rename or unset it."
             )
             continue
@@ -176,7 +176,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
 
 def _refusal(name: str, value: str) -> str:
-    return f"{name} is not UTF-8 text (got {quoted(_shown(value))}); write it in UTF-8."
+    return f"{name} is not UTF-8 text (got {_shown(value)}); write it in UTF-8."
 
 
 def _is_text(arg: str) -> bool:
@@ -188,9 +188,9 @@ def _is_text(arg: str) -> bool:
 
 
 def _shown(arg: str) -> str:
-    """``arg`` with the bytes that are not UTF-8 written as ``\\xff``, as they were typed."""
+    """``arg`` quoted, with the bytes that are not UTF-8 written as ``\\xff``, as typed."""
     raw = arg.encode("utf-8", "surrogateescape")
-    return raw.decode("utf-8", "backslashreplace")
+    return quoted_as_written(raw.decode("utf-8", "backslashreplace"))
 
 
 def _commands_and_positional(group: Any, args: list[str]) -> tuple[list[Any], int]:

@@ -44,7 +44,7 @@ def test_an_argument_that_is_not_utf8_is_one_error_line_naming_it(args, named):
     result = CliRunner().invoke(app, args)
 
     assert result.exit_code == 2
-    shown = "INV-\\\\xff" if "INV-" in args[-1] else "\\\\xff"
+    shown = "INV-\\xff" if "INV-" in args[-1] else "\\xff"
     assert (
         result.output == f"Error: {named} is not UTF-8 text (got '{shown}'); write it in UTF-8.\n"
     )
@@ -55,7 +55,7 @@ def test_an_option_name_that_is_not_utf8_is_refused():
 
     assert result.exit_code == 2
     assert result.output == (
-        "Error: the option name '--k\\\\xffy' is not UTF-8 text; check the command line.\n"
+        "Error: the option name '--k\\xffy' is not UTF-8 text; check the command line.\n"
     )
 
 
@@ -71,7 +71,7 @@ def test_the_bytes_of_a_real_command_line_are_refused_without_a_traceback(tmp_pa
     )
 
     assert result.returncode == 2
-    assert result.stderr == b"Error: --key is not UTF-8 text (got '\\\\xff'); write it in UTF-8.\n"
+    assert result.stderr == b"Error: --key is not UTF-8 text (got '\\xff'); write it in UTF-8.\n"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -82,7 +82,7 @@ def test_the_bytes_of_a_real_command_line_are_refused_without_a_traceback(tmp_pa
         (
             "SEAMWATCH_DATA_DIR",
             f"/srv/d{NOT_UTF8}",
-            "SEAMWATCH_DATA_DIR is not UTF-8 text (got '/srv/d\\\\xff'); write it in UTF-8.",
+            "SEAMWATCH_DATA_DIR is not UTF-8 text (got '/srv/d\\xff'); write it in UTF-8.",
         ),
         (
             "SEAMWATCH_CLICKHOUSE_URL",
@@ -122,9 +122,9 @@ def test_every_argument_and_variable_that_is_not_utf8_is_refused_in_one_round():
 
     assert result.exit_code == 2
     assert result.output.splitlines() == [
-        "Error: --key is not UTF-8 text (got '\\\\xff'); write it in UTF-8.",
-        "Error: SEAMWATCH_DATABASE is not UTF-8 text (got '\\\\xff'); write it in UTF-8.",
-        "Error: SEAMWATCH_NOTIFY_FILE is not UTF-8 text (got '\\\\xff'); write it in UTF-8.",
+        "Error: --key is not UTF-8 text (got '\\xff'); write it in UTF-8.",
+        "Error: SEAMWATCH_DATABASE is not UTF-8 text (got '\\xff'); write it in UTF-8.",
+        "Error: SEAMWATCH_NOTIFY_FILE is not UTF-8 text (got '\\xff'); write it in UTF-8.",
     ]
 
 
@@ -144,8 +144,8 @@ def test_a_variable_of_a_real_environment_is_refused_without_a_traceback(tmp_pat
 
     assert result.returncode == 2
     assert result.stderr == (
-        b"Error: SEAMWATCH_DATA_DIR is not UTF-8 text (got '\\\\xff'); write it in UTF-8.\n"
-        b"Error: the environment variable name 'SEAMWATCH_\\\\xfe' is not UTF-8 text; "
+        b"Error: SEAMWATCH_DATA_DIR is not UTF-8 text (got '\\xff'); write it in UTF-8.\n"
+        b"Error: the environment variable name 'SEAMWATCH_\\xfe' is not UTF-8 text; "
         b"rename or unset it.\n"
     )
     assert list(tmp_path.iterdir()) == []
