@@ -554,7 +554,8 @@ def _alert_state(store: Store, alert_id: str) -> str:
     state, resolved_at = found[0]
     if state == RESOLVED:
         when = f" at {readable_utc(resolved_at)}" if not pd.isna(resolved_at) else ""
-        raise Conflict(f"alert {alert_id} resolved{when}; nothing to acknowledge")
+        # named as stored, as every answer names it, not in the case it was typed
+        raise Conflict(f"alert {stored_id(alert_id)} resolved{when}; nothing to acknowledge")
     return state
 
 
