@@ -337,6 +337,8 @@ def _unseen_pattern_warnings(store: Store, patterns: dict[str, str]) -> list[str
     warnings = []
     for name in ("flow", "target"):
         pattern = patterns[name]
+        if matches_every_name(pattern):  # matches whatever comes, even in an empty store
+            continue
         seen = _seen(store, name)
         if not any(fnmatch.fnmatchcase(value, pattern) for value in seen):
             warnings += _unseen_warning(name, pattern, seen)
@@ -359,13 +361,16 @@ _GLOB_CHARACTERS = re.compile(r"[*?\[]")
 
 
 def _unseen_warning(name: str, pattern: str, seen: list[str]) -> list[str]:
-    """The warning that ``pattern`` matches none of the ``seen`` values of ``name``; none
-    while the store has seen nothing to compare with."""
+    """The warning that ``pattern`` matches none of the ``seen`` values of ``name``, also
+    when the store has seen none yet: a typo there silences nothing as surely."""
+    kinds = "categories" if name == "category" else f"{name}s"
     if not seen:
-        return []
+        return [
+            f"{name} {quoted(pattern)} matches none of the {kinds} seen in the store (it has "
+            f"seen none yet); the silence is kept and applies if such a {name} appears"
+        ]
     shown = ", ".join(seen[:SEEN_EXAMPLES])
     more = f" and {len(seen) - SEEN_EXAMPLES} more" if len(seen) > SEEN_EXAMPLES else ""
-    kinds = "categories" if name == "category" else f"{name}s"
     return [
         f"{name} {quoted(pattern)} matches none of the {len(seen)} {kinds} seen in the store "
         f"({shown}{more}); the silence is kept and applies if such a {name} appears"
