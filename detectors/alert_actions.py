@@ -337,6 +337,8 @@ def _unseen_pattern_warnings(store: Store, patterns: dict[str, str]) -> list[str
     warnings = []
     for name in ("flow", "target"):
         pattern = patterns[name]
+        if matches_every_name(pattern):  # matches whatever comes, even in an empty store
+            continue
         seen = _seen(store, name)
         if not any(fnmatch.fnmatchcase(value, pattern) for value in seen):
             warnings += _unseen_warning(name, pattern, seen)
@@ -359,13 +361,16 @@ _GLOB_CHARACTERS = re.compile(r"[*?\[]")
 
 
 def _unseen_warning(name: str, pattern: str, seen: list[str]) -> list[str]:
-    """The warning that ``pattern`` matches none of the ``seen`` values of ``name``; none
-    while the store has seen nothing to compare with."""
+    """The warning that ``pattern`` matches none of the ``seen`` values of ``name``, also
+    when the store has seen none yet: a typo there silences nothing as surely."""
+    kinds = "categories" if name == "category" else f"{name}s"
     if not seen:
-        return []
+        return [
+            f"{name} {quoted(pattern)} matches none of the {kinds} seen in the store (it has "
+            f"seen none yet); the silence is kept and applies if such a {name} appears"
+        ]
     shown = ", ".join(seen[:SEEN_EXAMPLES])
     more = f" and {len(seen) - SEEN_EXAMPLES} more" if len(seen) > SEEN_EXAMPLES else ""
-    kinds = "categories" if name == "category" else f"{name}s"
     return [
         f"{name} {quoted(pattern)} matches none of the {len(seen)} {kinds} seen in the store "
         f"({shown}{more}); the silence is kept and applies if such a {name} appears"
@@ -554,7 +559,8 @@ def _alert_state(store: Store, alert_id: str) -> str:
     state, resolved_at = found[0]
     if state == RESOLVED:
         when = f" at {readable_utc(resolved_at)}" if not pd.isna(resolved_at) else ""
-        raise Conflict(f"alert {alert_id} resolved{when}; nothing to acknowledge")
+        # named as stored, as every answer names it, not in the case it was typed
+        raise Conflict(f"alert {stored_id(alert_id)} resolved{when}; nothing to acknowledge")
     return state
 
 

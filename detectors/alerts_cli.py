@@ -52,6 +52,7 @@ from seamwatch import runtime
 from seamwatch.access import act, answer
 from seamwatch.api import ApiError, ApiRefused
 from seamwatch.api_server import ApiServer, ApiServerError, serve_api
+from seamwatch.cli_args import repeat_advice
 from seamwatch.cli_options import clickhouse_url_option, data_dir_option, require_store
 from seamwatch.durations import parse_duration
 from seamwatch.logs import configure_logging
@@ -442,6 +443,13 @@ def _check_options(values: dict[str, str], patterns: dict[str, str] | None = Non
         raise _fail(str(exc)) from None
 
 
+@repeat_advice(
+    **{
+        name: f"a silence takes one --{name}: give a glob that matches every {name} meant, or "
+        "make one silence for each"
+        for name in ("flow", "target", "kind")
+    }
+)
 def silence_command(
     ctx: typer.Context,
     duration: str = typer.Option(..., "--for", help="How long, e.g. 30m, 2h, 1d; at most 365d."),

@@ -29,7 +29,9 @@ from detectors.evaluate import SetResult, evaluate
 from detectors.nab import PROFILES
 from detectors.product import FINEST_INTERVAL, sampling_interval, score_series, warm_up
 from detectors.series_bench import bench_detect_series
+from seamwatch.cli_options import check_bench_folder, data_dir_option
 from seamwatch.user_text import quoted
+from storage import StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -256,13 +258,18 @@ def _score_cell(score: float | None) -> str:
 def bench_detect_command(
     flows: int = typer.Option(1000, "--flows", min=1, help="Flows, each with its own state."),
     minutes: int = typer.Option(3, "--minutes", min=1, help="Minutes of data evaluated."),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Embedded store folder for the bench (default: a temporary one)."
+    data_dir: Path | None = data_dir_option(
+        "Embedded store folder for the bench (default: a temporary one)."
     ),
 ) -> None:
     """Time the detector runner's per-minute evaluation of every flow, store queries included."""
-    with tempfile.TemporaryDirectory(prefix="seamwatch-bench-") as scratch:
-        result = bench_in_scratch_store(Path(data_dir or scratch), flows, minutes)
+    check_bench_folder(data_dir, "--data-dir", made_if_missing=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="seamwatch-bench-") as scratch:
+            result = bench_in_scratch_store(Path(data_dir or scratch), flows, minutes)
+    except StoreError as exc:  # a store that another process holds, a folder not writable
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(1) from None
     verdict = "within" if result.meets_target else "over"
     typer.echo(
         f"runner, {result.flows} flows, {result.spans_per_minute:,.0f} spans a minute: "

@@ -99,8 +99,11 @@ def read_series_with_text(path: Path | str) -> tuple[list[str], np.ndarray, np.n
 # ISO 8601 only: a date, then a time after "T" or a space with optional seconds, fraction and
 # "Z" or UTC offset. Other layouts are ambiguous: 01/03/2024 is 1 March or 3 January.
 ISO_TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+    r"(Z|(?P<offset>(?P<sign>[+-])(?P<hours>\d{2}):?(?P<minutes>\d{2})?))?)?"
 )
+# The UTC offsets in use on Earth, in minutes: -12:00 (Baker Island) to +14:00 (Kiribati).
+OFFSET_RANGE = (-12 * 60, 14 * 60)
 ISO_ADVICE = (
     "write ISO 8601 such as 2024-01-03 14:00:00 (UTC, or add Z or an offset such as +01:00)"
 )
@@ -120,6 +123,7 @@ def _timestamps(name: str, raw: pd.Series) -> np.ndarray:
     not_iso = ~written.str.fullmatch(ISO_TIMESTAMP)
     if not_iso.any():
         raise SeriesFormatError(_not_iso(name, raw, int(np.flatnonzero(not_iso.to_numpy())[0])))
+    _check_offsets(name, raw, written)
     try:
         stamps = pd.to_datetime(written.astype("string"), utc=True, format="ISO8601")
     except (ValueError, TypeError, OverflowError):
@@ -324,6 +328,26 @@ def _refuse_extra_fields(name: str, rows: Iterator[list[str]], width: int) -> No
             )
 
 
+def _check_offsets(name: str, raw: pd.Series, written: pd.Series) -> None:
+    """Refuse a UTC offset that no place uses (``+14:45``, beyond -12:00 to +14:00), naming
+    its row: it was taken as written, moving the row by hours no clock shows."""
+    parts = written.str.extract(ISO_TIMESTAMP)
+    given = parts["offset"].notna().to_numpy()
+    if not given.any():
+        return
+    hours = pd.to_numeric(parts["hours"]).fillna(0)
+    minutes = hours * 60 + pd.to_numeric(parts["minutes"]).fillna(0)
+    signed = minutes.where(parts["sign"] != "-", -minutes)
+    outside = given & ((signed < OFFSET_RANGE[0]) | (signed > OFFSET_RANGE[1])).to_numpy()
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise SeriesFormatError(
+            f"{name}: timestamp {raw.iloc[row]!r} on data row {row + 1} has the UTC offset "
+            f"{parts['offset'].iloc[row]}, which no clock uses; offsets run from -12:00 to "
+            "+14:00 (or end the time in Z for UTC)"
+        )
+
+
 def _values(name: str, raw: pd.Series) -> np.ndarray:
     """The value column as floats: blank or NA/NaN is a gap (NaN); anything else that is not a
     finite number of a sensible size is an error naming its row."""
@@ -333,6 +357,12 @@ def _values(name: str, raw: pd.Series) -> np.ndarray:
     bad = (values.isna() & ~gap) | (values.abs() > MAX_VALUE)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
+        if pd.isna(values.iloc[row]):  # text that is no number, such as 107.01% or 1,107.5
+            raise SeriesFormatError(
+                f"{name}: value {raw.iloc[row]!r} on data row {row + 1} is not a plain number; "
+                "write digits with a point for decimals, without a % sign or thousands "
+                "separators (1107.5, not 1,107.5), or leave it blank (or NaN) for a gap"
+            )
         raise SeriesFormatError(
             f"{name}: unparsable value {raw.iloc[row]!r} on data row {row + 1}: expected a "
             f"finite number of at most {MAX_VALUE:.3g} in size, or a blank (or NaN) for a gap"

@@ -50,6 +50,7 @@ from detectors.priority import DEFAULT_MONEY_FULL_WEIGHT
 from seamwatch.money import Converted, convert
 from seamwatch.settings import SEVERITY_FILE_ENV
 from seamwatch.yaml_files import (
+    PLAIN_NUMBER,
     Lines,
     Problem,
     describe_problems,
@@ -70,9 +71,6 @@ TIER_NAMES: tuple[str, ...] = ("critical", "high", "medium", "low")
 PATTERN_FIELDS = ("flow", "business_object", "target")
 INVALID_TITLE = "Invalid severity file"
 
-# A YAML number, never a boolean or a quoted string, and never infinite or NaN.
-_NUMBER: dict[str, Any] = {"strict": True, "allow_inf_nan": False}
-
 # An ISO 4217 code as the file must write it: three capital letters.
 _CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 
@@ -89,9 +87,9 @@ class TierModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    weight: float = Field(gt=0, le=1, **_NUMBER)
-    latency_objective_ms: float | None = Field(None, gt=0, **_NUMBER)
-    error_budget: float | None = Field(None, ge=0, le=1, **_NUMBER)
+    weight: float = Field(gt=0, le=1, **PLAIN_NUMBER)
+    latency_objective_ms: float | None = Field(None, gt=0, **PLAIN_NUMBER)
+    error_budget: float | None = Field(None, ge=0, le=1, **PLAIN_NUMBER)
 
 
 class RuleModel(BaseModel):
@@ -149,12 +147,12 @@ class MoneyModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reporting_currency: CurrencyCode
-    rates: dict[CurrencyCode, Annotated[float, Field(gt=0, **_NUMBER)]] = Field(
+    rates: dict[CurrencyCode, Annotated[float, Field(gt=0, **PLAIN_NUMBER)]] = Field(
         default_factory=dict
     )
     # money at risk, in the reporting currency, that weighs fully in the priority: it sets the
     # money factor's scale, so a business reporting in yen sets it as many yen as matter
-    full_weight_at: float = Field(DEFAULT_MONEY_FULL_WEIGHT, gt=1, **_NUMBER)
+    full_weight_at: float = Field(DEFAULT_MONEY_FULL_WEIGHT, gt=1, **PLAIN_NUMBER)
 
 
 class SeverityModel(BaseModel):

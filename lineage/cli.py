@@ -17,7 +17,12 @@ from typing import Any, NamedTuple
 import typer
 
 from lineage import report
-from seamwatch.cli_options import clickhouse_url_option, data_dir_option, require_store
+from seamwatch.cli_options import (
+    check_bench_folder,
+    clickhouse_url_option,
+    data_dir_option,
+    require_store,
+)
 from seamwatch.times import supported_time_or_ago
 from seamwatch.user_text import quoted
 
@@ -153,6 +158,7 @@ def bench_lineage_command(
         raise _fail(f"--spans {quoted(spans)} must be whole numbers separated by commas.") from None
     if not sizes or sizes[0] < SPANS_PER_TRANSACTION * 10:
         raise _fail(f"--spans sizes must be at least {SPANS_PER_TRANSACTION * 10}.")
+    check_bench_folder(directory, "--tmp-dir", made_if_missing=False)
 
     def progress(done: int, total: int, seconds: float) -> None:
         rate = done / seconds if seconds else 0.0

@@ -39,6 +39,7 @@ from detectors.priority import LOWEST_LABEL, PRIORITY_LABELS
 from detectors.severity import TIER_NAMES, check_glob
 from notify.message import NOTIFIED_EVENTS, Notification
 from seamwatch.yaml_files import (
+    PLAIN_NUMBER,
     Problem,
     describe_problems,
     problem_line,
@@ -95,9 +96,11 @@ class DestinationModel(BaseModel):
     min_priority: PriorityName = "P4"
     flows: list[FlowPattern] = Field(default_factory=list)
     events: list[EventName] = Field(default_factory=lambda: list(NOTIFIED_EVENTS))
-    # NaN would pass as "not greater than" the bound; infinity is refused by it already
-    timeout_seconds: float = Field(10.0, gt=0, le=120, allow_inf_nan=False)
-    resend_interval_seconds: float = Field(60.0, ge=1, le=3600, allow_inf_nan=False)
+    # a YAML number, as in the severity file: not "5", true, NaN (which would pass as "not
+    # greater than" the bound) or infinity
+    timeout_seconds: float = Field(10.0, gt=0, le=120, **PLAIN_NUMBER)
+    # alertmanager only (cross_check refuses it for the other kinds)
+    resend_interval_seconds: float = Field(60.0, ge=1, le=3600, **PLAIN_NUMBER)
 
     @field_validator("flows", "events")
     @classmethod
@@ -132,9 +135,8 @@ class Route:
         self.model = model
         self.name = model.name
         self.kind = model.kind
-        self.url = SecretStr(_resolve(model.url, model.url_env, environ, model.name, "url_env"))
-        _check_url(self.url.get_secret_value(), model.name)
-        secret = _resolve(model.secret, model.secret_env, environ, model.name, "secret_env")
+        self.url = SecretStr(_resolve(model.url, model.url_env, environ))
+        secret = _resolve(model.secret, model.secret_env, environ)
         self.secret = SecretStr(secret) if secret else None
 
     def wants(self, notification: Notification) -> bool:
@@ -178,30 +180,24 @@ def parse_routes(
         problems += validation_problems(
             exc, hidden_fields=("url", "secret"), model_nouns=MODEL_NOUNS
         )
-    problems += cross_check(data)
+    environ = dict(os.environ) if environ is None else environ
+    problems += cross_check(data, environ)
     if problems or model is None:
         in_file_order = sorted(problems, key=lambda problem: problem_line(problem, lines))
         raise NotifyFileError(
             describe_problems(in_file_order, source, lines, "Invalid notification file")
         )
-    environ = dict(os.environ) if environ is None else environ
-    routes = []
-    for index, destination in enumerate(model.destinations):
-        try:
-            routes.append(Route(destination, environ))
-        except ValueError as exc:
-            line = lines.get(("destinations", index), 1)
-            raise NotifyFileError(
-                f"{source}, line {line}, destination {destination.name}: {exc}"
-            ) from None
-    return routes
+    # the variables and urls were checked with the rest of the file
+    return [Route(destination, environ) for destination in model.destinations]
 
 
-def cross_check(data: object) -> list[Problem]:
+def cross_check(data: object, environ: dict[str, str] | None = None) -> list[Problem]:
     """The checks of the file as written that hold across fields or destinations: where the
-    url and the secret come from, names given twice and urls that are no http(s) address.
-    Judged on the raw data, they come in the same report as the file's other mistakes (a
-    destination's bad field hid its url problem), not after those are fixed."""
+    url and the secret come from, names given twice, urls that are no http(s) address, and
+    the variables of ``environ`` that ``url_env`` and ``secret_env`` name (unset, empty, or
+    holding such a url). Judged on the raw data, they come in the same report as the file's
+    other mistakes (a destination's bad field hid its url problem, and a variable was
+    reported alone, one per run), not after those are fixed."""
     destinations = data.get("destinations") if isinstance(data, dict) else None
     if not isinstance(destinations, list):
         return []
@@ -212,17 +208,59 @@ def cross_check(data: object) -> list[Problem]:
             continue
         where = ("destinations", index)
         problems += [Problem(where, message) for message in _source_problems(destination)]
+        problems += _kind_problems(where, destination)
         name, url = destination.get("name"), destination.get("url")
         if isinstance(name, str) and name in seen:
             problems.append(Problem((*where, "name"), f"destination name {name!r} is used twice"))
         if isinstance(name, str):
             seen.add(name)
         if isinstance(url, str):
-            try:
-                _check_url(url)
-            except ValueError as exc:
-                problems.append(Problem((*where, "url"), str(exc)))
+            problems += _url_problems((*where, "url"), url, "the url")
+        if environ is not None:
+            problems += _variable_problems(where, destination, environ)
     return problems
+
+
+# What each variable a destination names must hold.
+_VARIABLE_HOLDS = {"url_env": "the destination's URL", "secret_env": "the signing secret"}
+
+
+def _variable_problems(
+    where: tuple[str | int, ...], destination: dict[str, Any], environ: dict[str, str]
+) -> list[Problem]:
+    """What is wrong with the variables that ``url_env`` and ``secret_env`` name: unset,
+    empty, or (``url_env``) holding a url that is no http(s) address."""
+    problems = []
+    for field, holds in _VARIABLE_HOLDS.items():
+        variable = destination.get(field)
+        # a variable beside the value itself, or a secret for a kind that signs nothing, is
+        # refused as such: whether the variable is set is for after that choice
+        given_too = destination.get(field.removesuffix("_env"))
+        unused = field == "secret_env" and destination.get("kind") != "webhook"
+        if not isinstance(variable, str) or not variable or given_too or unused:
+            continue
+        value = environ.get(variable)
+        if value is None:
+            state = "which is not set in the environment"
+        elif not value:
+            state = "which is set but empty"
+        elif field == "url_env":
+            problems += _url_problems((*where, field), value, f"the URL in {variable}")
+            continue
+        else:
+            continue
+        problems.append(
+            Problem((*where, field), f"{field} names {variable!r}, {state}; set it to {holds}")
+        )
+    return problems
+
+
+def _url_problems(where: tuple[str | int, ...], url: str, what: str) -> list[Problem]:
+    try:
+        _check_url(url, what=what)
+    except ValueError as exc:
+        return [Problem(where, str(exc))]
+    return []
 
 
 def _source_problems(destination: dict[str, Any]) -> list[str]:
@@ -236,6 +274,25 @@ def _source_problems(destination: dict[str, Any]) -> list[str]:
     if given & {"secret", "secret_env"} and destination.get("kind") != "webhook":
         problems.append("secret and secret_env sign generic webhooks only (kind: webhook)")
     return problems
+
+
+# Fields that one kind of destination alone uses: given to another, they would do nothing.
+_KIND_FIELDS = {"resend_interval_seconds": ("alertmanager", "resend firing alerts")}
+
+
+def _kind_problems(where: tuple[str | int, ...], destination: dict[str, Any]) -> list[Problem]:
+    """A field given to a destination of a kind that does not use it."""
+    kind = destination.get("kind")
+    if kind not in KINDS:  # an unknown kind is refused as such
+        return []
+    return [
+        Problem(
+            (*where, field),
+            f"only {user} destinations {does}; remove it from this {kind} destination",
+        )
+        for field, (user, does) in _KIND_FIELDS.items()
+        if field in destination and kind != user
+    ]
 
 
 def load_routes(path: Path | str | None = None) -> list[Route]:
@@ -256,22 +313,24 @@ def _glob(value: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(value, pattern)
 
 
-def _resolve(
-    value: SecretStr | None, env: str | None, environ: dict[str, str], name: str, field: str
-) -> str:
+def _resolve(value: SecretStr | None, env: str | None, environ: dict[str, str]) -> str:
+    """The value given in the file, else that of the variable ``env`` names (checked by
+    :func:`cross_check`), else empty."""
     if value is not None:
         return value.get_secret_value()
-    if not env:
-        return ""
-    found = environ.get(env, "")
-    if not found:
-        raise ValueError(f"{field} names {env!r}, which is not set in the environment")
-    return found
+    return environ.get(env, "") if env else ""
 
 
-def _check_url(url: str, name: str = "") -> None:
-    # The URL itself is never quoted: its path and query are the credential.
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        where = f" of {name}" if name else ""
-        raise ValueError(f"the url{where} must be an http:// or https:// address with a host")
+def _check_url(url: str, what: str = "the url") -> None:
+    """Refuse a url that is no http(s) address with a host, naming it as ``what``. The URL
+    itself is never quoted: its path and query are the credential."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:  # such as "Invalid IPv6 URL", for a '[' no ']' closes
+        raise ValueError(
+            f"{what} cannot be read as an address ({exc}); write it as http:// or "
+            "https:// and a host, with any IPv6 address in brackets"
+        ) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"{what} must be an http:// or https:// address with a host")

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seamwatch.api_body import BodyRefused, BoundedBody, api_body_limits
 from seamwatch.settings import DEFAULT_BODY_TIMEOUT_SECONDS
-from seamwatch.user_text import quoted
+from seamwatch.user_text import quoted, quoted_as_written
 from storage import BadValue, Store, StoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -203,14 +203,14 @@ def query_encoding_problem(query_string: bytes) -> str | None:
         name, name_is_text = _percent_decoded(raw_name)
         if not name_is_text:
             return (
-                f"A query parameter name ({quoted(name)}) is not UTF-8 text; "
+                f"A query parameter name ({quoted_as_written(name)}) is not UTF-8 text; "
                 "percent-encode names and values as UTF-8."
             )
         value, value_is_text = _percent_decoded(raw_value)
         if not value_is_text:
             return (
-                f"Query parameter {quoted(name)} is not UTF-8 text (got {quoted(value)}); "
-                "percent-encode its value as UTF-8."
+                f"Query parameter {quoted(name)} is not UTF-8 text "
+                f"(got {quoted_as_written(value)}); percent-encode its value as UTF-8."
             )
     return None
 
@@ -227,11 +227,11 @@ def path_encoding_problem(raw_path: bytes | None, routes: Iterable[BaseRoute]) -
     name = _path_parameter(routes, "/".join(shown), sum(len(text) + 1 for text in shown[:at]))
     if name is None:
         return (
-            f"A path segment ({quoted(shown[at])}) is not UTF-8 text; "
+            f"A path segment ({quoted_as_written(shown[at])}) is not UTF-8 text; "
             "percent-encode the path as UTF-8."
         )
     return (
-        f"Path segment {{{name}}} is not UTF-8 text (got {quoted(shown[at])}); "
+        f"Path segment {{{name}}} is not UTF-8 text (got {quoted_as_written(shown[at])}); "
         "percent-encode it as UTF-8."
     )
 

@@ -1,5 +1,5 @@
 """Command-line arguments and ``SEAMWATCH_*`` variables that are not text, refused for every
-command in one place.
+command in one place, and so are options that take one value given more than once.
 
 Python hands over bytes of the command line and the environment that are not UTF-8 as lone
 surrogates (``$'\\xff'`` becomes ``'\\udcff'``), which no store, message or JSON body takes:
@@ -7,6 +7,11 @@ they ended in a traceback deep in a command, or in the library's own usage lines
 directory of such a name was taken as written. :class:`SeamwatchGroup` checks the whole
 command line and the ``SEAMWATCH_*`` variables before any command runs, and names the option
 (or argument) and each variable that holds such bytes, one ``Error:`` line each.
+
+The command line library keeps the last of an option given twice and drops the others
+without a word: ``alerts silence --flow 'billing.*' --flow 'payments.*'`` silenced payments
+alone. :func:`repeated_option` reads the command line with each command's own parser and
+refuses such an option, with what to do instead (a command's :func:`repeat_advice`).
 
 Typer carries a click of its own whose classes are not the ``click`` package's, so commands
 and parameters are told apart by what they hold (``commands``, ``param_type_name``).
@@ -17,26 +22,32 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import typer
 from typer.core import TyperGroup
 
 from seamwatch.settings import ENV_PREFIX, known_variables, quotable_variable
-from seamwatch.user_text import quoted
+from seamwatch.user_text import quoted_as_written
 
 BAD_INPUT_EXIT = 2  # as every command exits on an option to correct
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
 
 
 class SeamwatchGroup(TyperGroup):
     """The ``seamwatch`` command group: refuses arguments and ``SEAMWATCH_*`` variables that
-    are not UTF-8 before parsing."""
+    are not UTF-8, and options of one value given more than once, before parsing."""
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **options: Any) -> Any:
         given = list(sys.argv[1:] if args is None else args)
-        # every such problem in one round: the argument's and each variable's
-        problems = [non_text_argument(self, given), *non_text_variables(os.environ)]
+        # every such problem in one round: the arguments' and each variable's
+        problems = [
+            non_text_argument(self, given),
+            repeated_option(self, given),
+            *non_text_variables(os.environ),
+        ]
         for problem in filter(None, problems):
             typer.echo(f"Error: {problem}", err=True)
         if any(problems):
@@ -57,13 +68,71 @@ def non_text_argument(group: Any, args: list[str]) -> str | None:
         name, _, value = arg.partition("=")
         return _refusal(name, value)
     if arg.startswith("-") and len(arg) > 1:
-        return f"the option name {quoted(_shown(arg))} is not UTF-8 text; check the command line."
+        return f"the option name {_shown(arg)} is not UTF-8 text; check the command line."
     commands, positional = _commands_and_positional(group, args[:index])
     before = args[index - 1] if index else ""
     option = _value_option(commands, before)
     if option is not None:
         return _refusal(before, arg)
     return _refusal(_argument_name(commands[-1], positional), arg)
+
+
+def repeat_advice(**advice: str) -> Callable[[_Function], _Function]:
+    """Mark a command function with what to do instead of giving one of its options (by
+    parameter name) more than once, for :func:`repeated_option`'s error; without it the
+    error says to give the option once."""
+
+    def mark(function: _Function) -> _Function:
+        function.repeat_advice = advice  # type: ignore[attr-defined]
+        return function
+
+    return mark
+
+
+def repeated_option(group: Any, args: list[str]) -> str | None:
+    """The first option of one value that ``args`` give more than once to a command of
+    ``group``, or to a group and again to its sub-command (``alerts --data-dir A silence
+    --data-dir B``), with every value given and what to do; None when there is none.
+
+    Each command's own parser reads ``args``, so an option's value that looks like an option
+    or a command name is taken as the command line takes it; what that parser refuses is left
+    to the real parse, which says so. Flags are not counted: given twice, they mean the same."""
+    command: Any = group
+    parent = None
+    given: dict[str, list[Any]] = {}
+    while command is not None:
+        ctx = command.context_class(command, parent=parent, resilient_parsing=True)
+        parser = command.make_parser(ctx)
+        options = {id(option): option for option in _parser_options(parser)}
+        kept = [option for option in options.values() if option.action == "store"]
+        for option in kept:  # each value kept, not only the last
+            option.action = "append"
+        values, rest, _ = parser.parse_args(list(args))
+        for option in kept:
+            name = option.obj.opts[0]
+            given.setdefault(name, []).extend(values.get(option.dest, []))
+            if len(given[name]) > 1:
+                advice = getattr(command.callback, "repeat_advice", {}).get(option.obj.name)
+                return _repeated(name, given[name], advice)
+        if not rest or not getattr(command, "commands", None):
+            return None
+        parent, args = ctx, rest[1:]
+        command = command.get_command(ctx, rest[0])
+    return None
+
+
+def _parser_options(parser: Any) -> Iterator[Any]:
+    yield from parser._long_opt.values()
+    yield from parser._short_opt.values()
+
+
+def _repeated(name: str, values: list[Any], advice: str | None) -> str:
+    shown = ", ".join(_shown(str(value)) for value in values)
+    times = "twice" if len(values) == 2 else f"{len(values)} times"
+    return (
+        f"{name} is given {times} ({shown}), and it takes one value: only the last would count; "
+        f"{advice or f'give {name} once'}."
+    )
 
 
 def non_text_variables(environ: Mapping[str, str]) -> list[str]:
@@ -76,7 +145,7 @@ def non_text_variables(environ: Mapping[str, str]) -> list[str]:
             continue
         if not _is_text(variable):
             problems.append(
-                f"the environment variable name {quoted(_shown(variable))} is not UTF-8 text; "
+                f"the environment variable name {_shown(variable)} is not UTF-8 text; "
                 "rename or unset it."
             )
             continue
@@ -107,7 +176,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
 
 def _refusal(name: str, value: str) -> str:
-    return f"{name} is not UTF-8 text (got {quoted(_shown(value))}); write it in UTF-8."
+    return f"{name} is not UTF-8 text (got {_shown(value)}); write it in UTF-8."
 
 
 def _is_text(arg: str) -> bool:
@@ -119,9 +188,9 @@ def _is_text(arg: str) -> bool:
 
 
 def _shown(arg: str) -> str:
-    """``arg`` with the bytes that are not UTF-8 written as ``\\xff``, as they were typed."""
+    """``arg`` quoted, with the bytes that are not UTF-8 written as ``\\xff``, as typed."""
     raw = arg.encode("utf-8", "surrogateescape")
-    return raw.decode("utf-8", "backslashreplace")
+    return quoted_as_written(raw.decode("utf-8", "backslashreplace"))
 
 
 def _commands_and_positional(group: Any, args: list[str]) -> tuple[list[Any], int]:

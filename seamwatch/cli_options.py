@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from seamwatch.settings import DEFAULT_DATA_DIR, EMPTY_DATA_DIR, Settings
+from seamwatch.settings import DEFAULT_DATA_DIR, EMPTY_DATA_DIR, FILE_AS_DATA_DIR, Settings
 from storage.embedded import holds_a_store
 
 BAD_INPUT_EXIT = 2  # as every command exits on an option to correct
@@ -23,6 +23,22 @@ def store_folder(text: str) -> Path:
         typer.echo(f"Error: --data-dir {EMPTY_DATA_DIR}, or leave the option out.", err=True)
         raise typer.Exit(BAD_INPUT_EXIT)
     return Path(text)
+
+
+def check_bench_folder(folder: Path | None, option: str, *, made_if_missing: bool) -> None:
+    """Refuse a benchmark's folder option that names a file, or nothing when the benchmark
+    does not make it, in one ``Error:`` line and exit code 2 as for a command's --data-dir:
+    the store or the temporary folder failed in a traceback. None (not given) passes."""
+    if folder is None:
+        return
+    if folder.is_file():
+        problem = FILE_AS_DATA_DIR
+    elif not made_if_missing and not folder.is_dir():
+        problem = "is no folder; create it first, or leave the option out"
+    else:
+        return
+    typer.echo(f"Error: {option} {folder} {problem}.", err=True)
+    raise typer.Exit(BAD_INPUT_EXIT)
 
 
 DATA_DIR_HELP = f"Embedded store directory [env SEAMWATCH_DATA_DIR; default {DEFAULT_DATA_DIR}]"

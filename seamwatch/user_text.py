@@ -41,6 +41,17 @@ def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
     return shortened(text, limit, keep_end=text[-1] if text[-1] in "'\"" else "")
 
 
+def quoted_as_written(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` whose bytes that are not UTF-8 are written already (``\\xff``, by
+    ``backslashreplace``) quoted as :func:`quoted` quotes, with those escapes shown once: a
+    ``repr`` would double their backslash (``'\\\\xff'``). Control characters are escaped.
+
+    >>> print(quoted_as_written(b"INV-\\xff".decode(errors="backslashreplace")))
+    'INV-\\xff'
+    """
+    return shortened(f"'{one_line(text)}'", limit, keep_end="'")
+
+
 def shortened(text: str, limit: int = QUOTE_LIMIT, keep_end: str = "") -> str:
     """``text`` in at most ``limit`` characters, cut with an ellipsis (then ``keep_end``,
     e.g. a closing quote) when it is longer."""

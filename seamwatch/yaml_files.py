@@ -39,6 +39,10 @@ _COMPOUND_KEY = "a key is a list or a mapping; a key must be a name"
 # hundred values; reusing a tier's settings repeats a few dozen.
 ALIAS_EXPANSION_LIMIT = 10_000
 
+# The settings of a number field of a YAML file: a YAML number, never a boolean or a quoted
+# string ("5", which the error says to write without quotes), and never infinite or NaN.
+PLAIN_NUMBER: dict[str, Any] = {"strict": True, "allow_inf_nan": False}
+
 
 class Problem(NamedTuple):
     """One thing wrong in a file: where (``path``, whose line is reported unless ``line`` says
@@ -281,15 +285,16 @@ def _problem(
     loc = tuple(part for part in error["loc"] if not str(part).startswith("function-after"))
     value = error.get("input")
     if loc and loc[-1] == "[key]":
-        # pydantic names the key itself "[key]"; say which mapping it is in and what it takes
+        # pydantic names the key itself "[key]"; the field is the entry the key opens
+        # (tiers.urgent, money.rates.XYZ), and the message says what the mapping takes
         path, parent = loc[:-1], ".".join(str(part) for part in loc[:-2])
         if error["type"] == "value_error":
             # a key the model checks itself (a currency code) says what is wrong with it
-            return Problem(path, f"{_message(error, model_nouns)} (got {quoted(value)})", parent)
+            return Problem(path, f"{_message(error, model_nouns)} (got {quoted(value)})")
         noun = key_nouns.get(parent, "key")
         expected = str((error.get("ctx") or {}).get("expected", "")).replace("'", "")
         allowed = f"; use one of {expected.replace(' or ', ', ')}" if expected else ""
-        return Problem(path, f"unknown {noun} {quoted(value)}{allowed}", parent)
+        return Problem(path, f"unknown {noun} {quoted(value)}{allowed}")
     hidden = bool(loc) and loc[-1] in hidden_fields
     shown = "" if hidden or error["type"] == "missing" else f" (got {yaml_value(value)})"
     message = _message(error, model_nouns)

@@ -52,7 +52,7 @@ def test_the_api_server_refuses_a_path_segment_that_is_not_utf8(store, tmp_path)
         server.stop()
     assert answer.status_code == 400
     assert answer.json() == {
-        "error": "Path segment {silence_id} is not UTF-8 text (got '\\\\xff\\\\xfe'); "
+        "error": "Path segment {silence_id} is not UTF-8 text (got '\\xff\\xfe'); "
         "percent-encode it as UTF-8."
     }
 

@@ -218,8 +218,12 @@ def test_a_number_setting_written_with_underscores_is_refused(monkeypatch, varia
 
 
 def _collector_alone(tmp_path: Path, *arguments: str, **environment: str):
+    # a port given in ``arguments`` takes the place of its free-port default: an option is
+    # given once
+    free = COLLECTOR_ON_FREE_PORTS[4:]
+    ports = [part for at in (0, 2) if free[at] not in arguments for part in free[at : at + 2]]
     return subprocess.run(
-        [*COLLECTOR_ON_FREE_PORTS, "--data-dir", str(tmp_path / "data"), *arguments],
+        [*COLLECTOR_ON_FREE_PORTS[:4], *ports, "--data-dir", str(tmp_path / "data"), *arguments],
         capture_output=True,
         text=True,
         timeout=120,

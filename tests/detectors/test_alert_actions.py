@@ -271,6 +271,20 @@ def test_a_silence_of_a_flow_never_seen_is_kept_with_a_warning(store):
     assert add_silence(store, timedelta(hours=2), flow="billing.*")["warnings"] == []
 
 
+def test_a_silence_made_on_an_empty_store_is_warned_of_too(store):
+    # a store with flows warned, an empty one said nothing
+    silence = add_silence(store, timedelta(hours=2), flow="billing.*", target="erp")
+
+    assert silence["warnings"] == [
+        "flow 'billing.*' matches none of the flows seen in the store (it has seen none yet); "
+        "the silence is kept and applies if such a flow appears",
+        "target 'erp' matches none of the targets seen in the store (it has seen none yet); "
+        "the silence is kept and applies if such a target appears",
+    ]
+    # a glob of every name matches whatever comes
+    assert add_silence(store, timedelta(hours=2), kind="latency")["warnings"] == []
+
+
 def test_silences_read_as_plain_data_with_a_boolean_cancelled(store):
     add_silence(store, timedelta(hours=1), flow="billing.*", created_by="ana")
     [silence] = active_silences(store)

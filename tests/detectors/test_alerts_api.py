@@ -191,6 +191,15 @@ def test_acknowledging_a_resolved_alert_is_409(client, store):
     assert response.json()["error"].endswith("; nothing to acknowledge")
 
 
+def test_a_resolved_alert_acknowledged_in_upper_case_is_named_as_stored(client, store):
+    # the 409 echoed the id as typed, where every other answer names it in lower case
+    now = datetime.now(UTC)
+    alert = record_alert(store, "erp.item-sync", now - timedelta(hours=2), now)
+    response = client.post(f"/api/v1/alerts/{alert.alert_id.upper()}/ack", json={"by": "ana"})
+    assert response.status_code == 409
+    assert response.json()["error"].startswith(f"alert {alert.alert_id} resolved at ")
+
+
 def test_ending_a_silence_twice_is_409_the_second_time(client, store):
     silence = add_silence(store, timedelta(hours=2), flow="billing.*")
     path = f"/api/v1/silences/{silence['silence_id']}/cancel"

@@ -437,6 +437,42 @@ def test_silencing_everything_needs_all(cli, store, chdb_data_dir):
     assert len(active_silences(store)) == 1
 
 
+@pytest.mark.parametrize(
+    ("option", "values"),
+    [
+        ("--flow", ["billing.*", "payments.*"]),
+        ("--target", ["erp", "crm"]),
+        ("--kind", ["category:mapping", "latency"]),
+    ],
+)
+def test_a_silence_glob_given_twice_is_refused_not_cut_to_the_last(
+    cli, store, chdb_data_dir, option, values
+):
+    # `--kind category:mapping --kind latency` made a silence of latency alone
+    name = option.removeprefix("--")
+    given = [part for value in values for part in (option, value)]
+    result = _alerts(cli, chdb_data_dir, "silence", "--for", "2h", *given)
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {option} is given twice ('{values[0]}', '{values[1]}'), and it takes one "
+        f"value: only the last would count; a silence takes one {option}: give a glob that "
+        f"matches every {name} meant, or make one silence for each.\n"
+    )
+    assert active_silences(store) == []
+
+
+def test_a_data_dir_given_before_and_after_a_sub_command_is_refused(cli):
+    # the sub-command's was used and the other ignored
+    result = cli.invoke(app, ["alerts", "--data-dir", "one", "silences", "--data-dir", "two"])
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: --data-dir is given twice ('one', 'two'), and it takes one value: only the last "
+        "would count; give --data-dir once.\n"
+    )
+
+
 def test_a_flow_glob_that_matches_every_name_needs_all(cli, store, chdb_data_dir):
     refused = _alerts(cli, chdb_data_dir, "silence", "--for", "5m", "--flow", "?*")
     assert refused.exit_code == 2

@@ -47,7 +47,21 @@ def test_detect_series_writes_one_row_per_input_row(tmp_path):
     [
         ("time,value\n2024-01-01,1\n", "no 'timestamp' column"),
         ("timestamp,latency\n2024-01-01,1\n", "no 'value' column"),
-        ("timestamp,value\n2024-01-01,fast\n", "unparsable value 'fast' on data row 1"),
+        ("timestamp,value\n2024-01-01,fast\n", "value 'fast' on data row 1 is not a plain number"),
+        # a percentage or thousands separator read "expected a finite number of at most 3.4e+38"
+        (
+            "timestamp,value\n2024-01-01,107.01%\n",
+            "value '107.01%' on data row 1 is not a plain number; write digits with a point for "
+            "decimals, without a % sign or thousands separators (1107.5, not 1,107.5)",
+        ),
+        ('timestamp,value\n2024-01-01,"1,107.5"\n', "value '1,107.5' on data row 1 is not a plain"),
+        # an offset no clock uses was taken as written
+        (
+            "timestamp,value\n2024-01-01T00:00+14:45,1\n",
+            "timestamp '2024-01-01T00:00+14:45' on data row 1 has the UTC offset +14:45, which no "
+            "clock uses; offsets run from -12:00 to +14:00",
+        ),
+        ("timestamp,value\n2024-01-01T00:00-1230,1\n", "has the UTC offset -1230, which no clock"),
         ("timestamp,value\nyesterday,1\n", "timestamp 'yesterday' on data row 1 is not ISO 8601"),
         # a decimal comma once read as the value before it, silently
         ("timestamp,value\n2024-01-01T00:00:00,104,8\n", "data row 1 has 3 fields"),
@@ -188,15 +202,22 @@ def test_docstring_examples(module):
     assert failures == 0
 
 
-def test_detect_series_keeps_columns_when_rows_end_with_a_comma(tmp_path):
-    # one field more than the header once made pandas take the timestamps as the row index
-    path = write(tmp_path, "timestamp,value\n2024-01-01T00:00:00Z,1,\n2024-01-01T00:01:00Z,2,\n")
+@pytest.mark.parametrize(
+    "rows",
+    [
+        # one field more than the header once made pandas take the timestamps as the row index
+        ["2024-01-01T00:00:00Z,1,", "2024-01-01T00:01:00Z,2,"],
+        # Kiribati's +14:00 and Baker Island's -12:00, the furthest offsets in use: one moment
+        ["2024-01-02T14:00+14:00,1", "2024-01-01T12:00-12:00,2"],
+    ],
+    ids=["trailing comma", "furthest offsets"],
+)
+def test_detect_series_scores_every_row_as_written(tmp_path, rows):
+    path = write(tmp_path, "timestamp,value\n" + "".join(f"{row}\n" for row in rows))
     result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[1:] == [
-        "2024-01-01T00:00:00Z,0,0",
-        "2024-01-01T00:01:00Z,0,0",
-    ]
+    stamps = [row.split(",")[0] for row in rows]
+    assert result.stdout.splitlines()[1:] == [f"{stamp},0,0" for stamp in stamps]
 
 
 @pytest.mark.parametrize(
@@ -598,3 +619,19 @@ def test_bench_series_prints_rows_a_second_per_kind():
     refused = runner.invoke(seamwatch_app, ["bench", "series", "--rows", "0"])
     assert refused.exit_code == 2
     assert refused.stderr.startswith("Error: --rows takes whole numbers above 0")
+
+
+def test_bench_detect_refuses_a_data_dir_that_is_a_file(tmp_path):
+    # it ended in the store's traceback, exit code 1
+    from seamwatch.cli import app as seamwatch_app
+
+    regular = tmp_path / "afile"
+    regular.write_text("")
+    result = runner.invoke(
+        seamwatch_app,
+        ["bench", "detect", "--data-dir", str(regular), "--flows", "2", "--minutes", "1"],
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: --data-dir {regular} is a file, not a folder; name a folder for the store.\n"
+    )

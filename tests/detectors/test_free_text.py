@@ -233,7 +233,7 @@ def test_a_reason_of_bytes_that_are_not_utf8_is_one_error_line(cli, store, chdb_
     )
     assert result.exit_code == 2
     assert result.stderr == (
-        "Error: --reason is not UTF-8 text (got 'a\\\\xffb'); write it in UTF-8.\n"
+        "Error: --reason is not UTF-8 text (got 'a\\xffb'); write it in UTF-8.\n"
     )
     assert active_silences(store) == []
 

@@ -138,12 +138,13 @@ def test_a_rate_of_one_for_the_reporting_currency_is_kept():
         ),
         (
             "money:\n  reporting_currency: EUR\n  rates:\n    usd: 0.92\n",
-            "line 7, field money.rates: a currency is its ISO 4217 code in three capital "
+            "line 7, field money.rates.usd: a currency is its ISO 4217 code in three capital "
             "letters; write 'USD' (got 'usd')",
         ),
         (
             "money:\n  reporting_currency: EUR\n  rates:\n    ABC: 0.92\n",
-            "line 7, field money.rates: not an ISO 4217 currency code; check its spelling "
+            # the field named the mapping, not the entry
+            "line 7, field money.rates.ABC: not an ISO 4217 currency code; check its spelling "
             "(got 'ABC')",
         ),
         (
@@ -162,7 +163,7 @@ def test_a_rate_of_one_for_the_reporting_currency_is_kept():
         ),
         (
             "money:\n  reporting_currency: EUR\n  rates:\n    XTS: 1.5\n",
-            "line 7, field money.rates: XTS is ISO 4217's code for testing, not money a "
+            "line 7, field money.rates.XTS: XTS is ISO 4217's code for testing, not money a "
             "business books (got 'XTS')",
         ),
         (

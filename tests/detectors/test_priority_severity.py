@@ -310,10 +310,11 @@ TIERS = "tiers:\n  low: {weight: 0.2}\n  high: {weight: 0.7}\ndefault_tier: low\
             "line 7, field rules.1.tier: tier 'critical' is not defined under tiers; define it "
             "or use one of high, low",
         ),
-        # an unknown tier name read "field tiers.urgent.[key]"
+        # an unknown tier name read "field tiers.urgent.[key]", then "field tiers"
         (
             "tiers:\n  low: {weight: 0.2}\n  urgent: {weight: 1}\ndefault_tier: low\n",
-            "line 3, field tiers: unknown tier 'urgent'; use one of critical, high, medium, low",
+            "line 3, field tiers.urgent: unknown tier 'urgent'; use one of critical, high, "
+            "medium, low",
         ),
         # a list where a number or a tier name belongs was reported without what was given
         (

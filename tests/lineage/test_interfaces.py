@@ -107,6 +107,24 @@ def test_cli_refuses_bad_input_with_exit_2(args, message):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("made", "problem"),
+    [
+        (lambda path: path.write_text(""), "is a file, not a folder; name a folder for the store"),
+        (lambda path: None, "is no folder; create it first, or leave the option out"),
+    ],
+    ids=["file", "missing"],
+)
+def test_bench_refuses_a_tmp_dir_that_is_no_folder(tmp_path, made, problem):
+    # the temporary folder's making ended in a traceback
+    where = tmp_path / "scratch"
+    made(where)
+    result = runner.invoke(app, ["bench", "lineage", "--spans", "1000", "--tmp-dir", str(where)])
+
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: --tmp-dir {where} {problem}.\n"
+
+
 def run_cli(*args, data_dir):
     env = {**os.environ, "SEAMWATCH_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(

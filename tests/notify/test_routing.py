@@ -159,9 +159,39 @@ def test_a_destination_s_field_error_does_not_hide_where_its_url_and_secret_come
 def test_a_missing_environment_variable_is_named():
     message = _error(GOOD)
     assert message == (
-        "notify.yaml, line 2, destination finance-oncall: url_env names 'FINANCE_SLACK_URL', "
-        "which is not set in the environment"
+        "Invalid notification file:\n"
+        "  notify.yaml, line 4, field destinations.0.url_env: url_env names 'FINANCE_SLACK_URL', "
+        "which is not set in the environment; set it to the destination's URL"
     )
+
+
+def test_every_variable_problem_comes_with_the_file_s_other_mistakes():
+    # one variable was reported per run, after every other mistake was fixed; an empty one
+    # was called not set, and a url that could not be parsed read "Invalid IPv6 URL" alone
+    message = _error(
+        "destinations:\n"
+        "  - name: a\n    kind: slack\n    url_env: A_URL\n    min_tier: urgent\n"
+        "  - name: b\n    kind: webhook\n    url_env: B_URL\n    secret_env: B_SECRET\n"
+        "  - name: c\n    kind: teams\n    url_env: C_URL\n"
+        "  - name: d\n    kind: teams\n    url: 'http://[abc/'\n",
+        {"B_URL": "", "B_SECRET": "", "C_URL": "https://[fe80::1/x"},
+    )
+    advice = "write it as http:// or https:// and a host, with any IPv6 address in brackets"
+    assert message.splitlines()[1:] == [
+        "  notify.yaml, line 4, field destinations.0.url_env: url_env names 'A_URL', which is "
+        "not set in the environment; set it to the destination's URL",
+        "  notify.yaml, line 5, field destinations.0.min_tier: Input should be 'critical', "
+        "'high', 'medium' or 'low' (got 'urgent')",
+        "  notify.yaml, line 8, field destinations.1.url_env: url_env names 'B_URL', which is "
+        "set but empty; set it to the destination's URL",
+        "  notify.yaml, line 9, field destinations.1.secret_env: secret_env names 'B_SECRET', "
+        "which is set but empty; set it to the signing secret",
+        "  notify.yaml, line 12, field destinations.2.url_env: the URL in C_URL cannot be read "
+        f"as an address (Invalid IPv6 URL); {advice}",
+        "  notify.yaml, line 15, field destinations.3.url: the url cannot be read as an address "
+        f"(Invalid IPv6 URL); {advice}",
+    ]
+    assert "fe80" not in message and "abc" not in message
 
 
 def test_only_webhooks_take_a_signing_secret():
@@ -216,10 +246,42 @@ def test_an_empty_events_list_is_refused_as_a_destination_that_would_get_nothing
 def test_a_nan_duration_is_called_not_a_number(field):
     # it passed as "not greater than" the bound, and was refused as above it
     message = _error(
-        "destinations:\n  - name: a\n    kind: slack\n    url: http://127.0.0.1/\n"
+        "destinations:\n  - name: a\n    kind: alertmanager\n    url: http://127.0.0.1/\n"
         f"    {field}: .nan\n"
     )
     assert message.splitlines()[1:] == [
         f"  notify.yaml, line 5, field destinations.0.{field}: Input should be a number, not NaN "
         "(got .nan)"
+    ]
+
+
+@pytest.mark.parametrize("field", ["timeout_seconds", "resend_interval_seconds"])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"5"', "Input should be a valid number, written without quotes (got '5')"),
+        ("true", "Input should be a valid number (got true)"),
+    ],
+)
+def test_a_duration_must_be_a_yaml_number_as_in_the_severity_file(field, value, expected):
+    # a quoted "5" was taken as 5 here, and refused in the severity file
+    message = _error(
+        "destinations:\n  - name: a\n    kind: alertmanager\n    url: http://127.0.0.1/\n"
+        f"    {field}: {value}\n"
+    )
+    assert message.splitlines()[1:] == [
+        f"  notify.yaml, line 5, field destinations.0.{field}: {expected}"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["slack", "teams", "google_chat", "webhook"])
+def test_a_resend_interval_is_refused_for_a_kind_that_never_resends(kind):
+    # it was accepted and did nothing: only Alertmanager is posted again while firing
+    message = _error(
+        f"destinations:\n  - name: a\n    kind: {kind}\n    url: http://127.0.0.1/\n"
+        "    resend_interval_seconds: 30\n"
+    )
+    assert message.splitlines()[1:] == [
+        "  notify.yaml, line 5, field destinations.0.resend_interval_seconds: only alertmanager "
+        f"destinations resend firing alerts; remove it from this {kind} destination"
     ]
