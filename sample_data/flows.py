@@ -808,7 +808,9 @@ class Stack:
         master_incident = self.incidents.active(inc.MISSING_MASTER_DATA, INVOICE_POST, at_ns)
         if master_incident and self.chance(master_incident.intensity):
             # A plan launched in billing whose item has not reached the ERP item master; the
-            # catalog sync catches up once the incident is over.
+            # catalog sync catches up once the incident is over. That sync can fail on a
+            # background ERP error, and the item then stays missing after the incident's
+            # label has ended (README, known shortcomings).
             item = self.world.new_item(in_erp=False)
             late = item
             self.incidents.on_recovery(
