@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from lineage.schema import LINEAGE_TABLE
+from seamwatch.times import as_utc
 from storage import Store
 
 WINDOW = timedelta(minutes=5)
@@ -101,12 +102,12 @@ class LookalikeCounter:
         self._store = store
         self._labels = labels
         self._span = (_ns(run_start), _ns(run_end))
-        self._grace_ns = int(grace.total_seconds() * _NS)
+        self._grace_ns = _ns_of(grace)
         self._cache: dict[tuple[str, ...], Any] = {}
 
     def count(self, label: dict[str, Any]) -> Lookalikes | None:
         """The look-alikes of one incident, or None for a kind judged per transaction."""
-        start = _ns(pd.Timestamp(label["start"]))
+        start = _ns(label["start"])
         clean = self._clean_intervals(label["flow"])
         if label["kind"] == ERP_LATENCY_DRIFT:
             return self._drift(label, start, clean)
@@ -172,10 +173,10 @@ class LookalikeCounter:
         busy = sorted(
             (
                 min(
-                    _ns(pd.Timestamp(label.get("fault_start") or label["start"])),
-                    _ns(pd.Timestamp(label["start"])),
+                    _ns(label.get("fault_start") or label["start"]),
+                    _ns(label["start"]),
                 ),
-                _ns(pd.Timestamp(label["end"])) + self._grace_ns,
+                _ns(label["end"]) + self._grace_ns,
             )
             for label in self._labels
             if label["flow"] == flow
@@ -260,10 +261,9 @@ def _days(clean: list[tuple[int, int]]) -> float:
     return sum(end - begin for begin, end in clean) / _ns_of(timedelta(days=1))
 
 
-def _ns(moment: datetime | pd.Timestamp) -> int:
-    stamp = pd.Timestamp(moment)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.value)
+def _ns(moment: datetime | pd.Timestamp | str) -> int:
+    """Nanoseconds since the epoch of ``moment`` (a naive one or a label's text is UTC)."""
+    return int(pd.Timestamp(as_utc(moment)).value)
 
 
 def _ns_of(span: timedelta) -> int:
