@@ -367,7 +367,7 @@ def parse_severity(
 ) -> Severity:
     """Validate the YAML ``text``; errors name ``source``, the line and the field."""
     data, lines, problems = read_yaml_and_problems(
-        text, source, SeverityFileError, "it needs at least 'tiers'."
+        text, source, SeverityFileError, "it needs at least 'tiers'.", INVALID_TITLE
     )
     # every problem of the file in one report: a fix for each, not one round per kind
     try:

@@ -53,6 +53,8 @@ KINDS = ("slack", "teams", "google_chat", "webhook", "alertmanager")
 # A destination's name: shown in logs and the delivery log, so a word, not free text.
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 NAME_MAX_LENGTH = 64
+# the first words of every report on a notification file that cannot be used
+INVALID_TITLE = "Invalid notification file"
 PRIORITY_NAMES: tuple[str, ...] = (*(label for _, label in PRIORITY_LABELS), LOWEST_LABEL)
 
 KindName = Literal["slack", "teams", "google_chat", "webhook", "alertmanager"]
@@ -170,7 +172,7 @@ def parse_routes(
 ) -> list[Route]:
     """Validate the YAML ``text``; errors name ``source``, the line and the field."""
     data, lines, problems = read_yaml_and_problems(
-        text, source, NotifyFileError, "it needs a list of 'destinations'."
+        text, source, NotifyFileError, "it needs a list of 'destinations'.", INVALID_TITLE
     )
     # every problem of the file in one report: a fix for each, not one round per kind
     try:
@@ -184,9 +186,7 @@ def parse_routes(
     problems += cross_check(data, environ)
     if problems or model is None:
         in_file_order = sorted(problems, key=lambda problem: problem_line(problem, lines))
-        raise NotifyFileError(
-            describe_problems(in_file_order, source, lines, "Invalid notification file")
-        )
+        raise NotifyFileError(describe_problems(in_file_order, source, lines, INVALID_TITLE))
     # the variables and urls were checked with the rest of the file
     return [Route(destination, environ) for destination in model.destinations]
 

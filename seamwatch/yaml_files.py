@@ -145,39 +145,42 @@ def utf16_problem(data: bytes) -> str | None:
     return None
 
 
-def read_yaml(text: str, source: str, error: type[Exception], empty_hint: str) -> tuple[Any, Lines]:
-    """The plain data of ``text`` and the line of every path; ``error`` when it is not YAML or
-    gives a key twice."""
-    data, lines, problems = read_yaml_and_problems(text, source, error, empty_hint)
-    if problems:
-        raise error(f"{source}, line {problems[0].line}: {problems[0].message}")
-    return data, lines
-
-
 def read_yaml_and_problems(
-    text: str, source: str, error: type[Exception], empty_hint: str
+    text: str, source: str, error: type[Exception], empty_hint: str, title: str
 ) -> tuple[Any, Lines, list[Problem]]:
     """The plain data of ``text``, the line of every path, and the keys it cannot take (given
     twice, of which the first is kept; or a list or mapping as a key), for a file whose other
     mistakes are reported with them; ``error`` when it is not YAML at all, or an alias in it
-    would repeat without end or too much."""
+    would repeat without end or too much. Its message starts with ``title`` (``Invalid
+    severity file``), so a reader with several files at hand knows which kind is wrong."""
+    try:
+        return _read_yaml(text, source, empty_hint)
+    except _FileProblem as problem:
+        raise error(f"{title}: {problem}") from None
+
+
+class _FileProblem(Exception):
+    """What makes a file unreadable as plain YAML, with the file and line it is at."""
+
+
+def _read_yaml(text: str, source: str, empty_hint: str) -> tuple[Any, Lines, list[Problem]]:
     try:
         node = yaml.compose(text, Loader=_AliasCheckingLoader)
     except RecursionError:
-        raise error(_too_deep(source)) from None
+        raise _FileProblem(_too_deep(source)) from None
     except _AliasProblem as exc:
         line = exc.problem_mark.line + 1
-        raise error(f"{source}, line {line}: {exc.problem}; {exc.fix}") from None
+        raise _FileProblem(f"{source}, line {line}: {exc.problem}; {exc.fix}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}, line {mark.line + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)
-        raise error(f"{where}: not valid YAML: {problem}; {YAML_HINT}") from None
+        raise _FileProblem(f"{where}: not valid YAML: {problem}; {YAML_HINT}") from None
     if node is None:
-        raise error(f"{source}: the file is empty; {empty_hint}")
+        raise _FileProblem(f"{source}: the file is empty; {empty_hint}")
     if not isinstance(node, yaml.MappingNode):
         shape = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
-        raise error(
+        raise _FileProblem(
             f"{source}, line {node.start_mark.line + 1}: the file holds {shape}; it must be a "
             f"mapping of keys to values; {empty_hint}"
         )
@@ -186,14 +189,14 @@ def read_yaml_and_problems(
     try:
         foreign = _first_foreign_tag(node)
         if foreign is not None:
-            raise error(
+            raise _FileProblem(
                 f"{source}, line {foreign.start_mark.line + 1}: the tag "
                 f"{foreign.tag.replace('tag:yaml.org,2002:', '!!')} is not "
                 "read in this file; remove it: the file holds plain YAML values"
             )
         return _with_lines(node, (), lines, problems), lines, problems
     except RecursionError:
-        raise error(_too_deep(source)) from None
+        raise _FileProblem(_too_deep(source)) from None
 
 
 def _first_foreign_tag(node: yaml.Node) -> yaml.Node | None:

@@ -52,8 +52,9 @@ def _detectors_with_severity(text: str, tmp_path: Path, monkeypatch: pytest.Monk
 def test_a_severity_alias_inside_its_own_anchor_is_one_clear_line(tmp_path, monkeypatch):
     severity, stderr = _detectors_with_severity(RECURSIVE_TIERS, tmp_path, monkeypatch)
     assert stderr == (
-        f"Error: {severity}, line 2: the alias *tiers refers to the node that holds it (&tiers "
-        "on line 1), so it would repeat without end; write the values out instead of the alias\n"
+        f"Error: Invalid severity file: {severity}, line 2: the alias *tiers refers to the node "
+        "that holds it (&tiers on line 1), so it would repeat without end; write the values "
+        "out instead of the alias\n"
     )
 
 
@@ -65,16 +66,17 @@ def test_a_notification_alias_inside_its_own_anchor_is_one_clear_line(tmp_path):
 
     assert result.exit_code == 2, result.output
     assert result.stderr == (
-        f"Error: {notify}, line 2: the alias *all refers to the node that holds it (&all on "
-        "line 1), so it would repeat without end; write the values out instead of the alias\n"
+        f"Error: Invalid notification file: {notify}, line 2: the alias *all refers to the node "
+        "that holds it (&all on line 1), so it would repeat without end; write the values "
+        "out instead of the alias\n"
     )
 
 
 def test_aliases_that_repeat_too_many_values_are_refused(tmp_path, monkeypatch):
     severity, stderr = _detectors_with_severity(ALIAS_BOMB, tmp_path, monkeypatch)
     assert stderr == (
-        f"Error: {severity}, line 5: aliases expand to more than 10,000 values; write the "
-        "values out or use fewer aliases\n"
+        f"Error: Invalid severity file: {severity}, line 5: aliases expand to more than "
+        "10,000 values; write the values out or use fewer aliases\n"
     )
 
 
@@ -84,9 +86,9 @@ def test_values_nested_thousands_of_levels_deep_are_one_clear_line(tmp_path, mon
     nested = f"tiers: {'[' * depth}{']' * depth}\n"
     severity, stderr = _detectors_with_severity(nested, tmp_path, monkeypatch)
     assert stderr == (
-        f"Error: {severity}: values are nested too deeply to read (lists or mappings within "
-        "each other hundreds of levels down); these files need a few levels: write them out "
-        "flat\n"
+        f"Error: Invalid severity file: {severity}: values are nested too deeply to read "
+        "(lists or mappings within each other hundreds of levels down); these files need a "
+        "few levels: write them out flat\n"
     )
 
 
@@ -101,7 +103,23 @@ def test_a_tag_plain_yaml_does_not_know_is_refused_at_its_line(tmp_path, monkeyp
     # the tag was dropped and the value under it read as plain data
     severity, stderr = _detectors_with_severity(text, tmp_path, monkeypatch)
     line = text.count("\n", 0, text.index("!")) + 1
-    assert stderr.startswith(f"Error: {severity}, line {line}: the tag {shown}")
+    assert stderr.startswith(
+        f"Error: Invalid severity file: {severity}, line {line}: the tag {shown}"
+    )
     assert stderr.endswith(
         "is not read in this file; remove it: the file holds plain YAML values\n"
+    )
+
+
+def test_a_yaml_syntax_error_says_which_kind_of_file_it_is_in(tmp_path, monkeypatch):
+    # it named only the path, so a user passing both files had to guess which one was wrong
+    severity, stderr = _detectors_with_severity("tiers: [1, 2\n", tmp_path, monkeypatch)
+    assert stderr.startswith(f"Error: Invalid severity file: {severity}, line 2: not valid YAML")
+
+    notify = tmp_path / "notify.yaml"
+    notify.write_text("destinations: [\n")
+    result = runner.invoke(app, ["notify", "check", "--notify-file", str(notify)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(
+        f"Error: Invalid notification file: {notify}, line 2: not valid YAML"
     )
