@@ -22,6 +22,7 @@ from detectors.corpus import (
     SETS,
     WINDOWS_FILE,
     SeriesFormatError,
+    also_rows,
     read_series_with_text,
 )
 from detectors.corpus import resolve_series_dir as _resolve_series_dir
@@ -44,7 +45,9 @@ PROGRESS_CHECK_ROWS = 1000  # how often the clock is read
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
+    """Report each line of ``message`` as an error; the exit for bad input."""
+    for line in message.splitlines():
+        typer.echo(f"Error: {line}", err=True)
     return typer.Exit(BAD_INPUT_EXIT)
 
 
@@ -80,8 +83,8 @@ def detect_series_command(
         # a rate of failures, in whatever unit, is zero or more (latency takes any metric)
         row = int(negative[0])
         raise _fail(
-            f"{source}: data row {row + 1} has a negative error rate ({values[row]:g}); "
-            "a rate of failures is zero or more: check the value column"
+            f"{source}: data row {row + 1}{also_rows(negative)} has a negative error rate "
+            f"({values[row]:g}); a rate of failures is zero or more: check the value column"
         )
     interval = sampling_interval(stamps)
     if interval < FINEST_INTERVAL:

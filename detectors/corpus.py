@@ -92,8 +92,40 @@ def read_series_with_text(path: Path | str) -> tuple[list[str], np.ndarray, np.n
             found = ", ".join(map(str, frame.columns)) or "none"
             raise SeriesFormatError(f"{name}: no '{needed}' column (columns: {found})")
     text = frame[columns["timestamp"]].astype(str).tolist()
-    stamps = _timestamps(name, frame[columns["timestamp"]])
-    return text, stamps, _values(name, frame[columns["value"]])
+    # both columns are checked before either is refused: one round of fixes, not two
+    problems = []
+    try:
+        stamps = _timestamps(name, frame[columns["timestamp"]])
+    except SeriesFormatError as exc:
+        problems.append(str(exc))
+    try:
+        values = _values(name, frame[columns["value"]])
+    except SeriesFormatError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise SeriesFormatError("\n".join(problems))
+    return text, stamps, values
+
+
+# rows named beside the first that has a problem, before the rest are only counted
+ALSO_ROWS_SHOWN = 5
+
+
+def also_rows(rows: np.ndarray) -> str:
+    """`` (and data rows 7, 9 and 3 more)``: the rows after the first of ``rows`` (positions
+    from 0) that share its problem, so a file is fixed in one round; empty for one row."""
+    others = [str(int(row) + 1) for row in rows[1:]]
+    if not others:
+        return ""
+    shown = others[:ALSO_ROWS_SHOWN]
+    if len(others) > len(shown):
+        listed = f"{', '.join(shown)} and {len(others) - len(shown)} more"
+    elif len(shown) == 1:
+        listed = shown[0]
+    else:
+        listed = f"{', '.join(shown[:-1])} and {shown[-1]}"
+    plural = "s" if len(others) > 1 else ""
+    return f" (and data row{plural} {listed})"
 
 
 # ISO 8601 only: a date, then a time after "T" or a space with optional seconds, fraction and
@@ -117,23 +149,25 @@ def _timestamps(name: str, raw: pd.Series) -> np.ndarray:
     """The timestamp column as naive UTC ``datetime64[ns]``, in time order (a repeated
     timestamp is allowed); a row that breaks a rule is an error naming it."""
     written = raw.str.strip()
-    if (written == "").any():
-        row = int(np.flatnonzero((written == "").to_numpy())[0])
-        raise SeriesFormatError(f"{name}: missing timestamp on data row {row + 1}")
-    not_iso = ~written.str.fullmatch(ISO_TIMESTAMP)
-    if not_iso.any():
-        raise SeriesFormatError(_not_iso(name, raw, int(np.flatnonzero(not_iso.to_numpy())[0])))
+    missing = np.flatnonzero((written == "").to_numpy())
+    if missing.size:
+        raise SeriesFormatError(
+            f"{name}: missing timestamp on data row {missing[0] + 1}{also_rows(missing)}"
+        )
+    not_iso = np.flatnonzero((~written.str.fullmatch(ISO_TIMESTAMP)).to_numpy())
+    if not_iso.size:
+        raise SeriesFormatError(_not_iso(name, raw, not_iso))
     _check_offsets(name, raw, written)
     try:
         stamps = pd.to_datetime(written.astype("string"), utc=True, format="ISO8601")
     except (ValueError, TypeError, OverflowError):
-        raise SeriesFormatError(_first_impossible_timestamp(name, raw)) from None
-    outside = ((stamps < EARLIEST) | (stamps > LATEST)).to_numpy()
-    if outside.any():
-        row = int(np.flatnonzero(outside)[0])
+        raise SeriesFormatError(_impossible_timestamps(name, raw)) from None
+    outside = np.flatnonzero(((stamps < EARLIEST) | (stamps > LATEST)).to_numpy())
+    if outside.size:
+        row = int(outside[0])
         raise SeriesFormatError(
-            f"{name}: timestamp {raw.iloc[row]!r} on data row {row + 1} is out of range; "
-            f"the year must be from {EARLIEST.year} to {LATEST.year}"
+            f"{name}: timestamp {raw.iloc[row]!r} on data row {row + 1}{also_rows(outside)} is "
+            f"out of range; the year must be from {EARLIEST.year} to {LATEST.year}"
         )
     naive = stamps.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     backwards = np.flatnonzero(np.diff(naive) < np.timedelta64(0))
@@ -156,28 +190,33 @@ def _in_utc(raw: pd.Series, naive: np.ndarray, row: int) -> str:
     return f" (in UTC, {_shown(naive[row])} after {_shown(naive[row - 1])})"
 
 
-def _first_impossible_timestamp(name: str, raw: pd.Series) -> str:
-    """Which row's ISO 8601 timestamp names no real moment (2024-02-30, 25:00), for the
+def _impossible_timestamps(name: str, raw: pd.Series) -> str:
+    """Which rows' ISO 8601 timestamps name no real moment (2024-02-30, 25:00), for the
     error message."""
-    for row, text in enumerate(raw.tolist()):
-        try:
-            pd.to_datetime(str(text).strip(), utc=True, format="ISO8601")
-        except (ValueError, TypeError, OverflowError):
-            return (
-                f"{name}: timestamp {_shown_text(raw, row)!r} on data row {row + 1} is not a "
-                f"real date and time; {ISO_ADVICE}"
-            )
-    return f"{name}: the timestamps cannot be read; {ISO_ADVICE}"
+    written = raw.astype(str).str.strip().astype("string")
+    parsed = pd.to_datetime(written, utc=True, format="ISO8601", errors="coerce")
+    rows = np.flatnonzero(parsed.isna().to_numpy())
+    if not rows.size:
+        return f"{name}: the timestamps cannot be read; {ISO_ADVICE}"
+    row = int(rows[0])
+    return (
+        f"{name}: timestamp {_shown_text(raw, row)!r} on data row {row + 1}{also_rows(rows)} is "
+        f"not a real date and time; {ISO_ADVICE}"
+    )
 
 
 # seconds or milliseconds since 1970: a number cannot say which, so none is guessed
 UNIX_TIME = re.compile(r"\d{9,}(\.\d*)?")
 
 
-def _not_iso(name: str, raw: pd.Series, row: int) -> str:
+def _not_iso(name: str, raw: pd.Series, rows: np.ndarray) -> str:
+    row = int(rows[0])
     shown = _shown_text(raw, row)
     unix = " it looks like a Unix time, which is not read;" if UNIX_TIME.fullmatch(shown) else ""
-    return f"{name}: timestamp {shown!r} on data row {row + 1} is not ISO 8601;{unix} {ISO_ADVICE}"
+    return (
+        f"{name}: timestamp {shown!r} on data row {row + 1}{also_rows(rows)} is not ISO 8601;"
+        f"{unix} {ISO_ADVICE}"
+    )
 
 
 def _shown_text(raw: pd.Series, row: int) -> str:
@@ -354,19 +393,26 @@ def _values(name: str, raw: pd.Series) -> np.ndarray:
     text = raw.str.strip()
     gap = text.isin(("", "NA", "N/A", "NaN", "nan", "null", "NULL"))
     values = pd.to_numeric(text.mask(gap), errors="coerce")
-    bad = (values.isna() & ~gap) | (values.abs() > MAX_VALUE)
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        if pd.isna(values.iloc[row]):  # text that is no number, such as 107.01% or 1,107.5
-            raise SeriesFormatError(
-                f"{name}: value {raw.iloc[row]!r} on data row {row + 1} is not a plain number; "
-                "write digits with a point for decimals, without a % sign or thousands "
-                "separators (1107.5, not 1,107.5), or leave it blank (or NaN) for a gap"
-            )
-        raise SeriesFormatError(
-            f"{name}: unparsable value {raw.iloc[row]!r} on data row {row + 1}: expected a "
-            f"finite number of at most {MAX_VALUE:.3g} in size, or a blank (or NaN) for a gap"
+    # text that is no number, such as 107.01% or 1,107.5; and numbers past float32
+    not_number = np.flatnonzero((values.isna() & ~gap).to_numpy())
+    too_large = np.flatnonzero((values.abs() > MAX_VALUE).to_numpy())
+    problems = []
+    if not_number.size:
+        row = int(not_number[0])
+        problems.append(
+            f"{name}: value {raw.iloc[row]!r} on data row {row + 1}{also_rows(not_number)} is "
+            "not a plain number; write digits with a point for decimals, without a % sign or "
+            "thousands separators (1107.5, not 1,107.5), or leave it blank (or NaN) for a gap"
         )
+    if too_large.size:
+        row = int(too_large[0])
+        problems.append(
+            f"{name}: unparsable value {raw.iloc[row]!r} on data row {row + 1}"
+            f"{also_rows(too_large)}: expected a finite number of at most {MAX_VALUE:.3g} in "
+            "size, or a blank (or NaN) for a gap"
+        )
+    if problems:
+        raise SeriesFormatError("\n".join(problems))
     return values.to_numpy(dtype=float)
 
 

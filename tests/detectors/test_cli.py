@@ -7,11 +7,13 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from detectors.cli import bench_detect_command, detect_series_command, evaluate_command
+from detectors.corpus import also_rows
 
 app = typer.Typer()
 app.command("detect-series")(detect_series_command)
@@ -635,3 +637,27 @@ def test_bench_detect_refuses_a_data_dir_that_is_a_file(tmp_path):
     assert result.stderr == (
         f"Error: --data-dir {regular} is a file, not a folder; name a folder for the store.\n"
     )
+
+
+def test_detect_series_names_every_bad_row_and_both_columns_in_one_report(tmp_path):
+    # only the first bad row of the first bad column was named: a file took a round per row
+    rows = ["2024-01-01 00:00,1", "2024-01-01 00:01,abc", "yesterday,3", "2024-01-01 00:03,x"]
+    rows += [f"day {n},1" for n in range(6)]
+    path = write(tmp_path, "timestamp,value\n" + "\n".join(rows) + "\n")
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"Error: {path}: timestamp 'yesterday' on data row 3 (and data rows 5, 6, 7, 8, 9 and "
+        f"1 more) is not ISO 8601; {ISO_ADVICE}",
+        f"Error: {path}: value 'abc' on data row 2 (and data row 4) is not a plain number; "
+        "write digits with a point for decimals, without a % sign or thousands separators "
+        "(1107.5, not 1,107.5), or leave it blank (or NaN) for a gap",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rows", "also"),
+    [([1], ""), ([1, 4], " (and data row 5)"), ([0, 2, 3], " (and data rows 3 and 4)")],
+)
+def test_also_rows_lists_the_other_rows_counted_from_one(rows, also):
+    assert also_rows(np.array(rows)) == also
