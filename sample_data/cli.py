@@ -26,6 +26,7 @@ from sample_data.delivery import (
 )
 from sample_data.incidents import check_labels_path
 from sample_data.simulator import DEFAULT_ENDPOINT, SimProgress, SimSummary, SimulationConfig, run
+from seamwatch.cli_args import BAD_INPUT_EXIT
 from seamwatch.durations import parse_duration as parse_any_duration
 from seamwatch.times import EARLIEST, LATEST, SUPPORTED_RANGE, check_supported
 from seamwatch.user_text import quoted
@@ -132,74 +133,81 @@ def _config(
     start: str | None,
     run_number: int = 0,
 ) -> SimulationConfig:
-    try:
-        span = parse_duration(duration)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--duration'") from exc
-    try:
-        pace = parse_speed(speed)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--speed'") from exc
-    if span is None and math.isinf(pace):
-        raise typer.BadParameter(
-            "an endless run needs a finite speed (e.g. --speed 1 for real time)",
-            param_hint="'--speed'",
-        )
-    try:
-        first = parse_start(start) if start else None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--start'") from exc
-    _check_run_in_range(first, span)
+    # every option is checked before any is refused: one round of fixes, not one per option
+    problems: list[tuple[str, str]] = []
+    span = _parsed(parse_duration, duration, "'--duration'", problems)
+    pace = _parsed(parse_speed, speed, "'--speed'", problems)
+    first = _parsed(parse_start, start, "'--start'", problems) if start else None
+    if not problems:
+        # checks of the options together, once each of them reads
+        if span is None and pace is not None and math.isinf(pace):
+            problems.append(
+                ("'--speed'", "an endless run needs a finite speed (e.g. --speed 1 for real time)")
+            )
+        out_of_range = _run_out_of_range(first, span)
+        if out_of_range is not None:
+            problems.append(("'--duration'", out_of_range))
     if labels is not None:
-        try:
-            check_labels_path(labels)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="'--labels'") from None
+        _parsed(check_labels_path, labels, "'--labels'", problems)
     try:
-        return SimulationConfig(
+        config = SimulationConfig(
             endpoint=endpoint,
             seed=seed,
             start=first,
             duration=span,
-            speed=pace,
+            speed=pace if pace is not None else math.inf,
             labels_path=labels,
             incidents=not no_incidents,
             run=run_number,
         )
     except ValidationError as exc:
-        problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
-        raise typer.BadParameter(
-            f"{quoted(endpoint)}: {problems}", param_hint="'--endpoint'"
-        ) from None
+        found = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        problems.append(("'--endpoint'", f"{quoted(endpoint)}: {found}"))
+    if len(problems) == 1:
+        hint, message = problems[0]
+        raise typer.BadParameter(message, param_hint=hint)
+    for hint, message in problems:
+        typer.echo(f"Error: Invalid value for {hint}: {message}", err=True)
+    if problems:
+        raise typer.Exit(code=BAD_INPUT_EXIT)
+    return config
 
 
-def _check_run_in_range(first: datetime | None, span: timedelta | None) -> None:
-    """Refuse a run whose simulated time leaves what the store can hold: spans after 2261
-    would be stored where no query can reach them."""
+def _parsed(parse, text, hint: str, problems: list[tuple[str, str]]):  # noqa: ANN001, ANN202
+    """``parse(text)``, or None with its ValueError's message added to ``problems``."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        problems.append((hint, str(exc)))
+        return None
+
+
+def _run_out_of_range(first: datetime | None, span: timedelta | None) -> str | None:
+    """Why a run whose simulated time leaves what the store can hold is refused (spans after
+    2261 would be stored where no query can reach them); None for a run within it."""
     if span is None:
-        return
+        return None
     if first is None:
         try:
             within = datetime.now(UTC) - span >= EARLIEST
         except OverflowError:
             within = False
-        if not within:
-            raise typer.BadParameter(
-                f"a run of this length up to now would start before {EARLIEST:%Y-%m-%d} (UTC); "
-                f"the store holds times from {SUPPORTED_RANGE}; give a shorter --duration",
-                param_hint="'--duration'",
-            )
-        return
+        if within:
+            return None
+        return (
+            f"a run of this length up to now would start before {EARLIEST:%Y-%m-%d} (UTC); "
+            f"the store holds times from {SUPPORTED_RANGE}; give a shorter --duration"
+        )
     try:
         within = first + span <= LATEST
     except OverflowError:
         within = False
-    if not within:
-        raise typer.BadParameter(
-            f"a run of this length from --start would end after {LATEST:%Y-%m-%d} (UTC); the store "
-            f"holds times from {SUPPORTED_RANGE}; give an earlier --start or a shorter --duration",
-            param_hint="'--duration'",
-        )
+    if within:
+        return None
+    return (
+        f"a run of this length from --start would end after {LATEST:%Y-%m-%d} (UTC); the store "
+        f"holds times from {SUPPORTED_RANGE}; give an earlier --start or a shorter --duration"
+    )
 
 
 def _check_receiver(traces_url: str) -> None:

@@ -175,3 +175,19 @@ def test_a_run_that_would_leave_the_supported_range_is_refused(args, message):
     assert result.exit_code == 2
     assert message in " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())
     assert "Nothing accepts connections" not in result.output
+
+
+def test_every_bad_option_is_named_in_one_round():
+    # only the first bad option was named; fixing it revealed the next
+    result = CliRunner().invoke(
+        app, ["simulate", "--duration", "soon", "--speed", "fast", "--start", "yesterday"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "Error: Invalid value for '--duration': 'soon' is not a duration; use a number with a "
+        "unit, e.g. 30m, 6h, 1d, 7d or 1h30m (units w, d, h, m, s), or 'forever'",
+        "Error: Invalid value for '--speed': 'fast' is not a speed; use a positive number such "
+        "as 300, or 'max'",
+        "Error: Invalid value for '--start': 'yesterday' is not an ISO-8601 time such as "
+        "2025-03-03T00:00:00Z",
+    ]
