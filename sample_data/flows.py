@@ -219,6 +219,10 @@ class IncidentBook:
     def __init__(self) -> None:
         self.active_incidents: list[inc.Incident] = []
         self._recoveries: dict[int, list[Callable[[int], None]]] = defaultdict(list)
+        # customers and items an incident made missing in the ERP, by id, until they arrive
+        self._missing: dict[int, inc.Incident] = {}
+        # called with an incident and the time when the last record it made missing arrives
+        self.on_records_arrived: Callable[[inc.Incident, int], None] | None = None
 
     def active(self, kind: str, flow: str, now_ns: int) -> inc.Incident | None:
         """The incident of ``kind`` hitting ``flow`` at ``now_ns``, if any."""
@@ -234,6 +238,21 @@ class IncidentBook:
     def on_recovery(self, incident: inc.Incident, action: Callable[[int], None]) -> None:
         """Run ``action`` once ``incident`` is over (the fix is deployed, the data arrives)."""
         self._recoveries[id(incident)].append(action)
+
+    def made_missing(self, incident: inc.Incident, record: Customer | Item) -> None:
+        """Note that ``incident`` keeps ``record`` out of the ERP until it is synced."""
+        self._missing[id(record)] = incident
+
+    def arrived(self, record: Customer | Item, now_ns: int) -> None:
+        """``record`` reached the ERP; the last one of its incident settles that incident."""
+        incident = self._missing.pop(id(record), None)
+        if incident is None or self.awaits(incident) or self.on_records_arrived is None:
+            return
+        self.on_records_arrived(incident, now_ns)
+
+    def awaits(self, incident: inc.Incident) -> bool:
+        """Whether a record ``incident`` made missing has not reached the ERP yet."""
+        return any(waiting is incident for waiting in self._missing.values())
 
     def start(self, incident: inc.Incident) -> None:
         """Put ``incident`` in force."""
@@ -587,8 +606,10 @@ class Stack:
         txn.state = "posted"
         if txn.flow == ONBOARDING and txn.customer is not None:
             txn.customer.in_erp = True
+            self.incidents.arrived(txn.customer, now_ns)
         elif txn.flow == ITEM_SYNC and txn.item is not None:
             txn.item.in_erp = True
+            self.incidents.arrived(txn.item, now_ns)
         if txn.on_posted is not None and txn.posts == 1:
             txn.on_posted(now_ns)
 
@@ -662,6 +683,7 @@ class Stack:
             # A new customer whose onboarding is stuck: it reaches the ERP after the incident.
             customer = self.world.new_customer(in_erp=False)
             late = customer
+            self.incidents.made_missing(master_incident, late)
             self.incidents.on_recovery(
                 master_incident,
                 lambda at: self.scheduler.schedule(
@@ -809,10 +831,11 @@ class Stack:
         if master_incident and self.chance(master_incident.intensity):
             # A plan launched in billing whose item has not reached the ERP item master; the
             # catalog sync catches up once the incident is over. That sync can fail on a
-            # background ERP error, and the item then stays missing after the incident's
-            # label has ended (README, known shortcomings).
+            # background ERP error, and the invoice's replays then fail after the window: the
+            # incident lasts until the item arrives.
             item = self.world.new_item(in_erp=False)
             late = item
+            self.incidents.made_missing(master_incident, late)
             self.incidents.on_recovery(
                 master_incident,
                 lambda at: self.scheduler.schedule(self.later(at, 1, 3), self.launch_item, late),

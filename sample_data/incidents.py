@@ -3,7 +3,11 @@
 Each incident has a kind, the flow it hits, a window in simulated time and an intensity. The
 flows ask ``IncidentBook.active`` whether an incident touches the posting they are about to
 make and report the business keys it affected. When the window closes the incident is written
-as one JSON line to the labels file, so detectors can be scored against it.
+as one JSON line to the labels file, so detectors can be scored against it. A missing-master-data
+incident lasts until the customers or items it kept out of the ERP arrive there: until then
+the replays of its transactions fail as they did in the window. Its label is written when the
+last of them arrives (or five hours after the window, if one never does), and ends at its last
+failure, not before the window's end.
 
 A label starts when the fault is first exercised, at the first transaction it affects, and
 records when the fault was put in place as ``fault_start``: a mapping table that lost a code
@@ -120,6 +124,7 @@ class Incident:
     intensity: float
     affected_keys: list[str] = field(default_factory=list)
     first_affected_ns: int | None = None
+    last_affected_ns: int | None = None
     _seen: set[str] = field(default_factory=set, repr=False)
 
     def affect(self, key: str, at_ns: int) -> None:
@@ -129,6 +134,8 @@ class Incident:
             self.affected_keys.append(key)
         if self.first_affected_ns is None or at_ns < self.first_affected_ns:
             self.first_affected_ns = at_ns
+        if self.last_affected_ns is None or at_ns > self.last_affected_ns:
+            self.last_affected_ns = at_ns
 
     def carries_code(self, owner: str) -> bool:
         """For a mapping burst: whether transactions of ``owner`` (a customer, or the

@@ -48,6 +48,12 @@ EXPORT_TIMEOUT_SECONDS = 30.0
 CHUNK_NS = 60 * 1_000_000_000
 NS_PER_DAY = 24 * NS_PER_HOUR
 RECONCILIATION_HOUR = 2
+# A missing-master-data incident goes on failing the transactions it parked until their
+# customers or items reach the ERP: a catch-up sync that fails on an everyday ERP error leaves
+# their replays to fail again after the window. Its label waits for the last of those records,
+# or this long when one never arrives: the replays of a parked transaction end within about
+# four and a half hours of the window (five, backing off from 10 to 120 minutes).
+MASTER_DATA_SETTLE_NS = 5 * NS_PER_HOUR
 PROGRESS_INTERVAL_SECONDS = 0.5
 IDLE_WAIT_SECONDS = 0.2
 IDLE_STEP_NS = int(IDLE_WAIT_SECONDS * 1e9)
@@ -207,8 +213,11 @@ class Simulation:
         self.end_ns = end_ns
         self.loop = EventLoop()
         self.book = IncidentBook()
+        self.book.on_records_arrived = self._label_settled
         self.labels = inc.LabelWriter(config.labels_path)
         self.labelled: list[dict[str, object]] = []
+        # incidents whose window has closed and whose label waits for their last failures
+        self._settling: list[inc.Incident] = []
         self.seed = run_seed(config.seed, config.run)
         self._arrivals_rng = random.Random(f"{self.seed}:arrivals")
         behaviour = random.Random(f"{self.seed}:behaviour")
@@ -259,7 +268,21 @@ class Simulation:
     def _end_incident(self, at_ns: int, incident: inc.Incident) -> None:
         for recover in self.book.finish(incident):
             recover(at_ns)
+        if self.book.awaits(incident):
+            self._settling.append(incident)
+            self.loop.schedule(
+                at_ns + MASTER_DATA_SETTLE_NS, lambda at: self._label_settled(incident, at)
+            )
+            return
         self._label(incident, incident.end_ns)
+
+    def _label_settled(self, incident: inc.Incident, at_ns: int) -> None:
+        """Label an incident whose window closed before the records it made missing arrived,
+        once they have (or it has waited long enough), ending at its last failure."""
+        if incident not in self._settling:
+            return
+        self._settling.remove(incident)
+        self._label(incident, max(incident.end_ns, incident.last_affected_ns or 0))
 
     def _label(self, incident: inc.Incident, end_ns: int) -> None:
         if not incident.affected_keys:
@@ -288,6 +311,9 @@ class Simulation:
         for incident in list(self.book.active_incidents):
             self.book.finish(incident)
             self._label(incident, min(incident.end_ns, reached_ns))
+        for incident in self._settling:
+            self._label(incident, max(incident.end_ns, incident.last_affected_ns or 0))
+        self._settling.clear()
         self.labels.close(self.start_ns, reached_ns, self.config.seed)
 
     @property

@@ -11,8 +11,9 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sample_data import incidents as inc
-from sample_data.flows import NOTICEABLE_DRIFT
+from sample_data.flows import NOTICEABLE_DRIFT, IncidentBook
 from sample_data.incidents import PlannedIncident
+from sample_data.world import Item
 
 from .conftest import MONDAY, simulate_in_memory
 
@@ -354,3 +355,54 @@ def test_planned_incident_is_validated():
         PlannedIncident("duplicate_postings", "catalog.item-sync", START, START + timedelta(1))
     with pytest.raises(ValueError, match="unknown incident kind"):
         PlannedIncident("meteor", "billing.invoice-post", START, START + timedelta(1))
+
+
+def test_an_item_that_never_reaches_the_erp_keeps_its_incident_going(tmp_path, monkeypatch):
+    # the catch-up sync failed on a background 422 and the invoices' replays failed again
+    # after the window: the detectors alerted on them and the judge counted false alerts
+    monkeypatch.setattr("sample_data.flows.Stack.launch_item", lambda self, at_ns, item: None)
+    labels = tmp_path / "labels.jsonl"
+    window_end = START + timedelta(minutes=60)
+    _, spans = simulate_in_memory(
+        start=START,
+        duration=timedelta(hours=3),
+        incidents=True,
+        incident_plan=[
+            PlannedIncident(
+                "missing_master_data",
+                "billing.invoice-post",
+                START + timedelta(minutes=10),
+                window_end,
+                0.3,
+            )
+        ],
+        labels_path=labels,
+    )
+    (record,) = [json.loads(line) for line in labels.read_text().splitlines()]
+    # the incident's invoices (no catalog item syncs here, so others fail too)
+    failures = [
+        s.start_time / 1e9
+        for s in spans
+        if s.attributes.get("integration.exception.category") == "master_data_missing"
+        and s.kind is SpanKind.CLIENT
+        and s.attributes["business.key"] in record["affected_keys"]
+    ]
+    end = datetime.fromisoformat(record["end"]).timestamp()
+    assert max(failures) > window_end.timestamp() + 5 * 60  # replays failing after the window
+    assert abs(end - max(failures)) < 1.0
+
+
+def test_an_incident_settles_when_the_last_record_it_made_missing_arrives():
+    book = IncidentBook()
+    settled = []
+    book.on_records_arrived = lambda incident, at_ns: settled.append((incident, at_ns))
+    incident = inc.Incident("missing_master_data", "billing.invoice-post", 0, 10, 0.2)
+    first, second = Item("SKU-1", 10.0, in_erp=False), Item("SKU-2", 10.0, in_erp=False)
+    book.made_missing(incident, first)
+    book.made_missing(incident, second)
+    book.arrived(first, 20)
+    assert book.awaits(incident) and not settled
+    book.arrived(Item("SKU-3", 10.0, in_erp=True), 25)  # no incident's: nothing settles
+    book.arrived(second, 30)
+    assert not book.awaits(incident)
+    assert settled == [(incident, 30)]
