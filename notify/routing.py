@@ -38,6 +38,7 @@ from pydantic import (
 from detectors.priority import LOWEST_LABEL, PRIORITY_LABELS
 from detectors.severity import TIER_NAMES, check_glob
 from notify.message import NOTIFIED_EVENTS, Notification
+from seamwatch.settings import address_problem
 from seamwatch.yaml_files import (
     PLAIN_NUMBER,
     Problem,
@@ -334,3 +335,7 @@ def _check_url(url: str, what: str = "the url") -> None:
         ) from None
     if parts.scheme not in ("http", "https") or not host:
         raise ValueError(f"{what} must be an http:// or https:// address with a host")
+    # a port past 65535 was sent to the port it wraps round to: another local service
+    problem = address_problem(parts)
+    if problem is not None:
+        raise ValueError(f"{what} cannot be reached: {problem}")

@@ -307,7 +307,7 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must look like {_URL_SHAPE}")
         # a server that is down is waited for; an address that can never answer is not
-        problem = _address_problem(parts)
+        problem = address_problem(parts)
         if problem:
             raise ValueError(f"{problem}; it must look like {_URL_SHAPE}")
         database = parts.path.strip("/")
@@ -358,7 +358,7 @@ def _masked_url(url: str) -> str:
     return _URL_PASSWORD.sub(r"\1***@", url, count=1)
 
 
-def _address_problem(parts: SplitResult) -> str | None:
+def address_problem(parts: SplitResult) -> str | None:
     """What makes the host or port of a URL one that no server can ever answer at, or None."""
     try:
         port = parts.port

@@ -121,6 +121,21 @@ def test_a_bad_url_is_refused_without_being_quoted():
     assert "secret-token" not in message
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        # 99999 was accepted and the alert delivered to port 34463, where it wraps round to
+        ("http://127.0.0.1:99999/hook", "its port must be a number from 1 to 65535"),
+        ("http://127.0.0.1:0/hook", "its port must be a number from 1 to 65535"),
+        ("http://127.0.0.1:abc/hook", "its port must be a number from 1 to 65535"),
+        ("http://exa mple.com/hook", "host 'exa mple.com' is not a host name or an IP address"),
+    ],
+)
+def test_a_url_no_server_can_answer_at_is_refused(url, problem):
+    message = _error(f"destinations:\n  - name: a\n    kind: webhook\n    url: '{url}'\n")
+    assert f"field destinations.0.url: the url cannot be reached: {problem}" in message
+
+
 def test_every_problem_of_the_file_comes_in_one_report():
     # a name given twice and a url that is no address showed only once the file's other
     # mistakes were fixed, one round each
