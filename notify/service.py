@@ -52,11 +52,7 @@ def file_problems(notify_file: Path | None, *, notify: bool = True) -> list[str]
 
 def public_dashboard_url(settings: Settings) -> str:
     """The dashboard address that links in messages use."""
-    if settings.dashboard_public_url:
-        return settings.dashboard_public_url
-    host = settings.dashboard_host
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return f"http://{shown}:{settings.dashboard_port}"
+    return settings.dashboard_public_url or settings.dashboard_url()
 
 
 def start_notifications(

@@ -327,6 +327,14 @@ class Settings(BaseSettings):
         """How long after a minute ends the detectors judge it."""
         return timedelta(seconds=self.evaluation_delay_seconds)
 
+    def dashboard_url(self) -> str:
+        """The address a person on this machine opens to see the dashboard (an address that
+        listens on every interface is shown as the loopback one; IPv6 in brackets)."""
+        host = self.dashboard_host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        return f"http://{shown}:{self.dashboard_port}"
+
     @property
     def uses_server(self) -> bool:
         """True when a ClickHouse server, not the embedded engine, holds the data."""

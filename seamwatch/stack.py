@@ -237,11 +237,16 @@ def _port_message(listener: _Listener, exc: OSError) -> str:
     )
 
 
-def dashboard_url(settings: Settings) -> str:
-    """The address a person opens to see the dashboard."""
-    host = settings.dashboard_host
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return f"http://{shown}:{settings.dashboard_port}"
+def with_dashboard_port(settings: Settings) -> Settings:
+    """``settings`` with a free dashboard port chosen now when it is 0: the dashboard would
+    take one of its own, and the banner and the links of chat messages need to name it."""
+    if settings.dashboard_port != 0:
+        return settings
+    family = socket.AF_INET6 if ":" in settings.dashboard_host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((settings.dashboard_host, 0))
+        port = probe.getsockname()[1]
+    return settings.model_copy(update={"dashboard_port": port})
 
 
 def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool = True) -> None:
@@ -251,6 +256,8 @@ def run_up(settings: Settings, demo: DemoOptions | None, *, with_dashboard: bool
     dashboard shows a notice; the detectors and the simulator start once it answers."""
     # a broken severity or notification file stops the command before anything is created
     check_before_start(settings, receivers=True, dashboard=with_dashboard, notify_file=True)
+    if with_dashboard:
+        settings = with_dashboard_port(settings)
     store, store_down = open_store_or_pending(settings)
     waiting = _ServerWait.begin(
         store, store_down, _UP_WAITING if with_dashboard else _HEADLESS_UP_WAITING
@@ -418,6 +425,7 @@ def run_dashboard_alone(settings: Settings) -> None:
     """Run the dashboard alone over its own store until SIGINT or SIGTERM; with a ClickHouse
     server that does not answer yet, its pages show a notice until it does."""
     check_before_start(settings, receivers=False, dashboard=True, notify_file=False)
+    settings = with_dashboard_port(settings)
     store, store_down = open_store_or_pending(settings)
     waiting = _ServerWait.begin(store, store_down, _DASHBOARD_WAITING)
     runtime.share_store(store)
@@ -427,7 +435,7 @@ def run_dashboard_alone(settings: Settings) -> None:
         # the dashboard holds the embedded store: the CLI's alerts, acks and silences, lineage
         # and reconcile reach it through this API
         api = serve_api(store, settings)
-        print(f"Dashboard: {dashboard_url(settings)}", flush=True)
+        print(f"Dashboard: {settings.dashboard_url()}", flush=True)
         _serve_until_stopped(settings, True, waiting)
     finally:
         if waiting is not None:
@@ -488,7 +496,7 @@ def _print_banner(
         lines.append(f"  OTLP/gRPC endpoint: {collector.grpc_endpoint}")
     lines.append(f"  JSON API:           {collector.endpoint}/api/v1")
     if with_dashboard:
-        lines.append(f"  Dashboard:          {dashboard_url(settings)}")
+        lines.append(f"  Dashboard:          {settings.dashboard_url()}")
     lines.append(f"  Store:              {store_text}")
     if detectors_timing:
         lines.append(f"  Detectors:          {detectors_timing}")
