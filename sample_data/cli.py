@@ -86,7 +86,6 @@ def simulate_command(
         int,
         typer.Option(
             "--run",
-            min=0,
             help="Run number: runs of one seed into one store take different numbers, so no "
             "id or business key of one repeats in another ('up --demo' counts them).",
         ),
@@ -138,6 +137,8 @@ def _config(
     span = _parsed(parse_duration, duration, "'--duration'", problems)
     pace = _parsed(parse_speed, speed, "'--speed'", problems)
     first = _parsed(parse_start, start, "'--start'", problems) if start else None
+    if run_number < 0:
+        problems.append(("'--run'", f"{run_number} is no run number; use 0 or more"))
     if not problems:
         # checks of the options together, once each of them reads
         if span is None and pace is not None and math.isinf(pace):
@@ -158,7 +159,7 @@ def _config(
             speed=pace if pace is not None else math.inf,
             labels_path=labels,
             incidents=not no_incidents,
-            run=run_number,
+            run=max(run_number, 0),
         )
     except ValidationError as exc:
         found = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())

@@ -180,7 +180,9 @@ def test_a_run_that_would_leave_the_supported_range_is_refused(args, message):
 def test_every_bad_option_is_named_in_one_round():
     # only the first bad option was named; fixing it revealed the next
     result = CliRunner().invoke(
-        app, ["simulate", "--duration", "soon", "--speed", "fast", "--start", "yesterday"]
+        app,
+        ["simulate", "--duration", "soon", "--speed", "fast", "--start", "yesterday"]
+        + ["--run", "-1"],
     )
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
@@ -190,4 +192,6 @@ def test_every_bad_option_is_named_in_one_round():
         "as 300, or 'max'",
         "Error: Invalid value for '--start': 'yesterday' is not an ISO-8601 time such as "
         "2025-03-03T00:00:00Z",
+        # refused alone, before the others were read
+        "Error: Invalid value for '--run': -1 is no run number; use 0 or more",
     ]
