@@ -388,9 +388,14 @@ def address_problem(parts: SplitResult) -> str | None:
 
 
 def _no_file(folder: Path, problem: str) -> Path:
-    """``folder``, unless a regular file stands there (a folder to create is fine)."""
+    """``folder``, unless a regular file stands there or in the way of creating it (a folder
+    to create is fine): under a file it could never be made, and failed only when opened."""
     if folder.exists() and not folder.is_dir():
         raise ValueError(problem)
+    blocking = next((above for above in folder.parents if above.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        advice = problem.split("; ", 1)[1]
+        raise ValueError(f"lies under {str(blocking)!r}, which is a file, not a folder; {advice}")
     return folder
 
 
@@ -403,7 +408,7 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from exc
+        raise SettingsError(_describe(exc, frozenset(given))) from exc
 
 
 _SECRET_SETTINGS = frozenset({"auth_token", "hash_salt"})
@@ -427,14 +432,16 @@ def known_variables() -> frozenset[str]:
     return frozenset((*settings, SEVERITY_FILE_ENV, EVAL_DATA_DIR_ENV))
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, flags: frozenset[str] = frozenset()) -> str:
+    """One line per bad setting, naming where it came from: the option of the command line
+    for one in ``flags``, the environment variable otherwise."""
     lines = []
     for error in exc.errors():
         if not error["loc"]:  # a rule across settings: its message names them
             lines.append(validation_message(error))
             continue
         name = ".".join(str(part) for part in error["loc"])
-        env = f"SEAMWATCH_{name.upper()}"
+        env = f"--{name.replace('_', '-')}" if name in flags else f"SEAMWATCH_{name.upper()}"
         problem = validation_message(error)
         if name in _SECRET_SETTINGS:  # never echo a secret, even a wrong one
             lines.append(f"{name} ({env}): {problem}")

@@ -57,7 +57,7 @@ def test_a_server_address_that_can_never_answer_is_refused_at_once(command, url,
     result = runner.invoke(app, [command, "--clickhouse-url", url])
     assert result.exit_code == 2, result.output
     assert time.monotonic() - started < 5
-    assert result.stderr.startswith("Error: Invalid settings:\n  clickhouse_url (SEAMWATCH_")
+    assert result.stderr.startswith("Error: Invalid settings:\n  clickhouse_url (--clickhouse-url)")
     assert problem in result.stderr
     assert "hunter2" not in result.stderr and "Traceback" not in result.output
 
@@ -608,3 +608,18 @@ def test_the_detectors_name_both_broken_files_in_one_error(monkeypatch, tmp_path
     assert lines[0] == "Error: Invalid severity file:"
     assert sum(f"{severity}, line 2, field tiers.critical.weight" in line for line in lines) == 1
     assert sum(f"{notify}, line 2, field destinations.0: give" in line for line in lines) == 1
+
+
+def test_a_data_dir_under_a_file_is_a_settings_error_naming_the_file(monkeypatch, tmp_path):
+    # it exited 1 when the store was opened ("Not a directory"), as if the machine were at
+    # fault, and alone, where a data dir that is a file is reported with the other settings
+    (tmp_path / "notes.txt").write_text("notes")
+    monkeypatch.setenv("SEAMWATCH_DATA_DIR", str(tmp_path / "notes.txt" / "store"))
+    result = runner.invoke(app, ["collector", "--otlp-grpc-port", "70000"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "Error: Invalid settings:",
+        f"  data_dir (SEAMWATCH_DATA_DIR) = '{tmp_path / 'notes.txt' / 'store'}': lies under "
+        f"'{tmp_path / 'notes.txt'}', which is a file, not a folder; name a folder for the store",
+        "  otlp_grpc_port (--otlp-grpc-port) = 70000: Input should be less than or equal to 65535",
+    ]

@@ -596,7 +596,7 @@ def test_a_data_dir_that_is_a_file_is_named_as_such(cli, tmp_path, command):
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         "Error: Invalid settings:",
-        f"  data_dir (SEAMWATCH_DATA_DIR) = '{regular}': is a file, not a folder; name a "
+        f"  data_dir (--data-dir) = '{regular}': is a file, not a folder; name a "
         "folder for the store",
     ]
     assert regular.read_text() == "not a store"
