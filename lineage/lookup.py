@@ -79,7 +79,16 @@ class LineageQuery:
     trace_id: str | None = None
 
     def __post_init__(self) -> None:
-        given = [name for name in ("key", "correlation_id", "trace_id") if getattr(self, name)]
+        names = ("key", "correlation_id", "trace_id")
+        blank = [
+            name
+            for name in names
+            if getattr(self, name) is not None and not getattr(self, name).strip()
+        ]
+        if blank:
+            # an empty value was given, not left out: say so rather than "got none"
+            raise LineageQueryError(f"{blank[0]} is empty; give the value to look up.")
+        given = [name for name in names if getattr(self, name)]
         if len(given) != 1:
             raise LineageQueryError(
                 "Give exactly one of key, correlation_id or trace_id "

@@ -91,6 +91,8 @@ def test_bad_queries_get_400_with_the_reason(client, path, params, message):
     [
         (["lineage"], "Give exactly one of --key, --correlation-id or --trace-id (got none)"),
         (["lineage", "--key", "a", "--trace-id", "b"], "(got --key, --trace-id)"),
+        # an empty key was answered with "(got none)", as if --key had not been given
+        (["lineage", "--key", ""], "--key is empty; give the value to look up."),
         (["lineage", "--trace-id", "abc"], "--trace-id 'abc' is not a trace id"),
         (["reconcile", "--since", "last tuesday"], "--since 'last tuesday' is neither a time"),
         # a duration reaching before the year 1 ended in an OverflowError's traceback
