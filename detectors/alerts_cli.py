@@ -394,10 +394,19 @@ def _path_part(identifier: str, what: str, listing: str) -> str:
     return quote(identifier, safe="")
 
 
+# who acts when --by is not given: read when the command runs, not when the help is built
+BY_DEFAULT = "[default: $USER, else someone]"
+
+
+def _who(by: str | None) -> str:
+    """``--by`` as given, else the login name of who runs the command, else ``someone``."""
+    return by if by is not None else os.environ.get("USER") or "someone"
+
+
 def ack_command(
     ctx: typer.Context,
     alert_id: str = typer.Argument(..., help="The alert's id, as listed by 'seamwatch alerts'."),
-    by: str = typer.Option(os.environ.get("USER", "someone"), "--by", help="Who acknowledges."),
+    by: str | None = typer.Option(None, "--by", help=f"Who acknowledges {BY_DEFAULT}."),
     note: str = typer.Option("", "--note", help="What is being done."),
     take_over: bool = typer.Option(
         False, "--take-over", help="Acknowledge an alert someone else has acknowledged."
@@ -410,6 +419,7 @@ def ack_command(
     An alert someone else has acknowledged is refused, and nothing changes, unless
     --take-over is given; every acknowledgement is kept either way.
     """
+    by = _who(by)
     _check_options({"by": by, "note": note})
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
     body = {"by": by, "note": note, "take_over": take_over}
@@ -465,7 +475,7 @@ def silence_command(
         False, "--all", help="Silence every alert; needed when no --flow, --target or --kind."
     ),
     reason: str = typer.Option("", "--reason", help="Why, for the people who see it."),
-    by: str = typer.Option(os.environ.get("USER", "someone"), "--by", help="Who silences."),
+    by: str | None = typer.Option(None, "--by", help=f"Who silences {BY_DEFAULT}."),
     data_dir: Path | None = DataDirOption,
     clickhouse_url: str | None = ClickHouseOption,
 ) -> None:
@@ -475,6 +485,7 @@ def silence_command(
     kept, for a flow that comes later.
     """
     length = _silence_length(duration)
+    by = _who(by)
     _check_options({"reason": reason, "by": by}, {"flow": flow, "target": target, "kind": kind})
     settings = _alert_settings(ctx, data_dir, clickhouse_url)
     body = {

@@ -858,3 +858,18 @@ def test_a_silence_pattern_over_200_characters_is_one_error_line(cli, store, chd
         f"Error: {option} is 201 characters long; at most 200 are allowed (got '{'x' * 57}…')\n"
     )
     assert active_silences(store) == []
+
+
+@pytest.mark.parametrize(("user", "who"), [("ana", "ana"), (None, "someone"), ("", "someone")])
+def test_an_ack_without_by_is_made_by_who_runs_the_command(
+    cli, store, chdb_data_dir, monkeypatch, user, who
+):
+    # the login name was read when the module was imported, and the help showed that one
+    if user is None:
+        monkeypatch.delenv("USER", raising=False)
+    else:
+        monkeypatch.setenv("USER", user)
+    alert = record_alert(store, "erp.item-sync", datetime.now(UTC))
+    acked = _alerts(cli, chdb_data_dir, "ack", alert.alert_id)
+    assert acked.exit_code == 0, acked.output
+    assert acked.stdout == f"Alert {alert.alert_id} acknowledged by {who}.\n"
