@@ -71,12 +71,15 @@ def detect_series_command(
     """Run the product's detector on one series; write timestamp,score,flag per row.
 
     Notes and progress (every 10 s past 50,000 rows) go to standard error."""
+    problems = []
     if kind not in SERIES_KINDS:
-        raise _fail(f"unknown --kind {quoted(kind)}; expected one of {', '.join(SERIES_KINDS)}")
+        problems.append(f"unknown --kind {quoted(kind)}; expected one of {', '.join(SERIES_KINDS)}")
     try:
         text, stamps, values = read_series_with_text(input_csv)
     except SeriesFormatError as exc:
-        raise _fail(str(exc)) from None
+        problems.append(str(exc))
+    if problems:  # the kind and the file in one round
+        raise _fail("\n".join(problems))
     source = "standard input" if input_csv == "-" else input_csv
     negative = np.flatnonzero(values < 0) if kind == "error_rate" else []
     if len(negative):

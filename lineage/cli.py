@@ -35,15 +35,22 @@ def _fail(message: str, code: int = BAD_INPUT_EXIT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def parse_time(text: str | None, option: str) -> datetime | None:
-    """An ISO-8601 time (naive means UTC), or a duration before now such as ``6h``; either
-    within the times the store can hold (:func:`seamwatch.times.check_supported`)."""
-    if text is None:
-        return None
-    try:
-        return supported_time_or_ago(text, option)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+def parse_times(**options: str | None) -> list[datetime | None]:
+    """Each option (``since="6h"``) as an ISO-8601 time (naive means UTC) or a duration before
+    now, within the times the store can hold (:func:`seamwatch.times.check_supported`); every
+    one that is neither is refused, one ``Error:`` line each, before the command goes on."""
+    times: list[datetime | None] = []
+    problems = []
+    for name, text in options.items():
+        try:
+            times.append(None if text is None else supported_time_or_ago(text, f"--{name}"))
+        except ValueError as exc:
+            problems.append(str(exc))
+    for problem in problems[:-1]:
+        typer.echo(f"Error: {problem}", err=True)
+    if problems:
+        raise _fail(problems[-1])
+    return times
 
 
 class StoreOptions(NamedTuple):
@@ -122,8 +129,7 @@ def reconcile_command(
     """Dropped events, duplicate postings, missing master data and failures, by business key."""
     from lineage.reconcile import ReconcileError, Window, reconcile
 
-    start = parse_time(since, "--since")
-    end = parse_time(until, "--until")
+    start, end = parse_times(since=since, until=until)
     try:
         window = Window.ending(start, end)
     except ReconcileError as exc:

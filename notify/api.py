@@ -26,7 +26,7 @@ def routes(store: Store) -> list[BaseRoute]:
         try:
             wanted = DeliveryFilter.parse(params)
         except DeliveryFilterError as exc:
-            return bad_request(str(exc))
+            return bad_request(" ".join(str(exc).splitlines()))
         try:
             return JSONResponse(await run_in_threadpool(deliveries_document, store, wanted))
         except StoreError as exc:

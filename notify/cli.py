@@ -240,7 +240,9 @@ def log_command(
     try:
         wanted = DeliveryFilter.parse({**values, "limit": limit}, prefix="--")
     except DeliveryFilterError as exc:
-        raise _fail(str(exc)) from None
+        for problem in str(exc).splitlines()[:-1]:  # one Error: line per option
+            typer.echo(f"Error: {problem}", err=True)
+        raise _fail(str(exc).splitlines()[-1]) from None
     settings = _store_settings(data_dir, clickhouse_url)
     try:
         document = answer(

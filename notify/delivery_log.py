@@ -69,13 +69,24 @@ class DeliveryFilter:
     def parse(cls, values: Mapping[str, str | None], prefix: str = "") -> DeliveryFilter:
         """The filter of ``values`` as people type them (``since`` may be ``2h``); errors name
         a field with ``prefix`` before it, as the user wrote it (``--outcome``)."""
-        return cls(
-            alert=_alert(values.get("alert"), prefix),
-            destination=_destination(values.get("destination"), prefix),
-            outcome=_outcome(values.get("outcome"), prefix),
-            since=_since(values.get("since"), prefix),
-            limit=_limit(values.get("limit"), prefix),
-        )
+        readers = {
+            "alert": _alert,
+            "destination": _destination,
+            "outcome": _outcome,
+            "since": _since,
+            "limit": _limit,
+        }
+        # every field is read before any is refused: one round of fixes, one line each
+        read: dict[str, Any] = {}
+        problems = []
+        for name, reader in readers.items():
+            try:
+                read[name] = reader(values.get(name), prefix)
+            except DeliveryFilterError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise DeliveryFilterError("\n".join(problems))
+        return cls(**read)
 
     @property
     def narrows(self) -> bool:

@@ -118,6 +118,13 @@ def test_detect_series_missing_file_and_unknown_kind(tmp_path):
     path = write(tmp_path, "timestamp,value\n")
     unknown = runner.invoke(app, ["detect-series", "--kind", "cpu", str(path)])
     assert unknown.exit_code == 2 and "unknown --kind" in unknown.stderr
+    # both at once: the kind was refused alone, and the missing file came next round
+    both = runner.invoke(app, ["detect-series", "--kind", "cpu", str(tmp_path / "x")])
+    assert both.exit_code == 2
+    assert both.stderr.splitlines() == [
+        "Error: unknown --kind 'cpu'; expected one of latency, error_rate",
+        f"Error: no such file: {tmp_path / 'x'}",
+    ]
 
 
 def test_detect_series_header_only_writes_header(tmp_path):

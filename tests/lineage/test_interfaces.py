@@ -109,6 +109,18 @@ def test_cli_refuses_bad_input_with_exit_2(args, message):
     assert "Traceback" not in result.output
 
 
+def test_reconcile_names_both_bad_times_in_one_round():
+    # only --since was named; fixing it revealed --until
+    result = runner.invoke(app, ["reconcile", "--since", "yesterday", "--until", "3000-01-01"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "Error: --since 'yesterday' is neither a time (2025-03-10T12:00:00Z) nor a duration "
+        "before now (30m, 6h, 7d).",
+        "Error: --until '3000-01-01' is outside the supported range, 1678-01-01 to 2261-12-31 "
+        "(UTC).",
+    ]
+
+
 @pytest.mark.parametrize(
     ("made", "problem"),
     [

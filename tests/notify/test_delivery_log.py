@@ -256,6 +256,24 @@ def test_a_bad_filter_is_one_line_naming_the_value_and_what_is_allowed(log, filt
     assert refused.stdout == ""
 
 
+def test_every_bad_filter_is_named_in_one_round(log, store):
+    # only the first bad option was named; fixing it revealed the next
+    refused = log("--limit", "0", "--since", "xyz", "--outcome", "weird")
+    assert refused.exit_code == 2
+    assert refused.stderr.splitlines() == [
+        "Error: --outcome 'weird' is not one of queued, sent, failed, dropped, stale, silenced.",
+        "Error: --since 'xyz' is neither a time (2025-03-10T12:00:00Z) nor a duration before "
+        "now (30m, 6h, 7d).",
+        "Error: --limit '0' is not a whole number from 1 to 1000.",
+    ]
+    client = TestClient(Starlette(routes=routes(store)))
+    both = client.get("/api/v1/deliveries", params={"outcome": "weird", "limit": "0"})
+    assert both.json() == {
+        "error": "outcome 'weird' is not one of queued, sent, failed, dropped, stale, silenced. "
+        "limit '0' is not a whole number from 1 to 1000."
+    }
+
+
 def test_an_alert_id_as_long_as_any_key_may_be_looked_up(store, now, notify_log):
     # ids of 101 to 1,000 characters were refused here while ack and lineage took them
     long_id = "a" * 1000
