@@ -3,18 +3,22 @@ is answered 408; both over real sockets, and both close the connection."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 from google.rpc import status_pb2
 
+from collector.http_receiver import _read_gzip
 from collector.service import Collector
+from seamwatch.body_limits import BodyLimits
 from seamwatch.settings import DEFAULT_MAX_REQUEST_BYTES, Settings
 from storage import Store
 from tests.raw_http import read_answer
@@ -173,3 +177,39 @@ def test_the_body_timeout_is_a_setting(monkeypatch):
     monkeypatch.setenv("SEAMWATCH_BODY_TIMEOUT_SECONDS", "0")
     with pytest.raises(ValueError, match="body_timeout_seconds"):
         Settings()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Refusals:
+    def declared_too_large(self, declared: int, limit: int) -> Exception:
+        return _TooLarge(declared)
+
+    def too_large(self, limit: int) -> Exception:
+        return _TooLarge(limit)
+
+    def stalled(self, message: str) -> Exception:
+        return TimeoutError(message)
+
+
+def test_a_gzip_bomb_holds_no_more_than_its_limit_while_refused():
+    # the first call inflated the whole limit at once, held beside the body it joined: a
+    # 64 MiB limit raised the receiver's peak memory by about 190 MiB
+    limit = 8 * 1024 * 1024
+    bomb = gzip.compress(b"a" * (4 * limit), compresslevel=9)
+    limits = BodyLimits(limit, 5.0, _Refusals())
+
+    async def arriving() -> AsyncIterator[bytes]:
+        for at in range(0, len(bomb), 64 * 1024):
+            yield bomb[at : at + 64 * 1024]
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(_TooLarge):
+            asyncio.run(_read_gzip(arriving(), limits, pipeline=None))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.3 * limit
