@@ -147,28 +147,32 @@ LATEST = pd.Timestamp(times.LATEST)
 
 def _timestamps(name: str, raw: pd.Series) -> np.ndarray:
     """The timestamp column as naive UTC ``datetime64[ns]``, in time order (a repeated
-    timestamp is allowed); a row that breaks a rule is an error naming it."""
+    timestamp is allowed); every row that breaks a rule is named, each kind of problem on a
+    line of the error, so one round of fixes clears them."""
     written = raw.str.strip()
-    missing = np.flatnonzero((written == "").to_numpy())
-    if missing.size:
-        raise SeriesFormatError(
-            f"{name}: missing timestamp on data row {missing[0] + 1}{also_rows(missing)}"
+    missing = (written == "").to_numpy()
+    iso = written.str.fullmatch(ISO_TIMESTAMP).to_numpy(dtype=bool)
+    bad_offset = _bad_offsets(written.where(iso, ""))
+    readable = iso & ~bad_offset
+    # rows that name no real moment (2024-02-30, 25:00) come back as NaT
+    stamps = pd.to_datetime(
+        written.where(readable).astype("string"), utc=True, format="ISO8601", errors="coerce"
+    )
+    parsed = stamps.notna().to_numpy()
+    outside = parsed & ((stamps < EARLIEST) | (stamps > LATEST)).to_numpy(dtype=bool)
+    problems = [
+        describe(name, raw, np.flatnonzero(rows))
+        for rows, describe in (
+            (missing, _missing),
+            (~missing & ~iso, _not_iso),
+            (bad_offset, _foreign_offset),
+            (readable & ~parsed, _impossible),
+            (outside, _out_of_range),
         )
-    not_iso = np.flatnonzero((~written.str.fullmatch(ISO_TIMESTAMP)).to_numpy())
-    if not_iso.size:
-        raise SeriesFormatError(_not_iso(name, raw, not_iso))
-    _check_offsets(name, raw, written)
-    try:
-        stamps = pd.to_datetime(written.astype("string"), utc=True, format="ISO8601")
-    except (ValueError, TypeError, OverflowError):
-        raise SeriesFormatError(_impossible_timestamps(name, raw)) from None
-    outside = np.flatnonzero(((stamps < EARLIEST) | (stamps > LATEST)).to_numpy())
-    if outside.size:
-        row = int(outside[0])
-        raise SeriesFormatError(
-            f"{name}: timestamp {raw.iloc[row]!r} on data row {row + 1}{also_rows(outside)} is "
-            f"out of range; the year must be from {EARLIEST.year} to {LATEST.year}"
-        )
+        if rows.any()
+    ]
+    if problems:
+        raise SeriesFormatError("\n".join(problems))
     naive = stamps.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     backwards = np.flatnonzero(np.diff(naive) < np.timedelta64(0))
     if backwards.size:
@@ -190,18 +194,23 @@ def _in_utc(raw: pd.Series, naive: np.ndarray, row: int) -> str:
     return f" (in UTC, {_shown(naive[row])} after {_shown(naive[row - 1])})"
 
 
-def _impossible_timestamps(name: str, raw: pd.Series) -> str:
-    """Which rows' ISO 8601 timestamps name no real moment (2024-02-30, 25:00), for the
-    error message."""
-    written = raw.astype(str).str.strip().astype("string")
-    parsed = pd.to_datetime(written, utc=True, format="ISO8601", errors="coerce")
-    rows = np.flatnonzero(parsed.isna().to_numpy())
-    if not rows.size:
-        return f"{name}: the timestamps cannot be read; {ISO_ADVICE}"
+def _missing(name: str, raw: pd.Series, rows: np.ndarray) -> str:
+    return f"{name}: missing timestamp on data row {rows[0] + 1}{also_rows(rows)}"
+
+
+def _impossible(name: str, raw: pd.Series, rows: np.ndarray) -> str:
     row = int(rows[0])
     return (
         f"{name}: timestamp {_shown_text(raw, row)!r} on data row {row + 1}{also_rows(rows)} is "
         f"not a real date and time; {ISO_ADVICE}"
+    )
+
+
+def _out_of_range(name: str, raw: pd.Series, rows: np.ndarray) -> str:
+    row = int(rows[0])
+    return (
+        f"{name}: timestamp {raw.iloc[row]!r} on data row {row + 1}{also_rows(rows)} is "
+        f"out of range; the year must be from {EARLIEST.year} to {LATEST.year}"
     )
 
 
@@ -367,24 +376,27 @@ def _refuse_extra_fields(name: str, rows: Iterator[list[str]], width: int) -> No
             )
 
 
-def _check_offsets(name: str, raw: pd.Series, written: pd.Series) -> None:
-    """Refuse a UTC offset that no place uses (``+14:45``, beyond -12:00 to +14:00), naming
-    its row: it was taken as written, moving the row by hours no clock shows."""
+def _bad_offsets(written: pd.Series) -> np.ndarray:
+    """Which rows carry a UTC offset that no place uses (``+14:45``, beyond -12:00 to
+    +14:00): taken as written, it moved the row by hours no clock shows."""
     parts = written.str.extract(ISO_TIMESTAMP)
     given = parts["offset"].notna().to_numpy()
     if not given.any():
-        return
+        return given
     hours = pd.to_numeric(parts["hours"]).fillna(0)
     minutes = hours * 60 + pd.to_numeric(parts["minutes"]).fillna(0)
     signed = minutes.where(parts["sign"] != "-", -minutes)
-    outside = given & ((signed < OFFSET_RANGE[0]) | (signed > OFFSET_RANGE[1])).to_numpy()
-    if outside.any():
-        row = int(np.flatnonzero(outside)[0])
-        raise SeriesFormatError(
-            f"{name}: timestamp {raw.iloc[row]!r} on data row {row + 1} has the UTC offset "
-            f"{parts['offset'].iloc[row]}, which no clock uses; offsets run from -12:00 to "
-            "+14:00 (or end the time in Z for UTC)"
-        )
+    return given & ((signed < OFFSET_RANGE[0]) | (signed > OFFSET_RANGE[1])).to_numpy()
+
+
+def _foreign_offset(name: str, raw: pd.Series, rows: np.ndarray) -> str:
+    row = int(rows[0])
+    offset = ISO_TIMESTAMP.fullmatch(str(raw.iloc[row]).strip())["offset"]
+    return (
+        f"{name}: timestamp {raw.iloc[row]!r} on data row {row + 1}{also_rows(rows)} has the "
+        f"UTC offset {offset}, which no clock uses; offsets run from -12:00 to +14:00 (or end "
+        "the time in Z for UTC)"
+    )
 
 
 def _values(name: str, raw: pd.Series) -> np.ndarray:

@@ -668,3 +668,23 @@ def test_detect_series_names_every_bad_row_and_both_columns_in_one_report(tmp_pa
 )
 def test_also_rows_lists_the_other_rows_counted_from_one(rows, also):
     assert also_rows(np.array(rows)) == also
+
+
+def test_detect_series_names_every_kind_of_bad_timestamp_at_once(tmp_path):
+    # the checks ran one after another: a missing timestamp hid a date that does not exist,
+    # which in turn hid one in the year 3000, each found only once the one before was fixed
+    rows = ["yesterday", "2024-13-45 10:00:00", "", "2024-01-01 00:05+14:45", "3000-01-01 00:00"]
+    path = write(tmp_path, "timestamp,value\n" + "".join(f"{row},1\n" for row in rows))
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"Error: {path}: missing timestamp on data row 3",
+        f"Error: {path}: timestamp 'yesterday' on data row 1 is not ISO 8601; {ISO_ADVICE}",
+        f"Error: {path}: timestamp '2024-01-01 00:05+14:45' on data row 4 has the UTC offset "
+        "+14:45, which no clock uses; offsets run from -12:00 to +14:00 (or end the time in Z "
+        "for UTC)",
+        f"Error: {path}: timestamp '2024-13-45 10:00:00' on data row 2 is not a real date and "
+        f"time; {ISO_ADVICE}",
+        f"Error: {path}: timestamp '3000-01-01 00:00' on data row 5 is out of range; the year "
+        "must be from 1678 to 2261",
+    ]
