@@ -373,7 +373,8 @@ def address_problem(parts: SplitResult) -> str | None:
     except ValueError:
         port = 0
     if port == 0:
-        return "its port must be a number from 1 to 65535"
+        written = parts.netloc.rpartition("@")[2].rpartition("]")[2].rpartition(":")[2]
+        return f"its port must be a number from 1 to 65535 (got {written!r})"
     host = parts.hostname or ""
     try:
         ipaddress.ip_address(host)

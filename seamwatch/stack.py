@@ -517,8 +517,10 @@ def _print_banner(
 
 
 def _describe_timedelta(span: timedelta) -> str:
+    """``1 day``, ``7 days``, ``1 hour``, ``1.5 hours``: a backfill as the banner says it."""
     hours = span.total_seconds() / 3600
-    return f"{hours / 24:g} days" if hours >= 24 else f"{hours:g} hours"
+    amount, unit = (hours / 24, "day") if hours >= 24 else (hours, "hour")
+    return f"{amount:g} {unit}{'' if amount == 1 else 's'}"
 
 
 @dataclass(frozen=True)

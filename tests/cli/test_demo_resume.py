@@ -5,8 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from seamwatch.settings import Settings
-from seamwatch.stack import DemoOptions, DemoResume, _print_banner, plan_demo_resume
+from seamwatch.stack import (
+    DemoOptions,
+    DemoResume,
+    _describe_timedelta,
+    _print_banner,
+    plan_demo_resume,
+)
 from tests.rows import make_span_rows
 
 
@@ -128,3 +136,17 @@ def test_a_backfill_never_fully_answered_still_lets_the_detectors_start(monkeypa
     monkeypatch.setattr(_BackfillGate, "DELIVERY_WAIT", timedelta(0))
     gate(SimProgress(now, now - timedelta(days=1), None, 100, 10, 0, 1, 0, 6.0))
     assert gate.delivered.is_set()
+
+
+@pytest.mark.parametrize(
+    ("span", "said"),
+    [
+        (timedelta(days=7), "7 days"),
+        # the banner said "backfilling 1 days of history"
+        (timedelta(days=1), "1 day"),
+        (timedelta(hours=1), "1 hour"),
+        (timedelta(minutes=90), "1.5 hours"),
+    ],
+)
+def test_the_backfill_is_said_in_words(span, said):
+    assert _describe_timedelta(span) == said

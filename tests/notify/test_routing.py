@@ -125,9 +125,9 @@ def test_a_bad_url_is_refused_without_being_quoted():
     ("url", "problem"),
     [
         # 99999 was accepted and the alert delivered to port 34463, where it wraps round to
-        ("http://127.0.0.1:99999/hook", "its port must be a number from 1 to 65535"),
-        ("http://127.0.0.1:0/hook", "its port must be a number from 1 to 65535"),
-        ("http://127.0.0.1:abc/hook", "its port must be a number from 1 to 65535"),
+        ("http://127.0.0.1:99999/hook", "its port must be a number from 1 to 65535 (got '99999')"),
+        ("http://127.0.0.1:0/hook", "its port must be a number from 1 to 65535 (got '0')"),
+        ("http://[::1]:abc/hook", "its port must be a number from 1 to 65535 (got 'abc')"),
         ("http://exa mple.com/hook", "host 'exa mple.com' is not a host name or an IP address"),
     ],
 )
