@@ -18,7 +18,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/seamwatch up --demo
+	$(BIN)/seamwatch up --demo $(ARGS)
 
 test: $(VENV)/.installed-test lint
 	$(BIN)/python -m pytest
