@@ -133,7 +133,7 @@ def reconcile_command(
     try:
         window = Window.ending(start, end)
     except ReconcileError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(re.sub(r"\b(since|until) \(", r"--\1 (", str(exc))) from None
     params = {"since": window.since.isoformat(), "until": window.until.isoformat()}
     params["target"] = target
     document = _answer(

@@ -97,7 +97,8 @@ def test_bad_queries_get_400_with_the_reason(client, path, params, message):
         (["reconcile", "--since", "last tuesday"], "--since 'last tuesday' is neither a time"),
         # a duration reaching before the year 1 ended in an OverflowError's traceback
         (["reconcile", "--since", "1000000w"], "--since '1000000w' is outside the supported range"),
-        (["reconcile", "--since", "1h", "--until", "2h"], "must be before until"),
+        # the API's words ("since (...) must be before until (...)") without the dashes
+        (["reconcile", "--since", "1h", "--until", "2h"], ") must be before --until ("),
         (["bench", "lineage", "--spans", "many"], "--spans 'many' must be whole numbers"),
     ],
 )
