@@ -29,6 +29,7 @@ from detectors.alert_actions import (
     ALERT_KINDS,
     LONGEST_SILENCE,
     STATES,
+    TEXT_FIELD_LIMITS,
     AlertActionError,
     acknowledge,
     add_silence,
@@ -60,7 +61,7 @@ from seamwatch.settings import Settings, SettingsError, load_settings
 from seamwatch.stopping import stop_on_signals
 from seamwatch.tables import cut, text_table
 from seamwatch.times import readable_utc, table_time
-from seamwatch.user_text import one_line, quoted
+from seamwatch.user_text import TextProblem, check_text, one_line, quoted
 from storage import Store, StoreError
 from storage.pending import open_store_or_pending, wait_for_server
 
@@ -399,8 +400,15 @@ BY_DEFAULT = "[default: $USER, else someone]"
 
 
 def _who(by: str | None) -> str:
-    """``--by`` as given, else the login name of who runs the command, else ``someone``."""
-    return by if by is not None else os.environ.get("USER") or "someone"
+    """``--by`` as given, else the login name of who runs the command, else ``someone``; a
+    login name that cannot be recorded is named as ``$USER``, not as an option not given."""
+    if by is not None:
+        return by
+    user = os.environ.get("USER") or "someone"
+    try:
+        return check_text("$USER", user, TEXT_FIELD_LIMITS["by"])
+    except TextProblem as exc:
+        raise _fail(f"{exc}; or give --by") from None
 
 
 def ack_command(

@@ -873,3 +873,12 @@ def test_an_ack_without_by_is_made_by_who_runs_the_command(
     acked = _alerts(cli, chdb_data_dir, "ack", alert.alert_id)
     assert acked.exit_code == 0, acked.output
     assert acked.stdout == f"Alert {alert.alert_id} acknowledged by {who}.\n"
+
+
+def test_a_login_name_that_cannot_be_recorded_is_named_as_user(cli, chdb_data_dir, monkeypatch):
+    # it was reported as "--by holds a line break", an option the user had not given
+    monkeypatch.setenv("USER", "bob\nx")
+    refused = _alerts(cli, chdb_data_dir, "ack", "abc")
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("Error: $USER holds a line break (\\n) at character 4;")
+    assert refused.stderr.endswith("; or give --by\n")
