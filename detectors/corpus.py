@@ -83,7 +83,7 @@ def read_series_with_text(path: Path | str) -> tuple[list[str], np.ndarray, np.n
 
     ``-`` reads standard input."""
     name = "standard input" if str(path) == "-" else str(path)
-    frame = _read_frame(name, _read_text(path, name))
+    frame, extra_fields = _read_frame(name, _read_text(path, name))
     columns: dict[str, object] = {}
     for column in frame.columns:
         columns[str(column).strip().lower()] = column
@@ -92,8 +92,9 @@ def read_series_with_text(path: Path | str) -> tuple[list[str], np.ndarray, np.n
             found = ", ".join(map(str, frame.columns)) or "none"
             raise SeriesFormatError(f"{name}: no '{needed}' column (columns: {found})")
     text = frame[columns["timestamp"]].astype(str).tolist()
-    # both columns are checked before either is refused: one round of fixes, not two
-    problems = []
+    # both columns, and rows with more fields than the header, are checked before any of it
+    # is refused: one round of fixes, not several
+    problems = [extra_fields] if extra_fields else []
     try:
         stamps = _timestamps(name, frame[columns["timestamp"]])
     except SeriesFormatError as exc:
@@ -302,23 +303,25 @@ def _where_not_utf8(exc: UnicodeDecodeError) -> str:
     return f"byte 0x{data[at]:02X} on line {line}, column {column}"
 
 
-def _read_frame(name: str, text: str) -> pd.DataFrame:
-    """Parse CSV text into string columns, refusing a row with more fields than the header."""
+def _read_frame(name: str, text: str) -> tuple[pd.DataFrame, str | None]:
+    """Parse CSV text into string columns (the header's), and say which rows hold more fields
+    than the header (None when none does)."""
     rows = csv.reader(io.StringIO(text))
     try:
         header = next(row for row in rows if row)
         _refuse_other_separators(name, header)
         _refuse_repeated_columns(name, header)
-        _refuse_extra_fields(name, rows, len(header))
+        extra_fields = _extra_fields(name, rows, len(header))
         # usecols: an empty field after the last column (a trailing comma) is dropped on any
         # row; index_col=False keeps such a first row from turning the timestamps into an index
-        return pd.read_csv(
+        frame = pd.read_csv(
             io.StringIO(text),
             dtype=str,
             keep_default_na=False,
             index_col=False,
             usecols=range(len(header)),
         )
+        return frame, extra_fields
     except (csv.Error, pd.errors.ParserError) as exc:
         unclosed = _UNCLOSED_QUOTE.search(str(exc))
         if unclosed:
@@ -364,16 +367,23 @@ def _refuse_repeated_columns(name: str, header: list[str]) -> None:
         first[key] = number
 
 
-def _refuse_extra_fields(name: str, rows: Iterator[list[str]], width: int) -> None:
-    """A data row with more fields than the header is an error unless the extra ones are
-    empty (a trailing comma): ``1,5`` in a value column is a decimal comma, not two values."""
+def _extra_fields(name: str, rows: Iterator[list[str]], width: int) -> str | None:
+    """Which data rows hold more fields than the header, unless the extra ones are empty (a
+    trailing comma): ``1,5`` in a value column is a decimal comma, not two values."""
     # blank lines are skipped, as pandas skips them, so row numbers match the other messages
-    for number, row in enumerate((row for row in rows if row), start=1):
-        if len(row) > width and any(field.strip() for field in row[width:]):
-            raise SeriesFormatError(
-                f"{name}: data row {number} has {len(row)} fields but the header names "
-                f"{width}; quote a value that holds a comma (a decimal comma: use a point)"
-            )
+    wide = [
+        (number, len(row))
+        for number, row in enumerate((row for row in rows if row), start=0)
+        if len(row) > width and any(field.strip() for field in row[width:])
+    ]
+    if not wide:
+        return None
+    first, fields = wide[0]
+    return (
+        f"{name}: data row {first + 1}{also_rows(np.array([row for row, _ in wide]))} has "
+        f"{fields} fields but the header names {width}; quote a value that holds a comma (a "
+        "decimal comma: use a point)"
+    )
 
 
 def _bad_offsets(written: pd.Series) -> np.ndarray:

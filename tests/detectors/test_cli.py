@@ -688,3 +688,19 @@ def test_detect_series_names_every_kind_of_bad_timestamp_at_once(tmp_path):
         f"Error: {path}: timestamp '3000-01-01 00:00' on data row 5 is out of range; the year "
         "must be from 1678 to 2261",
     ]
+
+
+def test_detect_series_names_rows_with_extra_fields_beside_the_other_problems(tmp_path):
+    # a row with a decimal comma was refused alone and hid a bad timestamp and a bad value
+    rows = ["2024-01-01 00:00,1,5", "yesterday,2", "2024-01-01 00:02,3,7", "2024-01-01 00:03,x"]
+    path = write(tmp_path, "timestamp,value\n" + "\n".join(rows) + "\n")
+    result = runner.invoke(app, ["detect-series", "--kind", "latency", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"Error: {path}: data row 1 (and data row 3) has 3 fields but the header names 2; "
+        "quote a value that holds a comma (a decimal comma: use a point)",
+        f"Error: {path}: timestamp 'yesterday' on data row 2 is not ISO 8601; {ISO_ADVICE}",
+        f"Error: {path}: value 'x' on data row 4 is not a plain number; write digits with a "
+        "point for decimals, without a % sign or thousands separators (1107.5, not 1,107.5), "
+        "or leave it blank (or NaN) for a gap",
+    ]
