@@ -21,6 +21,7 @@ from seamwatch.cli_options import (
     check_bench_folder,
     clickhouse_url_option,
     data_dir_option,
+    refuse_each,
     require_store,
 )
 from seamwatch.times import supported_time_or_ago
@@ -46,10 +47,8 @@ def parse_times(**options: str | None) -> list[datetime | None]:
             times.append(None if text is None else supported_time_or_ago(text, f"--{name}"))
         except ValueError as exc:
             problems.append(str(exc))
-    for problem in problems[:-1]:
-        typer.echo(f"Error: {problem}", err=True)
     if problems:
-        raise _fail(problems[-1])
+        raise refuse_each(problems)
     return times
 
 
@@ -108,9 +107,10 @@ def lineage_command(
 
 
 def _as_options(message: str) -> str:
-    """A lookup error in the words of the command line: ``trace_id`` reads ``--trace-id``."""
+    """A lookup or reconcile error in the words of the command line: ``trace_id`` reads
+    ``--trace-id``, ``since (10:00 UTC)`` reads ``--since (10:00 UTC)``."""
     return re.sub(
-        r"\b(key|correlation_id|trace_id)\b",
+        r"\b(key|correlation_id|trace_id|since(?= \()|until(?= \())\b",
         lambda found: "--" + found.group(1).replace("_", "-"),
         message,
     )
@@ -133,7 +133,7 @@ def reconcile_command(
     try:
         window = Window.ending(start, end)
     except ReconcileError as exc:
-        raise _fail(re.sub(r"\b(since|until) \(", r"--\1 (", str(exc))) from None
+        raise _fail(_as_options(str(exc))) from None
     params = {"since": window.since.isoformat(), "until": window.until.isoformat()}
     params["target"] = target
     document = _answer(

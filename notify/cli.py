@@ -46,7 +46,12 @@ from notify.service import (
 from seamwatch import runtime
 from seamwatch.access import answer
 from seamwatch.api import ApiError, ApiRefused
-from seamwatch.cli_options import clickhouse_url_option, data_dir_option, require_store
+from seamwatch.cli_options import (
+    clickhouse_url_option,
+    data_dir_option,
+    refuse_each,
+    require_store,
+)
 from seamwatch.logs import configure_logging
 from seamwatch.settings import Settings, SettingsError, load_settings
 from seamwatch.tables import cut, text_table
@@ -240,9 +245,7 @@ def log_command(
     try:
         wanted = DeliveryFilter.parse({**values, "limit": limit}, prefix="--")
     except DeliveryFilterError as exc:
-        for problem in str(exc).splitlines()[:-1]:  # one Error: line per option
-            typer.echo(f"Error: {problem}", err=True)
-        raise _fail(str(exc).splitlines()[-1]) from None
+        raise refuse_each(str(exc).splitlines()) from None
     settings = _store_settings(data_dir, clickhouse_url)
     try:
         document = answer(

@@ -6,11 +6,11 @@ import logging
 import math
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -26,12 +26,15 @@ from sample_data.delivery import (
 )
 from sample_data.incidents import check_labels_path
 from sample_data.simulator import DEFAULT_ENDPOINT, SimProgress, SimSummary, SimulationConfig, run
-from seamwatch.cli_args import BAD_INPUT_EXIT
+from seamwatch.cli_options import refuse_each
 from seamwatch.durations import parse_duration as parse_any_duration
 from seamwatch.times import EARLIEST, LATEST, SUPPORTED_RANGE, check_supported
 from seamwatch.user_text import quoted
 
 logger = logging.getLogger(__name__)
+
+Given = TypeVar("Given")
+Parsed = TypeVar("Parsed")
 
 _FASTEST = ("max", "inf", "0")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -167,14 +170,14 @@ def _config(
     if len(problems) == 1:
         hint, message = problems[0]
         raise typer.BadParameter(message, param_hint=hint)
-    for hint, message in problems:
-        typer.echo(f"Error: Invalid value for {hint}: {message}", err=True)
     if problems:
-        raise typer.Exit(code=BAD_INPUT_EXIT)
+        raise refuse_each([f"Invalid value for {hint}: {message}" for hint, message in problems])
     return config
 
 
-def _parsed(parse, text, hint: str, problems: list[tuple[str, str]]):  # noqa: ANN001, ANN202
+def _parsed(
+    parse: Callable[[Given], Parsed], text: Given, hint: str, problems: list[tuple[str, str]]
+) -> Parsed | None:
     """``parse(text)``, or None with its ValueError's message added to ``problems``."""
     try:
         return parse(text)

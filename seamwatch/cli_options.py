@@ -13,6 +13,14 @@ from storage.embedded import holds_a_store
 BAD_INPUT_EXIT = 2  # as every command exits on an option to correct
 
 
+def refuse_each(problems: list[str]) -> typer.Exit:
+    """One ``Error:`` line for each of ``problems`` (every mistake of a command line in one
+    round); the exit to raise after them."""
+    for problem in problems:
+        typer.echo(f"Error: {problem}", err=True)
+    return typer.Exit(BAD_INPUT_EXIT)
+
+
 def store_folder(text: str) -> Path:
     """A ``--data-dir`` value as a path; an empty one is refused rather than read as the
     working folder, where the store, spool and lock would be scattered.

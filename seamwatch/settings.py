@@ -75,8 +75,9 @@ _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^/@]+@")
 EMPTY_DATA_DIR = f"is empty; name a folder, e.g. {DEFAULT_DATA_DIR}"
 # A folder setting that names a regular file is a value to correct, refused with the others
 # before anything starts, so every command exits as it does on a bad option.
-FILE_AS_DATA_DIR = "is a file, not a folder; name a folder for the store"
-FILE_AS_SPOOL_DIR = "is a file, not a folder; name a folder, or unset it to spool in the data dir"
+DATA_DIR_ADVICE = "name a folder for the store"
+SPOOL_DIR_ADVICE = "name a folder, or unset it to spool in the data dir"
+FILE_AS_DATA_DIR = f"is a file, not a folder; {DATA_DIR_ADVICE}"
 
 
 class SettingsError(ValueError):
@@ -274,12 +275,12 @@ class Settings(BaseSettings):
     @field_validator("data_dir")
     @classmethod
     def _data_dir_is_no_file(cls, value: Path) -> Path:
-        return _no_file(value, FILE_AS_DATA_DIR)
+        return _no_file(value, DATA_DIR_ADVICE)
 
     @field_validator("spool_dir")
     @classmethod
     def _spool_dir_is_no_file(cls, value: Path | None) -> Path | None:
-        return value if value is None else _no_file(value, FILE_AS_SPOOL_DIR)
+        return value if value is None else _no_file(value, SPOOL_DIR_ADVICE)
 
     @field_validator("database")
     @classmethod
@@ -388,14 +389,14 @@ def address_problem(parts: SplitResult) -> str | None:
     return None
 
 
-def _no_file(folder: Path, problem: str) -> Path:
+def _no_file(folder: Path, advice: str) -> Path:
     """``folder``, unless a regular file stands there or in the way of creating it (a folder
-    to create is fine): under a file it could never be made, and failed only when opened."""
+    to create is fine): under a file it could never be made, and failed only when opened.
+    The refusal ends with ``advice``."""
     if folder.exists() and not folder.is_dir():
-        raise ValueError(problem)
+        raise ValueError(f"is a file, not a folder; {advice}")
     blocking = next((above for above in folder.parents if above.exists()), None)
     if blocking is not None and not blocking.is_dir():
-        advice = problem.split("; ", 1)[1]
         raise ValueError(f"lies under {str(blocking)!r}, which is a file, not a folder; {advice}")
     return folder
 
