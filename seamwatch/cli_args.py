@@ -13,6 +13,11 @@ without a word: ``alerts silence --flow 'billing.*' --flow 'payments.*'`` silenc
 alone. :func:`repeated_option` reads the command line with each command's own parser and
 refuses such an option, with what to do instead (a command's :func:`repeat_advice`).
 
+Typer reads numbers with pydantic and repeats its words, without the value given
+(``Invalid value for '--seed': Input should be a valid integer, unable to parse string as an
+integer``). :func:`plain_number_error` says instead what was given and what is wanted
+(``'abc' is not a whole number``).
+
 Typer carries a click of its own whose classes are not the ``click`` package's, so commands
 and parameters are told apart by what they hold (``commands``, ``param_type_name``).
 """
@@ -55,6 +60,39 @@ class SeamwatchGroup(TyperGroup):
         for warning in unknown_variables(os.environ):
             typer.echo(f"Warning: {warning}", err=True)
         return super().main(given, *rest, **options)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as exc:
+            plain = plain_number_error(exc)
+            if plain is None:
+                raise
+            raise plain from exc
+
+
+# pydantic's error types for text that is not a number, and what the option wanted
+_NUMBER_WANTED = {
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "finite_number": "a finite number",
+}
+
+
+def plain_number_error(exc: typer.BadParameter) -> typer.BadParameter | None:
+    """``exc`` reworded when it is typer's refusal of text that is not a number: the value as
+    given and the kind of number wanted; None for any other refusal."""
+    cause = exc.__cause__
+    errors = getattr(cause, "errors", None)
+    if not callable(errors):
+        return None
+    first = next(iter(errors()), None)
+    if not isinstance(first, dict) or first.get("type") not in _NUMBER_WANTED:
+        return None
+    given = quoted_as_written(str(first.get("input", "")))
+    wanted = _NUMBER_WANTED[first["type"]]
+    return typer.BadParameter(f"{given} is not {wanted}.", ctx=exc.ctx, param=exc.param)
 
 
 def non_text_argument(group: Any, args: list[str]) -> str | None:

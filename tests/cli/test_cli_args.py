@@ -239,3 +239,23 @@ def test_a_flag_given_twice_is_taken(tmp_path):
     )
 
     assert result.output.startswith("Error: no data directory at ")
+
+
+@pytest.mark.parametrize(
+    ("args", "named", "refusal"),
+    [
+        (["simulate", "--seed", "abc"], "--seed", "'abc' is not a whole number."),
+        (["simulate", "--run", "1.5"], "--run", "'1.5' is not a whole number."),
+        (["up", "--otlp-http-port", "http"], "--otlp-http-port", "'http' is not a whole number."),
+        (["bench", "detect", "--flows", "1e3x"], "--flows", "'1e3x' is not a whole number."),
+        (["evaluate", "--simulator", "--days", "two"], "--days", "'two' is not a number."),
+    ],
+)
+def test_a_number_option_given_text_quotes_it_and_says_what_number_it_wants(args, named, refusal):
+    # typer's words were pydantic's, without the value: "Input should be a valid integer,
+    # unable to parse string as an integer"
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 2
+    assert f"Error: Invalid value for '{named}': {refusal}" in result.output
+    assert "Input should be" not in result.output
