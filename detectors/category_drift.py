@@ -126,6 +126,7 @@ class CategoryScore:
 
     category: str
     score: float
+    # the usual rate the score was taken at; 0 for a category new to the flow
     baseline_rate: float
     failures: int
     transactions: int
@@ -373,6 +374,10 @@ class CategoryDrift:
         return dataclasses.replace(
             found,
             score=max(found.score, self.new_category_score),
+            # the history holds none: the smoothed rate the score was taken at (the prior, or
+            # the first day's default) is not a rate the flow showed, and an alert that read
+            # "new to this flow" beside "usual 0.20%" contradicted itself
+            baseline_rate=0.0,
             new_to_flow=True,
             history_hours=len(self._hours),
         )

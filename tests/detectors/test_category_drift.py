@@ -156,6 +156,9 @@ def test_the_first_reference_data_failure_after_a_day_without_one_scores_at_the_
     assert found.new_to_flow
     assert (found.failures, found.minutes) == (1, 15)
     assert found.score == 4.2
+    # the flow showed none: its alert's "what changed" starts from 0, not from the prior's
+    # 0.5 failures in 7,500 transactions it was scored at
+    assert found.baseline_rate == 0.0
     # the same failure without the rule is one failure, which never alerts
     plain = _new_category_drift(25)
     plain.new_category_score = None
@@ -190,7 +193,7 @@ def test_in_a_first_day_two_failures_of_a_reference_category_not_shown_in_hours_
     assert drift.step(1.0, {"mapping": ["INV-1"]}) == []  # one alone is not enough
     [found] = drift.step(2.0, {"mapping": ["INV-2"]})
     assert found.new_to_flow
-    assert (found.failures, found.score) == (2, 4.2)
+    assert (found.failures, found.score, found.baseline_rate) == (2, 4.2, 0.0)
     # without the rule, the same two failures stay under the threshold
     plain = _first_morning(7)
     plain.new_category_score = None
