@@ -31,7 +31,7 @@ def parse_duration(
             f"{quoted(text)} is not a duration; use a number with a unit, e.g. 30m, 6h, 1d, 7d "
             f"or 1h30m (units w, d, h, m, s){forever}"
         )
-    seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
+    seconds = written_seconds(value)
     if seconds <= 0:
         raise ValueError(f"{quoted(text)} is no time at all; a duration must be longer than zero")
     limit = _LONGEST_SECONDS if longest is None else longest.total_seconds()
@@ -39,6 +39,18 @@ def parse_duration(
         most = timedelta.max if longest is None else longest
         raise ValueError(f"{quoted(text)} is too long; at most {_days(most)}")
     return timedelta(seconds=seconds)
+
+
+def written_seconds(text: str) -> float:
+    """The seconds a duration written as :func:`looks_like_duration` takes adds up to,
+    unbounded (``inf`` beyond a float)."""
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text.strip().lower()))
+
+
+def looks_like_duration(text: str) -> bool:
+    """Whether ``text`` is written as a duration (numbers with units), whatever its length:
+    ``0s`` and ``10000000000000000000000s`` are, ``yesterday`` is not."""
+    return bool(_WHOLE.match(text.strip().lower()))
 
 
 def _days(length: timedelta) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from seamwatch.durations import parse_duration
+from seamwatch.durations import looks_like_duration, parse_duration, written_seconds
 from seamwatch.user_text import quoted
 
 # whole years within what 64-bit nanoseconds reach (1677-09-21 to 2262-04-11), with room for
@@ -119,7 +119,11 @@ def time_or_ago(text: str, now: datetime | None = None) -> datetime:
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
     try:
         return (now or datetime.now(UTC)) - parse_duration(text)
-    except ValueError:
+    except ValueError as exc:
+        if looks_like_duration(text):
+            if written_seconds(text) > 0:  # longer than any clock reaches back
+                raise out_of_range("", text) from None
+            raise ValueError(f"{exc}.") from None
         raise ValueError(
             f"{quoted(text)} is neither a time (2025-03-10T12:00:00Z) nor a duration before "
             "now (30m, 6h, 7d)."

@@ -28,6 +28,9 @@ def test_a_start_is_a_time_or_a_duration_before_now():
     [
         ("soon", "'soon' is neither a time (2025-03-10T12:00:00Z) nor a duration before now"),
         ("1000000w", "'1000000w' is outside the supported range, 1678-01-01 to 2261-12-31"),
+        # durations both, which were called "neither a time nor a duration"
+        ("0s", "'0s' is no time at all; a duration must be longer than zero."),
+        ("1" + "0" * 21 + "s", f"'1{'0' * 21}s' is outside the supported range, 1678-01-01"),
     ],
 )
 def test_a_start_that_is_neither_is_refused_naming_it(text, message):
