@@ -290,7 +290,10 @@ class AlertBook:
                 "event": "resolved",
                 "kind": alert.kind,
                 "score": alert.score,
-                "detail": f"settled after peak score {alert.peak_score:.1f}",
+                "detail": (
+                    "every signal back to its usual range (at its worst it scored "
+                    f"{alert.peak_score:.1f})"
+                ),
             }
         )
         self._changed[alert.alert_id] = alert

@@ -183,7 +183,8 @@ def _cross_site_refusal(scope: Scope, headers: Headers, host: str) -> Response |
     if origin is not None and origin.rstrip("/").lower() != f"{scope['scheme']}://{host}".lower():
         message = (
             f"Changes from a web page of another origin ({quoted(origin)}) are refused; "
-            "acknowledge and silence alerts with the seamwatch CLI, the dashboard or a script."
+            "acknowledge and silence alerts with 'seamwatch alerts ack' and 'seamwatch alerts "
+            "silence', or from a script, which sends no Origin header."
         )
         return JSONResponse({"error": message}, 403)
     media_type = headers.get("content-type", "").partition(";")[0].strip().lower()

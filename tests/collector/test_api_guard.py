@@ -40,6 +40,9 @@ def test_a_change_from_a_page_of_another_origin_is_refused(api, content_type):
     )
     assert answer.status_code == 403
     assert "another origin ('http://pages.example')" in answer.json()["error"]
+    # the dashboard has no controls for either: the advice named it
+    assert "'seamwatch alerts ack'" in answer.json()["error"]
+    assert "dashboard" not in answer.json()["error"]
     assert silences(api) == []
 
 

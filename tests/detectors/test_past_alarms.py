@@ -140,5 +140,8 @@ def test_what_settled_reads_back_by_signal_and_is_not_evidence():
         "latency settled"
     )
     assert settled_signals(detail) == signals
+    # a resolution's words, as written now and before
+    resolution = "every signal back to its usual range (at its worst it scored 7.1)"
+    assert settled_signals(resolution) == []
     assert settled_signals("settled after peak score 7.1") == []
     assert not names_category(detail, "mapping")
