@@ -5,6 +5,8 @@ Chat messages link here as ``alerts?alert_id=<id>``; the page then opens on that
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 import streamlit as st
 
@@ -89,7 +91,7 @@ def alerts_view() -> None:
             icon=":material/warning:",
         )
     if linked_id:
-        show_linked_alert(linked_id, open_alerts + history, events)
+        show_linked_alert(linked_id, open_alerts + history, events, silences)
     open_tab, history_tab, silences_tab = st.tabs(
         [f"Open ({len(open_alerts)})", "History", f"Silences ({len(silences)})"]
     )
@@ -111,8 +113,11 @@ def alert_events(store: Store, alert_id: str) -> pd.DataFrame:
     )
 
 
-def show_linked_alert(alert_id: str, alerts: list[dict], events: pd.DataFrame) -> None:
-    """The alert a link named, with its facts, its events and a way to its flow's lineage."""
+def show_linked_alert(
+    alert_id: str, alerts: list[dict], events: pd.DataFrame, silences: list[dict] = ()
+) -> None:
+    """The alert a link named, with its facts, its events and a way to its flow's lineage;
+    ``silences``, those in force, tell who silenced it, why and until when."""
     alert = next((alert for alert in alerts if alert["alert_id"] == alert_id), None)
     if alert is None:
         st.warning(
@@ -131,7 +136,9 @@ def show_linked_alert(alert_id: str, alerts: list[dict], events: pd.DataFrame) -
         tier.metric("Tier", alert["tier"])
         affected.metric("Transactions affected", f"{alert['affected']:,}")
         st.markdown(
-            "\n".join(f"- **{label}:** {literal(value, 300)}" for label, value in _facts(alert))
+            "\n".join(
+                f"- **{label}:** {literal(value, 300)}" for label, value in _facts(alert, silences)
+            )
         )
         if not events.empty:
             st.dataframe(
@@ -143,7 +150,7 @@ def show_linked_alert(alert_id: str, alerts: list[dict], events: pd.DataFrame) -
         st.markdown(f"[Lineage of {literal(alert['flow'])}]({lineage_link('.', alert['flow'])})")
 
 
-def _facts(alert: dict) -> list[tuple[str, str]]:
+def _facts(alert: dict, silences: Sequence[dict] = ()) -> list[tuple[str, str]]:
     resolved = readable_utc(alert["resolved_at"]) if alert["resolved_at"] else "still open"
     return [
         ("Flow", alert["flow"]),
@@ -155,8 +162,24 @@ def _facts(alert: dict) -> list[tuple[str, str]]:
         ("Opened", readable_utc(alert["opened_at"])),
         ("Resolved", resolved),
         ("Acknowledged by", _acknowledged(alert)),
-        ("Silenced by", alert["silenced_by"] or "not silenced"),
+        ("Silenced", _silenced(alert, silences)),
     ]
+
+
+def _silenced(alert: dict, silences: Sequence[dict]) -> str:
+    """Who silenced the alert, until when and why, as the Silences tab lists it; the id
+    alone said nothing to on-call."""
+    silence_id = alert["silenced_by"]
+    if not silence_id:
+        return "not silenced"
+    silence = next((item for item in silences if item["silence_id"] == silence_id), None)
+    if silence is None:  # ended between the two reads
+        return f"by silence {silence_id}, now ended"
+    reason = f": {silence['reason']}" if silence.get("reason") else ""
+    return (
+        f"by {silence['created_by']} until {readable_utc(silence['expires_at'])}{reason} "
+        f"(silence {silence_id})"
+    )
 
 
 def _acknowledged(alert: dict) -> str:

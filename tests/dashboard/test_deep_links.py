@@ -235,3 +235,19 @@ def test_the_escaping_examples_hold():
     import dashboard.text
 
     assert doctest.testmod(dashboard.text).failed == 0
+
+
+def test_a_silenced_alert_says_who_silenced_it_until_when_and_why(store):
+    # it showed the silence's id alone
+    alert = record_alert(store, "billing.invoice-post")
+    now = datetime.now(UTC).replace(microsecond=0)
+    silence = add_silence(
+        store, timedelta(hours=2), flow="billing.*", reason="ERP upgrade", created_by="ana", now=now
+    )
+
+    app = open_page(ALERTS_PAGE, alert_id=alert.alert_id)
+
+    assert not app.exception
+    until = readable_utc(now + timedelta(hours=2))
+    expected = f"**Silenced:** by ana until {until}: ERP upgrade (silence {silence['silence_id']})"
+    assert expected in page_text(app)
