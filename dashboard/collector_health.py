@@ -28,6 +28,8 @@ class CollectorHealth:
     spool_bytes: float = 0.0
     insert_count: float = 0.0
     insert_seconds_total: float = 0.0
+    # when the counters began (the client library's ``_created`` sample), in Unix seconds
+    counting_since: float | None = None
 
     @property
     def mean_insert_seconds(self) -> float | None:
@@ -55,6 +57,8 @@ def _take(health: CollectorHealth, name: str, labels: dict[str, str], value: flo
         health.dropped_spans = value
     elif name == "inserted_spans_total":
         health.inserted_spans = value
+    elif name == "inserted_spans_created":
+        health.counting_since = value
     elif name == "queued_spans":
         health.queued_spans = value
     elif name == "spool_bytes":

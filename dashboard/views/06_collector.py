@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import data
 from dashboard.collector_health import CollectorHealth, MetricsUnavailable, read_collector_health
+from seamwatch.times import readable_utc
 
 REFRESH_INTERVAL_SECONDS = 5
 
@@ -29,17 +31,24 @@ def collector_figures() -> None:
         st.error(f"The collector does not answer: {exc}", icon=":material/error:")
         return
     rate = _accepted_rate(health)
+    if health.counting_since is not None:
+        started = datetime.fromtimestamp(health.counting_since, UTC)
+        st.caption(f"Counted since the collector started, {readable_utc(started)}.")
     accepted, queued, refused, insert = st.columns(4)
+    # the second figures are rates and sizes, not changes: no arrow, no colour
     accepted.metric(
         "Spans accepted",
         f"{sum(health.accepted_spans.values()):,.0f}",
-        None if rate is None else f"{rate:,.0f} spans/s",
+        None if rate is None else f"{rate:,.0f} spans/s now",
+        delta_color="off",
+        delta_arrow="off",
     )
     queued.metric(
         "Waiting for the store",
         f"{health.queued_spans:,.0f}",
         f"spool {health.spool_bytes / 2**20:,.1f} MiB",
         delta_color="off",
+        delta_arrow="off",
     )
     refused.metric("Requests refused", f"{sum(health.refused_requests.values()):,.0f}")
     mean = health.mean_insert_seconds

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 import streamlit as st
@@ -35,6 +37,8 @@ def test_parse_metrics_reads_every_figure():
     assert health.queued_spans == 17.0
     assert health.spool_bytes == 3 * 2**20
     assert health.mean_insert_seconds == pytest.approx(0.375)
+    # the counters begin with the collector: a restart sets them back to 0
+    assert health.counting_since == pytest.approx(time.time(), abs=60)
 
 
 @pytest.fixture
@@ -63,6 +67,9 @@ def test_page_shows_the_running_collector_counts(page_settings):
     assert metrics["Requests refused"] == "1"
     assert metrics["Waiting for the store"] == "0"
     assert [m.delta for m in app.metric if m.label == "Waiting for the store"] == ["spool 0.0 MiB"]
+    # a spool size is no change: it was drawn with an up arrow
+    assert all(m.proto.direction == m.proto.NONE for m in app.metric if m.delta)
+    assert app.caption[1].value.startswith("Counted since the collector started, ")
     assert app.dataframe[0].value.to_dict("records") == [{"protocol": "http", "count": 1.0}]
 
 
