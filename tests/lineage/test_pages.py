@@ -80,6 +80,11 @@ def test_exceptions_page_lists_the_dropped_invoice(shared):
     findings = app.dataframe[0].value
     assert findings["business_key"].tolist() == ["INV-2"]
     assert findings["kind"].tolist() == ["Event never reached its consumer"]
+    # the counts' labels fit a fifth of the page, the long words are their help: the labels
+    # were cut to "Event never reached its con…"
+    counts = {metric.label: (metric.value, metric.help) for metric in app.metric}
+    assert counts["Never consumed"] == ("1", "Event never reached its consumer")
+    assert max(len(label) for label in counts) <= 20
 
 
 def test_executive_page_draws_the_kpis(shared):
