@@ -64,7 +64,9 @@ def _flow_lines(series: pd.DataFrame, measure: str, title: str, *, hover_format:
     figure.update_traces(connectgaps=False, hovertemplate=f"%{{y:{hover_format}}}")
     figure.update_layout(
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "title": None},
+        # far enough below the axis that a date under its times stays clear of the legend,
+        # which wraps to three rows in a half-width chart
+        legend={"orientation": "h", "yanchor": "top", "y": -0.3, "title": None},
         hovermode="x unified",
     )
     figure.update_yaxes(title=None, rangemode="tozero")
