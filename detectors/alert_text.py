@@ -75,7 +75,9 @@ def what_changed(alert: Mapping[str, Any]) -> str:
         count = known_number(observed)
         if count is None:
             return signal
-        return f"{signal.replace('_', ' ')}: {count:,.0f} transaction(s)"
+        # the peak minute's count: the quote beside it counts the alert's whole life, and
+        # "1 transaction(s)" beside "2 ... since the alert opened" read as a contradiction
+        return f"{signal.replace('_', ' ')}: {count:,.0f} transaction(s) in its worst minute"
     arrow = "{name} {baseline} → {observed}"
     if signal == "error_rate":
         return compared("error rate", baseline, observed, "{:.2%}".format, arrow)

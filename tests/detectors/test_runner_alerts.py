@@ -668,3 +668,10 @@ def test_what_changed_says_there_is_no_earlier_rate_rather_than_nan(baseline):
     assert what_changed(alert) == "error rate 100.00% (no earlier value to compare with)"
     volume = {"signal": "volume", "baseline": baseline, "observed": 0.0}
     assert what_changed(volume) == "volume 0 tx/min (no earlier value to compare with)"
+
+
+def test_a_finding_alert_says_its_count_is_its_worst_minutes():
+    # beside a quote of "2 ... posted twice ... since the alert opened", "duplicate posting:
+    # 1 transaction(s)" read as a contradiction
+    alert = {"signal": "duplicate_posting", "baseline": 0.0, "observed": 1.0}
+    assert what_changed(alert) == "duplicate posting: 1 transaction(s) in its worst minute"
