@@ -359,9 +359,7 @@ def _transaction(group: pd.DataFrame) -> dict[str, Any]:
         if good.empty and failures.empty
         else None,
         "rejected_redeliveries": len(rejected),
-        "rejected_redelivery": _hop_record(_root_cause(rejections))
-        if not rejections.empty
-        else None,
+        "rejected_redelivery": _rejection(rejections) if not rejections.empty else None,
         "traces": int(group["TraceId"].nunique()),
         "replays": int(group.loc[group["replay"].astype(bool), "TraceId"].nunique()),
     }
@@ -385,6 +383,12 @@ def _rejected_redeliveries(failures: pd.DataFrame, posted_at: pd.Timestamp | Non
         if categories == {DUPLICATE_REJECTED} and hops["Timestamp"].min() >= posted_at:
             rejected.add(trace)
     return rejected
+
+
+def _rejection(rejections: pd.DataFrame) -> dict[str, Any]:
+    """The first rejected redelivery's hop that says why (the innermost one otherwise)."""
+    said = rejections[rejections["status_message"] != ""]
+    return _hop_record(_root_cause(said if not said.empty else rejections))
 
 
 def _root_cause(failures: pd.DataFrame) -> pd.Series:

@@ -81,6 +81,7 @@ def test_a_redelivery_rejected_as_duplicate_after_posting_is_not_where_it_failed
     assert txn["failed_at"] is None
     assert (txn["postings"], txn["failed_postings"], txn["rejected_redeliveries"]) == (1, 0, 1)
     assert txn["rejected_redelivery"]["exception_category"] == "duplicate"
+    assert txn["rejected_redelivery"]["error"] == rejected[1]
 
 
 def test_a_duplicate_rejection_before_any_posting_is_still_a_failure(store):
