@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from lineage import semantics
+from lineage.reconcile import DUPLICATE_REJECTED
 from lineage.schema import CORRELATION_TABLE, LINEAGE_TABLE, LINKS_TABLE
 from seamwatch.times import utc_text_or_none
 from seamwatch.user_text import TextProblem, check_length, quoted
@@ -333,6 +334,9 @@ def _transaction(group: pd.DataFrame) -> dict[str, Any]:
     # A posting is complete when the last of its spans ends (the caller has the answer).
     posted_at = _end(good).groupby(good["TraceId"]).max().min() if not good.empty else None
     failures = group[is_failed(group)]
+    rejected = _rejected_redeliveries(failures, posted_at)
+    rejections = failures[failures["TraceId"].isin(rejected)]
+    failures = failures[~failures["TraceId"].isin(rejected)]
     amounts = group["amount"].dropna()
     return {
         "flow": first["flow"],
@@ -348,12 +352,14 @@ def _transaction(group: pd.DataFrame) -> dict[str, Any]:
         "posted_at": utc_text_or_none(posted_at),
         "sync_latency_ms": _millis(posted_at - start) if posted_at is not None else None,
         "postings": int(good["TraceId"].nunique()),
-        "failed_postings": len(failed_traces),
+        "failed_postings": len(failed_traces - rejected),
         "status": _status(good, failures),
         "failed_at": _hop_record(_root_cause(failures)) if not failures.empty else None,
         "stalled_after": _hop_record(group.loc[group["Timestamp"].idxmax()])
         if good.empty and failures.empty
         else None,
+        "rejected_redeliveries": len(rejected),
+        "rejected_redelivery": _rejection(rejections) if not rejections.empty else None,
         "traces": int(group["TraceId"].nunique()),
         "replays": int(group.loc[group["replay"].astype(bool), "TraceId"].nunique()),
     }
@@ -363,6 +369,26 @@ def _status(good: pd.DataFrame, failures: pd.DataFrame) -> str:
     if not good.empty:
         return "posted" if good["TraceId"].nunique() == 1 else "posted more than once"
     return "failed" if not failures.empty else "not posted"
+
+
+def _rejected_redeliveries(failures: pd.DataFrame, posted_at: pd.Timestamp | None) -> set[str]:
+    """Traces whose only failure is the target's duplicate rejection (HTTP 409) at or after
+    the first successful posting: redeliveries rightly refused, not failures of the
+    transaction (as in :func:`lineage.reconcile.transactions`)."""
+    if posted_at is None or failures.empty:
+        return set()
+    rejected = set()
+    for trace, hops in failures.groupby("TraceId"):
+        categories = set(hops["exception_category"]) - {""}
+        if categories == {DUPLICATE_REJECTED} and hops["Timestamp"].min() >= posted_at:
+            rejected.add(trace)
+    return rejected
+
+
+def _rejection(rejections: pd.DataFrame) -> dict[str, Any]:
+    """The first rejected redelivery's hop that says why (the innermost one otherwise)."""
+    said = rejections[rejections["status_message"] != ""]
+    return _hop_record(_root_cause(said if not said.empty else rejections))
 
 
 def _root_cause(failures: pd.DataFrame) -> pd.Series:

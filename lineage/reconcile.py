@@ -54,6 +54,9 @@ OBJECTIVES: dict[str, timedelta] = {
 DEFAULT_OBJECTIVE = timedelta(minutes=30)
 KINDS = ("dropped", "duplicate", "master_data_missing", "failed", "stuck")
 MASTER_DATA_MISSING = "master_data_missing"
+# The category of a posting the target rejected because it already has the document (HTTP
+# 409). After the transaction posted, that is a redelivery rightly refused, not a failure.
+DUPLICATE_REJECTED = "duplicate"
 # What ``as_of`` is, in a reconciliation's ``as_of_basis``.
 AS_OF_NEWEST_SPAN = "newest_span"
 AS_OF_NOW_NO_SPAN = "now_no_span"
@@ -122,8 +125,13 @@ def transactions(store: Store, window: Window, target: str = DEFAULT_TARGET) -> 
     Columns: flow, business_key, correlation_id, business_object, pattern, source, target,
     amount, currency, first_seen, published, consumed, postings, first_posted,
     failed_postings, first_failure, categories, error, failed_service, replays, trace_ids,
-    posted_trace_ids, last_service, last_span, last_seen; plus the attributes ``as_of`` and
-    ``as_of_basis`` (see :func:`_as_of`).
+    posted_trace_ids, last_service, last_span, rejected_redeliveries, last_seen; plus the
+    attributes ``as_of`` and ``as_of_basis`` (see :func:`_as_of`).
+
+    A trace whose only failures are the target's ``duplicate`` rejection (HTTP 409), at or
+    after the transaction's first successful posting, is a redelivery the target rightly
+    refused: it counts in ``rejected_redeliveries`` and in none of the failure columns
+    (``failed_postings``, ``first_failure``, ``categories``, ``error``, ``failed_service``).
     """
     sql = f"""
     WITH hops AS (
@@ -156,6 +164,16 @@ def transactions(store: Store, window: Window, target: str = DEFAULT_TARGET) -> 
             max(replay) AS t_replay
         FROM hops
         GROUP BY flow, business_key, correlation_id, TraceId
+    ),
+    judged AS (
+        SELECT *,
+            -- a redelivery the target rejected as a duplicate after the transaction posted:
+            -- its idempotency check working, not a failure of the transaction
+            failed_at >= min(if(posting_spans > 0 AND failed_posting_spans = 0,
+                                 posted_at, toDateTime64('2262-01-01', 9, 'UTC')))
+                OVER (PARTITION BY flow, business_key, correlation_id)
+            AND t_categories = ['{DUPLICATE_REJECTED}'] AS t_rejected
+        FROM traces
     )
     SELECT
         flow, business_key, correlation_id,
@@ -172,19 +190,22 @@ def transactions(store: Store, window: Window, target: str = DEFAULT_TARGET) -> 
         countIf(posting_spans > 0 AND failed_posting_spans = 0) AS postings,
         toUnixTimestamp64Milli(minIf(posted_at, posting_spans > 0 AND failed_posting_spans = 0))
             AS first_posted_ms,
-        countIf(failed_posting_spans > 0) AS failed_postings,
+        countIf(failed_posting_spans > 0 AND NOT t_rejected) AS failed_postings,
         toUnixTimestamp64Milli(
-            minIf(failed_at, length(t_categories) > 0 OR failed_posting_spans > 0)
+            minIf(failed_at, (length(t_categories) > 0 OR failed_posting_spans > 0)
+                AND NOT t_rejected)
         ) AS first_failure_ms,
-        arrayDistinct(arrayFlatten(groupArray(t_categories))) AS categories,
-        argMinIf(t_error, trace_start, t_error != '') AS error,
-        argMinIf(t_failed_service, trace_start, t_failed_service != '') AS failed_service,
+        arrayDistinct(arrayFlatten(groupArrayIf(t_categories, NOT t_rejected))) AS categories,
+        argMinIf(t_error, trace_start, t_error != '' AND NOT t_rejected) AS error,
+        argMinIf(t_failed_service, trace_start, t_failed_service != '' AND NOT t_rejected)
+            AS failed_service,
+        countIf(t_rejected) AS rejected_redeliveries,
         countIf(t_replay = 1) AS replays,
         groupArray(TraceId) AS trace_ids,
         groupArrayIf(TraceId, posting_spans > 0 AND failed_posting_spans = 0) AS posted_trace_ids,
         argMax(t_last_service, trace_last) AS last_service,
         argMax(t_last_span, trace_last) AS last_span
-    FROM traces
+    FROM judged
     GROUP BY flow, business_key, correlation_id
     HAVING first_seen_ms >= {{since_ms:Int64}} AND first_seen_ms < {{until_ms:Int64}}
     ORDER BY first_seen_ms, flow, business_key

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import data
+from dashboard.formats import duration_text
 from dashboard.text import literal
 from lineage.flows import flow_map, window_parameters
 from lineage.lookup import LineageQuery, LineageQueryError, lineage
@@ -30,6 +31,12 @@ _DERIVED_NOTE = (
     "Values marked derived were not on the span: the flow came from the service and route or "
     "destination, the target from peer.service or server.address (docs/integration-attributes.md)."
 )
+
+# Milliseconds with thousands separators and one decimal, in columns wide enough for them.
+_HOP_COLUMNS = {
+    "wait_ms": st.column_config.NumberColumn("wait_ms", format="%,.1f", width="medium"),
+    "duration_ms": st.column_config.NumberColumn("duration_ms", format="%,.1f", width="medium"),
+}
 
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
@@ -130,7 +137,7 @@ def show_transactions(transactions: list[dict]) -> None:
             st.markdown(f"**{literal(title, 200)}**")
             status, latency, amount, traces = st.columns(4)
             status.metric("Source → target", f"{txn['source'] or '?'} → {txn['target'] or '?'}")
-            latency.metric("Sync latency", _ms(txn["sync_latency_ms"]))
+            latency.metric("Sync latency", duration_text(txn["sync_latency_ms"]))
             money = amount_text(txn["amount"], txn["currency"]) if txn["amount"] else "—"
             # said in the label: "(currency unknown)" after the number would be cut off
             known = txn["currency"] or not txn["amount"]
@@ -146,6 +153,8 @@ def show_transactions(transactions: list[dict]) -> None:
                         400,
                     )
                 )
+            if txn.get("rejected_redelivery"):
+                st.info(rejected_text(txn), icon=":material/block:")
             if txn["stalled_after"]:
                 stalled = txn["stalled_after"]
                 st.warning(
@@ -153,16 +162,32 @@ def show_transactions(transactions: list[dict]) -> None:
                 )
 
 
+def rejected_text(txn: dict) -> str:
+    """What a redelivery the target rejected as a duplicate after the posting means."""
+    rejected = txn["rejected_redelivery"]
+    times = txn["rejected_redeliveries"]
+    again = "A redelivery was" if times == 1 else f"{times} redeliveries were"
+    reason = f": {rejected['error']}" if rejected["error"] else ""
+    return literal(
+        f"{again} rejected by {rejected['service']} as a duplicate{reason}. "
+        "The transaction had already posted; the rejection is the target's idempotency "
+        "check at work, not a failure.",
+        400,
+    )
+
+
 def show_hops(hops: list[dict]) -> None:
     """Every hop in time order, with the wait before it."""
     frame = pd.DataFrame(hops)
+    derived = frame["derived"].map(bool).any()
     frame["derived"] = frame["derived"].map(", ".join)
     columns = [
         "time", "wait_ms", "service", "kind", "stage", "status", "exception_category",
         "error", "duration_ms", "flow", "target", "replay", "via_link", "derived", "trace_id",
     ]  # fmt: skip
-    st.dataframe(frame[columns], hide_index=True, width="stretch")
-    st.caption(_DERIVED_NOTE)
+    st.dataframe(frame[columns], hide_index=True, width="stretch", column_config=_HOP_COLUMNS)
+    if derived:
+        st.caption(_DERIVED_NOTE)
 
 
 def show_flow_map() -> None:
@@ -218,12 +243,6 @@ def sankey(frame: pd.DataFrame) -> go.Figure:
     )
     figure.update_layout(height=480, margin={"l": 10, "r": 10, "t": 10, "b": 10})
     return figure
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value / 1000:,.1f} s" if value >= 1000 else f"{value:,.0f} ms"
 
 
 main()

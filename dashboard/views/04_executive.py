@@ -6,7 +6,7 @@ added up, nor drawn on one axis.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pandas as pd
 import plotly.express as px
@@ -20,26 +20,27 @@ from dashboard.kpi_tables import (
     money_rows,
     week_over_week,
 )
-from lineage.kpis import MONEY_KPIS, kpis
+from lineage.kpis import MONEY_KPIS, weekly_kpis
 from seamwatch.money import minor_units
 from storage import StoreError
 
 QUERY_TTL_SECONDS = 60
-HISTORY = timedelta(days=14)
+# KPIs that are shares, drawn as percentages
+SHARE_KPIS = ("exception_rate", "order_acceptance_accuracy", "invoice_reconciliation_accuracy")
 
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
-def kpi_frame() -> pd.DataFrame:
-    """KPIs per flow and day over the last two weeks."""
-    end = datetime.now(UTC)
-    return pd.DataFrame(kpis(data.get_store(), end - HISTORY, end)["kpis"])
+def kpi_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """KPIs over the last two weeks: per flow and day, and per flow and week."""
+    found = weekly_kpis(data.get_store(), datetime.now(UTC))
+    return pd.DataFrame(found["days"]), pd.DataFrame(found["weeks"])
 
 
 def main() -> None:
     """Draw the KPI selector, its trend per flow and the week-over-week table."""
     st.header("Executive trends")
     try:
-        frame = kpi_frame()
+        frame, weeks = kpi_frames()
     except StoreError as exc:
         st.error(f"Cannot read the lineage index: {exc}", icon=":material/error:")
         return
@@ -52,8 +53,13 @@ def main() -> None:
     else:
         show_trend(frame, chosen)
     st.subheader("Week over week")
-    st.dataframe(week_over_week(frame), hide_index=True, width="stretch")
-    st.caption("Definitions: docs/kpis.md. Days are UTC; a transaction counts on the day it began.")
+    st.dataframe(week_over_week(weeks), hide_index=True, width="stretch")
+    st.caption(
+        "This week: the last 7 days; last week: the 7 before. Each KPI is computed over the "
+        "week's transactions: counts and money are sums (per currency), rates are shares of "
+        "the week's transactions, percentiles are taken over the week's latencies. "
+        "Definitions: docs/kpis.md. Days are UTC; a transaction counts on the day it began."
+    )
 
 
 def show_trend(frame: pd.DataFrame, chosen: str) -> None:
@@ -64,6 +70,9 @@ def show_trend(frame: pd.DataFrame, chosen: str) -> None:
         return
     figure = px.line(shown, x="period", y=chosen, color="flow", markers=True)
     figure.update_layout(yaxis_title=KPI_LABELS[chosen], xaxis_title=None)
+    if chosen in SHARE_KPIS:
+        figure.update_yaxes(tickformat=".1%")
+        figure.update_traces(hovertemplate="%{y:.2%}")
     st.plotly_chart(figure, width="stretch")
 
 

@@ -385,7 +385,12 @@ def test_the_executive_page_draws_revenue_at_risk_one_chart_per_currency(dashboa
         for index, cell in enumerate(cells)
         if cell == "Revenue at risk" and cells[index - 1] == INVOICES
     ]
-    assert at_risk == [["EUR", "1250.5"], ["JPY", "125000"], ["USD", "99.99"], ["unknown", "100"]]
+    assert at_risk == [
+        ["EUR", "1,250.50 EUR"],
+        ["JPY", "125,000 JPY"],
+        ["USD", "99.99 USD"],
+        ["unknown", "100.00"],
+    ]
 
 
 def _leaves_loopback(url: str) -> bool:

@@ -65,6 +65,36 @@ def test_transaction_says_where_it_failed_and_its_sync_latency(failed_then_repla
     assert (txn["source"], txn["target"], txn["business_object"]) == ("billing", "erp", "Invoice")
 
 
+@pytest.mark.parametrize("source", ["index", "raw"])
+def test_a_redelivery_rejected_as_duplicate_after_posting_is_not_where_it_failed(store, source):
+    rejected = ("duplicate", "409 Conflict: INV-2000154 was already posted")
+    insert(
+        store,
+        published("INV-2000154")
+        + posted("INV-2000154")
+        + posted("INV-2000154", attempt=2, at=START + timedelta(minutes=2), failure=rejected),
+    )
+
+    [txn] = lineage(store, LineageQuery(key="INV-2000154"), source)["transactions"]
+
+    assert txn["status"] == "posted"
+    assert txn["failed_at"] is None
+    assert (txn["postings"], txn["failed_postings"], txn["rejected_redeliveries"]) == (1, 0, 1)
+    assert txn["rejected_redelivery"]["exception_category"] == "duplicate"
+    assert txn["rejected_redelivery"]["error"] == rejected[1]
+
+
+def test_a_duplicate_rejection_before_any_posting_is_still_a_failure(store):
+    rejected = ("duplicate", "409 Conflict: INV-9 was already posted")
+    insert(store, published("INV-9") + posted("INV-9", failure=rejected))
+
+    [txn] = lineage(store, LineageQuery(key="INV-9"))["transactions"]
+
+    assert txn["status"] == "failed"
+    assert txn["failed_at"]["exception_category"] == "duplicate"
+    assert txn["rejected_redeliveries"] == 0
+
+
 def test_a_trace_id_finds_the_whole_transaction(failed_then_replayed):
     by_trace = lineage(failed_then_replayed, LineageQuery(trace_id=trace_id("INV-7", 2)))
     by_key = lineage(failed_then_replayed, LineageQuery(key="INV-7"))

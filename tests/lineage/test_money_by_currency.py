@@ -15,7 +15,7 @@ from dashboard.kpi_tables import money_rows, week_over_week
 from lineage.api import routes
 from lineage.exceptions import exception_summary
 from lineage.flows import flow_health
-from lineage.kpis import kpis
+from lineage.kpis import kpis, weekly_kpis
 from lineage.lookup import LineageQuery, lineage
 from lineage.reconcile import reconcile
 from lineage.report import lineage_text, reconciliation_text
@@ -200,17 +200,17 @@ def test_the_executive_tables_keep_one_row_per_currency(books):
     frame = pd.DataFrame(kpis(books, **WINDOW)["kpis"])
 
     money = money_rows(frame, "revenue_at_risk_by_currency")
-    weeks = week_over_week(frame)
+    weeks = week_over_week(pd.DataFrame(weekly_kpis(books, WINDOW["until"])["weeks"]))
 
     invoices = money[money["flow"] == INVOICES]
     assert invoices["currency"].tolist() == ["EUR", "JPY", "USD", "unknown"]
     assert invoices["amount"].tolist() == [1250.5, 125000.0, 99.99, 100.0]
     at_risk = weeks[weeks["kpi"] == "Revenue at risk"]
     assert at_risk[["flow", "currency", "this week"]].values.tolist() == [
-        [INVOICES, "EUR", 1250.5],
-        [INVOICES, "JPY", 125000.0],
-        [INVOICES, "USD", 99.99],
-        [INVOICES, "unknown", 100.0],
-        [PAYMENTS, "USD", 0.0],
+        [INVOICES, "EUR", "1,250.50 EUR"],
+        [INVOICES, "JPY", "125,000 JPY"],
+        [INVOICES, "USD", "99.99 USD"],
+        [INVOICES, "unknown", "100.00"],
+        [PAYMENTS, "USD", "0.00 USD"],
     ]
     assert set(weeks.loc[weeks["kpi"] != "Revenue at risk", "currency"]) == {""}

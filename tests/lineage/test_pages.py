@@ -132,8 +132,69 @@ def test_executive_page_draws_revenue_at_risk_one_chart_per_currency(books):
     weeks = app.dataframe[0].value
     at_risk = weeks[(weeks["kpi"] == "Revenue at risk") & (weeks["flow"] == INVOICES)]
     assert at_risk[["currency", "this week"]].values.tolist() == [
-        ["EUR", 1250.5],
-        ["JPY", 125000.0],
-        ["USD", 99.99],
-        ["unknown", 100.0],
+        ["EUR", "1,250.50 EUR"],
+        ["JPY", "125,000 JPY"],
+        ["USD", "99.99 USD"],
+        ["unknown", "100.00"],
     ]
+
+
+@pytest.fixture
+def young_store(store):
+    """Two days of a young store: a clean posting the day before yesterday, then an invoice of
+    4,218.47 EUR that failed and was never posted, and a clean posting an hour ago."""
+    now = datetime.now(UTC)
+    amount = {"business.amount": "4218.47"}
+    mapping = ("mapping", "no ERP tax code for DE-RC-B2B")
+    spans = (
+        published("INV-1", at=now - timedelta(days=2))
+        + posted("INV-1", at=now - timedelta(days=2) + timedelta(seconds=2))
+        + published("INV-2", at=now - timedelta(hours=3), **amount)
+        + posted("INV-2", at=now - timedelta(hours=3), failure=mapping, **amount)
+        + published("INV-3", at=now - timedelta(hours=1))
+        + posted("INV-3", at=now - timedelta(hours=1) + timedelta(seconds=2))
+    )
+    yield from sharing(store, spans)
+
+
+def test_executive_week_over_week_sums_money_and_writes_units(young_store):
+    app = run("04_executive.py")
+
+    assert not app.exception
+    weeks = app.dataframe[0].value.set_index(["kpi", "currency"])
+    assert weeks.loc[("Revenue at risk", "EUR"), "this week"] == "4,218.47 EUR"
+    assert weeks.loc[("Transactions", ""), "this week"] == "3"
+    assert weeks.loc[("Exception rate", ""), "this week"] == "33.33%"
+    assert weeks.loc[("Sync latency p50", ""), "this week"] == "2.4 s"
+    # a young store has no last week: a dash, not the text None
+    assert set(weeks["last week"]) == {"—"}
+
+
+@pytest.fixture
+def redelivered(store):
+    """INV-2000154 posted 1,693.4 s after it was published, then a redelivery the ERP rejected
+    with 409 because the invoice was already posted."""
+    start = datetime.now(UTC) - timedelta(hours=2)
+    rejected = ("duplicate", "409 Conflict: INV-2000154 was already posted")
+    spans = (
+        published("INV-2000154", at=start)
+        + posted("INV-2000154", at=start + timedelta(seconds=1693.04))
+        + posted("INV-2000154", attempt=2, at=start + timedelta(minutes=40), failure=rejected)
+    )
+    yield from sharing(store, spans)
+
+
+def test_lineage_page_shows_a_rejected_redelivery_as_no_failure(redelivered):
+    app = run("02_lineage.py")
+    app.text_input(key="lineage_search_value").set_value("INV-2000154").run()
+
+    assert not app.exception
+    assert "posted" in app.markdown[0].value
+    assert not app.error
+    assert "rejected by" in app.info[0].value
+    assert "not a failure" in app.info[0].value
+    assert "409 Conflict: INV-2000154 was already posted" in app.info[0].value
+    latency = [metric for metric in app.metric if metric.label == "Sync latency"]
+    assert latency[0].value == "28.2 min"
+    # no hop has a derived value, so the note about derived values is not shown
+    assert not [caption for caption in app.caption if "derived" in caption.value]

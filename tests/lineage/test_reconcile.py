@@ -193,3 +193,57 @@ def test_a_newest_span_in_the_future_is_judged_as_of_now_and_says_so(store):
 
     assert document["as_of_basis"] == "now_newest_span_later"
     assert before <= datetime.fromisoformat(document["as_of"]) <= datetime.now(UTC)
+
+
+REJECTED = ("duplicate", "409 Conflict: INV-2000154 was already posted")
+
+
+@pytest.fixture
+def redelivered(store):
+    """INV-2000154 posted, then a redelivery the ERP rejected with 409 after the posting;
+    INV-RETRIED failed validation, was replayed and posted, then was redelivered and rejected;
+    INV-EARLY-409 was rejected as a duplicate before any posting of it is known."""
+    insert(
+        store,
+        published("INV-2000154")
+        + posted("INV-2000154")
+        + posted("INV-2000154", attempt=2, at=START + timedelta(minutes=2), failure=REJECTED)
+        + published("INV-RETRIED")
+        + posted("INV-RETRIED", failure=("validation", "due date before invoice date"))
+        + posted("INV-RETRIED", attempt=2, at=START + timedelta(minutes=10), replay=True)
+        + posted("INV-RETRIED", attempt=3, at=START + timedelta(minutes=12), failure=REJECTED)
+        + published("INV-EARLY-409")
+        + posted("INV-EARLY-409", failure=REJECTED)
+        + posted("INV-EARLY-409", attempt=2, at=START + timedelta(minutes=4))
+        + published("INV-LAST", at=LATER)
+        + posted("INV-LAST", at=LATER),
+    )
+    return store
+
+
+def test_a_redelivery_rejected_as_duplicate_after_posting_is_not_a_failure(redelivered):
+    [row] = kpis(redelivered, **WINDOW)["kpis"]
+
+    # Only INV-RETRIED failed before it posted (validation) and INV-EARLY-409 before its
+    # posting; the 409s after a posting neither fail nor recover anything.
+    assert row["exception_rate"] == pytest.approx(2 / 4)
+    # INV-RETRIED: validation failure at START+2s, replay posted at START+10min+~0.36s;
+    # INV-EARLY-409: 409 at START+2s, posted at START+4min+~0.36s. Never negative.
+    assert row["replay_recovery_p50_minutes"] == pytest.approx((9.97 + 3.97) / 2, abs=0.01)
+    assert row["invoice_reconciliation_accuracy"] == 1.0
+    assert row["revenue_at_risk_by_currency"] == [{"currency": "EUR", "amount": 0.0}]
+    assert reconcile(redelivered, **WINDOW)["findings"] == []
+
+
+def test_a_posted_transaction_with_only_a_rejected_redelivery_recovers_nothing(store):
+    insert(
+        store,
+        published("INV-2000154")
+        + posted("INV-2000154")
+        + posted("INV-2000154", attempt=2, at=START + timedelta(minutes=2), failure=REJECTED),
+    )
+
+    [row] = kpis(store, **WINDOW)["kpis"]
+
+    assert row["replay_recovery_p50_minutes"] is None
+    assert row["exception_rate"] == 0.0
