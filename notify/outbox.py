@@ -34,7 +34,11 @@ an alert whose opening or escalation was sent to a destination: it is always sen
 no channel is left showing an alert as open forever. An escalation that reaches a
 destination never told of its alert goes there as the opening: a channel's first message of
 an alert is always its opening, whether the alert opened during downtime, under a silence,
-below the channel's thresholds or before notifications were set up.
+below the channel's thresholds or before notifications were set up, or its opening gave up.
+A destination is told of an alert once an opening or escalation of it was delivered there
+(the delivery log says ``sent``, for a restart), or while one is queued or being retried
+there (:meth:`DestinationWorker.told`); an escalation queued behind an opening that then
+gives up goes as the opening.
 
 A silenced alert is recorded as ``silenced`` and withheld: once no silence covers it (the
 silence was ended or expired, or a category silence no longer covers every category the alert
@@ -186,6 +190,14 @@ class DestinationWorker:
         self._recording = threading.Lock()
         self._abandoned = False
         self._client = httpx.Client(follow_redirects=False)
+        # What this destination heard of each alert (see told()), by alert id: openings and
+        # escalations queued or in flight here, alerts one of them was delivered of, and
+        # alerts whose every message here so far gave up. Offers come from the runner's
+        # thread, outcomes from the worker's.
+        self._told_lock = threading.Lock()
+        self._pending: Counter[str] = Counter()
+        self._delivered: set[str] = set()
+        self._gave_up: set[str] = set()
         self._thread = threading.Thread(
             target=self._run, name=f"seamwatch-notify-{destination.name}", daemon=True
         )
@@ -196,12 +208,67 @@ class DestinationWorker:
 
     def offer(self, notification: Notification) -> bool:
         """Queue ``notification``; False (and counted) when the queue is full."""
+        telling = notification.event != RESOLVED
+        if telling:
+            with self._told_lock:
+                self._pending[notification.alert_id] += 1
         try:
             self._queue.put_nowait(notification)
         except queue.Full:
+            if telling:
+                self._settle(notification, DROPPED)
             self.dropped += 1
             return False
         return True
+
+    def told(self, alert_id: str) -> bool:
+        """Whether this destination was told of the alert: an opening or escalation of it was
+        delivered here (in this process, or before a restart as the delivery log says), or
+        one is queued or being retried here. A message that gave up told it nothing."""
+        with self._told_lock:
+            return alert_id in self._delivered or self._pending[alert_id] > 0
+
+    def mark_told(self, alert_id: str) -> None:
+        """The delivery log says an opening or escalation of the alert was sent here."""
+        with self._told_lock:
+            self._delivered.add(alert_id)
+
+    def _settle(self, notification: Notification, outcome: str) -> None:
+        """What ``notification`` ending as ``outcome`` says of what the destination heard."""
+        alert_id = notification.alert_id
+        with self._told_lock:
+            if notification.event == RESOLVED:
+                # nothing more of the alert comes
+                if outcome != QUEUED:
+                    self._delivered.discard(alert_id)
+                    self._gave_up.discard(alert_id)
+                return
+            if self._pending[alert_id] > 1:
+                self._pending[alert_id] -= 1
+            else:
+                del self._pending[alert_id]
+            if outcome == SENT:
+                self._delivered.add(alert_id)
+                self._gave_up.discard(alert_id)
+            elif outcome == FAILED and alert_id not in self._delivered:
+                self._gave_up.add(alert_id)
+
+    def _as_first_word(self, notification: Notification) -> Notification:
+        """An escalation queued behind a message of its alert that then gave up here goes as
+        the alert's opening: the destination never heard of the alert."""
+        if notification.event != ESCALATED:
+            return notification
+        with self._told_lock:
+            unheard = notification.alert_id in self._gave_up
+        if not unheard:
+            return notification
+        logger.info(
+            "Sending escalation of alert %s to %s as its opening: the earlier message of the "
+            "alert gave up there",
+            notification.alert_id,
+            self.destination.describe(),
+        )
+        return replace(notification, event=OPENED, source_event=ESCALATED)
 
     def waiting(self) -> int:
         """Notifications queued and not yet taken by the worker."""
@@ -247,6 +314,13 @@ class DestinationWorker:
     def deliver(self, notification: Notification) -> Outcome:
         """Post ``notification`` with retries, record the outcome and return it; ``queued``,
         and nothing recorded, when the stop cut it short (its queued row stands)."""
+        notification = self._as_first_word(notification)
+        outcome = self._post(notification)
+        self._settle(notification, outcome.outcome)
+        return outcome
+
+    def _post(self, notification: Notification) -> Outcome:
+        """:meth:`deliver` but for what it says of the destination's hearing."""
         if isinstance(self.destination, AlertmanagerDestination):
             self.destination.track(notification)
         request = self.destination.request(notification)
@@ -444,8 +518,6 @@ class Notifier:
             for route in routes
         ]
         self._clock = clock or (lambda: datetime.now(UTC))
-        # Destinations told of each open alert, so its resolution goes to the same places.
-        self._announced: dict[str, set[str]] = {}
         # Open alerts that silences kept from destinations, by alert id.
         self.withheld: dict[str, Withheld] = {}
         # (alert id, event, ms) of the events the start resumed: a minute evaluated again
@@ -519,7 +591,7 @@ class Notifier:
             if not workers:
                 continue
             if notification.event == RESOLVED:
-                announced = self._announced.pop(notification.alert_id, set())
+                announced = self._told(notification.alert_id)
             else:
                 announced = set()
             if now - notification.at > self.max_age:
@@ -547,8 +619,7 @@ class Notifier:
         """An escalation that reaches a destination never told of its alert is that
         destination's opening: a silence kept the opening from it, the opening was stale or
         below its thresholds, or notifications were set up while the alert was open."""
-        told = self._announced.get(notification.alert_id, set())
-        if notification.event == ESCALATED and worker.destination.name not in told:
+        if notification.event == ESCALATED and not worker.told(notification.alert_id):
             return replace(notification, event=OPENED, source_event=ESCALATED)
         return notification
 
@@ -593,8 +664,7 @@ class Notifier:
         told of its alert already (they get its resolution anyway)."""
         if notification.event == RESOLVED:
             return
-        told = self._announced.get(notification.alert_id, set())
-        names = {w.destination.name for w in workers} - told
+        names = {w.destination.name for w in workers} - self._told(notification.alert_id)
         if not names:
             return
         opening = replace(
@@ -624,9 +694,7 @@ class Notifier:
         queued = worker._outcome(notification, QUEUED)
         if worker.offer(notification):
             if notification.event != RESOLVED:
-                name = worker.destination.name
-                self._announced.setdefault(notification.alert_id, set()).add(name)
-                self._heard(notification.alert_id, name)
+                self._heard(notification.alert_id, worker.destination.name)
             return [queued]
         logger.warning(
             "Queue of %s is full; dropping %s of alert %s (%d dropped so far)",
@@ -646,9 +714,13 @@ class Notifier:
         if not withheld.destinations:
             del self.withheld[alert_id]
 
+    def _told(self, alert_id: str) -> set[str]:
+        """The destinations told of the alert (:meth:`DestinationWorker.told`)."""
+        return {w.destination.name for w in self.workers if w.told(alert_id)}
+
     def _workers_for(self, notification: Notification) -> list[DestinationWorker]:
-        announced = self._announced.get(notification.alert_id)
-        if notification.event == RESOLVED and announced is not None:
+        announced = self._told(notification.alert_id)
+        if notification.event == RESOLVED and announced:
             return [
                 w
                 for w in self.workers
@@ -781,7 +853,7 @@ class Notifier:
     def _resume_told(self, worker: DestinationWorker, alert: Alert) -> None:
         """``worker``'s destination was told of ``alert`` before a restart: its resolution
         goes there, and Alertmanager goes on hearing that it fires."""
-        self._announced.setdefault(alert.alert_id, set()).add(worker.destination.name)
+        worker.mark_told(alert.alert_id)
         if alert.state == OPEN and isinstance(worker.destination, AlertmanagerDestination):
             event = {"event": OPENED, "at": alert.opened_at, "kind": alert.kind}
             worker.destination.track(
