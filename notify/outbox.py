@@ -8,8 +8,10 @@ became of it. A full queue drops the new notification, counts it and records it 
 ``dropped``.
 
 A worker posts each notification with retries (tenacity): exponential backoff with jitter,
-the server's Retry-After when it gives one, at most ``attempts`` tries within
-``deadline_seconds``; 4xx answers other than 408, 425 and 429 are not retried.
+capped at a minute, or the server's Retry-After when it gives one, at most ``attempts`` tries
+within ``deadline_seconds`` (15 minutes: a chat outage of a few minutes loses nothing); 4xx
+answers other than 408, 425 and 429 are not retried. While a notification is retried, the
+destination's later ones wait behind it, in order.
 
 Stopping ends retries: a backoff sleep is cut short and no later attempt is made. What is
 still queued gets one attempt each, cut to end with the stop's timeout, until one fails in a
@@ -72,7 +74,6 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_any,
-    stop_before_delay,
     wait_exponential_jitter,
 )
 
@@ -136,12 +137,17 @@ _POLL_SECONDS = 0.2
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard a worker tries before it gives up on one notification."""
+    """How hard a worker tries before it gives up on one notification.
 
-    attempts: int = 6
-    deadline_seconds: float = 120.0
+    The default rides out a chat outage of several minutes: waits of 1, 2, 4 ... 32 s, then
+    a minute each (plus up to a second of jitter), for up to 15 minutes from the first
+    attempt, about 20 attempts; ``attempts`` bounds them too. A giving up is final (the
+    delivery log says ``failed``), so it must not come after half a minute of 503s."""
+
+    attempts: int = 30
+    deadline_seconds: float = 900.0
     first_backoff_seconds: float = 1.0
-    max_backoff_seconds: float = 30.0
+    max_backoff_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -171,7 +177,12 @@ class DestinationWorker:
         recorder: Recorder,
         policy: RetryPolicy,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        *,
+        sleep: Callable[[float], object] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``sleep`` waits between attempts (default: until the stop, at most the backoff)
+        and ``monotonic`` times the retries' ``deadline_seconds``; tests pass their own."""
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size!r}")
         self.destination = destination
@@ -181,6 +192,8 @@ class DestinationWorker:
         self.dropped = 0
         self._queue: queue.Queue[Notification] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._monotonic = monotonic
         # when the stop's timeout ends (time.monotonic()); no attempt may run past it
         self._deadline = math.inf
         # set once the stop left a notification queued: the destination is failing, so the
@@ -443,15 +456,22 @@ class DestinationWorker:
                 state.upcoming_sleep,
             )
 
+        started = self._monotonic()
+
+        def out_of_time(state: RetryCallState) -> bool:
+            # no attempt after the deadline: the next one would come after it
+            elapsed = self._monotonic() - started
+            return elapsed + state.upcoming_sleep >= policy.deadline_seconds
+
         return Retrying(
             stop=stop_any(
                 stop_after_attempt(policy.attempts),
-                stop_before_delay(policy.deadline_seconds),
+                out_of_time,
                 lambda _state: self._stop.is_set(),
             ),
             wait=wait,
             retry=retry_if_exception_type(TransientDeliveryError),
-            sleep=self._stop.wait,
+            sleep=self._sleep,
             before_sleep=log_retry,
             reraise=True,
         )
