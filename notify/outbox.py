@@ -81,6 +81,7 @@ from detectors.lifecycle import (
     OPEN,
     Alert,
     AlertBook,
+    latest_told_events,
     load_alerts,
     notified_events_since,
     opening_events,
@@ -575,6 +576,7 @@ class Notifier:
                 fresh = [e for e in events if _event_key(e) not in self._resumed]
                 self.submit(self._notifications(alerts, fresh, severity))
             self._refresh_withheld(alerts, severity)
+            self._refresh_firing(alerts, severity)
             self.release_unsilenced()
         except Exception:  # noqa: BLE001 - detection must go on whatever happens to chat
             logger.exception("Could not queue notifications of %d alert event(s)", len(events))
@@ -706,6 +708,27 @@ class Notifier:
             opening = withheld.opening
             rebuilt = build_notification(alert, _event_of(opening), severity, self.dashboard_url)
             withheld.opening = replace(rebuilt, source_event=opening.source_event)
+
+    def _refresh_firing(self, alerts: list[Alert], severity: Severity) -> None:
+        """Alertmanager's resends carry each firing alert as it is now: the facts of its
+        latest minute and who holds it (an acknowledgement given since its last post)."""
+        by_id = {alert.alert_id: alert for alert in alerts}
+        for worker in self.workers:
+            destination = worker.destination
+            if not isinstance(destination, AlertmanagerDestination):
+                continue
+            firing = destination.firing()
+            for index, notification in enumerate(firing):
+                alert = by_id.get(notification.alert_id)
+                if alert is not None and alert.state == OPEN:
+                    rebuilt = build_notification(
+                        alert, _event_of(notification), severity, self.dashboard_url
+                    )
+                    # a label: Alertmanager would take a new tier for a new alert
+                    firing[index] = replace(
+                        rebuilt, tier=notification.tier, source_event=notification.source_event
+                    )
+            destination.refresh(self._with_holders(firing))
 
     def _offer(self, worker: DestinationWorker, notification: Notification) -> list[Outcome]:
         """Queue ``notification`` for ``worker``: the outcome says ``queued``, or ``dropped``
@@ -857,6 +880,7 @@ class Notifier:
         by_id = {alert.alert_id: alert for alert in loaded.values()}
         by_id.update({alert.alert_id: alert for alert in alerts})
         withheld: dict[str, set[str]] = {}
+        firing: list[tuple[AlertmanagerDestination, Alert]] = []
         for worker in self.workers:
             name = worker.destination.name
             try:
@@ -866,20 +890,45 @@ class Notifier:
                 continue
             for alert_id in kept:
                 withheld.setdefault(alert_id, set()).add(name)
+            # told before the restart: the resolution goes there
             for alert_id in told:
-                self._resume_told(worker, by_id[alert_id])
+                worker.mark_told(alert_id)
+            if isinstance(worker.destination, AlertmanagerDestination):
+                firing += [
+                    (worker.destination, by_id[alert_id])
+                    for alert_id in told
+                    if by_id[alert_id].state == OPEN
+                ]
+        self._resume_firing(store, firing)
         self._resume_withheld(store, [by_id[alert_id] for alert_id in withheld], withheld)
 
-    def _resume_told(self, worker: DestinationWorker, alert: Alert) -> None:
-        """``worker``'s destination was told of ``alert`` before a restart: its resolution
-        goes there, and Alertmanager goes on hearing that it fires."""
-        worker.mark_told(alert.alert_id)
-        if alert.state == OPEN and isinstance(worker.destination, AlertmanagerDestination):
-            event = {"event": OPENED, "at": alert.opened_at, "kind": alert.kind}
-            worker.destination.track(
-                build_notification(alert, event, self._severity(), self.dashboard_url),
-                posted=False,
+    def _resume_firing(
+        self, store: Store, firing: list[tuple[AlertmanagerDestination, Alert]]
+    ) -> None:
+        """Alertmanager goes on hearing that the open alerts it was told of fire, as their
+        latest message said (what changed) and with who holds them now."""
+        if not firing:
+            return
+        try:
+            latest = latest_told_events(store, sorted({alert.alert_id for _, alert in firing}))
+        except Exception as exc:  # noqa: BLE001 - resend without what changed rather than not
+            logger.warning("Could not read the latest events of the firing alerts: %s", exc)
+            latest = {}
+        severity = self._severity()
+        notifications = [
+            build_notification(
+                alert,
+                latest.get(alert.alert_id)
+                or {"event": OPENED, "at": alert.opened_at, "kind": alert.kind},
+                severity,
+                self.dashboard_url,
             )
+            for _, alert in firing
+        ]
+        for (destination, _), notification in zip(
+            firing, self._with_holders(notifications), strict=True
+        ):
+            destination.track(notification, posted=False)
 
     def _resume_withheld(
         self, store: Store, alerts: list[Alert], destinations: dict[str, set[str]]
