@@ -247,16 +247,20 @@ class DestinationWorker:
         with self._told_lock:
             self._delivered.add(alert_id)
 
+    def forget(self, alert_id: str) -> None:
+        """The alert resolved and no resolution of it goes here: nothing more of it comes."""
+        with self._told_lock:
+            self._delivered.discard(alert_id)
+            self._gave_up.discard(alert_id)
+
     def _settle(self, notification: Notification, outcome: str) -> None:
         """What ``notification`` ending as ``outcome`` says of what the destination heard."""
         alert_id = notification.alert_id
+        if notification.event == RESOLVED:
+            if outcome != QUEUED:
+                self.forget(alert_id)  # nothing more of the alert comes
+            return
         with self._told_lock:
-            if notification.event == RESOLVED:
-                # nothing more of the alert comes
-                if outcome != QUEUED:
-                    self._delivered.discard(alert_id)
-                    self._gave_up.discard(alert_id)
-                return
             if self._pending[alert_id] > 1:
                 self._pending[alert_id] -= 1
             else:
@@ -576,8 +580,8 @@ class Notifier:
                 fresh = [e for e in events if _event_key(e) not in self._resumed]
                 self.submit(self._notifications(alerts, fresh, severity))
             self._refresh_withheld(alerts, severity)
-            self._refresh_firing(alerts, severity)
             self.release_unsilenced()
+            self._refresh_firing(alerts, severity)
         except Exception:  # noqa: BLE001 - detection must go on whatever happens to chat
             logger.exception("Could not queue notifications of %d alert event(s)", len(events))
 
@@ -635,7 +639,26 @@ class Notifier:
                     continue
             for worker in workers:
                 outcomes += self._offer(worker, self._first_word(notification, worker))
+        self._forget_resolved(items, outcomes)
         return outcomes
+
+    def _forget_resolved(
+        self, items: list[tuple[Notification, set[str] | None]], outcomes: list[Outcome]
+    ) -> None:
+        """Destinations that get no resolution of a resolved alert forget what they heard of
+        it (those that do, once it is delivered)."""
+        resolved = {n.alert_id for n, _ in items if n.event == RESOLVED}
+        if not resolved:
+            return
+        getting = {
+            (o.alert_id, o.destination)
+            for o in outcomes
+            if o.event == RESOLVED and o.outcome == QUEUED
+        }
+        for alert_id in resolved:
+            for worker in self.workers:
+                if (alert_id, worker.destination.name) not in getting:
+                    worker.forget(alert_id)
 
     def _first_word(self, notification: Notification, worker: DestinationWorker) -> Notification:
         """An escalation that reaches a destination never told of its alert is that

@@ -161,3 +161,37 @@ def test_a_silence_ending_sends_the_opening_that_gave_up_before_it(store):
     assert received[-1].json["event"] == "opened"
     assert received[-1].json["alert"]["kinds"] == ["error_rate", "volume_drop"]
     assert _outcomes(store)[-1] == ("opened", "escalated", "sent")
+
+
+def test_a_resolved_alert_is_forgotten_where_no_resolution_goes():
+    # what each destination heard is kept per alert: a resolution ends it everywhere
+    with RecordingServer() as server:
+        routes = [
+            route("webhook", server.url + "/a", name="all"),
+            route("webhook", server.url + "/b", name="openings", events=["opened"]),
+        ]
+        notifier = Notifier(
+            routes,
+            load_severity(),
+            DASHBOARD,
+            ListRecorder(),
+            policy=FAST,
+            clock=lambda: minutes_after_opening(2),
+        )
+        for worker in notifier.workers:
+            worker.mark_told("a1b2c3d4e5f60718")
+        resolved_at = minutes_after_opening(1)
+        notifier.submit(
+            [
+                make_notification(
+                    "resolved", at=resolved_at, state="resolved", resolved_at=resolved_at
+                )
+            ]
+        )
+        everyone, openings_only = notifier.workers
+        assert everyone.waiting() == 1 and openings_only.waiting() == 0
+        assert not openings_only.told("a1b2c3d4e5f60718")
+        notifier.start()
+        server.wait_for(1)
+        notifier.stop(timeout_seconds=2)
+    assert not everyone.told("a1b2c3d4e5f60718")
