@@ -8,6 +8,7 @@ restart the resumed resends had no ``description`` and no ``acknowledged_by`` an
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from detectors import lifecycle
@@ -38,11 +39,16 @@ def _posted_after(server: RecordingServer, count: int, timeout_seconds: float = 
     return alert["annotations"]
 
 
-def _opened(store, server: RecordingServer) -> tuple[Clock, Notifier, AlertBook, Alert]:
-    """An alert opened a few minutes ago, posted to ``server`` by a listening notifier."""
+def opened_alert(
+    store,
+    server: RecordingServer,
+    listening: Callable[[RecordingServer, Clock], Notifier] = _listening,
+) -> tuple[Clock, Notifier, AlertBook, Alert]:
+    """An alert opened a few minutes ago, its opening posted to ``server`` by a notifier that
+    ``listening`` starts."""
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
     clock = Clock(start + MINUTE)
-    notifier = _listening(server, clock)
+    notifier = listening(server, clock)
     book = AlertBook(store)
     alert = book.open(FLOW, "erp", "Payment", start, OPENING)
     _minute(book, alert, start)
@@ -52,7 +58,7 @@ def _opened(store, server: RecordingServer) -> tuple[Clock, Notifier, AlertBook,
 
 def test_a_resend_says_who_acknowledged_the_alert_since_its_last_post(store):
     with RecordingServer() as server:
-        clock, notifier, book, alert = _opened(store, server)
+        clock, notifier, book, alert = opened_alert(store, server)
         start = alert.opened_at
         try:
             (opening,) = server.received[0].json
@@ -73,7 +79,7 @@ def test_a_resend_says_who_acknowledged_the_alert_since_its_last_post(store):
 
 def test_resends_after_a_restart_carry_what_changed_and_who_holds_the_alert(store):
     with RecordingServer() as server:
-        clock, notifier, book, alert = _opened(store, server)
+        clock, notifier, book, alert = opened_alert(store, server)
         start = alert.opened_at
         try:
             book.escalate(alert, start + MINUTE, JOINED)

@@ -9,11 +9,11 @@ silence sent no opening either. A restart, which reads the delivery log, already
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from detectors import lifecycle
 from detectors.alert_actions import add_silence, cancel_silence
-from detectors.lifecycle import AlertBook, Signal
+from detectors.lifecycle import Alert, AlertBook, Signal
 from detectors.severity import load_severity
 from notify.outbox import Notifier
 from notify.records import DELIVERIES_TABLE, StoreRecorder
@@ -26,7 +26,8 @@ from tests.notify.helpers import (
     route,
 )
 from tests.notify.receiver import Answer, RecordingServer
-from tests.notify.test_silences import FLOW, MINUTE, OPENING, Clock, _minute
+from tests.notify.test_alertmanager_resends import opened_alert
+from tests.notify.test_silences import FLOW, MINUTE, Clock, _minute, _stop
 
 # FAST gives up after 4 attempts
 OUTAGE = [Answer(503, body=b"service unavailable")] * FAST.attempts
@@ -118,6 +119,30 @@ def test_a_resolution_goes_where_the_opening_is_still_being_retried():
     assert [r.json["event"] for r in received] == ["opened"] * 3 + ["resolved"]
 
 
+def _listening(server: RecordingServer, clock: Clock) -> Notifier:
+    """A notifier recording into the store and listening to the alert book, as a process's."""
+    notifier = Notifier(
+        [route("webhook", server.url + "/hook", name="ops")],
+        load_severity(),
+        DASHBOARD,
+        StoreRecorder(),
+        policy=FAST,
+        clock=clock,
+    )
+    notifier.start()
+    lifecycle.add_listener(notifier.on_flush)
+    return notifier
+
+
+def _opening_failed(
+    store, server: RecordingServer
+) -> tuple[datetime, Clock, Notifier, AlertBook, Alert]:
+    """An alert opened a few minutes ago whose opening gave up at ``server``."""
+    clock, notifier, book, alert = opened_alert(store, server, _listening)
+    _until(lambda: ("opened", "opened", "failed") in _outcomes(store))
+    return alert.opened_at, clock, notifier, book, alert
+
+
 def _outcomes(store) -> list[tuple[str, str, str]]:
     return store.query_rows(
         f"SELECT event, source_event, outcome FROM {store.table(DELIVERIES_TABLE)} "
@@ -126,24 +151,9 @@ def _outcomes(store) -> list[tuple[str, str, str]]:
 
 
 def test_a_silence_ending_sends_the_opening_that_gave_up_before_it(store):
-    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
-    clock = Clock(start + MINUTE)
     with RecordingServer(list(OUTAGE)) as ops:
-        notifier = Notifier(
-            [route("webhook", ops.url + "/hook", name="ops")],
-            load_severity(),
-            DASHBOARD,
-            StoreRecorder(),
-            policy=FAST,
-            clock=clock,
-        )
-        notifier.start()
-        lifecycle.add_listener(notifier.on_flush)
+        start, clock, notifier, book, alert = _opening_failed(store, ops)
         try:
-            book = AlertBook(store)
-            alert = book.open(FLOW, "erp", "Payment", start, OPENING)
-            _minute(book, alert, start)
-            _until(lambda: ("opened", "opened", "failed") in _outcomes(store))
             # silenced after its opening failed; the escalation under the silence is withheld
             silence = add_silence(store, timedelta(minutes=30), flow="payments.*", now=start)
             clock.now = start + 2 * MINUTE
@@ -156,8 +166,7 @@ def test_a_silence_ending_sends_the_opening_that_gave_up_before_it(store):
             received = ops.wait_for(FAST.attempts + 1)
             _until(lambda: _outcomes(store)[-1][2] == "sent")
         finally:
-            lifecycle.remove_listener(notifier.on_flush)
-            notifier.stop(timeout_seconds=2)
+            _stop(notifier)
     assert received[-1].json["event"] == "opened"
     assert received[-1].json["alert"]["kinds"] == ["error_rate", "volume_drop"]
     assert _outcomes(store)[-1] == ("opened", "escalated", "sent")
@@ -195,3 +204,23 @@ def test_a_resolved_alert_is_forgotten_where_no_resolution_goes():
         server.wait_for(1)
         notifier.stop(timeout_seconds=2)
     assert not everyone.told("a1b2c3d4e5f60718")
+
+
+def test_after_a_restart_the_escalation_of_an_opening_that_gave_up_goes_as_the_opening(store):
+    # the same rule as without the restart, read from the delivery log
+    with RecordingServer(list(OUTAGE)) as ops:
+        start, clock, before, _, _ = _opening_failed(store, ops)
+        _stop(before)
+        clock.now = start + 2 * MINUTE
+        after = _listening(ops, clock)
+        try:
+            again = AlertBook(store)
+            reloaded = again.load_open()[(FLOW, "erp")]
+            again.escalate(reloaded, start + MINUTE, JOINED)
+            again.flush()
+            received = ops.wait_for(FAST.attempts + 1)
+            _until(lambda: _outcomes(store)[-1][2] == "sent")
+        finally:
+            _stop(after)
+    assert received[-1].json["event"] == "opened"
+    assert _outcomes(store)[-1] == ("opened", "escalated", "sent")
