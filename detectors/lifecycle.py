@@ -337,12 +337,25 @@ class AlertBook:
 
 def opening_events(store: Store, alert_ids: list[str]) -> dict[str, dict[str, object]]:
     """The ``opened`` event of each of ``alert_ids``, as ``flush`` wrote it, by alert id."""
+    return _first_events(store, alert_ids, "event = 'opened'", "at")
+
+
+def latest_told_events(store: Store, alert_ids: list[str]) -> dict[str, dict[str, object]]:
+    """The latest opening or escalation of each of ``alert_ids`` (what its latest message
+    said changed), as ``flush`` wrote it, by alert id."""
+    return _first_events(store, alert_ids, "event IN ('opened', 'escalated')", "at DESC")
+
+
+def _first_events(
+    store: Store, alert_ids: list[str], condition: str, order: str
+) -> dict[str, dict[str, object]]:
+    """The first event of each of ``alert_ids`` meeting ``condition`` in ``order``."""
     if not alert_ids:
         return {}
     frame = store.query_df(
         f"SELECT alert_id, at, event, kind, score, detail FROM {store.table(EVENTS_TABLE)} "
-        "WHERE event = 'opened' AND has(splitByChar(',', {ids:String}), alert_id) "
-        "ORDER BY alert_id, at LIMIT 1 BY alert_id",
+        f"WHERE {condition} AND has(splitByChar(',', {{ids:String}}), alert_id) "
+        f"ORDER BY alert_id, {order} LIMIT 1 BY alert_id",
         # one string, not an array: the embedded store passes arrays unquoted; ids are hex
         {"ids": ",".join(alert_ids)},
     )

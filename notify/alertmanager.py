@@ -58,6 +58,19 @@ class AlertmanagerDestination(Destination):
             wait = self.resend_interval.total_seconds() if posted else 0.0
             self._due[notification.alert_id] = time.monotonic() + wait
 
+    def refresh(self, notifications: list[Notification]) -> None:
+        """Resend ``notifications`` in place of the firing alerts' remembered ones (the same
+        messages, with the alert's facts and holder as they are now), keeping when each is
+        due; one whose alert resolved, or that a newer message replaced meanwhile, is not."""
+        with self._lock:
+            for notification in notifications:
+                current = self._firing.get(notification.alert_id)
+                if current is not None and (current.event, current.at) == (
+                    notification.event,
+                    notification.at,
+                ):
+                    self._firing[notification.alert_id] = notification
+
     def firing(self) -> list[Notification]:
         """The alerts that are resent while they fire."""
         with self._lock:

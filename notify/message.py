@@ -198,8 +198,9 @@ def build_notification(
         resolved_at=_resolved_as_of(alert, _utc(event["at"])),
         what_changed=str(event.get("detail") or ""),
         top_error="" if _quote_restates_event(alert, event) else alert.top_error,
-        alert_url=alert_link(dashboard_url, alert.alert_id),
-        lineage_url=lineage_link(dashboard_url, alert.flow),
+        # a test's sample alert and flow are nowhere in the store: its links open the pages
+        alert_url=alert_link(dashboard_url, None if test else alert.alert_id),
+        lineage_url=lineage_link(dashboard_url, None if test else alert.flow),
         money_by_currency=tuple(split),
         converted=converted,
         test=test,
@@ -226,14 +227,16 @@ def _resolved_as_of(alert: Alert, at: datetime) -> datetime | None:
     return _utc(alert.resolved_at)
 
 
-def alert_link(dashboard_url: str, alert_id: str) -> str:
-    """The dashboard's Alerts page, naming the alert."""
-    return f"{dashboard_url.rstrip('/')}/alerts?{urlencode({'alert_id': alert_id})}"
+def alert_link(dashboard_url: str, alert_id: str | None) -> str:
+    """The dashboard's Alerts page, naming the alert (the page alone without one)."""
+    page = f"{dashboard_url.rstrip('/')}/alerts"
+    return page if alert_id is None else f"{page}?{urlencode({'alert_id': alert_id})}"
 
 
-def lineage_link(dashboard_url: str, flow: str) -> str:
-    """The dashboard's Lineage page, naming the flow."""
-    return f"{dashboard_url.rstrip('/')}/lineage?flow={quote(flow, safe='')}"
+def lineage_link(dashboard_url: str, flow: str | None) -> str:
+    """The dashboard's Lineage page, naming the flow (the page alone without one)."""
+    page = f"{dashboard_url.rstrip('/')}/lineage"
+    return page if flow is None else f"{page}?flow={quote(flow, safe='')}"
 
 
 def _utc(moment: datetime) -> datetime:

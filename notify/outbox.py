@@ -8,8 +8,10 @@ became of it. A full queue drops the new notification, counts it and records it 
 ``dropped``.
 
 A worker posts each notification with retries (tenacity): exponential backoff with jitter,
-the server's Retry-After when it gives one, at most ``attempts`` tries within
-``deadline_seconds``; 4xx answers other than 408, 425 and 429 are not retried.
+capped at a minute, or the server's Retry-After when it gives one, at most ``attempts`` tries
+within ``deadline_seconds`` (15 minutes: a chat outage of a few minutes loses nothing); 4xx
+answers other than 408, 425 and 429 are not retried. While a notification is retried, the
+destination's later ones wait behind it, in order.
 
 Stopping ends retries: a backoff sleep is cut short and no later attempt is made. What is
 still queued gets one attempt each, cut to end with the stop's timeout, until one fails in a
@@ -34,7 +36,11 @@ an alert whose opening or escalation was sent to a destination: it is always sen
 no channel is left showing an alert as open forever. An escalation that reaches a
 destination never told of its alert goes there as the opening: a channel's first message of
 an alert is always its opening, whether the alert opened during downtime, under a silence,
-below the channel's thresholds or before notifications were set up.
+below the channel's thresholds or before notifications were set up, or its opening gave up.
+A destination is told of an alert once an opening or escalation of it was delivered there
+(the delivery log says ``sent``, for a restart), or while one is queued or being retried
+there (:meth:`DestinationWorker.told`); an escalation queued behind an opening that then
+gives up goes as the opening.
 
 A silenced alert is recorded as ``silenced`` and withheld: once no silence covers it (the
 silence was ended or expired, or a category silence no longer covers every category the alert
@@ -68,7 +74,6 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_any,
-    stop_before_delay,
     wait_exponential_jitter,
 )
 
@@ -76,6 +81,7 @@ from detectors.lifecycle import (
     OPEN,
     Alert,
     AlertBook,
+    latest_told_events,
     load_alerts,
     notified_events_since,
     opening_events,
@@ -132,12 +138,17 @@ _POLL_SECONDS = 0.2
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard a worker tries before it gives up on one notification."""
+    """How hard a worker tries before it gives up on one notification.
 
-    attempts: int = 6
-    deadline_seconds: float = 120.0
+    The default rides out a chat outage of several minutes: waits of 1, 2, 4 ... 32 s, then
+    a minute each (plus up to a second of jitter), for up to 15 minutes from the first
+    attempt, about 20 attempts; ``attempts`` bounds them too. A giving up is final (the
+    delivery log says ``failed``), so it must not come after half a minute of 503s."""
+
+    attempts: int = 30
+    deadline_seconds: float = 900.0
     first_backoff_seconds: float = 1.0
-    max_backoff_seconds: float = 30.0
+    max_backoff_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -167,7 +178,12 @@ class DestinationWorker:
         recorder: Recorder,
         policy: RetryPolicy,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        *,
+        sleep: Callable[[float], object] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``sleep`` waits between attempts (default: until the stop, at most the backoff)
+        and ``monotonic`` times the retries' ``deadline_seconds``; tests pass their own."""
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size!r}")
         self.destination = destination
@@ -177,6 +193,8 @@ class DestinationWorker:
         self.dropped = 0
         self._queue: queue.Queue[Notification] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._monotonic = monotonic
         # when the stop's timeout ends (time.monotonic()); no attempt may run past it
         self._deadline = math.inf
         # set once the stop left a notification queued: the destination is failing, so the
@@ -186,6 +204,14 @@ class DestinationWorker:
         self._recording = threading.Lock()
         self._abandoned = False
         self._client = httpx.Client(follow_redirects=False)
+        # What this destination heard of each alert (see told()), by alert id: openings and
+        # escalations queued or in flight here, alerts one of them was delivered of, and
+        # alerts whose every message here so far gave up. Offers come from the runner's
+        # thread, outcomes from the worker's.
+        self._told_lock = threading.Lock()
+        self._pending: Counter[str] = Counter()
+        self._delivered: set[str] = set()
+        self._gave_up: set[str] = set()
         self._thread = threading.Thread(
             target=self._run, name=f"seamwatch-notify-{destination.name}", daemon=True
         )
@@ -196,12 +222,71 @@ class DestinationWorker:
 
     def offer(self, notification: Notification) -> bool:
         """Queue ``notification``; False (and counted) when the queue is full."""
+        telling = notification.event != RESOLVED
+        if telling:
+            with self._told_lock:
+                self._pending[notification.alert_id] += 1
         try:
             self._queue.put_nowait(notification)
         except queue.Full:
+            if telling:
+                self._settle(notification, DROPPED)
             self.dropped += 1
             return False
         return True
+
+    def told(self, alert_id: str) -> bool:
+        """Whether this destination was told of the alert: an opening or escalation of it was
+        delivered here (in this process, or before a restart as the delivery log says), or
+        one is queued or being retried here. A message that gave up told it nothing."""
+        with self._told_lock:
+            return alert_id in self._delivered or self._pending[alert_id] > 0
+
+    def mark_told(self, alert_id: str) -> None:
+        """The delivery log says an opening or escalation of the alert was sent here."""
+        with self._told_lock:
+            self._delivered.add(alert_id)
+
+    def forget(self, alert_id: str) -> None:
+        """The alert resolved and no resolution of it goes here: nothing more of it comes."""
+        with self._told_lock:
+            self._delivered.discard(alert_id)
+            self._gave_up.discard(alert_id)
+
+    def _settle(self, notification: Notification, outcome: str) -> None:
+        """What ``notification`` ending as ``outcome`` says of what the destination heard."""
+        alert_id = notification.alert_id
+        if notification.event == RESOLVED:
+            if outcome != QUEUED:
+                self.forget(alert_id)  # nothing more of the alert comes
+            return
+        with self._told_lock:
+            if self._pending[alert_id] > 1:
+                self._pending[alert_id] -= 1
+            else:
+                del self._pending[alert_id]
+            if outcome == SENT:
+                self._delivered.add(alert_id)
+                self._gave_up.discard(alert_id)
+            elif outcome == FAILED and alert_id not in self._delivered:
+                self._gave_up.add(alert_id)
+
+    def _as_first_word(self, notification: Notification) -> Notification:
+        """An escalation queued behind a message of its alert that then gave up here goes as
+        the alert's opening: the destination never heard of the alert."""
+        if notification.event != ESCALATED:
+            return notification
+        with self._told_lock:
+            unheard = notification.alert_id in self._gave_up
+        if not unheard:
+            return notification
+        logger.info(
+            "Sending escalation of alert %s to %s as its opening: the earlier message of the "
+            "alert gave up there",
+            notification.alert_id,
+            self.destination.describe(),
+        )
+        return replace(notification, event=OPENED, source_event=ESCALATED)
 
     def waiting(self) -> int:
         """Notifications queued and not yet taken by the worker."""
@@ -247,6 +332,13 @@ class DestinationWorker:
     def deliver(self, notification: Notification) -> Outcome:
         """Post ``notification`` with retries, record the outcome and return it; ``queued``,
         and nothing recorded, when the stop cut it short (its queued row stands)."""
+        notification = self._as_first_word(notification)
+        outcome = self._post(notification)
+        self._settle(notification, outcome.outcome)
+        return outcome
+
+    def _post(self, notification: Notification) -> Outcome:
+        """:meth:`deliver` but for what it says of the destination's hearing."""
         if isinstance(self.destination, AlertmanagerDestination):
             self.destination.track(notification)
         request = self.destination.request(notification)
@@ -369,15 +461,22 @@ class DestinationWorker:
                 state.upcoming_sleep,
             )
 
+        started = self._monotonic()
+
+        def out_of_time(state: RetryCallState) -> bool:
+            # no attempt after the deadline: the next one would come after it
+            elapsed = self._monotonic() - started
+            return elapsed + state.upcoming_sleep >= policy.deadline_seconds
+
         return Retrying(
             stop=stop_any(
                 stop_after_attempt(policy.attempts),
-                stop_before_delay(policy.deadline_seconds),
+                out_of_time,
                 lambda _state: self._stop.is_set(),
             ),
             wait=wait,
             retry=retry_if_exception_type(TransientDeliveryError),
-            sleep=self._stop.wait,
+            sleep=self._sleep,
             before_sleep=log_retry,
             reraise=True,
         )
@@ -444,8 +543,6 @@ class Notifier:
             for route in routes
         ]
         self._clock = clock or (lambda: datetime.now(UTC))
-        # Destinations told of each open alert, so its resolution goes to the same places.
-        self._announced: dict[str, set[str]] = {}
         # Open alerts that silences kept from destinations, by alert id.
         self.withheld: dict[str, Withheld] = {}
         # (alert id, event, ms) of the events the start resumed: a minute evaluated again
@@ -484,6 +581,7 @@ class Notifier:
                 self.submit(self._notifications(alerts, fresh, severity))
             self._refresh_withheld(alerts, severity)
             self.release_unsilenced()
+            self._refresh_firing(alerts, severity)
         except Exception:  # noqa: BLE001 - detection must go on whatever happens to chat
             logger.exception("Could not queue notifications of %d alert event(s)", len(events))
 
@@ -519,7 +617,7 @@ class Notifier:
             if not workers:
                 continue
             if notification.event == RESOLVED:
-                announced = self._announced.pop(notification.alert_id, set())
+                announced = self._told(notification.alert_id)
             else:
                 announced = set()
             if now - notification.at > self.max_age:
@@ -541,14 +639,32 @@ class Notifier:
                     continue
             for worker in workers:
                 outcomes += self._offer(worker, self._first_word(notification, worker))
+        self._forget_resolved(items, outcomes)
         return outcomes
+
+    def _forget_resolved(
+        self, items: list[tuple[Notification, set[str] | None]], outcomes: list[Outcome]
+    ) -> None:
+        """Destinations that get no resolution of a resolved alert forget what they heard of
+        it (those that do, once it is delivered)."""
+        resolved = {n.alert_id for n, _ in items if n.event == RESOLVED}
+        if not resolved:
+            return
+        getting = {
+            (o.alert_id, o.destination)
+            for o in outcomes
+            if o.event == RESOLVED and o.outcome == QUEUED
+        }
+        for alert_id in resolved:
+            for worker in self.workers:
+                if (alert_id, worker.destination.name) not in getting:
+                    worker.forget(alert_id)
 
     def _first_word(self, notification: Notification, worker: DestinationWorker) -> Notification:
         """An escalation that reaches a destination never told of its alert is that
         destination's opening: a silence kept the opening from it, the opening was stale or
         below its thresholds, or notifications were set up while the alert was open."""
-        told = self._announced.get(notification.alert_id, set())
-        if notification.event == ESCALATED and worker.destination.name not in told:
+        if notification.event == ESCALATED and not worker.told(notification.alert_id):
             return replace(notification, event=OPENED, source_event=ESCALATED)
         return notification
 
@@ -593,8 +709,7 @@ class Notifier:
         told of its alert already (they get its resolution anyway)."""
         if notification.event == RESOLVED:
             return
-        told = self._announced.get(notification.alert_id, set())
-        names = {w.destination.name for w in workers} - told
+        names = {w.destination.name for w in workers} - self._told(notification.alert_id)
         if not names:
             return
         opening = replace(
@@ -617,6 +732,27 @@ class Notifier:
             rebuilt = build_notification(alert, _event_of(opening), severity, self.dashboard_url)
             withheld.opening = replace(rebuilt, source_event=opening.source_event)
 
+    def _refresh_firing(self, alerts: list[Alert], severity: Severity) -> None:
+        """Alertmanager's resends carry each firing alert as it is now: the facts of its
+        latest minute and who holds it (an acknowledgement given since its last post)."""
+        by_id = {alert.alert_id: alert for alert in alerts}
+        for worker in self.workers:
+            destination = worker.destination
+            if not isinstance(destination, AlertmanagerDestination):
+                continue
+            firing = destination.firing()
+            for index, notification in enumerate(firing):
+                alert = by_id.get(notification.alert_id)
+                if alert is not None and alert.state == OPEN:
+                    rebuilt = build_notification(
+                        alert, _event_of(notification), severity, self.dashboard_url
+                    )
+                    # a label: Alertmanager would take a new tier for a new alert
+                    firing[index] = replace(
+                        rebuilt, tier=notification.tier, source_event=notification.source_event
+                    )
+            destination.refresh(self._with_holders(firing))
+
     def _offer(self, worker: DestinationWorker, notification: Notification) -> list[Outcome]:
         """Queue ``notification`` for ``worker``: the outcome says ``queued``, or ``dropped``
         when the queue is full."""
@@ -624,9 +760,7 @@ class Notifier:
         queued = worker._outcome(notification, QUEUED)
         if worker.offer(notification):
             if notification.event != RESOLVED:
-                name = worker.destination.name
-                self._announced.setdefault(notification.alert_id, set()).add(name)
-                self._heard(notification.alert_id, name)
+                self._heard(notification.alert_id, worker.destination.name)
             return [queued]
         logger.warning(
             "Queue of %s is full; dropping %s of alert %s (%d dropped so far)",
@@ -646,9 +780,13 @@ class Notifier:
         if not withheld.destinations:
             del self.withheld[alert_id]
 
+    def _told(self, alert_id: str) -> set[str]:
+        """The destinations told of the alert (:meth:`DestinationWorker.told`)."""
+        return {w.destination.name for w in self.workers if w.told(alert_id)}
+
     def _workers_for(self, notification: Notification) -> list[DestinationWorker]:
-        announced = self._announced.get(notification.alert_id)
-        if notification.event == RESOLVED and announced is not None:
+        announced = self._told(notification.alert_id)
+        if notification.event == RESOLVED and announced:
             return [
                 w
                 for w in self.workers
@@ -765,6 +903,7 @@ class Notifier:
         by_id = {alert.alert_id: alert for alert in loaded.values()}
         by_id.update({alert.alert_id: alert for alert in alerts})
         withheld: dict[str, set[str]] = {}
+        firing: list[tuple[AlertmanagerDestination, Alert]] = []
         for worker in self.workers:
             name = worker.destination.name
             try:
@@ -774,20 +913,45 @@ class Notifier:
                 continue
             for alert_id in kept:
                 withheld.setdefault(alert_id, set()).add(name)
+            # told before the restart: the resolution goes there
             for alert_id in told:
-                self._resume_told(worker, by_id[alert_id])
+                worker.mark_told(alert_id)
+            if isinstance(worker.destination, AlertmanagerDestination):
+                firing += [
+                    (worker.destination, by_id[alert_id])
+                    for alert_id in told
+                    if by_id[alert_id].state == OPEN
+                ]
+        self._resume_firing(store, firing)
         self._resume_withheld(store, [by_id[alert_id] for alert_id in withheld], withheld)
 
-    def _resume_told(self, worker: DestinationWorker, alert: Alert) -> None:
-        """``worker``'s destination was told of ``alert`` before a restart: its resolution
-        goes there, and Alertmanager goes on hearing that it fires."""
-        self._announced.setdefault(alert.alert_id, set()).add(worker.destination.name)
-        if alert.state == OPEN and isinstance(worker.destination, AlertmanagerDestination):
-            event = {"event": OPENED, "at": alert.opened_at, "kind": alert.kind}
-            worker.destination.track(
-                build_notification(alert, event, self._severity(), self.dashboard_url),
-                posted=False,
+    def _resume_firing(
+        self, store: Store, firing: list[tuple[AlertmanagerDestination, Alert]]
+    ) -> None:
+        """Alertmanager goes on hearing that the open alerts it was told of fire, as their
+        latest message said (what changed) and with who holds them now."""
+        if not firing:
+            return
+        try:
+            latest = latest_told_events(store, sorted({alert.alert_id for _, alert in firing}))
+        except Exception as exc:  # noqa: BLE001 - resend without what changed rather than not
+            logger.warning("Could not read the latest events of the firing alerts: %s", exc)
+            latest = {}
+        severity = self._severity()
+        notifications = [
+            build_notification(
+                alert,
+                latest.get(alert.alert_id)
+                or {"event": OPENED, "at": alert.opened_at, "kind": alert.kind},
+                severity,
+                self.dashboard_url,
             )
+            for _, alert in firing
+        ]
+        for (destination, _), notification in zip(
+            firing, self._with_holders(notifications), strict=True
+        ):
+            destination.track(notification, posted=False)
 
     def _resume_withheld(
         self, store: Store, alerts: list[Alert], destinations: dict[str, set[str]]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -54,6 +55,8 @@ KINDS = ("slack", "teams", "google_chat", "webhook", "alertmanager")
 # A destination's name: shown in logs and the delivery log, so a word, not free text.
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 NAME_MAX_LENGTH = 64
+# the naming rule in words, as the file's errors give it
+NAME_RULE = "letters (A-Z, a-z), digits, '_', '.' and '-'"
 # the first words of every report on a notification file that cannot be used
 INVALID_TITLE = "Invalid notification file"
 PRIORITY_NAMES: tuple[str, ...] = (*(label for _, label in PRIORITY_LABELS), LOWEST_LABEL)
@@ -89,7 +92,7 @@ class DestinationModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN)
+    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH)
     kind: KindName
     url: SecretStr | None = None
     url_env: str | None = None
@@ -104,6 +107,16 @@ class DestinationModel(BaseModel):
     timeout_seconds: float = Field(10.0, gt=0, le=120, **PLAIN_NUMBER)
     # alertmanager only (cross_check refuses it for the other kinds)
     resend_interval_seconds: float = Field(60.0, ge=1, le=3600, **PLAIN_NUMBER)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_word(cls, value: str) -> str:
+        # pydantic's own words name the regular expression; say the rule and what broke it
+        if re.match(NAME_PATTERN, value):
+            return value
+        others = sorted({char for char in value if not re.match(NAME_PATTERN, char)})
+        shown = ", ".join(repr(char) for char in others)
+        raise ValueError(f"a destination name may hold only {NAME_RULE}, not {shown}")
 
     @field_validator("flows", "events")
     @classmethod

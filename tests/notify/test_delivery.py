@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from detectors.severity import load_severity
@@ -247,3 +249,80 @@ def test_retry_after_reads_seconds_and_dates(value, seconds):
 
     found = retry_after_seconds(value)
     assert found == seconds if seconds is not None else found > 1e8
+
+
+class FakeTime:
+    """A monotonic clock that the worker's sleeps move on, and the waits they were asked for."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.now += seconds
+        return False
+
+
+def _outage_worker(
+    fake: FakeTime, up_after_seconds: float, answers: list[int]
+) -> DestinationWorker:
+    """A default-policy worker whose destination answers 503 until ``up_after_seconds``."""
+    started = fake.now
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        status = 503 if fake.now - started < up_after_seconds else 200
+        answers.append(status)
+        return httpx.Response(status, text="busy" if status == 503 else "ok")
+
+    destination = make_destination(route("slack", "http://127.0.0.1:9/services/x"))
+    worker = DestinationWorker(
+        destination, ListRecorder(), RetryPolicy(), sleep=fake.sleep, monotonic=fake.monotonic
+    )
+    worker._client = httpx.Client(transport=httpx.MockTransport(answer))
+    return worker
+
+
+def test_a_ten_minute_outage_loses_no_message():
+    # the 6 attempts of the old default spanned about 34 s of 503s, then gave up for good
+    fake, answers = FakeTime(), []
+    outcome = _outage_worker(fake, 600.0, answers).deliver(make_notification())
+    assert (outcome.outcome, outcome.http_status) == ("sent", 200)
+    assert answers[-1] == 200 and answers.count(503) == outcome.attempts - 1
+    # exponential from a second, with up to a second of jitter, capped at a minute
+    firsts = zip([1, 2, 4, 8, 16, 32, 60, 60], fake.waits, strict=False)
+    assert all(low <= wait <= low + 1 for low, wait in firsts)
+    assert max(fake.waits) <= 61.0
+    assert 600.0 <= sum(fake.waits) <= 700.0
+
+
+def test_retries_give_up_within_fifteen_minutes_of_the_first_attempt(caplog):
+    fake, answers = FakeTime(), []
+    with caplog.at_level(logging.ERROR, logger="notify"):
+        outcome = _outage_worker(fake, math.inf, answers).deliver(make_notification())
+    assert (outcome.outcome, outcome.http_status) == ("failed", 503)
+    assert 780.0 <= sum(fake.waits) < 900.0
+    assert outcome.attempts == len(answers) == len(fake.waits) + 1
+    assert 15 <= outcome.attempts <= 25
+    assert f"after {outcome.attempts} attempt(s)" in caplog.text
+
+
+def test_a_stop_during_a_long_retry_wait_takes_no_time_and_leaves_the_message_queued():
+    # the default policy waits minutes between late attempts; a stop must not wait for them
+    recorder = ListRecorder()
+    with RecordingServer([Answer(503, {"Retry-After": "300"})]) as server:
+        destination = make_destination(route("slack", server.url + SECRET_PATH))
+        worker = DestinationWorker(destination, recorder, RetryPolicy())
+        worker.start()
+        worker.offer(make_notification())
+        server.wait_for(1)
+        time.sleep(0.1)  # the worker is in its wait now
+        began = time.monotonic()
+        worker.stop(timeout_seconds=10)
+        took = time.monotonic() - began
+    assert took < 2.0
+    assert len(server.received) == 1
+    assert recorder.outcomes == []  # its queued row stands: the next start sends it

@@ -9,10 +9,14 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from typer.testing import CliRunner
 
-from detectors.severity import parse_severity
+from detectors.severity import load_severity, parse_severity
 from notify.message import build_notification
 from notify.outbox import DestinationWorker, make_destination
+from notify.service import public_dashboard_url
+from seamwatch.cli import app
+from seamwatch.settings import load_settings
 from tests.notify.helpers import (
     DASHBOARD,
     FAST,
@@ -313,3 +317,35 @@ def test_a_name_stored_with_a_line_break_is_told_on_one_line():
     assert "\n" not in said and "\x1b" not in said
     assert said.startswith("ana\\nP1 resolved: billing -> erp at ")
     assert said.endswith("(on it\\x1b[2J)")
+
+
+@pytest.mark.parametrize(
+    ("env", "base"),
+    [
+        ({"SEAMWATCH_DASHBOARD_PUBLIC_URL": "https://seamwatch.example.test/"}, DASHBOARD),
+        ({"SEAMWATCH_DASHBOARD_PORT": "8612"}, "http://127.0.0.1:8612"),
+    ],
+)
+def test_notify_test_links_to_the_dashboard_pages_not_to_an_alert_nobody_has(
+    tmp_path, monkeypatch, env, base
+):
+    # it linked alerts?alert_id=test0000000000, which the page answered with "No alert with id"
+    monkeypatch.delenv("SEAMWATCH_DASHBOARD_PUBLIC_URL", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with RecordingServer() as server:
+        notify_file = tmp_path / "notify.yaml"
+        notify_file.write_text(
+            f"destinations:\n  - {{name: ops, kind: webhook, url: '{server.url}/hook'}}\n"
+        )
+        result = CliRunner().invoke(app, ["notify", "test", "--notify-file", str(notify_file)])
+        body = server.wait_for(1)[0].json
+    assert result.exit_code == 0, result.output
+    assert body["test"] is True
+    assert body["links"] == {"alert": f"{base}/alerts", "lineage": f"{base}/lineage"}
+    # a real alert's links start with the same address
+    opening = {"event": "opened", "at": OPENED_AT, "kind": "error_rate"}
+    real = build_notification(
+        make_alert(), opening, load_severity(), public_dashboard_url(load_settings())
+    )
+    assert real.alert_url == f"{base}/alerts?alert_id=a1b2c3d4e5f60718"

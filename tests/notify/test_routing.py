@@ -105,6 +105,13 @@ def test_a_destination_repeated_by_an_alias_is_reported_at_the_alias():
             "  - name: a\n    kind: teams\n    url: http://127.0.0.1/\n",
             "notify.yaml, line 5, field destinations.1.name: destination name 'a' is used twice",
         ),
+        (
+            # pydantic's words named the regular expression the name breaks
+            "destinations:\n  - name: finance oncall\n    kind: slack\n"
+            "    url: http://127.0.0.1/\n",
+            "notify.yaml, line 2, field destinations.0.name: a destination name may hold only "
+            "letters (A-Z, a-z), digits, '_', '.' and '-', not ' ' (got 'finance oncall')",
+        ),
         ("destinations: [\n", "notify.yaml, line 2: not valid YAML"),
         ("", "notify.yaml: the file is empty"),
     ],
