@@ -354,24 +354,29 @@ class DestinationWorker:
         except DeliveryError as exc:
             if isinstance(exc, TransientDeliveryError) and self._stop.is_set():
                 return self._left_queued(notification, attempts, str(exc))
+            reason = str(exc) + _beyond_retries(exc, attempts, self.policy)
             logger.error(
                 "Gave up delivering %s of alert %s to %s after %d attempt(s): %s",
                 notification.event,
                 notification.alert_id,
                 self.destination.describe(),
                 attempts,
-                exc,
+                reason,
             )
-            outcome = self._outcome(notification, FAILED, attempts, exc.status or 0, str(exc))
+            outcome = self._outcome(notification, FAILED, attempts, exc.status or 0, reason)
         except Exception as exc:  # noqa: BLE001 - our bug must not stop the worker; log it whole
             logger.exception("Delivering to %s failed unexpectedly", self.destination.describe())
             outcome = self._outcome(notification, FAILED, attempts, 0, f"{type(exc).__name__}")
         else:
             outcome = self._outcome(notification, SENT, attempts, status)
+        self._record_step(outcome)
+        return outcome
+
+    def _record_step(self, outcome: Outcome) -> None:
+        """Write ``outcome`` to the delivery log, unless the stop abandoned this worker."""
         with self._recording:
             if not self._abandoned:
                 self.recorder.record([outcome])
-        return outcome
 
     def _attempt_timeout(self, attempt_number: int) -> float:
         """How long attempt ``attempt_number`` may wait for an answer: the destination's
@@ -459,6 +464,17 @@ class DestinationWorker:
                 self.destination.describe(),
                 error,
                 state.upcoming_sleep,
+            )
+            # the log shows the tries so far while they go on: during a chat outage it said
+            # "queued, 0 attempts" for a quarter of an hour
+            self._record_step(
+                self._outcome(
+                    notification,
+                    QUEUED,
+                    state.attempt_number,
+                    getattr(error, "status", None) or 0,
+                    f"{error}; retrying in {state.upcoming_sleep:.0f} s",
+                )
             )
 
         started = self._monotonic()
@@ -972,6 +988,19 @@ class Notifier:
             }
             opening = build_notification(alert, event, self._severity(), self.dashboard_url)
             self.withheld[alert.alert_id] = Withheld(opening, destinations[alert.alert_id])
+
+
+def _beyond_retries(exc: DeliveryError, attempts: int, policy: RetryPolicy) -> str:
+    """Why a destination that asked to be tried again was not: with attempts left, the tries
+    end only when the next one, after its Retry-After, would come past the retry period (the
+    reason said "503" alone)."""
+    wait = getattr(exc, "retry_after_seconds", None)
+    if wait is None or attempts >= policy.attempts:
+        return ""
+    return (
+        f"; it asked to be tried again in {wait:,.0f} s, beyond the "
+        f"{policy.deadline_seconds / 60:g}-minute retry period"
+    )
 
 
 def _event_of(notification: Notification) -> dict[str, Any]:

@@ -325,4 +325,21 @@ def test_a_stop_during_a_long_retry_wait_takes_no_time_and_leaves_the_message_qu
         took = time.monotonic() - began
     assert took < 2.0
     assert len(server.received) == 1
-    assert recorder.outcomes == []  # its queued row stands: the next start sends it
+    # its queued row stands, the next start sends it; the row says what the tries met (it
+    # said "queued, 0 attempts" for as long as a chat outage lasted)
+    [step] = recorder.outcomes
+    assert (step.outcome, step.attempts, step.http_status) == ("queued", 1, 503)
+    assert step.reason.endswith("; retrying in 300 s")
+
+
+def test_a_retry_after_beyond_the_retry_period_is_named_as_the_reason_it_gave_up():
+    # the log said "answered HTTP 503" alone, and nobody could tell why it was not retried
+    recorder = ListRecorder()
+    with RecordingServer([Answer(503, {"Retry-After": "1000"})]) as server:
+        destination = make_destination(route("slack", server.url + SECRET_PATH))
+        worker = DestinationWorker(destination, recorder, RetryPolicy(deadline_seconds=60))
+        outcome = worker.deliver(make_notification())
+    assert (outcome.outcome, outcome.attempts) == ("failed", 1)
+    assert outcome.reason.endswith(
+        "; it asked to be tried again in 1,000 s, beyond the 1-minute retry period"
+    )

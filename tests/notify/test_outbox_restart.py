@@ -282,7 +282,10 @@ def test_a_message_being_retried_when_the_detectors_are_killed_arrives_once_afte
         delivered[0].headers["X-Seamwatch-Delivery"]
     }
     log = _python(PRINT_LOG, str(data_dir), env=env).stdout.splitlines()
-    assert log == ["opened queued", "opened queued", "opened sent"]
+    # queued when offered, each retry's step (as many as the kill let through), queued again
+    # at the restart, then sent once
+    assert log[-1] == "opened sent"
+    assert len(log) >= 3 and set(log[:-1]) == {"opened queued"}
 
 
 def test_an_event_time_with_microseconds_is_keyed_as_the_log_keeps_it(store):
