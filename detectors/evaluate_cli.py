@@ -86,7 +86,7 @@ def evaluate_command(
     days = DEFAULT_DAYS if days is None else days
     seed = DEFAULT_SEED if seed is None else seed
     if not 0 < days <= MAX_SIMULATED_DAYS:
-        raise _fail(f"--days must be above 0 and at most {MAX_SIMULATED_DAYS:g}.")
+        raise _fail(f"--days must be above 0 and at most {MAX_SIMULATED_DAYS:g} (got {days:g}).")
     every = _restart_interval(restart_every, days)
     logging.getLogger("sample_data").setLevel(logging.WARNING)
     try:

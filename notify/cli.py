@@ -121,6 +121,14 @@ def _send_samples(resolve: bool, notify_file: Path | None) -> None:
     except SeverityFileError as exc:
         raise _fail(str(exc)) from None
     url = public_dashboard_url(settings)
+    if not settings.dashboard_public_url and settings.dashboard_port == 0:
+        # 0 means "any free port" to a dashboard that starts; this command starts none
+        typer.echo(
+            f"Warning: the dashboard port is 0, so the test message links to {url}, which no "
+            "browser opens; set SEAMWATCH_DASHBOARD_PUBLIC_URL (or the port the dashboard "
+            "runs on) to send working links.",
+            err=True,
+        )
     now = datetime.now(UTC).replace(microsecond=0)
     failures = 0
     for route in routes:

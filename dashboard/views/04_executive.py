@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import data
@@ -25,6 +26,8 @@ from seamwatch.money import minor_units
 from storage import StoreError
 
 QUERY_TTL_SECONDS = 60
+# one day on a date axis, in its milliseconds
+DAY_MS = 24 * 60 * 60 * 1000
 # KPIs that are shares, drawn as percentages
 SHARE_KPIS = ("exception_rate", "order_acceptance_accuracy", "invoice_reconciliation_accuracy")
 
@@ -70,10 +73,17 @@ def show_trend(frame: pd.DataFrame, chosen: str) -> None:
         return
     figure = px.line(shown, x="period", y=chosen, color="flow", markers=True)
     figure.update_layout(yaxis_title=KPI_LABELS[chosen], xaxis_title=None)
+    by_day(figure)
     if chosen in SHARE_KPIS:
         figure.update_yaxes(tickformat=".1%")
         figure.update_traces(hovertemplate="%{y:.2%}")
     st.plotly_chart(figure, width="stretch")
+
+
+def by_day(figure: go.Figure) -> None:
+    """A tick a day, written as the day: with one day of data the axis showed milliseconds
+    around midnight."""
+    figure.update_xaxes(dtick=DAY_MS, tickformat="%b %d")
 
 
 def show_money_trends(frame: pd.DataFrame, chosen: str) -> None:
@@ -89,6 +99,7 @@ def show_money_trends(frame: pd.DataFrame, chosen: str) -> None:
         figure = px.line(shown, x="period", y="amount", color="flow", markers=True, title=title)
         figure.update_layout(yaxis_title=title, xaxis_title=None)
         figure.update_yaxes(tickformat=f",.{minor_units(code)}f", rangemode="tozero")
+        by_day(figure)
         st.plotly_chart(figure, width="stretch", key=f"executive_money_{currency}")
     st.caption(
         "One chart per currency: amounts are never added across currencies or converted. "

@@ -179,6 +179,9 @@ def test_evaluate_refuses_labelled_series_options_with_the_simulator(option):
         (["--simulator", "--days", "1", "--restart-every", "soon"], "'soon' is not a duration"),
         (["--simulator", "--days", "1", "--restart-every", "30s"], "at least 1m and shorter"),
         (["--simulator", "--days", "1", "--restart-every", "1d"], "shorter than the 1 simulated"),
+        # the value given was not quoted
+        (["--simulator", "--days", "0"], "--days must be above 0 and at most 28 (got 0)."),
+        (["--simulator", "--days", "99"], "--days must be above 0 and at most 28 (got 99)."),
     ],
 )
 def test_evaluate_refuses_a_restart_interval_it_cannot_use(option, error):

@@ -92,7 +92,10 @@ def test_executive_page_draws_the_kpis(shared):
 
     assert not app.exception
     assert app.header[0].value == "Executive trends"
-    assert len(app.get("plotly_chart")) == 1
+    [chart] = app.get("plotly_chart")
+    # a tick a day, written as the day: one day of data drew ticks a millisecond apart
+    axis = json.loads(chart.proto.spec)["layout"]["xaxis"]
+    assert (axis["dtick"], axis["tickformat"]) == (86_400_000, "%b %d")
 
 
 @pytest.fixture

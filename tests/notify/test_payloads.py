@@ -349,3 +349,21 @@ def test_notify_test_links_to_the_dashboard_pages_not_to_an_alert_nobody_has(
         make_alert(), opening, load_severity(), public_dashboard_url(load_settings())
     )
     assert real.alert_url == f"{base}/alerts?alert_id=a1b2c3d4e5f60718"
+
+
+def test_notify_test_warns_that_a_dashboard_port_of_0_gives_links_no_browser_opens(
+    tmp_path, monkeypatch
+):
+    # the test message linked http://127.0.0.1:0/alerts without a word
+    monkeypatch.delenv("SEAMWATCH_DASHBOARD_PUBLIC_URL", raising=False)
+    monkeypatch.setenv("SEAMWATCH_DASHBOARD_PORT", "0")
+    with RecordingServer() as server:
+        notify_file = tmp_path / "notify.yaml"
+        notify_file.write_text(
+            f"destinations:\n  - {{name: ops, kind: webhook, url: '{server.url}/hook'}}\n"
+        )
+        result = CliRunner().invoke(app, ["notify", "test", "--notify-file", str(notify_file)])
+        server.wait_for(1)
+    assert result.exit_code == 0, result.output
+    assert "Warning: the dashboard port is 0, so the test message links to " in result.output
+    assert "SEAMWATCH_DASHBOARD_PUBLIC_URL" in result.output
