@@ -184,7 +184,7 @@ def test_evaluate_refuses_labelled_series_options_with_the_simulator(option):
         (["--simulator", "--days", "99"], "--days must be above 0 and at most 28 (got 99)."),
     ],
 )
-def test_evaluate_refuses_a_restart_interval_it_cannot_use(option, error):
+def test_evaluate_refuses_simulator_options_it_cannot_use(option, error):
     from seamwatch.cli import app as seamwatch_app
 
     result = runner.invoke(seamwatch_app, ["evaluate", *option])
