@@ -203,6 +203,8 @@ class DestinationWorker:
         # held while recording: once abandoned at a stop, the worker records nothing more
         self._recording = threading.Lock()
         self._abandoned = False
+        # the notification being posted, for the stop's warning when it is cut off
+        self._in_flight: Notification | None = None
         self._client = httpx.Client(follow_redirects=False)
         # What this destination heard of each alert (see told()), by alert id: openings and
         # escalations queued or in flight here, alerts one of them was delivered of, and
@@ -307,9 +309,11 @@ class DestinationWorker:
         if self._thread.is_alive():
             with self._recording:
                 self._abandoned = True
+            in_flight = self._in_flight
             logger.warning(
-                "Stopped while a delivery to %s was in flight; it stays queued in the delivery "
-                "log and goes out at the next start",
+                "Stopped while %s to %s was in flight; it stays queued in the delivery log and "
+                "goes out at the next start",
+                f"{in_flight.event} of alert {in_flight.alert_id}" if in_flight else "a delivery",
                 self.destination.describe(),
             )
         left = []
@@ -333,7 +337,11 @@ class DestinationWorker:
         """Post ``notification`` with retries, record the outcome and return it; ``queued``,
         and nothing recorded, when the stop cut it short (its queued row stands)."""
         notification = self._as_first_word(notification)
-        outcome = self._post(notification)
+        self._in_flight = notification
+        try:
+            outcome = self._post(notification)
+        finally:
+            self._in_flight = None
         self._settle(notification, outcome.outcome)
         return outcome
 

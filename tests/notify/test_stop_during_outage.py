@@ -141,7 +141,7 @@ def test_a_retry_waiting_when_the_stop_comes_is_not_made_and_nothing_is_failed()
     ]
 
 
-def test_an_attempt_still_in_flight_when_the_stop_ends_is_abandoned_and_not_recorded():
+def test_an_attempt_still_in_flight_when_the_stop_ends_is_abandoned_and_not_recorded(caplog):
     with hanging_server() as hang:
         destination = make_destination(
             route("webhook", hang.url + "/hook", name="ops", timeout_seconds=1.5)
@@ -155,6 +155,8 @@ def test_an_attempt_still_in_flight_when_the_stop_ends_is_abandoned_and_not_reco
         time.sleep(1.5 + QUIET_SECONDS)  # the abandoned attempt has timed out by now
     assert took < 0.8
     assert recorder.outcomes == []
+    # the warning names the message cut off, as for those left in the queue
+    assert "Stopped while opened of alert a1b2c3d4e5f60718 to destination 'ops'" in caplog.text
 
 
 def test_while_stopping_a_refusal_is_final_and_a_5xx_leaves_the_rest_untried():
