@@ -114,7 +114,7 @@ def alert_events(store: Store, alert_id: str) -> pd.DataFrame:
 
 
 def show_linked_alert(
-    alert_id: str, alerts: list[dict], events: pd.DataFrame, silences: list[dict] = ()
+    alert_id: str, alerts: list[dict], events: pd.DataFrame, silences: Sequence[dict] = ()
 ) -> None:
     """The alert a link named, with its facts, its events and a way to its flow's lineage;
     ``silences``, those in force, tell who silenced it, why and until when."""
