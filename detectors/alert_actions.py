@@ -117,6 +117,8 @@ ALERT_KINDS = (
     "error_rate",
     "volume",
     "exception_category",
+    "error_budget",
+    "latency_objective",
     "duplicate_posting",
     "dropped",
 )

@@ -81,6 +81,14 @@ def what_changed(alert: Mapping[str, Any]) -> str:
     arrow = "{name} {baseline} → {observed}"
     if signal == "error_rate":
         return compared("error rate", baseline, observed, "{:.2%}".format, arrow)
+    if signal == "error_budget":
+        # the baseline is the tier's budget, the observed value the last hour's failure rate
+        budget = "{name} {observed} in the last hour against an error budget of {baseline}"
+        return compared("error rate", baseline, observed, "{:.2%}".format, budget)
+    if signal == "latency_objective":
+        budget = "{name} {observed} in the last hour against an error budget of {baseline}"
+        name = "posting calls slower than the tier's latency objective"
+        return compared(name, baseline, observed, "{:.2%}".format, budget)
     if signal.startswith(CATEGORY_PREFIX):
         # a category's usual share of transactions against its share in the window
         name = f"{signal.split(':', 1)[1]} failures"

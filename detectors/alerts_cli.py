@@ -47,6 +47,7 @@ from detectors.severity import (
     SEVERITY_FILE_ENV,
     SeverityFileError,
     load_severity,
+    severity_in_force,
 )
 from detectors.silence_scope import silenced_kind
 from seamwatch import runtime
@@ -160,6 +161,8 @@ def detectors_command(
     require_store(settings)
 
     def run() -> None:
+        # the tiers' error budgets are judged: a broken severity file stops the start
+        severity_in_force()
         # before the store opens (a second or more for the embedded engine): a Ctrl-C then
         # ends the command as one during the catch-up does, with its position said
         stop = stop_on_signals()

@@ -15,6 +15,7 @@ from typing import Any
 
 from detectors.lifecycle import ALERTS_TABLE, EVENTS_TABLE
 from detectors.runner import STATE_TABLE, DetectorRunner
+from detectors.severity import Severity
 from storage import Store
 
 _EVALUATED = (ALERTS_TABLE, EVENTS_TABLE, STATE_TABLE)
@@ -56,20 +57,26 @@ class RestartComparison:
 
 
 def compare_restarted(
-    store: Store, start: datetime, end: datetime, every: timedelta
+    store: Store,
+    start: datetime,
+    end: datetime,
+    every: timedelta,
+    severity: Severity | None = None,
 ) -> RestartComparison:
     """Compare the alerts ``store`` holds, those of a run that evaluated up to ``end`` without
     a stop (the judge's), with those of a run from nothing evaluated, restarted every
-    ``every`` after ``start``. The store holds the restarted run's alerts afterwards."""
+    ``every`` after ``start``, judging with ``severity`` (the process's file by default). The
+    store holds the restarted run's alerts afterwards."""
+    in_force = (lambda: severity) if severity is not None else None
     uninterrupted = _alerts(store)
     _forget_evaluated(store)
     restarts = 0
     moment = start + every
     while moment < end:
-        DetectorRunner(store).catch_up(moment)
+        DetectorRunner(store, severity=in_force).catch_up(moment)
         restarts += 1
         moment += every
-    DetectorRunner(store).catch_up(end)
+    DetectorRunner(store, severity=in_force).catch_up(end)
     restarted = _alerts(store)
     return RestartComparison(
         every,

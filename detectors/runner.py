@@ -8,6 +8,10 @@ Per (flow, target) series the runner judges, each evaluated minute:
   volume (the product configuration of :mod:`detectors.product`);
 * ``exception_category``: failures of a category the flow rarely shows
   (:mod:`detectors.category_drift`), e.g. ``mapping`` or ``master_data_missing``;
+* ``error_budget`` and ``latency_objective``: the last hour's failures, and its posting calls
+  slower than the tier's latency objective, against the error budget of the flow's tier in the
+  severity file (:mod:`detectors.budget_burn`), which a flow failing from its first call, with
+  no past in which it worked, still spends;
 * ``duplicate_posting`` and ``dropped``: a business key posted twice, a published event that no
   consumer picked up in time, read from the lineage index (:mod:`detectors.posting_watch`).
 
@@ -35,7 +39,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,7 +51,8 @@ import pyarrow as pa
 from detectors.affected import AlertLedger, finding_text
 from detectors.alarm import HysteresisAlarm
 from detectors.alert_text import CATEGORY_PREFIX, EXCEPTION_CATEGORY, category_text
-from detectors.category_drift import CategoryDrift
+from detectors.budget_burn import BudgetBurn, burn_text, slow_burn_text, slow_calls
+from detectors.category_drift import IGNORED, CategoryDrift
 from detectors.error_rate import ErrorRateDriftDetector
 from detectors.flow_series import data_bounds, read_minutes, split_pair
 from detectors.latency_shift import LatencyShiftTest
@@ -60,6 +65,7 @@ from detectors.posting_watch import (
     watch_chunk,
 )
 from detectors.product import build_alarm
+from detectors.severity import Severity, Tier, severity_in_force
 from seamwatch import runtime
 from seamwatch.settings import EVALUATION_DELAY_ENV
 from storage import Store, StoreError
@@ -88,6 +94,10 @@ SIGNALS: tuple[tuple[str, str], ...] = (
 )
 LATENCY = "latency"
 LATENCY_SIGNAL = "latency_shift"
+ERROR_BUDGET = "error_budget"
+LATENCY_OBJECTIVE = "latency_objective"
+# kinds judged against the tier's budget rather than the flow's own past
+BUDGET_KINDS = (ERROR_BUDGET, LATENCY_OBJECTIVE)
 FINDING_KINDS = (DUPLICATE_POSTING, DROPPED)
 # Failure categories a slowdown explains: a latency alert quotes only these.
 SLOWNESS_CATEGORIES = ("timeout",)
@@ -122,6 +132,10 @@ ERROR_RATE_COUNTS_RELEASE = 3.2
 # findings of one incident come tens of minutes apart: a dropped-events incident on payments
 # went 37 minutes between two, and a 30-minute settle split it into two alerts.
 FINDING_LATCH = LatchConfig(threshold=1.0, release=0.5, settle=60)
+# Error-budget burn: -log10 of the binomial tail of the hour's failures at the burn rate, so
+# 5.0 is one chance in 100,000; three failures of three transactions on a critical flow (1.44 %
+# allowed) score 5.5, ten of ten on a medium one (28.8 %) 5.4.
+BUDGET_LATCH = LatchConfig(threshold=5.0, release=1.3, settle=30)
 FINDING_BASE_SCORE = 10.0
 
 _STATE_SCHEMA = pa.schema(
@@ -186,6 +200,8 @@ class SeriesState:
         self.flow = flow
         self.target = target
         self.business_object = business_object
+        # the flow's tier, kept with the severity and business object it was resolved from
+        self._tier: tuple[Severity, str, Tier] | None = None
         self.alarms: dict[str, HysteresisAlarm] = {
             signal: build_alarm(kind) for signal, kind in SIGNALS
         }
@@ -195,18 +211,29 @@ class SeriesState:
         }
         self.latency = LatencyShiftTest()
         self.categories = CategoryDrift(new_category_score=CATEGORY_LATCH.threshold)
+        self.budget = BudgetBurn()
+        self.slow_calls = BudgetBurn()
         # latches of scored signals, by signal name: latency, one per category, findings
         self.latches: dict[str, tuple[str, Latch]] = {
             LATENCY_SIGNAL: (LATENCY, Latch(LATENCY_LATCH)),
+            ERROR_BUDGET: (ERROR_BUDGET, Latch(BUDGET_LATCH)),
+            LATENCY_OBJECTIVE: (LATENCY_OBJECTIVE, Latch(BUDGET_LATCH)),
             DUPLICATE_POSTING: (DUPLICATE_POSTING, Latch(FINDING_LATCH)),
             DROPPED: (DROPPED, Latch(FINDING_LATCH)),
         }
         # the signals whose alarm or latch closed in the last minute stepped
         self.settled: list[Signal] = []
 
-    def learn(self, minutes: pd.DataFrame, alarms: Sequence[CategoryAlarm] = ()) -> None:
+    def learn(
+        self,
+        minutes: pd.DataFrame,
+        alarms: Sequence[CategoryAlarm] = (),
+        tier: Tier | None = None,
+    ) -> None:
         """Learn a dense block of past minutes (indexed by minute) without scoring them
-        (warm-up), leaving out of the history what the stored category ``alarms`` left out."""
+        (warm-up), leaving out of the history what the stored category ``alarms`` left out;
+        posting calls are counted slow against ``tier``'s latency objective."""
+        objective = tier.latency_objective_ms if tier else None
         transactions = minutes["transactions"].to_numpy(float)
         with np.errstate(invalid="ignore", divide="ignore"):
             rates = np.where(
@@ -216,19 +243,23 @@ class SeriesState:
         for signal, series in values.items():
             self.alarms[signal].detector.learn_many(series)
             self.recent[signal].extend(series[-BASELINE_MINUTES:])
-        for stamp, count, durations, pairs in zip(
+        for stamp, count, failed, durations, pairs in zip(
             minutes.index,
             transactions,
+            minutes["failed"].to_numpy(float),
             minutes["post_durations_ms"],
             minutes["failed_categories"],
             strict=True,
         ):
             calls = len(durations) if isinstance(durations, list | np.ndarray) else 0
             self._relive_latency(durations if calls else [])
+            self.slow_calls.learn(calls, slow_calls(durations if calls else [], objective))
             in_alarm, opening = alarms_at(alarms, stamp)
+            categories = category_counts(pairs)
             self.categories.learn(
-                count, category_counts(pairs), float(calls), in_alarm=in_alarm, opening=opening
+                count, categories, float(calls), in_alarm=in_alarm, opening=opening
             )
+            self.budget.learn(count, spent_failures(failed, categories))
 
     def _relive_latency(self, durations: Any) -> None:
         """Score a past minute's posting calls as their evaluation did, learning them only
@@ -239,16 +270,25 @@ class SeriesState:
         score = self.latency.step(durations, LATENCY_LATCH.release if not latch.is_open else -1.0)
         latch.step(score)
 
+    def tier(self, severity: Severity) -> Tier:
+        """The flow's tier in ``severity``, resolved again only when the severity in force or
+        the flow's business object changes."""
+        if self._tier is None or self._tier[:2] != (severity, self.business_object):
+            found = severity.tier_for(self.flow, self.business_object, self.target)
+            self._tier = (severity, self.business_object, found)
+        return self._tier[2]
+
     def settle_latency_latch(self) -> None:
         """Close the latency latch the warm-up left open: without an open alert, a run that
         never stopped had it closed."""
         self.latches[LATENCY_SIGNAL] = (LATENCY, Latch(LATENCY_LATCH))
 
     def step(
-        self, minute: Minute, findings: dict[str, Finding] | None = None
+        self, minute: Minute, findings: dict[str, Finding] | None = None, tier: Tier | None = None
     ) -> tuple[list[Signal], list[Signal]]:
         """Feed one minute to every alarm; return (onsets, signals of open alarms). The
-        signals whose alarm closed in it are left in :attr:`settled`."""
+        signals whose alarm closed in it are left in :attr:`settled`. Without a ``tier``
+        the error budget is not judged."""
         onsets: list[Signal] = []
         active: list[Signal] = []
         self.settled = []
@@ -272,7 +312,7 @@ class SeriesState:
                 active.append(seen)
             elif was_open:
                 self.settled.append(seen)
-        for seen in self._scored_signals(minute, findings or {}):
+        for seen in self._scored_signals(minute, findings or {}, tier):
             _, latch = self._latch(seen.signal, seen.kind)
             was_open = latch.is_open
             if latch.step(seen.score):
@@ -286,7 +326,9 @@ class SeriesState:
                 self.settled.append(seen)
         return onsets, active
 
-    def _scored_signals(self, minute: Minute, findings: dict[str, Finding]) -> list[Signal]:
+    def _scored_signals(
+        self, minute: Minute, findings: dict[str, Finding], tier: Tier | None
+    ) -> list[Signal]:
         latency_open = self.latches[LATENCY_SIGNAL][1].is_open
         score = self.latency.step(
             minute.post_durations_ms, LATENCY_LATCH.release if not latency_open else -1.0
@@ -329,6 +371,8 @@ class SeriesState:
                     category_text(found),
                 )
             )
+        signals.append(self._budget_signal(minute, tier))
+        signals.append(self._objective_signal(minute, tier))
         for kind in FINDING_KINDS:
             finding = findings.get(kind)
             count = len(finding.keys) if finding else 0
@@ -339,6 +383,27 @@ class SeriesState:
                 )
             )
         return signals
+
+    def _budget_signal(self, minute: Minute, tier: Tier | None) -> Signal:
+        """The last hour's failures against the tier's error budget."""
+        spent = spent_failures(minute.failed, minute.categories)
+        found = self.budget.step(minute.transactions, spent, tier.error_budget if tier else None)
+        detail = burn_text(found, tier.name) if tier and found.score else ""
+        return Signal(ERROR_BUDGET, ERROR_BUDGET, found.score, found.budget, found.observed, detail)
+
+    def _objective_signal(self, minute: Minute, tier: Tier | None) -> Signal:
+        """The last hour's posting calls slower than the tier's latency objective, against
+        the tier's error budget."""
+        objective = tier.latency_objective_ms if tier else None
+        calls = minute.post_durations_ms
+        budget = tier.error_budget if tier and objective is not None else None
+        found = self.slow_calls.step(len(calls), slow_calls(calls, objective), budget)
+        detail = ""
+        if tier and objective is not None and found.score:
+            detail = slow_burn_text(found, tier.name, objective)
+        return Signal(
+            LATENCY_OBJECTIVE, LATENCY_OBJECTIVE, found.score, found.budget, found.observed, detail
+        )
 
     def _latch(self, name: str, kind: str) -> tuple[str, Latch]:
         entry = self.latches.get(name)
@@ -396,6 +461,18 @@ class SeriesState:
         return minute.transactions
 
 
+def spent_failures(failed: float, categories: Mapping[str, Collection[str]]) -> float:
+    """The minute's failed transactions that spend an error budget: all but those whose only
+    failures are of an ignored category (a target rejecting a redelivered document)."""
+    ignored = {key for category in IGNORED for key in categories.get(category, ())}
+    if not ignored:
+        return failed
+    others = {
+        key for category, keys in categories.items() if category not in IGNORED for key in keys
+    }
+    return max(0.0, failed - len(ignored - others))
+
+
 def _items(pairs: Any) -> list[str]:
     """The items of a pair column's cell (an array, or nothing for a minute without any)."""
     if not isinstance(pairs, list | np.ndarray) or not len(pairs):
@@ -441,13 +518,20 @@ def category_messages(pairs: Any) -> dict[str, str]:
     return messages
 
 
+def _headline(signal: Signal) -> tuple[bool, float]:
+    """How an alert's signals rank for its text: by score, except that the tier's budget comes
+    after every other signal, since they say what failed and how (mapping failures, an ERP
+    slower than usual), where the budget only says how much."""
+    return signal.kind not in BUDGET_KINDS, signal.score
+
+
 def _affected(active: list[Signal], values: Minute, counted: int) -> float:
     """The minute's affected transactions besides findings: its failed ones not counted yet
-    (``counted``), all of them while latency is in alarm (all were slowed), the shortfall
-    while volume is."""
+    (``counted``), all of them while latency or its objective is in alarm (all were slowed),
+    the shortfall while volume is."""
     kinds = {signal.kind for signal in active}
     affected = float(counted)
-    if LATENCY in kinds:
+    if kinds & {LATENCY, LATENCY_OBJECTIVE}:
         affected = max(affected, values.transactions)
     if "volume" in kinds:
         volume = next(s for s in active if s.kind == "volume")
@@ -466,7 +550,7 @@ def _quote(quoted: str, values: Minute, ledger: AlertLedger, found_now: bool) ->
     if quoted.startswith(CATEGORY_PREFIX):
         # another category's error would send the reader the wrong way
         top_error = values.category_errors.get(quoted.removeprefix(CATEGORY_PREFIX), "")
-    elif quoted == LATENCY_SIGNAL:
+    elif quoted in (LATENCY_SIGNAL, LATENCY_OBJECTIVE):
         # of the minute's errors, only a timeout is what a slowdown explains; a validation
         # error beside slow calls is the everyday background
         top_error = next(
@@ -505,7 +589,10 @@ class RunReport:
 
 
 class DetectorRunner:
-    """Evaluates stored minutes into alerts, resuming from the stored position."""
+    """Evaluates stored minutes into alerts, resuming from the stored position.
+
+    ``severity`` gives the severity in force when a minute is evaluated (the tiers' error
+    budgets); by default the process's severity file, read again when it changes."""
 
     def __init__(
         self,
@@ -513,8 +600,10 @@ class DetectorRunner:
         name: str = DEFAULT_RUNNER,
         chunk: timedelta = DEFAULT_CHUNK,
         warmup: timedelta = WARMUP,
+        severity: Callable[[], Severity] | None = None,
     ) -> None:
         self.store = store
+        self.severity = severity or severity_in_force().current
         self.name = name
         self.chunk = chunk
         self.warmup = warmup
@@ -662,7 +751,7 @@ class DetectorRunner:
                 dense[["transactions", "failed", "calls"]] = dense[
                     ["transactions", "failed", "calls"]
                 ].fillna(0.0)
-                state.learn(dense, alarms.get((flow, target), ()))
+                state.learn(dense, alarms.get((flow, target), ()), state.tier(self.severity()))
         return True
 
     def _replay(
@@ -686,10 +775,12 @@ class DetectorRunner:
             while minute < chunk_end:
                 stamp = pd.Timestamp(_naive(minute))
                 seen = self._minutes_of(by_minute.get(stamp, []))
+                severity = self.severity()
                 for key, since in replay_from.items():
                     if minute >= since:
                         state = self._series(*key, "")
-                        state.step(seen.get(key) or Minute(), found.get(stamp, {}).get(key, {}))
+                        findings = found.get(stamp, {}).get(key, {})
+                        state.step(seen.get(key) or Minute(), findings, state.tier(severity))
                 minute += MINUTE
         return True
 
@@ -732,10 +823,11 @@ class DetectorRunner:
         for flow, target in found:
             self._series(flow, target, "")
         seen = self._minutes_of(rows)
+        severity = self.severity()
         for key, state in self.series.items():
             values = seen.get(key) or Minute()
             findings = found.get(key, {})
-            onsets, active = state.step(values, findings)
+            onsets, active = state.step(values, findings, state.tier(severity))
             self._apply(state, minute, values, onsets, active, findings)
 
     def _minutes_of(self, rows: list[dict]) -> dict[tuple[str, str], Minute]:
@@ -772,7 +864,7 @@ class DetectorRunner:
         alert = self.book.open_alerts.get(key)
         if alert is None and onsets:
             # the minute's onsets open it together: one opening, led by the strongest
-            first = max(onsets, key=lambda s: s.score)
+            first = max(onsets, key=_headline)
             joining = [signal for signal in onsets if signal is not first]
             alert = self.book.open(
                 state.flow, state.target, state.business_object, minute, first, *joining
@@ -786,7 +878,7 @@ class DetectorRunner:
             self.ledgers.pop(alert.alert_id, None)
             return
         self.book.ease(alert, minute, *state.settled)
-        strongest = max(active, key=lambda s: s.score)
+        strongest = max(active, key=_headline)
         ledger = self.ledgers.setdefault(alert.alert_id, AlertLedger())
         failed, counted, money = ledger.fail(values.failed_amounts, values.failed_currencies)
         affected = _affected(active, values, counted)

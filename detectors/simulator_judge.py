@@ -220,7 +220,9 @@ def judge(
     runner: DetectorRunner | None = None,
 ) -> Judgement:
     """Run the detectors over the stored minutes and compare their alerts with ``labels``."""
-    (runner or DetectorRunner(store, name=JUDGE_RUNNER)).catch_up(sim_end)
+    (runner or DetectorRunner(store, name=JUDGE_RUNNER, severity=lambda: severity)).catch_up(
+        sim_end
+    )
     events = store.query_df(
         f"SELECT e.alert_id, e.at, e.event, a.flow, a.target "
         f"FROM {store.table(EVENTS_TABLE)} AS e FINAL "
@@ -408,7 +410,7 @@ def simulate_and_judge(
             judgement = judge(store, read_labels(labels_path), severity, start, summary.sim_end)
             if restart_every is not None:
                 judgement.restarted = compare_restarted(
-                    store, start, summary.sim_end, restart_every
+                    store, start, summary.sim_end, restart_every, severity
                 )
             return judgement
         finally:

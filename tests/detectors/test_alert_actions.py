@@ -130,9 +130,21 @@ def test_a_blank_name_is_refused_and_a_padded_one_is_the_holder(store):
 
 def test_the_silenceable_kinds_are_the_kinds_the_runner_raises():
     from detectors.alert_actions import ALERT_KINDS
-    from detectors.runner import EXCEPTION_CATEGORY, FINDING_KINDS, LATENCY, SIGNALS
+    from detectors.runner import (
+        BUDGET_KINDS,
+        EXCEPTION_CATEGORY,
+        FINDING_KINDS,
+        LATENCY,
+        SIGNALS,
+    )
 
-    raised = {LATENCY, EXCEPTION_CATEGORY, *FINDING_KINDS, *(kind for _, kind in SIGNALS)}
+    raised = {
+        LATENCY,
+        EXCEPTION_CATEGORY,
+        *BUDGET_KINDS,
+        *FINDING_KINDS,
+        *(kind for _, kind in SIGNALS),
+    }
     assert set(ALERT_KINDS) == raised
 
 

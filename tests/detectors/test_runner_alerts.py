@@ -29,6 +29,7 @@ from detectors.runner import DetectorRunner, Minute, category_counts, category_m
 from detectors.severity import load_severity
 from seamwatch.cli import app
 from seamwatch.times import utc_text
+from tests.detectors.helpers import without_error_budgets
 from tests.lineage.spans import posted, published
 from tests.rows import (
     QUIET_RETURN_MINUTE,
@@ -192,8 +193,8 @@ def test_bad_requests_raise_clear_errors(store):
         add_silence(store, timedelta(hours=1), kind="mapping")
     assert str(raised.value) == (
         "kind 'mapping' matches no alert kind; use one of latency, error_rate, volume, "
-        "exception_category, duplicate_posting, dropped, a glob of them, '*', or category:NAME "
-        "for one failure category"
+        "exception_category, error_budget, latency_objective, duplicate_posting, dropped, a glob "
+        "of them, '*', or category:NAME for one failure category"
     )
     with pytest.raises(AlertActionError, match="kind 'category: ' names no category"):
         add_silence(store, timedelta(hours=1), kind="category: ")
@@ -262,7 +263,9 @@ def test_a_category_alert_quotes_an_error_of_its_category(store):
         spans += _categorised(minute, 1)
     store.insert_arrow("otel_traces", make_span_rows(spans))
 
-    DetectorRunner(store).catch_up(START + timedelta(minutes=CLEAN_MINUTES * 4 + BURST_MINUTES))
+    DetectorRunner(store, severity=without_error_budgets()).catch_up(
+        START + timedelta(minutes=CLEAN_MINUTES * 4 + BURST_MINUTES)
+    )
 
     [alert] = list_alerts(store, load_severity(), "open")
     assert alert["signal"] == "category:mapping"
@@ -409,7 +412,9 @@ def test_a_category_alert_keeps_its_quote_through_minutes_without_its_category(s
         spans += _categorised(minute, 0)
     store.insert_arrow("otel_traces", make_span_rows(spans))
 
-    DetectorRunner(store).catch_up(START + timedelta(minutes=burst_end + 3))
+    DetectorRunner(store, severity=without_error_budgets()).catch_up(
+        START + timedelta(minutes=burst_end + 3)
+    )
 
     [alert] = list_alerts(store, load_severity(), "open")
     assert alert["signal"] == "category:mapping"
@@ -447,7 +452,9 @@ def _category_burst_alert(store, name: str) -> dict:
     for minute in range(CLEAN_MINUTES * 4, CLEAN_MINUTES * 4 + BURST_MINUTES):
         spans += _categorised(minute, 1, name)
     store.insert_arrow("otel_traces", make_span_rows(spans))
-    DetectorRunner(store).catch_up(START + timedelta(minutes=CLEAN_MINUTES * 4 + BURST_MINUTES))
+    DetectorRunner(store, severity=without_error_budgets()).catch_up(
+        START + timedelta(minutes=CLEAN_MINUTES * 4 + BURST_MINUTES)
+    )
     [alert] = list_alerts(store, load_severity(), "open")
     return alert
 
@@ -625,11 +632,13 @@ def test_failures_after_a_quiet_hour_open_one_alert_with_every_kind_and_no_nan(s
             "opened",
             "exception_category",
             "mapping failures: 6 of 6 transactions in 15 min (usual rate 1.000%); "
-            "error_rate 100.00% (no earlier value to compare with)",
+            "error_rate 100.00% (no earlier value to compare with); "
+            "6 of 6 transactions failed in the last 60 min (100.00%), against the critical "
+            "tier's error budget of 0.10% (alerting from 1.44%)",
         )
     ]
     [alert] = list_alerts(store, load_severity(), "open")
-    assert alert["kinds"] == ["exception_category", "error_rate"]
+    assert alert["kinds"] == ["exception_category", "error_rate", "error_budget"]
     assert alert["categories"] == ["mapping"]
 
 
