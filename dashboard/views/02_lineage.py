@@ -27,6 +27,8 @@ SEARCH_KINDS = {"Business key": "key", "Correlation id": "correlation_id", "Trac
 MAP_WINDOWS = {"Last 1 hour": timedelta(hours=1), "Last 24 hours": timedelta(days=1)}
 FAILURES_WINDOW = timedelta(days=1)
 FAILURES_SHOWN = 50
+# flows named when a link names one the lineage index does not hold
+KNOWN_FLOWS_NAMED = 10
 _DERIVED_NOTE = (
     "Values marked derived were not on the span: the flow came from the service and route or "
     "destination, the target from peer.service or server.address (docs/integration-attributes.md)."
@@ -76,6 +78,37 @@ def recent_failures(flow: str) -> pd.DataFrame:
     return store.query_df(sql, parameters | window_parameters(end - FAILURES_WINDOW, end))
 
 
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def known_flows(flow: str) -> tuple[bool, list[str]]:
+    """Whether the lineage index holds ``flow`` at all, and the first flows it does hold."""
+    store = data.get_store()
+    table = store.table(LINEAGE_TABLE)
+    seen = store.query_rows(
+        f"SELECT count() FROM (SELECT 1 FROM {table} WHERE flow = {{flow:String}} LIMIT 1)",
+        {"flow": flow},
+    )
+    names = store.query_rows(
+        f"SELECT DISTINCT flow FROM {table} WHERE flow != '' ORDER BY flow "
+        f"LIMIT {KNOWN_FLOWS_NAMED + 1}"
+    )
+    return bool(seen[0][0]), [str(row[0]) for row in names]
+
+
+def no_failures_text(flow: str) -> str:
+    """Why a linked flow lists no failures: none lately, or no flow of that name at all."""
+    known, names = known_flows(flow)
+    if known:
+        return f"No failed transactions of {literal(flow)} in the last 24 hours."
+    if not names:
+        return f"No flow named {literal(flow)}: the lineage index holds no flow yet."
+    listed = ", ".join(literal(name) for name in names[:KNOWN_FLOWS_NAMED])
+    more = ", …" if len(names) > KNOWN_FLOWS_NAMED else ""
+    return (
+        f"No flow named {literal(flow)} in the lineage index (flows are named by the spans' "
+        f"integration.flow). Flows it holds: {listed}{more}."
+    )
+
+
 def main() -> None:
     """Draw the linked flow's failures, the search, the answer and the flow map."""
     st.header("Lineage")
@@ -95,7 +128,7 @@ def show_recent_failures(flow: str) -> None:
     failures = rows_to_show(
         lambda: recent_failures(flow),
         "the lineage index",
-        f"No failed transactions of {literal(flow)} in the last 24 hours.",
+        lambda: no_failures_text(flow),
     )
     if failures is None:
         return
@@ -203,16 +236,20 @@ def show_flow_map() -> None:
 
 
 def rows_to_show(
-    read: Callable[[], pd.DataFrame], source: str, empty_text: str
+    read: Callable[[], pd.DataFrame], source: str, empty_text: str | Callable[[], str]
 ) -> pd.DataFrame | None:
-    """The rows ``read`` returns, or None once the page has said why there are none."""
+    """The rows ``read`` returns, or None once the page has said why there are none
+    (``empty_text``, or what it returns when it is to be worked out only then)."""
     try:
         frame = read()
     except StoreError as exc:
         st.error(f"Cannot read {source}: {exc}", icon=":material/error:")
         return None
     if frame.empty:
-        st.caption(empty_text)
+        try:
+            st.caption(empty_text if isinstance(empty_text, str) else empty_text())
+        except StoreError as exc:
+            st.error(f"Cannot read {source}: {exc}", icon=":material/error:")
         return None
     return frame
 

@@ -185,13 +185,47 @@ def test_a_linked_flow_lists_its_failed_transactions_newest_first(store):
     assert any("Transaction search" in caption.value for caption in app.caption)
 
 
-def test_a_linked_flow_without_failures_gets_a_caption():
-    app = open_page(LINEAGE_PAGE, flow="no-such.flow")
+def test_a_linked_flow_without_failures_gets_a_caption(store):
+    flow = {"integration.flow": "billing.invoice-post"}
+    store.insert_arrow(
+        "otel_traces", make_span_rows([{"attributes": {**flow, "business.key": "INV-3"}}])
+    )
+
+    app = open_page(LINEAGE_PAGE, flow="billing.invoice-post")
 
     assert not app.exception
     assert not app.error
-    assert app.subheader[0].value == "Recent failed transactions of no-such.flow"
-    assert app.caption[0].value == "No failed transactions of no-such.flow in the last 24 hours."
+    assert app.subheader[0].value == "Recent failed transactions of billing.invoice-post"
+    assert app.caption[0].value == (
+        "No failed transactions of billing.invoice-post in the last 24 hours."
+    )
+
+
+def test_a_link_to_a_flow_the_store_never_saw_says_so_and_names_those_it_holds(store):
+    # a mistyped flow read like a flow without failures
+    spans = [
+        {"attributes": {"integration.flow": name, "business.key": "K-1"}}
+        for name in ("billing.invoice-post", "usage.usage-post")
+    ]
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+
+    app = open_page(LINEAGE_PAGE, flow="billing.invoice-psot")
+
+    assert not app.exception
+    assert not app.error
+    assert app.caption[0].value == (
+        "No flow named billing.invoice-psot in the lineage index (flows are named by the "
+        "spans' integration.flow). Flows it holds: billing.invoice-post, usage.usage-post."
+    )
+
+
+def test_a_link_to_a_flow_before_any_span_says_the_index_holds_none():
+    app = open_page(LINEAGE_PAGE, flow="no-such.flow")
+
+    assert not app.exception
+    assert app.caption[0].value == (
+        "No flow named no-such.flow: the lineage index holds no flow yet."
+    )
 
 
 def failed_span(attributes: dict, business_key: str, at: datetime, error: str) -> dict:
