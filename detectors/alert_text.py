@@ -27,6 +27,11 @@ FINDING_SIGNALS = ("duplicate_posting", "dropped")
 # The kind of a failure-category alert, and the prefix of its signals: ``category:mapping``.
 EXCEPTION_CATEGORY = "exception_category"
 CATEGORY_PREFIX = "category:"
+# What the share judged against a tier's error budget is a share of, by signal.
+BUDGET_NAMES = {
+    "error_budget": "failed transactions",
+    "latency_objective": "posting calls slower than the tier's latency objective",
+}
 # Signals named otherwise than the kind of alert they raise.
 _SIGNAL_KINDS = {"latency_shift": "latency"}
 # Said in place of a baseline that is not known: a flow without transactions in the hour the
@@ -81,14 +86,11 @@ def what_changed(alert: Mapping[str, Any]) -> str:
     arrow = "{name} {baseline} → {observed}"
     if signal == "error_rate":
         return compared("error rate", baseline, observed, "{:.2%}".format, arrow)
-    if signal == "error_budget":
-        # the baseline is the tier's budget, the observed value the last hour's failure rate
-        budget = "{name} {observed} in the last hour against an error budget of {baseline}"
-        return compared("error rate", baseline, observed, "{:.2%}".format, budget)
-    if signal == "latency_objective":
-        budget = "{name} {observed} in the last hour against an error budget of {baseline}"
-        name = "posting calls slower than the tier's latency objective"
-        return compared(name, baseline, observed, "{:.2%}".format, budget)
+    if signal in BUDGET_NAMES:
+        # the baseline is the tier's budget, the observed value the share of failed
+        # transactions (or slow calls) in the minutes the burn was judged on, an hour at most
+        budget = "{name} {observed} against the tier's error budget of {baseline}"
+        return compared(BUDGET_NAMES[signal], baseline, observed, "{:.2%}".format, budget)
     if signal.startswith(CATEGORY_PREFIX):
         # a category's usual share of transactions against its share in the window
         name = f"{signal.split(':', 1)[1]} failures"
@@ -203,6 +205,9 @@ def category_text(found: CategoryScore) -> str:
             f"{found.category} is new to this flow (no such failure outside alerts in the "
             f"previous {_hours_text(found.history_hours)}): {counts}"
         )
+    if found.history_transactions < 1:
+        # the rate it was scored at is the prior alone, not anything the flow showed
+        return f"{found.category} failures: {counts} (the flow has no history to compare with)"
     return f"{found.category} failures: {counts} (usual rate {found.baseline_rate:.3%})"
 
 

@@ -12,16 +12,20 @@ the last hour must exceed ``BURN_RATE`` (14.4) times the budget, the rate that s
 budget is judged on counts, so two failures among a night's three transactions are not an
 outage::
 
-    r = min(BURN_RATE * budget, MAX_BURN_SHARE)
+    r = min(BURN_RATE * budget, max(MAX_BURN_SHARE, budget))
     score = -log10 P(Binomial(n, r) >= k)      n, k: transactions and failed ones, last hour
 
 The score is 0 while the hour holds fewer than ``MIN_FAILURES`` failures, and while the last
 ``SHORT_WINDOW`` minutes that held transactions failed at under ``r``: the flow has recovered.
 Empty minutes are skipped, so a quiet flow that fails each transaction that comes is still
 burning, and one that recovered and then went quiet for a few minutes is not judged again on
-the failures its hour still holds. The rate judged is at most
-``MAX_BURN_SHARE``: a budget of 5 % times 14.4 would allow 72 % to fail before anything were
-judged, and a flow failing most of its transactions is burning any budget.
+the failures its hour still holds. Minutes without a failure are a recovery whatever the
+budget: a budget of 0 allows none, and would otherwise keep the alarm open for the hour.
+
+The rate judged is at most ``MAX_BURN_SHARE``: a budget of 5 % times 14.4 would allow 72 % to
+fail before anything were judged, and a flow failing most of its transactions is burning any
+budget, unless its budget allows even more (a budget of 1 lets every transaction fail, and
+nothing is judged).
 
 A tier without an ``error_budget`` is not judged. Failures of the ``duplicate`` category (the
 target rejecting a redelivered document, HTTP 409) do not spend the budget, as they are not
@@ -110,7 +114,7 @@ class BudgetBurn:
         """The hour ending with the last minute added, against ``budget``."""
         n = round(sum(count for count, _ in self._minutes))
         k = round(sum(failed for _, failed in self._minutes))
-        allowed = min(BURN_RATE * budget, MAX_BURN_SHARE) if budget is not None else math.nan
+        allowed = burn_rate(budget) if budget is not None else math.nan
         judged = BurnScore(0.0, budget or 0.0, allowed, k, n, len(self._minutes))
         if budget is None or k < self.min_failures or self._recovered(allowed):
             return judged
@@ -121,13 +125,22 @@ class BudgetBurn:
         ``allowed``."""
         busy = [minute for minute in self._minutes if minute[0] > 0][-self.short_window :]
         n = sum(count for count, _ in busy)
-        return n > 0 and sum(failed for _, failed in busy) < allowed * n
+        failed = sum(failed for _, failed in busy)
+        return n > 0 and (failed == 0 or failed < allowed * n)
+
+
+def burn_rate(budget: float) -> float:
+    """The failure rate a tier with ``budget`` is judged against: ``BURN_RATE`` times the
+    budget, at most ``MAX_BURN_SHARE`` unless the budget itself allows more."""
+    return min(BURN_RATE * budget, max(MAX_BURN_SHARE, budget))
 
 
 def _tail_score(failures: int, transactions: int, rate: float) -> float:
     """``-log10 P(Binomial(transactions, rate) >= failures)``, at most ``MAX_SCORE``."""
     if rate <= 0.0:
         return MAX_SCORE
+    if rate >= 1.0:
+        return 0.0
     log_tail = float(stats.binom.logsf(failures - 1, max(transactions, failures), rate))
     return min(MAX_SCORE, max(0.0, -log_tail / math.log(10)))
 

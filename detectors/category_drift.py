@@ -134,6 +134,8 @@ class CategoryScore:
     # a reference-data category the flow had not shown in its last ``history_hours``
     new_to_flow: bool = False
     history_hours: int = 0
+    # transactions in the flow's history: with none, ``baseline_rate`` is the prior alone
+    history_transactions: float = math.inf
 
 
 class CategoryDrift:
@@ -421,7 +423,9 @@ class CategoryDrift:
         tail = float(stats.poisson.sf(k - 1, expected))
         surprise = MAX_SCORE if tail <= 0 else min(MAX_SCORE, -math.log10(tail))
         score = max(0.0, surprise - max(0.0, math.log10(self.window / window)))
-        return CategoryScore(category, score, rate, k, int(n), window)
+        return CategoryScore(
+            category, score, rate, k, int(n), window, history_transactions=self._week_transactions
+        )
 
     def forget(self, category: str) -> None:
         """Take the failures of ``category`` in the last ``window`` minutes back out of the

@@ -10,7 +10,9 @@ that carry no stage attribute are judged on all their spans. A minute with fewer
 at night is not a drift. Clients resend batches, so each (TraceId, SpanId) is
 counted once. Transactions are distinct ``business.key`` values (the trace id where a span
 carries none); the money at risk of a minute is the ``business.amount`` of each failed
-transaction, counted once however many of its spans failed.
+transaction, counted once however many of its spans failed. The minute's top error is the most
+frequent message of its failed posting spans, where the target system says what it refused;
+only a minute without one quotes the other failed spans (a caller's "posting failed").
 
 Two columns feed the count-aware detectors: ``post_durations_ms``, the duration of every posting
 call of the minute (the caller's client span of the posting stage; every posting span of flows
@@ -79,7 +81,11 @@ SELECT
     uniqExact(transaction) AS transactions,
     uniqExactIf(transaction, is_error) AS failed,
     arraySum(pair -> pair.2, groupUniqArrayIf((transaction, amount), is_error)) AS money_at_risk,
-    arrayStringConcat(topKIf(1)(StatusMessage, is_error), '') AS top_error,
+    if(
+        countIf(is_posting_error) > 0,
+        arrayStringConcat(topKIf(1)(StatusMessage, is_posting_error), ''),
+        arrayStringConcat(topKIf(1)(StatusMessage, is_error), '')
+    ) AS top_error,
     groupArrayIf(Duration / 1e6, is_posting_call) AS post_durations_ms,
     groupUniqArrayIf(concat({category}, char(31), transaction), category != '')
         AS failed_categories,
@@ -102,6 +108,7 @@ FROM (
             AS transaction,
         StatusCode = 'Error' AS is_error,
         SpanAttributes['integration.stage'] IN ('post', '') AS is_posting,
+        is_error AND is_posting AND StatusMessage != '' AS is_posting_error,
         is_posting AND (SpanKind = 'Client' OR SpanAttributes['integration.stage'] = '')
             AS is_posting_call,
         SpanAttributes['integration.exception.category'] AS category,

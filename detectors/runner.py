@@ -51,7 +51,13 @@ import pyarrow as pa
 from detectors.affected import AlertLedger, finding_text
 from detectors.alarm import HysteresisAlarm
 from detectors.alert_text import CATEGORY_PREFIX, EXCEPTION_CATEGORY, category_text
-from detectors.budget_burn import BudgetBurn, burn_text, slow_burn_text, slow_calls
+from detectors.budget_burn import (
+    LONG_WINDOW,
+    BudgetBurn,
+    burn_text,
+    slow_burn_text,
+    slow_calls,
+)
 from detectors.category_drift import IGNORED, CategoryDrift
 from detectors.error_rate import ErrorRateDriftDetector
 from detectors.flow_series import data_bounds, read_minutes, split_pair
@@ -213,6 +219,9 @@ class SeriesState:
         self.categories = CategoryDrift(new_category_score=CATEGORY_LATCH.threshold)
         self.budget = BudgetBurn()
         self.slow_calls = BudgetBurn()
+        # each minute's failed transactions over the budget's hour: an alert the budget
+        # opens counts the failures it opened on
+        self.burned: deque[tuple[dict[str, float], dict[str, str]]] = deque(maxlen=LONG_WINDOW)
         # latches of scored signals, by signal name: latency, one per category, findings
         self.latches: dict[str, tuple[str, Latch]] = {
             LATENCY_SIGNAL: (LATENCY, Latch(LATENCY_LATCH)),
@@ -243,14 +252,17 @@ class SeriesState:
         for signal, series in values.items():
             self.alarms[signal].detector.learn_many(series)
             self.recent[signal].extend(series[-BASELINE_MINUTES:])
-        for stamp, count, failed, durations, pairs in zip(
+        for stamp, count, failed, durations, pairs, amounts, currencies in zip(
             minutes.index,
             transactions,
             minutes["failed"].to_numpy(float),
             minutes["post_durations_ms"],
             minutes["failed_categories"],
+            _cells(minutes, "failed_amounts"),
+            _cells(minutes, "failed_currencies"),
             strict=True,
         ):
+            self.burned.append((failed_amounts(amounts), failed_currencies(currencies)))
             calls = len(durations) if isinstance(durations, list | np.ndarray) else 0
             self._relive_latency(durations if calls else [])
             self.slow_calls.learn(calls, slow_calls(durations if calls else [], objective))
@@ -366,7 +378,8 @@ class SeriesState:
                     EXCEPTION_CATEGORY,
                     f"{CATEGORY_PREFIX}{category}",
                     found.score,
-                    found.baseline_rate,
+                    # a flow without history has no usual rate, only the prior it was scored at
+                    found.baseline_rate if found.history_transactions >= 1 else math.nan,
                     found.failures / max(found.transactions, 1),
                     category_text(found),
                 )
@@ -387,6 +400,7 @@ class SeriesState:
     def _budget_signal(self, minute: Minute, tier: Tier | None) -> Signal:
         """The last hour's failures against the tier's error budget."""
         spent = spent_failures(minute.failed, minute.categories)
+        self.burned.append((minute.failed_amounts, minute.failed_currencies))
         found = self.budget.step(minute.transactions, spent, tier.error_budget if tier else None)
         detail = burn_text(found, tier.name) if tier and found.score else ""
         return Signal(ERROR_BUDGET, ERROR_BUDGET, found.score, found.budget, found.observed, detail)
@@ -471,6 +485,12 @@ def spent_failures(failed: float, categories: Mapping[str, Collection[str]]) -> 
         key for category, keys in categories.items() if category not in IGNORED for key in keys
     }
     return max(0.0, failed - len(ignored - others))
+
+
+def _cells(minutes: pd.DataFrame, column: str) -> list[Any]:
+    """The cells of a pair column, or none for every minute when the block has no such
+    column."""
+    return minutes[column].tolist() if column in minutes else [None] * len(minutes)
 
 
 def _items(pairs: Any) -> list[str]:
@@ -862,6 +882,7 @@ class DetectorRunner:
     ) -> None:
         key = (state.flow, state.target)
         alert = self.book.open_alerts.get(key)
+        opening = alert is None and bool(onsets)
         if alert is None and onsets:
             # the minute's onsets open it together: one opening, led by the strongest
             first = max(onsets, key=_headline)
@@ -881,6 +902,11 @@ class DetectorRunner:
         strongest = max(active, key=_headline)
         ledger = self.ledgers.setdefault(alert.alert_id, AlertLedger())
         failed, counted, money = ledger.fail(values.failed_amounts, values.failed_currencies)
+        if opening and alert.kind == ERROR_BUDGET:
+            # opened on the hour's failures alone: they are the alert's, not only this minute's
+            for amounts, currencies in state.burned:
+                before = ledger.fail(amounts, currencies)
+                failed, counted, money = failed + before[0], counted + before[1], money + before[2]
         affected = _affected(active, values, counted)
         for finding in (findings or {}).values():
             # postings made twice and events never consumed are affected money, not failures
@@ -899,7 +925,7 @@ class DetectorRunner:
         alerts = list(self.book.open_alerts.values())
         if not alerts or self.cursor is None:
             return
-        start = min(_floor_minute(alert.opened_at) for alert in alerts)
+        start = min(_counted_since(alert) for alert in alerts)
         frame = read_minutes(self.store, start, self.cursor)
         found = watch_chunk(self.store, start, self.cursor)
         for alert in alerts:
@@ -909,12 +935,15 @@ class DetectorRunner:
             failed = {
                 row.minute: (row.failed_amounts, row.failed_currencies) for row in rows.itertuples()
             }
+            since = pd.Timestamp(_naive(_counted_since(alert)))
             opened = pd.Timestamp(_naive(_floor_minute(alert.opened_at)))
             for stamp in sorted({*failed, *found}):
-                if stamp < opened:
+                if stamp < since:
                     continue
                 amounts, currencies = failed.get(stamp, (None, None))
                 ledger.fail(failed_amounts(amounts), failed_currencies(currencies))
+                if stamp < opened:
+                    continue  # the hour a budget opened on counted its failures alone
                 for finding in found.get(stamp, {}).get(series, {}).values():
                     ledger.record(finding)
             alert.money_by_currency = ledger.money_by_currency()
@@ -1070,6 +1099,15 @@ def _chunks(start: datetime, end: datetime, size: timedelta) -> Iterator[tuple[d
         upper = min(cursor + size, end)
         yield cursor, upper
         cursor = upper
+
+
+def _counted_since(alert: Alert) -> datetime:
+    """The first minute whose failures an alert counts: its opening, or for one the error
+    budget opened, the first minute of the hour it was judged on."""
+    opened = _floor_minute(alert.opened_at)
+    if alert.kind == ERROR_BUDGET:
+        return opened - (LONG_WINDOW - 1) * MINUTE
+    return opened
 
 
 def _floor_minute(moment: datetime) -> datetime:

@@ -222,8 +222,8 @@ def _unclosed_set(pattern: str) -> int | None:
 
 def cross_check(data: dict[str, Any], lines: Lines) -> list[Problem]:
     """What validation of each part alone does not see: tiers used but not defined, rules
-    that can never match because an earlier rule has exactly the same patterns, and a rate
-    for the reporting currency other than 1.
+    that can never match because an earlier rule has exactly the same patterns, a latency
+    objective without an error budget, and a rate for the reporting currency other than 1.
 
     Only the parts that validate are judged, so these come in the same report as the file's
     other mistakes rather than after those are fixed; a part that does not validate is
@@ -267,7 +267,26 @@ def cross_check(data: dict[str, Any], lines: Lines) -> list[Problem]:
                     "rule never applies; remove one of them",
                 )
             )
-    return problems + _reporting_rate_problems(data.get("money"))
+    return problems + _objective_problems(tiers) + _reporting_rate_problems(data.get("money"))
+
+
+def _objective_problems(tiers: object) -> list[Problem]:
+    """A latency objective in a tier without an error budget: calls slower than the objective
+    spend the tier's budget, so without one the objective would never be judged."""
+    problems = []
+    for name, tier in tiers.items() if isinstance(tiers, dict) else ():
+        if not isinstance(tier, dict) or tier.get("latency_objective_ms") is None:
+            continue
+        if tier.get("error_budget") is None:
+            problems.append(
+                Problem(
+                    ("tiers", name, "latency_objective_ms"),
+                    "a latency objective is judged against the tier's error budget (calls "
+                    "slower than it spend the budget), and this tier has none; add "
+                    "error_budget (e.g. 0.01 for 1 %) or remove latency_objective_ms",
+                )
+            )
+    return problems
 
 
 def _reporting_rate_problems(money: object) -> list[Problem]:

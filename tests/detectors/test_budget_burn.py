@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from detectors.alert_actions import list_alerts
 from detectors.alert_text import alert_summary
-from detectors.budget_burn import BudgetBurn, slow_calls
+from detectors.budget_burn import BudgetBurn, burn_rate, slow_calls
 from detectors.runner import BUDGET_LATCH, DetectorRunner, spent_failures
 from detectors.severity import load_severity
 from seamwatch.cli import app
@@ -61,11 +61,12 @@ def test_a_recovered_flow_scores_nothing_while_its_hour_still_holds_the_failures
     assert found.failures == 20  # still in the hour
 
 
-def _last(minutes: list[tuple[float, float]]):
-    """What a critical flow's burn says after ``minutes`` of (transactions, failed)."""
+def _last(minutes: list[tuple[float, float]], budget: float = 0.001):
+    """What a flow's burn says after ``minutes`` of (transactions, failed), by default on a
+    critical flow's budget."""
     burn = BudgetBurn()
     for transactions, failed in minutes:
-        found = burn.step(transactions, failed, budget=0.001)
+        found = burn.step(transactions, failed, budget=budget)
     return found
 
 
@@ -125,7 +126,7 @@ def _failing_new_pair(minutes: int, per_minute: int = 2) -> list[dict]:
         for i in range(per_minute):
             spans.append(
                 {
-                    "timestamp": START + timedelta(minutes=minute, seconds=20 * i),
+                    "timestamp": START + timedelta(minutes=minute, seconds=i * 60 // per_minute),
                     "status": "Error",
                     "StatusMessage": "customer C-77 not found",
                     "attributes": {
@@ -155,8 +156,10 @@ def test_a_flow_and_target_failing_from_the_first_call_open_a_budget_alert(store
     # half that the low tier's budget (5 %, times 14.4, at most 50 %) allows
     assert alert["opened_at"] == "2025-03-03T10:08:00.000Z"
     assert alert_summary(alert).startswith(
-        "error rate 100.00% in the last hour against an error budget of 5.00%"
+        "failed transactions 100.00% against the tier's error budget of 5.00%"
     )
+    # the failures it opened on are the alert's: all 24 of the 12 minutes, not the 8 since
+    assert (alert["failed"], alert["affected"]) == (24, 24)
 
 
 def test_without_a_budget_the_same_failures_raise_nothing(store):
@@ -167,7 +170,7 @@ def test_without_a_budget_the_same_failures_raise_nothing(store):
     assert list_alerts(store, load_severity(), "open") == []
 
 
-def test_a_restart_during_the_burn_keeps_one_alert(store):
+def test_a_restart_during_the_burn_keeps_one_alert_counting_each_failure_once(store):
     store.insert_arrow("otel_traces", make_span_rows(_failing_new_pair(minutes=30)))
 
     DetectorRunner(store).catch_up(START + timedelta(minutes=75))
@@ -176,6 +179,7 @@ def test_a_restart_during_the_burn_keeps_one_alert(store):
     [alert] = list_alerts(store, load_severity(), "all")
     assert alert["state"] == "open"
     assert alert["kinds"] == ["error_budget"]
+    assert alert["failed"] == 2 * 30
 
 
 def test_the_detectors_refuse_to_start_on_a_broken_severity_file(tmp_path, monkeypatch):
@@ -226,8 +230,8 @@ def test_an_invoice_flow_slow_from_its_first_call_opens_a_latency_objective_aler
     assert alert["opened_at"] == "2025-03-03T09:01:00.000Z"
     assert alert["affected"] == 2 * 19  # every transaction of the alert's minutes was slowed
     assert alert_summary(alert) == (
-        "posting calls slower than the tier's latency objective 100.00% in the last hour "
-        "against an error budget of 0.10%"
+        "posting calls slower than the tier's latency objective 100.00% against the tier's "
+        "error budget of 0.10%"
     )
 
 
@@ -237,3 +241,32 @@ def test_calls_within_the_objective_raise_nothing(store):
     DetectorRunner(store).catch_up(START + timedelta(minutes=20))
 
     assert list_alerts(store, load_severity(), "all") == []
+
+
+def test_a_budget_of_zero_settles_once_the_failures_stop():
+    # no failure is allowed, so no minute could fail "under" the budget: the alarm stayed
+    # open for as long as the hour held the failures
+    found = _last([(2, 2)] * 5 + [(2, 0)] * 5, budget=0.0)
+    assert found.failures == 10
+    assert found.score == 0.0
+
+
+def test_a_budget_of_one_lets_every_transaction_fail():
+    assert _first_alarm(BudgetBurn(), [(5, 5)] * 60, budget=1.0) is None
+    assert burn_rate(0.6) == 0.6  # a budget above the half is judged at itself
+
+
+def test_a_category_burst_on_a_flow_without_history_names_no_usual_rate(store):
+    # the escalation said "usual rate 50.000%": the prior it was scored at, not the flow's
+    store.insert_arrow("otel_traces", make_span_rows(_failing_new_pair(12, per_minute=4)))
+
+    DetectorRunner(store).catch_up(START + timedelta(minutes=72))
+
+    events = store.table("alert_events")
+    details = [row[0] for row in store.query_rows(f"SELECT detail FROM {events} FINAL")]
+    assert any(
+        "master_data_missing failures: " in detail
+        and "(the flow has no history to compare with)" in detail
+        for detail in details
+    ), details
+    assert not any("usual rate 50" in detail for detail in details)

@@ -279,6 +279,13 @@ TIERS = "tiers:\n  low: {weight: 0.2}\n  high: {weight: 0.7}\ndefault_tier: low\
             "tiers:\n  low: {weight: 0.2, error_budget: .nan}\ndefault_tier: low\n",
             "line 2, field tiers.low.error_budget: Input should be a number, not NaN",
         ),
+        # an objective without a budget to spend was never judged, without a word
+        (
+            "tiers:\n  low: {weight: 0.2, latency_objective_ms: 500}\ndefault_tier: low\n",
+            "line 2, field tiers.low.latency_objective_ms: a latency objective is judged "
+            "against the tier's error budget (calls slower than it spend the budget), and this "
+            "tier has none; add error_budget (e.g. 0.01 for 1 %) or remove latency_objective_ms",
+        ),
         # empty, blank and unclosed patterns were taken, and could never match as meant
         (
             TIERS + "rules:\n  - {flow: '', tier: high}\n",

@@ -684,3 +684,41 @@ def test_a_finding_alert_says_its_count_is_its_worst_minutes():
     # 1 transaction(s)" read as a contradiction
     alert = {"signal": "duplicate_posting", "baseline": 0.0, "observed": 1.0}
     assert what_changed(alert) == "duplicate posting: 1 transaction(s) in its worst minute"
+
+
+def test_the_top_error_is_the_posting_span_s_not_the_caller_s_wrapper(store):
+    # every alert quoted the receiving span's "posting failed", never what the ERP refused
+    spans = []
+    for i in range(3):
+        key = {"integration.flow": FLOW, "integration.target": "erp", "business.key": f"I-{i}"}
+        spans += [
+            {
+                "timestamp": START + timedelta(seconds=i),
+                "status": "Error",
+                "StatusMessage": "posting failed",
+                "attributes": {**key, "integration.stage": "receive"},
+            },
+            {
+                "timestamp": START + timedelta(seconds=i),
+                "status": "Error",
+                "StatusMessage": "ERP rejected document: field TaxCode invalid",
+                "kind": "Client",
+                "attributes": {**key, "integration.stage": "post"},
+            },
+        ]
+    spans.append(
+        {
+            "timestamp": START + timedelta(minutes=1),
+            "status": "Error",
+            "StatusMessage": "posting failed",
+            "attributes": {"integration.flow": FLOW, "integration.target": "erp"},
+        }
+    )
+    store.insert_arrow("otel_traces", make_span_rows(spans))
+
+    minutes = read_minutes(store, START, START + timedelta(minutes=2))
+
+    assert minutes["top_error"].tolist() == [
+        "ERP rejected document: field TaxCode invalid",
+        "posting failed",  # a flow without stages: every span posts
+    ]
