@@ -309,13 +309,20 @@ def _problem(
 # A number in exponent form; YAML 1.1 (PyYAML) reads it as a number only with a dot in it and a
 # sign before its exponent (``1.0e-3``), otherwise as text.
 _EXPONENT_FORM = re.compile(r"[-+]?(?P<digits>[0-9]+(?:\.[0-9]*)?)[eE](?P<power>[-+]?[0-9]+)")
+# A percentage (``10%``, ``0.5 %``), which YAML reads as text: shares are written as fractions.
+_PERCENT = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?)\s*%")
 # Longer than this, a number's plain form is no help to write.
 _PLAIN_FORM_LIMIT = 20
 
 
 def _number_hint(text: str) -> str:
-    """Why a number reached the model as ``text``: it was quoted, or it is in an exponent form
-    that YAML reads as text (``1e-3``); the hint writes it so that YAML reads a number."""
+    """Why a number reached the model as ``text``: it was quoted, it is a percentage (``10%``),
+    or it is in an exponent form that YAML reads as text (``1e-3``); the hint writes it so that
+    YAML reads a number."""
+    percent = _PERCENT.fullmatch(text.strip())
+    if percent is not None:
+        share = Decimal(percent["number"]) / 100
+        return f"; write a percentage as a fraction: {share.normalize():f} for {percent[0]}"
     written = _EXPONENT_FORM.fullmatch(text.strip())
     if written is None or not isinstance(yaml.safe_load(text), str):
         return ", written without quotes"  # YAML reads a quoted number as text

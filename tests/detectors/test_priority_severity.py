@@ -279,6 +279,12 @@ TIERS = "tiers:\n  low: {weight: 0.2}\n  high: {weight: 0.7}\ndefault_tier: low\
             "tiers:\n  low: {weight: 0.2, error_budget: .nan}\ndefault_tier: low\n",
             "line 2, field tiers.low.error_budget: Input should be a number, not NaN",
         ),
+        # a percentage was told to be "written without quotes", though it had none
+        (
+            "tiers:\n  low: {weight: 0.2, error_budget: 10%}\ndefault_tier: low\n",
+            "line 2, field tiers.low.error_budget: Input should be a valid number; write a "
+            "percentage as a fraction: 0.1 for 10% (got '10%')",
+        ),
         # an objective without a budget to spend was never judged, without a word
         (
             "tiers:\n  low: {weight: 0.2, latency_objective_ms: 500}\ndefault_tier: low\n",
