@@ -56,11 +56,18 @@ DEFAULT_NOTIFY_QUEUE_SIZE = 1000
 # The default masked keys live with the redaction code; repeated here to keep settings light.
 DEFAULT_MASKED_KEYS = (
     "http.request.header.authorization",
+    "http.request.header.proxy-authorization",
     "http.request.header.cookie",
+    "http.response.header.set-cookie",
     "http.request.header.x-api-key",
+    "authorization",
+    "cookie",
     "password",
     "db.password",
     "api_key",
+    "access_token",
+    "refresh_token",
+    "client_secret",
     "secret",
 )
 

@@ -50,6 +50,15 @@ from tests.collector.test_grpc import export, grpc_target
         ),
         # one group of more than 19 digits is an id, whatever windows of it pass the check
         ("id 4111111111111111111111", "id 4111111111111111111111"),
+        # Basic credentials and a connection string's password were stored as sent
+        ("Authorization: Basic dXNlcjpzM2NyZXQ=", "Authorization: Basic [REDACTED:credentials]"),
+        ("basic\tYWxhZGRpbjpvcGVuc2VzYW1l", "basic [REDACTED:credentials]"),
+        ("a basic settlement run", "a basic settlement run"),
+        ("postgres://app:hunter2@db/x", "postgres://app:[REDACTED:password]@db/x"),
+        (
+            "clickhouse://default:@ch:9000 and http://erp:8080/api",
+            "clickhouse://default:@ch:9000 and http://erp:8080/api",
+        ),
     ],
 )
 def test_patterns(text, expected):
@@ -65,6 +74,8 @@ def test_spans_are_redacted_before_they_are_stored(running_collector, store):
             {"key": "customer.email", "value": {"stringValue": "ap@customer.example"}},
             {"key": "password", "value": {"stringValue": "hunter2"}},
             {"key": "business.key", "value": {"stringValue": "PAY-1"}},
+            {"key": "authorization", "value": {"stringValue": "Digest username=ana"}},
+            {"key": "access_token", "value": {"stringValue": "ya29.a0AfH6SMBx"}},
         ],
         "events": [
             {
@@ -89,6 +100,9 @@ def test_spans_are_redacted_before_they_are_stored(running_collector, store):
         "customer.email": "[REDACTED:email]",
         "password": "[REDACTED]",
         "business.key": "PAY-1",
+        # common credential keys are masked by default, whatever their value looks like
+        "authorization": "[REDACTED]",
+        "access_token": "[REDACTED]",
     }
     assert list(row["ea"]) == [{"card": "[REDACTED:card]"}]
     assert row["StatusMessage"] == "declined for [REDACTED:email]"
