@@ -161,6 +161,8 @@ def money_text(
     '4,321.00 EUR'
     >>> money_text(4321.0, {})
     '4,321.00 (currency unknown)'
+    >>> money_text(0.0, {})
+    'none'
     >>> money_text(4321.0, {"EUR": 3000.0, "USD": 1321.0})
     '3,000.00 EUR + 1,321.00 USD (mixed currencies)'
     >>> money_text(120000.0, {"JPY": 120000.0})
@@ -169,6 +171,8 @@ def money_text(
     '3,000.00 EUR + 120,000 JPY (mixed currencies) ≈ 3,744.00 EUR'
     """
     split = currency_split(total, by_currency)
+    if not split and not total:
+        return "none"  # a bare "0.00" read as money whose figure was missing
     text = amounts_text(split) if split else amount_text(total)
     after = converted_text(split, converted) if converted else ""
     return f"{text} {after}" if after else text

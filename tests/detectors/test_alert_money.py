@@ -29,7 +29,8 @@ from seamwatch.money import amount_text
         ),
         # a float sum a hair off the total is not money of another currency
         (300.5, {"EUR": 300.49999999999994}, "300.50 EUR", "EUR"),
-        (0.0, {}, "0.00", None),
+        # a slow-calls alert puts no money at risk: a bare "0.00" read as a missing figure
+        (0.0, {}, "none", None),
     ],
 )
 def test_money_is_written_with_its_currency_or_says_why_not(total, by_currency, text, currency):

@@ -84,7 +84,7 @@ def test_the_previous_versions_alerts_are_kept_and_read_as_of_unknown_currency(p
     assert ongoing["money_text"] == "4,321.00 (currency unknown) (not converted to EUR)"
     assert ongoing["money_at_risk_reporting"] == 0.0
     assert ongoing["money_not_converted"] == [None]
-    assert listed["usage.usage-post"]["money_text"] == "0.00"
+    assert listed["usage.usage-post"]["money_text"] == "none"
 
 
 def test_the_runner_writes_an_open_alerts_currencies_after_the_migration(previous_store):
