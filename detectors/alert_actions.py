@@ -14,6 +14,7 @@ without them or the one taking over knowing.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import math
 import re
@@ -303,9 +304,13 @@ def _silence_patterns(flow: str, target: str, kind: str, everything: bool) -> di
         except ValueError as exc:
             raise AlertActionError(f"{name} {quoted(pattern)}: {exc}") from None
     if not any(fnmatch.fnmatchcase(known, patterns["kind"]) for known in ALERT_KINDS):
+        written = patterns["kind"].replace("-", "_").lower()
+        meant = difflib.get_close_matches(written, ALERT_KINDS, 1)
+        guess = f"did you mean {meant[0]}? Otherwise " if meant else ""
         raise AlertActionError(
-            f"kind {quoted(kind)} matches no alert kind; use one of {', '.join(ALERT_KINDS)}, a "
-            "glob of them, '*', or category:NAME for one failure category"
+            f"kind {quoted(kind)} matches no alert kind; {guess}use one of "
+            f"{', '.join(ALERT_KINDS)}, a glob of them, '*', or category:NAME for one failure "
+            "category"
         )
     matches_all = category is None and _mutes_every_alert(patterns)
     if everything and not matches_all:

@@ -196,6 +196,12 @@ def test_bad_requests_raise_clear_errors(store):
         "exception_category, error_budget, latency_objective, duplicate_posting, dropped, a glob "
         "of them, '*', or category:NAME for one failure category"
     )
+    with pytest.raises(AlertActionError) as raised:
+        add_silence(store, timedelta(hours=1), kind="error-budget")
+    assert str(raised.value).startswith(
+        "kind 'error-budget' matches no alert kind; did you mean error_budget? Otherwise use "
+        "one of latency, "
+    )
     with pytest.raises(AlertActionError, match="kind 'category: ' names no category"):
         add_silence(store, timedelta(hours=1), kind="category: ")
 
