@@ -44,10 +44,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from scipy import stats
+
+from detectors.category_drift import IGNORED
 
 # the burn rate that spends 2 % of a 30-day budget in one hour
 BURN_RATE = 14.4
@@ -143,6 +145,18 @@ def _tail_score(failures: int, transactions: int, rate: float) -> float:
         return 0.0
     log_tail = float(stats.binom.logsf(failures - 1, max(transactions, failures), rate))
     return min(MAX_SCORE, max(0.0, -log_tail / math.log(10)))
+
+
+def spent_failures(failed: float, categories: Mapping[str, Collection[str]]) -> float:
+    """The minute's failed transactions that spend an error budget: all but those whose only
+    failures are of an ignored category (a target rejecting a redelivered document)."""
+    ignored = {key for category in IGNORED for key in categories.get(category, ())}
+    if not ignored:
+        return failed
+    others = {
+        key for category, keys in categories.items() if category not in IGNORED for key in keys
+    }
+    return max(0.0, failed - len(ignored - others))
 
 
 def slow_calls(durations_ms: Iterable[float], objective_ms: float | None) -> int:

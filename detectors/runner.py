@@ -39,7 +39,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,8 +57,9 @@ from detectors.budget_burn import (
     burn_text,
     slow_burn_text,
     slow_calls,
+    spent_failures,
 )
-from detectors.category_drift import IGNORED, CategoryDrift
+from detectors.category_drift import CategoryDrift
 from detectors.error_rate import ErrorRateDriftDetector
 from detectors.flow_series import data_bounds, read_minutes, split_pair
 from detectors.latency_shift import LatencyShiftTest
@@ -304,6 +305,7 @@ class SeriesState:
         onsets: list[Signal] = []
         active: list[Signal] = []
         self.settled = []
+        self.burned.append((minute.failed_amounts, minute.failed_currencies))
         for signal, kind in SIGNALS:
             alarm = self.alarms[signal]
             was_open = alarm.is_open
@@ -400,7 +402,6 @@ class SeriesState:
     def _budget_signal(self, minute: Minute, tier: Tier | None) -> Signal:
         """The last hour's failures against the tier's error budget."""
         spent = spent_failures(minute.failed, minute.categories)
-        self.burned.append((minute.failed_amounts, minute.failed_currencies))
         found = self.budget.step(minute.transactions, spent, tier.error_budget if tier else None)
         detail = burn_text(found, tier.name) if tier and found.score else ""
         return Signal(ERROR_BUDGET, ERROR_BUDGET, found.score, found.budget, found.observed, detail)
@@ -473,18 +474,6 @@ class SeriesState:
         if signal == "error_rate":
             return minute.failed / minute.transactions if minute.transactions > 0 else math.nan
         return minute.transactions
-
-
-def spent_failures(failed: float, categories: Mapping[str, Collection[str]]) -> float:
-    """The minute's failed transactions that spend an error budget: all but those whose only
-    failures are of an ignored category (a target rejecting a redelivered document)."""
-    ignored = {key for category in IGNORED for key in categories.get(category, ())}
-    if not ignored:
-        return failed
-    others = {
-        key for category, keys in categories.items() if category not in IGNORED for key in keys
-    }
-    return max(0.0, failed - len(ignored - others))
 
 
 def _cells(minutes: pd.DataFrame, column: str) -> list[Any]:

@@ -242,14 +242,11 @@ def rows_to_show(
     (``empty_text``, or what it returns when it is to be worked out only then)."""
     try:
         frame = read()
+        if frame.empty:
+            st.caption(empty_text if isinstance(empty_text, str) else empty_text())
+            return None
     except StoreError as exc:
         st.error(f"Cannot read {source}: {exc}", icon=":material/error:")
-        return None
-    if frame.empty:
-        try:
-            st.caption(empty_text if isinstance(empty_text, str) else empty_text())
-        except StoreError as exc:
-            st.error(f"Cannot read {source}: {exc}", icon=":material/error:")
         return None
     return frame
 

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from detectors.alert_actions import list_alerts
 from detectors.alert_text import alert_summary
-from detectors.budget_burn import BudgetBurn, burn_rate, slow_calls
-from detectors.runner import BUDGET_LATCH, DetectorRunner, spent_failures
+from detectors.budget_burn import BudgetBurn, burn_rate, slow_calls, spent_failures
+from detectors.runner import BUDGET_LATCH, DetectorRunner
 from detectors.severity import load_severity
 from seamwatch.cli import app
 from tests.detectors.helpers import without_error_budgets
